@@ -1,0 +1,111 @@
+// Command sard is the search-and-rescue coordination server.
+//
+// With no Redis or NATS configured it starts embedded ones and prints the
+// credentials and addresses a newcomer needs; with --redis-url and
+// --nats-url it uses the real ones.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kong"
+
+	"github.com/mountain-sar/sar/internal/app"
+)
+
+// version is stamped at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// CLI is sard's command line; every flag has an environment fallback.
+type CLI struct {
+	GRPCAddr     string           `name:"grpc-addr" env:"SAR_GRPC_ADDR" default:"127.0.0.1:50051" help:"Address of the gRPC listener (devices, tools, other replicas' load balancer)."`
+	HTTPAddr     string           `name:"http-addr" env:"SAR_HTTP_ADDR" default:"127.0.0.1:8080" help:"Address of the HTTP listener: JSON gateway (/v1/...), pages, /healthz, /readyz, /metrics."`
+	RedisURL     string           `name:"redis-url" env:"SAR_REDIS_URL" help:"Redis URL, e.g. redis://:password@host:6379/0. Empty: start an embedded Redis (redis-server child process, or in-process miniredis if redis-server is not on the PATH)."`
+	RedisCluster bool             `name:"redis-cluster" env:"SAR_REDIS_CLUSTER" help:"Treat --redis-url as a Redis Cluster seed list: redis://host1:6379?addr=host2:6379&addr=host3:6379."`
+	NATSURL      string           `name:"nats-url" env:"SAR_NATS_URL" help:"NATS URL(s), comma-separated, e.g. nats://host:4222. JetStream must be enabled. Empty: start an embedded NATS server with JetStream."`
+	DataDir      string           `name:"data-dir" env:"SAR_DATA_DIR" default:"data" help:"Directory for the embedded backends' data (NATS JetStream store, Redis append-only file)."`
+	AdminToken   string           `name:"admin-token" env:"SAR_ADMIN_TOKEN" help:"Bootstrap admin bearer token (make one with 'sarctl token'); installed at every start. Embedded mode makes one if empty."`
+	Resolution   int              `name:"resolution" env:"SAR_RESOLUTION" default:"9" help:"Default H3 resolution of search cells (about 0.1 km² at 9); incidents may choose 5-12."`
+	TrackMax     int              `name:"track-max" env:"SAR_TRACK_MAX" default:"5000" help:"Breadcrumbs kept per participant (older ones are dropped)."`
+	Retention    time.Duration    `name:"retention" env:"SAR_RETENTION" default:"720h" help:"How long precise positions and tracks are kept after an incident closes."`
+	RateLimit    float64          `name:"rate-limit" env:"SAR_RATE_LIMIT" default:"50" help:"Requests (and stream messages) per second allowed per credential."`
+	RateBurst    int              `name:"rate-burst" env:"SAR_RATE_BURST" default:"100" help:"Burst allowed above --rate-limit."`
+	Shutdown     time.Duration    `name:"shutdown-timeout" env:"SAR_SHUTDOWN_TIMEOUT" default:"20s" help:"How long a graceful shutdown may take before calls are cut."`
+	LogLevel     string           `name:"log-level" env:"SAR_LOG_LEVEL" default:"info" enum:"debug,info,warn,error" help:"Log level (debug, info, warn, error)."`
+	LogFormat    string           `name:"log-format" env:"SAR_LOG_FORMAT" default:"json" enum:"json,text" help:"Log format (json, text)."`
+	Version      kong.VersionFlag `help:"Print the version and exit."`
+}
+
+func main() {
+	var cli CLI
+	kong.Parse(&cli, kong.Name("sard"),
+		kong.Description("Search-and-rescue coordination server: live locations into H3 search cells (Redis), events over NATS."),
+		kong.Vars{"version": version}, kong.UsageOnError())
+	if err := run(cli); err != nil {
+		slog.Error("sard failed", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run(cli CLI) error {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(cli.LogLevel)); err != nil {
+		return err
+	}
+	hopt := &slog.HandlerOptions{Level: lvl}
+	var h slog.Handler = slog.NewJSONHandler(os.Stderr, hopt)
+	if cli.LogFormat == "text" {
+		h = slog.NewTextHandler(os.Stderr, hopt)
+	}
+	log := slog.New(h).With("service", "sard", "version", version)
+	slog.SetDefault(log)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cfg := app.Defaults()
+	cfg.GRPCAddr, cfg.HTTPAddr, cfg.RedisURL, cfg.RedisCluster = cli.GRPCAddr, cli.HTTPAddr, cli.RedisURL, cli.RedisCluster
+	cfg.NATSURL, cfg.DataDir, cfg.AdminToken = cli.NATSURL, cli.DataDir, cli.AdminToken
+	cfg.Resolution, cfg.TrackMax, cfg.Retention = cli.Resolution, cli.TrackMax, cli.Retention
+	cfg.RateLimit, cfg.RateBurst, cfg.ShutdownTimeout = cli.RateLimit, cli.RateBurst, cli.Shutdown
+	a, err := app.Start(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	if b := a.Embedded; b.OperatorToken != "" {
+		banner(a, b, cfg)
+	}
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down: draining streams and in-flight batches")
+	case err := <-a.Done():
+		log.Error("server stopped", "err", err)
+	}
+	return a.Close()
+}
+
+// banner tells a newcomer how to start using an embedded-mode server.
+func banner(a *app.App, b app.Bootstrap, cfg app.Config) {
+	w := os.Stderr
+	fmt.Fprintln(w, "")
+	fmt.Fprintln(w, "  sard is running in EMBEDDED mode (for a laptop, a drill or a demo):")
+	if b.RedisKind != "" {
+		fmt.Fprintf(w, "    Redis:  embedded %s (data in %s)\n", b.RedisKind, cfg.DataDir)
+	}
+	if b.NATSEmbedded {
+		fmt.Fprintf(w, "    NATS:   embedded nats-server with JetStream (data in %s)\n", cfg.DataDir)
+	}
+	fmt.Fprintf(w, "    gRPC:   %s   (reflection on: grpcurl -plaintext %s list)\n", a.GRPCAddr(), a.GRPCAddr())
+	fmt.Fprintf(w, "    HTTP:   http://%s   (JSON API under /v1/, /healthz, /metrics)\n", a.HTTPAddr())
+	fmt.Fprintf(w, "    operator token (jurisdiction %q, 30 days):\n      %s\n", cfg.EmbeddedJurisdiction, b.OperatorToken)
+	if b.AdminToken != "" {
+		fmt.Fprintf(w, "    admin token (this run only; set --admin-token to keep one):\n      %s\n", b.AdminToken)
+	}
+	fmt.Fprintln(w, "    try: curl -H \"Authorization: Bearer $TOKEN\" http://"+a.HTTPAddr()+"/v1/whoami")
+	fmt.Fprintln(w, "")
+}

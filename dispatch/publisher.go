@@ -1,0 +1,189 @@
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
+)
+
+// ErrNotAcked is returned when JetStream did not acknowledge an event in
+// time; the event stays in its outbox and is published again later.
+var ErrNotAcked = errors.New("dispatch: event not acknowledged by JetStream")
+
+// Bus publishes incident events and subscribes to them.
+type Bus struct {
+	nc         *nats.Conn
+	js         jetstream.JetStream
+	ackTimeout time.Duration
+	streamAge  time.Duration
+	replicas   int
+}
+
+// Option configures a Bus.
+type Option func(*Bus)
+
+// WithAckTimeout bounds how long a durable publish waits for JetStream
+// (default 5 s).
+func WithAckTimeout(d time.Duration) Option { return func(b *Bus) { b.ackTimeout = d } }
+
+// WithStreamMaxAge sets how long SAR_EVENTS keeps events (default 30 days).
+func WithStreamMaxAge(d time.Duration) Option { return func(b *Bus) { b.streamAge = d } }
+
+// WithReplicas sets the stream's replica count on a NATS cluster (default 1).
+func WithReplicas(n int) Option { return func(b *Bus) { b.replicas = n } }
+
+// New returns a Bus on an open connection.
+func New(nc *nats.Conn, opts ...Option) (*Bus, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("dispatch: jetstream: %w", err)
+	}
+	b := &Bus{nc: nc, js: js, ackTimeout: 5 * time.Second, streamAge: 30 * 24 * time.Hour, replicas: 1}
+	for _, o := range opts {
+		o(b)
+	}
+	return b, nil
+}
+
+// Conn returns the underlying connection.
+func (b *Bus) Conn() *nats.Conn { return b.nc }
+
+// EnsureStream creates or updates the SAR_EVENTS stream. The duplicate
+// window is long so that the outbox relay's re-publishes are dropped.
+func (b *Bus) EnsureStream(ctx context.Context) error {
+	_, err := b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        StreamName,
+		Description: "sar.v1 incident lifecycle and participant events",
+		Subjects:    []string{StreamSubject},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      b.streamAge,
+		Duplicates:  time.Hour,
+		Replicas:    b.replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("dispatch: ensure stream %s: %w", StreamName, err)
+	}
+	return nil
+}
+
+func message(ev *sarv1.Event) (*nats.Msg, bool, error) {
+	data, err := proto.Marshal(ev)
+	if err != nil {
+		return nil, false, fmt.Errorf("dispatch: marshal event: %w", err)
+	}
+	subj, durable := Subject(ev)
+	m := nats.NewMsg(subj)
+	m.Data = data
+	m.Header.Set(jetstream.MsgIDHeader, ev.GetId())
+	m.Header.Set("Content-Type", "application/protobuf; proto=sar.v1.Event")
+	return m, durable, nil
+}
+
+// PublishLive publishes a high-rate event (positions) on core NATS: no
+// acknowledgement; while the connection is reconnecting, nats.go buffers it.
+func (b *Bus) PublishLive(ev *sarv1.Event) error {
+	m, _, err := message(ev)
+	if err != nil {
+		return err
+	}
+	if err := b.nc.PublishMsg(m); err != nil {
+		return fmt.Errorf("dispatch: publish %s: %w", m.Subject, err)
+	}
+	return nil
+}
+
+// PublishDurable publishes events to JetStream asynchronously, with their
+// ids as message ids, and waits for all acknowledgements. It returns the ids
+// JetStream acknowledged (the others must be retried) and the first error.
+func (b *Bus) PublishDurable(ctx context.Context, evs ...*sarv1.Event) (acked []string, err error) {
+	ctx, cancel := context.WithTimeout(ctx, b.ackTimeout)
+	defer cancel()
+	futures := make([]jetstream.PubAckFuture, 0, len(evs))
+	ids := make([]string, 0, len(evs))
+	for _, ev := range evs {
+		m, _, e := message(ev)
+		if e != nil {
+			err = errors.Join(err, e)
+			continue
+		}
+		f, e := b.js.PublishMsgAsync(m)
+		if e != nil {
+			err = errors.Join(err, fmt.Errorf("dispatch: publish %s: %w", m.Subject, e))
+			continue
+		}
+		futures = append(futures, f)
+		ids = append(ids, ev.GetId())
+	}
+	for i, f := range futures {
+		select {
+		case <-f.Ok():
+			acked = append(acked, ids[i])
+		case e := <-f.Err():
+			err = errors.Join(err, fmt.Errorf("dispatch: event %s: %w", ids[i], e))
+		case <-ctx.Done():
+			return acked, errors.Join(err, ErrNotAcked)
+		}
+	}
+	return acked, err
+}
+
+// Watch subscribes to everything about one incident and delivers decoded
+// events on the returned channel until stop is called or ctx ends. A
+// watcher that cannot keep up loses live messages (NATS slow-consumer
+// policy) rather than slowing everyone down; dropped reports how many.
+func (b *Bus) Watch(ctx context.Context, incidentID string) (events <-chan *sarv1.Event, dropped func() int, stop func(), err error) {
+	msgs := make(chan *nats.Msg, 4096)
+	sub, err := b.nc.ChanSubscribe(IncidentSubjects(incidentID), msgs)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("dispatch: subscribe: %w", err)
+	}
+	// Make sure the server has the interest before the caller reads a
+	// snapshot, so nothing published after the snapshot is missed.
+	if err := b.nc.FlushWithContext(ctx); err != nil {
+		_ = sub.Unsubscribe()
+		return nil, nil, nil, fmt.Errorf("dispatch: subscribe: %w", err)
+	}
+	out := make(chan *sarv1.Event, 256)
+	done := make(chan struct{})
+	go func() {
+		defer close(out)
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case m := <-msgs:
+				ev := &sarv1.Event{}
+				if proto.Unmarshal(m.Data, ev) != nil {
+					continue
+				}
+				select {
+				case out <- ev:
+				case <-done:
+					return
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			_ = sub.Unsubscribe()
+			close(done)
+		})
+	}
+	dropped = func() int { n, _ := sub.Dropped(); return n }
+	return out, dropped, stop, nil
+}

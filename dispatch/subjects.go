@@ -1,0 +1,71 @@
+// Package dispatch is the one place that speaks NATS: the subject scheme,
+// publishing incident events (live positions on core NATS, lifecycle
+// events on JetStream with deduplication), the outbox relay that makes sure
+// no acknowledged state change is lost between Redis and NATS, and the
+// subscriptions that feed watchers.
+//
+// # Subject scheme (version 1)
+//
+// Every payload is a binary protobuf sar.v1.Event; the Nats-Msg-Id header
+// holds Event.id.
+//
+//	sar.v1.inc.<incident>.pos.<agency>.<team>.<participant>   live positions (core NATS, not persisted)
+//	sar.v1.inc.<incident>.evt.incident                        incident opened, assigned, closed (JetStream)
+//	sar.v1.inc.<incident>.evt.participant.<agency>.<team>     participant joined (JetStream)
+//
+// Callers (share links) use agency "_caller" and team "_"; rescuers without
+// a team use team "_". Agency, team and jurisdiction ids never start with
+// "_", and no id contains ".", "*", ">" or white space, so every id is one
+// subject token. An agency's system can be confined with NATS permissions to
+// "sar.v1.inc.*.pos.<agency>.>" and "sar.v1.inc.*.evt.participant.<agency>.>";
+// a console follows one incident with "sar.v1.inc.<incident>.>".
+//
+// The JetStream stream SAR_EVENTS captures "sar.v1.inc.*.evt.>".
+package dispatch
+
+import (
+	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
+)
+
+// Names of the scheme.
+const (
+	SubjectPrefix = "sar.v1.inc."
+	StreamName    = "SAR_EVENTS"
+	StreamSubject = "sar.v1.inc.*.evt.>"
+	CallerAgency  = "_caller"
+	NoTeam        = "_"
+)
+
+// IncidentSubjects is the wildcard of everything about one incident.
+func IncidentSubjects(incidentID string) string { return SubjectPrefix + incidentID + ".>" }
+
+func token(s string) string {
+	if s == "" {
+		return NoTeam
+	}
+	return s
+}
+
+func partyTokens(kind sarv1.ParticipantKind, agency, team string) (string, string) {
+	if kind == sarv1.ParticipantKind_PARTICIPANT_KIND_CALLER {
+		return CallerAgency, NoTeam
+	}
+	return token(agency), token(team)
+}
+
+// Subject returns the subject an event is published on, and whether it is
+// durable (JetStream) rather than live (core NATS).
+func Subject(ev *sarv1.Event) (subject string, durable bool) {
+	base := SubjectPrefix + ev.GetIncidentId()
+	switch p := ev.GetPayload().(type) {
+	case *sarv1.Event_Positions:
+		a, t := partyTokens(p.Positions.GetKind(), p.Positions.GetAgencyId(), p.Positions.GetTeamId())
+		return base + ".pos." + a + "." + t + "." + p.Positions.GetParticipantId(), false
+	case *sarv1.Event_ParticipantJoined:
+		pt := p.ParticipantJoined.GetParticipant()
+		a, t := partyTokens(pt.GetKind(), pt.GetAgencyId(), pt.GetTeamId())
+		return base + ".evt.participant." + a + "." + t, true
+	default:
+		return base + ".evt.incident", true
+	}
+}

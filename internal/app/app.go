@@ -1,0 +1,288 @@
+// Package app wires the server together: configuration, backends (real or
+// embedded), the domain, the gRPC/HTTP server and the outbox relay. The
+// sard binary and the end-to-end tests start the same App.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/mountain-sar/sar/dispatch"
+	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
+	"github.com/mountain-sar/sar/internal/auth"
+	"github.com/mountain-sar/sar/internal/core"
+	"github.com/mountain-sar/sar/internal/embedded"
+	"github.com/mountain-sar/sar/internal/store"
+	"github.com/mountain-sar/sar/server"
+)
+
+// Config is the server's configuration (see cmd/sard for flags).
+type Config struct {
+	GRPCAddr        string
+	HTTPAddr        string
+	RedisURL        string
+	RedisCluster    bool
+	NATSURL         string
+	DataDir         string
+	AdminToken      string
+	Resolution      int
+	TrackMax        int
+	Retention       time.Duration
+	RateLimit       float64
+	RateBurst       int
+	ShutdownTimeout time.Duration
+	RelayInterval   time.Duration
+	// Jurisdiction of the operator credential made in embedded mode.
+	EmbeddedJurisdiction string
+}
+
+// Defaults returns the default configuration.
+func Defaults() Config {
+	return Config{GRPCAddr: "127.0.0.1:50051", HTTPAddr: "127.0.0.1:8080", DataDir: "data",
+		Resolution: 9, TrackMax: 5000, Retention: 30 * 24 * time.Hour, RateLimit: 50, RateBurst: 100,
+		ShutdownTimeout: 20 * time.Second, RelayInterval: 2 * time.Second, EmbeddedJurisdiction: "local"}
+}
+
+// App is a running server.
+type App struct {
+	cfg      Config
+	log      *slog.Logger
+	Core     *core.Service
+	Server   *server.Server
+	Redis    redis.UniversalClient
+	NATS     *nats.Conn
+	grpcLis  net.Listener
+	httpLis  net.Listener
+	closers  []func()
+	served   chan error
+	cancel   context.CancelFunc
+	Embedded Bootstrap
+}
+
+// Bootstrap is what an embedded start made for a newcomer.
+type Bootstrap struct {
+	RedisKind     string // "redis-server", "miniredis" or "" (external)
+	NATSEmbedded  bool
+	AdminToken    string // generated admin token ("" if configured or external)
+	OperatorToken string // operator credential of EmbeddedJurisdiction ("" if external)
+}
+
+// Start starts everything and serves in the background.
+func Start(ctx context.Context, cfg Config, log *slog.Logger) (a *App, err error) {
+	a = &App{cfg: cfg, log: log, served: make(chan error, 1)}
+	defer func() {
+		if err != nil {
+			a.closeAll()
+		}
+	}()
+	if cfg.AdminToken != "" && !auth.WellFormed(cfg.AdminToken) {
+		return nil, errors.New("admin token is malformed: make one with `sarctl token`")
+	}
+	embeddedMode := cfg.RedisURL == "" || cfg.NATSURL == ""
+	if embeddedMode {
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return nil, fmt.Errorf("data dir: %w", err)
+		}
+	}
+	if cfg.RedisURL == "" {
+		r, err := embedded.StartRedis(ctx, cfg.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		a.closers = append(a.closers, r.Close)
+		cfg.RedisURL, a.Embedded.RedisKind = r.URL, r.Kind
+		if r.Kind == "miniredis" {
+			log.Warn("embedded Redis: redis-server is not on the PATH, using in-process miniredis; state is lost when sard stops", "url", r.URL)
+		} else {
+			log.Info("embedded Redis: started redis-server child process", "url", r.URL, "data", r.Dir)
+		}
+	}
+	if cfg.NATSURL == "" {
+		n, err := embedded.StartNATS(cfg.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		a.closers = append(a.closers, n.Close)
+		cfg.NATSURL, a.Embedded.NATSEmbedded = n.URL, true
+		log.Info("embedded NATS: started in-process with JetStream", "url", n.URL, "data", n.Dir)
+	}
+
+	if a.Redis, err = redisClient(cfg); err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, func() { _ = a.Redis.Close() })
+	if err := retry(ctx, "redis", log, func() error { return a.Redis.Ping(ctx).Err() }); err != nil {
+		return nil, fmt.Errorf("redis %s: %w", redactURL(cfg.RedisURL), err)
+	}
+	if a.NATS, err = natsConn(cfg.NATSURL, log); err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, func() { _ = a.NATS.Drain() })
+	bus, err := dispatch.New(a.NATS)
+	if err != nil {
+		return nil, err
+	}
+	if err := retry(ctx, "jetstream", log, func() error { return bus.EnsureStream(ctx) }); err != nil {
+		return nil, err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	st := store.New(a.Redis, store.WithTrackMax(cfg.TrackMax), store.WithRetention(cfg.Retention))
+	ccfg := core.DefaultConfig()
+	ccfg.Resolution, ccfg.TrackMax = cfg.Resolution, cfg.TrackMax
+	a.Core = core.New(ccfg, st, bus, log, core.NewMetrics(reg))
+	if err := a.bootstrap(ctx, embeddedMode); err != nil {
+		return nil, err
+	}
+
+	a.Server = server.New(a.Core, server.Options{Log: log, Registry: reg, RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst,
+		Ready: func(ctx context.Context) error {
+			if err := st.Ping(ctx); err != nil {
+				return fmt.Errorf("redis: %w", err)
+			}
+			if !a.NATS.IsConnected() {
+				return errors.New("nats: not connected")
+			}
+			return nil
+		}})
+	if a.grpcLis, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
+		return nil, fmt.Errorf("grpc listener: %w", err)
+	}
+	if a.httpLis, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		_ = a.grpcLis.Close()
+		return nil, fmt.Errorf("http listener: %w", err)
+	}
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	a.cancel = cancel
+	relay := &dispatch.Relay{Bus: bus, Store: st, Log: log, Interval: cfg.RelayInterval}
+	go relay.Run(rctx)
+	go func() { a.served <- a.Server.Serve(a.grpcLis, a.httpLis) }()
+	log.Info("sard serving", "grpc", a.GRPCAddr(), "http", a.HTTPAddr(),
+		"redis", redactURL(cfg.RedisURL), "redis_cluster", cfg.RedisCluster, "nats", redactURL(cfg.NATSURL))
+	return a, nil
+}
+
+// bootstrap installs the configured admin token, and in embedded mode makes
+// the credentials a newcomer needs.
+func (a *App) bootstrap(ctx context.Context, embeddedMode bool) error {
+	token := a.cfg.AdminToken
+	if token == "" && embeddedMode {
+		token, _, _ = auth.NewToken()
+		a.Embedded.AdminToken = token
+	}
+	if token != "" {
+		hash, id := auth.HashToken(token)
+		p := &sarv1.Principal{CredentialId: id, Role: sarv1.Role_ROLE_ADMIN, DisplayName: "bootstrap admin (--admin-token)"}
+		now := time.Now()
+		p.CreateTime, p.ExpireTime = tsOf(now), tsOf(now.Add(10*365*24*time.Hour))
+		if err := a.Core.Store().PutCredential(ctx, hash, p); err != nil {
+			return fmt.Errorf("bootstrap admin credential: %w", err)
+		}
+	}
+	if embeddedMode {
+		op, _, err := a.Core.IssueCredential(ctx, &sarv1.Principal{Role: sarv1.Role_ROLE_OPERATOR,
+			Jurisdiction: a.cfg.EmbeddedJurisdiction, DisplayName: "embedded-mode operator"}, 30*24*time.Hour)
+		if err != nil {
+			return fmt.Errorf("bootstrap operator credential: %w", err)
+		}
+		a.Embedded.OperatorToken = op
+	}
+	return nil
+}
+
+// GRPCAddr is the gRPC listener's address.
+func (a *App) GRPCAddr() string { return a.grpcLis.Addr().String() }
+
+// HTTPAddr is the HTTP listener's address.
+func (a *App) HTTPAddr() string { return a.httpLis.Addr().String() }
+
+// Done returns a channel that yields the serve error when serving stops.
+func (a *App) Done() <-chan error { return a.served }
+
+// Close drains the server (finishing in-flight batches) and stops the
+// backends it started, in reverse order.
+func (a *App) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+	defer cancel()
+	var err error
+	if a.Server != nil {
+		err = a.Server.Shutdown(ctx)
+		<-a.served
+	}
+	a.closeAll()
+	return err
+}
+
+func (a *App) closeAll() {
+	if a.cancel != nil {
+		a.cancel()
+	}
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		a.closers[i]()
+	}
+	a.closers = nil
+}
+
+func redisClient(cfg Config) (redis.UniversalClient, error) {
+	if cfg.RedisCluster {
+		opt, err := redis.ParseClusterURL(cfg.RedisURL)
+		if err != nil {
+			return nil, fmt.Errorf("redis cluster url: %w", err)
+		}
+		return redis.NewClusterClient(opt), nil
+	}
+	opt, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return nil, fmt.Errorf("redis url: %w", err)
+	}
+	return redis.NewClient(opt), nil
+}
+
+func natsConn(url string, log *slog.Logger) (*nats.Conn, error) {
+	nc, err := nats.Connect(url,
+		nats.Name("sard"),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250*time.Millisecond),
+		nats.ReconnectJitter(250*time.Millisecond, time.Second),
+		nats.ReconnectBufSize(64<<20),
+		nats.RetryOnFailedConnect(true),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("nats disconnected", "err", err) }),
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
+		nats.ErrorHandler(func(_ *nats.Conn, s *nats.Subscription, err error) {
+			subj := ""
+			if s != nil {
+				subj = s.Subject
+			}
+			log.Warn("nats async error", "subject", subj, "err", err)
+		}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("nats %s: %w", redactURL(url), err)
+	}
+	return nc, nil
+}
+
+// retry runs op with exponential backoff for up to 30 s (backends that
+// start at the same time as sard).
+func retry(ctx context.Context, what string, log *slog.Logger, op func() error) error {
+	_, err := backoff.Retry(ctx, func() (struct{}, error) {
+		err := op()
+		if err != nil {
+			log.Warn("backend not ready yet", "backend", what, "err", err)
+		}
+		return struct{}{}, err
+	}, backoff.WithMaxElapsedTime(30*time.Second))
+	return err
+}

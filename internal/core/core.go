@@ -1,0 +1,120 @@
+// Package core is the domain: it validates, authorizes and carries out
+// every use case of the API on top of the store (Redis) and the bus (NATS).
+// The gRPC layer above it only translates messages and errors.
+package core
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/mountain-sar/sar/dispatch"
+	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
+	"github.com/mountain-sar/sar/internal/sar"
+	"github.com/mountain-sar/sar/internal/store"
+)
+
+// Config holds the domain's tunables.
+type Config struct {
+	Resolution      int           // default H3 search resolution (9)
+	FutureSkew      time.Duration // how far in the future a fix time may be (5 min)
+	PastMargin      time.Duration // how long before the incident (or last-seen time) a fix may be (24 h)
+	CredentialCache time.Duration // how long a looked-up credential is trusted (10 s)
+	TrackMax        int           // breadcrumbs kept per participant (for GetTrack's limit)
+	ShareBasePath   string        // path of the share page ("/share")
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{Resolution: 9, FutureSkew: 5 * time.Minute, PastMargin: 24 * time.Hour,
+		CredentialCache: 10 * time.Second, TrackMax: 5000, ShareBasePath: "/share"}
+}
+
+// Service carries out the API's use cases.
+type Service struct {
+	cfg   Config
+	st    *store.Store
+	bus   *dispatch.Bus
+	log   *slog.Logger
+	now   func() time.Time
+	creds ttlCache[*sarv1.Principal]
+	incs  ttlCache[*sarv1.Incident]
+	owner ttlCache[string]
+	met   *Metrics
+}
+
+// New returns a Service.
+func New(cfg Config, st *store.Store, bus *dispatch.Bus, log *slog.Logger, met *Metrics) *Service {
+	if met == nil {
+		met = NewMetrics(nil)
+	}
+	return &Service{cfg: cfg, st: st, bus: bus, log: log, now: time.Now, met: met,
+		creds: newTTLCache[*sarv1.Principal](cfg.CredentialCache, 100_000),
+		incs:  newTTLCache[*sarv1.Incident](2*time.Second, 10_000),
+		owner: newTTLCache[string](time.Hour, 200_000),
+	}
+}
+
+// Store returns the store (for the relay and health checks).
+func (s *Service) Store() *store.Store { return s.st }
+
+// Bus returns the bus.
+func (s *Service) Bus() *dispatch.Bus { return s.bus }
+
+func (s *Service) newEvent(incidentID string) *sarv1.Event {
+	return &sarv1.Event{Id: sar.NewID(), IncidentId: incidentID, Time: timestamppb.New(s.now())}
+}
+
+// deliver publishes durable events just written to an outbox.
+func (s *Service) deliver(ctx context.Context, evs ...*sarv1.Event) {
+	s.bus.Deliver(ctx, s.st, s.log, evs...)
+}
+
+// ttlCache is a small bounded cache of immutable or briefly trusted values.
+type ttlCache[V any] struct {
+	mu  sync.Mutex
+	ttl time.Duration
+	max int
+	m   map[string]ttlEntry[V]
+}
+
+type ttlEntry[V any] struct {
+	v   V
+	exp time.Time
+}
+
+func newTTLCache[V any](ttl time.Duration, max int) ttlCache[V] {
+	return ttlCache[V]{ttl: ttl, max: max, m: map[string]ttlEntry[V]{}}
+}
+
+func (c *ttlCache[V]) get(k string) (V, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[k]
+	if !ok || time.Now().After(e.exp) {
+		var zero V
+		return zero, false
+	}
+	return e.v, true
+}
+
+func (c *ttlCache[V]) put(k string, v V) {
+	if c.ttl <= 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= c.max {
+		clear(c.m) // crude but bounded; the store is the truth
+	}
+	c.m[k] = ttlEntry[V]{v: v, exp: time.Now().Add(c.ttl)}
+}
+
+func (c *ttlCache[V]) del(k string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.m, k)
+}

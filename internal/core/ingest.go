@@ -1,0 +1,166 @@
+package core
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
+	"github.com/mountain-sar/sar/internal/auth"
+	"github.com/mountain-sar/sar/internal/sar"
+	"github.com/mountain-sar/sar/internal/store"
+)
+
+// checkBatchShape refuses a batch that cannot be processed at all.
+func checkBatchShape(b *sarv1.FixBatch) error {
+	var fv []sar.FieldViolation
+	if b == nil {
+		return sar.Invalid("batch is required", sar.Field("batch", "REQUIRED", "batch is required"))
+	}
+	if !sar.ValidID(b.GetIncidentId()) {
+		fv = append(fv, sar.Field("batch.incident_id", "INVALID", "incident_id must be an incident id"))
+	}
+	if !sar.ValidDeviceID(b.GetDeviceId()) {
+		fv = append(fv, sar.Field("batch.device_id", "INVALID", "device_id must be 1-64 characters of A-Z, a-z, 0-9, '-' and '_'"))
+	}
+	if n := len(b.GetFixes()); n > sar.MaxBatchFixes {
+		return &sar.Error{Kind: sar.KindResourceExhausted, Message: fmt.Sprintf("batch has %d fixes, at most %d are allowed", n, sar.MaxBatchFixes),
+			Fields: []sar.FieldViolation{sar.Field("batch.fixes", "TOO_MANY", "at most %d fixes per batch", sar.MaxBatchFixes)}}
+	}
+	if len(fv) > 0 {
+		return sar.Invalid("invalid batch", fv...)
+	}
+	return nil
+}
+
+// incident returns an incident for the hot path, from a cache of a few
+// seconds: the fields ingest needs (resolution, times, assignments) change
+// rarely, and the state that matters (open or closed) is checked again
+// inside the atomic store step.
+func (s *Service) incident(ctx context.Context, id string) (*sarv1.Incident, error) {
+	if inc, ok := s.incs.get(id); ok {
+		return inc, nil
+	}
+	inc, _, err := s.st.GetIncident(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	s.incs.put(id, inc)
+	return inc, nil
+}
+
+// owns checks that the principal may report for the device: the device is
+// bound to the principal's own participant. Bindings never change, so a
+// positive answer is cached.
+func (s *Service) owns(ctx context.Context, p *sarv1.Principal, incidentID, deviceID string) (string, error) {
+	key := incidentID + "\x00" + deviceID + "\x00" + p.GetCredentialId()
+	if pid, ok := s.owner.get(key); ok {
+		return pid, nil
+	}
+	devPart, credPart, err := s.st.DeviceOwner(ctx, incidentID, deviceID, p.GetCredentialId())
+	if err != nil {
+		return "", err
+	}
+	if devPart == "" {
+		return "", sar.Errorf(sar.KindFailedPrecondition, "device has not joined the incident (call JoinIncident)")
+	}
+	mine := credPart
+	if p.GetRole() == sarv1.Role_ROLE_CALLER {
+		mine = p.GetParticipantId()
+	}
+	if devPart != mine {
+		return "", sar.Errorf(sar.KindPermissionDenied, "device belongs to another participant")
+	}
+	s.owner.put(key, devPart)
+	return devPart, nil
+}
+
+// Ingest validates, authorizes and stores one batch, then publishes the
+// positions event. It returns the acknowledgement, or an error for a batch
+// that was refused whole (nothing of it is stored then).
+func (s *Service) Ingest(ctx context.Context, p *sarv1.Principal, b *sarv1.FixBatch) (ack *sarv1.FixAck, err error) {
+	start := time.Now()
+	defer func() {
+		outcome := "ok"
+		if err != nil {
+			outcome = sar.KindOf(err).String()
+		}
+		s.met.Batches.WithLabelValues(outcome).Inc()
+		s.met.IngestSeconds.Observe(time.Since(start).Seconds())
+	}()
+	if p.GetRole() != sarv1.Role_ROLE_RESCUER && p.GetRole() != sarv1.Role_ROLE_CALLER {
+		return nil, sar.Errorf(sar.KindPermissionDenied, "only rescuer and caller credentials report fixes")
+	}
+	if err := checkBatchShape(b); err != nil {
+		return nil, err
+	}
+	inc, err := s.incident(ctx, b.GetIncidentId())
+	if err != nil {
+		return nil, err
+	}
+	if !auth.CanSeeIncident(p, inc) {
+		return nil, sar.NotFound("incident")
+	}
+	pid, err := s.owns(ctx, p, inc.GetId(), b.GetDeviceId())
+	if err != nil {
+		return nil, err
+	}
+	chk := checkFixes(b.GetFixes(), s.window(inc), int(inc.GetSearchResolution()))
+	res, err := s.st.Ingest(ctx, store.IngestArgs{
+		IncidentID: inc.GetId(), ParticipantID: pid, DeviceID: b.GetDeviceId(),
+		MaxSequence: chk.maxSeq, Fixes: chk.valid,
+	})
+	if err != nil {
+		if sar.KindOf(err) == sar.KindFailedPrecondition {
+			s.incs.del(inc.GetId()) // closed: drop the cached copy
+		}
+		return nil, err
+	}
+	ack = &sarv1.FixAck{IncidentId: inc.GetId(), DeviceId: b.GetDeviceId(), BatchId: b.GetBatchId(),
+		AckedThrough: max(res.AckedBefore, chk.maxSeq)}
+	var stored []*sarv1.LocationFix
+	for _, f := range b.GetFixes() {
+		seq := f.GetSequence()
+		switch r := chk.rejected[seq]; {
+		case seq != 0 && seq <= res.AckedBefore:
+			ack.Duplicates = append(ack.Duplicates, seq)
+		case r != nil:
+			ack.Rejected = append(ack.Rejected, r)
+		}
+	}
+	for _, v := range chk.valid {
+		if v.Fix.GetSequence() > res.AckedBefore {
+			ack.Stored = append(ack.Stored, v.Fix.GetSequence())
+			stored = append(stored, v.Fix)
+		}
+	}
+	ack.Rejected = append(ack.Rejected, chk.badSeq...)
+	sort.Slice(ack.Rejected, func(i, j int) bool { return ack.Rejected[i].GetSequence() < ack.Rejected[j].GetSequence() })
+	s.met.FixesStored.Add(float64(len(ack.Stored)))
+	s.met.FixesDuplicate.Add(float64(len(ack.Duplicates)))
+	for _, r := range ack.Rejected {
+		s.met.FixesRejected.WithLabelValues(r.GetReason().String()).Inc()
+	}
+	if len(stored) > 0 {
+		ev := s.newEvent(inc.GetId())
+		ev.Payload = &sarv1.Event_Positions{Positions: s.positions(p, pid, b, stored, res)}
+		if err := s.bus.PublishLive(ev); err != nil {
+			s.met.PublishErrors.Inc()
+			s.log.Warn("positions event not published", "incident", inc.GetId(), "err", err)
+		}
+	}
+	return ack, nil
+}
+
+func (s *Service) positions(p *sarv1.Principal, pid string, b *sarv1.FixBatch, stored []*sarv1.LocationFix, res store.IngestResult) *sarv1.PositionsEvent {
+	pe := &sarv1.PositionsEvent{ParticipantId: pid, DeviceId: b.GetDeviceId(), Fixes: stored,
+		LastFix: res.Last, LastFixChanged: res.LastChanged, BatchId: b.GetBatchId()}
+	if p.GetRole() == sarv1.Role_ROLE_CALLER {
+		pe.Kind = sarv1.ParticipantKind_PARTICIPANT_KIND_CALLER
+	} else {
+		pe.Kind = sarv1.ParticipantKind_PARTICIPANT_KIND_RESCUER
+		pe.AgencyId, pe.TeamId = p.GetAgencyId(), p.GetTeamId()
+	}
+	return pe
+}

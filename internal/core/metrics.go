@@ -1,0 +1,37 @@
+package core
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the domain's Prometheus metrics.
+type Metrics struct {
+	FixesStored    prometheus.Counter
+	FixesDuplicate prometheus.Counter
+	FixesRejected  *prometheus.CounterVec
+	Batches        *prometheus.CounterVec
+	IngestSeconds  prometheus.Histogram
+	PublishErrors  prometheus.Counter
+}
+
+// NewMetrics makes the metrics and registers them with reg (nil: not
+// registered, for tests).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		FixesStored: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sar_fixes_stored_total", Help: "Location fixes stored."}),
+		FixesDuplicate: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sar_fixes_duplicate_total", Help: "Location fixes received again after being stored (retries)."}),
+		FixesRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sar_fixes_rejected_total", Help: "Location fixes refused, by reason."}, []string{"reason"}),
+		Batches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sar_fix_batches_total", Help: "Fix batches handled, by outcome."}, []string{"outcome"}),
+		IngestSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "sar_ingest_batch_seconds", Help: "Time to validate and store one fix batch.",
+			Buckets: prometheus.ExponentialBuckets(0.0002, 2, 14)}),
+		PublishErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sar_event_publish_errors_total", Help: "Live events that could not be handed to NATS."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.FixesStored, m.FixesDuplicate, m.FixesRejected, m.Batches, m.IngestSeconds, m.PublishErrors)
+	}
+	return m
+}

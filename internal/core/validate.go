@@ -1,0 +1,140 @@
+package core
+
+import (
+	"fmt"
+	"math"
+	"time"
+
+	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
+	"github.com/mountain-sar/sar/geo"
+	"github.com/mountain-sar/sar/internal/sar"
+	"github.com/mountain-sar/sar/internal/store"
+)
+
+// fixWindow is the range of fix times an incident accepts.
+type fixWindow struct {
+	notBefore, notAfter time.Time
+}
+
+func (s *Service) window(inc *sarv1.Incident) fixWindow {
+	start := inc.GetCreateTime().AsTime()
+	if ls := inc.GetSubject().GetLastSeenTime(); ls != nil && ls.AsTime().Before(start) {
+		start = ls.AsTime()
+	}
+	return fixWindow{notBefore: start.Add(-s.cfg.PastMargin), notAfter: s.now().Add(s.cfg.FutureSkew)}
+}
+
+// checkedBatch is a batch split into what may be stored and what is refused.
+type checkedBatch struct {
+	valid    []store.IngestFix
+	rejected map[uint64]*sarv1.FixRejection // by sequence; sequences > 0 only
+	badSeq   []*sarv1.FixRejection          // invalid sequence numbers: not counted in maxSeq
+	maxSeq   uint64                         // highest valid sequence number in the batch
+}
+
+func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
+
+func reject(seq uint64, reason sarv1.RejectReason, field, code, format string, args ...any) *sarv1.FixRejection {
+	return &sarv1.FixRejection{Sequence: seq, Reason: reason, Violation: &sarv1.FieldViolation{
+		Field: field, Reason: code, Description: fmt.Sprintf(format, args...)}}
+}
+
+// checkFixes validates every fix of a batch on its own, so that an invalid
+// fix never holds back the valid ones behind it, and computes the H3 cell
+// of each valid fix at resolution res.
+func checkFixes(fixes []*sarv1.LocationFix, w fixWindow, res int) checkedBatch {
+	out := checkedBatch{rejected: map[uint64]*sarv1.FixRejection{}}
+	var prev uint64
+	for i, f := range fixes {
+		path := fmt.Sprintf("batch.fixes[%d]", i)
+		seq := f.GetSequence()
+		if seq == 0 || seq > sar.MaxSequence {
+			out.badSeq = append(out.badSeq, reject(seq, sarv1.RejectReason_REJECT_REASON_INVALID_SEQUENCE,
+				path+".sequence", "OUT_OF_RANGE", "sequence must be between 1 and 2^53-1"))
+			continue
+		}
+		if seq <= prev {
+			out.badSeq = append(out.badSeq, reject(seq, sarv1.RejectReason_REJECT_REASON_INVALID_SEQUENCE,
+				path+".sequence", "NOT_INCREASING", "sequence %d does not follow %d: fixes must be in increasing sequence order", seq, prev))
+			continue
+		}
+		prev = seq
+		out.maxSeq = seq
+		if r := checkFix(f, path, w); r != nil {
+			out.rejected[seq] = r
+			continue
+		}
+		cell, err := geo.CellAt(f.GetLat(), f.GetLng(), res)
+		if err != nil { // unreachable after checkFix, but never store a fix without its cell
+			out.rejected[seq] = reject(seq, sarv1.RejectReason_REJECT_REASON_INVALID_COORDINATES, path, "NO_CELL", "no H3 cell for this position")
+			continue
+		}
+		f.Cell = geo.CellString(cell)
+		out.valid = append(out.valid, store.IngestFix{Fix: f, TimeMs: f.GetTime().AsTime().UnixMilli()})
+	}
+	return out
+}
+
+// checkFix returns why one fix must be refused, or nil.
+func checkFix(f *sarv1.LocationFix, path string, w fixWindow) *sarv1.FixRejection {
+	seq := f.GetSequence()
+	bad := func(reason sarv1.RejectReason, field, code, format string, args ...any) *sarv1.FixRejection {
+		return reject(seq, reason, path+"."+field, code, format, args...)
+	}
+	const coord = sarv1.RejectReason_REJECT_REASON_INVALID_COORDINATES
+	switch lat, lng := f.GetLat(), f.GetLng(); {
+	case !finite(lat) || lat < -90 || lat > 90:
+		return bad(coord, "lat", "OUT_OF_RANGE", "latitude must be a number from -90 to 90")
+	case !finite(lng) || lng < -180 || lng > 180:
+		return bad(coord, "lng", "OUT_OF_RANGE", "longitude must be a number from -180 to 180")
+	case lat == 0 && lng == 0:
+		return bad(coord, "lat", "NULL_ISLAND", "0,0 is what devices report when they have no position")
+	}
+	if acc := f.GetHorizontalAccuracyM(); !finite(acc) || acc <= 0 || acc > sar.MaxAccuracyM {
+		return bad(sarv1.RejectReason_REJECT_REASON_INVALID_ACCURACY, "horizontal_accuracy_m", "OUT_OF_RANGE",
+			"horizontal accuracy must be more than 0 and at most %d metres", sar.MaxAccuracyM)
+	}
+	const tm = sarv1.RejectReason_REJECT_REASON_INVALID_TIME
+	if f.GetTime() == nil {
+		return bad(tm, "time", "REQUIRED", "fix time is required")
+	}
+	if err := f.GetTime().CheckValid(); err != nil {
+		return bad(tm, "time", "INVALID", "fix time is not a valid timestamp")
+	}
+	switch t := f.GetTime().AsTime(); {
+	case t.After(w.notAfter):
+		return bad(tm, "time", "IN_FUTURE", "fix time %s is in the future (device clock wrong?)", t.Format(time.RFC3339))
+	case t.Before(w.notBefore):
+		return bad(tm, "time", "BEFORE_INCIDENT", "fix time %s is long before the incident", t.Format(time.RFC3339))
+	}
+	const field = sarv1.RejectReason_REJECT_REASON_INVALID_FIELD
+	if f.AltitudeM != nil {
+		if a := f.GetAltitudeM(); !finite(a) || a < sar.MinAltitudeM || a > sar.MaxAltitudeM {
+			return bad(field, "altitude_m", "OUT_OF_RANGE", "altitude must be from %d to %d metres", sar.MinAltitudeM, sar.MaxAltitudeM)
+		}
+	}
+	if f.VerticalAccuracyM != nil {
+		if a := f.GetVerticalAccuracyM(); !finite(a) || a < 0 || a > sar.MaxAccuracyM {
+			return bad(field, "vertical_accuracy_m", "OUT_OF_RANGE", "vertical accuracy must be from 0 to %d metres", sar.MaxAccuracyM)
+		}
+	}
+	if f.BatteryPercent != nil {
+		if b := f.GetBatteryPercent(); b < 0 || b > 100 {
+			return bad(field, "battery_percent", "OUT_OF_RANGE", "battery must be from 0 to 100 percent")
+		}
+	}
+	if f.SpeedMps != nil {
+		if v := f.GetSpeedMps(); !finite(v) || v < 0 || v > sar.MaxSpeedMPS {
+			return bad(field, "speed_mps", "OUT_OF_RANGE", "speed must be from 0 to %d m/s", sar.MaxSpeedMPS)
+		}
+	}
+	if f.HeadingDeg != nil {
+		if h := f.GetHeadingDeg(); !finite(h) || h < 0 || h >= 360 {
+			return bad(field, "heading_deg", "OUT_OF_RANGE", "heading must be from 0 (inclusive) to 360 degrees")
+		}
+	}
+	if _, ok := sarv1.FixSource_name[int32(f.GetSource())]; !ok {
+		return bad(field, "source", "UNKNOWN_VALUE", "unknown fix source %d", f.GetSource())
+	}
+	return nil
+}

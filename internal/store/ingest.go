@@ -1,0 +1,119 @@
+package store
+
+import (
+	"context"
+	"strconv"
+
+	"github.com/redis/go-redis/v9"
+
+	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
+)
+
+// IngestFix is one valid fix with its search cell.
+type IngestFix struct {
+	Fix    *sarv1.LocationFix // Cell already set
+	TimeMs int64
+}
+
+// IngestArgs is one device's batch for the ingest script.
+type IngestArgs struct {
+	IncidentID    string
+	ParticipantID string
+	DeviceID      string
+	MaxSequence   uint64      // highest sequence in the batch, rejected fixes included
+	Fixes         []IngestFix // valid fixes, increasing sequence
+}
+
+// IngestResult is what the script did.
+type IngestResult struct {
+	AckedBefore uint64 // the device's acked-through sequence before the batch
+	Stored      int
+	LastChanged bool
+	Last        *sarv1.LocationFix // last known position after the batch, if any
+}
+
+// Ingest stores a batch in one atomic script run: one round trip whatever
+// the batch size.
+func (s *Store) Ingest(ctx context.Context, a IngestArgs) (IngestResult, error) {
+	id := a.IncidentID
+	keys := []string{kInc(id), kSeq(id), kDev(id), kLast(id), kTrack(id, a.ParticipantID), kCells(id), kCellTime(id)}
+	args := make([]any, 0, 5+4*len(a.Fixes))
+	args = append(args, a.DeviceID, a.ParticipantID, s.trackMax, strconv.FormatUint(a.MaxSequence, 10), len(a.Fixes))
+	for _, f := range a.Fixes {
+		args = append(args, strconv.FormatUint(f.Fix.GetSequence(), 10), f.TimeMs, f.Fix.GetCell(), marshal(f.Fix))
+	}
+	res, err := ingestScript.Run(ctx, s.rdb, keys, args...).Slice()
+	if err != nil {
+		return IngestResult{}, fail(err, "incident")
+	}
+	out := IngestResult{
+		AckedBefore: uint64(parseInt(res[0].(string))),
+		Stored:      int(res[1].(int64)),
+		LastChanged: res[2].(int64) == 1,
+	}
+	if v := res[3].(string); v != "" {
+		if out.Last, err = decodeLast(v); err != nil {
+			return IngestResult{}, err
+		}
+	}
+	return out, nil
+}
+
+// Track returns a participant's breadcrumbs taken at or after sinceMs, the
+// newest limit of them, oldest first.
+func (s *Store) Track(ctx context.Context, incidentID, participantID string, sinceMs int64, limit int) ([]*sarv1.LocationFix, error) {
+	vals, err := s.rdb.ZRevRangeByScore(ctx, kTrack(incidentID, participantID), &redis.ZRangeBy{
+		Max: "+inf", Min: strconv.FormatInt(sinceMs, 10), Count: int64(limit),
+	}).Result()
+	if err != nil {
+		return nil, fail(err, "track")
+	}
+	out := make([]*sarv1.LocationFix, len(vals))
+	for i, v := range vals {
+		f := &sarv1.LocationFix{}
+		if err := unmarshal(v, f); err != nil {
+			return nil, err
+		}
+		out[len(vals)-1-i] = f
+	}
+	return out, nil
+}
+
+// CellVisit is one cell's visit count and newest fix time.
+type CellVisit struct {
+	Cell       string
+	Fixes      int64
+	LastTimeMs int64
+}
+
+// CellVisits returns the visited cells of an incident.
+func (s *Store) CellVisits(ctx context.Context, incidentID string) ([]CellVisit, error) {
+	var counts *redis.MapStringStringCmd
+	var times *redis.ZSliceCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		counts = p.HGetAll(ctx, kCells(incidentID))
+		times = p.ZRangeWithScores(ctx, kCellTime(incidentID), 0, -1)
+		return nil
+	})
+	if err != nil {
+		return nil, fail(err, "incident")
+	}
+	out := make([]CellVisit, 0, len(times.Val()))
+	for _, z := range times.Val() {
+		c := z.Member.(string)
+		out = append(out, CellVisit{Cell: c, Fixes: parseInt(counts.Val()[c]), LastTimeMs: int64(z.Score)})
+	}
+	return out, nil
+}
+
+// AckedThrough returns a device's acked-through sequence in an incident.
+func (s *Store) AckedThrough(ctx context.Context, incidentID, deviceID string) (uint64, error) {
+	v, err := s.rdb.HGet(ctx, kSeq(incidentID), deviceID).Result()
+	if err == redis.Nil {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fail(err, "incident")
+	}
+	return uint64(parseInt(v)), nil
+}

@@ -1,0 +1,37 @@
+// Package store is the one place that speaks Redis: the key layout, the Lua
+// scripts and the (de)serialisation of the live state.
+//
+// Every key of one incident carries the incident id as its hash tag
+// ("sar:{<incident>}:..."), so that each multi-key script touches one slot
+// and runs unchanged on a single server and on Redis Cluster. The few
+// cross-incident keys are named here and are only read or written one key
+// per command.
+package store
+
+// Per-incident keys.
+func kInc(id string) string         { return "sar:{" + id + "}:inc" }         // hash: pb, state, ver
+func kOutbox(id string) string      { return "sar:{" + id + "}:outbox" }      // hash: event id -> Event pb
+func kSeq(id string) string         { return "sar:{" + id + "}:seq" }         // hash: device -> acked-through sequence
+func kDev(id string) string         { return "sar:{" + id + "}:dev" }         // hash: device -> participant id
+func kParts(id string) string       { return "sar:{" + id + "}:parts" }       // hash: participant id -> Participant pb
+func kPartCred(id string) string    { return "sar:{" + id + "}:pcred" }       // hash: credential id -> participant id
+func kLast(id string) string        { return "sar:{" + id + "}:last" }        // hash: participant id -> "<ms>|<LocationFix pb>"
+func kCells(id string) string       { return "sar:{" + id + "}:cells" }       // hash: cell -> fix count
+func kCellTime(id string) string    { return "sar:{" + id + "}:cellt" }       // zset: cell scored by newest fix ms
+func kTrack(id, part string) string { return "sar:{" + id + "}:trk:" + part } // zset: fix pb scored by fix ms
+
+// Cross-incident keys (each used alone in a command).
+const (
+	kIdxAll      = "sar:idx:inc"    // zset (lex, score 0): all incident ids
+	kIdxOpen     = "sar:idx:open"   // set: ids of open incidents
+	kIdxOutbox   = "sar:idx:outbox" // set: ids of incidents that may hold unpublished events
+	kIdxAgencies = "sar:idx:agencies"
+)
+
+func kIdxJur(j string) string      { return "sar:idx:jur:" + j }    // zset (lex): incidents of a jurisdiction
+func kIdxAgency(a string) string   { return "sar:idx:agency:" + a } // zset (lex): incidents an agency is assigned to
+func kIdxTeam(ref string) string   { return "sar:idx:team:" + ref } // zset (lex): incidents a team is assigned to
+func kReqID(j, r string) string    { return "sar:req:{" + j + "}:" + r }
+func kAgency(a string) string      { return "sar:agency:{" + a + "}" }
+func kAgencyTeams(a string) string { return "sar:agency:{" + a + "}:teams" }
+func kCred(id string) string       { return "sar:cred:{" + id + "}" }

@@ -1,0 +1,173 @@
+package server
+
+import (
+	"context"
+	"log/slog"
+
+	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
+	"github.com/mountain-sar/sar/internal/auth"
+	"github.com/mountain-sar/sar/internal/core"
+)
+
+// The service types translate between protobuf messages and the domain;
+// errors are turned into statuses by the error interceptor.
+
+type authService struct {
+	sarv1.UnimplementedAuthServiceServer
+	core *core.Service
+}
+
+func (s *authService) CreateCredential(ctx context.Context, req *sarv1.CreateCredentialRequest) (*sarv1.CreateCredentialResponse, error) {
+	token, p, err := s.core.CreateCredential(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return &sarv1.CreateCredentialResponse{Token: token, Principal: p}, nil
+}
+
+func (s *authService) CreateShareLink(ctx context.Context, req *sarv1.CreateShareLinkRequest) (*sarv1.CreateShareLinkResponse, error) {
+	return s.core.CreateShareLink(ctx, req)
+}
+
+func (s *authService) RevokeCredential(ctx context.Context, req *sarv1.RevokeCredentialRequest) (*sarv1.RevokeCredentialResponse, error) {
+	return &sarv1.RevokeCredentialResponse{}, s.core.RevokeCredential(ctx, req.GetCredentialId())
+}
+
+func (s *authService) WhoAmI(ctx context.Context, _ *sarv1.WhoAmIRequest) (*sarv1.WhoAmIResponse, error) {
+	return &sarv1.WhoAmIResponse{Principal: auth.FromContext(ctx)}, nil
+}
+
+type agencyService struct {
+	sarv1.UnimplementedAgencyServiceServer
+	core *core.Service
+}
+
+func (s *agencyService) CreateAgency(ctx context.Context, req *sarv1.CreateAgencyRequest) (*sarv1.CreateAgencyResponse, error) {
+	a, err := s.core.CreateAgency(ctx, req.GetAgency())
+	if err != nil {
+		return nil, err
+	}
+	return &sarv1.CreateAgencyResponse{Agency: a}, nil
+}
+
+func (s *agencyService) GetAgency(ctx context.Context, req *sarv1.GetAgencyRequest) (*sarv1.GetAgencyResponse, error) {
+	a, err := s.core.GetAgency(ctx, req.GetAgencyId())
+	if err != nil {
+		return nil, err
+	}
+	return &sarv1.GetAgencyResponse{Agency: a}, nil
+}
+
+func (s *agencyService) ListAgencies(ctx context.Context, req *sarv1.ListAgenciesRequest) (*sarv1.ListAgenciesResponse, error) {
+	as, err := s.core.ListAgencies(ctx, req.GetJurisdiction())
+	if err != nil {
+		return nil, err
+	}
+	return &sarv1.ListAgenciesResponse{Agencies: as}, nil
+}
+
+func (s *agencyService) CreateTeam(ctx context.Context, req *sarv1.CreateTeamRequest) (*sarv1.CreateTeamResponse, error) {
+	t, err := s.core.CreateTeam(ctx, req.GetTeam())
+	if err != nil {
+		return nil, err
+	}
+	return &sarv1.CreateTeamResponse{Team: t}, nil
+}
+
+func (s *agencyService) ListTeams(ctx context.Context, req *sarv1.ListTeamsRequest) (*sarv1.ListTeamsResponse, error) {
+	ts, err := s.core.ListTeams(ctx, req.GetAgencyId())
+	if err != nil {
+		return nil, err
+	}
+	return &sarv1.ListTeamsResponse{Teams: ts}, nil
+}
+
+type incidentService struct {
+	sarv1.UnimplementedIncidentServiceServer
+	core     *core.Service
+	log      *slog.Logger
+	draining <-chan struct{}
+}
+
+func (s *incidentService) CreateIncident(ctx context.Context, req *sarv1.CreateIncidentRequest) (*sarv1.CreateIncidentResponse, error) {
+	inc, err := s.core.CreateIncident(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return &sarv1.CreateIncidentResponse{Incident: inc}, nil
+}
+
+func (s *incidentService) GetIncident(ctx context.Context, req *sarv1.GetIncidentRequest) (*sarv1.GetIncidentResponse, error) {
+	inc, err := s.core.GetIncident(ctx, req.GetIncidentId())
+	if err != nil {
+		return nil, err
+	}
+	return &sarv1.GetIncidentResponse{Incident: inc}, nil
+}
+
+func (s *incidentService) ListIncidents(ctx context.Context, req *sarv1.ListIncidentsRequest) (*sarv1.ListIncidentsResponse, error) {
+	incs, next, err := s.core.ListIncidents(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return &sarv1.ListIncidentsResponse{Incidents: incs, NextPageToken: next}, nil
+}
+
+func (s *incidentService) CloseIncident(ctx context.Context, req *sarv1.CloseIncidentRequest) (*sarv1.CloseIncidentResponse, error) {
+	inc, err := s.core.CloseIncident(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return &sarv1.CloseIncidentResponse{Incident: inc}, nil
+}
+
+func (s *incidentService) AssignAgencies(ctx context.Context, req *sarv1.AssignAgenciesRequest) (*sarv1.AssignAgenciesResponse, error) {
+	inc, err := s.core.AssignAgencies(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return &sarv1.AssignAgenciesResponse{Incident: inc}, nil
+}
+
+func (s *incidentService) JoinIncident(ctx context.Context, req *sarv1.JoinIncidentRequest) (*sarv1.JoinIncidentResponse, error) {
+	return s.core.JoinIncident(ctx, req)
+}
+
+func (s *incidentService) ListParticipants(ctx context.Context, req *sarv1.ListParticipantsRequest) (*sarv1.ListParticipantsResponse, error) {
+	ps, err := s.core.ListParticipants(ctx, req.GetIncidentId())
+	if err != nil {
+		return nil, err
+	}
+	return &sarv1.ListParticipantsResponse{Participants: ps}, nil
+}
+
+type locationService struct {
+	sarv1.UnimplementedLocationServiceServer
+	core     *core.Service
+	log      *slog.Logger
+	draining <-chan struct{}
+}
+
+func (s *locationService) ReportFixes(ctx context.Context, req *sarv1.ReportFixesRequest) (*sarv1.ReportFixesResponse, error) {
+	ack, err := s.core.Ingest(ctx, auth.FromContext(ctx), req.GetBatch())
+	if err != nil {
+		return nil, err
+	}
+	return &sarv1.ReportFixesResponse{Ack: ack}, nil
+}
+
+func (s *locationService) GetTrack(ctx context.Context, req *sarv1.GetTrackRequest) (*sarv1.GetTrackResponse, error) {
+	fixes, err := s.core.Track(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return &sarv1.GetTrackResponse{Fixes: fixes}, nil
+}
+
+func (s *locationService) ListCellVisits(ctx context.Context, req *sarv1.ListCellVisitsRequest) (*sarv1.ListCellVisitsResponse, error) {
+	cells, err := s.core.CellVisits(ctx, req.GetIncidentId())
+	if err != nil {
+		return nil, err
+	}
+	return &sarv1.ListCellVisitsResponse{Cells: cells}, nil
+}

@@ -257,3 +257,5 @@ func containsAny(s string, subs ...string) bool {
 }
 
 var errStop = errors.New("stop")
+
+func timeNow() time.Time { return time.Now() }

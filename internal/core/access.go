@@ -197,3 +197,12 @@ func (s *Service) RevokeCredential(ctx context.Context, id string) error {
 	s.log.Info("credential revoked", "credential", id, "by", p.GetCredentialId())
 	return nil
 }
+
+// ForgetCredentials empties the credential cache, so that revocations take
+// effect at once in this process (tests, and an operator's emergency
+// revocation through an admin tool).
+func (s *Service) ForgetCredentials() {
+	s.creds.mu.Lock()
+	clear(s.creds.m)
+	s.creds.mu.Unlock()
+}

@@ -1,0 +1,201 @@
+package testenv
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+const (
+	// clusterSlots is the number of hash slots of a Redis Cluster.
+	clusterSlots = 16384
+	// clusterTimeout bounds how long the nodes may take to agree. A master
+	// waits 2 s after start before it reports cluster_state:ok.
+	clusterTimeout = 30 * time.Second
+)
+
+// RedisCluster is a Redis Cluster of masters without replicas, each a
+// redis-server child process on 127.0.0.1, started by StartRedisCluster.
+type RedisCluster struct {
+	tb    testing.TB
+	nodes []*Redis
+}
+
+// StartRedisCluster starts a Redis Cluster of masters nodes (3 if masters
+// is 0 or less), gives each an even share of the 16384 slots, joins them and
+// waits until every node reports cluster_state:ok and sees the same slot
+// map. The nodes are stopped when the test ends.
+func StartRedisCluster(tb testing.TB, masters int) *RedisCluster {
+	tb.Helper()
+	if masters <= 0 {
+		masters = 3
+	}
+	c := &RedisCluster{tb: tb}
+	for range masters {
+		c.nodes = append(c.nodes, newRedis(tb, nil, true))
+	}
+	if err := c.form(); err != nil {
+		for _, n := range c.nodes {
+			n.logShown = true
+			tb.Log(n.logTail())
+		}
+		tb.Fatalf("testenv: form a redis cluster of %d masters: %v", masters, err)
+	}
+	return c
+}
+
+// Addrs returns the nodes' host:port addresses.
+func (c *RedisCluster) Addrs() []string {
+	addrs := make([]string, len(c.nodes))
+	for i, n := range c.nodes {
+		addrs[i] = n.Addr()
+	}
+	return addrs
+}
+
+// URL returns the cluster's URL as go-redis's redis.ParseClusterURL reads
+// it: the first node as host and the others as addr parameters, such as
+// "redis://127.0.0.1:40123?addr=127.0.0.1:40125&addr=127.0.0.1:40127".
+func (c *RedisCluster) URL() string {
+	addrs := c.Addrs()
+	var b strings.Builder
+	b.WriteString("redis://" + addrs[0])
+	for i, a := range addrs[1:] {
+		if i == 0 {
+			b.WriteString("?addr=" + a)
+		} else {
+			b.WriteString("&addr=" + a)
+		}
+	}
+	return b.String()
+}
+
+// Stop stops every node, as Redis.Stop does.
+func (c *RedisCluster) Stop(opts ...StopOption) {
+	c.tb.Helper()
+	for _, n := range c.nodes {
+		n.Stop(opts...)
+	}
+}
+
+// slotRange returns the first and last slot of node i of n.
+func slotRange(i, n int) (first, last int) {
+	return i * clusterSlots / n, (i+1)*clusterSlots/n - 1
+}
+
+// form assigns the slots, joins the nodes and waits for them to agree.
+func (c *RedisCluster) form() error {
+	const timeout = 5 * time.Second
+	n := len(c.nodes)
+	want := make(map[string]clusterNode, n) // by node id
+	for i, node := range c.nodes {
+		id, err := respString(node.Addr(), timeout, "CLUSTER", "MYID")
+		if err != nil {
+			return fmt.Errorf("CLUSTER MYID on %s: %w", node.Addr(), err)
+		}
+		first, last := slotRange(i, n)
+		if _, err := respDo(node.Addr(), timeout, "CLUSTER", "ADDSLOTSRANGE", strconv.Itoa(first), strconv.Itoa(last)); err != nil {
+			return fmt.Errorf("CLUSTER ADDSLOTSRANGE %d %d on %s: %w", first, last, node.Addr(), err)
+		}
+		slots := strconv.Itoa(first)
+		if last > first {
+			slots += "-" + strconv.Itoa(last)
+		}
+		want[id] = clusterNode{addr: fmt.Sprintf("%s@%d", node.Addr(), node.busPort), slots: slots}
+	}
+
+	// Introduce every node to the first; gossip does the rest. The bus port
+	// must be given since it is not the default port+10000.
+	first := c.nodes[0]
+	for _, node := range c.nodes[1:] {
+		_, err := respDo(first.Addr(), timeout, "CLUSTER", "MEET", loopback, strconv.Itoa(node.port), strconv.Itoa(node.busPort))
+		if err != nil {
+			return fmt.Errorf("CLUSTER MEET %s from %s: %w", node.Addr(), first.Addr(), err)
+		}
+	}
+
+	deadline := time.Now().Add(clusterTimeout)
+	for {
+		err := c.agree(want)
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("nodes do not agree after %v: %w", clusterTimeout, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// clusterNode is what a node should see of another: its address with bus
+// port, and its slots.
+type clusterNode struct {
+	addr  string // such as 127.0.0.1:40123@40124
+	slots string // such as 0-5460
+}
+
+// agree checks that every node reports cluster_state:ok and sees exactly
+// the nodes of want, connected, healthy masters with their slots.
+func (c *RedisCluster) agree(want map[string]clusterNode) error {
+	for _, node := range c.nodes {
+		info, err := respString(node.Addr(), time.Second, "CLUSTER", "INFO")
+		if err != nil {
+			return fmt.Errorf("CLUSTER INFO on %s: %w", node.Addr(), err)
+		}
+		if !strings.Contains(info, "cluster_state:ok\r\n") {
+			return fmt.Errorf("CLUSTER INFO on %s: cluster_state is not ok:\n%s", node.Addr(), info)
+		}
+		nodes, err := respString(node.Addr(), time.Second, "CLUSTER", "NODES")
+		if err != nil {
+			return fmt.Errorf("CLUSTER NODES on %s: %w", node.Addr(), err)
+		}
+		if err := checkClusterNodes(nodes, want); err != nil {
+			return fmt.Errorf("CLUSTER NODES on %s: %w:\n%s", node.Addr(), err, nodes)
+		}
+	}
+	return nil
+}
+
+// checkClusterNodes checks a CLUSTER NODES reply against want. Each line
+// reads: id addr flags master ping-sent pong-recv config-epoch link-state
+// slot...
+func checkClusterNodes(reply string, want map[string]clusterNode) error {
+	lines := strings.Split(strings.TrimSpace(reply), "\n")
+	if len(lines) != len(want) {
+		return fmt.Errorf("%d nodes, want %d", len(lines), len(want))
+	}
+	for _, line := range lines {
+		f := strings.Fields(line)
+		if len(f) < 8 {
+			return fmt.Errorf("short line %q", line)
+		}
+		id, addr, flags, link, slots := f[0], f[1], f[2], f[7], strings.Join(f[8:], " ")
+		w, ok := want[id]
+		switch {
+		case !ok:
+			return fmt.Errorf("unknown node %s", id)
+		case addr != w.addr && !strings.HasPrefix(addr, w.addr+","): // may end with ",hostname"
+			return fmt.Errorf("node %s at %s, want %s", id, addr, w.addr)
+		case !hasFlag(flags, "master") || hasFlag(flags, "fail?") || hasFlag(flags, "fail") ||
+			hasFlag(flags, "handshake") || hasFlag(flags, "noaddr"):
+			return fmt.Errorf("node %s has flags %s, want a healthy master", id, flags)
+		case link != "connected":
+			return fmt.Errorf("node %s is %s, want connected", id, link)
+		case slots != w.slots:
+			return fmt.Errorf("node %s has slots %q, want %q", id, slots, w.slots)
+		}
+	}
+	return nil
+}
+
+// hasFlag reports whether the comma-separated flags hold flag.
+func hasFlag(flags, flag string) bool {
+	for _, f := range strings.Split(flags, ",") {
+		if f == flag {
+			return true
+		}
+	}
+	return false
+}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -68,6 +69,9 @@ type App struct {
 	served   chan error
 	cancel   context.CancelFunc
 	Embedded Bootstrap
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Bootstrap is what an embedded start made for a newcomer.
@@ -212,8 +216,14 @@ func (a *App) HTTPAddr() string { return a.httpLis.Addr().String() }
 func (a *App) Done() <-chan error { return a.served }
 
 // Close drains the server (finishing in-flight batches) and stops the
-// backends it started, in reverse order.
+// backends it started, in reverse order. Calling it again returns the
+// first call's result.
 func (a *App) Close() error {
+	a.closeOnce.Do(func() { a.closeErr = a.close() })
+	return a.closeErr
+}
+
+func (a *App) close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 	defer cancel()
 	var err error

@@ -148,7 +148,9 @@ func (b *Bus) Watch(ctx context.Context, incidentID string) (events <-chan *sarv
 	}
 	// Make sure the server has the interest before the caller reads a
 	// snapshot, so nothing published after the snapshot is missed.
-	if err := b.nc.FlushWithContext(ctx); err != nil {
+	fctx, cancel := context.WithTimeout(ctx, b.ackTimeout)
+	defer cancel()
+	if err := b.nc.FlushWithContext(fctx); err != nil {
 		_ = sub.Unsubscribe()
 		return nil, nil, nil, fmt.Errorf("dispatch: subscribe: %w", err)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
@@ -99,8 +100,9 @@ func TestEndToEnd(t *testing.T) {
 	must[*sarv1.AssignAgenciesResponse](t, "AssignAgencies")(e.inc.AssignAgencies(e.as(op), &sarv1.AssignAgenciesRequest{
 		IncidentId: inc.GetId(), TeamRefs: []string{"blue-sky/alpha"}}))
 
-	// The operator's console watches.
-	wctx, wcancel := context.WithCancel(e.as(op))
+	// The operator's console watches, with no deadline (a console's watch
+	// lives as long as the incident).
+	wctx, wcancel := context.WithCancel(metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+op))
 	defer wcancel()
 	watch, err := e.inc.WatchIncident(wctx, &sarv1.WatchIncidentRequest{IncidentId: inc.GetId()})
 	if err != nil {

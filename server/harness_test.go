@@ -78,7 +78,14 @@ func (e *env) start(cfg app.Config) {
 	opt, _ := redis.ParseURL(e.redis.URL())
 	e.rdb = redis.NewClient(opt)
 	t.Cleanup(func() { _ = e.rdb.Close() })
-	e.conn, err = grpc.NewClient(a.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	e.connect()
+}
+
+// connect makes the gRPC clients.
+func (e *env) connect() {
+	t := e.t
+	var err error
+	e.conn, err = grpc.NewClient(e.app.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatalf("grpc.NewClient: %v", err)
 	}

@@ -146,6 +146,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (a *App, err error
 	st := store.New(a.Redis, store.WithTrackMax(cfg.TrackMax), store.WithRetention(cfg.Retention))
 	ccfg := core.DefaultConfig()
 	ccfg.Resolution, ccfg.TrackMax = cfg.Resolution, cfg.TrackMax
+	if err := st.LoadScripts(ctx); err != nil {
+		return nil, err
+	}
 	a.Core = core.New(ccfg, st, bus, log, core.NewMetrics(reg))
 	if err := a.bootstrap(ctx, embeddedMode); err != nil {
 		return nil, err
@@ -268,7 +271,11 @@ func natsConn(url string, log *slog.Logger) (*nats.Conn, error) {
 		nats.ReconnectJitter(250*time.Millisecond, time.Second),
 		nats.ReconnectBufSize(64<<20),
 		nats.RetryOnFailedConnect(true),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("nats disconnected", "err", err) }),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil { // nil: we closed it ourselves
+				log.Warn("nats disconnected", "err", err)
+			}
+		}),
 		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
 		nats.ErrorHandler(func(_ *nats.Conn, s *nats.Subscription, err error) {
 			subj := ""

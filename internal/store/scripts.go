@@ -15,7 +15,9 @@ const (
 // ingestScript stores one batch of one device atomically: it checks that
 // the incident is open and the device joined as the participant, skips
 // fixes at or below the device's acked-through sequence (exactly once under
-// retries), adds the rest to the bounded track, counts cell visits, moves
+// retries), adds the rest to the track (trimmed back to trackMax when it
+// grows 10 % past it, so the trim is not paid on every batch), counts cell
+// visits, moves
 // the last known position only forward in fix time, and raises the
 // device's acked-through sequence to the batch's highest (rejected fixes
 // included: they are final).
@@ -62,7 +64,10 @@ if best then
     changed = 1
   end
   redis.call('ZADD', KEYS[5], unpack(zadd))
-  redis.call('ZREMRANGEBYRANK', KEYS[5], 0, -(tonumber(ARGV[3]) + 1))
+  local keep = tonumber(ARGV[3])
+  if redis.call('ZCARD', KEYS[5]) > keep + math.floor(keep / 10) then
+    redis.call('ZREMRANGEBYRANK', KEYS[5], 0, -(keep + 1))
+  end
   local zt = {'GT'}
   for c, cnt in pairs(counts) do
     redis.call('HINCRBY', KEYS[6], c, cnt)

@@ -88,3 +88,24 @@ func unmarshal(s string, m proto.Message) error {
 	}
 	return nil
 }
+
+// LoadScripts loads the Lua scripts into Redis (every master of a Cluster),
+// so the first batches do not pay a NOSCRIPT round trip.
+func (s *Store) LoadScripts(ctx context.Context) error {
+	load := func(ctx context.Context, c *redis.Client) error {
+		for _, sc := range []*redis.Script{ingestScript, putIncidentScript, joinScript, addParticipantScript} {
+			if err := sc.Load(ctx, c).Err(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	var err error
+	switch c := s.rdb.(type) {
+	case *redis.ClusterClient:
+		err = c.ForEachMaster(ctx, load)
+	case *redis.Client:
+		err = load(ctx, c)
+	}
+	return fail(err, "scripts")
+}

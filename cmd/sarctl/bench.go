@@ -1,0 +1,649 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	mrand "math/rand/v2"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
+)
+
+type benchCmd struct {
+	Ingest benchIngestCmd `cmd:"" help:"Drive simulated rescuer devices over gRPC against a running sard (on real Redis and NATS) and report fixes/s and ingest-to-event latency."`
+}
+
+type benchIngestCmd struct {
+	Devices  int           `default:"100" help:"Simulated rescuer devices; each gets its own rescuer credential (the rate limit is per credential), joins the bench incident and streams on its own StreamFixes stream."`
+	Batch    int           `default:"10" help:"Fixes per batch (1-500)."`
+	Duration time.Duration `default:"20s" help:"How long the devices send; then they stop, wait for their acks, close their streams, and the run ends."`
+	Rate     float64       `default:"0" help:"Target total fixes per second over all devices, paced by a ticker per device (ticks are skipped, not queued, when the server falls behind); 0 sends as fast as acknowledgements allow."`
+	Inflight int           `default:"1" help:"Unacknowledged batches allowed per stream."`
+	Conns    int           `default:"0" help:"gRPC connections the devices share; 0 gives each device its own connection, like real phones."`
+	RedisURL string        `name:"redis-url" env:"SAR_BENCH_REDIS_URL" help:"Redis the server writes to. If given, also measure the floor: the same fixes written straight to Redis by as many goroutines, in one pipeline per batch of the commands the server's ingest script writes (no Lua, validation, gRPC or NATS), under keys 'bench:{<run>}:*' that are deleted afterwards."`
+	JSON     bool          `name:"json" help:"Print the result as one JSON object on the last line of stdout."`
+	Keep     bool          `help:"Leave the bench incident open (by default it is closed as a false alarm after the run)."`
+	Quiet    bool          `help:"No setup and progress lines on stderr."`
+}
+
+func (c *benchIngestCmd) Run(ctx context.Context, g *Globals, w io.Writer) error {
+	var log io.Writer = os.Stderr
+	if c.Quiet {
+		log = io.Discard
+	}
+	res, err := runBench(ctx, benchOptions{Addr: g.Addr, Token: g.Token, Devices: c.Devices, Batch: c.Batch,
+		Duration: c.Duration, Rate: c.Rate, Inflight: c.Inflight, Conns: c.Conns, RedisURL: c.RedisURL, Keep: c.Keep, Log: log})
+	if err != nil {
+		return err
+	}
+	if err := res.write(w, c.JSON); err != nil {
+		return err
+	}
+	if res.Errors > 0 {
+		return fmt.Errorf("bench: %d errors", res.Errors)
+	}
+	return nil
+}
+
+// benchOptions configures one bench run.
+type benchOptions struct {
+	Addr, Token string
+	Devices     int
+	Batch       int
+	Duration    time.Duration
+	Rate        float64 // total fixes/s; 0: as fast as possible
+	Inflight    int
+	Conns       int    // 0: one per device
+	RedisURL    string // "": no floor
+	Keep        bool
+	Log         io.Writer // setup and progress lines
+}
+
+func (o benchOptions) check() error {
+	switch {
+	case o.Token == "":
+		return errors.New("bench: an admin --token is required (SAR_TOKEN)")
+	case o.Devices < 1 || o.Devices > 10_000:
+		return errors.New("bench: --devices must be from 1 to 10000")
+	case o.Batch < 1 || o.Batch > 500:
+		return errors.New("bench: --batch must be from 1 to 500")
+	case o.Duration <= 0 || o.Duration > time.Hour:
+		return errors.New("bench: --duration must be more than 0 and at most 1h")
+	case o.Rate < 0 || math.IsNaN(o.Rate) || math.IsInf(o.Rate, 0):
+		return errors.New("bench: --rate must be 0 or more")
+	case o.Inflight < 1 || o.Inflight > 1000:
+		return errors.New("bench: --inflight must be from 1 to 1000")
+	case o.Conns < 0:
+		return errors.New("bench: --conns must be 0 or more")
+	}
+	return nil
+}
+
+// benchResult is what a run measured. Latencies are in milliseconds.
+type benchResult struct {
+	IncidentID     string   `json:"incident_id"`
+	Devices        int      `json:"devices"`
+	Batch          int      `json:"batch"`
+	Inflight       int      `json:"inflight"`
+	Conns          int      `json:"conns"`
+	RateTarget     float64  `json:"rate_target"`
+	DurationS      float64  `json:"duration_s"` // from the first send to the last device's end of stream
+	Sent           int64    `json:"sent"`       // fixes sent
+	Stored         int64    `json:"stored"`     // fixes the acks name as stored
+	Batches        int64    `json:"batches"`
+	AckedBatches   int64    `json:"acked_batches"`
+	FixesPerS      float64  `json:"fixes_per_s"` // stored / duration_s
+	P50Ms          float64  `json:"p50_ms"`      // ingest to event: event received - batch sent
+	P90Ms          float64  `json:"p90_ms"`
+	P99Ms          float64  `json:"p99_ms"`
+	MaxMs          float64  `json:"max_ms"`
+	LatencySamples int      `json:"latency_samples"`
+	EventsMissing  int64    `json:"events_missing"` // stored batches whose event never reached the watcher
+	AckP50Ms       float64  `json:"ack_p50_ms"`     // batch sent to its ack received
+	AckP99Ms       float64  `json:"ack_p99_ms"`
+	Rejected       int64    `json:"rejected"`
+	Duplicates     int64    `json:"duplicates"`
+	Problems       int64    `json:"problems"`      // batches refused whole
+	StreamErrors   int64    `json:"stream_errors"` // broken streams and protocol surprises
+	Unacked        int64    `json:"unacked"`       // batches sent but never acknowledged
+	Errors         int64    `json:"errors"`        // sum of the five above
+	ErrorSamples   []string `json:"error_samples,omitempty"`
+	FloorFixesPerS float64  `json:"floor_fixes_per_s"` // 0 if not measured
+	FloorDurationS float64  `json:"floor_duration_s"`
+	Ratio          float64  `json:"ratio"` // floor_fixes_per_s / fixes_per_s
+}
+
+const (
+	benchJurisdiction = "bench"
+	drainTimeout      = 10 * time.Second // for acks after --duration
+	eventGrace        = 3 * time.Second  // for events after the last ack
+	maxErrorSamples   = 10
+)
+
+// benchDevice is one simulated rescuer phone.
+type benchDevice struct {
+	id, token string
+	seed      uint64
+	conn      *grpc.ClientConn
+
+	mu     sync.Mutex
+	sentAt []time.Duration // by batch id-1: when it was sent (since run start); -1 once its event was seen
+
+	// Written by the device's receiver only, read after it ended.
+	ackMs         []float64
+	storedBatches int64
+}
+
+// benchRun is the shared state of one run.
+type benchRun struct {
+	o        benchOptions
+	incident string
+	devices  []*benchDevice
+	byID     map[string]*benchDevice
+	start    time.Time
+	stop     chan struct{}
+	interval time.Duration // per-device batch interval with --rate
+
+	sent, stored, batches, acked   atomic.Int64
+	rejected, duplicates, problems atomic.Int64
+	failures, unacked, eventsSeen  atomic.Int64
+	errMu                          sync.Mutex
+	errSamples                     []string
+	latMs                          []float64 // written by the watcher only
+}
+
+func (r *benchRun) since() time.Duration { return time.Since(r.start) }
+
+func (r *benchRun) logf(format string, args ...any) { fmt.Fprintf(r.o.Log, format+"\n", args...) }
+
+// sample keeps a few error messages for the report (the caller counts).
+func (r *benchRun) sample(format string, args ...any) {
+	r.errMu.Lock()
+	defer r.errMu.Unlock()
+	if len(r.errSamples) < maxErrorSamples {
+		r.errSamples = append(r.errSamples, fmt.Sprintf(format, args...))
+	}
+}
+
+// retryLimited retries a call refused by the rate limiter (refused before
+// the handler ran, so retrying is safe).
+func retryLimited(ctx context.Context, fn func(context.Context) error) error {
+	wait := 50 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := fn(cctx)
+		cancel()
+		if status.Code(err) != codes.ResourceExhausted || attempt == 30 {
+			return err
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return err
+		}
+		wait = min(2*wait, time.Second)
+	}
+}
+
+// parallel runs fn(i) for i in [0, n) on a few workers and returns the
+// first error.
+func parallel(n, workers int, fn func(i int) error) error {
+	var next atomic.Int64
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n || errs[w] != nil {
+					return
+				}
+				errs[w] = fn(i)
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// runBench sets up an agency, an incident and one credential per device,
+// streams fixes for o.Duration, and measures. Setup failures are returned
+// as errors; failures during the run are counted in the result.
+func runBench(ctx context.Context, o benchOptions) (*benchResult, error) {
+	if err := o.check(); err != nil {
+		return nil, err
+	}
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+	var rb [4]byte
+	_, _ = rand.Read(rb[:])
+	runID := "bench-" + hex.EncodeToString(rb[:])
+	r := &benchRun{o: o, byID: map[string]*benchDevice{}, stop: make(chan struct{})}
+	if o.Rate > 0 {
+		r.interval = time.Duration(float64(o.Devices*o.Batch) / o.Rate * float64(time.Second))
+	}
+
+	admin, err := dial(o.Addr)
+	if err != nil {
+		return nil, err
+	}
+	defer admin.Close()
+	actx := withToken(ctx, o.Token)
+	agencies, incidents, authc := sarv1.NewAgencyServiceClient(admin), sarv1.NewIncidentServiceClient(admin), sarv1.NewAuthServiceClient(admin)
+
+	r.logf("bench %s: setting up on %s: agency, incident, %d rescuer credentials", runID, o.Addr, o.Devices)
+	if err := retryLimited(actx, func(ctx context.Context) error {
+		_, err := agencies.CreateAgency(ctx, &sarv1.CreateAgencyRequest{Agency: &sarv1.Agency{
+			Id: runID, Name: "sarctl bench " + runID, Kind: sarv1.AgencyKind_AGENCY_KIND_OTHER, Jurisdiction: benchJurisdiction}})
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("bench: create agency (is --token an admin token?): %w", err)
+	}
+	var inc *sarv1.Incident
+	if err := retryLimited(actx, func(ctx context.Context) error {
+		resp, err := incidents.CreateIncident(ctx, &sarv1.CreateIncidentRequest{
+			Title: "sarctl bench " + runID, Jurisdiction: benchJurisdiction, AgencyIds: []string{runID}, RequestId: runID,
+			InitialPlanningPoint: &sarv1.PlanningPoint{Position: &sarv1.LatLng{Lat: benchLat, Lng: benchLng}, AccuracyM: 50},
+			Subject:              &sarv1.SubjectProfile{Category: sarv1.SubjectCategory_SUBJECT_CATEGORY_HIKER, NumberOfPeople: 1}})
+		inc = resp.GetIncident()
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("bench: create incident: %w", err)
+	}
+	r.incident = inc.GetId()
+	defer func() {
+		if o.Keep {
+			return
+		}
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(actx), 10*time.Second)
+		defer cancel()
+		if err := retryLimited(cctx, func(ctx context.Context) error {
+			_, err := incidents.CloseIncident(ctx, &sarv1.CloseIncidentRequest{IncidentId: r.incident,
+				Outcome: sarv1.IncidentOutcome_INCIDENT_OUTCOME_FALSE_ALARM, Note: "sarctl bench run " + runID})
+			return err
+		}); err != nil {
+			r.logf("bench: closing incident %s: %v", r.incident, err)
+		}
+	}()
+
+	nconn := o.Conns
+	if nconn == 0 || nconn > o.Devices {
+		nconn = o.Devices
+	}
+	conns := make([]*grpc.ClientConn, nconn)
+	defer func() {
+		for _, c := range conns {
+			if c != nil {
+				_ = c.Close()
+			}
+		}
+	}()
+	for i := range conns {
+		if conns[i], err = dial(o.Addr); err != nil {
+			return nil, err
+		}
+	}
+	r.devices = make([]*benchDevice, o.Devices)
+	for i := range r.devices {
+		d := &benchDevice{id: fmt.Sprintf("%s-%05d", runID, i), seed: uint64(i) + 1, conn: conns[i%nconn]}
+		r.devices[i], r.byID[d.id] = d, d
+	}
+	if err := parallel(o.Devices, 8, func(i int) error {
+		d := r.devices[i]
+		return retryLimited(actx, func(ctx context.Context) error {
+			resp, err := authc.CreateCredential(ctx, &sarv1.CreateCredentialRequest{Role: sarv1.Role_ROLE_RESCUER,
+				AgencyId: runID, DisplayName: "bench device " + d.id, Ttl: durationpb.New(time.Hour)})
+			d.token = resp.GetToken()
+			return err
+		})
+	}); err != nil {
+		return nil, fmt.Errorf("bench: create credentials: %w", err)
+	}
+	if err := parallel(o.Devices, 8, func(i int) error {
+		d := r.devices[i]
+		return retryLimited(withToken(ctx, d.token), func(ctx context.Context) error {
+			resp, err := sarv1.NewIncidentServiceClient(d.conn).JoinIncident(ctx,
+				&sarv1.JoinIncidentRequest{IncidentId: r.incident, DeviceId: d.id, DisplayName: "bench " + d.id})
+			if err == nil && resp.GetAckedThrough() != 0 {
+				err = fmt.Errorf("new device %s has acked_through %d, want 0", d.id, resp.GetAckedThrough())
+			}
+			return err
+		})
+	}); err != nil {
+		return nil, fmt.Errorf("bench: join incident: %w", err)
+	}
+
+	// The watcher: one admin WatchIncident stream timestamps positions
+	// events. It starts before the devices and has seen its snapshot, so
+	// it is subscribed.
+	// (The deadline bounds the run; sard also refuses a watch without one,
+	// see watchCmd.)
+	wctx, stopWatch := context.WithTimeout(actx, o.Duration+drainTimeout+eventGrace+time.Minute)
+	defer stopWatch()
+	watch, err := incidents.WatchIncident(wctx, &sarv1.WatchIncidentRequest{IncidentId: r.incident})
+	if err == nil {
+		_, err = watch.Recv()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bench: watch incident: %w", err)
+	}
+	watchDone := make(chan struct{})
+
+	pace := "as fast as acks allow"
+	if o.Rate > 0 {
+		pace = fmt.Sprintf("paced at %.0f fixes/s (one batch per device every %v)", o.Rate, r.interval)
+	}
+	r.logf("bench %s: incident %s: %d devices x batches of %d, inflight %d, %d connections, %v, %s",
+		runID, r.incident, o.Devices, o.Batch, o.Inflight, nconn, o.Duration, pace)
+
+	r.start = time.Now()
+	go r.watch(watch, watchDone)
+	var once sync.Once
+	stopAll := func() { once.Do(func() { close(r.stop) }) }
+	timer := time.AfterFunc(o.Duration, stopAll)
+	defer timer.Stop()
+	unhook := context.AfterFunc(ctx, stopAll) // Ctrl-C ends the run early, cleanly
+	defer unhook()
+	progressDone := make(chan struct{})
+	go r.progress(progressDone)
+
+	var wg sync.WaitGroup
+	for _, d := range r.devices {
+		wg.Go(func() { d.run(r) })
+	}
+	wg.Wait()
+	elapsed := r.since()
+	close(progressDone)
+
+	// Wait for the events of the last batches, then stop watching.
+	var storedBatches int64
+	for _, d := range r.devices {
+		storedBatches += d.storedBatches
+	}
+	graceEnd := time.Now().Add(eventGrace)
+	for r.eventsSeen.Load() < storedBatches && time.Now().Before(graceEnd) {
+		select {
+		case <-watchDone:
+			graceEnd = time.Now()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	stopWatch()
+	<-watchDone
+
+	res := r.result(elapsed, storedBatches, nconn)
+	if o.RedisURL != "" && ctx.Err() == nil {
+		r.logf("bench %s: measuring the floor: raw Redis pipelines of the same data from %d goroutines for %v", runID, o.Devices, o.Duration)
+		fps, secs, err := runFloor(ctx, o, runID)
+		if err != nil {
+			return res, fmt.Errorf("bench: floor: %w", err)
+		}
+		res.FloorFixesPerS, res.FloorDurationS = round3(fps), round3(secs)
+		if res.FixesPerS > 0 {
+			res.Ratio = round3(fps / res.FixesPerS)
+		}
+	}
+	return res, nil
+}
+
+func (r *benchRun) result(elapsed time.Duration, storedBatches int64, nconn int) *benchResult {
+	res := &benchResult{IncidentID: r.incident, Devices: r.o.Devices, Batch: r.o.Batch, Inflight: r.o.Inflight,
+		Conns: nconn, RateTarget: r.o.Rate, DurationS: round3(elapsed.Seconds()),
+		Sent: r.sent.Load(), Stored: r.stored.Load(), Batches: r.batches.Load(), AckedBatches: r.acked.Load(),
+		Rejected: r.rejected.Load(), Duplicates: r.duplicates.Load(), Problems: r.problems.Load(),
+		StreamErrors: r.failures.Load(), Unacked: r.unacked.Load(), LatencySamples: len(r.latMs),
+		EventsMissing: storedBatches - r.eventsSeen.Load()}
+	res.Errors = res.Rejected + res.Duplicates + res.Problems + res.StreamErrors + res.Unacked
+	res.ErrorSamples = r.errSamples
+	if s := elapsed.Seconds(); s > 0 {
+		res.FixesPerS = round3(float64(res.Stored) / s)
+	}
+	p := percentiles(r.latMs, 50, 90, 99, 100)
+	res.P50Ms, res.P90Ms, res.P99Ms, res.MaxMs = round3(p[0]), round3(p[1]), round3(p[2]), round3(p[3])
+	var acks []float64
+	for _, d := range r.devices {
+		acks = append(acks, d.ackMs...)
+	}
+	p = percentiles(acks, 50, 99)
+	res.AckP50Ms, res.AckP99Ms = round3(p[0]), round3(p[1])
+	return res
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// progress prints the rates every 5 seconds.
+func (r *benchRun) progress(done <-chan struct{}) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	var last int64
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+			s := r.stored.Load()
+			r.logf("  %5.1fs  stored %9d fixes  %8.0f fixes/s  events %d  errors %d",
+				r.since().Seconds(), s, float64(s-last)/5, r.eventsSeen.Load(),
+				r.rejected.Load()+r.duplicates.Load()+r.problems.Load()+r.failures.Load())
+			last = s
+		}
+	}
+}
+
+// watch timestamps positions events and matches them to the batch that
+// made them by (device_id, batch_id).
+func (r *benchRun) watch(stream sarv1.IncidentService_WatchIncidentClient, done chan<- struct{}) {
+	defer close(done)
+	for {
+		m, err := stream.Recv()
+		if err != nil {
+			if status.Code(err) != codes.Canceled {
+				r.failures.Add(1)
+				r.sample("watch stream: %v", err)
+			}
+			return
+		}
+		pe := m.GetEvent().GetPositions()
+		if pe == nil {
+			continue
+		}
+		now := r.since()
+		d := r.byID[pe.GetDeviceId()]
+		if d == nil {
+			continue
+		}
+		d.mu.Lock()
+		i, lat := pe.GetBatchId()-1, time.Duration(-1)
+		if pe.GetBatchId() > 0 && i < uint64(len(d.sentAt)) && d.sentAt[i] >= 0 {
+			lat, d.sentAt[i] = now-d.sentAt[i], -1
+		}
+		d.mu.Unlock()
+		if lat >= 0 {
+			r.latMs = append(r.latMs, ms(lat))
+			r.eventsSeen.Add(1)
+		}
+	}
+}
+
+// batchRec is a batch on the wire, waiting for its ack.
+type batchRec struct {
+	id uint64
+	n  int
+	at time.Duration
+}
+
+// run streams batches until the run stops, then closes the stream after
+// the last ack.
+func (d *benchDevice) run(r *benchRun) {
+	// The stream outlives Ctrl-C and --duration by the drain time, so that
+	// the batches in flight are acknowledged and the stream ends cleanly.
+	ctx, cancel := context.WithTimeout(withToken(context.Background(), d.token), r.o.Duration+drainTimeout)
+	defer cancel()
+	stream, err := sarv1.NewLocationServiceClient(d.conn).StreamFixes(ctx)
+	if err != nil {
+		r.failures.Add(1)
+		r.sample("%s: open stream: %v", d.id, err)
+		return
+	}
+	slots := make(chan struct{}, r.o.Inflight)
+	pending := make(chan batchRec, r.o.Inflight)
+	recvDone := make(chan struct{})
+	go d.receive(r, stream, slots, pending, recvDone)
+
+	var tick <-chan time.Time
+	if r.interval > 0 {
+		// Start at a random phase so the devices' batches spread evenly.
+		select {
+		case <-time.After(time.Duration(mrand.Int64N(int64(r.interval) + 1))):
+		case <-r.stop:
+		}
+		t := time.NewTicker(r.interval)
+		defer t.Stop()
+		tick = t.C
+	}
+	w := newWalker(d.seed)
+	seq := uint64(1)
+send:
+	for id := uint64(1); ; id++ {
+		if tick != nil {
+			select {
+			case <-tick:
+			case <-r.stop:
+				break send
+			case <-recvDone:
+				break send
+			}
+		}
+		select {
+		case <-r.stop:
+			break send
+		case <-recvDone:
+			break send
+		default:
+		}
+		req := &sarv1.StreamFixesRequest{Batch: &sarv1.FixBatch{IncidentId: r.incident, DeviceId: d.id, BatchId: id,
+			Fixes: w.batch(seq, r.o.Batch, time.Now())}}
+		select {
+		case slots <- struct{}{}:
+		case <-r.stop:
+			break send
+		case <-recvDone:
+			break send
+		}
+		at := r.since()
+		d.mu.Lock()
+		d.sentAt = append(d.sentAt, at) // index id-1
+		d.mu.Unlock()
+		pending <- batchRec{id: id, n: r.o.Batch, at: at}
+		if err := stream.Send(req); err != nil {
+			break // the receiver reports the stream's error
+		}
+		r.sent.Add(int64(r.o.Batch))
+		r.batches.Add(1)
+		seq += uint64(r.o.Batch)
+	}
+	_ = stream.CloseSend()
+	<-recvDone
+	if n := len(pending); n > 0 {
+		r.unacked.Add(int64(n))
+		r.sample("%s: %d batches never acknowledged", d.id, n)
+	}
+}
+
+// receive reads the acks, in the order of the batches.
+func (d *benchDevice) receive(r *benchRun, stream sarv1.LocationService_StreamFixesClient, slots <-chan struct{}, pending <-chan batchRec, done chan<- struct{}) {
+	defer close(done)
+	for {
+		resp, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return
+		}
+		if err != nil {
+			r.failures.Add(1)
+			r.sample("%s: stream: %v", d.id, err)
+			return
+		}
+		now := r.since()
+		var b batchRec
+		select {
+		case b = <-pending:
+			<-slots
+		default:
+			r.failures.Add(1)
+			r.sample("%s: ack for batch %d that was not sent", d.id, resp.GetAck().GetBatchId())
+			return
+		}
+		ack := resp.GetAck()
+		if ack.GetBatchId() != b.id {
+			r.failures.Add(1)
+			r.sample("%s: ack for batch %d, want %d", d.id, ack.GetBatchId(), b.id)
+		}
+		d.ackMs = append(d.ackMs, ms(now-b.at))
+		r.acked.Add(1)
+		r.stored.Add(int64(len(ack.GetStored())))
+		if len(ack.GetStored()) > 0 {
+			d.storedBatches++
+		}
+		if n := len(ack.GetDuplicates()); n > 0 {
+			r.duplicates.Add(int64(n))
+			r.sample("%s: batch %d: %d duplicates", d.id, b.id, n)
+		}
+		if n := len(ack.GetRejected()); n > 0 {
+			r.rejected.Add(int64(n))
+			r.sample("%s: batch %d: %d rejected, first: %v", d.id, b.id, n, ack.GetRejected()[0].GetViolation())
+		}
+		if p := ack.GetProblem(); p != nil {
+			r.problems.Add(1)
+			r.sample("%s: batch %d refused: %s: %s", d.id, b.id, codes.Code(p.GetCode()), p.GetMessage())
+		}
+	}
+}
+
+// write prints a summary, and with asJSON the result as one JSON object on
+// the last line.
+func (res *benchResult) write(w io.Writer, asJSON bool) error {
+	pace := "as fast as possible"
+	if res.RateTarget > 0 {
+		pace = fmt.Sprintf("target %.0f fixes/s", res.RateTarget)
+	}
+	fmt.Fprintf(w, "bench ingest: %d devices x batches of %d, inflight %d, %d connections, %.1f s, %s (incident %s)\n",
+		res.Devices, res.Batch, res.Inflight, res.Conns, res.DurationS, pace, res.IncidentID)
+	fmt.Fprintf(w, "  sent        %d fixes in %d batches; %d batches acknowledged\n", res.Sent, res.Batches, res.AckedBatches)
+	fmt.Fprintf(w, "  stored      %d fixes: %.0f fixes/s\n", res.Stored, res.FixesPerS)
+	fmt.Fprintf(w, "  ingest->event latency (%d events): p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  max %.2f ms; %d stored batches without an event\n",
+		res.LatencySamples, res.P50Ms, res.P90Ms, res.P99Ms, res.MaxMs, res.EventsMissing)
+	fmt.Fprintf(w, "  batch->ack latency: p50 %.2f ms  p99 %.2f ms\n", res.AckP50Ms, res.AckP99Ms)
+	fmt.Fprintf(w, "  errors      %d (rejected %d, duplicates %d, refused batches %d, stream errors %d, unacked batches %d)\n",
+		res.Errors, res.Rejected, res.Duplicates, res.Problems, res.StreamErrors, res.Unacked)
+	for _, s := range res.ErrorSamples {
+		fmt.Fprintf(w, "    %s\n", s)
+	}
+	if res.FloorFixesPerS > 0 {
+		fmt.Fprintf(w, "  floor       %.0f fixes/s of raw Redis pipelines (same data, %d goroutines, %.1f s): ratio floor/ours %.2f\n",
+			res.FloorFixesPerS, res.Devices, res.FloorDurationS, res.Ratio)
+	}
+	if !asJSON {
+		return nil
+	}
+	b, err := json.Marshal(res)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "%s\n", b)
+	return err
+}

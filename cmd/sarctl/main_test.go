@@ -1,0 +1,294 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/alecthomas/kong"
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
+	"github.com/mountain-sar/sar/internal/app"
+	"github.com/mountain-sar/sar/internal/auth"
+	"github.com/mountain-sar/sar/internal/testenv"
+)
+
+func TestParseFlags(t *testing.T) {
+	t.Setenv("SAR_GRPC_ADDR", "10.0.0.1:7000")
+	t.Setenv("SAR_TOKEN", "tok")
+	var cli CLI
+	p, err := kong.New(&cli, kong.Name("sarctl"), kong.Vars{"version": "test"})
+	if err != nil {
+		t.Fatalf("kong.New: %v", err)
+	}
+	if _, err := p.Parse([]string{"bench", "ingest", "--devices", "4", "--rate", "500"}); err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	in := cli.Bench.Ingest
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"addr", cli.Addr, "10.0.0.1:7000"},
+		{"token", cli.Token, "tok"},
+		{"devices", in.Devices, 4},
+		{"rate", in.Rate, 500.0},
+		{"batch", in.Batch, 10},
+		{"duration", in.Duration, 20 * time.Second},
+		{"inflight", in.Inflight, 1},
+		{"redis-url", in.RedisURL, ""},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("flag %s = %v, want %v", c.name, c.got, c.want)
+		}
+	}
+}
+
+func TestTokenIsWellFormed(t *testing.T) {
+	var b bytes.Buffer
+	if err := (tokenCmd{}).Run(&b); err != nil {
+		t.Fatalf("token: %v", err)
+	}
+	if tok := strings.TrimSpace(b.String()); !auth.WellFormed(tok) {
+		t.Errorf("auth.WellFormed(%q) = false, want true", tok)
+	}
+}
+
+// server is sard in-process on real Redis and NATS.
+type server struct {
+	addr, admin string
+	redis       *testenv.Redis
+}
+
+func startServer(t *testing.T) *server {
+	t.Helper()
+	s := &server{redis: testenv.StartRedis(t)}
+	nats := testenv.StartNATS(t)
+	s.admin, _, _ = auth.NewToken()
+	cfg := app.Defaults()
+	cfg.GRPCAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.RedisURL, cfg.NATSURL, cfg.AdminToken = s.redis.URL(), nats.URL(), s.admin
+	cfg.RateLimit, cfg.RateBurst = 100_000, 100_000
+	cfg.ShutdownTimeout = 5 * time.Second
+	a, err := app.Start(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatalf("app.Start: %v", err)
+	}
+	t.Cleanup(func() { _ = a.Close() })
+	s.addr = a.GRPCAddr()
+	return s
+}
+
+func (s *server) globals(token string) *Globals {
+	return &Globals{Addr: s.addr, Token: token, Timeout: 10 * time.Second}
+}
+
+type runner interface {
+	Run(context.Context, *Globals, io.Writer) error
+}
+
+// run runs a command and decodes its protojson answer into out.
+func run[T proto.Message](t *testing.T, g *Globals, cmd runner, out T) T {
+	t.Helper()
+	var b bytes.Buffer
+	if err := cmd.Run(t.Context(), g, &b); err != nil {
+		t.Fatalf("%T.Run: %v", cmd, err)
+	}
+	if err := protojson.Unmarshal(b.Bytes(), out); err != nil {
+		t.Fatalf("%T printed %q: not a %T: %v", cmd, b.String(), out, err)
+	}
+	return out
+}
+
+// cancelOnWrite cancels a context at the first write.
+type cancelOnWrite struct {
+	bytes.Buffer
+	cancel context.CancelFunc
+}
+
+func (w *cancelOnWrite) Write(p []byte) (int, error) {
+	defer w.cancel()
+	return w.Buffer.Write(p)
+}
+
+func TestAgainstServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Redis, NATS and sard")
+	}
+	s := startServer(t)
+	t.Run("AdminCommands", func(t *testing.T) { testAdminCommands(t, s) })
+	t.Run("BenchIngest", func(t *testing.T) { testBenchIngest(t, s) })
+	t.Run("BenchIngestPaced", func(t *testing.T) { testBenchIngestPaced(t, s) })
+}
+
+func testAdminCommands(t *testing.T, s *server) {
+	admin := s.globals(s.admin)
+	who := run(t, admin, whoamiCmd{}, &sarv1.WhoAmIResponse{})
+	if got := who.GetPrincipal().GetRole(); got != sarv1.Role_ROLE_ADMIN {
+		t.Errorf("whoami role = %v, want ROLE_ADMIN", got)
+	}
+	ag := run(t, admin, &agencyCreateCmd{ID: "valley-rescue", Name: "Valley rescue", Kind: "volunteer-rescue", Jurisdiction: "valley"},
+		&sarv1.CreateAgencyResponse{})
+	if got := ag.GetAgency().GetKind(); got != sarv1.AgencyKind_AGENCY_KIND_VOLUNTEER_RESCUE {
+		t.Errorf("agency create --kind volunteer-rescue: kind = %v, want AGENCY_KIND_VOLUNTEER_RESCUE", got)
+	}
+	run(t, admin, &teamCreateCmd{Agency: "valley-rescue", ID: "alpha", Name: "Alpha"}, &sarv1.CreateTeamResponse{})
+	lat, lng := 46.6, 7.9
+	inc := run(t, admin, &incidentCreateCmd{Title: "Two hikers overdue", Jurisdiction: "valley", Lat: &lat, Lng: &lng, Accuracy: 200,
+		Agency: []string{"valley-rescue"}, Category: "hiker", People: 2}, &sarv1.CreateIncidentResponse{}).GetIncident()
+	if got := inc.GetInitialPlanningPoint().GetPosition().GetLat(); got != lat {
+		t.Errorf("incident create --lat %v: ipp lat = %v, want %v", lat, got, lat)
+	}
+	if got := inc.GetSubject().GetCategory(); got != sarv1.SubjectCategory_SUBJECT_CATEGORY_HIKER {
+		t.Errorf("incident create --category hiker: category = %v, want SUBJECT_CATEGORY_HIKER", got)
+	}
+	got := run(t, admin, &incidentGetCmd{ID: inc.GetId()}, &sarv1.GetIncidentResponse{}).GetIncident()
+	if !proto.Equal(got, inc) {
+		t.Errorf("incident get %s = %v, want %v", inc.GetId(), got, inc)
+	}
+	cred := run(t, admin, &credentialCreateCmd{Role: "rescuer", Agency: "valley-rescue", Team: "alpha", Name: "Anna", TTL: time.Hour},
+		&sarv1.CreateCredentialResponse{})
+	who = run(t, s.globals(cred.GetToken()), whoamiCmd{}, &sarv1.WhoAmIResponse{})
+	if got, want := who.GetPrincipal().GetTeamId(), "alpha"; got != want {
+		t.Errorf("whoami (rescuer) team = %q, want %q", got, want)
+	}
+	link := run(t, admin, &shareLinkCmd{ID: inc.GetId(), Name: "Caller"}, &sarv1.CreateShareLinkResponse{})
+	if !auth.WellFormed(link.GetToken()) {
+		t.Errorf("share-link token %q is not well formed", link.GetToken())
+	}
+
+	// watch prints the snapshot as one JSON line; the writer ends the
+	// watch at its first line, as Ctrl-C would.
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	w := &cancelOnWrite{cancel: cancel}
+	if err := (&watchCmd{ID: inc.GetId(), For: time.Minute}).Run(ctx, admin, w); err != nil {
+		t.Fatalf("watch: %v", err)
+	}
+	var snap sarv1.WatchIncidentResponse
+	line := strings.TrimSuffix(w.String(), "\n")
+	if err := protojson.Unmarshal([]byte(line), &snap); err != nil || strings.Contains(line, "\n") {
+		t.Fatalf("watch printed %q, want one JSON line (%v)", w.String(), err)
+	}
+	if got := snap.GetSnapshot().GetIncident().GetId(); got != inc.GetId() {
+		t.Errorf("watch snapshot incident = %q, want %q", got, inc.GetId())
+	}
+
+	closed := run(t, admin, &incidentCloseCmd{ID: inc.GetId(), Outcome: "found-alive"}, &sarv1.CloseIncidentResponse{}).GetIncident()
+	if got := closed.GetOutcome(); got != sarv1.IncidentOutcome_INCIDENT_OUTCOME_FOUND_ALIVE {
+		t.Errorf("incident close --outcome found-alive: outcome = %v, want INCIDENT_OUTCOME_FOUND_ALIVE", got)
+	}
+	list := run(t, admin, &incidentListCmd{State: "closed", Jurisdiction: "valley", PageSize: 50}, &sarv1.ListIncidentsResponse{})
+	if n := len(list.GetIncidents()); n != 1 || list.GetIncidents()[0].GetId() != inc.GetId() {
+		t.Errorf("incident list --state closed = %d incidents, want just %s", n, inc.GetId())
+	}
+}
+
+func testBenchIngest(t *testing.T, s *server) {
+	o := benchOptions{Addr: s.addr, Token: s.admin, Devices: 4, Batch: 10, Duration: 2 * time.Second,
+		Inflight: 1, RedisURL: s.redis.URL(), Log: t.Output()}
+	res, err := runBench(t.Context(), o)
+	if err != nil {
+		t.Fatalf("runBench: %v", err)
+	}
+	if res.Sent <= 0 || res.Stored != res.Sent {
+		t.Errorf("runBench: stored, sent = %d, %d, want equal and > 0", res.Stored, res.Sent)
+	}
+	if res.Errors != 0 {
+		t.Errorf("runBench: errors = %d, want 0; samples: %q", res.Errors, res.ErrorSamples)
+	}
+	if res.AckedBatches != res.Batches {
+		t.Errorf("runBench: acked batches = %d, want %d", res.AckedBatches, res.Batches)
+	}
+	if res.LatencySamples == 0 || res.EventsMissing != 0 {
+		t.Errorf("runBench: latency samples, events missing = %d, %d, want > 0, 0", res.LatencySamples, res.EventsMissing)
+	}
+	if !(res.P50Ms > 0 && res.P50Ms <= res.P99Ms && res.P99Ms <= res.MaxMs) {
+		t.Errorf("runBench: p50, p99, max = %v, %v, %v ms, want 0 < p50 <= p99 <= max", res.P50Ms, res.P99Ms, res.MaxMs)
+	}
+	if res.FixesPerS <= 0 || res.FloorFixesPerS <= 0 || res.Ratio <= 0 {
+		t.Errorf("runBench: fixes/s, floor, ratio = %v, %v, %v, want all > 0", res.FixesPerS, res.FloorFixesPerS, res.Ratio)
+	}
+
+	// The stored fixes are in the incident's cells, as the server counts them.
+	cc, err := dial(s.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx := withToken(t.Context(), s.admin)
+	cells, err := sarv1.NewLocationServiceClient(cc).ListCellVisits(ctx, &sarv1.ListCellVisitsRequest{IncidentId: res.IncidentID})
+	if err != nil {
+		t.Fatalf("ListCellVisits: %v", err)
+	}
+	var inCells int64
+	for _, c := range cells.GetCells() {
+		inCells += c.GetFixes()
+	}
+	if inCells != res.Stored {
+		t.Errorf("ListCellVisits(bench incident): %d fixes in cells, want %d (stored)", inCells, res.Stored)
+	}
+	inc, err := sarv1.NewIncidentServiceClient(cc).GetIncident(ctx, &sarv1.GetIncidentRequest{IncidentId: res.IncidentID})
+	if err != nil {
+		t.Fatalf("GetIncident: %v", err)
+	}
+	if got := inc.GetIncident().GetState(); got != sarv1.IncidentState_INCIDENT_STATE_CLOSED {
+		t.Errorf("bench incident state after the run = %v, want INCIDENT_STATE_CLOSED", got)
+	}
+
+	// The floor deleted its keys.
+	opt, _ := redis.ParseURL(s.redis.URL())
+	rdb := redis.NewClient(opt)
+	defer rdb.Close()
+	left, _, err := rdb.Scan(t.Context(), 0, "bench:*", 10_000).Result()
+	if err != nil || len(left) != 0 {
+		t.Errorf("SCAN bench:* after the run = %q (%v), want no keys", left, err)
+	}
+
+	// --json: the last line is one JSON object with the figures.
+	var out bytes.Buffer
+	if err := res.write(&out, true); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	var obj map[string]any
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &obj); err != nil {
+		t.Fatalf("last line %q: not JSON: %v", lines[len(lines)-1], err)
+	}
+	want := map[string]float64{"fixes_per_s": res.FixesPerS, "p50_ms": res.P50Ms, "p99_ms": res.P99Ms,
+		"stored": float64(res.Stored), "sent": float64(res.Sent), "floor_fixes_per_s": res.FloorFixesPerS, "ratio": res.Ratio,
+		"devices": 4, "batch": 10, "duration_s": res.DurationS, "errors": 0}
+	for k, v := range want {
+		if got, ok := obj[k].(float64); !ok || got != v {
+			t.Errorf("JSON line[%q] = %v, want %v", k, obj[k], v)
+		}
+	}
+}
+
+func testBenchIngestPaced(t *testing.T, s *server) {
+	const rate, dur = 200.0, 1500 * time.Millisecond
+	o := benchOptions{Addr: s.addr, Token: s.admin, Devices: 2, Batch: 10, Duration: dur, Rate: rate,
+		Inflight: 2, Conns: 1, Log: t.Output()}
+	res, err := runBench(t.Context(), o)
+	if err != nil {
+		t.Fatalf("runBench: %v", err)
+	}
+	// One batch per device every 100 ms from a random phase: 280-300 fixes.
+	want := rate * dur.Seconds()
+	if lo, hi := int64(want/2), int64(want); res.Sent < lo || res.Sent > hi || res.Stored != res.Sent {
+		t.Errorf("runBench(--rate %v, %v): stored, sent = %d, %d, want equal and in [%d, %d]", rate, dur, res.Stored, res.Sent, lo, hi)
+	}
+	if res.Errors != 0 || res.FloorFixesPerS != 0 || res.Ratio != 0 {
+		t.Errorf("runBench: errors, floor, ratio = %d, %v, %v, want 0, 0, 0 (no --redis-url); samples: %q",
+			res.Errors, res.FloorFixesPerS, res.Ratio, res.ErrorSamples)
+	}
+}

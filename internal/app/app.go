@@ -122,6 +122,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (a *App, err error
 		log.Info("embedded NATS: started in-process with JetStream", "url", n.URL, "data", n.Dir)
 	}
 
+	redis.SetLogger(redisLogger{log})
 	if a.Redis, err = redisClient(cfg); err != nil {
 		return nil, err
 	}

@@ -1,6 +1,9 @@
 package app
 
 import (
+	"context"
+	"fmt"
+	"log/slog"
 	"net/url"
 	"time"
 
@@ -16,4 +19,12 @@ func redactURL(s string) string {
 		return "(unparsable url)"
 	}
 	return u.Redacted()
+}
+
+// redisLogger routes go-redis's own messages (dial failures while Redis
+// restarts) into the structured log.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.WarnContext(ctx, "redis client", "msg", fmt.Sprintf(format, v...))
 }

@@ -76,6 +76,7 @@ type App struct {
 
 // Bootstrap is what an embedded start made for a newcomer.
 type Bootstrap struct {
+	redis         *embedded.Redis
 	RedisKind     string // "redis-server", "miniredis" or "" (external)
 	NATSEmbedded  bool
 	AdminToken    string // generated admin token ("" if configured or external)
@@ -105,7 +106,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (a *App, err error
 			return nil, err
 		}
 		a.closers = append(a.closers, r.Close)
-		cfg.RedisURL, a.Embedded.RedisKind = r.URL, r.Kind
+		cfg.RedisURL, a.Embedded.RedisKind, a.Embedded.redis = r.URL, r.Kind, r
 		if r.Kind == "miniredis" {
 			log.Warn("embedded Redis: redis-server is not on the PATH, using in-process miniredis; state is lost when sard stops", "url", r.URL)
 		} else {
@@ -303,4 +304,12 @@ func retry(ctx context.Context, what string, log *slog.Logger, op func() error) 
 		return struct{}{}, err
 	}, backoff.WithMaxElapsedTime(30*time.Second))
 	return err
+}
+
+// redisPID is the embedded redis-server's process id, or 0.
+func (b Bootstrap) redisPID() int {
+	if b.redis == nil {
+		return 0
+	}
+	return b.redis.PID()
 }

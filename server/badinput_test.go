@@ -54,15 +54,27 @@ func TestBadInput(t *testing.T) {
 	if len(ack.GetStored()) != 0 || len(ack.GetRejected()) != 0 || len(ack.GetDuplicates()) != 8 {
 		t.Errorf("retry ack = %v, want 8 duplicates", ack)
 	}
-	// Out-of-order and zero sequences inside a batch.
-	ack = d.send(walk(10, 1, now)[0], walk(9, 1, now)[0], walk(0, 1, now)[0], walk(11, 1, now)[0])
-	if !equalSeqs(ack.GetStored(), seqs(10, 11)) || len(ack.GetRejected()) != 2 {
-		t.Errorf("out-of-order batch ack = %v, want 10 and 11 stored, 9 and 0 rejected", ack)
+	// A shuffled batch is taken in sequence order; 0 is refused; a repeated
+	// sequence is a duplicate, named once.
+	ack = d.send(walk(10, 1, now)[0], walk(9, 1, now)[0], walk(0, 1, now)[0], walk(11, 1, now)[0], walk(11, 1, now)[0])
+	if !equalSeqs(ack.GetStored(), seqs(9, 10, 11)) || !equalSeqs(ack.GetDuplicates(), seqs(11)) || len(ack.GetRejected()) != 1 ||
+		ack.GetRejected()[0].GetReason() != sarv1.RejectReason_REJECT_REASON_INVALID_SEQUENCE {
+		t.Errorf("shuffled batch ack = %v, want 9-11 stored, 11 once as duplicate, 0 rejected", ack)
 	}
-	for _, r := range ack.GetRejected() {
-		if r.GetReason() != sarv1.RejectReason_REJECT_REASON_INVALID_SEQUENCE {
-			t.Errorf("rejection %v, want INVALID_SEQUENCE", r)
-		}
+	// A gap: 14 after 11 is not stored and not acknowledged (the device
+	// resends), until the device declares 12-13 given up.
+	ack = d.send(walk(14, 1, now)...)
+	if len(ack.GetStored()) != 0 || ack.GetAckedThrough() != 11 || len(ack.GetRejected()) != 1 ||
+		ack.GetRejected()[0].GetReason() != sarv1.RejectReason_REJECT_REASON_SEQUENCE_GAP {
+		t.Errorf("batch after a gap ack = %v, want SEQUENCE_GAP and acked_through 11", ack)
+	}
+	d.batchSeq++
+	if err := d.stream.Send(&sarv1.StreamFixesRequest{Batch: &sarv1.FixBatch{IncidentId: inc.GetId(), DeviceId: "phone", BatchId: d.batchSeq,
+		SkippedThrough: 13, Fixes: walk(14, 1, now)}}); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	if r, err := d.stream.Recv(); err != nil || !equalSeqs(r.GetAck().GetStored(), seqs(14)) || r.GetAck().GetAckedThrough() != 14 {
+		t.Errorf("batch with skipped_through 13 = %v, %v; want 14 stored through 14", r, err)
 	}
 	// An oversized batch is refused whole, the stream stays open.
 	ack = d.send(walk(20, 501, now)...)
@@ -82,8 +94,8 @@ func TestBadInput(t *testing.T) {
 		t.Errorf("unjoined device ack = %v, want FAILED_PRECONDITION", ack)
 	}
 	d.id = "phone"
-	ack = d.send(walk(12, 1, now)...)
-	if !equalSeqs(ack.GetStored(), seqs(12)) {
+	ack = d.send(walk(15, 1, now)...)
+	if !equalSeqs(ack.GetStored(), seqs(15)) {
 		t.Errorf("after refused batches the stream still stores: ack = %v", ack)
 	}
 	// Nothing half-written: the track holds exactly the stored fixes.
@@ -94,8 +106,8 @@ func TestBadInput(t *testing.T) {
 		got = append(got, f.GetSequence())
 	}
 	slices.Sort(got)
-	if !equalSeqs(got, seqs(1, 7, 8, 10, 11, 12)) {
-		t.Errorf("stored track sequences = %v, want 1 7 8 10 11 12", got)
+	if !equalSeqs(got, seqs(1, 7, 8, 9, 10, 11, 14, 15)) {
+		t.Errorf("stored track sequences = %v, want 1 7 8 9 10 11 14 15", got)
 	}
 
 	// A message over the size limit ends the stream with RESOURCE_EXHAUSTED.

@@ -3,8 +3,11 @@ package core
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
 	"github.com/mountain-sar/sar/internal/auth"
@@ -107,9 +110,13 @@ func (s *Service) Ingest(ctx context.Context, p *sarv1.Principal, b *sarv1.FixBa
 		return nil, err
 	}
 	chk := checkFixes(b.GetFixes(), s.window(inc), int(inc.GetSearchResolution()))
+	if skip := b.GetSkippedThrough(); skip > 0 && len(chk.entries) > 0 && skip >= chk.entries[0].Sequence {
+		return nil, sar.Invalid("invalid batch", sar.Field("batch.skipped_through", "NOT_BELOW_BATCH",
+			"skipped_through must be below the batch's first sequence %d", chk.entries[0].Sequence))
+	}
 	res, err := s.st.Ingest(ctx, store.IngestArgs{
 		IncidentID: inc.GetId(), ParticipantID: pid, DeviceID: b.GetDeviceId(),
-		MaxSequence: chk.maxSeq, Fixes: chk.valid,
+		SkippedThrough: b.GetSkippedThrough(), Fixes: chk.entries,
 	})
 	if err != nil {
 		if sar.KindOf(err) == sar.KindFailedPrecondition {
@@ -118,25 +125,27 @@ func (s *Service) Ingest(ctx context.Context, p *sarv1.Principal, b *sarv1.FixBa
 		return nil, err
 	}
 	ack = &sarv1.FixAck{IncidentId: inc.GetId(), DeviceId: b.GetDeviceId(), BatchId: b.GetBatchId(),
-		AckedThrough: max(res.AckedBefore, chk.maxSeq)}
+		AckedThrough: res.AckedThrough, ServerTime: timestamppb.New(s.now())}
+	// Each fix of the batch is named exactly once.
 	var stored []*sarv1.LocationFix
-	for _, f := range b.GetFixes() {
-		seq := f.GetSequence()
-		switch r := chk.rejected[seq]; {
-		case seq != 0 && seq <= res.AckedBefore:
+	for _, en := range chk.entries {
+		switch seq := en.Sequence; {
+		case seq <= res.AckedBefore:
 			ack.Duplicates = append(ack.Duplicates, seq)
-		case r != nil:
-			ack.Rejected = append(ack.Rejected, r)
+		case seq > res.AckedThrough:
+			ack.Rejected = append(ack.Rejected, reject(seq, sarv1.RejectReason_REJECT_REASON_SEQUENCE_GAP, "batch.fixes", "GAP",
+				"sequence %d follows a gap: resend from %d", seq, res.AckedThrough+1))
+		case en.Fix == nil:
+			ack.Rejected = append(ack.Rejected, chk.refused[seq])
+		default:
+			ack.Stored = append(ack.Stored, seq)
+			stored = append(stored, en.Fix)
 		}
 	}
-	for _, v := range chk.valid {
-		if v.Fix.GetSequence() > res.AckedBefore {
-			ack.Stored = append(ack.Stored, v.Fix.GetSequence())
-			stored = append(stored, v.Fix)
-		}
-	}
+	ack.Duplicates = append(ack.Duplicates, chk.repeats...)
 	ack.Rejected = append(ack.Rejected, chk.badSeq...)
-	sort.Slice(ack.Rejected, func(i, j int) bool { return ack.Rejected[i].GetSequence() < ack.Rejected[j].GetSequence() })
+	slices.Sort(ack.Duplicates)
+	sort.SliceStable(ack.Rejected, func(i, j int) bool { return ack.Rejected[i].GetSequence() < ack.Rejected[j].GetSequence() })
 	s.met.FixesStored.Add(float64(len(ack.Stored)))
 	s.met.FixesDuplicate.Add(float64(len(ack.Duplicates)))
 	for _, r := range ack.Rejected {

@@ -3,6 +3,7 @@ package core
 import (
 	"fmt"
 	"math"
+	"sort"
 	"time"
 
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
@@ -24,14 +25,6 @@ func (s *Service) window(inc *sarv1.Incident) fixWindow {
 	return fixWindow{notBefore: start.Add(-s.cfg.PastMargin), notAfter: s.now().Add(s.cfg.FutureSkew)}
 }
 
-// checkedBatch is a batch split into what may be stored and what is refused.
-type checkedBatch struct {
-	valid    []store.IngestFix
-	rejected map[uint64]*sarv1.FixRejection // by sequence; sequences > 0 only
-	badSeq   []*sarv1.FixRejection          // invalid sequence numbers: not counted in maxSeq
-	maxSeq   uint64                         // highest valid sequence number in the batch
-}
-
 func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
 
 func reject(seq uint64, reason sarv1.RejectReason, field, code, format string, args ...any) *sarv1.FixRejection {
@@ -39,38 +32,57 @@ func reject(seq uint64, reason sarv1.RejectReason, field, code, format string, a
 		Field: field, Reason: code, Description: fmt.Sprintf(format, args...)}}
 }
 
-// checkFixes validates every fix of a batch on its own, so that an invalid
-// fix never holds back the valid ones behind it, and computes the H3 cell
-// of each valid fix at resolution res.
+// checkedBatch is a batch sorted by sequence and split into what goes to
+// the store and what is answered at once.
+type checkedBatch struct {
+	entries []store.IngestFix              // valid sequence numbers, increasing, each once; Fix nil when refused
+	refused map[uint64]*sarv1.FixRejection // content rejections of entries, by sequence (final)
+	badSeq  []*sarv1.FixRejection          // sequence 0 or too large: never reach the store
+	repeats []uint64                       // a sequence that appears again in the batch
+}
+
+// checkFixes sorts a batch by sequence (a device should send in order; a
+// shuffled batch is still taken whole), validates every fix on its own so
+// that an invalid fix never holds back the valid ones behind it, strips
+// what the client may not set (unknown fields, the cell), and computes the
+// H3 cell of each valid fix at resolution res.
 func checkFixes(fixes []*sarv1.LocationFix, w fixWindow, res int) checkedBatch {
-	out := checkedBatch{rejected: map[uint64]*sarv1.FixRejection{}}
+	out := checkedBatch{refused: map[uint64]*sarv1.FixRejection{}}
+	order := make([]int, len(fixes))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return fixes[order[a]].GetSequence() < fixes[order[b]].GetSequence() })
 	var prev uint64
-	for i, f := range fixes {
+	for _, i := range order {
+		f := fixes[i]
 		path := fmt.Sprintf("batch.fixes[%d]", i)
 		seq := f.GetSequence()
-		if seq == 0 || seq > sar.MaxSequence {
+		switch {
+		case seq == 0 || seq > sar.MaxSequence:
 			out.badSeq = append(out.badSeq, reject(seq, sarv1.RejectReason_REJECT_REASON_INVALID_SEQUENCE,
 				path+".sequence", "OUT_OF_RANGE", "sequence must be between 1 and 2^53-1"))
 			continue
-		}
-		if seq <= prev {
-			out.badSeq = append(out.badSeq, reject(seq, sarv1.RejectReason_REJECT_REASON_INVALID_SEQUENCE,
-				path+".sequence", "NOT_INCREASING", "sequence %d does not follow %d: fixes must be in increasing sequence order", seq, prev))
+		case seq == prev:
+			out.repeats = append(out.repeats, seq)
 			continue
 		}
 		prev = seq
-		out.maxSeq = seq
+		f.ProtoReflect().SetUnknown(nil)
+		f.Cell = ""
 		if r := checkFix(f, path, w); r != nil {
-			out.rejected[seq] = r
+			out.refused[seq] = r
+			out.entries = append(out.entries, store.IngestFix{Sequence: seq})
 			continue
 		}
 		cell, err := geo.CellAt(f.GetLat(), f.GetLng(), res)
 		if err != nil { // unreachable after checkFix, but never store a fix without its cell
-			out.rejected[seq] = reject(seq, sarv1.RejectReason_REJECT_REASON_INVALID_COORDINATES, path, "NO_CELL", "no H3 cell for this position")
+			out.refused[seq] = reject(seq, sarv1.RejectReason_REJECT_REASON_INVALID_COORDINATES, path, "NO_CELL", "no H3 cell for this position")
+			out.entries = append(out.entries, store.IngestFix{Sequence: seq})
 			continue
 		}
 		f.Cell = geo.CellString(cell)
-		out.valid = append(out.valid, store.IngestFix{Fix: f, TimeMs: f.GetTime().AsTime().UnixMilli()})
+		out.entries = append(out.entries, store.IngestFix{Sequence: seq, Fix: f, TimeMs: f.GetTime().AsTime().UnixMilli()})
 	}
 	return out
 }

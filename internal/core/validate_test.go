@@ -58,7 +58,7 @@ func TestCheckFixesRejectsEachBadFieldAndKeepsTheRest(t *testing.T) {
 	got := checkFixes(fixes, w, 9)
 	for _, c := range cases {
 		seq := c.fix.GetSequence()
-		r := got.rejected[seq]
+		r := got.refused[seq]
 		if r == nil {
 			t.Errorf("checkFixes: fix %d (%s) not rejected", seq, c.field)
 			continue
@@ -67,16 +67,22 @@ func TestCheckFixesRejectsEachBadFieldAndKeepsTheRest(t *testing.T) {
 			t.Errorf("checkFixes: fix %d = %v on %q, want %v on %q", seq, r.GetReason(), r.GetViolation().GetField(), c.reason, c.field)
 		}
 	}
-	if len(got.valid) != 1 || got.valid[0].Fix.GetSequence() != 17 {
-		t.Fatalf("checkFixes valid = %v, want only sequence 17", got.valid)
+	var valid []*sarv1.LocationFix
+	for _, en := range got.entries {
+		if en.Fix != nil {
+			valid = append(valid, en.Fix)
+		}
+	}
+	if len(valid) != 1 || valid[0].GetSequence() != 17 {
+		t.Fatalf("checkFixes valid = %v, want only sequence 17", valid)
 	}
 	// The cell is computed by the server (H3 res 9 of 30.25,119.72), never
 	// taken from the client.
-	if c := got.valid[0].Fix.GetCell(); len(c) != 15 || c[0] != '8' || c[1] != '9' {
+	if c := valid[0].GetCell(); len(c) != 15 || c[0] != '8' || c[1] != '9' {
 		t.Errorf("valid fix cell = %q, want a resolution-9 H3 cell", c)
 	}
-	if got.maxSeq != 17 {
-		t.Errorf("maxSeq = %d, want 17 (rejected fixes are final and count)", got.maxSeq)
+	if len(got.entries) != 17 {
+		t.Errorf("entries = %d, want 17 (refused fixes consume their sequence)", len(got.entries))
 	}
 }
 
@@ -92,11 +98,28 @@ func TestCheckFixesSequenceRules(t *testing.T) {
 		}
 		bad = append(bad, r.GetSequence())
 	}
-	if want := []uint64{0, 5, 3, 1 << 53}; len(bad) != len(want) || bad[0] != 0 || bad[1] != 5 || bad[2] != 3 || bad[3] != 1<<53 {
-		t.Errorf("bad sequences = %v, want %v", bad, want)
+	if len(bad) != 2 || bad[0] != 0 || bad[1] != 1<<53 {
+		t.Errorf("bad sequences = %v, want 0 and 2^53", bad)
 	}
-	if len(got.valid) != 2 || got.maxSeq != 6 {
-		t.Errorf("valid = %d fixes, maxSeq %d; want 2 fixes, maxSeq 6", len(got.valid), got.maxSeq)
+	var seqs []uint64
+	for _, en := range got.entries {
+		seqs = append(seqs, en.Sequence)
+	}
+	if len(seqs) != 3 || seqs[0] != 3 || seqs[1] != 5 || seqs[2] != 6 {
+		t.Errorf("entries = %v, want 3 5 6 (sorted, each once)", seqs)
+	}
+	if len(got.repeats) != 1 || got.repeats[0] != 5 {
+		t.Errorf("repeats = %v, want [5]", got.repeats)
+	}
+}
+
+func TestCheckFixesStripsUnknownFields(t *testing.T) {
+	now := time.Now()
+	f := fixAt(1, now)
+	f.ProtoReflect().SetUnknown([]byte{0xfa, 0x0f, 0x03, 'x', 'y', 'z'}) // field 250, bytes "xyz"
+	got := checkFixes([]*sarv1.LocationFix{f}, fixWindow{notBefore: now.Add(-time.Hour), notAfter: now.Add(time.Minute)}, 9)
+	if len(got.entries) != 1 || len(got.entries[0].Fix.ProtoReflect().GetUnknown()) != 0 {
+		t.Errorf("stored fix keeps %d bytes of unknown fields, want 0", len(got.entries[0].Fix.ProtoReflect().GetUnknown()))
 	}
 }
 

@@ -9,27 +9,33 @@ import (
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
 )
 
-// IngestFix is one valid fix with its search cell.
+// IngestFix is one sequence of a batch: a valid fix to store, or (Fix nil)
+// a refused one that only consumes its sequence number.
 type IngestFix struct {
-	Fix    *sarv1.LocationFix // Cell already set
-	TimeMs int64
+	Sequence uint64
+	Fix      *sarv1.LocationFix // Cell already set; nil when refused
+	TimeMs   int64
 }
 
 // IngestArgs is one device's batch for the ingest script.
 type IngestArgs struct {
-	IncidentID    string
-	ParticipantID string
-	DeviceID      string
-	MaxSequence   uint64      // highest sequence in the batch, rejected fixes included
-	Fixes         []IngestFix // valid fixes, increasing sequence
+	IncidentID     string
+	ParticipantID  string
+	DeviceID       string
+	SkippedThrough uint64      // sequences the device gave up on (below the batch's)
+	Fixes          []IngestFix // increasing sequence, each once
 }
 
-// IngestResult is what the script did.
+// IngestResult is what the script did. A sequence s of the batch was a
+// duplicate if s <= AckedBefore, was processed (stored or refused for good)
+// if AckedBefore < s <= AckedThrough, and follows a gap (not processed) if
+// s > AckedThrough.
 type IngestResult struct {
-	AckedBefore uint64 // the device's acked-through sequence before the batch
-	Stored      int
-	LastChanged bool
-	Last        *sarv1.LocationFix // last known position after the batch, if any
+	AckedBefore  uint64 // the device's acked-through sequence before the batch
+	AckedThrough uint64 // after it
+	Stored       int
+	LastChanged  bool
+	Last         *sarv1.LocationFix // last known position after the batch, if any
 }
 
 // Ingest stores a batch in one atomic script run: one round trip whatever
@@ -38,20 +44,25 @@ func (s *Store) Ingest(ctx context.Context, a IngestArgs) (IngestResult, error) 
 	id := a.IncidentID
 	keys := []string{kInc(id), kSeq(id), kDev(id), kLast(id), kTrack(id, a.ParticipantID), kCells(id), kCellTime(id)}
 	args := make([]any, 0, 5+4*len(a.Fixes))
-	args = append(args, a.DeviceID, a.ParticipantID, s.trackMax, strconv.FormatUint(a.MaxSequence, 10), len(a.Fixes))
+	args = append(args, a.DeviceID, a.ParticipantID, s.trackMax, strconv.FormatUint(a.SkippedThrough, 10), len(a.Fixes))
 	for _, f := range a.Fixes {
-		args = append(args, strconv.FormatUint(f.Fix.GetSequence(), 10), f.TimeMs, f.Fix.GetCell(), marshal(f.Fix))
+		if f.Fix == nil {
+			args = append(args, strconv.FormatUint(f.Sequence, 10), 0, "", "")
+			continue
+		}
+		args = append(args, strconv.FormatUint(f.Sequence, 10), f.TimeMs, f.Fix.GetCell(), marshal(f.Fix))
 	}
 	res, err := ingestScript.Run(ctx, s.rdb, keys, args...).Slice()
 	if err != nil {
 		return IngestResult{}, fail(err, "incident")
 	}
 	out := IngestResult{
-		AckedBefore: uint64(parseInt(res[0].(string))),
-		Stored:      int(res[1].(int64)),
-		LastChanged: res[2].(int64) == 1,
+		AckedBefore:  uint64(parseInt(res[0].(string))),
+		AckedThrough: uint64(parseInt(res[1].(string))),
+		Stored:       int(res[2].(int64)),
+		LastChanged:  res[3].(int64) == 1,
 	}
-	if v := res[3].(string); v != "" {
+	if v := res[4].(string); v != "" {
 		if out.Last, err = decodeLast(v); err != nil {
 			return IngestResult{}, err
 		}

@@ -13,46 +13,53 @@ const (
 )
 
 // ingestScript stores one batch of one device atomically: it checks that
-// the incident is open and the device joined as the participant, skips
-// fixes at or below the device's acked-through sequence (exactly once under
-// retries), adds the rest to the track (trimmed back to trackMax when it
-// grows 10 % past it, so the trim is not paid on every batch), counts cell
-// visits, moves
-// the last known position only forward in fix time, and raises the
-// device's acked-through sequence to the batch's highest (rejected fixes
-// included: they are final).
+// the incident is open and the device joined as the participant; moves the
+// device's acked-through sequence up to skippedThrough (sequences the device
+// gave up on); then walks the batch in sequence order: a sequence at or
+// below acked-through is a duplicate (exactly once under retries), the next
+// one is processed — stored, or only consumed when the fix was refused for
+// good (empty pb) — and raises acked-through, and the first gap stops the
+// walk (the device resends from acked-through + 1). Stored fixes go to the
+// track (trimmed back to trackMax when it grows 10 % past it, so the trim is
+// not paid on every batch) and to the cell visit counts; the last known
+// position moves only forward in fix time.
 //
 // KEYS: inc seq dev last trk cells cellt
-// ARGV: device participant trackMax batchMaxSeq n, then n times
+// ARGV: device participant trackMax skippedThrough n, then n times
 //
 //	(seq, timeMs, cell, fixPb)
 //
-// Returns {ackedBefore, stored, lastChanged, lastValue}.
+// Returns {ackedBefore, ackedThrough, stored, lastChanged, lastValue}.
 var ingestScript = redis.NewScript(`
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return redis.error_reply('SAR_NOTFOUND') end
 if state ~= 'open' then return redis.error_reply('SAR_CLOSED') end
 if redis.call('HGET', KEYS[3], ARGV[1]) ~= ARGV[2] then return redis.error_reply('SAR_NOTJOINED') end
-local wm = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+local before = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+local wm = math.max(before, tonumber(ARGV[4]))
 local n = tonumber(ARGV[5])
 local zadd, counts, cellt = {}, {}, {}
-local bestT, bestSeq, best = -1, -1, nil
+local bestT, best = -1, nil
 local stored = 0
 for i = 0, n - 1 do
   local o = 6 + i * 4
   local seq = tonumber(ARGV[o])
-  if seq > wm then
-    local t, c, m = tonumber(ARGV[o + 1]), ARGV[o + 2], ARGV[o + 3]
-    zadd[#zadd + 1] = t
-    zadd[#zadd + 1] = m
-    counts[c] = (counts[c] or 0) + 1
-    if not cellt[c] or t > cellt[c] then cellt[c] = t end
-    if t > bestT or (t == bestT and seq > bestSeq) then bestT, bestSeq, best = t, seq, m end
-    stored = stored + 1
+  if seq > wm + 1 then break end
+  if seq == wm + 1 then
+    wm = seq
+    local m = ARGV[o + 3]
+    if m ~= '' then
+      local t, c = tonumber(ARGV[o + 1]), ARGV[o + 2]
+      zadd[#zadd + 1] = t
+      zadd[#zadd + 1] = m
+      counts[c] = (counts[c] or 0) + 1
+      if not cellt[c] or t > cellt[c] then cellt[c] = t end
+      if t > bestT then bestT, best = t, m end
+      stored = stored + 1
+    end
   end
 end
-local top = tonumber(ARGV[4])
-if top > wm then redis.call('HSET', KEYS[2], ARGV[1], string.format('%.0f', top)) end
+if wm > before then redis.call('HSET', KEYS[2], ARGV[1], string.format('%.0f', wm)) end
 local last = redis.call('HGET', KEYS[4], ARGV[2])
 local changed = 0
 if best then
@@ -76,7 +83,7 @@ if best then
   end
   redis.call('ZADD', KEYS[7], unpack(zt))
 end
-return {string.format('%.0f', wm), stored, changed, last or ''}
+return {string.format('%.0f', before), string.format('%.0f', wm), stored, changed, last or ''}
 `)
 
 // putIncidentScript writes an incident (compare-and-set on its version;

@@ -38,7 +38,7 @@ func batch(first uint64, n int, start time.Time, step time.Duration) []IngestFix
 		t := start.Add(time.Duration(i) * step)
 		f := &sarv1.LocationFix{Sequence: first + uint64(i), Lat: 46.8, Lng: -121.5, HorizontalAccuracyM: 5,
 			Time: timestamppb.New(t), Cell: "8928308280fffff"}
-		out[i] = IngestFix{Fix: f, TimeMs: t.UnixMilli()}
+		out[i] = IngestFix{Sequence: f.GetSequence(), Fix: f, TimeMs: t.UnixMilli()}
 	}
 	return out
 }
@@ -57,28 +57,34 @@ func TestIngestScript(t *testing.T) {
 	if _, err := s.Join(ctx, JoinArgs{IncidentID: inc.GetId(), DeviceID: "d1", CallerPartID: p.GetId()}); err != nil {
 		t.Fatalf("Join: %v", err)
 	}
-	ingest := func(fixes []IngestFix, maxSeq uint64) IngestResult {
+	ingest := func(fixes []IngestFix) IngestResult {
 		t.Helper()
-		res, err := s.Ingest(ctx, IngestArgs{IncidentID: inc.GetId(), ParticipantID: p.GetId(), DeviceID: "d1", MaxSequence: maxSeq, Fixes: fixes})
+		res, err := s.Ingest(ctx, IngestArgs{IncidentID: inc.GetId(), ParticipantID: p.GetId(), DeviceID: "d1", Fixes: fixes})
 		if err != nil {
 			t.Fatalf("Ingest: %v", err)
 		}
 		return res
 	}
 	now := time.Now()
-	res := ingest(batch(1, 10, now.Add(-time.Minute), time.Second), 10)
+	res := ingest(batch(1, 10, now.Add(-time.Minute), time.Second))
 	if res.AckedBefore != 0 || res.Stored != 10 || !res.LastChanged || res.Last.GetSequence() != 10 {
 		t.Fatalf("first batch = %+v, want 10 stored and last = 10", res)
 	}
-	res = ingest(batch(1, 10, now.Add(-time.Minute), time.Second), 10)
+	res = ingest(batch(1, 10, now.Add(-time.Minute), time.Second))
 	if res.AckedBefore != 10 || res.Stored != 0 || res.LastChanged {
 		t.Fatalf("replayed batch = %+v, want nothing stored", res)
 	}
 	// Older fixes with higher sequences (a device whose clock went back, or
 	// a backlog): stored, but the last position stays.
-	res = ingest(batch(11, 5, now.Add(-time.Hour), time.Second), 17) // 16 and 17 were rejected upstream
-	if res.Stored != 5 || res.LastChanged || res.Last.GetSequence() != 10 {
-		t.Fatalf("old-time batch = %+v, want 5 stored and last still 10", res)
+	old := append(batch(11, 5, now.Add(-time.Hour), time.Second), IngestFix{Sequence: 16}, IngestFix{Sequence: 17}) // 16, 17 refused upstream
+	res = ingest(old)
+	if res.Stored != 5 || res.LastChanged || res.Last.GetSequence() != 10 || res.AckedThrough != 17 {
+		t.Fatalf("old-time batch = %+v, want 5 stored, last still 10, acked through 17", res)
+	}
+	// A gap stops the walk: 19 and 20 wait until 18 arrives.
+	res = ingest(batch(19, 2, now, time.Second))
+	if res.Stored != 0 || res.AckedThrough != 17 {
+		t.Fatalf("batch after a gap = %+v, want nothing stored, still through 17", res)
 	}
 	if got, _ := s.AckedThrough(ctx, inc.GetId(), "d1"); got != 17 {
 		t.Errorf("AckedThrough = %d, want 17 (rejected fixes count)", got)
@@ -86,7 +92,7 @@ func TestIngestScript(t *testing.T) {
 	// The track is bounded: it never grows past trackMax + 10 %, and keeps
 	// the newest fixes by time.
 	for i := uint64(0); i < 10; i++ {
-		ingest(batch(18+i*3, 3, now.Add(time.Duration(i)*3*time.Second), time.Second), 20+i*3)
+		ingest(batch(18+i*3, 3, now.Add(time.Duration(i)*3*time.Second), time.Second))
 		if n, _ := rdb.ZCard(ctx, kTrack(inc.GetId(), p.GetId())).Result(); n > 22 {
 			t.Fatalf("track size = %d, want at most 22", n)
 		}
@@ -107,7 +113,7 @@ func TestIngestScript(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("UpdateIncident: %v", err)
 	}
-	_, err = s.Ingest(ctx, IngestArgs{IncidentID: inc.GetId(), ParticipantID: p.GetId(), DeviceID: "d1", MaxSequence: 60, Fixes: batch(50, 1, now, 0)})
+	_, err = s.Ingest(ctx, IngestArgs{IncidentID: inc.GetId(), ParticipantID: p.GetId(), DeviceID: "d1", Fixes: batch(48, 1, now, 0)})
 	if sar.KindOf(err) != sar.KindFailedPrecondition {
 		t.Errorf("Ingest after close = %v, want FailedPrecondition", err)
 	}

@@ -104,6 +104,10 @@ const (
 	RejectReason_REJECT_REASON_INVALID_SEQUENCE RejectReason = 4
 	// Another optional field is out of range (altitude, battery, speed...).
 	RejectReason_REJECT_REASON_INVALID_FIELD RejectReason = 5
+	// NOT final: the fix comes after a sequence the server has not received.
+	// It was not stored; the device resends from acked_through + 1 (or
+	// declares the missing ones with FixBatch.skipped_through).
+	RejectReason_REJECT_REASON_SEQUENCE_GAP RejectReason = 6
 )
 
 // Enum value maps for RejectReason.
@@ -115,6 +119,7 @@ var (
 		3: "REJECT_REASON_INVALID_TIME",
 		4: "REJECT_REASON_INVALID_SEQUENCE",
 		5: "REJECT_REASON_INVALID_FIELD",
+		6: "REJECT_REASON_SEQUENCE_GAP",
 	}
 	RejectReason_value = map[string]int32{
 		"REJECT_REASON_UNSPECIFIED":         0,
@@ -123,6 +128,7 @@ var (
 		"REJECT_REASON_INVALID_TIME":        3,
 		"REJECT_REASON_INVALID_SEQUENCE":    4,
 		"REJECT_REASON_INVALID_FIELD":       5,
+		"REJECT_REASON_SEQUENCE_GAP":        6,
 	}
 )
 
@@ -310,9 +316,14 @@ type FixBatch struct {
 	// The fixes, in increasing sequence order; at most 500.
 	Fixes []*LocationFix `protobuf:"bytes,3,rep,name=fixes,proto3" json:"fixes,omitempty"`
 	// Client's own number for the batch, echoed in the acknowledgement.
-	BatchId       uint64 `protobuf:"varint,4,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	BatchId uint64 `protobuf:"varint,4,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
+	// The device gave up on every sequence up to and including this one that
+	// it has not sent (for example its outbox overflowed or was wiped): the
+	// server moves acked_through up to it, so later fixes are not held back
+	// by the gap. 0 when nothing was given up.
+	SkippedThrough uint64 `protobuf:"varint,5,opt,name=skipped_through,json=skippedThrough,proto3" json:"skipped_through,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *FixBatch) Reset() {
@@ -373,8 +384,15 @@ func (x *FixBatch) GetBatchId() uint64 {
 	return 0
 }
 
+func (x *FixBatch) GetSkippedThrough() uint64 {
+	if x != nil {
+		return x.SkippedThrough
+	}
+	return 0
+}
+
 // FixRejection names a fix that was not stored and why. Rejections are
-// final: the device drops the fix and goes on.
+// final (the device drops the fix and goes on), except SEQUENCE_GAP.
 type FixRejection struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The fix's sequence.
@@ -449,6 +467,7 @@ type FixAck struct {
 	BatchId uint64 `protobuf:"varint,3,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
 	// Every fix with a sequence up to and including this one has been
 	// stored or rejected for good; the device may drop them from its outbox.
+	// It only grows by contiguous sequences (or skipped_through).
 	AckedThrough uint64 `protobuf:"varint,4,opt,name=acked_through,json=ackedThrough,proto3" json:"acked_through,omitempty"`
 	// Sequences stored by this batch.
 	Stored []uint64 `protobuf:"varint,5,rep,packed,name=stored,proto3" json:"stored,omitempty"`
@@ -458,7 +477,10 @@ type FixAck struct {
 	Rejected []*FixRejection `protobuf:"bytes,7,rep,name=rejected,proto3" json:"rejected,omitempty"`
 	// Set when the whole batch was refused (nothing of it was stored); code
 	// is a gRPC status code.
-	Problem       *Problem `protobuf:"bytes,8,opt,name=problem,proto3" json:"problem,omitempty"`
+	Problem *Problem `protobuf:"bytes,8,opt,name=problem,proto3" json:"problem,omitempty"`
+	// The server's clock when it answered, so that a device can tell that
+	// its own clock is wrong (fix times are checked against the server's).
+	ServerTime    *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=server_time,json=serverTime,proto3" json:"server_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -545,6 +567,13 @@ func (x *FixAck) GetRejected() []*FixRejection {
 func (x *FixAck) GetProblem() *Problem {
 	if x != nil {
 		return x.Problem
+	}
+	return nil
+}
+
+func (x *FixAck) GetServerTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ServerTime
 	}
 	return nil
 }
@@ -1035,17 +1064,18 @@ const file_sar_v1_location_proto_rawDesc = "" +
 	"\x10_battery_percentB\f\n" +
 	"\n" +
 	"_speed_mpsB\x0e\n" +
-	"\f_heading_deg\"\x8e\x01\n" +
+	"\f_heading_deg\"\xb7\x01\n" +
 	"\bFixBatch\x12\x1f\n" +
 	"\vincident_id\x18\x01 \x01(\tR\n" +
 	"incidentId\x12\x1b\n" +
 	"\tdevice_id\x18\x02 \x01(\tR\bdeviceId\x12)\n" +
 	"\x05fixes\x18\x03 \x03(\v2\x13.sar.v1.LocationFixR\x05fixes\x12\x19\n" +
-	"\bbatch_id\x18\x04 \x01(\x04R\abatchId\"\x8e\x01\n" +
+	"\bbatch_id\x18\x04 \x01(\x04R\abatchId\x12'\n" +
+	"\x0fskipped_through\x18\x05 \x01(\x04R\x0eskippedThrough\"\x8e\x01\n" +
 	"\fFixRejection\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12,\n" +
 	"\x06reason\x18\x02 \x01(\x0e2\x14.sar.v1.RejectReasonR\x06reason\x124\n" +
-	"\tviolation\x18\x03 \x01(\v2\x16.sar.v1.FieldViolationR\tviolation\"\x9b\x02\n" +
+	"\tviolation\x18\x03 \x01(\v2\x16.sar.v1.FieldViolationR\tviolation\"\xd8\x02\n" +
 	"\x06FixAck\x12\x1f\n" +
 	"\vincident_id\x18\x01 \x01(\tR\n" +
 	"incidentId\x12\x1b\n" +
@@ -1057,7 +1087,9 @@ const file_sar_v1_location_proto_rawDesc = "" +
 	"duplicates\x18\x06 \x03(\x04R\n" +
 	"duplicates\x120\n" +
 	"\brejected\x18\a \x03(\v2\x14.sar.v1.FixRejectionR\brejected\x12)\n" +
-	"\aproblem\x18\b \x01(\v2\x0f.sar.v1.ProblemR\aproblem\"<\n" +
+	"\aproblem\x18\b \x01(\v2\x0f.sar.v1.ProblemR\aproblem\x12;\n" +
+	"\vserver_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"serverTime\"<\n" +
 	"\x12StreamFixesRequest\x12&\n" +
 	"\x05batch\x18\x01 \x01(\v2\x10.sar.v1.FixBatchR\x05batch\"7\n" +
 	"\x13StreamFixesResponse\x12 \n" +
@@ -1090,14 +1122,15 @@ const file_sar_v1_location_proto_rawDesc = "" +
 	"\x12FIX_SOURCE_NETWORK\x10\x02\x12\x14\n" +
 	"\x10FIX_SOURCE_FUSED\x10\x03\x12\x16\n" +
 	"\x12FIX_SOURCE_BROWSER\x10\x04\x12\x15\n" +
-	"\x11FIX_SOURCE_MANUAL\x10\x05*\xdd\x01\n" +
+	"\x11FIX_SOURCE_MANUAL\x10\x05*\xfd\x01\n" +
 	"\fRejectReason\x12\x1d\n" +
 	"\x19REJECT_REASON_UNSPECIFIED\x10\x00\x12%\n" +
 	"!REJECT_REASON_INVALID_COORDINATES\x10\x01\x12\"\n" +
 	"\x1eREJECT_REASON_INVALID_ACCURACY\x10\x02\x12\x1e\n" +
 	"\x1aREJECT_REASON_INVALID_TIME\x10\x03\x12\"\n" +
 	"\x1eREJECT_REASON_INVALID_SEQUENCE\x10\x04\x12\x1f\n" +
-	"\x1bREJECT_REASON_INVALID_FIELD\x10\x052\xb5\x02\n" +
+	"\x1bREJECT_REASON_INVALID_FIELD\x10\x05\x12\x1e\n" +
+	"\x1aREJECT_REASON_SEQUENCE_GAP\x10\x062\xb5\x02\n" +
 	"\x0fLocationService\x12J\n" +
 	"\vStreamFixes\x12\x1a.sar.v1.StreamFixesRequest\x1a\x1b.sar.v1.StreamFixesResponse(\x010\x01\x12F\n" +
 	"\vReportFixes\x12\x1a.sar.v1.ReportFixesRequest\x1a\x1b.sar.v1.ReportFixesResponse\x12=\n" +
@@ -1148,27 +1181,28 @@ var file_sar_v1_location_proto_depIdxs = []int32{
 	16, // 4: sar.v1.FixRejection.violation:type_name -> sar.v1.FieldViolation
 	4,  // 5: sar.v1.FixAck.rejected:type_name -> sar.v1.FixRejection
 	17, // 6: sar.v1.FixAck.problem:type_name -> sar.v1.Problem
-	3,  // 7: sar.v1.StreamFixesRequest.batch:type_name -> sar.v1.FixBatch
-	5,  // 8: sar.v1.StreamFixesResponse.ack:type_name -> sar.v1.FixAck
-	3,  // 9: sar.v1.ReportFixesRequest.batch:type_name -> sar.v1.FixBatch
-	5,  // 10: sar.v1.ReportFixesResponse.ack:type_name -> sar.v1.FixAck
-	15, // 11: sar.v1.GetTrackRequest.start_time:type_name -> google.protobuf.Timestamp
-	2,  // 12: sar.v1.GetTrackResponse.fixes:type_name -> sar.v1.LocationFix
-	15, // 13: sar.v1.CellVisit.last_time:type_name -> google.protobuf.Timestamp
-	13, // 14: sar.v1.ListCellVisitsResponse.cells:type_name -> sar.v1.CellVisit
-	6,  // 15: sar.v1.LocationService.StreamFixes:input_type -> sar.v1.StreamFixesRequest
-	8,  // 16: sar.v1.LocationService.ReportFixes:input_type -> sar.v1.ReportFixesRequest
-	10, // 17: sar.v1.LocationService.GetTrack:input_type -> sar.v1.GetTrackRequest
-	12, // 18: sar.v1.LocationService.ListCellVisits:input_type -> sar.v1.ListCellVisitsRequest
-	7,  // 19: sar.v1.LocationService.StreamFixes:output_type -> sar.v1.StreamFixesResponse
-	9,  // 20: sar.v1.LocationService.ReportFixes:output_type -> sar.v1.ReportFixesResponse
-	11, // 21: sar.v1.LocationService.GetTrack:output_type -> sar.v1.GetTrackResponse
-	14, // 22: sar.v1.LocationService.ListCellVisits:output_type -> sar.v1.ListCellVisitsResponse
-	19, // [19:23] is the sub-list for method output_type
-	15, // [15:19] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	15, // 7: sar.v1.FixAck.server_time:type_name -> google.protobuf.Timestamp
+	3,  // 8: sar.v1.StreamFixesRequest.batch:type_name -> sar.v1.FixBatch
+	5,  // 9: sar.v1.StreamFixesResponse.ack:type_name -> sar.v1.FixAck
+	3,  // 10: sar.v1.ReportFixesRequest.batch:type_name -> sar.v1.FixBatch
+	5,  // 11: sar.v1.ReportFixesResponse.ack:type_name -> sar.v1.FixAck
+	15, // 12: sar.v1.GetTrackRequest.start_time:type_name -> google.protobuf.Timestamp
+	2,  // 13: sar.v1.GetTrackResponse.fixes:type_name -> sar.v1.LocationFix
+	15, // 14: sar.v1.CellVisit.last_time:type_name -> google.protobuf.Timestamp
+	13, // 15: sar.v1.ListCellVisitsResponse.cells:type_name -> sar.v1.CellVisit
+	6,  // 16: sar.v1.LocationService.StreamFixes:input_type -> sar.v1.StreamFixesRequest
+	8,  // 17: sar.v1.LocationService.ReportFixes:input_type -> sar.v1.ReportFixesRequest
+	10, // 18: sar.v1.LocationService.GetTrack:input_type -> sar.v1.GetTrackRequest
+	12, // 19: sar.v1.LocationService.ListCellVisits:input_type -> sar.v1.ListCellVisitsRequest
+	7,  // 20: sar.v1.LocationService.StreamFixes:output_type -> sar.v1.StreamFixesResponse
+	9,  // 21: sar.v1.LocationService.ReportFixes:output_type -> sar.v1.ReportFixesResponse
+	11, // 22: sar.v1.LocationService.GetTrack:output_type -> sar.v1.GetTrackResponse
+	14, // 23: sar.v1.LocationService.ListCellVisits:output_type -> sar.v1.ListCellVisitsResponse
+	20, // [20:24] is the sub-list for method output_type
+	16, // [16:20] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_sar_v1_location_proto_init() }

@@ -64,12 +64,24 @@ func TestGatewayShareLinkFlow(t *testing.T) {
 	if code != 403 {
 		t.Errorf("caller lists incidents: HTTP %d, want 403", code)
 	}
+	// No credential, or a huge body: refused before anything is decoded.
+	resp, err := http.Post(base+"/v1/incidents", "application/json", strings.NewReader(`{"title":"x"}`))
+	if err != nil || resp.StatusCode != 401 {
+		t.Errorf("POST without credential = %v, %v; want 401", resp, err)
+	}
+	if resp != nil {
+		resp.Body.Close()
+	}
+	code, _ = call("POST", "/v1/incidents/"+inc.GetId()+"/fixes", `{"deviceId":"`+strings.Repeat("x", 2<<20)+`"}`)
+	if code != 400 && code != 413 {
+		t.Errorf("2 MiB body: HTTP %d, want it refused (400 or 413)", code)
+	}
 
 	// The operator's console can follow the incident as newline-delimited
 	// JSON through the same gateway.
 	req, _ := http.NewRequest("GET", base+"/v1/incidents/"+inc.GetId()+"/watch", nil)
 	req.Header.Set("Authorization", "Bearer "+op)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err = http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatalf("watch: %v", err)
 	}

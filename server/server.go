@@ -235,7 +235,8 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		if err := s.opt.Ready(ctx); err != nil {
-			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			s.log.Warn("not ready", "err", err)
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
 			return
 		}
 	}
@@ -265,7 +266,7 @@ func (s *Server) Serve(gl, hl net.Listener) error {
 			return fmt.Errorf("server: gateway: %w", err)
 		}
 	}
-	s.mux.Handle("/v1/", gw)
+	s.mux.Handle("/v1/", s.gatewayGuard(gw))
 	s.http = &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	for _, name := range []string{sarv1.AuthService_ServiceDesc.ServiceName, sarv1.AgencyService_ServiceDesc.ServiceName,
@@ -286,6 +287,24 @@ func (s *Server) Serve(gl, hl net.Listener) error {
 		err = err2
 	}
 	return err
+}
+
+// gatewayGuard protects the JSON gateway before it decodes a body: a request
+// without a well-formed bearer token is refused at once, and bodies are
+// capped at the gRPC message limit (the gateway would otherwise read a
+// body of any size into memory before gRPC's limit applies).
+func (s *Server) gatewayGuard(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || !auth.WellFormed(token) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = w.Write([]byte(`{"code":16,"message":"missing or malformed credential: send \"Authorization: Bearer <token>\""}` + "\n"))
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, int64(s.opt.MaxMsgBytes))
+		next.ServeHTTP(w, r)
+	})
 }
 
 // Shutdown drains the server: health goes NOT_SERVING, device and watch

@@ -1,0 +1,63 @@
+package geo
+
+import (
+	"encoding/xml"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// A minimal GPX 1.0/1.1 reader for the tests: track points with lat, lon
+// and time. geo itself reads no files.
+type gpxFile struct {
+	Waypoints []gpxPoint `xml:"wpt"`
+	Tracks    []struct {
+		Segments []struct {
+			Points []gpxPoint `xml:"trkpt"`
+		} `xml:"trkseg"`
+	} `xml:"trk"`
+}
+
+type gpxPoint struct {
+	Lat  float64 `xml:"lat,attr"`
+	Lon  float64 `xml:"lon,attr"`
+	Time string  `xml:"time"`
+	Sym  string  `xml:"sym"`
+}
+
+// mustReadGPX reads a tracklog from shared/data/tracks (beside the
+// repository's clone, as on the developers' machines and in CI) and returns
+// its track points as fixes, in file order, and its waypoints. The test is
+// skipped when the data is not there.
+func mustReadGPX(tb testing.TB, name string) ([]Fix, []gpxPoint) {
+	tb.Helper()
+	var data []byte
+	var err error
+	for _, dir := range []string{"../../shared/data/tracks", "/work/shared/data/tracks"} {
+		data, err = os.ReadFile(filepath.Join(dir, name))
+		if err == nil {
+			break
+		}
+	}
+	if err != nil {
+		tb.Skipf("tracklog %s not found: %v", name, err)
+	}
+	var f gpxFile
+	if err := xml.Unmarshal(data, &f); err != nil {
+		tb.Fatalf("parse %s: %v", name, err)
+	}
+	var fixes []Fix
+	for _, tr := range f.Tracks {
+		for _, s := range tr.Segments {
+			for _, p := range s.Points {
+				ts, err := time.Parse(time.RFC3339, p.Time)
+				if err != nil {
+					tb.Fatalf("%s: time %q: %v", name, p.Time, err)
+				}
+				fixes = append(fixes, Fix{Lat: p.Lat, Lng: p.Lon, Time: ts})
+			}
+		}
+	}
+	return fixes, f.Waypoints
+}

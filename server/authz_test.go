@@ -144,11 +144,28 @@ func TestAuthorizationBoundaries(t *testing.T) {
 	must[*sarv1.RevokeCredentialResponse](t, "RevokeCredential")(e.auth.RevokeCredential(e.as(opNorth), &sarv1.RevokeCredentialRequest{CredentialId: who.GetPrincipal().GetCredentialId()}))
 	_, err = e.auth.RevokeCredential(e.as(opSouth), &sarv1.RevokeCredentialRequest{CredentialId: e.principal(officer).GetCredentialId()})
 	denied("south operator revokes a north rescuer", err, codes.NotFound)
-	// The revocation takes effect within the credential cache time (10 s);
-	// a fresh server process has no cache.
-	e.app.Core.ForgetCredentials()
+	// The revocation takes effect at once on the replica that revoked
+	// (other replicas: within the credential cache time).
 	_, err = e.auth.WhoAmI(e.as(fireman), &sarv1.WhoAmIRequest{})
 	denied("revoked credential", err, codes.Unauthenticated)
+
+	// An open watch stream ends when its credential is revoked.
+	watcher := e.operator("north")
+	ws, err := e.inc.WatchIncident(e.as(watcher), &sarv1.WatchIncidentRequest{IncidentId: inc.GetId()})
+	if err != nil {
+		t.Fatalf("WatchIncident: %v", err)
+	}
+	if m, err := ws.Recv(); err != nil || m.GetSnapshot() == nil {
+		t.Fatalf("first watch message = %v, %v; want the snapshot", m, err)
+	}
+	must[*sarv1.RevokeCredentialResponse](t, "RevokeCredential")(e.auth.RevokeCredential(e.as(e.admin), &sarv1.RevokeCredentialRequest{CredentialId: e.principal(watcher).GetCredentialId()}))
+	for {
+		_, err := ws.Recv()
+		if err != nil {
+			denied("watch after revocation", err, codes.Unauthenticated)
+			break
+		}
+	}
 }
 
 func (e *env) principal(token string) *sarv1.Principal {

@@ -51,6 +51,7 @@ func startEnv(t *testing.T, opts ...envOption) *env {
 	cfg.RedisURL, cfg.NATSURL, cfg.AdminToken = e.redis.URL(), e.nats.URL(), e.admin
 	cfg.RateLimit, cfg.RateBurst = 10000, 10000
 	cfg.RelayInterval = 200 * time.Millisecond
+	cfg.WatchRecheck = 200 * time.Millisecond
 	cfg.ShutdownTimeout = 5 * time.Second
 	for _, o := range opts {
 		o(&cfg)

@@ -47,6 +47,9 @@ type Options struct {
 	MaxMsgBytes int                  // largest request message (default 1 MiB)
 	RateLimit   float64              // requests (and stream messages) per second per credential (default 50)
 	RateBurst   int                  // burst (default 100)
+	// WatchRecheck is how often watch streams re-check their credential
+	// (default 10 s).
+	WatchRecheck time.Duration
 	// Ready reports whether the backends answer (for /readyz and health).
 	Ready func(ctx context.Context) error
 }
@@ -88,6 +91,9 @@ func New(svc *core.Service, opt Options) *Server {
 	}
 	if opt.RateBurst == 0 {
 		opt.RateBurst = 100
+	}
+	if opt.WatchRecheck == 0 {
+		opt.WatchRecheck = 10 * time.Second
 	}
 	s := &Server{core: svc, opt: opt, log: opt.Log, health: health.NewServer(), draining: make(chan struct{}), mux: http.NewServeMux()}
 
@@ -137,7 +143,7 @@ func New(svc *core.Service, opt Options) *Server {
 	)
 	sarv1.RegisterAuthServiceServer(s.grpc, &authService{core: svc})
 	sarv1.RegisterAgencyServiceServer(s.grpc, &agencyService{core: svc})
-	sarv1.RegisterIncidentServiceServer(s.grpc, &incidentService{core: svc, log: s.log, draining: s.draining})
+	sarv1.RegisterIncidentServiceServer(s.grpc, &incidentService{core: svc, log: s.log, draining: s.draining, recheck: opt.WatchRecheck})
 	sarv1.RegisterLocationServiceServer(s.grpc, &locationService{core: svc, log: s.log, draining: s.draining})
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)

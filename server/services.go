@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
 	"github.com/mountain-sar/sar/internal/auth"
@@ -87,6 +88,7 @@ type incidentService struct {
 	core     *core.Service
 	log      *slog.Logger
 	draining <-chan struct{}
+	recheck  time.Duration // how often a watch stream re-checks its credential
 }
 
 func (s *incidentService) CreateIncident(ctx context.Context, req *sarv1.CreateIncidentRequest) (*sarv1.CreateIncidentResponse, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 
@@ -91,40 +92,90 @@ func problemOf(err error) *sarv1.Problem {
 }
 
 // WatchIncident sends a snapshot, then the incident's events as they are
-// published by any replica.
+// published by any replica. The credential is checked again every
+// recheck interval and at its expiry: a revoked or expired console stops
+// receiving. When NATS dropped events because this watcher was too slow, a
+// fresh snapshot is sent so the console is never silently stale. Events
+// published again by the outbox relay are sent once.
 func (s *incidentService) WatchIncident(req *sarv1.WatchIncidentRequest, stream sarv1.IncidentService_WatchIncidentServer) error {
 	ctx := stream.Context()
+	token := tokenFromContext(ctx)
 	inc, err := s.core.StartWatch(ctx, req.GetIncidentId())
 	if err != nil {
 		return err
 	}
 	// Subscribe before reading the snapshot: nothing published in between
-	// is missed (some may arrive twice; events carry ids and sequences).
-	events, _, stop, err := s.core.Bus().Watch(ctx, inc.GetId())
+	// is missed (some may arrive twice; they are dropped by id).
+	events, dropped, stop, err := s.core.Bus().Watch(ctx, inc.GetId())
 	if err != nil {
 		return status.Error(codes.Unavailable, "event bus unavailable")
 	}
 	defer stop()
-	snap, err := s.core.Snapshot(ctx, inc)
-	if err != nil {
+	sendSnapshot := func() error {
+		snap, err := s.core.Snapshot(ctx, inc)
+		if err != nil {
+			return err
+		}
+		return stream.Send(&sarv1.WatchIncidentResponse{Kind: &sarv1.WatchIncidentResponse_Snapshot{Snapshot: snap}})
+	}
+	if err := sendSnapshot(); err != nil {
 		return err
 	}
-	if err := stream.Send(&sarv1.WatchIncidentResponse{Kind: &sarv1.WatchIncidentResponse_Snapshot{Snapshot: snap}}); err != nil {
-		return err
-	}
+	recheck := time.NewTicker(s.recheck)
+	defer recheck.Stop()
+	seen := newRecentIDs(4096)
+	lost := 0
 	for {
 		select {
 		case <-s.draining:
 			return errDraining
 		case <-ctx.Done():
 			return status.FromContextError(ctx.Err()).Err()
+		case <-recheck.C:
+			if err := s.core.RecheckWatch(ctx, token, inc.GetId()); err != nil {
+				return err
+			}
 		case ev, ok := <-events:
 			if !ok {
 				return status.FromContextError(context.Cause(ctx)).Err()
+			}
+			if n := dropped(); n > lost {
+				lost = n
+				if err := sendSnapshot(); err != nil {
+					return err
+				}
+			}
+			if !seen.add(ev.GetId()) {
+				continue
 			}
 			if err := stream.Send(&sarv1.WatchIncidentResponse{Kind: &sarv1.WatchIncidentResponse_Event{Event: ev}}); err != nil {
 				return err
 			}
 		}
 	}
+}
+
+// recentIDs remembers the last n event ids, to drop repeats.
+type recentIDs struct {
+	set  map[string]struct{}
+	ring []string
+	next int
+}
+
+func newRecentIDs(n int) *recentIDs {
+	return &recentIDs{set: make(map[string]struct{}, n), ring: make([]string, n)}
+}
+
+// add reports whether id is new, and remembers it.
+func (r *recentIDs) add(id string) bool {
+	if _, ok := r.set[id]; ok {
+		return false
+	}
+	if old := r.ring[r.next]; old != "" {
+		delete(r.set, old)
+	}
+	r.ring[r.next] = id
+	r.next = (r.next + 1) % len(r.ring)
+	r.set[id] = struct{}{}
+	return true
 }

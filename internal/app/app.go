@@ -44,6 +44,7 @@ type Config struct {
 	RateBurst       int
 	ShutdownTimeout time.Duration
 	RelayInterval   time.Duration
+	WatchRecheck    time.Duration // how often watch streams re-check their credential (10 s)
 	// Jurisdiction of the operator credential made in embedded mode.
 	EmbeddedJurisdiction string
 }
@@ -157,6 +158,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (a *App, err error
 	}
 
 	a.Server = server.New(a.Core, server.Options{Log: log, Registry: reg, RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst,
+		WatchRecheck: cfg.WatchRecheck,
 		Ready: func(ctx context.Context) error {
 			if err := st.Ping(ctx); err != nil {
 				return fmt.Errorf("redis: %w", err)

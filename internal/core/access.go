@@ -194,15 +194,18 @@ func (s *Service) RevokeCredential(ctx context.Context, id string) error {
 	if err := s.st.DeleteCredential(ctx, id); err != nil {
 		return err
 	}
+	s.forgetCredential(id)
 	s.log.Info("credential revoked", "credential", id, "by", p.GetCredentialId())
 	return nil
 }
 
-// ForgetCredentials empties the credential cache, so that revocations take
-// effect at once in this process (tests, and an operator's emergency
-// revocation through an admin tool).
-func (s *Service) ForgetCredentials() {
+// forgetCredential drops a revoked credential from this replica's cache.
+func (s *Service) forgetCredential(id string) {
 	s.creds.mu.Lock()
-	clear(s.creds.m)
-	s.creds.mu.Unlock()
+	defer s.creds.mu.Unlock()
+	for k, e := range s.creds.m {
+		if e.v.GetCredentialId() == id {
+			delete(s.creds.m, k)
+		}
+	}
 }

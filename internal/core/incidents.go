@@ -408,6 +408,23 @@ func (s *Service) Snapshot(ctx context.Context, inc *sarv1.Incident) (*sarv1.Inc
 	return &sarv1.IncidentSnapshot{Incident: inc, Participants: parts}, nil
 }
 
+// RecheckWatch checks again that a watch stream's credential is valid and
+// still commands the incident (revocation, expiry, reassignment).
+func (s *Service) RecheckWatch(ctx context.Context, token, incidentID string) error {
+	p, err := s.Authenticate(ctx, token)
+	if err != nil {
+		return err
+	}
+	inc, _, err := s.st.GetIncident(ctx, incidentID)
+	if err != nil {
+		return err
+	}
+	if !auth.CanCommandIncident(p, inc) {
+		return sar.Errorf(sar.KindPermissionDenied, "the credential no longer commands this incident")
+	}
+	return nil
+}
+
 // StartWatch authorizes a watcher of an incident.
 func (s *Service) StartWatch(ctx context.Context, id string) (*sarv1.Incident, error) {
 	_, inc, err := s.commandedIncident(ctx, id)

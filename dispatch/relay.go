@@ -26,6 +26,12 @@ func (b *Bus) Deliver(ctx context.Context, st OutboxStore, log *slog.Logger, evs
 	if len(evs) == 0 {
 		return
 	}
+	if !b.nc.IsConnected() {
+		// Do not make the request wait for an ack that cannot come: the
+		// relay publishes the outbox when NATS is back.
+		log.Warn("NATS unavailable: event left in outbox for the relay", "incident", evs[0].GetIncidentId())
+		return
+	}
 	acked, err := b.PublishDurable(ctx, evs...)
 	if err != nil {
 		log.Warn("event left in outbox for the relay", "incident", evs[0].GetIncidentId(), "err", err)
@@ -80,42 +86,49 @@ func (r *Relay) Run(ctx context.Context) {
 	}
 }
 
-// Sweep publishes every outbox event older than grace once and returns how
-// many JetStream acknowledged.
+// Sweep publishes every outbox event older than grace once, incident by
+// incident in the order the events were made, and returns how many
+// JetStream acknowledged. A failing incident does not hold back the others;
+// the first error is returned after the sweep.
 func (r *Relay) Sweep(ctx context.Context, grace time.Duration) (int, error) {
 	ids, err := r.Store.OutboxIncidents(ctx)
 	if err != nil {
 		return 0, err
 	}
 	total := 0
-	cutoff := time.Now().Add(-grace)
+	var first error
 	for _, id := range ids {
-		evs, err := r.Store.OutboxEvents(ctx, id)
-		if err != nil {
+		n, err := r.sweepIncident(ctx, id, grace)
+		total += n
+		if err != nil && first == nil {
+			first = err
+		}
+	}
+	return total, first
+}
+
+// sweepIncident publishes one incident's due events; it stops at the first
+// failure so that later events never overtake an earlier one.
+func (r *Relay) sweepIncident(ctx context.Context, id string, grace time.Duration) (int, error) {
+	total := 0
+	cutoff := time.Now().Add(-grace)
+	evs, err := r.Store.OutboxEvents(ctx, id)
+	if err != nil {
+		return 0, err
+	}
+	if len(evs) == 0 {
+		return 0, r.Store.OutboxUnflag(ctx, id)
+	}
+	for _, ev := range evs { // oldest first
+		if !ev.GetTime().AsTime().Before(cutoff) {
+			break // its writer is still delivering it, and what follows
+		}
+		acked, err := r.Bus.PublishDurable(ctx, ev)
+		if err != nil || len(acked) == 0 {
 			return total, err
 		}
-		var due []*sarv1.Event
-		for _, ev := range evs {
-			if ev.GetTime().AsTime().Before(cutoff) {
-				due = append(due, ev)
-			}
-		}
-		if len(due) == 0 {
-			if len(evs) == 0 {
-				if err := r.Store.OutboxUnflag(ctx, id); err != nil {
-					return total, err
-				}
-			}
-			continue
-		}
-		acked, err := r.Bus.PublishDurable(ctx, due...)
-		if len(acked) > 0 {
-			total += len(acked)
-			if e := r.Store.OutboxDone(ctx, id, acked...); e != nil {
-				return total, e
-			}
-		}
-		if err != nil {
+		total++
+		if err := r.Store.OutboxDone(ctx, id, acked...); err != nil {
 			return total, err
 		}
 	}

@@ -62,6 +62,7 @@ type Server struct {
 	grpc     *grpc.Server
 	health   *health.Server
 	mux      *http.ServeMux
+	mu       sync.Mutex // guards http and gwConn, set by Serve
 	http     *http.Server
 	gwConn   *grpc.ClientConn
 	draining chan struct{}
@@ -261,7 +262,6 @@ func (s *Server) Serve(gl, hl net.Listener) error {
 	if err != nil {
 		return fmt.Errorf("server: gateway client: %w", err)
 	}
-	s.gwConn = conn
 	gw := runtime.NewServeMux()
 	ctx := context.Background()
 	for _, reg := range []func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error{
@@ -273,7 +273,17 @@ func (s *Server) Serve(gl, hl net.Listener) error {
 		}
 	}
 	s.mux.Handle("/v1/", s.gatewayGuard(gw))
-	s.http = &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	hs := &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	s.mu.Lock()
+	select {
+	case <-s.draining: // Shutdown came first: nothing to serve
+		s.mu.Unlock()
+		_ = conn.Close()
+		return nil
+	default:
+	}
+	s.http, s.gwConn = hs, conn
+	s.mu.Unlock()
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	for _, name := range []string{sarv1.AuthService_ServiceDesc.ServiceName, sarv1.AgencyService_ServiceDesc.ServiceName,
 		sarv1.IncidentService_ServiceDesc.ServiceName, sarv1.LocationService_ServiceDesc.ServiceName} {
@@ -282,7 +292,7 @@ func (s *Server) Serve(gl, hl net.Listener) error {
 	errc := make(chan error, 2)
 	go func() { errc <- s.grpc.Serve(gl) }()
 	go func() {
-		err := s.http.Serve(hl)
+		err := hs.Serve(hl)
 		if errors.Is(err, http.ErrServerClosed) {
 			err = nil
 		}
@@ -319,7 +329,9 @@ func (s *Server) gatewayGuard(next http.Handler) http.Handler {
 // closes.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.health.Shutdown()
+	s.mu.Lock()
 	s.drain.Do(func() { close(s.draining) })
+	s.mu.Unlock()
 	done := make(chan struct{})
 	go func() { s.grpc.GracefulStop(); close(done) }()
 	select {
@@ -327,12 +339,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		s.grpc.Stop()
 	}
+	s.mu.Lock()
+	hs, conn := s.http, s.gwConn
+	s.mu.Unlock()
 	var err error
-	if s.http != nil {
-		err = s.http.Shutdown(ctx)
+	if hs != nil {
+		err = hs.Shutdown(ctx)
 	}
-	if s.gwConn != nil {
-		_ = s.gwConn.Close()
+	if conn != nil {
+		_ = conn.Close()
 	}
 	return err
 }

@@ -104,7 +104,7 @@ func banner(a *app.App, b app.Bootstrap, cfg app.Config) {
 	fmt.Fprintf(w, "    HTTP:   http://%s   (JSON API under /v1/, /healthz, /metrics)\n", a.HTTPAddr())
 	fmt.Fprintf(w, "    operator token (jurisdiction %q, 30 days):\n      %s\n", cfg.EmbeddedJurisdiction, b.OperatorToken)
 	if b.AdminToken != "" {
-		fmt.Fprintf(w, "    admin token (this run only; set --admin-token to keep one):\n      %s\n", b.AdminToken)
+		fmt.Fprintf(w, "    admin token (valid 24 h; set --admin-token to keep one):\n      %s\n", b.AdminToken)
 	}
 	fmt.Fprintln(w, "    try: curl -H \"Authorization: Bearer $TOKEN\" http://"+a.HTTPAddr()+"/v1/whoami")
 	fmt.Fprintln(w, "")

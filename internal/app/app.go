@@ -85,17 +85,21 @@ type Bootstrap struct {
 }
 
 // Start starts everything and serves in the background.
-func Start(ctx context.Context, cfg Config, log *slog.Logger) (a *App, err error) {
-	a = &App{cfg: cfg, log: log, served: make(chan error, 1)}
+func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) {
+	a := &App{cfg: cfg, log: log, served: make(chan error, 1)}
 	defer func() {
 		if err != nil {
-			a.closeAll()
+			a.closeAll() // stop what was started before the failure
 		}
 	}()
 	if cfg.AdminToken != "" && !auth.WellFormed(cfg.AdminToken) {
 		return nil, errors.New("admin token is malformed: make one with `sarctl token`")
 	}
-	embeddedMode := cfg.RedisURL == "" || cfg.NATSURL == ""
+	if (cfg.RedisURL == "") != (cfg.NATSURL == "") {
+		return nil, errors.New("set both --redis-url and --nats-url (production), or neither (embedded mode): " +
+			"a half-embedded server would keep its events or its state to itself")
+	}
+	embeddedMode := cfg.RedisURL == ""
 	if embeddedMode {
 		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 			return nil, fmt.Errorf("data dir: %w", err)
@@ -136,7 +140,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (a *App, err error
 		return nil, err
 	}
 	a.closers = append(a.closers, func() { _ = a.NATS.Drain() })
-	bus, err := dispatch.New(a.NATS)
+	bus, err := dispatch.New(a.NATS, dispatch.WithStreamMaxAge(cfg.Retention))
 	if err != nil {
 		return nil, err
 	}
@@ -197,7 +201,11 @@ func (a *App) bootstrap(ctx context.Context, embeddedMode bool) error {
 		hash, id := auth.HashToken(token)
 		p := &sarv1.Principal{CredentialId: id, Role: sarv1.Role_ROLE_ADMIN, DisplayName: "bootstrap admin (--admin-token)"}
 		now := time.Now()
-		p.CreateTime, p.ExpireTime = tsOf(now), tsOf(now.Add(10*365*24*time.Hour))
+		life := 10 * 365 * 24 * time.Hour // the configured one is installed at every start
+		if a.cfg.AdminToken == "" {
+			life = 24 * time.Hour // a generated one is for this run
+		}
+		p.CreateTime, p.ExpireTime = tsOf(now), tsOf(now.Add(life))
 		if err := a.Core.Store().PutCredential(ctx, hash, p); err != nil {
 			return fmt.Errorf("bootstrap admin credential: %w", err)
 		}

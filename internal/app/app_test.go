@@ -96,3 +96,14 @@ func TestEmbeddedStart(t *testing.T) {
 		t.Fatalf("after restart GetIncident = %v, %v; want the drill incident", got, err)
 	}
 }
+
+// TestHalfEmbeddedRefused: a server given Redis but not NATS (or the other
+// way round) must not quietly start a private backend.
+func TestHalfEmbeddedRefused(t *testing.T) {
+	cfg := Defaults()
+	cfg.GRPCAddr, cfg.HTTPAddr, cfg.DataDir = "127.0.0.1:0", "127.0.0.1:0", t.TempDir()
+	cfg.RedisURL = "redis://127.0.0.1:1/0"
+	if _, err := Start(context.Background(), cfg, slog.New(slog.NewTextHandler(&syncBuffer{}, nil))); err == nil || !strings.Contains(err.Error(), "--nats-url") {
+		t.Errorf("Start with only a Redis URL = %v, want a refusal naming --nats-url", err)
+	}
+}

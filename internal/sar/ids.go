@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -43,8 +44,16 @@ func ValidDeviceID(s string) bool { return deviceRE.MatchString(s) }
 // participant, event). Checking it first keeps junk out of Redis keys.
 func ValidID(s string) bool { return idRE.MatchString(s) }
 
-// NewID returns a new lowercase ULID: unique, time-ordered, 26 characters of
-// Crockford base32 (safe in keys and subjects).
+var (
+	idMu      sync.Mutex
+	idEntropy = ulid.Monotonic(rand.Reader, 0)
+)
+
+// NewID returns a new lowercase ULID: unique, 26 characters of Crockford
+// base32 (safe in keys and subjects), and strictly increasing within this
+// process, so that ids order events even within one millisecond.
 func NewID() string {
-	return strings.ToLower(ulid.MustNew(ulid.Timestamp(time.Now()), rand.Reader).String())
+	idMu.Lock()
+	defer idMu.Unlock()
+	return strings.ToLower(ulid.MustNew(ulid.Timestamp(time.Now()), idEntropy).String())
 }

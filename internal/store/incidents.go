@@ -24,11 +24,13 @@ func stateWord(s sarv1.IncidentState) string {
 // written first, so a crash leaves at worst an index entry without an
 // incident, which readers skip.
 //
-// With a requestID, a retry of the same create returns the incident the
-// first call made (created = false).
+// With a requestID (scoped to the creating credential, inc.CreatedBy), a
+// retry of the same create returns the incident the first call made
+// (created = false); if the first call died half-way, the retry finishes it
+// under the same id.
 func (s *Store) CreateIncident(ctx context.Context, inc *sarv1.Incident, requestID string, ev *sarv1.Event) (stored *sarv1.Incident, created bool, err error) {
 	if requestID != "" {
-		key := kReqID(inc.GetJurisdiction(), requestID)
+		key := kReqID(inc.GetCreatedBy(), requestID)
 		ok, err := s.rdb.SetNX(ctx, key, inc.GetId(), 24*time.Hour).Result()
 		if err != nil {
 			return nil, false, fail(err, "incident")
@@ -38,8 +40,13 @@ func (s *Store) CreateIncident(ctx context.Context, inc *sarv1.Incident, request
 			if err != nil {
 				return nil, false, fail(err, "incident")
 			}
-			got, err := s.waitIncident(ctx, prev)
-			return got, false, err
+			if got, err := s.waitIncident(ctx, prev); sar.KindOf(err) != sar.KindNotFound {
+				return got, false, err
+			}
+			inc.Id, ev.IncidentId = prev, prev // finish the first call's create
+			if ic := ev.GetIncidentChanged(); ic != nil {
+				ic.Incident = inc
+			}
 		}
 	}
 	id := inc.GetId()
@@ -57,6 +64,10 @@ func (s *Store) CreateIncident(ctx context.Context, inc *sarv1.Incident, request
 		return nil, false, fail(err, "incident")
 	}
 	if _, err := s.putIncident(ctx, inc, 0, ev); err != nil {
+		if sar.KindOf(err) == sar.KindAlreadyExists && requestID != "" {
+			got, _, err := s.GetIncident(ctx, id) // a concurrent retry finished it
+			return got, false, err
+		}
 		return nil, false, err
 	}
 	return inc, true, nil
@@ -67,7 +78,7 @@ func (s *Store) CreateIncident(ctx context.Context, inc *sarv1.Incident, request
 func (s *Store) waitIncident(ctx context.Context, id string) (*sarv1.Incident, error) {
 	for i := 0; ; i++ {
 		inc, _, err := s.GetIncident(ctx, id)
-		if sar.KindOf(err) != sar.KindNotFound || i == 20 {
+		if sar.KindOf(err) != sar.KindNotFound || i == 10 {
 			return inc, err
 		}
 		select {
@@ -80,7 +91,7 @@ func (s *Store) waitIncident(ctx context.Context, id string) (*sarv1.Incident, e
 
 func (s *Store) putIncident(ctx context.Context, inc *sarv1.Incident, ver int64, ev *sarv1.Event) (int64, error) {
 	id := inc.GetId()
-	keys := []string{kInc(id), kOutbox(id), kLast(id), kCells(id), kCellTime(id), kParts(id)}
+	keys := []string{kInc(id), kOutbox(id), kLast(id), kCells(id), kCellTime(id), kParts(id), kDev(id), kSeq(id), kPartCred(id)}
 	n, err := putIncidentScript.Run(ctx, s.rdb, keys,
 		ver, marshal(inc), stateWord(inc.GetState()), ev.GetId(), marshal(ev),
 		int64(s.retention/time.Second), id).Int64()

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"sort"
 
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
 )
@@ -33,7 +34,8 @@ func (s *Store) OutboxIncidents(ctx context.Context) ([]string, error) {
 	return out, nil
 }
 
-// OutboxEvents returns the unpublished events of an incident.
+// OutboxEvents returns the unpublished events of an incident in the order
+// they were made (event ids increase), so they are published in order.
 func (s *Store) OutboxEvents(ctx context.Context, incidentID string) ([]*sarv1.Event, error) {
 	m, err := s.rdb.HGetAll(ctx, kOutbox(incidentID)).Result()
 	if err != nil {
@@ -47,11 +49,11 @@ func (s *Store) OutboxEvents(ctx context.Context, incidentID string) ([]*sarv1.E
 		}
 		out = append(out, ev)
 	}
+	sort.Slice(out, func(i, j int) bool { return out[i].GetId() < out[j].GetId() })
 	return out, nil
 }
 
-// OutboxDone removes published events. With none left, the incident is
-// unflagged when it is closed (open incidents are scanned anyway).
+// OutboxDone removes published events.
 func (s *Store) OutboxDone(ctx context.Context, incidentID string, eventIDs ...string) error {
 	if len(eventIDs) > 0 {
 		if err := s.rdb.HDel(ctx, kOutbox(incidentID), eventIDs...).Err(); err != nil {

@@ -88,24 +88,28 @@ return {string.format('%.0f', before), string.format('%.0f', wm), stored, change
 
 // putIncidentScript writes an incident (compare-and-set on its version;
 // version 0 creates it) together with the event that announces the change,
-// in the incident's outbox. Closing also starts the retention clock on the
-// incident's location data.
+// in the incident's outbox. A replay of the same change (the client library
+// retries after a timeout) is recognised by the event id and answered with
+// the current version. Closing also starts the retention clock on the
+// incident's location and personal data: last positions, cell visits,
+// participants, devices, sequences and every track.
 //
-// KEYS: inc outbox last cells cellt parts
+// KEYS: inc outbox last cells cellt parts dev seq pcred (3-9 expire on close)
 // ARGV: expectedVer pb state eventId eventPb retentionSeconds incidentId
 //
 // Returns the new version.
 var putIncidentScript = redis.NewScript(`
 local ver = tonumber(redis.call('HGET', KEYS[1], 'ver') or '0')
+if ver > 0 and redis.call('HGET', KEYS[1], 'ev') == ARGV[4] then return ver end
 local want = tonumber(ARGV[1])
 if want == 0 and ver ~= 0 then return redis.error_reply('SAR_EXISTS') end
 if want ~= 0 and ver == 0 then return redis.error_reply('SAR_NOTFOUND') end
 if ver ~= want then return redis.error_reply('SAR_CONFLICT') end
-redis.call('HSET', KEYS[1], 'pb', ARGV[2], 'state', ARGV[3], 'ver', ver + 1)
+redis.call('HSET', KEYS[1], 'pb', ARGV[2], 'state', ARGV[3], 'ver', ver + 1, 'ev', ARGV[4])
 redis.call('HSET', KEYS[2], ARGV[4], ARGV[5])
 if ARGV[3] == 'closed' then
   local ttl = tonumber(ARGV[6])
-  for i = 3, 5 do redis.call('EXPIRE', KEYS[i], ttl) end
+  for i = 3, 9 do redis.call('EXPIRE', KEYS[i], ttl) end
   for _, p in ipairs(redis.call('HKEYS', KEYS[6])) do
     redis.call('EXPIRE', 'sar:{' .. ARGV[7] .. '}:trk:' .. p, ttl)
   end

@@ -68,6 +68,8 @@ func fail(err error, what string) error {
 		return sar.Errorf(sar.KindFailedPrecondition, "device is bound to another participant of this incident")
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return sar.Wrap(sar.KindUnavailable, err, "storage did not answer in time")
+	case strings.HasPrefix(msg, "ERR ") && strings.Contains(msg, "script"):
+		return sar.Wrap(sar.KindInternal, err, "storage script failed") // a bug: retrying will not help
 	}
 	return sar.Wrap(sar.KindUnavailable, err, "storage unavailable")
 }

@@ -120,7 +120,8 @@ func TestIngestScript(t *testing.T) {
 	if got, _ := s.AckedThrough(ctx, inc.GetId(), "d1"); got != 47 {
 		t.Errorf("AckedThrough after refused batch = %d, want 47 (nothing written)", got)
 	}
-	for _, k := range []string{kTrack(inc.GetId(), p.GetId()), kLast(inc.GetId()), kCells(inc.GetId()), kCellTime(inc.GetId())} {
+	for _, k := range []string{kTrack(inc.GetId(), p.GetId()), kLast(inc.GetId()), kCells(inc.GetId()), kCellTime(inc.GetId()),
+		kParts(inc.GetId()), kDev(inc.GetId()), kSeq(inc.GetId())} {
 		if ttl, _ := rdb.TTL(ctx, k).Result(); ttl <= 0 || ttl > time.Hour {
 			t.Errorf("TTL(%s) = %v, want the 1h retention", k, ttl)
 		}
@@ -155,5 +156,78 @@ func TestUpdateIncidentConcurrent(t *testing.T) {
 	got, ver, err := s.GetIncident(ctx, inc.GetId())
 	if err != nil || len(got.GetAgencyIds()) != 2 || ver != 3 {
 		t.Fatalf("after two updates agencies = %v version %d, %v; want both and version 3", got.GetAgencyIds(), ver, err)
+	}
+}
+
+// TestPutIncidentReplay replays the same change, as go-redis does when a
+// reply is lost: the second run is recognised and changes nothing.
+func TestPutIncidentReplay(t *testing.T) {
+	s, rdb := newStore(t)
+	ctx := context.Background()
+	inc := &sarv1.Incident{Id: sar.NewID(), Jurisdiction: "north", State: sarv1.IncidentState_INCIDENT_STATE_OPEN}
+	ev := &sarv1.Event{Id: sar.NewID(), IncidentId: inc.GetId(), Time: timestamppb.Now()}
+	v1, err := s.putIncident(ctx, inc, 0, ev)
+	if err != nil || v1 != 1 {
+		t.Fatalf("create = %d, %v; want version 1", v1, err)
+	}
+	if v, err := s.putIncident(ctx, inc, 0, ev); err != nil || v != 1 {
+		t.Fatalf("replayed create = %d, %v; want version 1 and no error", v, err)
+	}
+	ev2 := &sarv1.Event{Id: sar.NewID(), IncidentId: inc.GetId(), Time: timestamppb.Now()}
+	if _, err := s.putIncident(ctx, inc, 0, ev2); sar.KindOf(err) != sar.KindAlreadyExists {
+		t.Fatalf("another create with the same id = %v, want AlreadyExists", err)
+	}
+	if n, _ := rdb.HLen(ctx, kOutbox(inc.GetId())).Result(); n != 1 {
+		t.Errorf("outbox = %d events, want 1", n)
+	}
+}
+
+// TestCreateIncidentRequestIDRecovers: a create that died after claiming
+// its request id is finished by the retry, under the same id.
+func TestCreateIncidentRequestIDRecovers(t *testing.T) {
+	s, rdb := newStore(t)
+	ctx := context.Background()
+	first := sar.NewID()
+	if err := rdb.Set(ctx, kReqID("cred1", "req-7"), first, time.Hour).Err(); err != nil {
+		t.Fatal(err)
+	}
+	inc := &sarv1.Incident{Id: sar.NewID(), Jurisdiction: "north", CreatedBy: "cred1", State: sarv1.IncidentState_INCIDENT_STATE_OPEN}
+	got, created, err := s.CreateIncident(ctx, inc, "req-7", &sarv1.Event{Id: sar.NewID(), IncidentId: inc.GetId(), Time: timestamppb.Now()})
+	if err != nil || got.GetId() != first || !created {
+		t.Fatalf("retry = %v, created %v, %v; want the first call's id %s created now", got.GetId(), created, err, first)
+	}
+	again := &sarv1.Incident{Id: sar.NewID(), Jurisdiction: "north", CreatedBy: "cred1", State: sarv1.IncidentState_INCIDENT_STATE_OPEN}
+	got, created, err = s.CreateIncident(ctx, again, "req-7", &sarv1.Event{Id: sar.NewID(), IncidentId: again.GetId(), Time: timestamppb.Now()})
+	if err != nil || got.GetId() != first || created {
+		t.Fatalf("second retry = %v, created %v, %v; want %s, not created", got.GetId(), created, err, first)
+	}
+	other := &sarv1.Incident{Id: sar.NewID(), Jurisdiction: "north", CreatedBy: "cred2", State: sarv1.IncidentState_INCIDENT_STATE_OPEN}
+	got, created, _ = s.CreateIncident(ctx, other, "req-7", &sarv1.Event{Id: sar.NewID(), IncidentId: other.GetId(), Time: timestamppb.Now()})
+	if got.GetId() == first || !created {
+		t.Errorf("another credential's request id req-7 returned the first incident")
+	}
+}
+
+// TestOutboxOrder: events come back in the order they were made, so the
+// relay publishes created before closed.
+func TestOutboxOrder(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	inc := openIncident(t, s)
+	for i := 0; i < 20; i++ {
+		if _, err := s.UpdateIncident(ctx, inc.GetId(), func(i *sarv1.Incident) (*sarv1.Event, error) {
+			return &sarv1.Event{Id: sar.NewID(), IncidentId: i.GetId(), Time: timestamppb.Now()}, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evs, err := s.OutboxEvents(ctx, inc.GetId())
+	if err != nil || len(evs) != 21 {
+		t.Fatalf("OutboxEvents = %d, %v; want 21", len(evs), err)
+	}
+	for i := 1; i < len(evs); i++ {
+		if evs[i-1].GetId() >= evs[i].GetId() {
+			t.Fatalf("outbox event %d (%s) not after %d (%s)", i, evs[i].GetId(), i-1, evs[i-1].GetId())
+		}
 	}
 }

@@ -159,7 +159,7 @@ func TestGracefulShutdownFinishesBatches(t *testing.T) {
 	var streamErr error
 	for i := 0; i < 20; i++ {
 		if err := d.stream.Send(&sarv1.StreamFixesRequest{Batch: &sarv1.FixBatch{IncidentId: inc.GetId(), DeviceId: "phone", Fixes: fixes[i*10 : i*10+10]}}); err != nil {
-			streamErr = err
+			_, streamErr = d.stream.Recv() // Send says only io.EOF; Recv has the status
 			break
 		}
 		r, err := d.stream.Recv()

@@ -12,6 +12,14 @@
 //	sar.v1.inc.<incident>.pos.<agency>.<team>.<participant>   live positions (core NATS, not persisted)
 //	sar.v1.inc.<incident>.evt.incident                        incident opened, assigned, closed (JetStream)
 //	sar.v1.inc.<incident>.evt.participant.<agency>.<team>     participant joined (JetStream)
+//	sar.v1.inc.<incident>.evt.grid                            search grid changed materially (JetStream)
+//
+// Search grid events (SearchGridChangedEvent) announce a seeding, an
+// operator's adjustment and a clue, each written to the outbox with the
+// change; and, throttled per incident across replicas, coverage from
+// rescuers' tracks that moved the probability of success by at least one
+// percentage point since the previous event, at most one every 5 s.
+// Consumers fetch the changed cells with GetSearchGrid(since_version).
 //
 // Callers (share links) use agency "_caller" and team "_"; rescuers without
 // a team use team "_". Agency, team and jurisdiction ids never start with
@@ -61,6 +69,8 @@ func Subject(ev *sarv1.Event) (subject string, durable bool) {
 	case *sarv1.Event_Positions:
 		a, t := partyTokens(p.Positions.GetKind(), p.Positions.GetAgencyId(), p.Positions.GetTeamId())
 		return base + ".pos." + a + "." + t + "." + p.Positions.GetParticipantId(), false
+	case *sarv1.Event_SearchGridChanged:
+		return base + ".evt.grid", true
 	case *sarv1.Event_ParticipantJoined:
 		pt := p.ParticipantJoined.GetParticipant()
 		a, t := partyTokens(pt.GetKind(), pt.GetAgencyId(), pt.GetTeamId())

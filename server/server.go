@@ -146,6 +146,7 @@ func New(svc *core.Service, opt Options) *Server {
 	sarv1.RegisterAgencyServiceServer(s.grpc, &agencyService{core: svc})
 	sarv1.RegisterIncidentServiceServer(s.grpc, &incidentService{core: svc, log: s.log, draining: s.draining, recheck: opt.WatchRecheck})
 	sarv1.RegisterLocationServiceServer(s.grpc, &locationService{core: svc, log: s.log, draining: s.draining})
+	sarv1.RegisterSearchServiceServer(s.grpc, &searchService{core: svc})
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 	metrics.InitializeMetrics(s.grpc)
@@ -258,7 +259,10 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 // Serve serves gRPC on gl and HTTP (health, metrics, gateway, pages) on hl
 // until Shutdown. It returns when both have stopped.
 func (s *Server) Serve(gl, hl net.Listener) error {
-	conn, err := grpc.NewClient(gl.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	// A search grid export of a 95 % area is several MB: above gRPC's
+	// default 4 MB receive limit.
+	conn, err := grpc.NewClient(gl.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
 	if err != nil {
 		return fmt.Errorf("server: gateway client: %w", err)
 	}
@@ -266,7 +270,7 @@ func (s *Server) Serve(gl, hl net.Listener) error {
 	ctx := context.Background()
 	for _, reg := range []func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error{
 		sarv1.RegisterAuthServiceHandler, sarv1.RegisterAgencyServiceHandler,
-		sarv1.RegisterIncidentServiceHandler, sarv1.RegisterLocationServiceHandler,
+		sarv1.RegisterIncidentServiceHandler, sarv1.RegisterLocationServiceHandler, sarv1.RegisterSearchServiceHandler,
 	} {
 		if err := reg(ctx, gw, conn); err != nil {
 			return fmt.Errorf("server: gateway: %w", err)
@@ -286,7 +290,8 @@ func (s *Server) Serve(gl, hl net.Listener) error {
 	s.mu.Unlock()
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	for _, name := range []string{sarv1.AuthService_ServiceDesc.ServiceName, sarv1.AgencyService_ServiceDesc.ServiceName,
-		sarv1.IncidentService_ServiceDesc.ServiceName, sarv1.LocationService_ServiceDesc.ServiceName} {
+		sarv1.IncidentService_ServiceDesc.ServiceName, sarv1.LocationService_ServiceDesc.ServiceName,
+		sarv1.SearchService_ServiceDesc.ServiceName} {
 		s.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
 	}
 	errc := make(chan error, 2)

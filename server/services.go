@@ -173,3 +173,48 @@ func (s *locationService) ListCellVisits(ctx context.Context, req *sarv1.ListCel
 	}
 	return &sarv1.ListCellVisitsResponse{Cells: cells}, nil
 }
+
+type searchService struct {
+	sarv1.UnimplementedSearchServiceServer
+	core *core.Service
+}
+
+func (s *searchService) SetSearchPlan(ctx context.Context, req *sarv1.SetSearchPlanRequest) (*sarv1.SetSearchPlanResponse, error) {
+	g, err := s.core.SetSearchPlan(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return &sarv1.SetSearchPlanResponse{Grid: g}, nil
+}
+
+func (s *searchService) GetSearchGrid(ctx context.Context, req *sarv1.GetSearchGridRequest) (*sarv1.GetSearchGridResponse, error) {
+	g, err := s.core.GetSearchGrid(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return &sarv1.GetSearchGridResponse{Grid: g.Summary, Cells: g.Cells, Full: g.Full, WeightTotal: g.WeightTotal}, nil
+}
+
+func (s *searchService) AdjustCells(ctx context.Context, req *sarv1.AdjustCellsRequest) (*sarv1.AdjustCellsResponse, error) {
+	g, err := s.core.AdjustCells(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return &sarv1.AdjustCellsResponse{Grid: g}, nil
+}
+
+func (s *searchService) RecordClue(ctx context.Context, req *sarv1.RecordClueRequest) (*sarv1.RecordClueResponse, error) {
+	g, err := s.core.RecordClue(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return &sarv1.RecordClueResponse{Grid: g}, nil
+}
+
+func (s *searchService) ListSegments(ctx context.Context, req *sarv1.ListSegmentsRequest) (*sarv1.ListSegmentsResponse, error) {
+	return s.core.ListSegments(ctx, req)
+}
+
+func (s *searchService) ExportSearchGrid(ctx context.Context, req *sarv1.ExportSearchGridRequest) (*sarv1.ExportSearchGridResponse, error) {
+	return s.core.ExportSearchGrid(ctx, req)
+}

@@ -10,6 +10,7 @@ type Metrics struct {
 	Batches        *prometheus.CounterVec
 	IngestSeconds  prometheus.Histogram
 	PublishErrors  prometheus.Counter
+	GridErrors     prometheus.Counter
 }
 
 // NewMetrics makes the metrics and registers them with reg (nil: not
@@ -29,9 +30,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0002, 2, 14)}),
 		PublishErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sar_event_publish_errors_total", Help: "Live events that could not be handed to NATS."}),
+		GridErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sar_search_grid_update_errors_total", Help: "Fix batches whose search grid coverage update failed (the fixes are stored)."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.FixesStored, m.FixesDuplicate, m.FixesRejected, m.Batches, m.IngestSeconds, m.PublishErrors)
+		reg.MustRegister(m.FixesStored, m.FixesDuplicate, m.FixesRejected, m.Batches, m.IngestSeconds, m.PublishErrors, m.GridErrors)
 	}
 	return m
 }

@@ -19,6 +19,11 @@ func kLast(id string) string        { return "sar:{" + id + "}:last" }        //
 func kCells(id string) string       { return "sar:{" + id + "}:cells" }       // hash: cell -> fix count
 func kCellTime(id string) string    { return "sar:{" + id + "}:cellt" }       // zset: cell scored by newest fix ms
 func kTrack(id, part string) string { return "sar:{" + id + "}:trk:" + part } // zset: fix pb scored by fix ms
+func kGrid(id string) string        { return "sar:{" + id + "}:grid" }        // hash: search grid meta (see grid.go)
+func kGridPrior(id string) string   { return "sar:{" + id + "}:gpri" }        // hash: cell hex -> prior weight
+func kGridCov(id string) string     { return "sar:{" + id + "}:gcov" }        // hash: cell hex -> cumulative coverage
+func kGridVer(id string) string     { return "sar:{" + id + "}:gver" }        // zset: cell hex scored by version of last change
+func kGridTrk(id string) string     { return "sar:{" + id + "}:gtrk" }        // hash: participant -> tracker state JSON
 
 // Cross-incident keys (each used alone in a command).
 const (

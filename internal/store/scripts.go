@@ -94,7 +94,8 @@ return {string.format('%.0f', before), string.format('%.0f', wm), stored, change
 // incident's location and personal data: last positions, cell visits,
 // participants, devices, sequences and every track.
 //
-// KEYS: inc outbox last cells cellt parts dev seq pcred (3-9 expire on close)
+// KEYS: inc outbox last cells cellt parts dev seq pcred grid gpri gcov gver gtrk
+// (KEYS[3] onwards expire on close)
 // ARGV: expectedVer pb state eventId eventPb retentionSeconds incidentId
 //
 // Returns the new version.
@@ -109,7 +110,7 @@ redis.call('HSET', KEYS[1], 'pb', ARGV[2], 'state', ARGV[3], 'ver', ver + 1, 'ev
 redis.call('HSET', KEYS[2], ARGV[4], ARGV[5])
 if ARGV[3] == 'closed' then
   local ttl = tonumber(ARGV[6])
-  for i = 3, 9 do redis.call('EXPIRE', KEYS[i], ttl) end
+  for i = 3, #KEYS do redis.call('EXPIRE', KEYS[i], ttl) end
   for _, p in ipairs(redis.call('HKEYS', KEYS[6])) do
     redis.call('EXPIRE', 'sar:{' .. ARGV[7] .. '}:trk:' .. p, ttl)
   end
@@ -161,4 +162,122 @@ if state ~= 'open' then return redis.error_reply('SAR_CLOSED') end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
 return 1
+`)
+
+// putGridScript writes a seeded or rebased search grid (see grid.go and
+// GridWrite) with the event announcing it, if no other seed or rebase
+// happened since the snapshot (else SAR_CONFLICT) and the version is still
+// the one the event was numbered after (else {'moved', ver}: renumber and
+// resend). The maintained total z is corrected for the grid cells covered
+// since the snapshot; a seed drops the old cells (and, with reset, the
+// coverage and tracker states); every written cell gets the new version.
+//
+// KEYS: inc grid gpri gcov gver gtrk outbox
+// ARGV: expectWver expectVer snapVer flags("s": seed, "r": reset) summaryPb
+// row z posb eventId eventPb n m, then n times (cell, weight), then m times
+// (cell, snapshot coverage)
+//
+// Returns {'ok', ver} or {'moved', ver}.
+var putGridScript = redis.NewScript(`
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return redis.error_reply('SAR_NOTFOUND') end
+if state ~= 'open' then return redis.error_reply('SAR_CLOSED') end
+local meta = redis.call('HMGET', KEYS[2], 'wver', 'ver')
+if tonumber(meta[1] or '0') ~= tonumber(ARGV[1]) then return redis.error_reply('SAR_CONFLICT') end
+local ver = tonumber(meta[2] or '0')
+if ver ~= tonumber(ARGV[2]) then return {'moved', tostring(ver)} end
+local nv = ver + 1
+local n, m = tonumber(ARGV[11]), tonumber(ARGV[12])
+local reset = string.find(ARGV[4], 'r', 1, true)
+local z = tonumber(ARGV[7])
+if not reset and ver > tonumber(ARGV[3]) then
+  local w = {}
+  for i = 0, n - 1 do w[ARGV[13 + 2 * i]] = tonumber(ARGV[14 + 2 * i]) end
+  local snap = {}
+  for i = 0, m - 1 do snap[ARGV[13 + 2 * n + 2 * i]] = tonumber(ARGV[14 + 2 * n + 2 * i]) end
+  for _, c in ipairs(redis.call('ZRANGEBYSCORE', KEYS[5], '(' .. ARGV[3], '+inf')) do
+    if w[c] then
+      local now = tonumber(redis.call('HGET', KEYS[4], c) or '0')
+      z = z + w[c] * (math.exp(-now) - math.exp(-(snap[c] or 0)))
+    end
+  end
+end
+if string.find(ARGV[4], 's', 1, true) then
+  redis.call('DEL', KEYS[3], KEYS[5])
+  if reset then redis.call('DEL', KEYS[4], KEYS[6]) end
+  redis.call('HSET', KEYS[2], 'seedver', nv)
+end
+local h, zv = {}, {}
+for i = 0, n - 1 do
+  local c = ARGV[13 + 2 * i]
+  h[#h + 1] = c
+  h[#h + 1] = ARGV[14 + 2 * i]
+  zv[#zv + 1] = nv
+  zv[#zv + 1] = c
+  if #h >= 2000 then
+    redis.call('HSET', KEYS[3], unpack(h))
+    redis.call('ZADD', KEYS[5], unpack(zv))
+    h, zv = {}, {}
+  end
+end
+if #h > 0 then
+  redis.call('HSET', KEYS[3], unpack(h))
+  redis.call('ZADD', KEYS[5], unpack(zv))
+end
+local pos = 1 - (1 - tonumber(ARGV[8])) * z
+redis.call('HSET', KEYS[2], 'pb', ARGV[5], 'ver', nv, 'wver', tonumber(ARGV[1]) + 1, 'row', ARGV[6],
+  'z', string.format('%.17g', z), 'posb', ARGV[8], 'evpos', string.format('%.17g', pos))
+redis.call('HSET', KEYS[7], ARGV[9], ARGV[10])
+return {'ok', tostring(nv)}
+`)
+
+// coverageScript adds one searcher's batch of coverage to the search grid:
+// the cumulative coverage of each cell, the maintained total weight z, the
+// versions of the grid cells touched; it saves the searcher's tracker
+// state (compare-and-set against the state the batch was computed from) and
+// decides whether the change is worth an event: the probability of success
+// moved by at least delta since the last event, at least everyMs ago.
+//
+// KEYS: inc grid gpri gcov gver gtrk
+// ARGV: participant trackerBefore trackerAfter delta everyMs nowMs n, then n
+// times (cell, coverage)
+//
+// Returns {'nogrid'}, {'stale'} or {'ok', ver, z, posb, row, changed, due}.
+var coverageScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'state') ~= 'open' then return {'nogrid'} end
+local meta = redis.call('HMGET', KEYS[2], 'ver', 'z', 'posb', 'row', 'evpos', 'evt')
+if not meta[1] then return {'nogrid'} end
+if (redis.call('HGET', KEYS[6], ARGV[1]) or '') ~= ARGV[2] then return {'stale'} end
+local ver, z = tonumber(meta[1]), tonumber(meta[2])
+local n = tonumber(ARGV[7])
+local changed = {}
+for i = 0, n - 1 do
+  local c, d = ARGV[8 + 2 * i], ARGV[9 + 2 * i]
+  local new = tonumber(redis.call('HINCRBYFLOAT', KEYS[4], c, d))
+  local w = redis.call('HGET', KEYS[3], c)
+  if w then
+    z = z + tonumber(w) * (math.exp(-new) - math.exp(-(new - tonumber(d))))
+    changed[#changed + 1] = c
+  end
+end
+redis.call('HSET', KEYS[6], ARGV[1], ARGV[3])
+local due = 0
+if #changed > 0 then
+  ver = redis.call('HINCRBY', KEYS[2], 'ver', 1)
+  local zv = {}
+  for _, c in ipairs(changed) do
+    zv[#zv + 1] = ver
+    zv[#zv + 1] = c
+  end
+  redis.call('ZADD', KEYS[5], unpack(zv))
+  local zs = string.format('%.17g', z)
+  redis.call('HSET', KEYS[2], 'z', zs)
+  local pos = 1 - (1 - tonumber(meta[3])) * z
+  local now = tonumber(ARGV[6])
+  if math.abs(pos - tonumber(meta[5] or '0')) >= tonumber(ARGV[4]) and now - tonumber(meta[6] or '0') >= tonumber(ARGV[5]) then
+    redis.call('HSET', KEYS[2], 'evpos', string.format('%.17g', pos), 'evt', ARGV[6])
+    due = 1
+  end
+end
+return {'ok', tostring(ver), string.format('%.17g', z), meta[3], meta[4], #changed, due}
 `)

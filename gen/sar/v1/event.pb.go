@@ -98,6 +98,7 @@ type Event struct {
 	//	*Event_Positions
 	//	*Event_ParticipantJoined
 	//	*Event_IncidentChanged
+	//	*Event_SearchGridChanged
 	Payload       isEvent_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -188,6 +189,15 @@ func (x *Event) GetIncidentChanged() *IncidentChangedEvent {
 	return nil
 }
 
+func (x *Event) GetSearchGridChanged() *SearchGridChangedEvent {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_SearchGridChanged); ok {
+			return x.SearchGridChanged
+		}
+	}
+	return nil
+}
+
 type isEvent_Payload interface {
 	isEvent_Payload()
 }
@@ -207,11 +217,18 @@ type Event_IncidentChanged struct {
 	IncidentChanged *IncidentChangedEvent `protobuf:"bytes,12,opt,name=incident_changed,json=incidentChanged,proto3,oneof"`
 }
 
+type Event_SearchGridChanged struct {
+	// The search grid changed materially.
+	SearchGridChanged *SearchGridChangedEvent `protobuf:"bytes,13,opt,name=search_grid_changed,json=searchGridChanged,proto3,oneof"`
+}
+
 func (*Event_Positions) isEvent_Payload() {}
 
 func (*Event_ParticipantJoined) isEvent_Payload() {}
 
 func (*Event_IncidentChanged) isEvent_Payload() {}
+
+func (*Event_SearchGridChanged) isEvent_Payload() {}
 
 // PositionsEvent says which fixes of one device were stored by one batch.
 type PositionsEvent struct {
@@ -437,7 +454,7 @@ var File_sar_v1_event_proto protoreflect.FileDescriptor
 
 const file_sar_v1_event_proto_rawDesc = "" +
 	"\n" +
-	"\x12sar/v1/event.proto\x12\x06sar.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15sar/v1/incident.proto\x1a\x15sar/v1/location.proto\"\xc7\x02\n" +
+	"\x12sar/v1/event.proto\x12\x06sar.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15sar/v1/incident.proto\x1a\x15sar/v1/location.proto\x1a\x13sar/v1/search.proto\"\x99\x03\n" +
 	"\x05Event\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
 	"\vincident_id\x18\x02 \x01(\tR\n" +
@@ -446,7 +463,8 @@ const file_sar_v1_event_proto_rawDesc = "" +
 	"\tpositions\x18\n" +
 	" \x01(\v2\x16.sar.v1.PositionsEventH\x00R\tpositions\x12O\n" +
 	"\x12participant_joined\x18\v \x01(\v2\x1e.sar.v1.ParticipantJoinedEventH\x00R\x11participantJoined\x12I\n" +
-	"\x10incident_changed\x18\f \x01(\v2\x1c.sar.v1.IncidentChangedEventH\x00R\x0fincidentChangedB\t\n" +
+	"\x10incident_changed\x18\f \x01(\v2\x1c.sar.v1.IncidentChangedEventH\x00R\x0fincidentChanged\x12P\n" +
+	"\x13search_grid_changed\x18\r \x01(\v2\x1e.sar.v1.SearchGridChangedEventH\x00R\x11searchGridChangedB\t\n" +
 	"\apayload\"\xd7\x02\n" +
 	"\x0ePositionsEvent\x12%\n" +
 	"\x0eparticipant_id\x18\x01 \x01(\tR\rparticipantId\x12\x1b\n" +
@@ -493,27 +511,29 @@ var file_sar_v1_event_proto_goTypes = []any{
 	(*ParticipantJoinedEvent)(nil), // 3: sar.v1.ParticipantJoinedEvent
 	(*IncidentChangedEvent)(nil),   // 4: sar.v1.IncidentChangedEvent
 	(*timestamppb.Timestamp)(nil),  // 5: google.protobuf.Timestamp
-	(ParticipantKind)(0),           // 6: sar.v1.ParticipantKind
-	(*LocationFix)(nil),            // 7: sar.v1.LocationFix
-	(*Participant)(nil),            // 8: sar.v1.Participant
-	(*Incident)(nil),               // 9: sar.v1.Incident
+	(*SearchGridChangedEvent)(nil), // 6: sar.v1.SearchGridChangedEvent
+	(ParticipantKind)(0),           // 7: sar.v1.ParticipantKind
+	(*LocationFix)(nil),            // 8: sar.v1.LocationFix
+	(*Participant)(nil),            // 9: sar.v1.Participant
+	(*Incident)(nil),               // 10: sar.v1.Incident
 }
 var file_sar_v1_event_proto_depIdxs = []int32{
 	5,  // 0: sar.v1.Event.time:type_name -> google.protobuf.Timestamp
 	2,  // 1: sar.v1.Event.positions:type_name -> sar.v1.PositionsEvent
 	3,  // 2: sar.v1.Event.participant_joined:type_name -> sar.v1.ParticipantJoinedEvent
 	4,  // 3: sar.v1.Event.incident_changed:type_name -> sar.v1.IncidentChangedEvent
-	6,  // 4: sar.v1.PositionsEvent.kind:type_name -> sar.v1.ParticipantKind
-	7,  // 5: sar.v1.PositionsEvent.fixes:type_name -> sar.v1.LocationFix
-	7,  // 6: sar.v1.PositionsEvent.last_fix:type_name -> sar.v1.LocationFix
-	8,  // 7: sar.v1.ParticipantJoinedEvent.participant:type_name -> sar.v1.Participant
-	0,  // 8: sar.v1.IncidentChangedEvent.change:type_name -> sar.v1.IncidentChange
-	9,  // 9: sar.v1.IncidentChangedEvent.incident:type_name -> sar.v1.Incident
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	6,  // 4: sar.v1.Event.search_grid_changed:type_name -> sar.v1.SearchGridChangedEvent
+	7,  // 5: sar.v1.PositionsEvent.kind:type_name -> sar.v1.ParticipantKind
+	8,  // 6: sar.v1.PositionsEvent.fixes:type_name -> sar.v1.LocationFix
+	8,  // 7: sar.v1.PositionsEvent.last_fix:type_name -> sar.v1.LocationFix
+	9,  // 8: sar.v1.ParticipantJoinedEvent.participant:type_name -> sar.v1.Participant
+	0,  // 9: sar.v1.IncidentChangedEvent.change:type_name -> sar.v1.IncidentChange
+	10, // 10: sar.v1.IncidentChangedEvent.incident:type_name -> sar.v1.Incident
+	11, // [11:11] is the sub-list for method output_type
+	11, // [11:11] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_sar_v1_event_proto_init() }
@@ -523,10 +543,12 @@ func file_sar_v1_event_proto_init() {
 	}
 	file_sar_v1_incident_proto_init()
 	file_sar_v1_location_proto_init()
+	file_sar_v1_search_proto_init()
 	file_sar_v1_event_proto_msgTypes[0].OneofWrappers = []any{
 		(*Event_Positions)(nil),
 		(*Event_ParticipantJoined)(nil),
 		(*Event_IncidentChanged)(nil),
+		(*Event_SearchGridChanged)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -1,0 +1,730 @@
+package core
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"math"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
+	"github.com/mountain-sar/sar/geo"
+	"github.com/mountain-sar/sar/internal/sar"
+	"github.com/mountain-sar/sar/internal/store"
+)
+
+// Search plan defaults.
+const (
+	// SearcherFoot is the searcher type of every rescuer's track (the API
+	// does not yet say what kind of searcher a participant is).
+	SearcherFoot = "foot"
+	// DefaultSweepWidthM is the sweep width of a searcher on foot until the
+	// incident sets its own: a deliberately modest figure for a responsive
+	// adult subject in moderate vegetation (published effective sweep
+	// widths on foot range from about 10 m in dense forest to over 50 m in
+	// open ground); SetSearchPlan overrides it.
+	DefaultSweepWidthM = 20.0
+	// DefaultSegmentAreaM2 is the segment size of ListSegments (0.5 km²).
+	DefaultSegmentAreaM2 = 500_000.0
+	// gridEventDelta and gridEventEvery throttle coverage-driven grid
+	// events: the probability of success must have moved by 1 percentage
+	// point since the last event, at least 5 s ago (per incident, across
+	// replicas).
+	gridEventDelta = 0.01
+	gridEventEvery = 5 * time.Second
+	// maxCellCoverage bounds the coverage folded into a rebased weight
+	// (wᵢ = POAᵢ·e^(cᵢ)) so it stays finite; beyond it POAᵢ is ~0 anyway.
+	maxCellCoverage = 700.0
+	maxAdjustCells  = 10_000
+	gridWriteTries  = 8
+)
+
+var searcherType = regexp.MustCompile(`^[a-z0-9_-]{1,32}$`)
+
+// profileFor maps the API's subject profile onto a shipped ISRID profile,
+// falling back to hiker in temperate mountains.
+func profileFor(sp *sarv1.SubjectProfile) (geo.Profile, bool) {
+	var c geo.Category
+	switch sp.GetCategory() {
+	case sarv1.SubjectCategory_SUBJECT_CATEGORY_HIKER:
+		c = geo.Hiker
+	case sarv1.SubjectCategory_SUBJECT_CATEGORY_HUNTER:
+		c = geo.Hunter
+	case sarv1.SubjectCategory_SUBJECT_CATEGORY_DEMENTIA:
+		c = geo.Dementia
+	case sarv1.SubjectCategory_SUBJECT_CATEGORY_DESPONDENT:
+		c = geo.Despondent
+	case sarv1.SubjectCategory_SUBJECT_CATEGORY_GATHERER:
+		c = geo.Gatherer
+	case sarv1.SubjectCategory_SUBJECT_CATEGORY_MOUNTAIN_BIKER:
+		c = geo.MountainBiker
+	case sarv1.SubjectCategory_SUBJECT_CATEGORY_SKIER:
+		c = geo.SkierNordic // the alpine skier figures are not shipped
+	case sarv1.SubjectCategory_SUBJECT_CATEGORY_CHILD:
+		if sp.AgeYears != nil {
+			switch a := sp.GetAgeYears(); {
+			case a >= 1 && a <= 3:
+				c = geo.Child1to3
+			case a >= 4 && a <= 6:
+				c = geo.Child4to6
+			case a >= 7 && a <= 9:
+				c = geo.Child7to9
+			case a >= 10 && a <= 12:
+				c = geo.Child10to12
+			case a >= 13 && a <= 15:
+				c = geo.Child13to15
+			}
+		}
+	}
+	e, t := geo.Temperate, geo.Mountainous
+	switch sp.GetEcoregion() {
+	case sarv1.Ecoregion_ECOREGION_DRY:
+		e = geo.Dry
+	case sarv1.Ecoregion_ECOREGION_POLAR, sarv1.Ecoregion_ECOREGION_TROPICAL:
+		e = "" // no tables
+	}
+	if sp.GetTerrain() == sarv1.Terrain_TERRAIN_FLAT {
+		t = geo.Flat
+	}
+	if c != "" && e != "" {
+		if p, err := geo.LookupProfile(c, e, t); err == nil {
+			return p, false
+		}
+	}
+	p, _ := geo.LookupProfile(geo.Hiker, geo.Temperate, geo.Mountainous)
+	return p, true
+}
+
+func profileName(p geo.Profile) string {
+	return string(p.Category) + "/" + string(p.Ecoregion) + "/" + string(p.Terrain)
+}
+
+// readableIncident is visibleIncident for the search plan: callers may not
+// read it.
+func (s *Service) readableIncident(ctx context.Context, id string) (*sarv1.Principal, *sarv1.Incident, error) {
+	p, inc, err := s.visibleIncident(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	if p.GetRole() == sarv1.Role_ROLE_CALLER {
+		return nil, nil, sar.Errorf(sar.KindPermissionDenied, "callers do not read the search plan")
+	}
+	return p, inc, nil
+}
+
+// geoError turns a geo error about the request into a field violation.
+func geoError(err error, field, what string) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, geo.ErrInvalidArgument), errors.Is(err, geo.ErrInvalidPoint), errors.Is(err, geo.ErrInvalidCell),
+		errors.Is(err, geo.ErrCellNotInGrid), errors.Is(err, geo.ErrDegenerate), errors.Is(err, geo.ErrTooManyCells):
+		return sar.Invalid("invalid "+what, sar.Field(field, "INVALID", "%s", strings.TrimPrefix(err.Error(), "geo: ")))
+	}
+	return sar.Wrap(sar.KindInternal, err, what+" failed")
+}
+
+func validPoint(fv *[]sar.FieldViolation, field string, ll *sarv1.LatLng) {
+	if ll == nil {
+		*fv = append(*fv, sar.Field(field, "REQUIRED", "%s is required", field))
+		return
+	}
+	if !geo.ValidPoint(ll.GetLat(), ll.GetLng()) {
+		*fv = append(*fv, sar.Field(field, "OUT_OF_RANGE", "lat must be -90..90 and lng -180..180"))
+	}
+}
+
+func finitePos(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) && v > 0 }
+
+// grid is a stored grid made into a geo.Grid (POA = posterior), with what
+// the API reports beside it.
+type grid struct {
+	g        *geo.Grid
+	meta     store.GridMeta
+	coverage map[uint64]float64 // every covered cell, in the grid or not
+	versions map[uint64]int64
+	weights  map[uint64]float64
+	total    float64 // Σ weights + rest of world's weight
+}
+
+// loadGrid reads an incident's whole grid.
+func (s *Service) loadGrid(ctx context.Context, id string) (*grid, error) {
+	st, err := s.st.LoadGrid(ctx, id, 0)
+	if err != nil {
+		return nil, err
+	}
+	out := &grid{meta: st.Meta, coverage: map[uint64]float64{}, versions: map[uint64]int64{}, weights: map[uint64]float64{}}
+	ids := make([]uint64, 0, len(st.Cells))
+	for c, cs := range st.Cells {
+		if cs.Coverage > 0 {
+			out.coverage[c] = cs.Coverage
+		}
+		if cs.InGrid {
+			ids = append(ids, c)
+		}
+	}
+	slices.Sort(ids) // a sum independent of map order
+	poa := make(map[uint64]float64, len(ids))
+	for _, c := range ids {
+		cs := st.Cells[c]
+		w := cs.Prior * math.Exp(-cs.Coverage)
+		out.weights[c], out.versions[c] = w, cs.Version
+		out.total += w
+		poa[c] = w
+	}
+	out.total += st.Meta.RestOfWorld
+	if !(out.total > 0) {
+		return nil, sar.Errorf(sar.KindInternal, "search grid holds no probability")
+	}
+	g, err := geo.NewGrid(int(st.Meta.Summary.GetResolution()), poa, st.Meta.RestOfWorld)
+	if err != nil {
+		return nil, sar.Wrap(sar.KindInternal, err, "corrupt search grid")
+	}
+	for i := range g.Cells {
+		g.Cells[i].Coverage = st.Cells[g.Cells[i].ID].Coverage
+	}
+	g.CumulativePOS = posOf(st.Meta.POSBase, out.total)
+	out.g = g
+	return out, nil
+}
+
+func clamp01(v float64) float64 { return math.Min(1, math.Max(0, v)) }
+
+// posOf is the probability of success 1 − (1 − posb)·z, with the rounding
+// of summing thousands of weights (~1e-15) not reported as success.
+func posOf(posb, z float64) float64 {
+	p := clamp01(1 - (1-posb)*z)
+	if math.Abs(p-posb) < 1e-12 {
+		return posb
+	}
+	return p
+}
+
+// summary fills the dynamic fields of a grid's summary (cells < 0 keeps
+// the stored cell count).
+func summary(m store.GridMeta, version int64, cells int, restOfWorld, pos float64) *sarv1.SearchGridSummary {
+	sm := m.Summary
+	sm.Version, sm.SeedVersion, sm.RestOfWorld, sm.ProbabilityOfSuccess = version, m.SeedVersion, restOfWorld, pos
+	if cells >= 0 {
+		sm.CellCount = int32(cells)
+	}
+	return sm
+}
+
+// staticSummary is the part of a summary stored with the grid (the rest is
+// computed when read).
+func staticSummary(sm *sarv1.SearchGridSummary) *sarv1.SearchGridSummary {
+	return &sarv1.SearchGridSummary{IncidentId: sm.GetIncidentId(), Resolution: sm.GetResolution(), CellCount: sm.GetCellCount(),
+		Origin: sm.GetOrigin(), OriginAccuracyM: sm.GetOriginAccuracyM(), Profile: sm.GetProfile(),
+		ProfileFallback: sm.GetProfileFallback(), SweepWidthsM: sm.GetSweepWidthsM()}
+}
+
+func (s *Service) gridEvent(incidentID string, change sarv1.SearchGridChange, sm *sarv1.SearchGridSummary, cells int, desc string) *sarv1.Event {
+	ev := s.newEvent(incidentID)
+	ev.Payload = &sarv1.Event_SearchGridChanged{SearchGridChanged: &sarv1.SearchGridChangedEvent{
+		Change: change, Grid: sm, CellsChanged: int32(cells), Description: desc}}
+	return ev
+}
+
+// SetSearchPlan seeds (or re-seeds) an incident's search grid.
+func (s *Service) SetSearchPlan(ctx context.Context, req *sarv1.SetSearchPlanRequest) (*sarv1.SearchGridSummary, error) {
+	_, inc, err := s.commandedIncident(ctx, req.GetIncidentId())
+	if err != nil {
+		return nil, err
+	}
+	var fv []sar.FieldViolation
+	if req.Point != nil {
+		validPoint(&fv, "point", req.GetPoint())
+	}
+	if a := req.GetAccuracyM(); a != 0 && (!finitePos(a) || a > 100_000 || req.Point == nil) {
+		fv = append(fv, sar.Field("accuracy_m", "OUT_OF_RANGE", "accuracy_m must be above 0 and at most 100 km, with point"))
+	}
+	if c := req.GetCut(); c != 0 && (!finitePos(c) || c > 0.95) {
+		fv = append(fv, sar.Field("cut", "OUT_OF_RANGE", "cut must be above 0 and at most 0.95"))
+	}
+	for k, w := range req.GetSweepWidthsM() {
+		if !searcherType.MatchString(k) || !finitePos(w) || w > 10_000 {
+			fv = append(fv, sar.Field("sweep_widths_m", "INVALID", "searcher types are 1-32 characters of a-z, 0-9, '-' and '_'; widths above 0 and at most 10 km"))
+			break
+		}
+	}
+	origin, accuracy := req.GetPoint(), req.GetAccuracyM()
+	if origin == nil {
+		origin = inc.GetInitialPlanningPoint().GetPosition()
+		if origin == nil {
+			fv = append(fv, sar.Field("point", "REQUIRED", "the incident has no initial planning point: give a point"))
+		}
+	}
+	if len(fv) > 0 {
+		return nil, sar.Invalid("invalid search plan", fv...)
+	}
+	if inc.GetState() != sarv1.IncidentState_INCIDENT_STATE_OPEN {
+		return nil, sar.Errorf(sar.KindFailedPrecondition, "incident is closed")
+	}
+	res := int(inc.GetSearchResolution())
+	if res == 0 {
+		res = s.cfg.Resolution
+	}
+	opts := []geo.SeedOption{geo.WithResolution(res)}
+	if req.GetCut() > 0 {
+		opts = append(opts, geo.WithCut(req.GetCut()))
+	}
+	sm := &sarv1.SearchGridSummary{IncidentId: inc.GetId(), Resolution: int32(res), Origin: origin, OriginAccuracyM: accuracy,
+		SweepWidthsM: map[string]float64{SearcherFoot: DefaultSweepWidthM}}
+	var g *geo.Grid
+	if accuracy > 0 {
+		sm.Profile = "fix"
+		g, err = geo.SeedFix(origin.GetLat(), origin.GetLng(), accuracy, opts...)
+	} else {
+		subject := req.GetSubject()
+		if subject == nil {
+			subject = inc.GetSubject()
+		}
+		prof, fallback := profileFor(subject)
+		sm.Profile, sm.ProfileFallback = profileName(prof), fallback
+		g, err = geo.Seed(origin.GetLat(), origin.GetLng(), prof, opts...)
+	}
+	if err != nil {
+		return nil, geoError(err, "point", "search plan")
+	}
+	prior := make(map[uint64]float64, len(g.Cells))
+	for _, c := range g.Cells {
+		prior[c.ID] = c.POA
+	}
+	for attempt := 0; attempt < gridWriteTries; attempt++ {
+		var snap store.GridMeta
+		var coverage map[uint64]float64
+		old, err := s.loadGrid(ctx, inc.GetId())
+		switch {
+		case sar.KindOf(err) == sar.KindNotFound:
+		case err != nil:
+			return nil, err
+		default:
+			snap, coverage = old.meta, old.coverage
+			for k, w := range old.meta.Summary.GetSweepWidthsM() {
+				sm.SweepWidthsM[k] = w
+			}
+		}
+		for k, w := range req.GetSweepWidthsM() {
+			sm.SweepWidthsM[k] = w
+		}
+		if req.GetResetCoverage() {
+			coverage = nil
+		}
+		z := g.RestOfWorld
+		for _, c := range g.Cells {
+			z += c.POA * math.Exp(-coverage[c.ID])
+		}
+		sm.CellCount = int32(len(g.Cells))
+		w := store.GridWrite{IncidentID: inc.GetId(), ExpectWriteVersion: snap.WriteVersion, SnapshotVersion: snap.Version,
+			SnapshotCoverage: coverage, Seed: true, ResetCoverage: req.GetResetCoverage(),
+			Summary: staticSummary(sm), Prior: prior, RestOfWorld: g.RestOfWorld, Z: z}
+		var out *sarv1.SearchGridSummary
+		ev, err := s.writeGrid(ctx, w, func(version int64) *sarv1.Event {
+			out = summary(store.GridMeta{Summary: sm, SeedVersion: version}, version, len(g.Cells), g.RestOfWorld/z, posOf(0, z))
+			return s.gridEvent(inc.GetId(), sarv1.SearchGridChange_SEARCH_GRID_CHANGE_SEEDED, out, len(g.Cells), "")
+		})
+		if errors.Is(err, store.ErrGridConflict) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		s.noGrid.del(inc.GetId())
+		s.deliver(ctx, ev)
+		s.log.Info("search grid seeded", "incident", inc.GetId(), "profile", sm.Profile, "cells", len(g.Cells), "version", out.GetVersion())
+		return out, nil
+	}
+	return nil, store.ErrGridConflict
+}
+
+// writeGrid stores a seeded or rebased grid with the event that number
+// makes for its version. When tracks moved the version since the snapshot
+// the write stays valid (see store.GridWrite) and is only renumbered;
+// store.ErrGridConflict means another seed or rebase won: load again.
+func (s *Service) writeGrid(ctx context.Context, w store.GridWrite, number func(version int64) *sarv1.Event) (*sarv1.Event, error) {
+	w.ExpectVersion = w.SnapshotVersion
+	for attempt := 0; attempt < gridWriteTries; attempt++ {
+		w.Event = number(w.ExpectVersion + 1)
+		err := s.st.PutGrid(ctx, w)
+		var moved *store.VersionMovedError
+		if !errors.As(err, &moved) {
+			return w.Event, err
+		}
+		w.ExpectVersion = moved.Current
+	}
+	return nil, store.ErrGridConflict
+}
+
+// rebase applies change to the posterior grid and writes it back as the
+// new prior (see store/grid.go), retrying on concurrent seeds and rebases.
+func (s *Service) rebase(ctx context.Context, inc *sarv1.Incident, kind sarv1.SearchGridChange, desc string,
+	change func(*geo.Grid) error) (*sarv1.SearchGridSummary, error) {
+	if inc.GetState() != sarv1.IncidentState_INCIDENT_STATE_OPEN {
+		return nil, sar.Errorf(sar.KindFailedPrecondition, "incident is closed")
+	}
+	for attempt := 0; attempt < gridWriteTries; attempt++ {
+		cur, err := s.loadGrid(ctx, inc.GetId())
+		if err != nil {
+			if sar.KindOf(err) == sar.KindNotFound {
+				return nil, sar.Errorf(sar.KindFailedPrecondition, "the incident has no search plan yet (call SetSearchPlan)")
+			}
+			return nil, err
+		}
+		g := cur.g
+		if err := change(g); err != nil {
+			return nil, err
+		}
+		prior := make(map[uint64]float64, len(g.Cells))
+		z := g.RestOfWorld
+		for _, c := range g.Cells {
+			cov := cur.coverage[c.ID]
+			prior[c.ID] = c.POA * math.Exp(math.Min(cov, maxCellCoverage))
+			z += prior[c.ID] * math.Exp(-cov) // POA but where the exponent was bounded
+		}
+		sm := cur.meta.Summary
+		sm.CellCount = int32(len(g.Cells))
+		w := store.GridWrite{IncidentID: inc.GetId(), ExpectWriteVersion: cur.meta.WriteVersion, SnapshotVersion: cur.meta.Version,
+			SnapshotCoverage: cur.coverage, Summary: staticSummary(sm), Prior: prior, RestOfWorld: g.RestOfWorld, Z: z,
+			POSBase: g.CumulativePOS}
+		var out *sarv1.SearchGridSummary
+		ev, err := s.writeGrid(ctx, w, func(version int64) *sarv1.Event {
+			out = summary(cur.meta, version, len(g.Cells), g.RestOfWorld/z, posOf(g.CumulativePOS, z))
+			return s.gridEvent(inc.GetId(), kind, out, len(g.Cells), desc)
+		})
+		if errors.Is(err, store.ErrGridConflict) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		s.deliver(ctx, ev)
+		return out, nil
+	}
+	return nil, store.ErrGridConflict
+}
+
+// AdjustCells sets or scales the POA of chosen cells.
+func (s *Service) AdjustCells(ctx context.Context, req *sarv1.AdjustCellsRequest) (*sarv1.SearchGridSummary, error) {
+	p, inc, err := s.commandedIncident(ctx, req.GetIncidentId())
+	if err != nil {
+		return nil, err
+	}
+	var fv []sar.FieldViolation
+	set, scale := req.GetSet(), req.GetScaleCells()
+	if (len(set) == 0) == (len(scale) == 0) {
+		fv = append(fv, sar.Field("set", "ONE_OF", "give exactly one of set and scale_cells"))
+	}
+	if len(set)+len(scale) > maxAdjustCells {
+		fv = append(fv, sar.Field("set", "TOO_MANY", "at most %d cells", maxAdjustCells))
+	}
+	values := make(map[uint64]float64, len(set))
+	for _, cp := range set {
+		c, ok := store.ParseCellHex(cp.GetCell())
+		if !ok {
+			fv = append(fv, sar.Field("set.cell", "INVALID", "cell %q is not a hexadecimal H3 index", cp.GetCell()))
+			break
+		}
+		if v := cp.GetPoa(); math.IsNaN(v) || v < 0 || v > 1 {
+			fv = append(fv, sar.Field("set.poa", "OUT_OF_RANGE", "poa must be from 0 to 1"))
+			break
+		}
+		values[c] = cp.GetPoa()
+	}
+	cells := make([]uint64, 0, len(scale))
+	for _, h := range scale {
+		c, ok := store.ParseCellHex(h)
+		if !ok {
+			fv = append(fv, sar.Field("scale_cells", "INVALID", "cell %q is not a hexadecimal H3 index", h))
+			break
+		}
+		cells = append(cells, c)
+	}
+	if f := req.GetScaleFactor(); len(scale) > 0 && (math.IsNaN(f) || math.IsInf(f, 0) || f < 0) {
+		fv = append(fv, sar.Field("scale_factor", "OUT_OF_RANGE", "scale_factor must be finite and at least 0"))
+	}
+	if len(fv) > 0 {
+		return nil, sar.Invalid("invalid adjustment", fv...)
+	}
+	out, err := s.rebase(ctx, inc, sarv1.SearchGridChange_SEARCH_GRID_CHANGE_ADJUSTED, "", func(g *geo.Grid) error {
+		if len(values) > 0 {
+			return geoError(g.SetPOA(values), "set", "adjustment")
+		}
+		return geoError(g.ScaleCells(cells, req.GetScaleFactor()), "scale_cells", "adjustment")
+	})
+	if err == nil {
+		s.log.Info("search grid adjusted", "incident", inc.GetId(), "by", p.GetCredentialId(), "version", out.GetVersion())
+	}
+	return out, err
+}
+
+// RecordClue re-weights an incident's grid around a clue.
+func (s *Service) RecordClue(ctx context.Context, req *sarv1.RecordClueRequest) (*sarv1.SearchGridSummary, error) {
+	p, inc, err := s.commandedIncident(ctx, req.GetIncidentId())
+	if err != nil {
+		return nil, err
+	}
+	var fv []sar.FieldViolation
+	validPoint(&fv, "position", req.GetPosition())
+	if r := req.GetRadiusM(); !finitePos(r) || r > 100_000 {
+		fv = append(fv, sar.Field("radius_m", "OUT_OF_RANGE", "radius_m must be above 0 and at most 100 km"))
+	}
+	if w := req.GetWeight(); !finitePos(w) || w > 1e6 {
+		fv = append(fv, sar.Field("weight", "OUT_OF_RANGE", "weight must be above 0 (1 changes nothing) and at most 1e6"))
+	}
+	text(&fv, "description", req.GetDescription(), sar.MaxTextLen, false)
+	if len(fv) > 0 {
+		return nil, sar.Invalid("invalid clue", fv...)
+	}
+	clue := geo.Clue{Lat: req.GetPosition().GetLat(), Lng: req.GetPosition().GetLng(), RadiusM: req.GetRadiusM(), Weight: req.GetWeight()}
+	out, err := s.rebase(ctx, inc, sarv1.SearchGridChange_SEARCH_GRID_CHANGE_CLUE, strings.TrimSpace(req.GetDescription()), func(g *geo.Grid) error {
+		if err := g.ApplyClue(clue); err != nil {
+			return geoError(err, "position", "clue")
+		}
+		return nil
+	})
+	if err == nil {
+		s.log.Info("clue recorded", "incident", inc.GetId(), "by", p.GetCredentialId(), "version", out.GetVersion())
+	}
+	return out, err
+}
+
+// SearchGrid is a grid read for the API.
+type SearchGrid struct {
+	Summary     *sarv1.SearchGridSummary
+	Cells       []*sarv1.SearchCell
+	Full        bool
+	WeightTotal float64
+}
+
+func searchCell(c uint64, w, total, cov, area float64, ver int64) *sarv1.SearchCell {
+	return &sarv1.SearchCell{Cell: store.CellHex(c), Poa: w / total, Pod: geo.PODFromCoverage(cov), Coverage: cov,
+		AreaM2: area, Weight: w, Version: ver}
+}
+
+// GetSearchGrid returns an incident's grid, or the cells changed after a
+// version.
+func (s *Service) GetSearchGrid(ctx context.Context, req *sarv1.GetSearchGridRequest) (*SearchGrid, error) {
+	_, inc, err := s.readableIncident(ctx, req.GetIncidentId())
+	if err != nil {
+		return nil, err
+	}
+	since := req.GetSinceVersion()
+	if since < 0 {
+		return nil, sar.Invalid("invalid since_version", sar.Field("since_version", "OUT_OF_RANGE", "since_version must be at least 0"))
+	}
+	if since > 0 {
+		st, err := s.st.LoadGrid(ctx, inc.GetId(), since)
+		if err != nil {
+			return nil, err
+		}
+		if since >= st.Meta.SeedVersion {
+			return s.changedCells(st)
+		}
+	}
+	g, err := s.loadGrid(ctx, inc.GetId())
+	if err != nil {
+		return nil, err
+	}
+	out := &SearchGrid{Full: true, WeightTotal: g.total,
+		Summary: summary(g.meta, g.meta.Version, len(g.g.Cells), g.g.RestOfWorld, g.g.CumulativePOS)}
+	out.Cells = make([]*sarv1.SearchCell, 0, len(g.g.Cells))
+	for _, c := range g.g.Cells {
+		out.Cells = append(out.Cells, searchCell(c.ID, g.weights[c.ID], g.total, c.Coverage, c.AreaM2, g.versions[c.ID]))
+	}
+	return out, nil
+}
+
+// changedCells answers an incremental read from the maintained total.
+func (s *Service) changedCells(st *store.Grid) (*SearchGrid, error) {
+	m := st.Meta
+	total := m.Z
+	if !(total > 0) {
+		return nil, sar.Errorf(sar.KindInternal, "search grid holds no probability")
+	}
+	ids := make([]uint64, 0, len(st.Cells))
+	for c := range st.Cells {
+		ids = append(ids, c)
+	}
+	slices.Sort(ids)
+	areas := map[uint64]float64{}
+	if len(ids) > 0 {
+		uniform := make(map[uint64]float64, len(ids))
+		for _, c := range ids {
+			uniform[c] = 1
+		}
+		g, err := geo.NewGrid(int(m.Summary.GetResolution()), uniform, 0)
+		if err != nil {
+			return nil, sar.Wrap(sar.KindInternal, err, "corrupt search grid")
+		}
+		for _, c := range g.Cells {
+			areas[c.ID] = c.AreaM2
+		}
+	}
+	out := &SearchGrid{WeightTotal: total, Summary: summary(m, m.Version, -1, m.RestOfWorld/total, posOf(m.POSBase, total))}
+	for _, c := range ids {
+		cs := st.Cells[c]
+		out.Cells = append(out.Cells, searchCell(c, cs.Prior*math.Exp(-cs.Coverage), total, cs.Coverage, areas[c], cs.Version))
+	}
+	return out, nil
+}
+
+// ListSegments cuts an incident's grid into segments, densest first.
+func (s *Service) ListSegments(ctx context.Context, req *sarv1.ListSegmentsRequest) (*sarv1.ListSegmentsResponse, error) {
+	_, inc, err := s.readableIncident(ctx, req.GetIncidentId())
+	if err != nil {
+		return nil, err
+	}
+	area := req.GetTargetAreaM2()
+	if area == 0 {
+		area = DefaultSegmentAreaM2
+	}
+	if !finitePos(area) || area < 10_000 || area > 100e6 {
+		return nil, sar.Invalid("invalid segment size", sar.Field("target_area_m2", "OUT_OF_RANGE", "target_area_m2 must be from 10,000 m² to 100 km²"))
+	}
+	g, err := s.loadGrid(ctx, inc.GetId())
+	if err != nil {
+		return nil, err
+	}
+	segs, err := geo.Segments(g.g, geo.SegmentOptions{TargetAreaM2: area})
+	if err != nil {
+		return nil, geoError(err, "target_area_m2", "segments")
+	}
+	out := &sarv1.ListSegmentsResponse{Grid: summary(g.meta, g.meta.Version, len(g.g.Cells), g.g.RestOfWorld, g.g.CumulativePOS)}
+	for _, sg := range segs {
+		cells := make([]string, len(sg.Cells))
+		for i, c := range sg.Cells {
+			cells[i] = store.CellHex(c)
+		}
+		out.Segments = append(out.Segments, &sarv1.SearchSegment{Id: int32(sg.ID), Cells: cells, Poa: sg.POA, AreaM2: sg.AreaM2,
+			DensityPerKm2: sg.DensityPerKm2(), Centroid: &sarv1.LatLng{Lat: sg.Lat, Lng: sg.Lng}})
+	}
+	return out, nil
+}
+
+// ExportSearchGrid renders an incident's grid as GeoJSON or KML.
+func (s *Service) ExportSearchGrid(ctx context.Context, req *sarv1.ExportSearchGridRequest) (*sarv1.ExportSearchGridResponse, error) {
+	_, inc, err := s.readableIncident(ctx, req.GetIncidentId())
+	if err != nil {
+		return nil, err
+	}
+	f := req.GetFormat()
+	if f != sarv1.ExportFormat_EXPORT_FORMAT_GEOJSON && f != sarv1.ExportFormat_EXPORT_FORMAT_KML {
+		return nil, sar.Invalid("invalid export", sar.Field("format", "REQUIRED", "format must be EXPORT_FORMAT_GEOJSON or EXPORT_FORMAT_KML"))
+	}
+	area := req.GetSegmentAreaM2()
+	if area != 0 && (!finitePos(area) || area < 10_000 || area > 100e6) {
+		return nil, sar.Invalid("invalid export", sar.Field("segment_area_m2", "OUT_OF_RANGE", "segment_area_m2 must be 0 or from 10,000 m² to 100 km²"))
+	}
+	g, err := s.loadGrid(ctx, inc.GetId())
+	if err != nil {
+		return nil, err
+	}
+	var segs []geo.Segment
+	if area > 0 {
+		if segs, err = geo.Segments(g.g, geo.SegmentOptions{TargetAreaM2: area}); err != nil {
+			return nil, geoError(err, "segment_area_m2", "segments")
+		}
+	}
+	out := &sarv1.ExportSearchGridResponse{Version: g.meta.Version}
+	if f == sarv1.ExportFormat_EXPORT_FORMAT_GEOJSON {
+		out.Content, err = geo.GeoJSON(g.g, segs)
+		out.ContentType = "application/geo+json"
+	} else {
+		out.Content, err = geo.KML(g.g, segs, "Search grid "+inc.GetTitle())
+		out.ContentType = "application/vnd.google-earth.kml+xml"
+	}
+	if err != nil {
+		return nil, sar.Wrap(sar.KindInternal, err, "export failed")
+	}
+	return out, nil
+}
+
+// coverTrack credits a rescuer's newly stored fixes to the incident's
+// search grid: the tracker (state kept per participant in the store) turns
+// them into swept length per cell, the sweep width into coverage, and one
+// script adds it. The positions are the record and this is derived, so
+// failures are logged and counted, never returned. Two round trips, or
+// four when another batch of the same participant raced this one.
+func (s *Service) coverTrack(ctx context.Context, incidentID, participantID string, fixes []*sarv1.LocationFix) {
+	if len(fixes) == 0 {
+		return
+	}
+	gf := make([]geo.Fix, 0, len(fixes))
+	for _, f := range fixes {
+		gf = append(gf, geo.Fix{Lat: f.GetLat(), Lng: f.GetLng(), AccuracyM: f.GetHorizontalAccuracyM(), Time: f.GetTime().AsTime()})
+	}
+	slices.SortStableFunc(gf, func(a, b geo.Fix) int { return a.Time.Compare(b.Time) })
+	warn := func(msg string, err error) {
+		s.met.GridErrors.Inc()
+		s.log.Warn(msg, "incident", incidentID, "participant", participantID, "err", err)
+	}
+	if _, none := s.noGrid.get(incidentID); none {
+		return // no search plan a moment ago: spare the round trip
+	}
+	for attempt := 0; attempt < 2; attempt++ {
+		meta, ok, before, err := s.st.TrackerState(ctx, incidentID, participantID)
+		if err != nil {
+			warn("search grid coverage skipped", err)
+			return
+		}
+		if !ok {
+			s.noGrid.put(incidentID, true) // a plan set on another replica is seen within 2 s
+			return
+		}
+		tr, err := geo.NewTracker(int(meta.Summary.GetResolution()), geo.DefaultJitterFilter())
+		if err != nil {
+			warn("search grid coverage skipped", err)
+			return
+		}
+		if before != "" {
+			if err := json.Unmarshal([]byte(before), &tr.State); err != nil {
+				warn("corrupt tracker state reset", err)
+				tr.State = geo.TrackState{}
+			}
+		}
+		lengths := map[uint64]float64{}
+		if _, err := tr.Add(gf, lengths); err != nil {
+			warn("search grid coverage skipped", err)
+			return
+		}
+		w := meta.Summary.GetSweepWidthsM()[SearcherFoot]
+		if !finitePos(w) {
+			w = DefaultSweepWidthM
+		}
+		cov, err := geo.Coverage(lengths, w)
+		if err != nil {
+			warn("search grid coverage skipped", err)
+			return
+		}
+		after, err := json.Marshal(tr.State)
+		if err != nil {
+			warn("search grid coverage skipped", err)
+			return
+		}
+		res, err := s.st.AddCoverage(ctx, store.CoverageArgs{IncidentID: incidentID, ParticipantID: participantID,
+			TrackerBefore: before, TrackerAfter: string(after), Coverage: cov,
+			EventDelta: gridEventDelta, EventEveryMs: gridEventEvery.Milliseconds(), NowMs: s.now().UnixMilli()})
+		if err != nil {
+			warn("search grid coverage not stored", err)
+			return
+		}
+		if res.TrackerStale {
+			continue
+		}
+		if res.EventDue {
+			sm := summary(meta, res.Version, -1, res.RestOfWorld, res.POS)
+			ev := s.gridEvent(incidentID, sarv1.SearchGridChange_SEARCH_GRID_CHANGE_COVERAGE, sm, res.Changed, "")
+			if err := s.st.PutEvent(ctx, ev); err != nil {
+				warn("search grid event not stored", err)
+				return
+			}
+			s.deliver(ctx, ev)
+		}
+		return
+	}
+	warn("search grid coverage skipped", errors.New("tracker state changed concurrently twice"))
+}

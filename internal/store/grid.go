@@ -1,0 +1,351 @@
+package store
+
+import (
+	"context"
+	"math"
+	"strconv"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+
+	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
+	"github.com/mountain-sar/sar/internal/sar"
+)
+
+// The search grid of an incident is kept so that a batch of track points
+// costs one script run whatever the grid's size:
+//
+//   - grid (hash): the summary pb ("pb", static parts: profile, origin,
+//     sweep widths, resolution), the version "ver", the version of the last
+//     seeding "seedver", the rest of world's weight "row", the maintained
+//     total weight "z", the probability of success at the last rebase
+//     "posb", the count of seeds and rebases "wver", and the throttle of
+//     coverage events "evpos", "evt".
+//   - gpri (hash): cell → prior weight wᵢ.
+//   - gcov (hash): cell → cumulative coverage cᵢ (HINCRBYFLOAT from tracks).
+//   - gver (zset): cell → version at which it last changed.
+//   - gtrk (hash): participant → the tracker state (JSON) of its searcher.
+//
+// The posterior is POAᵢ = wᵢ·e^(−cᵢ) / z with z = Σⱼ wⱼ·e^(−cⱼ) + row: the
+// sequential Bayes update with PODᵢ = 1 − e^(−cᵢ) (e^(−a)·e^(−b) =
+// e^(−(a+b)), so every batch of coverage is one more search). A batch only
+// adds to gcov and moves z by Σ wᵢ(e^(−c′ᵢ) − e^(−cᵢ)) over the cells it
+// touched. A rebase (adjustment, clue) writes wᵢ = POA′ᵢ·e^(cᵢ) and
+// row = row′ so that z = 1 again, and posb = the probability of success at
+// that moment; the probability of success is then 1 − (1 − posb)·z,
+// i.e. 1 − Π(1 − POSₖ) over the searches since. Seeding writes the new
+// prior (Σ = 1) with posb = 0 and z = Σ wᵢe^(−cᵢ) + row over the coverage
+// kept, so searches already made count as evidence against the new prior.
+//
+// Readers recompute z from the cells; the maintained z only drives the
+// event throttle.
+
+// GridMeta is the grid-wide part of a stored grid.
+type GridMeta struct {
+	Summary     *sarv1.SearchGridSummary // static fields only
+	Version     int64
+	SeedVersion int64
+	RestOfWorld float64 // the rest of world's weight
+	Z           float64 // maintained total weight
+	POSBase     float64
+	// WriteVersion counts seeds and rebases (not coverage): the
+	// compare-and-set of GridWrite.
+	WriteVersion int64
+}
+
+// GridCellState is one stored cell.
+type GridCellState struct {
+	Prior    float64 // weight wᵢ (0 for a cell with coverage but outside the grid)
+	Coverage float64
+	Version  int64
+	InGrid   bool
+}
+
+// Grid is a stored grid: whole, or only the cells changed since a version.
+type Grid struct {
+	Meta  GridMeta
+	Cells map[uint64]GridCellState
+}
+
+// CellHex formats an H3 cell index as stored.
+func CellHex(c uint64) string { return strconv.FormatUint(c, 16) }
+
+// ParseCellHex parses an H3 cell index in hexadecimal.
+func ParseCellHex(s string) (uint64, bool) {
+	c, err := strconv.ParseUint(s, 16, 64)
+	return c, err == nil && c != 0
+}
+
+func ffmt(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
+
+func pfloat(v any) float64 {
+	s, _ := v.(string)
+	f, _ := strconv.ParseFloat(s, 64)
+	return f
+}
+
+func pint(v any) int64 {
+	s, _ := v.(string)
+	return parseInt(s)
+}
+
+func (s *Store) gridMeta(ctx context.Context, p redis.Cmdable, id string) *redis.SliceCmd {
+	return p.HMGet(ctx, kGrid(id), "pb", "ver", "seedver", "row", "z", "posb", "wver")
+}
+
+func decodeMeta(vals []any) (GridMeta, bool, error) {
+	pb, ok := vals[0].(string)
+	if !ok {
+		return GridMeta{}, false, nil
+	}
+	m := GridMeta{Summary: &sarv1.SearchGridSummary{}, Version: pint(vals[1]), SeedVersion: pint(vals[2]),
+		RestOfWorld: pfloat(vals[3]), Z: pfloat(vals[4]), POSBase: pfloat(vals[5]), WriteVersion: pint(vals[6])}
+	if err := unmarshal(pb, m.Summary); err != nil {
+		return GridMeta{}, false, err
+	}
+	return m, true, nil
+}
+
+// GridMeta returns a grid's meta, or NotFound if the incident has no grid.
+func (s *Store) GridMeta(ctx context.Context, id string) (GridMeta, error) {
+	vals, err := s.gridMeta(ctx, s.rdb, id).Result()
+	if err != nil {
+		return GridMeta{}, fail(err, "search grid")
+	}
+	m, ok, err := decodeMeta(vals)
+	if err == nil && !ok {
+		err = sar.NotFound("search grid")
+	}
+	return m, err
+}
+
+// LoadGrid reads a whole grid, or (since > 0) the meta and only the cells
+// changed after version since. Two round trips at most.
+func (s *Store) LoadGrid(ctx context.Context, id string, since int64) (*Grid, error) {
+	var meta *redis.SliceCmd
+	var vers *redis.ZSliceCmd
+	var pri, cov *redis.MapStringStringCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		meta = s.gridMeta(ctx, p, id)
+		vers = p.ZRangeByScoreWithScores(ctx, kGridVer(id), &redis.ZRangeBy{Min: "(" + strconv.FormatInt(since, 10), Max: "+inf"})
+		if since <= 0 {
+			pri = p.HGetAll(ctx, kGridPrior(id))
+			cov = p.HGetAll(ctx, kGridCov(id))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fail(err, "search grid")
+	}
+	m, ok, err := decodeMeta(meta.Val())
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, sar.NotFound("search grid")
+	}
+	g := &Grid{Meta: m, Cells: make(map[uint64]GridCellState, len(vers.Val()))}
+	if since <= 0 {
+		for k, v := range pri.Val() {
+			if c, ok := ParseCellHex(k); ok {
+				w, _ := strconv.ParseFloat(v, 64)
+				g.Cells[c] = GridCellState{Prior: w, InGrid: true}
+			}
+		}
+		for k, v := range cov.Val() {
+			if c, ok := ParseCellHex(k); ok {
+				st := g.Cells[c]
+				st.Coverage, _ = strconv.ParseFloat(v, 64)
+				g.Cells[c] = st
+			}
+		}
+		for _, z := range vers.Val() {
+			if c, ok := ParseCellHex(z.Member.(string)); ok {
+				if st, ok := g.Cells[c]; ok {
+					st.Version = int64(z.Score)
+					g.Cells[c] = st
+				}
+			}
+		}
+		return g, nil
+	}
+	names := make([]string, 0, len(vers.Val()))
+	for _, z := range vers.Val() {
+		names = append(names, z.Member.(string))
+	}
+	if len(names) == 0 {
+		return g, nil
+	}
+	var pv, cv *redis.SliceCmd
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		pv = p.HMGet(ctx, kGridPrior(id), names...)
+		cv = p.HMGet(ctx, kGridCov(id), names...)
+		return nil
+	}); err != nil {
+		return nil, fail(err, "search grid")
+	}
+	for i, z := range vers.Val() {
+		c, ok := ParseCellHex(names[i])
+		if !ok || pv.Val()[i] == nil {
+			continue // dropped by a re-seed
+		}
+		g.Cells[c] = GridCellState{Prior: pfloat(pv.Val()[i]), Coverage: pfloat(cv.Val()[i]), Version: int64(z.Score), InGrid: true}
+	}
+	return g, nil
+}
+
+// GridWrite replaces a grid's weights (seed or rebase). It was computed
+// from a snapshot (LoadGrid) at SnapshotVersion. Coverage that tracks add
+// after the snapshot stays valid: a weight wᵢ = POA′ᵢ·e^(cᵢ) with cᵢ from
+// the snapshot, times e^(−c′ᵢ) with the newer coverage, is the Bayes update
+// of the written grid by the newer search. So the write only requires that
+// no other seed or rebase happened since (WriteVersion), corrects the
+// maintained total for the grid cells covered since the snapshot, and
+// needs the current version only to number the change exactly (the event
+// in the outbox carries it).
+type GridWrite struct {
+	IncidentID         string
+	ExpectWriteVersion int64 // the snapshot's WriteVersion (0: no grid yet)
+	ExpectVersion      int64 // the version the change is numbered after (the event says ExpectVersion + 1)
+	SnapshotVersion    int64
+	SnapshotCoverage   map[uint64]float64 // the snapshot's non-zero coverage
+	Seed               bool               // drop the old cells first; SeedVersion becomes the new version
+	ResetCoverage      bool               // with Seed: forget coverage and tracker states
+	Summary            *sarv1.SearchGridSummary
+	Prior              map[uint64]float64
+	RestOfWorld        float64
+	Z                  float64 // Σ wᵢ·e^(−cᵢ) + RestOfWorld with the snapshot's coverage
+	POSBase            float64
+	Event              *sarv1.Event // written to the outbox with the change
+}
+
+// ErrGridConflict says the grid was seeded or rebased since the snapshot:
+// load it again.
+var ErrGridConflict = sar.Errorf(sar.KindUnavailable, "search grid is being changed concurrently; retry")
+
+// VersionMovedError says tracks moved the grid's version since the write
+// was prepared; the write stays valid, renumber its event after Current.
+type VersionMovedError struct{ Current int64 }
+
+func (e *VersionMovedError) Error() string {
+	return "store: search grid version moved to " + strconv.FormatInt(e.Current, 10)
+}
+
+// PutGrid writes a seeded or rebased grid atomically with its event. The
+// new version is ExpectVersion + 1.
+func (s *Store) PutGrid(ctx context.Context, w GridWrite) error {
+	id := w.IncidentID
+	if _, err := s.rdb.SAdd(ctx, kIdxOutbox, id).Result(); err != nil {
+		return fail(err, "incident")
+	}
+	flags := ""
+	if w.Seed {
+		flags += "s"
+	}
+	if w.ResetCoverage {
+		flags += "r"
+	}
+	args := make([]any, 0, 14+2*len(w.Prior)+2*len(w.SnapshotCoverage))
+	args = append(args, w.ExpectWriteVersion, w.ExpectVersion, w.SnapshotVersion, flags, marshal(w.Summary), ffmt(w.RestOfWorld),
+		ffmt(w.Z), ffmt(w.POSBase), w.Event.GetId(), marshal(w.Event), len(w.Prior), len(w.SnapshotCoverage))
+	for c, p := range w.Prior {
+		args = append(args, CellHex(c), ffmt(p))
+	}
+	for c, v := range w.SnapshotCoverage {
+		args = append(args, CellHex(c), ffmt(v))
+	}
+	keys := []string{kInc(id), kGrid(id), kGridPrior(id), kGridCov(id), kGridVer(id), kGridTrk(id), kOutbox(id)}
+	res, err := putGridScript.Run(ctx, s.rdb, keys, args...).Slice()
+	if err != nil && strings.Contains(err.Error(), scriptConflict) {
+		return ErrGridConflict
+	}
+	if err != nil {
+		return fail(err, "incident")
+	}
+	if res[0].(string) == "moved" {
+		return &VersionMovedError{Current: pint(res[1])}
+	}
+	return nil
+}
+
+// CoverageArgs is one searcher's batch of coverage.
+type CoverageArgs struct {
+	IncidentID    string
+	ParticipantID string
+	TrackerBefore string // tracker state read before (compare-and-set), "" if none
+	TrackerAfter  string
+	Coverage      map[uint64]float64
+	EventDelta    float64 // probability of success must move this much for an event…
+	EventEveryMs  int64   // …and this long after the previous one
+	NowMs         int64
+}
+
+// CoverageResult is the grid after a batch of coverage.
+type CoverageResult struct {
+	Version      int64
+	Changed      int     // grid cells whose coverage changed
+	POS          float64 // probability of success (from the maintained total)
+	RestOfWorld  float64 // the rest of world's POA (from the maintained total)
+	EventDue     bool    // the throttle says: announce it
+	NoGrid       bool
+	TrackerStale bool // another writer moved the tracker state: re-read and retry
+}
+
+// TrackerState returns a grid's meta and a searcher's stored tracker state
+// ("" if none) in one round trip.
+func (s *Store) TrackerState(ctx context.Context, id, participantID string) (GridMeta, bool, string, error) {
+	var meta *redis.SliceCmd
+	var trk *redis.StringCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		meta = s.gridMeta(ctx, p, id)
+		trk = p.HGet(ctx, kGridTrk(id), participantID)
+		return nil
+	})
+	if err != nil && err != redis.Nil {
+		return GridMeta{}, false, "", fail(err, "search grid")
+	}
+	m, ok, err := decodeMeta(meta.Val())
+	return m, ok, trk.Val(), err
+}
+
+// AddCoverage adds a batch of coverage to a grid and saves the searcher's
+// tracker state, in one script run.
+func (s *Store) AddCoverage(ctx context.Context, a CoverageArgs) (CoverageResult, error) {
+	id := a.IncidentID
+	args := make([]any, 0, 8+2*len(a.Coverage))
+	args = append(args, a.ParticipantID, a.TrackerBefore, a.TrackerAfter, ffmt(a.EventDelta), a.EventEveryMs, a.NowMs, len(a.Coverage))
+	for c, v := range a.Coverage {
+		args = append(args, CellHex(c), ffmt(v))
+	}
+	keys := []string{kInc(id), kGrid(id), kGridPrior(id), kGridCov(id), kGridVer(id), kGridTrk(id)}
+	res, err := coverageScript.Run(ctx, s.rdb, keys, args...).Slice()
+	if err != nil {
+		return CoverageResult{}, fail(err, "incident")
+	}
+	switch res[0].(string) {
+	case "nogrid":
+		return CoverageResult{NoGrid: true}, nil
+	case "stale":
+		return CoverageResult{TrackerStale: true}, nil
+	}
+	z, posb, row := pfloat(res[2]), pfloat(res[3]), pfloat(res[4])
+	out := CoverageResult{Version: pint(res[1]), Changed: int(res[5].(int64)), EventDue: res[6].(int64) == 1,
+		POS: 1 - (1-posb)*z}
+	if z > 0 {
+		out.RestOfWorld = row / z
+	}
+	out.POS = math.Min(1, math.Max(0, out.POS))
+	return out, nil
+}
+
+// PutEvent writes an event to an incident's outbox (for the relay) before
+// it is delivered.
+func (s *Store) PutEvent(ctx context.Context, ev *sarv1.Event) error {
+	id := ev.GetIncidentId()
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.SAdd(ctx, kIdxOutbox, id)
+		p.HSet(ctx, kOutbox(id), ev.GetId(), marshal(ev))
+		return nil
+	})
+	return fail(err, "outbox")
+}

@@ -37,6 +37,7 @@ type benchIngestCmd struct {
 	RedisURL string        `name:"redis-url" env:"SAR_BENCH_REDIS_URL" help:"Redis the server writes to. If given, also measure the floor: the same fixes written straight to Redis by as many goroutines, in one pipeline per batch of the commands the server's ingest script writes (no Lua, validation, gRPC or NATS), under keys 'bench:{<run>}:*' that are deleted afterwards."`
 	JSON     bool          `name:"json" help:"Print the result as one JSON object on the last line of stdout."`
 	Keep     bool          `help:"Leave the bench incident open (by default it is closed as a false alarm after the run)."`
+	Plan     bool          `help:"Seed a search plan (a 95 % hiker grid) on the bench incident first, so every batch also updates the search grid's coverage."`
 	Quiet    bool          `help:"No setup and progress lines on stderr."`
 }
 
@@ -46,7 +47,7 @@ func (c *benchIngestCmd) Run(ctx context.Context, g *Globals, w io.Writer) error
 		log = io.Discard
 	}
 	res, err := runBench(ctx, benchOptions{Addr: g.Addr, Token: g.Token, Devices: c.Devices, Batch: c.Batch,
-		Duration: c.Duration, Rate: c.Rate, Inflight: c.Inflight, Conns: c.Conns, RedisURL: c.RedisURL, Keep: c.Keep, Log: log})
+		Duration: c.Duration, Rate: c.Rate, Inflight: c.Inflight, Conns: c.Conns, RedisURL: c.RedisURL, Keep: c.Keep, Plan: c.Plan, Log: log})
 	if err != nil {
 		return err
 	}
@@ -70,6 +71,7 @@ type benchOptions struct {
 	Conns       int    // 0: one per device
 	RedisURL    string // "": no floor
 	Keep        bool
+	Plan        bool      // seed a search grid first
 	Log         io.Writer // setup and progress lines
 }
 
@@ -266,6 +268,14 @@ func runBench(ctx context.Context, o benchOptions) (*benchResult, error) {
 		return nil, fmt.Errorf("bench: create incident: %w", err)
 	}
 	r.incident = inc.GetId()
+	if o.Plan {
+		if err := retryLimited(actx, func(ctx context.Context) error {
+			_, err := sarv1.NewSearchServiceClient(admin).SetSearchPlan(ctx, &sarv1.SetSearchPlanRequest{IncidentId: inc.GetId()})
+			return err
+		}); err != nil {
+			return nil, fmt.Errorf("bench: set search plan: %w", err)
+		}
+	}
 	defer func() {
 		if o.Keep {
 			return

@@ -12,6 +12,9 @@ import (
 
 	"github.com/alecthomas/kong"
 	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
@@ -276,8 +279,9 @@ func testBenchIngest(t *testing.T, s *server) {
 
 func testBenchIngestPaced(t *testing.T, s *server) {
 	const rate, dur = 200.0, 1500 * time.Millisecond
+	// With a search plan: every batch also updates the grid's coverage.
 	o := benchOptions{Addr: s.addr, Token: s.admin, Devices: 2, Batch: 10, Duration: dur, Rate: rate,
-		Inflight: 2, Conns: 1, Log: t.Output()}
+		Inflight: 2, Conns: 1, Plan: true, Keep: true, Log: t.Output()}
 	res, err := runBench(t.Context(), o)
 	if err != nil {
 		t.Fatalf("runBench: %v", err)
@@ -290,5 +294,25 @@ func testBenchIngestPaced(t *testing.T, s *server) {
 	if res.Errors != 0 || res.FloorFixesPerS != 0 || res.Ratio != 0 {
 		t.Errorf("runBench: errors, floor, ratio = %d, %v, %v, want 0, 0, 0 (no --redis-url); samples: %q",
 			res.Errors, res.FloorFixesPerS, res.Ratio, res.ErrorSamples)
+	}
+	ctx := metadata.AppendToOutgoingContext(t.Context(), "authorization", "Bearer "+s.admin)
+	conn, err := grpc.NewClient(s.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
+	if err != nil {
+		t.Fatalf("grpc.NewClient: %v", err)
+	}
+	defer conn.Close()
+	grid, err := sarv1.NewSearchServiceClient(conn).GetSearchGrid(ctx, &sarv1.GetSearchGridRequest{IncidentId: res.IncidentID})
+	if err != nil {
+		t.Fatalf("GetSearchGrid of the bench incident: %v", err)
+	}
+	covered := 0
+	for _, c := range grid.GetCells() {
+		if c.GetCoverage() > 0 {
+			covered++
+		}
+	}
+	if covered == 0 {
+		t.Errorf("bench with --plan: no cell has coverage, want the walks to sweep some")
 	}
 }

@@ -267,3 +267,5 @@ func containsAny(s string, subs ...string) bool {
 var errStop = errors.New("stop")
 
 func timeNow() time.Time { return time.Now() }
+
+func t0() context.Context { return context.Background() }

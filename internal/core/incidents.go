@@ -2,6 +2,7 @@ package core
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -365,6 +366,12 @@ func (s *Service) JoinIncident(ctx context.Context, req *sarv1.JoinIncidentReque
 		return nil, sar.Errorf(sar.KindPermissionDenied, "only rescuer and caller devices join incidents")
 	}
 	res, err := s.st.Join(ctx, args)
+	if errors.Is(err, store.ErrDeviceTaken) && p.GetRole() == sarv1.Role_ROLE_RESCUER {
+		if from := s.rebindable(ctx, p, inc.GetId(), req.GetDeviceId()); from != "" {
+			args.RebindFrom = from
+			res, err = s.st.Join(ctx, args)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -372,6 +379,26 @@ func (s *Service) JoinIncident(ctx context.Context, req *sarv1.JoinIncidentReque
 		s.deliver(ctx, args.Event)
 	}
 	return &sarv1.JoinIncidentResponse{Participant: withDevice(res.Participant, req.GetDeviceId()), AckedThrough: res.AckedThrough}, nil
+}
+
+// rebindable returns the participant a rescuer may take a device from: one
+// of the same agency whose credential has been revoked or has expired (a
+// phone whose credential was re-issued mid-incident). A device of a
+// participant whose credential still works is never taken.
+func (s *Service) rebindable(ctx context.Context, p *sarv1.Principal, incidentID, deviceID string) string {
+	pid, cred, err := s.st.DeviceBinding(ctx, incidentID, deviceID)
+	if err != nil || pid == "" || cred == "" {
+		return ""
+	}
+	if _, _, err := s.st.Credential(ctx, cred); sar.KindOf(err) != sar.KindNotFound {
+		return "" // still valid, or unknown because Redis failed
+	}
+	old, err := s.st.Participant(ctx, incidentID, pid)
+	if err != nil || old.GetAgencyId() != p.GetAgencyId() {
+		return ""
+	}
+	s.log.Info("device moved to a re-issued credential", "incident", incidentID, "device", deviceID, "from", pid, "credential", p.GetCredentialId())
+	return pid
 }
 
 func withDevice(p *sarv1.Participant, device string) *sarv1.Participant {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"sort"
 	"strings"
 
@@ -19,6 +20,7 @@ type JoinArgs struct {
 	CallerPartID string             // caller: its existing participant
 	New          *sarv1.Participant // rescuer: the participant to create if none
 	Event        *sarv1.Event       // announces New if it is created
+	RebindFrom   string             // participant the device may be taken from
 }
 
 // JoinResult is what a join found or made.
@@ -41,8 +43,12 @@ func (s *Store) Join(ctx context.Context, a JoinArgs) (JoinResult, error) {
 		newID, newPb, evID, evPb = a.New.GetId(), marshal(a.New), a.Event.GetId(), marshal(a.Event)
 	}
 	keys := []string{kInc(id), kParts(id), kPartCred(id), kDev(id), kSeq(id), kOutbox(id)}
-	res, err := joinScript.Run(ctx, s.rdb, keys, a.DeviceID, a.CredentialID, a.CallerPartID, newID, newPb, evID, evPb).Slice()
+	res, err := joinScript.Run(ctx, s.rdb, keys, a.DeviceID, a.CredentialID, a.CallerPartID, newID, newPb, evID, evPb, a.RebindFrom).Slice()
 	if err != nil {
+		if strings.Contains(err.Error(), scriptDeviceUsed) {
+			return JoinResult{}, &sar.Error{Kind: sar.KindFailedPrecondition, Err: ErrDeviceTaken,
+				Message: "device is bound to another participant of this incident"}
+		}
 		return JoinResult{}, fail(err, "incident")
 	}
 	p := &sarv1.Participant{}
@@ -50,6 +56,32 @@ func (s *Store) Join(ctx context.Context, a JoinArgs) (JoinResult, error) {
 		return JoinResult{}, err
 	}
 	return JoinResult{Participant: p, Created: res[1].(int64) == 1, AckedThrough: uint64(parseInt(res[2].(string)))}, nil
+}
+
+// ErrDeviceTaken says a device is bound to another participant.
+var ErrDeviceTaken = errors.New("store: device bound to another participant")
+
+// DeviceBinding returns the participant a device is bound to in an
+// incident, and the credential id that participant joined with ("" for a
+// caller or an unbound device).
+func (s *Store) DeviceBinding(ctx context.Context, incidentID, deviceID string) (participantID, credentialID string, err error) {
+	pid, err := s.rdb.HGet(ctx, kDev(incidentID), deviceID).Result()
+	if err == redis.Nil {
+		return "", "", nil
+	}
+	if err != nil {
+		return "", "", fail(err, "participant")
+	}
+	creds, err := s.rdb.HGetAll(ctx, kPartCred(incidentID)).Result()
+	if err != nil {
+		return "", "", fail(err, "participant")
+	}
+	for c, p := range creds {
+		if p == pid {
+			return pid, c, nil
+		}
+	}
+	return pid, "", nil
 }
 
 // AddParticipant adds a server-made participant (a share link's caller) to

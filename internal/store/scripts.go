@@ -123,9 +123,11 @@ return ver + 1
 // or created (with its joined event in the outbox).
 //
 // KEYS: inc parts pcred dev seq outbox
-// ARGV: device credentialId callerParticipantId newParticipantId newPb eventId eventPb
+// ARGV: device credentialId callerParticipantId newParticipantId newPb eventId eventPb rebindFrom
 //
-// Returns {participantId, created, ackedThrough, participantPb}.
+// A device bound to another participant is refused, unless that participant
+// is rebindFrom (the caller checked that its credential is gone). Returns
+// {participantId, created, ackedThrough, participantPb}.
 var joinScript = redis.NewScript(`
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return redis.error_reply('SAR_NOTFOUND') end
@@ -145,8 +147,8 @@ else
   end
 end
 local bound = redis.call('HGET', KEYS[4], ARGV[1])
-if bound and bound ~= pid then return redis.error_reply('SAR_DEVICE_TAKEN') end
-if not bound then redis.call('HSET', KEYS[4], ARGV[1], pid) end
+if bound and bound ~= pid and bound ~= ARGV[8] then return redis.error_reply('SAR_DEVICE_TAKEN') end
+if bound ~= pid then redis.call('HSET', KEYS[4], ARGV[1], pid) end
 return {pid, created, redis.call('HGET', KEYS[5], ARGV[1]) or '0', redis.call('HGET', KEYS[2], pid)}
 `)
 

@@ -116,6 +116,12 @@ func (s *Service) readableIncident(ctx context.Context, id string) (*sarv1.Princ
 }
 
 // geoError turns a geo error about the request into a field violation.
+// Limits of a search plan.
+const (
+	MaxGridCells     = 100_000 // cells of one grid (seeding refuses more)
+	MaxSearcherTypes = 16      // sweep widths per incident
+)
+
 func geoError(err error, field, what string) error {
 	switch {
 	case err == nil:
@@ -245,6 +251,9 @@ func (s *Service) SetSearchPlan(ctx context.Context, req *sarv1.SetSearchPlanReq
 	if c := req.GetCut(); c != 0 && (!finitePos(c) || c > 0.95) {
 		fv = append(fv, sar.Field("cut", "OUT_OF_RANGE", "cut must be above 0 and at most 0.95"))
 	}
+	if len(req.GetSweepWidthsM()) > MaxSearcherTypes {
+		fv = append(fv, sar.Field("sweep_widths_m", "TOO_MANY", "at most %d searcher types", MaxSearcherTypes))
+	}
 	for k, w := range req.GetSweepWidthsM() {
 		if !searcherType.MatchString(k) || !finitePos(w) || w > 10_000 {
 			fv = append(fv, sar.Field("sweep_widths_m", "INVALID", "searcher types are 1-32 characters of a-z, 0-9, '-' and '_'; widths above 0 and at most 10 km"))
@@ -268,7 +277,9 @@ func (s *Service) SetSearchPlan(ctx context.Context, req *sarv1.SetSearchPlanReq
 	if res == 0 {
 		res = s.cfg.Resolution
 	}
-	opts := []geo.SeedOption{geo.WithResolution(res)}
+	// Bounded so that one plan cannot block Redis or the server for long:
+	// a 95 % hiker area at resolution 9 is about 13,000 cells.
+	opts := []geo.SeedOption{geo.WithResolution(res), geo.WithMaxCells(MaxGridCells)}
 	if req.GetCut() > 0 {
 		opts = append(opts, geo.WithCut(req.GetCut()))
 	}

@@ -214,7 +214,7 @@ type GridWrite struct {
 	Summary            *sarv1.SearchGridSummary
 	Prior              map[uint64]float64
 	RestOfWorld        float64
-	Z                  float64 // Σ wᵢ·e^(−cᵢ) + RestOfWorld with the snapshot's coverage
+	Z                  float64 // Σ wᵢ·e^(−cᵢ) + RestOfWorld with the snapshot's coverage (the script recomputes it from the coverage as it is)
 	POSBase            float64
 	Event              *sarv1.Event // written to the outbox with the change
 }

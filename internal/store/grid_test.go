@@ -83,9 +83,11 @@ func TestGridScripts(t *testing.T) {
 
 	// A rebase prepared from the snapshot at version 1 (before any
 	// coverage) is renumbered, not refused, and the maintained total takes
-	// the coverage added since into account.
+	// the coverage added since into account — also for a cell that was
+	// covered while outside the grid and that the rebase brings in (a clue
+	// that widens the area).
 	w := GridWrite{IncidentID: id, ExpectWriteVersion: 1, ExpectVersion: 1, SnapshotVersion: 1, Summary: &sarv1.SearchGridSummary{IncidentId: id, Resolution: 9},
-		Prior: map[uint64]float64{a: 0.4, b: 0.4, c: 0.1}, RestOfWorld: 0.1, Z: 1, Event: ev()}
+		Prior: map[uint64]float64{a: 0.4, b: 0.35, c: 0.1, out: 0.1}, RestOfWorld: 0.05, Z: 1, Event: ev()}
 	var moved *VersionMovedError
 	if err := s.PutGrid(ctx, w); !errors.As(err, &moved) || moved.Current != 4 {
 		t.Fatalf("PutGrid after coverage = %v, want VersionMovedError at 4", err)

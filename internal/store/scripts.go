@@ -170,9 +170,11 @@ return 1
 // GridWrite) with the event announcing it, if no other seed or rebase
 // happened since the snapshot (else SAR_CONFLICT) and the version is still
 // the one the event was numbered after (else {'moved', ver}: renumber and
-// resend). The maintained total z is corrected for the grid cells covered
-// since the snapshot; a seed drops the old cells (and, with reset, the
-// coverage and tracker states); every written cell gets the new version.
+// resend). The maintained total z is recomputed from the written weights
+// and the coverage as it is now (the z, snapVer and snapshot-coverage
+// arguments are no longer read); a seed drops the old cells (and, with
+// reset, the coverage and tracker states); every written cell gets the new
+// version.
 //
 // KEYS: inc grid gpri gcov gver gtrk outbox
 // ARGV: expectWver expectVer snapVer flags("s": seed, "r": reset) summaryPb
@@ -191,41 +193,35 @@ if ver ~= tonumber(ARGV[2]) then return {'moved', tostring(ver)} end
 local nv = ver + 1
 local n, m = tonumber(ARGV[11]), tonumber(ARGV[12])
 local reset = string.find(ARGV[4], 'r', 1, true)
-local z = tonumber(ARGV[7])
-if not reset and ver > tonumber(ARGV[3]) then
-  local w = {}
-  for i = 0, n - 1 do w[ARGV[13 + 2 * i]] = tonumber(ARGV[14 + 2 * i]) end
-  local snap = {}
-  for i = 0, m - 1 do snap[ARGV[13 + 2 * n + 2 * i]] = tonumber(ARGV[14 + 2 * n + 2 * i]) end
-  for _, c in ipairs(redis.call('ZRANGEBYSCORE', KEYS[5], '(' .. ARGV[3], '+inf')) do
-    if w[c] then
-      local now = tonumber(redis.call('HGET', KEYS[4], c) or '0')
-      z = z + w[c] * (math.exp(-now) - math.exp(-(snap[c] or 0)))
-    end
-  end
-end
 if string.find(ARGV[4], 's', 1, true) then
   redis.call('DEL', KEYS[3], KEYS[5])
   if reset then redis.call('DEL', KEYS[4], KEYS[6]) end
   redis.call('HSET', KEYS[2], 'seedver', nv)
 end
-local h, zv = {}, {}
+-- z = rest of world + sum of weight * e^(-coverage), from the coverage as
+-- it is now (coverage added since the snapshot, inside or outside the old
+-- grid, is counted).
+local z = tonumber(ARGV[6])
+local h, zv, cs, ws = {}, {}, {}, {}
+local function flush()
+  if #h == 0 then return end
+  redis.call('HSET', KEYS[3], unpack(h))
+  redis.call('ZADD', KEYS[5], unpack(zv))
+  local cov = redis.call('HMGET', KEYS[4], unpack(cs))
+  for j = 1, #cs do z = z + ws[j] * math.exp(-(tonumber(cov[j]) or 0)) end
+  h, zv, cs, ws = {}, {}, {}, {}
+end
 for i = 0, n - 1 do
   local c = ARGV[13 + 2 * i]
   h[#h + 1] = c
   h[#h + 1] = ARGV[14 + 2 * i]
   zv[#zv + 1] = nv
   zv[#zv + 1] = c
-  if #h >= 2000 then
-    redis.call('HSET', KEYS[3], unpack(h))
-    redis.call('ZADD', KEYS[5], unpack(zv))
-    h, zv = {}, {}
-  end
+  cs[#cs + 1] = c
+  ws[#ws + 1] = tonumber(ARGV[14 + 2 * i])
+  if #cs >= 1000 then flush() end
 end
-if #h > 0 then
-  redis.call('HSET', KEYS[3], unpack(h))
-  redis.call('ZADD', KEYS[5], unpack(zv))
-end
+flush()
 local pos = 1 - (1 - tonumber(ARGV[8])) * z
 redis.call('HSET', KEYS[2], 'pb', ARGV[5], 'ver', nv, 'wver', tonumber(ARGV[1]) + 1, 'row', ARGV[6],
   'z', string.format('%.17g', z), 'posb', ARGV[8], 'evpos', string.format('%.17g', pos))

@@ -17,11 +17,7 @@ import (
 // nothing is half-written.
 func TestBadInput(t *testing.T) {
 	e := startEnv(t)
-	e.createAgency("police-north", "north", sarv1.AgencyKind_AGENCY_KIND_POLICE_STATION)
-	op := e.operator("north")
-	officer := e.rescuer("police-north", "")
-	inc := e.createIncident(op, "police-north")
-	e.join(officer, inc.GetId(), "phone")
+	op, officer, inc := e.officerOnIncident()
 	d := e.openDevice(officer, inc.GetId(), "phone")
 	now := time.Now()
 

@@ -21,11 +21,7 @@ import (
 // that was ever acknowledged is stored exactly once.
 func TestRedisCrashLosesNothingAcknowledged(t *testing.T) {
 	e := startEnv(t)
-	e.createAgency("police-north", "north", sarv1.AgencyKind_AGENCY_KIND_POLICE_STATION)
-	op := e.operator("north")
-	officer := e.rescuer("police-north", "")
-	inc := e.createIncident(op, "police-north")
-	e.join(officer, inc.GetId(), "phone")
+	op, officer, inc := e.officerOnIncident()
 	d := e.openDevice(officer, inc.GetId(), "phone")
 	now := time.Now()
 	all := walk(1, 30, now)
@@ -70,11 +66,7 @@ func TestRedisCrashLosesNothingAcknowledged(t *testing.T) {
 // once. Positions keep being stored throughout.
 func TestNATSOutageKeepsLifecycleEvents(t *testing.T) {
 	e := startEnv(t)
-	e.createAgency("police-north", "north", sarv1.AgencyKind_AGENCY_KIND_POLICE_STATION)
-	op := e.operator("north")
-	officer := e.rescuer("police-north", "")
-	inc := e.createIncident(op, "police-north")
-	e.join(officer, inc.GetId(), "phone")
+	op, officer, inc := e.officerOnIncident()
 
 	e.nats.Shutdown()
 	ack, err := e.loc.ReportFixes(e.as(officer), &sarv1.ReportFixesRequest{Batch: &sarv1.FixBatch{IncidentId: inc.GetId(), DeviceId: "phone", Fixes: walk(1, 5, time.Now())}})
@@ -145,11 +137,7 @@ func countStream(t *testing.T, js jetstream.JetStream, subject string, change sa
 // with UNAVAILABLE so the device reconnects, and the server exits.
 func TestGracefulShutdownFinishesBatches(t *testing.T) {
 	e := startEnv(t)
-	e.createAgency("police-north", "north", sarv1.AgencyKind_AGENCY_KIND_POLICE_STATION)
-	op := e.operator("north")
-	officer := e.rescuer("police-north", "")
-	inc := e.createIncident(op, "police-north")
-	e.join(officer, inc.GetId(), "phone")
+	_, officer, inc := e.officerOnIncident()
 	d := e.openDevice(officer, inc.GetId(), "phone")
 	fixes := walk(1, 200, time.Now())
 

@@ -269,3 +269,16 @@ var errStop = errors.New("stop")
 func timeNow() time.Time { return time.Now() }
 
 func t0() context.Context { return context.Background() }
+
+// officerOnIncident is the smallest search: a police station of jurisdiction
+// north, its operator, one officer, and an incident the officer's "phone"
+// has joined.
+func (e *env) officerOnIncident() (op, officer string, inc *sarv1.Incident) {
+	e.t.Helper()
+	e.createAgency("police-north", "north", sarv1.AgencyKind_AGENCY_KIND_POLICE_STATION)
+	op = e.operator("north")
+	officer = e.rescuer("police-north", "")
+	inc = e.createIncident(op, "police-north")
+	e.join(officer, inc.GetId(), "phone")
+	return op, officer, inc
+}

@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -95,9 +96,9 @@ func TestAuthorizationBoundaries(t *testing.T) {
 	_, err = e.inc.CreateIncident(e.as(officer), &sarv1.CreateIncidentRequest{Title: "x"})
 	denied("officer CreateIncident", err, codes.PermissionDenied)
 	officer2 := e.rescuer("police-north", "")
-	_, err = e.loc.ReportFixes(e.as(officer2), &sarv1.ReportFixesRequest{Batch: &sarv1.FixBatch{IncidentId: inc.GetId(), DeviceId: "officer-phone", Fixes: walk(1, 1, timeNow())}})
+	_, err = e.loc.ReportFixes(e.as(officer2), &sarv1.ReportFixesRequest{Batch: &sarv1.FixBatch{IncidentId: inc.GetId(), DeviceId: "officer-phone", Fixes: walk(1, 1, time.Now())}})
 	denied("another officer reports for officer-phone", err, codes.PermissionDenied)
-	_, err = e.loc.ReportFixes(e.as(officer), &sarv1.ReportFixesRequest{Batch: &sarv1.FixBatch{IncidentId: inc.GetId(), DeviceId: "caller-browser", Fixes: walk(1, 1, timeNow())}})
+	_, err = e.loc.ReportFixes(e.as(officer), &sarv1.ReportFixesRequest{Batch: &sarv1.FixBatch{IncidentId: inc.GetId(), DeviceId: "caller-browser", Fixes: walk(1, 1, time.Now())}})
 	denied("officer reports for the caller's device", err, codes.PermissionDenied)
 	l := must[*sarv1.ListIncidentsResponse](t, "ListIncidents")(e.inc.ListIncidents(e.as(officer), &sarv1.ListIncidentsRequest{}))
 	if len(l.GetIncidents()) != 1 || l.GetIncidents()[0].GetId() != inc.GetId() {
@@ -127,7 +128,7 @@ func TestAuthorizationBoundaries(t *testing.T) {
 	_, err = e.inc.JoinIncident(e.as(otherLink.GetToken()), &sarv1.JoinIncidentRequest{IncidentId: inc.GetId(), DeviceId: "x"})
 	denied("other incident's caller JoinIncident", err, codes.NotFound)
 	ack := must[*sarv1.ReportFixesResponse](t, "caller ReportFixes")(e.loc.ReportFixes(e.as(caller), &sarv1.ReportFixesRequest{Batch: &sarv1.FixBatch{
-		IncidentId: inc.GetId(), DeviceId: "caller-browser", Fixes: walk(1, 2, timeNow())}}))
+		IncidentId: inc.GetId(), DeviceId: "caller-browser", Fixes: walk(1, 2, time.Now())}}))
 	if len(ack.GetAck().GetStored()) != 2 {
 		t.Errorf("caller ReportFixes stored %v, want 2", ack.GetAck().GetStored())
 	}

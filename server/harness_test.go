@@ -266,10 +266,6 @@ func containsAny(s string, subs ...string) bool {
 
 var errStop = errors.New("stop")
 
-func timeNow() time.Time { return time.Now() }
-
-func t0() context.Context { return context.Background() }
-
 // officerOnIncident is the smallest search: a police station of jurisdiction
 // north, its operator, one officer, and an incident the officer's "phone"
 // has joined.

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -50,7 +51,7 @@ func TestDeviceRebinding(t *testing.T) {
 // principalOf returns the credential id a participant joined with.
 func (e *env) principalOf(j *sarv1.JoinIncidentResponse) string {
 	e.t.Helper()
-	m, err := e.rdb.HGetAll(t0(), "sar:{"+j.GetParticipant().GetIncidentId()+"}:pcred").Result()
+	m, err := e.rdb.HGetAll(context.Background(), "sar:{"+j.GetParticipant().GetIncidentId()+"}:pcred").Result()
 	if err != nil {
 		e.t.Fatalf("pcred: %v", err)
 	}

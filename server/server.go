@@ -160,9 +160,6 @@ func New(svc *core.Service, opt Options) *Server {
 // Handle adds an HTTP handler (pages, more APIs) to the HTTP listener.
 func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
 
-// GRPC returns the gRPC server (for tests registering more services).
-func (s *Server) GRPC() *grpc.Server { return s.grpc }
-
 // authenticate resolves the bearer token of a call to its principal.
 func (s *Server) authenticate(ctx context.Context) (context.Context, error) {
 	token, err := grpcauth.AuthFromMD(ctx, "bearer")

@@ -96,19 +96,6 @@ func (s *Store) AddParticipant(ctx context.Context, p *sarv1.Participant, ev *sa
 	return fail(err, "incident")
 }
 
-// DeviceParticipant returns the participant a device is bound to in an
-// incident, or NotFound.
-func (s *Store) DeviceParticipant(ctx context.Context, incidentID, deviceID string) (*sarv1.Participant, error) {
-	pid, err := s.rdb.HGet(ctx, kDev(incidentID), deviceID).Result()
-	if err == redis.Nil {
-		return nil, sar.Errorf(sar.KindFailedPrecondition, "device has not joined the incident (call JoinIncident)")
-	}
-	if err != nil {
-		return nil, fail(err, "participant")
-	}
-	return s.Participant(ctx, incidentID, pid)
-}
-
 // Participant returns one participant without its last fix.
 func (s *Store) Participant(ctx context.Context, incidentID, participantID string) (*sarv1.Participant, error) {
 	pb, err := s.rdb.HGet(ctx, kParts(incidentID), participantID).Result()

@@ -23,6 +23,7 @@ var codeOf = map[sar.Kind]codes.Code{
 	sar.KindAlreadyExists:      codes.AlreadyExists,
 	sar.KindUnavailable:        codes.Unavailable,
 	sar.KindResourceExhausted:  codes.ResourceExhausted,
+	sar.KindAborted:            codes.Aborted,
 }
 
 // Code returns the gRPC code of a domain error.

@@ -188,11 +188,7 @@ func (s *searchService) SetSearchPlan(ctx context.Context, req *sarv1.SetSearchP
 }
 
 func (s *searchService) GetSearchGrid(ctx context.Context, req *sarv1.GetSearchGridRequest) (*sarv1.GetSearchGridResponse, error) {
-	g, err := s.core.GetSearchGrid(ctx, req)
-	if err != nil {
-		return nil, err
-	}
-	return &sarv1.GetSearchGridResponse{Grid: g.Summary, Cells: g.Cells, Full: g.Full, WeightTotal: g.WeightTotal}, nil
+	return s.core.GetSearchGrid(ctx, req)
 }
 
 func (s *searchService) AdjustCells(ctx context.Context, req *sarv1.AdjustCellsRequest) (*sarv1.AdjustCellsResponse, error) {
@@ -213,6 +209,14 @@ func (s *searchService) RecordClue(ctx context.Context, req *sarv1.RecordClueReq
 
 func (s *searchService) ListSegments(ctx context.Context, req *sarv1.ListSegmentsRequest) (*sarv1.ListSegmentsResponse, error) {
 	return s.core.ListSegments(ctx, req)
+}
+
+func (s *searchService) SuggestNextTask(ctx context.Context, req *sarv1.SuggestNextTaskRequest) (*sarv1.SuggestNextTaskResponse, error) {
+	return s.core.SuggestNextTask(ctx, req)
+}
+
+func (s *searchService) AssignSegment(ctx context.Context, req *sarv1.AssignSegmentRequest) (*sarv1.AssignSegmentResponse, error) {
+	return s.core.AssignSegment(ctx, req)
 }
 
 func (s *searchService) ExportSearchGrid(ctx context.Context, req *sarv1.ExportSearchGridRequest) (*sarv1.ExportSearchGridResponse, error) {

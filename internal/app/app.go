@@ -157,6 +157,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 		return nil, err
 	}
 	a.Core = core.New(ccfg, st, bus, log, core.NewMetrics(reg))
+	a.closers = append(a.closers, a.Core.Close) // before NATS and Redis close
 	if err := a.bootstrap(ctx, embeddedMode); err != nil {
 		return nil, err
 	}

@@ -45,6 +45,8 @@ type Service struct {
 	owner  ttlCache[string]
 	noGrid ttlCache[bool] // incidents without a search plan, so ingest skips the grid step
 	met    *Metrics
+	// trailing sends the last coverage event once tracks pause.
+	trailing trailer
 }
 
 // New returns a Service.
@@ -52,12 +54,14 @@ func New(cfg Config, st *store.Store, bus *dispatch.Bus, log *slog.Logger, met *
 	if met == nil {
 		met = NewMetrics(nil)
 	}
-	return &Service{cfg: cfg, st: st, bus: bus, log: log, now: time.Now, met: met,
+	s := &Service{cfg: cfg, st: st, bus: bus, log: log, now: time.Now, met: met,
 		creds:  newTTLCache[*sarv1.Principal](cfg.CredentialCache, 100_000),
 		incs:   newTTLCache[*sarv1.Incident](2*time.Second, 10_000),
 		owner:  newTTLCache[string](time.Hour, 200_000),
 		noGrid: newTTLCache[bool](2*time.Second, 10_000),
 	}
+	s.trailing.flush = s.flushGridEvent
+	return s
 }
 
 // Store returns the store (for the relay and health checks).

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"slices"
@@ -345,10 +346,17 @@ func (s *Service) JoinIncident(ctx context.Context, req *sarv1.JoinIncidentReque
 		fv = append(fv, sar.Field("device_id", "INVALID", "device_id must be 1-64 characters of A-Z, a-z, 0-9, '-' and '_'"))
 	}
 	text(&fv, "display_name", req.GetDisplayName(), sar.MaxNameLen, false)
+	st := req.GetSearcherType()
+	switch {
+	case st != "" && p.GetRole() != sarv1.Role_ROLE_RESCUER:
+		fv = append(fv, sar.Field("searcher_type", "RESCUERS_ONLY", "only rescuers have a searcher type"))
+	case st != "" && !searcherType.MatchString(st):
+		fv = append(fv, sar.Field("searcher_type", "INVALID", "searcher_type must be 1-32 characters of a-z, 0-9, '-' and '_'"))
+	}
 	if len(fv) > 0 {
 		return nil, sar.Invalid("invalid join", fv...)
 	}
-	args := store.JoinArgs{IncidentID: inc.GetId(), DeviceID: req.GetDeviceId(), CredentialID: p.GetCredentialId()}
+	args := store.JoinArgs{IncidentID: inc.GetId(), DeviceID: req.GetDeviceId(), CredentialID: p.GetCredentialId(), SearcherType: st}
 	switch p.GetRole() {
 	case sarv1.Role_ROLE_CALLER:
 		args.CallerPartID = p.GetParticipantId()
@@ -358,7 +366,9 @@ func (s *Service) JoinIncident(ctx context.Context, req *sarv1.JoinIncidentReque
 			name = p.GetDisplayName()
 		}
 		args.New = &sarv1.Participant{Id: sar.NewID(), IncidentId: inc.GetId(), Kind: sarv1.ParticipantKind_PARTICIPANT_KIND_RESCUER,
-			DisplayName: name, AgencyId: p.GetAgencyId(), TeamId: p.GetTeamId(), JoinTime: timestamppb.New(s.now())}
+			DisplayName: name, AgencyId: p.GetAgencyId(), TeamId: p.GetTeamId(), JoinTime: timestamppb.New(s.now()),
+			SearcherType: cmp.Or(st, SearcherFoot)}
+		args.NewSearcherType = args.New.GetSearcherType()
 		args.Event = s.newEvent(inc.GetId())
 		args.Event.Payload = &sarv1.Event_ParticipantJoined{ParticipantJoined: &sarv1.ParticipantJoinedEvent{
 			Participant: withDevice(args.New, req.GetDeviceId())}}

@@ -151,6 +151,9 @@ func (s *Service) Ingest(ctx context.Context, p *sarv1.Principal, b *sarv1.FixBa
 	for _, r := range ack.Rejected {
 		s.met.FixesRejected.WithLabelValues(r.GetReason().String()).Inc()
 	}
+	if p.GetRole() == sarv1.Role_ROLE_CALLER && res.LastChanged && res.Last != nil {
+		s.followCaller(ctx, inc, pid, res.Last)
+	}
 	if p.GetRole() == sarv1.Role_ROLE_RESCUER {
 		s.coverTrack(ctx, inc.GetId(), pid, stored)
 	}

@@ -18,8 +18,8 @@ import (
 
 // Search plan defaults.
 const (
-	// SearcherFoot is the searcher type of every rescuer's track (the API
-	// does not yet say what kind of searcher a participant is).
+	// SearcherFoot is the searcher type of a rescuer who joined without
+	// one, and the width used for types the plan has no width for.
 	SearcherFoot = "foot"
 	// DefaultSweepWidthM is the sweep width of a searcher on foot until the
 	// incident sets its own: a deliberately modest figure for a responsive
@@ -43,6 +43,19 @@ const (
 )
 
 var searcherType = regexp.MustCompile(`^[a-z0-9_-]{1,32}$`)
+
+// sweepWidth is the sweep width a searcher's track counts with: the plan's
+// width for the searcher's type, else the plan's "foot" width, else the
+// default.
+func sweepWidth(sm *sarv1.SearchGridSummary, typ string) float64 {
+	if w := sm.GetSweepWidthsM()[typ]; typ != "" && finitePos(w) {
+		return w
+	}
+	if w := sm.GetSweepWidthsM()[SearcherFoot]; finitePos(w) {
+		return w
+	}
+	return DefaultSweepWidthM
+}
 
 // profileFor maps the API's subject profile onto a shipped ISRID profile,
 // falling back to hiker in temperate mountains.
@@ -225,7 +238,8 @@ func summary(m store.GridMeta, version int64, cells int, restOfWorld, pos float6
 func staticSummary(sm *sarv1.SearchGridSummary) *sarv1.SearchGridSummary {
 	return &sarv1.SearchGridSummary{IncidentId: sm.GetIncidentId(), Resolution: sm.GetResolution(), CellCount: sm.GetCellCount(),
 		Origin: sm.GetOrigin(), OriginAccuracyM: sm.GetOriginAccuracyM(), Profile: sm.GetProfile(),
-		ProfileFallback: sm.GetProfileFallback(), SweepWidthsM: sm.GetSweepWidthsM()}
+		ProfileFallback: sm.GetProfileFallback(), SweepWidthsM: sm.GetSweepWidthsM(), FollowCallerFixes: sm.GetFollowCallerFixes(),
+		OriginParticipantId: sm.GetOriginParticipantId(), OriginTime: sm.GetOriginTime()}
 }
 
 func (s *Service) gridEvent(incidentID string, change sarv1.SearchGridChange, sm *sarv1.SearchGridSummary, cells int, desc string) *sarv1.Event {
@@ -318,6 +332,10 @@ func (s *Service) SetSearchPlan(ctx context.Context, req *sarv1.SetSearchPlanReq
 			for k, w := range old.meta.Summary.GetSweepWidthsM() {
 				sm.SweepWidthsM[k] = w
 			}
+		}
+		sm.FollowCallerFixes = snap.Summary == nil || snap.Summary.GetFollowCallerFixes()
+		if req.FollowCallerFixes != nil {
+			sm.FollowCallerFixes = req.GetFollowCallerFixes()
 		}
 		for k, w := range req.GetSweepWidthsM() {
 			sm.SweepWidthsM[k] = w
@@ -503,22 +521,14 @@ func (s *Service) RecordClue(ctx context.Context, req *sarv1.RecordClueRequest) 
 	return out, err
 }
 
-// SearchGrid is a grid read for the API.
-type SearchGrid struct {
-	Summary     *sarv1.SearchGridSummary
-	Cells       []*sarv1.SearchCell
-	Full        bool
-	WeightTotal float64
-}
-
 func searchCell(c uint64, w, total, cov, area float64, ver int64) *sarv1.SearchCell {
 	return &sarv1.SearchCell{Cell: store.CellHex(c), Poa: w / total, Pod: geo.PODFromCoverage(cov), Coverage: cov,
 		AreaM2: area, Weight: w, Version: ver}
 }
 
 // GetSearchGrid returns an incident's grid, or the cells changed after a
-// version.
-func (s *Service) GetSearchGrid(ctx context.Context, req *sarv1.GetSearchGridRequest) (*SearchGrid, error) {
+// version, or a segment's cells.
+func (s *Service) GetSearchGrid(ctx context.Context, req *sarv1.GetSearchGridRequest) (*sarv1.GetSearchGridResponse, error) {
 	_, inc, err := s.readableIncident(ctx, req.GetIncidentId())
 	if err != nil {
 		return nil, err
@@ -526,6 +536,12 @@ func (s *Service) GetSearchGrid(ctx context.Context, req *sarv1.GetSearchGridReq
 	since := req.GetSinceVersion()
 	if since < 0 {
 		return nil, sar.Invalid("invalid since_version", sar.Field("since_version", "OUT_OF_RANGE", "since_version must be at least 0"))
+	}
+	if req.GetSegmentId() < 0 {
+		return nil, sar.Invalid("invalid segment_id", sar.Field("segment_id", "OUT_OF_RANGE", "segment_id must be at least 0"))
+	}
+	if req.GetSegmentId() > 0 {
+		return s.segmentCells(ctx, inc, int(req.GetSegmentId()), since)
 	}
 	if since > 0 {
 		st, err := s.st.LoadGrid(ctx, inc.GetId(), since)
@@ -540,8 +556,8 @@ func (s *Service) GetSearchGrid(ctx context.Context, req *sarv1.GetSearchGridReq
 	if err != nil {
 		return nil, err
 	}
-	out := &SearchGrid{Full: true, WeightTotal: g.total,
-		Summary: summary(g.meta, g.meta.Version, len(g.g.Cells), g.g.RestOfWorld, g.g.CumulativePOS)}
+	out := &sarv1.GetSearchGridResponse{Full: true, WeightTotal: g.total,
+		Grid: summary(g.meta, g.meta.Version, len(g.g.Cells), g.g.RestOfWorld, g.g.CumulativePOS)}
 	out.Cells = make([]*sarv1.SearchCell, 0, len(g.g.Cells))
 	for _, c := range g.g.Cells {
 		out.Cells = append(out.Cells, searchCell(c.ID, g.weights[c.ID], g.total, c.Coverage, c.AreaM2, g.versions[c.ID]))
@@ -549,8 +565,39 @@ func (s *Service) GetSearchGrid(ctx context.Context, req *sarv1.GetSearchGridReq
 	return out, nil
 }
 
+// segmentCells answers a read of one segment's cells (changed after since).
+func (s *Service) segmentCells(ctx context.Context, inc *sarv1.Incident, id int, since int64) (*sarv1.GetSearchGridResponse, error) {
+	g, err := s.loadGrid(ctx, inc.GetId())
+	if err != nil {
+		return nil, err
+	}
+	seg, err := s.st.Segmentation(ctx, inc.GetId())
+	if err != nil {
+		return nil, err
+	}
+	i := -1
+	if seg != nil {
+		i = slices.IndexFunc(seg.Segments, func(ss store.StoredSegment) bool { return ss.ID == id })
+	}
+	if i < 0 {
+		return nil, sar.NotFound("segment")
+	}
+	ss := seg.Segments[i]
+	out := &sarv1.GetSearchGridResponse{WeightTotal: g.total, Segment: segmentPB(g, ss),
+		Grid: summary(g.meta, g.meta.Version, len(g.g.Cells), g.g.RestOfWorld, g.g.CumulativePOS)}
+	for _, c := range ss.Cells {
+		j, ok := g.g.Index(c)
+		if !ok || g.versions[c] <= since {
+			continue // not in the grid any more (re-seeded), or unchanged
+		}
+		cell := g.g.Cells[j]
+		out.Cells = append(out.Cells, searchCell(c, g.weights[c], g.total, cell.Coverage, cell.AreaM2, g.versions[c]))
+	}
+	return out, nil
+}
+
 // changedCells answers an incremental read from the maintained total.
-func (s *Service) changedCells(st *store.Grid) (*SearchGrid, error) {
+func (s *Service) changedCells(st *store.Grid) (*sarv1.GetSearchGridResponse, error) {
 	m := st.Meta
 	total := m.Z
 	if !(total > 0) {
@@ -575,43 +622,10 @@ func (s *Service) changedCells(st *store.Grid) (*SearchGrid, error) {
 			areas[c.ID] = c.AreaM2
 		}
 	}
-	out := &SearchGrid{WeightTotal: total, Summary: summary(m, m.Version, -1, m.RestOfWorld/total, posOf(m.POSBase, total))}
+	out := &sarv1.GetSearchGridResponse{WeightTotal: total, Grid: summary(m, m.Version, -1, m.RestOfWorld/total, posOf(m.POSBase, total))}
 	for _, c := range ids {
 		cs := st.Cells[c]
 		out.Cells = append(out.Cells, searchCell(c, cs.Prior*math.Exp(-cs.Coverage), total, cs.Coverage, areas[c], cs.Version))
-	}
-	return out, nil
-}
-
-// ListSegments cuts an incident's grid into segments, densest first.
-func (s *Service) ListSegments(ctx context.Context, req *sarv1.ListSegmentsRequest) (*sarv1.ListSegmentsResponse, error) {
-	_, inc, err := s.readableIncident(ctx, req.GetIncidentId())
-	if err != nil {
-		return nil, err
-	}
-	area := req.GetTargetAreaM2()
-	if area == 0 {
-		area = DefaultSegmentAreaM2
-	}
-	if !finitePos(area) || area < 10_000 || area > 100e6 {
-		return nil, sar.Invalid("invalid segment size", sar.Field("target_area_m2", "OUT_OF_RANGE", "target_area_m2 must be from 10,000 m² to 100 km²"))
-	}
-	g, err := s.loadGrid(ctx, inc.GetId())
-	if err != nil {
-		return nil, err
-	}
-	segs, err := geo.Segments(g.g, geo.SegmentOptions{TargetAreaM2: area})
-	if err != nil {
-		return nil, geoError(err, "target_area_m2", "segments")
-	}
-	out := &sarv1.ListSegmentsResponse{Grid: summary(g.meta, g.meta.Version, len(g.g.Cells), g.g.RestOfWorld, g.g.CumulativePOS)}
-	for _, sg := range segs {
-		cells := make([]string, len(sg.Cells))
-		for i, c := range sg.Cells {
-			cells[i] = store.CellHex(c)
-		}
-		out.Segments = append(out.Segments, &sarv1.SearchSegment{Id: int32(sg.ID), Cells: cells, Poa: sg.POA, AreaM2: sg.AreaM2,
-			DensityPerKm2: sg.DensityPerKm2(), Centroid: &sarv1.LatLng{Lat: sg.Lat, Lng: sg.Lng}})
 	}
 	return out, nil
 }
@@ -636,9 +650,11 @@ func (s *Service) ExportSearchGrid(ctx context.Context, req *sarv1.ExportSearchG
 	}
 	var segs []geo.Segment
 	if area > 0 {
-		if segs, err = geo.Segments(g.g, geo.SegmentOptions{TargetAreaM2: area}); err != nil {
-			return nil, geoError(err, "segment_area_m2", "segments")
+		seg, err := s.segmentsFor(ctx, inc, g, segmentInput{initial: area})
+		if err != nil {
+			return nil, err
 		}
+		segs = geo.RankSegments(g.g, geoSegments(seg))
 	}
 	out := &sarv1.ExportSearchGridResponse{Version: g.meta.Version}
 	if f == sarv1.ExportFormat_EXPORT_FORMAT_GEOJSON {
@@ -677,12 +693,13 @@ func (s *Service) coverTrack(ctx context.Context, incidentID, participantID stri
 		return // no search plan a moment ago: spare the round trip
 	}
 	for attempt := 0; attempt < 2; attempt++ {
-		meta, ok, before, err := s.st.TrackerState(ctx, incidentID, participantID)
+		sr, err := s.st.TrackerState(ctx, incidentID, participantID)
 		if err != nil {
 			warn("search grid coverage skipped", err)
 			return
 		}
-		if !ok {
+		meta, before := sr.Meta, sr.Tracker
+		if !sr.HasGrid {
 			s.noGrid.put(incidentID, true) // a plan set on another replica is seen within 2 s
 			return
 		}
@@ -702,10 +719,7 @@ func (s *Service) coverTrack(ctx context.Context, incidentID, participantID stri
 			warn("search grid coverage skipped", err)
 			return
 		}
-		w := meta.Summary.GetSweepWidthsM()[SearcherFoot]
-		if !finitePos(w) {
-			w = DefaultSweepWidthM
-		}
+		w := sweepWidth(meta.Summary, sr.Type)
 		cov, err := geo.Coverage(lengths, w)
 		if err != nil {
 			warn("search grid coverage skipped", err)
@@ -734,6 +748,9 @@ func (s *Service) coverTrack(ctx context.Context, incidentID, participantID stri
 				return
 			}
 			s.deliver(ctx, ev)
+		}
+		if res.Changed > 0 {
+			s.trailing.schedule(incidentID, gridEventEvery)
 		}
 		return
 	}

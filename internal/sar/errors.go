@@ -24,13 +24,14 @@ const (
 	KindAlreadyExists                  // the object exists already
 	KindUnavailable                    // a backend is down; retry with backoff
 	KindResourceExhausted              // a size or rate limit was hit
+	KindAborted                        // a concurrent change won; retry the whole read-modify-write
 )
 
 var kindNames = map[Kind]string{
 	KindInternal: "internal", KindInvalid: "invalid", KindNotFound: "not found",
 	KindPermissionDenied: "permission denied", KindUnauthenticated: "unauthenticated",
 	KindFailedPrecondition: "failed precondition", KindAlreadyExists: "already exists",
-	KindUnavailable: "unavailable", KindResourceExhausted: "resource exhausted",
+	KindUnavailable: "unavailable", KindResourceExhausted: "resource exhausted", KindAborted: "aborted",
 }
 
 func (k Kind) String() string { return kindNames[k] }

@@ -291,21 +291,30 @@ type CoverageResult struct {
 	TrackerStale bool // another writer moved the tracker state: re-read and retry
 }
 
-// TrackerState returns a grid's meta and a searcher's stored tracker state
-// ("" if none) in one round trip.
-func (s *Store) TrackerState(ctx context.Context, id, participantID string) (GridMeta, bool, string, error) {
+// Searcher is what coverage needs to know about one searcher.
+type Searcher struct {
+	Meta    GridMeta // the grid's meta
+	HasGrid bool     // false: the incident has no search plan
+	Tracker string   // the stored tracker state ("" if none)
+	Type    string   // the participant's searcher type ("" if not set)
+}
+
+// TrackerState returns a grid's meta, a searcher's stored tracker state and
+// searcher type in one round trip.
+func (s *Store) TrackerState(ctx context.Context, id, participantID string) (Searcher, error) {
 	var meta *redis.SliceCmd
-	var trk *redis.StringCmd
+	var trk, typ *redis.StringCmd
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		meta = s.gridMeta(ctx, p, id)
 		trk = p.HGet(ctx, kGridTrk(id), participantID)
+		typ = p.HGet(ctx, kSearcher(id), participantID)
 		return nil
 	})
 	if err != nil && err != redis.Nil {
-		return GridMeta{}, false, "", fail(err, "search grid")
+		return Searcher{}, fail(err, "search grid")
 	}
 	m, ok, err := decodeMeta(meta.Val())
-	return m, ok, trk.Val(), err
+	return Searcher{Meta: m, HasGrid: ok, Tracker: trk.Val(), Type: typ.Val()}, err
 }
 
 // AddCoverage adds a batch of coverage to a grid and saves the searcher's
@@ -349,3 +358,81 @@ func (s *Store) PutEvent(ctx context.Context, ev *sarv1.Event) error {
 	})
 	return fail(err, "outbox")
 }
+
+// CellCoverage returns the cumulative coverage of the given cells (0 for
+// cells never covered).
+func (s *Store) CellCoverage(ctx context.Context, id string, cells []uint64) (map[uint64]float64, error) {
+	out := make(map[uint64]float64, len(cells))
+	if len(cells) == 0 {
+		return out, nil
+	}
+	names := make([]string, len(cells))
+	for i, c := range cells {
+		names[i] = CellHex(c)
+	}
+	vals, err := s.rdb.HMGet(ctx, kGridCov(id), names...).Result()
+	if err != nil {
+		return nil, fail(err, "search grid")
+	}
+	for i, v := range vals {
+		if f := pfloat(v); f > 0 {
+			out[cells[i]] = f
+		}
+	}
+	return out, nil
+}
+
+// TrailingEvent is the answer of FlushGridEvent.
+type TrailingEvent struct {
+	Meta   GridMeta
+	Due    bool    // announce the grid now
+	WaitMs int64   // else, if positive: the change is still unannounced, ask again after this long
+	POS    float64 // with Due: probability of success
+	ROW    float64 // with Due: the rest of world's POA
+}
+
+// FlushGridEvent decides whether coverage that moved the probability of
+// success since the last grid event (by at least minDelta, but less than
+// the throttle's delta) is due for a trailing event now that everyMs have
+// passed since that event; it claims the event if so.
+func (s *Store) FlushGridEvent(ctx context.Context, id string, minDelta float64, everyMs, nowMs int64) (TrailingEvent, error) {
+	res, err := flushGridEventScript.Run(ctx, s.rdb, []string{kInc(id), kGrid(id)}, ffmt(minDelta), everyMs, nowMs).Slice()
+	if err != nil {
+		return TrailingEvent{}, fail(err, "search grid")
+	}
+	switch res[0].(string) {
+	case "nogrid", "quiet":
+		return TrailingEvent{}, nil
+	case "wait":
+		return TrailingEvent{WaitMs: res[1].(int64)}, nil
+	}
+	m, ok, err := decodeMeta(res[1:8])
+	if err != nil || !ok {
+		return TrailingEvent{}, err
+	}
+	out := TrailingEvent{Meta: m, Due: true, POS: 1 - (1-m.POSBase)*m.Z}
+	if m.Z > 0 {
+		out.ROW = m.RestOfWorld / m.Z
+	}
+	out.POS = math.Min(1, math.Max(0, out.POS))
+	return out, nil
+}
+
+// flushGridEventScript: see FlushGridEvent.
+//
+// KEYS: inc grid
+// ARGV: minDelta everyMs nowMs
+//
+// Returns {'nogrid'}, {'quiet'} (nothing to announce), {'wait', ms} or
+// {'due', pb, ver, seedver, row, z, posb, wver}.
+var flushGridEventScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'state') ~= 'open' then return {'nogrid'} end
+local m = redis.call('HMGET', KEYS[2], 'pb', 'ver', 'seedver', 'row', 'z', 'posb', 'wver', 'evpos', 'evt')
+if not m[1] then return {'nogrid'} end
+local pos = 1 - (1 - tonumber(m[6])) * tonumber(m[5])
+if math.abs(pos - tonumber(m[8] or '0')) < tonumber(ARGV[1]) then return {'quiet'} end
+local wait = tonumber(m[9] or '0') + tonumber(ARGV[2]) - tonumber(ARGV[3])
+if wait > 0 then return {'wait', wait} end
+redis.call('HSET', KEYS[2], 'evpos', string.format('%.17g', pos), 'evt', ARGV[3])
+return {'due', m[1], m[2], m[3], m[4], m[5], m[6], m[7]}
+`)

@@ -92,7 +92,7 @@ func (s *Store) waitIncident(ctx context.Context, id string) (*sarv1.Incident, e
 func (s *Store) putIncident(ctx context.Context, inc *sarv1.Incident, ver int64, ev *sarv1.Event) (int64, error) {
 	id := inc.GetId()
 	keys := []string{kInc(id), kOutbox(id), kLast(id), kCells(id), kCellTime(id), kParts(id), kDev(id), kSeq(id), kPartCred(id),
-		kGrid(id), kGridPrior(id), kGridCov(id), kGridVer(id), kGridTrk(id)}
+		kGrid(id), kGridPrior(id), kGridCov(id), kGridVer(id), kGridTrk(id), kSearcher(id), kSegs(id)}
 	n, err := putIncidentScript.Run(ctx, s.rdb, keys,
 		ver, marshal(inc), stateWord(inc.GetState()), ev.GetId(), marshal(ev),
 		int64(s.retention/time.Second), id).Int64()

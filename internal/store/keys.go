@@ -24,6 +24,8 @@ func kGridPrior(id string) string   { return "sar:{" + id + "}:gpri" }        //
 func kGridCov(id string) string     { return "sar:{" + id + "}:gcov" }        // hash: cell hex -> cumulative coverage
 func kGridVer(id string) string     { return "sar:{" + id + "}:gver" }        // zset: cell hex scored by version of last change
 func kGridTrk(id string) string     { return "sar:{" + id + "}:gtrk" }        // hash: participant -> tracker state JSON
+func kSearcher(id string) string    { return "sar:{" + id + "}:stype" }       // hash: participant -> searcher type
+func kSegs(id string) string        { return "sar:{" + id + "}:segs" }        // hash: "ver", "json" (see segments.go)
 
 // Cross-incident keys (each used alone in a command).
 const (

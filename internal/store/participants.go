@@ -21,6 +21,10 @@ type JoinArgs struct {
 	New          *sarv1.Participant // rescuer: the participant to create if none
 	Event        *sarv1.Event       // announces New if it is created
 	RebindFrom   string             // participant the device may be taken from
+	SearcherType string             // rescuer: recorded when set (kept otherwise)
+	// NewSearcherType is recorded for a participant created by the join
+	// when SearcherType is empty.
+	NewSearcherType string
 }
 
 // JoinResult is what a join found or made.
@@ -42,8 +46,9 @@ func (s *Store) Join(ctx context.Context, a JoinArgs) (JoinResult, error) {
 	if a.New != nil {
 		newID, newPb, evID, evPb = a.New.GetId(), marshal(a.New), a.Event.GetId(), marshal(a.Event)
 	}
-	keys := []string{kInc(id), kParts(id), kPartCred(id), kDev(id), kSeq(id), kOutbox(id)}
-	res, err := joinScript.Run(ctx, s.rdb, keys, a.DeviceID, a.CredentialID, a.CallerPartID, newID, newPb, evID, evPb, a.RebindFrom).Slice()
+	keys := []string{kInc(id), kParts(id), kPartCred(id), kDev(id), kSeq(id), kOutbox(id), kSearcher(id)}
+	res, err := joinScript.Run(ctx, s.rdb, keys, a.DeviceID, a.CredentialID, a.CallerPartID, newID, newPb, evID, evPb, a.RebindFrom,
+		a.SearcherType, a.NewSearcherType).Slice()
 	if err != nil {
 		if strings.Contains(err.Error(), scriptDeviceUsed) {
 			return JoinResult{}, &sar.Error{Kind: sar.KindFailedPrecondition, Err: ErrDeviceTaken,
@@ -55,6 +60,7 @@ func (s *Store) Join(ctx context.Context, a JoinArgs) (JoinResult, error) {
 	if err := unmarshal(res[3].(string), p); err != nil {
 		return JoinResult{}, err
 	}
+	p.SearcherType = res[4].(string)
 	return JoinResult{Participant: p, Created: res[1].(int64) == 1, AckedThrough: uint64(parseInt(res[2].(string)))}, nil
 }
 
@@ -98,25 +104,35 @@ func (s *Store) AddParticipant(ctx context.Context, p *sarv1.Participant, ev *sa
 
 // Participant returns one participant without its last fix.
 func (s *Store) Participant(ctx context.Context, incidentID, participantID string) (*sarv1.Participant, error) {
-	pb, err := s.rdb.HGet(ctx, kParts(incidentID), participantID).Result()
-	if err == redis.Nil {
+	var pb, st *redis.StringCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		pb = p.HGet(ctx, kParts(incidentID), participantID)
+		st = p.HGet(ctx, kSearcher(incidentID), participantID)
+		return nil
+	})
+	if pb != nil && pb.Err() == redis.Nil {
 		return nil, sar.NotFound("participant")
 	}
-	if err != nil {
+	if err != nil && err != redis.Nil {
 		return nil, fail(err, "participant")
 	}
 	p := &sarv1.Participant{}
-	return p, unmarshal(pb, p)
+	if err := unmarshal(pb.Val(), p); err != nil {
+		return nil, err
+	}
+	p.SearcherType = st.Val()
+	return p, nil
 }
 
 // Participants returns an incident's participants with their devices and
 // last known positions, ordered by join time, in one round trip.
 func (s *Store) Participants(ctx context.Context, incidentID string) ([]*sarv1.Participant, error) {
-	var parts, devs, last *redis.MapStringStringCmd
+	var parts, devs, last, types *redis.MapStringStringCmd
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		parts = p.HGetAll(ctx, kParts(incidentID))
 		devs = p.HGetAll(ctx, kDev(incidentID))
 		last = p.HGetAll(ctx, kLast(incidentID))
+		types = p.HGetAll(ctx, kSearcher(incidentID))
 		return nil
 	})
 	if err != nil {
@@ -129,6 +145,7 @@ func (s *Store) Participants(ctx context.Context, incidentID string) ([]*sarv1.P
 		if err := unmarshal(pb, p); err != nil {
 			return nil, err
 		}
+		p.SearcherType = types.Val()[id]
 		byID[id] = p
 		out = append(out, p)
 	}

@@ -95,7 +95,7 @@ return {string.format('%.0f', before), string.format('%.0f', wm), stored, change
 // participants, devices, sequences and every track.
 //
 // KEYS: inc outbox last cells cellt parts dev seq pcred grid gpri gcov gver gtrk
-// (KEYS[3] onwards expire on close)
+// stype segs (KEYS[3] onwards expire on close)
 // ARGV: expectedVer pb state eventId eventPb retentionSeconds incidentId
 //
 // Returns the new version.
@@ -122,12 +122,16 @@ return ver + 1
 // names its participant; a rescuer's participant is found by credential id
 // or created (with its joined event in the outbox).
 //
-// KEYS: inc parts pcred dev seq outbox
-// ARGV: device credentialId callerParticipantId newParticipantId newPb eventId eventPb rebindFrom
+// KEYS: inc parts pcred dev seq outbox stype
+// ARGV: device credentialId callerParticipantId newParticipantId newPb eventId eventPb rebindFrom searcherType
+// newSearcherType
 //
 // A device bound to another participant is refused, unless that participant
-// is rebindFrom (the caller checked that its credential is gone). Returns
-// {participantId, created, ackedThrough, participantPb}.
+// is rebindFrom (the caller checked that its credential is gone). A
+// non-empty searcherType is recorded for the participant (KEYS[7]), or
+// newSearcherType for a participant the join created.
+// Returns {participantId, created, ackedThrough, participantPb,
+// searcherType}.
 var joinScript = redis.NewScript(`
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return redis.error_reply('SAR_NOTFOUND') end
@@ -140,16 +144,23 @@ else
   pid = redis.call('HGET', KEYS[3], ARGV[2])
   if not pid then
     pid = ARGV[4]
-    redis.call('HSET', KEYS[2], pid, ARGV[5])
-    redis.call('HSET', KEYS[3], ARGV[2], pid)
-    redis.call('HSET', KEYS[6], ARGV[6], ARGV[7])
     created = 1
   end
 end
+-- Checked before anything is written: a refused join leaves no trace.
 local bound = redis.call('HGET', KEYS[4], ARGV[1])
 if bound and bound ~= pid and bound ~= ARGV[8] then return redis.error_reply('SAR_DEVICE_TAKEN') end
+if created == 1 then
+  redis.call('HSET', KEYS[2], pid, ARGV[5])
+  redis.call('HSET', KEYS[3], ARGV[2], pid)
+  redis.call('HSET', KEYS[6], ARGV[6], ARGV[7])
+end
 if bound ~= pid then redis.call('HSET', KEYS[4], ARGV[1], pid) end
-return {pid, created, redis.call('HGET', KEYS[5], ARGV[1]) or '0', redis.call('HGET', KEYS[2], pid)}
+local st = ARGV[9]
+if st == '' and created == 1 then st = ARGV[10] end
+if st ~= '' then redis.call('HSET', KEYS[7], pid, st) end
+return {pid, created, redis.call('HGET', KEYS[5], ARGV[1]) or '0', redis.call('HGET', KEYS[2], pid),
+  redis.call('HGET', KEYS[7], pid) or ''}
 `)
 
 // addParticipantScript adds a participant made by the server (a share

@@ -95,7 +95,8 @@ func unmarshal(s string, m proto.Message) error {
 // so the first batches do not pay a NOSCRIPT round trip.
 func (s *Store) LoadScripts(ctx context.Context) error {
 	load := func(ctx context.Context, c *redis.Client) error {
-		for _, sc := range []*redis.Script{ingestScript, putIncidentScript, joinScript, addParticipantScript, putGridScript, coverageScript} {
+		for _, sc := range []*redis.Script{ingestScript, putIncidentScript, joinScript, addParticipantScript, putGridScript, coverageScript,
+			flushGridEventScript, putSegmentsScript} {
 			if err := sc.Load(ctx, c).Err(); err != nil {
 				return err
 			}

@@ -208,6 +208,62 @@ func (x *Problem) GetFieldViolations() []*FieldViolation {
 	return nil
 }
 
+// TeamRef names a team of an agency. An empty team_id names the agency's
+// rescuers that belong to no team.
+type TeamRef struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The agency.
+	AgencyId string `protobuf:"bytes,1,opt,name=agency_id,json=agencyId,proto3" json:"agency_id,omitempty"`
+	// The team within the agency, if any.
+	TeamId        string `protobuf:"bytes,2,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TeamRef) Reset() {
+	*x = TeamRef{}
+	mi := &file_sar_v1_common_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TeamRef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TeamRef) ProtoMessage() {}
+
+func (x *TeamRef) ProtoReflect() protoreflect.Message {
+	mi := &file_sar_v1_common_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TeamRef.ProtoReflect.Descriptor instead.
+func (*TeamRef) Descriptor() ([]byte, []int) {
+	return file_sar_v1_common_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *TeamRef) GetAgencyId() string {
+	if x != nil {
+		return x.AgencyId
+	}
+	return ""
+}
+
+func (x *TeamRef) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
+	}
+	return ""
+}
+
 var File_sar_v1_common_proto protoreflect.FileDescriptor
 
 const file_sar_v1_common_proto_rawDesc = "" +
@@ -223,7 +279,10 @@ const file_sar_v1_common_proto_rawDesc = "" +
 	"\aProblem\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\rR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12A\n" +
-	"\x10field_violations\x18\x03 \x03(\v2\x16.sar.v1.FieldViolationR\x0ffieldViolationsB\x80\x01\n" +
+	"\x10field_violations\x18\x03 \x03(\v2\x16.sar.v1.FieldViolationR\x0ffieldViolations\"?\n" +
+	"\aTeamRef\x12\x1b\n" +
+	"\tagency_id\x18\x01 \x01(\tR\bagencyId\x12\x17\n" +
+	"\ateam_id\x18\x02 \x01(\tR\x06teamIdB\x80\x01\n" +
 	"\n" +
 	"com.sar.v1B\vCommonProtoP\x01Z,github.com/mountain-sar/sar/gen/sar/v1;sarv1\xa2\x02\x03SXX\xaa\x02\x06Sar.V1\xca\x02\x06Sar\\V1\xe2\x02\x12Sar\\V1\\GPBMetadata\xea\x02\aSar::V1b\x06proto3"
 
@@ -239,11 +298,12 @@ func file_sar_v1_common_proto_rawDescGZIP() []byte {
 	return file_sar_v1_common_proto_rawDescData
 }
 
-var file_sar_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_sar_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_sar_v1_common_proto_goTypes = []any{
 	(*LatLng)(nil),         // 0: sar.v1.LatLng
 	(*FieldViolation)(nil), // 1: sar.v1.FieldViolation
 	(*Problem)(nil),        // 2: sar.v1.Problem
+	(*TeamRef)(nil),        // 3: sar.v1.TeamRef
 }
 var file_sar_v1_common_proto_depIdxs = []int32{
 	1, // 0: sar.v1.Problem.field_violations:type_name -> sar.v1.FieldViolation
@@ -265,7 +325,7 @@ func file_sar_v1_common_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sar_v1_common_proto_rawDesc), len(file_sar_v1_common_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   3,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -763,7 +763,11 @@ type Participant struct {
 	// Device ids bound to the participant.
 	DeviceIds []string `protobuf:"bytes,8,rep,name=device_ids,json=deviceIds,proto3" json:"device_ids,omitempty"`
 	// Last known position (the newest fix by fix time), if any.
-	LastFix       *LocationFix `protobuf:"bytes,9,opt,name=last_fix,json=lastFix,proto3" json:"last_fix,omitempty"`
+	LastFix *LocationFix `protobuf:"bytes,9,opt,name=last_fix,json=lastFix,proto3" json:"last_fix,omitempty"`
+	// Rescuer: the kind of searcher ("foot", "dog", "drone", …), which picks
+	// the sweep width of the search plan that the participant's track
+	// counts with. Default "foot".
+	SearcherType  string `protobuf:"bytes,10,opt,name=searcher_type,json=searcherType,proto3" json:"searcher_type,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -861,6 +865,13 @@ func (x *Participant) GetLastFix() *LocationFix {
 	return nil
 }
 
+func (x *Participant) GetSearcherType() string {
+	if x != nil {
+		return x.SearcherType
+	}
+	return ""
+}
+
 var File_sar_v1_incident_proto protoreflect.FileDescriptor
 
 const file_sar_v1_incident_proto_rawDesc = "" +
@@ -904,7 +915,7 @@ const file_sar_v1_incident_proto_rawDesc = "" +
 	"\n" +
 	"close_note\x18\x0e \x01(\tR\tcloseNote\x12\x1d\n" +
 	"\n" +
-	"created_by\x18\x0f \x01(\tR\tcreatedBy\"\xcc\x02\n" +
+	"created_by\x18\x0f \x01(\tR\tcreatedBy\"\xf1\x02\n" +
 	"\vParticipant\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
 	"\vincident_id\x18\x02 \x01(\tR\n" +
@@ -916,7 +927,9 @@ const file_sar_v1_incident_proto_rawDesc = "" +
 	"\tjoin_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\bjoinTime\x12\x1d\n" +
 	"\n" +
 	"device_ids\x18\b \x03(\tR\tdeviceIds\x12.\n" +
-	"\blast_fix\x18\t \x01(\v2\x13.sar.v1.LocationFixR\alastFix*c\n" +
+	"\blast_fix\x18\t \x01(\v2\x13.sar.v1.LocationFixR\alastFix\x12#\n" +
+	"\rsearcher_type\x18\n" +
+	" \x01(\tR\fsearcherType*c\n" +
 	"\rIncidentState\x12\x1e\n" +
 	"\x1aINCIDENT_STATE_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13INCIDENT_STATE_OPEN\x10\x01\x12\x19\n" +

@@ -617,7 +617,11 @@ type JoinIncidentRequest struct {
 	// characters of a-z, A-Z, 0-9, '-' and '_').
 	DeviceId string `protobuf:"bytes,2,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
 	// Name to show (rescuers; a caller keeps the link's name).
-	DisplayName   string `protobuf:"bytes,3,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	DisplayName string `protobuf:"bytes,3,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	// Rescuers: the kind of searcher (1-32 characters of a-z, 0-9, '-' and
+	// '_'; default "foot"). Joining again with another type changes it for
+	// the fixes that follow.
+	SearcherType  string `protobuf:"bytes,4,opt,name=searcher_type,json=searcherType,proto3" json:"searcher_type,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -669,6 +673,13 @@ func (x *JoinIncidentRequest) GetDeviceId() string {
 func (x *JoinIncidentRequest) GetDisplayName() string {
 	if x != nil {
 		return x.DisplayName
+	}
+	return ""
+}
+
+func (x *JoinIncidentRequest) GetSearcherType() string {
+	if x != nil {
+		return x.SearcherType
 	}
 	return ""
 }
@@ -1055,12 +1066,13 @@ const file_sar_v1_incident_service_proto_rawDesc = "" +
 	"agency_ids\x18\x02 \x03(\tR\tagencyIds\x12\x1b\n" +
 	"\tteam_refs\x18\x03 \x03(\tR\bteamRefs\"F\n" +
 	"\x16AssignAgenciesResponse\x12,\n" +
-	"\bincident\x18\x01 \x01(\v2\x10.sar.v1.IncidentR\bincident\"v\n" +
+	"\bincident\x18\x01 \x01(\v2\x10.sar.v1.IncidentR\bincident\"\x9b\x01\n" +
 	"\x13JoinIncidentRequest\x12\x1f\n" +
 	"\vincident_id\x18\x01 \x01(\tR\n" +
 	"incidentId\x12\x1b\n" +
 	"\tdevice_id\x18\x02 \x01(\tR\bdeviceId\x12!\n" +
-	"\fdisplay_name\x18\x03 \x01(\tR\vdisplayName\"r\n" +
+	"\fdisplay_name\x18\x03 \x01(\tR\vdisplayName\x12#\n" +
+	"\rsearcher_type\x18\x04 \x01(\tR\fsearcherType\"r\n" +
 	"\x14JoinIncidentResponse\x125\n" +
 	"\vparticipant\x18\x01 \x01(\v2\x13.sar.v1.ParticipantR\vparticipant\x12#\n" +
 	"\racked_through\x18\x02 \x01(\x04R\fackedThrough\":\n" +

@@ -9,6 +9,8 @@ package sarv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -88,6 +90,10 @@ const (
 	SearchGridChange_SEARCH_GRID_CHANGE_CLUE SearchGridChange = 3
 	// Rescuers' tracks moved the probability of success (throttled).
 	SearchGridChange_SEARCH_GRID_CHANGE_COVERAGE SearchGridChange = 4
+	// A caller's live fix collapsed the grid to its accuracy disk.
+	SearchGridChange_SEARCH_GRID_CHANGE_CALLER_FIX SearchGridChange = 5
+	// Segments were cut or assigned.
+	SearchGridChange_SEARCH_GRID_CHANGE_SEGMENTS SearchGridChange = 6
 )
 
 // Enum value maps for SearchGridChange.
@@ -98,6 +104,8 @@ var (
 		2: "SEARCH_GRID_CHANGE_ADJUSTED",
 		3: "SEARCH_GRID_CHANGE_CLUE",
 		4: "SEARCH_GRID_CHANGE_COVERAGE",
+		5: "SEARCH_GRID_CHANGE_CALLER_FIX",
+		6: "SEARCH_GRID_CHANGE_SEGMENTS",
 	}
 	SearchGridChange_value = map[string]int32{
 		"SEARCH_GRID_CHANGE_UNSPECIFIED": 0,
@@ -105,6 +113,8 @@ var (
 		"SEARCH_GRID_CHANGE_ADJUSTED":    2,
 		"SEARCH_GRID_CHANGE_CLUE":        3,
 		"SEARCH_GRID_CHANGE_COVERAGE":    4,
+		"SEARCH_GRID_CHANGE_CALLER_FIX":  5,
+		"SEARCH_GRID_CHANGE_SEGMENTS":    6,
 	}
 )
 
@@ -165,9 +175,18 @@ type SearchGridSummary struct {
 	Origin *LatLng `protobuf:"bytes,10,opt,name=origin,proto3" json:"origin,omitempty"`
 	// Accuracy in metres (68 %) of the origin, for a grid seeded from a fix.
 	OriginAccuracyM float64 `protobuf:"fixed64,11,opt,name=origin_accuracy_m,json=originAccuracyM,proto3" json:"origin_accuracy_m,omitempty"`
-	// Sweep width in metres per searcher type ("foot" is used for every
-	// rescuer's track).
-	SweepWidthsM  map[string]float64 `protobuf:"bytes,12,rep,name=sweep_widths_m,json=sweepWidthsM,proto3" json:"sweep_widths_m,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
+	// Sweep width in metres per searcher type. A rescuer's track counts with
+	// the width of the participant's searcher_type, or with "foot"'s when
+	// the plan has no width for that type.
+	SweepWidthsM map[string]float64 `protobuf:"bytes,12,rep,name=sweep_widths_m,json=sweepWidthsM,proto3" json:"sweep_widths_m,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
+	// Whether a caller's live fix re-seeds the grid to the fix's accuracy
+	// disk (see SetSearchPlanRequest.follow_caller_fixes).
+	FollowCallerFixes bool `protobuf:"varint,13,opt,name=follow_caller_fixes,json=followCallerFixes,proto3" json:"follow_caller_fixes,omitempty"`
+	// For a grid seeded from a caller's live fix: the caller's participant
+	// and the time of the fix.
+	OriginParticipantId string `protobuf:"bytes,14,opt,name=origin_participant_id,json=originParticipantId,proto3" json:"origin_participant_id,omitempty"`
+	// Time of the fix the grid was seeded from (caller's live fix).
+	OriginTime    *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=origin_time,json=originTime,proto3" json:"origin_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -282,6 +301,27 @@ func (x *SearchGridSummary) GetOriginAccuracyM() float64 {
 func (x *SearchGridSummary) GetSweepWidthsM() map[string]float64 {
 	if x != nil {
 		return x.SweepWidthsM
+	}
+	return nil
+}
+
+func (x *SearchGridSummary) GetFollowCallerFixes() bool {
+	if x != nil {
+		return x.FollowCallerFixes
+	}
+	return false
+}
+
+func (x *SearchGridSummary) GetOriginParticipantId() string {
+	if x != nil {
+		return x.OriginParticipantId
+	}
+	return ""
+}
+
+func (x *SearchGridSummary) GetOriginTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OriginTime
 	}
 	return nil
 }
@@ -410,8 +450,17 @@ type SetSearchPlanRequest struct {
 	Cut float64 `protobuf:"fixed64,6,opt,name=cut,proto3" json:"cut,omitempty"`
 	// Forget the coverage recorded so far.
 	ResetCoverage bool `protobuf:"varint,7,opt,name=reset_coverage,json=resetCoverage,proto3" json:"reset_coverage,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Whether a caller's live fix (from the share link) collapses the grid to
+	// the fix's accuracy disk. Unset keeps the current plan's setting; a new
+	// plan follows caller fixes. A fix collapses the grid when its accuracy
+	// is at most 1 km, and again when a newer fix moved by more than half
+	// its accuracy or is markedly more accurate (at most every 10 s), or
+	// confirms the position 2 minutes later. An incident without a plan gets
+	// one from the first such fix. Searches made before the fix do not count
+	// against the collapsed area: the fix is newer evidence than they are.
+	FollowCallerFixes *bool `protobuf:"varint,8,opt,name=follow_caller_fixes,json=followCallerFixes,proto3,oneof" json:"follow_caller_fixes,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *SetSearchPlanRequest) Reset() {
@@ -493,6 +542,13 @@ func (x *SetSearchPlanRequest) GetResetCoverage() bool {
 	return false
 }
 
+func (x *SetSearchPlanRequest) GetFollowCallerFixes() bool {
+	if x != nil && x.FollowCallerFixes != nil {
+		return *x.FollowCallerFixes
+	}
+	return false
+}
+
 // SetSearchPlanResponse is the seeded grid's summary.
 type SetSearchPlanResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -546,7 +602,9 @@ type GetSearchGridRequest struct {
 	IncidentId string `protobuf:"bytes,1,opt,name=incident_id,json=incidentId,proto3" json:"incident_id,omitempty"`
 	// Only cells changed after this version (0: every cell). A version older
 	// than the grid's seed_version returns every cell, with full set.
-	SinceVersion  int64 `protobuf:"varint,2,opt,name=since_version,json=sinceVersion,proto3" json:"since_version,omitempty"`
+	SinceVersion int64 `protobuf:"varint,2,opt,name=since_version,json=sinceVersion,proto3" json:"since_version,omitempty"`
+	// Only the cells of this segment (see ListSegments); 0: every segment.
+	SegmentId     int32 `protobuf:"varint,3,opt,name=segment_id,json=segmentId,proto3" json:"segment_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -595,6 +653,13 @@ func (x *GetSearchGridRequest) GetSinceVersion() int64 {
 	return 0
 }
 
+func (x *GetSearchGridRequest) GetSegmentId() int32 {
+	if x != nil {
+		return x.SegmentId
+	}
+	return 0
+}
+
 // GetSearchGridResponse is the grid, whole or changed cells only.
 type GetSearchGridResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -606,7 +671,9 @@ type GetSearchGridResponse struct {
 	Full bool `protobuf:"varint,3,opt,name=full,proto3" json:"full,omitempty"`
 	// Sum of every cell's weight and the rest of world's: poa = weight /
 	// weight_total.
-	WeightTotal   float64 `protobuf:"fixed64,4,opt,name=weight_total,json=weightTotal,proto3" json:"weight_total,omitempty"`
+	WeightTotal float64 `protobuf:"fixed64,4,opt,name=weight_total,json=weightTotal,proto3" json:"weight_total,omitempty"`
+	// With segment_id: the segment, its probability as of this grid.
+	Segment       *SearchSegment `protobuf:"bytes,5,opt,name=segment,proto3" json:"segment,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -667,6 +734,13 @@ func (x *GetSearchGridResponse) GetWeightTotal() float64 {
 		return x.WeightTotal
 	}
 	return 0
+}
+
+func (x *GetSearchGridResponse) GetSegment() *SearchSegment {
+	if x != nil {
+		return x.Segment
+	}
+	return nil
 }
 
 // CellProbability is a cell and a probability.
@@ -980,8 +1054,13 @@ type ListSegmentsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The incident.
 	IncidentId string `protobuf:"bytes,1,opt,name=incident_id,json=incidentId,proto3" json:"incident_id,omitempty"`
-	// Area of one segment in square metres (default 500,000: 0.5 km²).
-	TargetAreaM2  float64 `protobuf:"fixed64,2,opt,name=target_area_m2,json=targetAreaM2,proto3" json:"target_area_m2,omitempty"`
+	// Area of one segment in square metres when segments are cut (default:
+	// the current segmentation's, else 500,000: 0.5 km²). A different value
+	// from the current segmentation's cuts the unassigned part anew.
+	TargetAreaM2 float64 `protobuf:"fixed64,2,opt,name=target_area_m2,json=targetAreaM2,proto3" json:"target_area_m2,omitempty"`
+	// Cut the unassigned part anew (operators and admins only; rescuers read
+	// the current segmentation).
+	Resegment     bool `protobuf:"varint,3,opt,name=resegment,proto3" json:"resegment,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1030,6 +1109,13 @@ func (x *ListSegmentsRequest) GetTargetAreaM2() float64 {
 	return 0
 }
 
+func (x *ListSegmentsRequest) GetResegment() bool {
+	if x != nil {
+		return x.Resegment
+	}
+	return false
+}
+
 // SearchSegment is a compact, contiguous group of cells for one task.
 type SearchSegment struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1044,7 +1130,17 @@ type SearchSegment struct {
 	// POA per square kilometre.
 	DensityPerKm2 float64 `protobuf:"fixed64,5,opt,name=density_per_km2,json=densityPerKm2,proto3" json:"density_per_km2,omitempty"`
 	// Area-weighted centroid of the cells' centres.
-	Centroid      *LatLng `protobuf:"bytes,6,opt,name=centroid,proto3" json:"centroid,omitempty"`
+	Centroid *LatLng `protobuf:"bytes,6,opt,name=centroid,proto3" json:"centroid,omitempty"`
+	// Probability that the searches so far would have detected the subject
+	// in the segment: Σ POAᵢ·PODᵢ / Σ POAᵢ over its cells, with the POA
+	// before those searches.
+	Pod float64 `protobuf:"fixed64,7,opt,name=pod,proto3" json:"pod,omitempty"`
+	// Mean coverage of the segment, area weighted.
+	Coverage float64 `protobuf:"fixed64,8,opt,name=coverage,proto3" json:"coverage,omitempty"`
+	// The team the segment is assigned to, if any.
+	AssignedTeam *TeamRef `protobuf:"bytes,9,opt,name=assigned_team,json=assignedTeam,proto3" json:"assigned_team,omitempty"`
+	// When it was assigned.
+	AssignTime    *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=assign_time,json=assignTime,proto3" json:"assign_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1121,13 +1217,46 @@ func (x *SearchSegment) GetCentroid() *LatLng {
 	return nil
 }
 
+func (x *SearchSegment) GetPod() float64 {
+	if x != nil {
+		return x.Pod
+	}
+	return 0
+}
+
+func (x *SearchSegment) GetCoverage() float64 {
+	if x != nil {
+		return x.Coverage
+	}
+	return 0
+}
+
+func (x *SearchSegment) GetAssignedTeam() *TeamRef {
+	if x != nil {
+		return x.AssignedTeam
+	}
+	return nil
+}
+
+func (x *SearchSegment) GetAssignTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AssignTime
+	}
+	return nil
+}
+
 // ListSegmentsResponse lists the segments, densest first.
 type ListSegmentsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The grid the segments were made from.
+	// The grid the segments were ranked on.
 	Grid *SearchGridSummary `protobuf:"bytes,1,opt,name=grid,proto3" json:"grid,omitempty"`
 	// The segments.
-	Segments      []*SearchSegment `protobuf:"bytes,2,rep,name=segments,proto3" json:"segments,omitempty"`
+	Segments []*SearchSegment `protobuf:"bytes,2,rep,name=segments,proto3" json:"segments,omitempty"`
+	// Version of the segmentation: it grows when segments are cut or
+	// assigned.
+	SegmentationVersion int64 `protobuf:"varint,3,opt,name=segmentation_version,json=segmentationVersion,proto3" json:"segmentation_version,omitempty"`
+	// Target area of the segments in square metres.
+	TargetAreaM2  float64 `protobuf:"fixed64,4,opt,name=target_area_m2,json=targetAreaM2,proto3" json:"target_area_m2,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1176,6 +1305,370 @@ func (x *ListSegmentsResponse) GetSegments() []*SearchSegment {
 	return nil
 }
 
+func (x *ListSegmentsResponse) GetSegmentationVersion() int64 {
+	if x != nil {
+		return x.SegmentationVersion
+	}
+	return 0
+}
+
+func (x *ListSegmentsResponse) GetTargetAreaM2() float64 {
+	if x != nil {
+		return x.TargetAreaM2
+	}
+	return 0
+}
+
+// SuggestNextTaskRequest describes the team to find a task for.
+type SuggestNextTaskRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The incident.
+	IncidentId string `protobuf:"bytes,1,opt,name=incident_id,json=incidentId,proto3" json:"incident_id,omitempty"`
+	// The team. A rescuer may only ask for their own team (and may leave
+	// this empty for it).
+	Team *TeamRef `protobuf:"bytes,2,opt,name=team,proto3" json:"team,omitempty"`
+	// Where the team is; default: the newest last known position of the
+	// team's participants in the incident.
+	Position *LatLng `protobuf:"bytes,3,opt,name=position,proto3" json:"position,omitempty"`
+	// Number of searchers abreast; default: the team's participants in the
+	// incident (at least 1).
+	Searchers int32 `protobuf:"varint,4,opt,name=searchers,proto3" json:"searchers,omitempty"`
+	// Searcher type, for the sweep width (default "foot").
+	SearcherType string `protobuf:"bytes,5,opt,name=searcher_type,json=searcherType,proto3" json:"searcher_type,omitempty"`
+	// Walking speed while searching in metres per second (default 0.5).
+	SearchSpeedMS float64 `protobuf:"fixed64,6,opt,name=search_speed_m_s,json=searchSpeedMS,proto3" json:"search_speed_m_s,omitempty"`
+	// Straight-line speed of approach in metres per second (default 0.8:
+	// about 3 km/h along winding mountain paths).
+	TravelSpeedMS float64 `protobuf:"fixed64,7,opt,name=travel_speed_m_s,json=travelSpeedMS,proto3" json:"travel_speed_m_s,omitempty"`
+	// Coverage the team should give the segment (default 1: a POD of 63 %).
+	Coverage float64 `protobuf:"fixed64,8,opt,name=coverage,proto3" json:"coverage,omitempty"`
+	// Assign the segment to the team (operators and admins only).
+	Assign        bool `protobuf:"varint,9,opt,name=assign,proto3" json:"assign,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SuggestNextTaskRequest) Reset() {
+	*x = SuggestNextTaskRequest{}
+	mi := &file_sar_v1_search_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SuggestNextTaskRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SuggestNextTaskRequest) ProtoMessage() {}
+
+func (x *SuggestNextTaskRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sar_v1_search_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SuggestNextTaskRequest.ProtoReflect.Descriptor instead.
+func (*SuggestNextTaskRequest) Descriptor() ([]byte, []int) {
+	return file_sar_v1_search_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *SuggestNextTaskRequest) GetIncidentId() string {
+	if x != nil {
+		return x.IncidentId
+	}
+	return ""
+}
+
+func (x *SuggestNextTaskRequest) GetTeam() *TeamRef {
+	if x != nil {
+		return x.Team
+	}
+	return nil
+}
+
+func (x *SuggestNextTaskRequest) GetPosition() *LatLng {
+	if x != nil {
+		return x.Position
+	}
+	return nil
+}
+
+func (x *SuggestNextTaskRequest) GetSearchers() int32 {
+	if x != nil {
+		return x.Searchers
+	}
+	return 0
+}
+
+func (x *SuggestNextTaskRequest) GetSearcherType() string {
+	if x != nil {
+		return x.SearcherType
+	}
+	return ""
+}
+
+func (x *SuggestNextTaskRequest) GetSearchSpeedMS() float64 {
+	if x != nil {
+		return x.SearchSpeedMS
+	}
+	return 0
+}
+
+func (x *SuggestNextTaskRequest) GetTravelSpeedMS() float64 {
+	if x != nil {
+		return x.TravelSpeedMS
+	}
+	return 0
+}
+
+func (x *SuggestNextTaskRequest) GetCoverage() float64 {
+	if x != nil {
+		return x.Coverage
+	}
+	return 0
+}
+
+func (x *SuggestNextTaskRequest) GetAssign() bool {
+	if x != nil {
+		return x.Assign
+	}
+	return false
+}
+
+// SuggestNextTaskResponse is the suggested segment.
+type SuggestNextTaskResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The segment.
+	Segment *SearchSegment `protobuf:"bytes,1,opt,name=segment,proto3" json:"segment,omitempty"`
+	// Expected probability of success of the task: POA × (1 − e^(−coverage)).
+	ExpectedPos float64 `protobuf:"fixed64,2,opt,name=expected_pos,json=expectedPos,proto3" json:"expected_pos,omitempty"`
+	// Estimated time to reach the segment.
+	Travel *durationpb.Duration `protobuf:"bytes,3,opt,name=travel,proto3" json:"travel,omitempty"`
+	// Estimated time to search it to the coverage.
+	Search *durationpb.Duration `protobuf:"bytes,4,opt,name=search,proto3" json:"search,omitempty"`
+	// Expected probability of success per hour: the quantity maximised.
+	ScorePerHour float64 `protobuf:"fixed64,5,opt,name=score_per_hour,json=scorePerHour,proto3" json:"score_per_hour,omitempty"`
+	// The team's position used.
+	TeamPosition *LatLng `protobuf:"bytes,6,opt,name=team_position,json=teamPosition,proto3" json:"team_position,omitempty"`
+	// Whether the segment is now assigned to the team.
+	Assigned bool `protobuf:"varint,7,opt,name=assigned,proto3" json:"assigned,omitempty"`
+	// The grid the task was chosen on.
+	Grid          *SearchGridSummary `protobuf:"bytes,8,opt,name=grid,proto3" json:"grid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SuggestNextTaskResponse) Reset() {
+	*x = SuggestNextTaskResponse{}
+	mi := &file_sar_v1_search_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SuggestNextTaskResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SuggestNextTaskResponse) ProtoMessage() {}
+
+func (x *SuggestNextTaskResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sar_v1_search_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SuggestNextTaskResponse.ProtoReflect.Descriptor instead.
+func (*SuggestNextTaskResponse) Descriptor() ([]byte, []int) {
+	return file_sar_v1_search_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *SuggestNextTaskResponse) GetSegment() *SearchSegment {
+	if x != nil {
+		return x.Segment
+	}
+	return nil
+}
+
+func (x *SuggestNextTaskResponse) GetExpectedPos() float64 {
+	if x != nil {
+		return x.ExpectedPos
+	}
+	return 0
+}
+
+func (x *SuggestNextTaskResponse) GetTravel() *durationpb.Duration {
+	if x != nil {
+		return x.Travel
+	}
+	return nil
+}
+
+func (x *SuggestNextTaskResponse) GetSearch() *durationpb.Duration {
+	if x != nil {
+		return x.Search
+	}
+	return nil
+}
+
+func (x *SuggestNextTaskResponse) GetScorePerHour() float64 {
+	if x != nil {
+		return x.ScorePerHour
+	}
+	return 0
+}
+
+func (x *SuggestNextTaskResponse) GetTeamPosition() *LatLng {
+	if x != nil {
+		return x.TeamPosition
+	}
+	return nil
+}
+
+func (x *SuggestNextTaskResponse) GetAssigned() bool {
+	if x != nil {
+		return x.Assigned
+	}
+	return false
+}
+
+func (x *SuggestNextTaskResponse) GetGrid() *SearchGridSummary {
+	if x != nil {
+		return x.Grid
+	}
+	return nil
+}
+
+// AssignSegmentRequest assigns a segment to a team or frees it.
+type AssignSegmentRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The incident.
+	IncidentId string `protobuf:"bytes,1,opt,name=incident_id,json=incidentId,proto3" json:"incident_id,omitempty"`
+	// The segment (see ListSegments).
+	SegmentId int32 `protobuf:"varint,2,opt,name=segment_id,json=segmentId,proto3" json:"segment_id,omitempty"`
+	// The team (assigned to the incident); empty frees the segment.
+	Team          *TeamRef `protobuf:"bytes,3,opt,name=team,proto3" json:"team,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AssignSegmentRequest) Reset() {
+	*x = AssignSegmentRequest{}
+	mi := &file_sar_v1_search_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AssignSegmentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AssignSegmentRequest) ProtoMessage() {}
+
+func (x *AssignSegmentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sar_v1_search_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AssignSegmentRequest.ProtoReflect.Descriptor instead.
+func (*AssignSegmentRequest) Descriptor() ([]byte, []int) {
+	return file_sar_v1_search_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *AssignSegmentRequest) GetIncidentId() string {
+	if x != nil {
+		return x.IncidentId
+	}
+	return ""
+}
+
+func (x *AssignSegmentRequest) GetSegmentId() int32 {
+	if x != nil {
+		return x.SegmentId
+	}
+	return 0
+}
+
+func (x *AssignSegmentRequest) GetTeam() *TeamRef {
+	if x != nil {
+		return x.Team
+	}
+	return nil
+}
+
+// AssignSegmentResponse is the segment after the change.
+type AssignSegmentResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The segment.
+	Segment *SearchSegment `protobuf:"bytes,1,opt,name=segment,proto3" json:"segment,omitempty"`
+	// Version of the segmentation after the change.
+	SegmentationVersion int64 `protobuf:"varint,2,opt,name=segmentation_version,json=segmentationVersion,proto3" json:"segmentation_version,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *AssignSegmentResponse) Reset() {
+	*x = AssignSegmentResponse{}
+	mi := &file_sar_v1_search_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AssignSegmentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AssignSegmentResponse) ProtoMessage() {}
+
+func (x *AssignSegmentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sar_v1_search_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AssignSegmentResponse.ProtoReflect.Descriptor instead.
+func (*AssignSegmentResponse) Descriptor() ([]byte, []int) {
+	return file_sar_v1_search_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *AssignSegmentResponse) GetSegment() *SearchSegment {
+	if x != nil {
+		return x.Segment
+	}
+	return nil
+}
+
+func (x *AssignSegmentResponse) GetSegmentationVersion() int64 {
+	if x != nil {
+		return x.SegmentationVersion
+	}
+	return 0
+}
+
 // ExportSearchGridRequest asks for the grid as a map file.
 type ExportSearchGridRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1183,8 +1676,8 @@ type ExportSearchGridRequest struct {
 	IncidentId string `protobuf:"bytes,1,opt,name=incident_id,json=incidentId,proto3" json:"incident_id,omitempty"`
 	// The format.
 	Format ExportFormat `protobuf:"varint,2,opt,name=format,proto3,enum=sar.v1.ExportFormat" json:"format,omitempty"`
-	// With a positive area, segments of that many square metres are
-	// included too.
+	// With a positive area, the incident's segments (see ListSegments) are
+	// included too; the area is the segments' size if none were cut yet.
 	SegmentAreaM2 float64 `protobuf:"fixed64,3,opt,name=segment_area_m2,json=segmentAreaM2,proto3" json:"segment_area_m2,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1192,7 +1685,7 @@ type ExportSearchGridRequest struct {
 
 func (x *ExportSearchGridRequest) Reset() {
 	*x = ExportSearchGridRequest{}
-	mi := &file_sar_v1_search_proto_msgTypes[14]
+	mi := &file_sar_v1_search_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1204,7 +1697,7 @@ func (x *ExportSearchGridRequest) String() string {
 func (*ExportSearchGridRequest) ProtoMessage() {}
 
 func (x *ExportSearchGridRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_search_proto_msgTypes[14]
+	mi := &file_sar_v1_search_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1217,7 +1710,7 @@ func (x *ExportSearchGridRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportSearchGridRequest.ProtoReflect.Descriptor instead.
 func (*ExportSearchGridRequest) Descriptor() ([]byte, []int) {
-	return file_sar_v1_search_proto_rawDescGZIP(), []int{14}
+	return file_sar_v1_search_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ExportSearchGridRequest) GetIncidentId() string {
@@ -1256,7 +1749,7 @@ type ExportSearchGridResponse struct {
 
 func (x *ExportSearchGridResponse) Reset() {
 	*x = ExportSearchGridResponse{}
-	mi := &file_sar_v1_search_proto_msgTypes[15]
+	mi := &file_sar_v1_search_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1268,7 +1761,7 @@ func (x *ExportSearchGridResponse) String() string {
 func (*ExportSearchGridResponse) ProtoMessage() {}
 
 func (x *ExportSearchGridResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_search_proto_msgTypes[15]
+	mi := &file_sar_v1_search_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1281,7 +1774,7 @@ func (x *ExportSearchGridResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportSearchGridResponse.ProtoReflect.Descriptor instead.
 func (*ExportSearchGridResponse) Descriptor() ([]byte, []int) {
-	return file_sar_v1_search_proto_rawDescGZIP(), []int{15}
+	return file_sar_v1_search_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ExportSearchGridResponse) GetContent() []byte {
@@ -1323,7 +1816,7 @@ type SearchGridChangedEvent struct {
 
 func (x *SearchGridChangedEvent) Reset() {
 	*x = SearchGridChangedEvent{}
-	mi := &file_sar_v1_search_proto_msgTypes[16]
+	mi := &file_sar_v1_search_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1335,7 +1828,7 @@ func (x *SearchGridChangedEvent) String() string {
 func (*SearchGridChangedEvent) ProtoMessage() {}
 
 func (x *SearchGridChangedEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_search_proto_msgTypes[16]
+	mi := &file_sar_v1_search_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1348,7 +1841,7 @@ func (x *SearchGridChangedEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchGridChangedEvent.ProtoReflect.Descriptor instead.
 func (*SearchGridChangedEvent) Descriptor() ([]byte, []int) {
-	return file_sar_v1_search_proto_rawDescGZIP(), []int{16}
+	return file_sar_v1_search_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SearchGridChangedEvent) GetChange() SearchGridChange {
@@ -1383,7 +1876,7 @@ var File_sar_v1_search_proto protoreflect.FileDescriptor
 
 const file_sar_v1_search_proto_rawDesc = "" +
 	"\n" +
-	"\x13sar/v1/search.proto\x12\x06sar.v1\x1a\x13sar/v1/common.proto\x1a\x15sar/v1/incident.proto\"\xb7\x04\n" +
+	"\x13sar/v1/search.proto\x12\x06sar.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13sar/v1/common.proto\x1a\x15sar/v1/incident.proto\"\xd8\x05\n" +
 	"\x11SearchGridSummary\x12\x1f\n" +
 	"\vincident_id\x18\x01 \x01(\tR\n" +
 	"incidentId\x12\x18\n" +
@@ -1401,7 +1894,11 @@ const file_sar_v1_search_proto_rawDesc = "" +
 	"\x06origin\x18\n" +
 	" \x01(\v2\x0e.sar.v1.LatLngR\x06origin\x12*\n" +
 	"\x11origin_accuracy_m\x18\v \x01(\x01R\x0foriginAccuracyM\x12Q\n" +
-	"\x0esweep_widths_m\x18\f \x03(\v2+.sar.v1.SearchGridSummary.SweepWidthsMEntryR\fsweepWidthsM\x1a?\n" +
+	"\x0esweep_widths_m\x18\f \x03(\v2+.sar.v1.SearchGridSummary.SweepWidthsMEntryR\fsweepWidthsM\x12.\n" +
+	"\x13follow_caller_fixes\x18\r \x01(\bR\x11followCallerFixes\x122\n" +
+	"\x15origin_participant_id\x18\x0e \x01(\tR\x13originParticipantId\x12;\n" +
+	"\vorigin_time\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"originTime\x1a?\n" +
 	"\x11SweepWidthsMEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xab\x01\n" +
@@ -1413,7 +1910,7 @@ const file_sar_v1_search_proto_rawDesc = "" +
 	"\bcoverage\x18\x04 \x01(\x01R\bcoverage\x12\x17\n" +
 	"\aarea_m2\x18\x05 \x01(\x01R\x06areaM2\x12\x16\n" +
 	"\x06weight\x18\x06 \x01(\x01R\x06weight\x12\x18\n" +
-	"\aversion\x18\a \x01(\x03R\aversion\"\xfe\x02\n" +
+	"\aversion\x18\a \x01(\x03R\aversion\"\xcb\x03\n" +
 	"\x14SetSearchPlanRequest\x12\x1f\n" +
 	"\vincident_id\x18\x01 \x01(\tR\n" +
 	"incidentId\x12$\n" +
@@ -1423,21 +1920,26 @@ const file_sar_v1_search_proto_rawDesc = "" +
 	"\asubject\x18\x04 \x01(\v2\x16.sar.v1.SubjectProfileR\asubject\x12T\n" +
 	"\x0esweep_widths_m\x18\x05 \x03(\v2..sar.v1.SetSearchPlanRequest.SweepWidthsMEntryR\fsweepWidthsM\x12\x10\n" +
 	"\x03cut\x18\x06 \x01(\x01R\x03cut\x12%\n" +
-	"\x0ereset_coverage\x18\a \x01(\bR\rresetCoverage\x1a?\n" +
+	"\x0ereset_coverage\x18\a \x01(\bR\rresetCoverage\x123\n" +
+	"\x13follow_caller_fixes\x18\b \x01(\bH\x00R\x11followCallerFixes\x88\x01\x01\x1a?\n" +
 	"\x11SweepWidthsMEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"F\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01B\x16\n" +
+	"\x14_follow_caller_fixes\"F\n" +
 	"\x15SetSearchPlanResponse\x12-\n" +
-	"\x04grid\x18\x01 \x01(\v2\x19.sar.v1.SearchGridSummaryR\x04grid\"\\\n" +
+	"\x04grid\x18\x01 \x01(\v2\x19.sar.v1.SearchGridSummaryR\x04grid\"{\n" +
 	"\x14GetSearchGridRequest\x12\x1f\n" +
 	"\vincident_id\x18\x01 \x01(\tR\n" +
 	"incidentId\x12#\n" +
-	"\rsince_version\x18\x02 \x01(\x03R\fsinceVersion\"\xa7\x01\n" +
+	"\rsince_version\x18\x02 \x01(\x03R\fsinceVersion\x12\x1d\n" +
+	"\n" +
+	"segment_id\x18\x03 \x01(\x05R\tsegmentId\"\xd8\x01\n" +
 	"\x15GetSearchGridResponse\x12-\n" +
 	"\x04grid\x18\x01 \x01(\v2\x19.sar.v1.SearchGridSummaryR\x04grid\x12(\n" +
 	"\x05cells\x18\x02 \x03(\v2\x12.sar.v1.SearchCellR\x05cells\x12\x12\n" +
 	"\x04full\x18\x03 \x01(\bR\x04full\x12!\n" +
-	"\fweight_total\x18\x04 \x01(\x01R\vweightTotal\"7\n" +
+	"\fweight_total\x18\x04 \x01(\x01R\vweightTotal\x12/\n" +
+	"\asegment\x18\x05 \x01(\v2\x15.sar.v1.SearchSegmentR\asegment\"7\n" +
 	"\x0fCellProbability\x12\x12\n" +
 	"\x04cell\x18\x01 \x01(\tR\x04cell\x12\x10\n" +
 	"\x03poa\x18\x02 \x01(\x01R\x03poa\"\xa4\x01\n" +
@@ -1458,21 +1960,59 @@ const file_sar_v1_search_proto_rawDesc = "" +
 	"\x06weight\x18\x04 \x01(\x01R\x06weight\x12 \n" +
 	"\vdescription\x18\x05 \x01(\tR\vdescription\"C\n" +
 	"\x12RecordClueResponse\x12-\n" +
-	"\x04grid\x18\x01 \x01(\v2\x19.sar.v1.SearchGridSummaryR\x04grid\"\\\n" +
+	"\x04grid\x18\x01 \x01(\v2\x19.sar.v1.SearchGridSummaryR\x04grid\"z\n" +
 	"\x13ListSegmentsRequest\x12\x1f\n" +
 	"\vincident_id\x18\x01 \x01(\tR\n" +
 	"incidentId\x12$\n" +
-	"\x0etarget_area_m2\x18\x02 \x01(\x01R\ftargetAreaM2\"\xb4\x01\n" +
+	"\x0etarget_area_m2\x18\x02 \x01(\x01R\ftargetAreaM2\x12\x1c\n" +
+	"\tresegment\x18\x03 \x01(\bR\tresegment\"\xd5\x02\n" +
 	"\rSearchSegment\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x05R\x02id\x12\x14\n" +
 	"\x05cells\x18\x02 \x03(\tR\x05cells\x12\x10\n" +
 	"\x03poa\x18\x03 \x01(\x01R\x03poa\x12\x17\n" +
 	"\aarea_m2\x18\x04 \x01(\x01R\x06areaM2\x12&\n" +
 	"\x0fdensity_per_km2\x18\x05 \x01(\x01R\rdensityPerKm2\x12*\n" +
-	"\bcentroid\x18\x06 \x01(\v2\x0e.sar.v1.LatLngR\bcentroid\"x\n" +
+	"\bcentroid\x18\x06 \x01(\v2\x0e.sar.v1.LatLngR\bcentroid\x12\x10\n" +
+	"\x03pod\x18\a \x01(\x01R\x03pod\x12\x1a\n" +
+	"\bcoverage\x18\b \x01(\x01R\bcoverage\x124\n" +
+	"\rassigned_team\x18\t \x01(\v2\x0f.sar.v1.TeamRefR\fassignedTeam\x12;\n" +
+	"\vassign_time\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"assignTime\"\xd1\x01\n" +
 	"\x14ListSegmentsResponse\x12-\n" +
 	"\x04grid\x18\x01 \x01(\v2\x19.sar.v1.SearchGridSummaryR\x04grid\x121\n" +
-	"\bsegments\x18\x02 \x03(\v2\x15.sar.v1.SearchSegmentR\bsegments\"\x90\x01\n" +
+	"\bsegments\x18\x02 \x03(\v2\x15.sar.v1.SearchSegmentR\bsegments\x121\n" +
+	"\x14segmentation_version\x18\x03 \x01(\x03R\x13segmentationVersion\x12$\n" +
+	"\x0etarget_area_m2\x18\x04 \x01(\x01R\ftargetAreaM2\"\xd3\x02\n" +
+	"\x16SuggestNextTaskRequest\x12\x1f\n" +
+	"\vincident_id\x18\x01 \x01(\tR\n" +
+	"incidentId\x12#\n" +
+	"\x04team\x18\x02 \x01(\v2\x0f.sar.v1.TeamRefR\x04team\x12*\n" +
+	"\bposition\x18\x03 \x01(\v2\x0e.sar.v1.LatLngR\bposition\x12\x1c\n" +
+	"\tsearchers\x18\x04 \x01(\x05R\tsearchers\x12#\n" +
+	"\rsearcher_type\x18\x05 \x01(\tR\fsearcherType\x12'\n" +
+	"\x10search_speed_m_s\x18\x06 \x01(\x01R\rsearchSpeedMS\x12'\n" +
+	"\x10travel_speed_m_s\x18\a \x01(\x01R\rtravelSpeedMS\x12\x1a\n" +
+	"\bcoverage\x18\b \x01(\x01R\bcoverage\x12\x16\n" +
+	"\x06assign\x18\t \x01(\bR\x06assign\"\xf9\x02\n" +
+	"\x17SuggestNextTaskResponse\x12/\n" +
+	"\asegment\x18\x01 \x01(\v2\x15.sar.v1.SearchSegmentR\asegment\x12!\n" +
+	"\fexpected_pos\x18\x02 \x01(\x01R\vexpectedPos\x121\n" +
+	"\x06travel\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x06travel\x121\n" +
+	"\x06search\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x06search\x12$\n" +
+	"\x0escore_per_hour\x18\x05 \x01(\x01R\fscorePerHour\x123\n" +
+	"\rteam_position\x18\x06 \x01(\v2\x0e.sar.v1.LatLngR\fteamPosition\x12\x1a\n" +
+	"\bassigned\x18\a \x01(\bR\bassigned\x12-\n" +
+	"\x04grid\x18\b \x01(\v2\x19.sar.v1.SearchGridSummaryR\x04grid\"{\n" +
+	"\x14AssignSegmentRequest\x12\x1f\n" +
+	"\vincident_id\x18\x01 \x01(\tR\n" +
+	"incidentId\x12\x1d\n" +
+	"\n" +
+	"segment_id\x18\x02 \x01(\x05R\tsegmentId\x12#\n" +
+	"\x04team\x18\x03 \x01(\v2\x0f.sar.v1.TeamRefR\x04team\"{\n" +
+	"\x15AssignSegmentResponse\x12/\n" +
+	"\asegment\x18\x01 \x01(\v2\x15.sar.v1.SearchSegmentR\asegment\x121\n" +
+	"\x14segmentation_version\x18\x02 \x01(\x03R\x13segmentationVersion\"\x90\x01\n" +
 	"\x17ExportSearchGridRequest\x12\x1f\n" +
 	"\vincident_id\x18\x01 \x01(\tR\n" +
 	"incidentId\x12,\n" +
@@ -1490,20 +2030,24 @@ const file_sar_v1_search_proto_rawDesc = "" +
 	"\fExportFormat\x12\x1d\n" +
 	"\x19EXPORT_FORMAT_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15EXPORT_FORMAT_GEOJSON\x10\x01\x12\x15\n" +
-	"\x11EXPORT_FORMAT_KML\x10\x02*\xb4\x01\n" +
+	"\x11EXPORT_FORMAT_KML\x10\x02*\xf8\x01\n" +
 	"\x10SearchGridChange\x12\"\n" +
 	"\x1eSEARCH_GRID_CHANGE_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19SEARCH_GRID_CHANGE_SEEDED\x10\x01\x12\x1f\n" +
 	"\x1bSEARCH_GRID_CHANGE_ADJUSTED\x10\x02\x12\x1b\n" +
 	"\x17SEARCH_GRID_CHANGE_CLUE\x10\x03\x12\x1f\n" +
-	"\x1bSEARCH_GRID_CHANGE_COVERAGE\x10\x042\xda\x03\n" +
+	"\x1bSEARCH_GRID_CHANGE_COVERAGE\x10\x04\x12!\n" +
+	"\x1dSEARCH_GRID_CHANGE_CALLER_FIX\x10\x05\x12\x1f\n" +
+	"\x1bSEARCH_GRID_CHANGE_SEGMENTS\x10\x062\xfc\x04\n" +
 	"\rSearchService\x12L\n" +
 	"\rSetSearchPlan\x12\x1c.sar.v1.SetSearchPlanRequest\x1a\x1d.sar.v1.SetSearchPlanResponse\x12L\n" +
 	"\rGetSearchGrid\x12\x1c.sar.v1.GetSearchGridRequest\x1a\x1d.sar.v1.GetSearchGridResponse\x12F\n" +
 	"\vAdjustCells\x12\x1a.sar.v1.AdjustCellsRequest\x1a\x1b.sar.v1.AdjustCellsResponse\x12C\n" +
 	"\n" +
 	"RecordClue\x12\x19.sar.v1.RecordClueRequest\x1a\x1a.sar.v1.RecordClueResponse\x12I\n" +
-	"\fListSegments\x12\x1b.sar.v1.ListSegmentsRequest\x1a\x1c.sar.v1.ListSegmentsResponse\x12U\n" +
+	"\fListSegments\x12\x1b.sar.v1.ListSegmentsRequest\x1a\x1c.sar.v1.ListSegmentsResponse\x12R\n" +
+	"\x0fSuggestNextTask\x12\x1e.sar.v1.SuggestNextTaskRequest\x1a\x1f.sar.v1.SuggestNextTaskResponse\x12L\n" +
+	"\rAssignSegment\x12\x1c.sar.v1.AssignSegmentRequest\x1a\x1d.sar.v1.AssignSegmentResponse\x12U\n" +
 	"\x10ExportSearchGrid\x12\x1f.sar.v1.ExportSearchGridRequest\x1a .sar.v1.ExportSearchGridResponseB\x80\x01\n" +
 	"\n" +
 	"com.sar.v1B\vSearchProtoP\x01Z,github.com/mountain-sar/sar/gen/sar/v1;sarv1\xa2\x02\x03SXX\xaa\x02\x06Sar.V1\xca\x02\x06Sar\\V1\xe2\x02\x12Sar\\V1\\GPBMetadata\xea\x02\aSar::V1b\x06proto3"
@@ -1521,7 +2065,7 @@ func file_sar_v1_search_proto_rawDescGZIP() []byte {
 }
 
 var file_sar_v1_search_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_sar_v1_search_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_sar_v1_search_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_sar_v1_search_proto_goTypes = []any{
 	(ExportFormat)(0),                // 0: sar.v1.ExportFormat
 	(SearchGridChange)(0),            // 1: sar.v1.SearchGridChange
@@ -1539,50 +2083,74 @@ var file_sar_v1_search_proto_goTypes = []any{
 	(*ListSegmentsRequest)(nil),      // 13: sar.v1.ListSegmentsRequest
 	(*SearchSegment)(nil),            // 14: sar.v1.SearchSegment
 	(*ListSegmentsResponse)(nil),     // 15: sar.v1.ListSegmentsResponse
-	(*ExportSearchGridRequest)(nil),  // 16: sar.v1.ExportSearchGridRequest
-	(*ExportSearchGridResponse)(nil), // 17: sar.v1.ExportSearchGridResponse
-	(*SearchGridChangedEvent)(nil),   // 18: sar.v1.SearchGridChangedEvent
-	nil,                              // 19: sar.v1.SearchGridSummary.SweepWidthsMEntry
-	nil,                              // 20: sar.v1.SetSearchPlanRequest.SweepWidthsMEntry
-	(*LatLng)(nil),                   // 21: sar.v1.LatLng
-	(*SubjectProfile)(nil),           // 22: sar.v1.SubjectProfile
+	(*SuggestNextTaskRequest)(nil),   // 16: sar.v1.SuggestNextTaskRequest
+	(*SuggestNextTaskResponse)(nil),  // 17: sar.v1.SuggestNextTaskResponse
+	(*AssignSegmentRequest)(nil),     // 18: sar.v1.AssignSegmentRequest
+	(*AssignSegmentResponse)(nil),    // 19: sar.v1.AssignSegmentResponse
+	(*ExportSearchGridRequest)(nil),  // 20: sar.v1.ExportSearchGridRequest
+	(*ExportSearchGridResponse)(nil), // 21: sar.v1.ExportSearchGridResponse
+	(*SearchGridChangedEvent)(nil),   // 22: sar.v1.SearchGridChangedEvent
+	nil,                              // 23: sar.v1.SearchGridSummary.SweepWidthsMEntry
+	nil,                              // 24: sar.v1.SetSearchPlanRequest.SweepWidthsMEntry
+	(*LatLng)(nil),                   // 25: sar.v1.LatLng
+	(*timestamppb.Timestamp)(nil),    // 26: google.protobuf.Timestamp
+	(*SubjectProfile)(nil),           // 27: sar.v1.SubjectProfile
+	(*TeamRef)(nil),                  // 28: sar.v1.TeamRef
+	(*durationpb.Duration)(nil),      // 29: google.protobuf.Duration
 }
 var file_sar_v1_search_proto_depIdxs = []int32{
-	21, // 0: sar.v1.SearchGridSummary.origin:type_name -> sar.v1.LatLng
-	19, // 1: sar.v1.SearchGridSummary.sweep_widths_m:type_name -> sar.v1.SearchGridSummary.SweepWidthsMEntry
-	21, // 2: sar.v1.SetSearchPlanRequest.point:type_name -> sar.v1.LatLng
-	22, // 3: sar.v1.SetSearchPlanRequest.subject:type_name -> sar.v1.SubjectProfile
-	20, // 4: sar.v1.SetSearchPlanRequest.sweep_widths_m:type_name -> sar.v1.SetSearchPlanRequest.SweepWidthsMEntry
-	2,  // 5: sar.v1.SetSearchPlanResponse.grid:type_name -> sar.v1.SearchGridSummary
-	2,  // 6: sar.v1.GetSearchGridResponse.grid:type_name -> sar.v1.SearchGridSummary
-	3,  // 7: sar.v1.GetSearchGridResponse.cells:type_name -> sar.v1.SearchCell
-	8,  // 8: sar.v1.AdjustCellsRequest.set:type_name -> sar.v1.CellProbability
-	2,  // 9: sar.v1.AdjustCellsResponse.grid:type_name -> sar.v1.SearchGridSummary
-	21, // 10: sar.v1.RecordClueRequest.position:type_name -> sar.v1.LatLng
-	2,  // 11: sar.v1.RecordClueResponse.grid:type_name -> sar.v1.SearchGridSummary
-	21, // 12: sar.v1.SearchSegment.centroid:type_name -> sar.v1.LatLng
-	2,  // 13: sar.v1.ListSegmentsResponse.grid:type_name -> sar.v1.SearchGridSummary
-	14, // 14: sar.v1.ListSegmentsResponse.segments:type_name -> sar.v1.SearchSegment
-	0,  // 15: sar.v1.ExportSearchGridRequest.format:type_name -> sar.v1.ExportFormat
-	1,  // 16: sar.v1.SearchGridChangedEvent.change:type_name -> sar.v1.SearchGridChange
-	2,  // 17: sar.v1.SearchGridChangedEvent.grid:type_name -> sar.v1.SearchGridSummary
-	4,  // 18: sar.v1.SearchService.SetSearchPlan:input_type -> sar.v1.SetSearchPlanRequest
-	6,  // 19: sar.v1.SearchService.GetSearchGrid:input_type -> sar.v1.GetSearchGridRequest
-	9,  // 20: sar.v1.SearchService.AdjustCells:input_type -> sar.v1.AdjustCellsRequest
-	11, // 21: sar.v1.SearchService.RecordClue:input_type -> sar.v1.RecordClueRequest
-	13, // 22: sar.v1.SearchService.ListSegments:input_type -> sar.v1.ListSegmentsRequest
-	16, // 23: sar.v1.SearchService.ExportSearchGrid:input_type -> sar.v1.ExportSearchGridRequest
-	5,  // 24: sar.v1.SearchService.SetSearchPlan:output_type -> sar.v1.SetSearchPlanResponse
-	7,  // 25: sar.v1.SearchService.GetSearchGrid:output_type -> sar.v1.GetSearchGridResponse
-	10, // 26: sar.v1.SearchService.AdjustCells:output_type -> sar.v1.AdjustCellsResponse
-	12, // 27: sar.v1.SearchService.RecordClue:output_type -> sar.v1.RecordClueResponse
-	15, // 28: sar.v1.SearchService.ListSegments:output_type -> sar.v1.ListSegmentsResponse
-	17, // 29: sar.v1.SearchService.ExportSearchGrid:output_type -> sar.v1.ExportSearchGridResponse
-	24, // [24:30] is the sub-list for method output_type
-	18, // [18:24] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	25, // 0: sar.v1.SearchGridSummary.origin:type_name -> sar.v1.LatLng
+	23, // 1: sar.v1.SearchGridSummary.sweep_widths_m:type_name -> sar.v1.SearchGridSummary.SweepWidthsMEntry
+	26, // 2: sar.v1.SearchGridSummary.origin_time:type_name -> google.protobuf.Timestamp
+	25, // 3: sar.v1.SetSearchPlanRequest.point:type_name -> sar.v1.LatLng
+	27, // 4: sar.v1.SetSearchPlanRequest.subject:type_name -> sar.v1.SubjectProfile
+	24, // 5: sar.v1.SetSearchPlanRequest.sweep_widths_m:type_name -> sar.v1.SetSearchPlanRequest.SweepWidthsMEntry
+	2,  // 6: sar.v1.SetSearchPlanResponse.grid:type_name -> sar.v1.SearchGridSummary
+	2,  // 7: sar.v1.GetSearchGridResponse.grid:type_name -> sar.v1.SearchGridSummary
+	3,  // 8: sar.v1.GetSearchGridResponse.cells:type_name -> sar.v1.SearchCell
+	14, // 9: sar.v1.GetSearchGridResponse.segment:type_name -> sar.v1.SearchSegment
+	8,  // 10: sar.v1.AdjustCellsRequest.set:type_name -> sar.v1.CellProbability
+	2,  // 11: sar.v1.AdjustCellsResponse.grid:type_name -> sar.v1.SearchGridSummary
+	25, // 12: sar.v1.RecordClueRequest.position:type_name -> sar.v1.LatLng
+	2,  // 13: sar.v1.RecordClueResponse.grid:type_name -> sar.v1.SearchGridSummary
+	25, // 14: sar.v1.SearchSegment.centroid:type_name -> sar.v1.LatLng
+	28, // 15: sar.v1.SearchSegment.assigned_team:type_name -> sar.v1.TeamRef
+	26, // 16: sar.v1.SearchSegment.assign_time:type_name -> google.protobuf.Timestamp
+	2,  // 17: sar.v1.ListSegmentsResponse.grid:type_name -> sar.v1.SearchGridSummary
+	14, // 18: sar.v1.ListSegmentsResponse.segments:type_name -> sar.v1.SearchSegment
+	28, // 19: sar.v1.SuggestNextTaskRequest.team:type_name -> sar.v1.TeamRef
+	25, // 20: sar.v1.SuggestNextTaskRequest.position:type_name -> sar.v1.LatLng
+	14, // 21: sar.v1.SuggestNextTaskResponse.segment:type_name -> sar.v1.SearchSegment
+	29, // 22: sar.v1.SuggestNextTaskResponse.travel:type_name -> google.protobuf.Duration
+	29, // 23: sar.v1.SuggestNextTaskResponse.search:type_name -> google.protobuf.Duration
+	25, // 24: sar.v1.SuggestNextTaskResponse.team_position:type_name -> sar.v1.LatLng
+	2,  // 25: sar.v1.SuggestNextTaskResponse.grid:type_name -> sar.v1.SearchGridSummary
+	28, // 26: sar.v1.AssignSegmentRequest.team:type_name -> sar.v1.TeamRef
+	14, // 27: sar.v1.AssignSegmentResponse.segment:type_name -> sar.v1.SearchSegment
+	0,  // 28: sar.v1.ExportSearchGridRequest.format:type_name -> sar.v1.ExportFormat
+	1,  // 29: sar.v1.SearchGridChangedEvent.change:type_name -> sar.v1.SearchGridChange
+	2,  // 30: sar.v1.SearchGridChangedEvent.grid:type_name -> sar.v1.SearchGridSummary
+	4,  // 31: sar.v1.SearchService.SetSearchPlan:input_type -> sar.v1.SetSearchPlanRequest
+	6,  // 32: sar.v1.SearchService.GetSearchGrid:input_type -> sar.v1.GetSearchGridRequest
+	9,  // 33: sar.v1.SearchService.AdjustCells:input_type -> sar.v1.AdjustCellsRequest
+	11, // 34: sar.v1.SearchService.RecordClue:input_type -> sar.v1.RecordClueRequest
+	13, // 35: sar.v1.SearchService.ListSegments:input_type -> sar.v1.ListSegmentsRequest
+	16, // 36: sar.v1.SearchService.SuggestNextTask:input_type -> sar.v1.SuggestNextTaskRequest
+	18, // 37: sar.v1.SearchService.AssignSegment:input_type -> sar.v1.AssignSegmentRequest
+	20, // 38: sar.v1.SearchService.ExportSearchGrid:input_type -> sar.v1.ExportSearchGridRequest
+	5,  // 39: sar.v1.SearchService.SetSearchPlan:output_type -> sar.v1.SetSearchPlanResponse
+	7,  // 40: sar.v1.SearchService.GetSearchGrid:output_type -> sar.v1.GetSearchGridResponse
+	10, // 41: sar.v1.SearchService.AdjustCells:output_type -> sar.v1.AdjustCellsResponse
+	12, // 42: sar.v1.SearchService.RecordClue:output_type -> sar.v1.RecordClueResponse
+	15, // 43: sar.v1.SearchService.ListSegments:output_type -> sar.v1.ListSegmentsResponse
+	17, // 44: sar.v1.SearchService.SuggestNextTask:output_type -> sar.v1.SuggestNextTaskResponse
+	19, // 45: sar.v1.SearchService.AssignSegment:output_type -> sar.v1.AssignSegmentResponse
+	21, // 46: sar.v1.SearchService.ExportSearchGrid:output_type -> sar.v1.ExportSearchGridResponse
+	39, // [39:47] is the sub-list for method output_type
+	31, // [31:39] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_sar_v1_search_proto_init() }
@@ -1592,13 +2160,14 @@ func file_sar_v1_search_proto_init() {
 	}
 	file_sar_v1_common_proto_init()
 	file_sar_v1_incident_proto_init()
+	file_sar_v1_search_proto_msgTypes[2].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sar_v1_search_proto_rawDesc), len(file_sar_v1_search_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   19,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -24,6 +24,8 @@ const (
 	SearchService_AdjustCells_FullMethodName      = "/sar.v1.SearchService/AdjustCells"
 	SearchService_RecordClue_FullMethodName       = "/sar.v1.SearchService/RecordClue"
 	SearchService_ListSegments_FullMethodName     = "/sar.v1.SearchService/ListSegments"
+	SearchService_SuggestNextTask_FullMethodName  = "/sar.v1.SearchService/SuggestNextTask"
+	SearchService_AssignSegment_FullMethodName    = "/sar.v1.SearchService/AssignSegment"
 	SearchService_ExportSearchGrid_FullMethodName = "/sar.v1.SearchService/ExportSearchGrid"
 )
 
@@ -51,9 +53,20 @@ type SearchServiceClient interface {
 	AdjustCells(ctx context.Context, in *AdjustCellsRequest, opts ...grpc.CallOption) (*AdjustCellsResponse, error)
 	// RecordClue re-weights the grid around a clue.
 	RecordClue(ctx context.Context, in *RecordClueRequest, opts ...grpc.CallOption) (*RecordClueResponse, error)
-	// ListSegments groups the grid's cells into segments sized for one team's
-	// task, ranked by probability density, highest first.
+	// ListSegments returns the incident's segments: the grid's cells grouped
+	// into compact areas sized for one team's task, ranked by probability
+	// density, highest first. The segmentation is made on first use and kept,
+	// so that segment ids stay valid for assignments and GetSearchGrid; the
+	// unassigned part is cut again when the grid is re-seeded, when cells
+	// were added to the grid, or on request. Assigned segments keep their
+	// cells and ids until freed.
 	ListSegments(ctx context.Context, in *ListSegmentsRequest, opts ...grpc.CallOption) (*ListSegmentsResponse, error)
+	// SuggestNextTask picks for a team the unassigned segment with the
+	// highest expected probability of success per hour of travel and search,
+	// given where the team is; with assign set, it also assigns it.
+	SuggestNextTask(ctx context.Context, in *SuggestNextTaskRequest, opts ...grpc.CallOption) (*SuggestNextTaskResponse, error)
+	// AssignSegment assigns a segment to a team, or frees it.
+	AssignSegment(ctx context.Context, in *AssignSegmentRequest, opts ...grpc.CallOption) (*AssignSegmentResponse, error)
 	// ExportSearchGrid renders the grid (and optionally its segments) as
 	// GeoJSON or KML for map tools.
 	ExportSearchGrid(ctx context.Context, in *ExportSearchGridRequest, opts ...grpc.CallOption) (*ExportSearchGridResponse, error)
@@ -117,6 +130,26 @@ func (c *searchServiceClient) ListSegments(ctx context.Context, in *ListSegments
 	return out, nil
 }
 
+func (c *searchServiceClient) SuggestNextTask(ctx context.Context, in *SuggestNextTaskRequest, opts ...grpc.CallOption) (*SuggestNextTaskResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SuggestNextTaskResponse)
+	err := c.cc.Invoke(ctx, SearchService_SuggestNextTask_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *searchServiceClient) AssignSegment(ctx context.Context, in *AssignSegmentRequest, opts ...grpc.CallOption) (*AssignSegmentResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AssignSegmentResponse)
+	err := c.cc.Invoke(ctx, SearchService_AssignSegment_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *searchServiceClient) ExportSearchGrid(ctx context.Context, in *ExportSearchGridRequest, opts ...grpc.CallOption) (*ExportSearchGridResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ExportSearchGridResponse)
@@ -151,9 +184,20 @@ type SearchServiceServer interface {
 	AdjustCells(context.Context, *AdjustCellsRequest) (*AdjustCellsResponse, error)
 	// RecordClue re-weights the grid around a clue.
 	RecordClue(context.Context, *RecordClueRequest) (*RecordClueResponse, error)
-	// ListSegments groups the grid's cells into segments sized for one team's
-	// task, ranked by probability density, highest first.
+	// ListSegments returns the incident's segments: the grid's cells grouped
+	// into compact areas sized for one team's task, ranked by probability
+	// density, highest first. The segmentation is made on first use and kept,
+	// so that segment ids stay valid for assignments and GetSearchGrid; the
+	// unassigned part is cut again when the grid is re-seeded, when cells
+	// were added to the grid, or on request. Assigned segments keep their
+	// cells and ids until freed.
 	ListSegments(context.Context, *ListSegmentsRequest) (*ListSegmentsResponse, error)
+	// SuggestNextTask picks for a team the unassigned segment with the
+	// highest expected probability of success per hour of travel and search,
+	// given where the team is; with assign set, it also assigns it.
+	SuggestNextTask(context.Context, *SuggestNextTaskRequest) (*SuggestNextTaskResponse, error)
+	// AssignSegment assigns a segment to a team, or frees it.
+	AssignSegment(context.Context, *AssignSegmentRequest) (*AssignSegmentResponse, error)
 	// ExportSearchGrid renders the grid (and optionally its segments) as
 	// GeoJSON or KML for map tools.
 	ExportSearchGrid(context.Context, *ExportSearchGridRequest) (*ExportSearchGridResponse, error)
@@ -181,6 +225,12 @@ func (UnimplementedSearchServiceServer) RecordClue(context.Context, *RecordClueR
 }
 func (UnimplementedSearchServiceServer) ListSegments(context.Context, *ListSegmentsRequest) (*ListSegmentsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListSegments not implemented")
+}
+func (UnimplementedSearchServiceServer) SuggestNextTask(context.Context, *SuggestNextTaskRequest) (*SuggestNextTaskResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SuggestNextTask not implemented")
+}
+func (UnimplementedSearchServiceServer) AssignSegment(context.Context, *AssignSegmentRequest) (*AssignSegmentResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AssignSegment not implemented")
 }
 func (UnimplementedSearchServiceServer) ExportSearchGrid(context.Context, *ExportSearchGridRequest) (*ExportSearchGridResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ExportSearchGrid not implemented")
@@ -296,6 +346,42 @@ func _SearchService_ListSegments_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SearchService_SuggestNextTask_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SuggestNextTaskRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SearchServiceServer).SuggestNextTask(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SearchService_SuggestNextTask_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SearchServiceServer).SuggestNextTask(ctx, req.(*SuggestNextTaskRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SearchService_AssignSegment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AssignSegmentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SearchServiceServer).AssignSegment(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SearchService_AssignSegment_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SearchServiceServer).AssignSegment(ctx, req.(*AssignSegmentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _SearchService_ExportSearchGrid_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ExportSearchGridRequest)
 	if err := dec(in); err != nil {
@@ -340,6 +426,14 @@ var SearchService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListSegments",
 			Handler:    _SearchService_ListSegments_Handler,
+		},
+		{
+			MethodName: "SuggestNextTask",
+			Handler:    _SearchService_SuggestNextTask_Handler,
+		},
+		{
+			MethodName: "AssignSegment",
+			Handler:    _SearchService_AssignSegment_Handler,
 		},
 		{
 			MethodName: "ExportSearchGrid",

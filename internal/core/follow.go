@@ -1,0 +1,221 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"math"
+	"sync"
+	"time"
+
+	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
+	"github.com/mountain-sar/sar/geo"
+	"github.com/mountain-sar/sar/internal/sar"
+	"github.com/mountain-sar/sar/internal/store"
+)
+
+// How a caller's live fix collapses the search grid (see
+// SetSearchPlanRequest.follow_caller_fixes).
+const (
+	// CallerFixMaxAccuracyM: coarser fixes (cell towers, Wi-Fi guesses)
+	// are kept as positions but do not replace the plan.
+	CallerFixMaxAccuracyM = 1000.0
+	// callerRefollowMin: a newer fix that moved or is markedly more
+	// accurate collapses the grid again after this long…
+	callerRefollowMin = 10 * time.Second
+	// callerRefollowMax: …and any newer fix after this long (it confirms
+	// the position, undoing the drift of searches since).
+	callerRefollowMax = 2 * time.Minute
+	// callerBetterAccuracy: a fix this much more accurate counts as new.
+	callerBetterAccuracy = 0.7
+	// trailingEventDelta: a change of the probability of success smaller
+	// than the throttle's delta still gets a trailing event once tracks
+	// pause, unless it is below this.
+	trailingEventDelta = 1e-6
+)
+
+// callerCollapseDue reports whether a caller's fix should re-seed a grid
+// with summary sm.
+func callerCollapseDue(sm *sarv1.SearchGridSummary, f *sarv1.LocationFix) bool {
+	if !sm.GetFollowCallerFixes() {
+		return false
+	}
+	if sm.GetOriginParticipantId() == "" || sm.GetOriginTime() == nil {
+		return true // a plan from the IPP or an operator's point: the live fix is better evidence
+	}
+	dt := f.GetTime().AsTime().Sub(sm.GetOriginTime().AsTime())
+	if dt <= 0 {
+		return false
+	}
+	if dt >= callerRefollowMax {
+		return true
+	}
+	if dt < callerRefollowMin {
+		return false
+	}
+	acc, old := f.GetHorizontalAccuracyM(), sm.GetOriginAccuracyM()
+	moved := geo.DistanceM(f.GetLat(), f.GetLng(), sm.GetOrigin().GetLat(), sm.GetOrigin().GetLng()) > max(acc, old)/2
+	return moved || acc <= callerBetterAccuracy*old
+}
+
+// followCaller collapses an incident's grid to a caller's new last known
+// position when the plan follows caller fixes (an incident without a plan
+// gets one). The fix is stored already; this is derived, so failures are
+// logged and counted, never returned.
+func (s *Service) followCaller(ctx context.Context, inc *sarv1.Incident, participantID string, f *sarv1.LocationFix) {
+	acc := f.GetHorizontalAccuracyM()
+	if !finitePos(acc) || acc > CallerFixMaxAccuracyM {
+		return
+	}
+	warn := func(msg string, err error) {
+		s.met.GridErrors.Inc()
+		s.log.Warn(msg, "incident", inc.GetId(), "participant", participantID, "err", err)
+	}
+	for attempt := 0; attempt < gridWriteTries; attempt++ {
+		meta, err := s.st.GridMeta(ctx, inc.GetId())
+		has := err == nil
+		switch {
+		case sar.KindOf(err) == sar.KindNotFound:
+		case err != nil:
+			warn("caller fix not applied to the search grid", err)
+			return
+		case !callerCollapseDue(meta.Summary, f):
+			return
+		}
+		res := int(inc.GetSearchResolution())
+		widths := map[string]float64{SearcherFoot: DefaultSweepWidthM}
+		if has {
+			res = int(meta.Summary.GetResolution())
+			for k, w := range meta.Summary.GetSweepWidthsM() {
+				widths[k] = w
+			}
+		}
+		if res == 0 {
+			res = s.cfg.Resolution
+		}
+		g, err := geo.SeedFix(f.GetLat(), f.GetLng(), acc, geo.WithResolution(res), geo.WithMaxCells(MaxGridCells))
+		if err != nil {
+			warn("caller fix not applied to the search grid", err)
+			return
+		}
+		ids := make([]uint64, len(g.Cells))
+		for i, c := range g.Cells {
+			ids[i] = c.ID
+		}
+		cov, err := s.st.CellCoverage(ctx, inc.GetId(), ids)
+		if err != nil {
+			warn("caller fix not applied to the search grid", err)
+			return
+		}
+		// Searches made before the fix do not count against it: the weight
+		// carries e^(c) so that the posterior is the disk itself.
+		prior := make(map[uint64]float64, len(g.Cells))
+		z := g.RestOfWorld
+		for _, c := range g.Cells {
+			prior[c.ID] = c.POA * math.Exp(math.Min(cov[c.ID], maxCellCoverage))
+			z += prior[c.ID] * math.Exp(-cov[c.ID])
+		}
+		sm := &sarv1.SearchGridSummary{IncidentId: inc.GetId(), Resolution: int32(res), CellCount: int32(len(g.Cells)),
+			Origin: &sarv1.LatLng{Lat: f.GetLat(), Lng: f.GetLng()}, OriginAccuracyM: acc, Profile: "fix", SweepWidthsM: widths,
+			FollowCallerFixes: true, OriginParticipantId: participantID, OriginTime: f.GetTime()}
+		w := store.GridWrite{IncidentID: inc.GetId(), ExpectWriteVersion: meta.WriteVersion, SnapshotVersion: meta.Version,
+			Seed: true, Summary: staticSummary(sm), Prior: prior, RestOfWorld: g.RestOfWorld, Z: z}
+		var out *sarv1.SearchGridSummary
+		ev, err := s.writeGrid(ctx, w, func(version int64) *sarv1.Event {
+			out = summary(store.GridMeta{Summary: sm, SeedVersion: version}, version, len(g.Cells), g.RestOfWorld/z, posOf(0, z))
+			return s.gridEvent(inc.GetId(), sarv1.SearchGridChange_SEARCH_GRID_CHANGE_CALLER_FIX, out, len(g.Cells), "")
+		})
+		if errors.Is(err, store.ErrGridConflict) {
+			continue
+		}
+		if err != nil {
+			if sar.KindOf(err) != sar.KindFailedPrecondition { // closed meanwhile
+				warn("caller fix not applied to the search grid", err)
+			}
+			return
+		}
+		s.noGrid.del(inc.GetId())
+		s.deliver(ctx, ev)
+		s.log.Info("search grid collapsed to a caller's fix", "incident", inc.GetId(), "participant", participantID,
+			"accuracy_m", acc, "cells", len(g.Cells), "version", out.GetVersion())
+		return
+	}
+	warn("caller fix not applied to the search grid", store.ErrGridConflict)
+}
+
+// trailer sends the trailing grid event of an incident whose coverage
+// moved the probability of success by less than the throttle's delta:
+// once tracks pause, watchers still see the final figure. One timer per
+// incident on this replica; the store decides across replicas.
+type trailer struct {
+	mu     sync.Mutex
+	timers map[string]*time.Timer
+	closed bool
+	wg     sync.WaitGroup
+	flush  func(id string) time.Duration // returns when to ask again (0: done)
+}
+
+func (t *trailer) schedule(id string, d time.Duration) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed || t.timers[id] != nil {
+		return
+	}
+	if t.timers == nil {
+		t.timers = map[string]*time.Timer{}
+	}
+	t.wg.Add(1)
+	t.timers[id] = time.AfterFunc(d, func() {
+		defer t.wg.Done()
+		t.mu.Lock()
+		delete(t.timers, id)
+		closed := t.closed
+		t.mu.Unlock()
+		if closed {
+			return
+		}
+		if again := t.flush(id); again > 0 {
+			t.schedule(id, again)
+		}
+	})
+}
+
+// close stops the pending timers and waits for running flushes.
+func (t *trailer) close() {
+	t.mu.Lock()
+	t.closed = true
+	for id, tm := range t.timers {
+		if tm.Stop() {
+			t.wg.Done()
+		}
+		delete(t.timers, id)
+	}
+	t.mu.Unlock()
+	t.wg.Wait()
+}
+
+// flushGridEvent sends an incident's trailing coverage event if due.
+func (s *Service) flushGridEvent(id string) time.Duration {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	te, err := s.st.FlushGridEvent(ctx, id, trailingEventDelta, gridEventEvery.Milliseconds(), s.now().UnixMilli())
+	if err != nil {
+		s.met.GridErrors.Inc()
+		s.log.Warn("trailing search grid event skipped", "incident", id, "err", err)
+		return 0
+	}
+	if !te.Due {
+		return time.Duration(te.WaitMs) * time.Millisecond
+	}
+	sm := summary(te.Meta, te.Meta.Version, -1, te.ROW, te.POS)
+	ev := s.gridEvent(id, sarv1.SearchGridChange_SEARCH_GRID_CHANGE_COVERAGE, sm, 0, "")
+	if err := s.st.PutEvent(ctx, ev); err != nil {
+		s.met.GridErrors.Inc()
+		s.log.Warn("trailing search grid event not stored", "incident", id, "err", err)
+		return 0
+	}
+	s.deliver(ctx, ev)
+	return 0
+}
+
+// Close stops the background work of the service (trailing grid events).
+func (s *Service) Close() { s.trailing.close() }

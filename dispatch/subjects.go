@@ -14,12 +14,14 @@
 //	sar.v1.inc.<incident>.evt.participant.<agency>.<team>     participant joined (JetStream)
 //	sar.v1.inc.<incident>.evt.grid                            search grid changed materially (JetStream)
 //
-// Search grid events (SearchGridChangedEvent) announce a seeding, an
-// operator's adjustment and a clue, each written to the outbox with the
-// change; and, throttled per incident across replicas, coverage from
-// rescuers' tracks that moved the probability of success by at least one
-// percentage point since the previous event, at most one every 5 s.
-// Consumers fetch the changed cells with GetSearchGrid(since_version).
+// Search grid events (SearchGridChangedEvent) announce a seeding, a
+// collapse to a caller's live fix, an operator's adjustment, a clue, and
+// segments cut or assigned, each written to the outbox with the change;
+// and, throttled per incident across replicas, coverage from rescuers'
+// tracks that moved the probability of success by at least one percentage
+// point since the previous event, at most one every 5 s, with a trailing
+// event for a smaller change once 5 s have passed. Consumers fetch the
+// changed cells with GetSearchGrid(since_version).
 //
 // Callers (share links) use agency "_caller" and team "_"; rescuers without
 // a team use team "_". Agency, team and jurisdiction ids never start with

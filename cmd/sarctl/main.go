@@ -45,6 +45,7 @@ type CLI struct {
 	Incident   incidentCmd   `cmd:"" help:"Open, list, read and close incidents."`
 	ShareLink  shareLinkCmd  `cmd:"" name:"share-link" help:"Make a location-share link for a lost person of an incident."`
 	Watch      watchCmd      `cmd:"" help:"Follow an incident's live events: one JSON line per message until Ctrl-C."`
+	Search     searchCmd     `cmd:"" help:"An incident's search plan: grid, clues, segments and task suggestions."`
 	Bench      benchCmd      `cmd:"" help:"Load tests against a running sard."`
 
 	Version kong.VersionFlag `help:"Print the version and exit."`

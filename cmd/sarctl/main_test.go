@@ -129,6 +129,7 @@ func TestAgainstServer(t *testing.T) {
 	}
 	s := startServer(t)
 	t.Run("AdminCommands", func(t *testing.T) { testAdminCommands(t, s) })
+	t.Run("SearchCommands", func(t *testing.T) { testSearchCommands(t, s) })
 	t.Run("BenchIngest", func(t *testing.T) { testBenchIngest(t, s) })
 	t.Run("BenchIngestPaced", func(t *testing.T) { testBenchIngestPaced(t, s) })
 }
@@ -314,5 +315,53 @@ func testBenchIngestPaced(t *testing.T, s *server) {
 	}
 	if covered == 0 {
 		t.Errorf("bench with --plan: no cell has coverage, want the walks to sweep some")
+	}
+}
+
+func testSearchCommands(t *testing.T, s *server) {
+	admin := s.globals(s.admin)
+	run(t, admin, &agencyCreateCmd{ID: "ridge-rescue", Name: "Ridge rescue", Kind: "volunteer-rescue", Jurisdiction: "ridge"},
+		&sarv1.CreateAgencyResponse{})
+	run(t, admin, &teamCreateCmd{Agency: "ridge-rescue", ID: "bravo", Name: "Bravo"}, &sarv1.CreateTeamResponse{})
+	lat, lng := 46.6, 7.9
+	inc := run(t, admin, &incidentCreateCmd{Title: "Climber overdue", Jurisdiction: "ridge", Lat: &lat, Lng: &lng,
+		Agency: []string{"ridge-rescue"}, Category: "hiker", People: 1}, &sarv1.CreateIncidentResponse{}).GetIncident()
+	id := inc.GetId()
+	plan := run(t, admin, &searchPlanCmd{ID: id, Cut: 0.5, SweepWidth: map[string]float64{"dog": 60}}, &sarv1.SetSearchPlanResponse{}).GetGrid()
+	if plan.GetProfile() != "hiker/temperate/mountainous" || plan.GetSweepWidthsM()["dog"] != 60 || plan.GetCellCount() == 0 {
+		t.Errorf("search plan = %v, want a hiker grid with a dog sweep width", plan)
+	}
+	segs := run(t, admin, &searchSegmentsCmd{ID: id, Area: 2e6}, &sarv1.ListSegmentsResponse{})
+	if len(segs.GetSegments()) < 2 || segs.GetTargetAreaM2() != 2e6 {
+		t.Fatalf("search segments --area 2e6 = %d segments of %v m²", len(segs.GetSegments()), segs.GetTargetAreaM2())
+	}
+	sug := run(t, admin, &searchSuggestCmd{ID: id, Team: "ridge-rescue/bravo", Lat: &lat, Lng: &lng, Searchers: 4, Assign: true},
+		&sarv1.SuggestNextTaskResponse{})
+	if !sug.GetAssigned() || sug.GetSegment().GetAssignedTeam().GetTeamId() != "bravo" {
+		t.Errorf("search suggest --assign = %v, want a segment assigned to bravo", sug)
+	}
+	seg := sug.GetSegment().GetId()
+	cells := run(t, admin, &searchGridCmd{ID: id, Segment: seg}, &sarv1.GetSearchGridResponse{})
+	if len(cells.GetCells()) != len(sug.GetSegment().GetCells()) || cells.GetSegment().GetId() != seg {
+		t.Errorf("search grid --segment %d = %d cells, want the segment's %d", seg, len(cells.GetCells()), len(sug.GetSegment().GetCells()))
+	}
+	freed := run(t, admin, &searchAssignCmd{ID: id, Segment: seg}, &sarv1.AssignSegmentResponse{})
+	if freed.GetSegment().GetAssignedTeam() != nil {
+		t.Errorf("search assign without --team = %v, want the segment freed", freed.GetSegment())
+	}
+	clue := run(t, admin, &searchClueCmd{ID: id, Lat: 46.61, Lng: 7.9, Radius: 300, Weight: 5, Description: "glove"},
+		&sarv1.RecordClueResponse{}).GetGrid()
+	if clue.GetVersion() <= plan.GetVersion() {
+		t.Errorf("search clue: version %d, want after %d", clue.GetVersion(), plan.GetVersion())
+	}
+	var b bytes.Buffer
+	if err := (&searchExportCmd{ID: id, Format: "kml"}).Run(t.Context(), admin, &b); err != nil {
+		t.Fatalf("search export: %v", err)
+	}
+	if !strings.Contains(b.String(), "<kml") || !strings.Contains(b.String(), "<Polygon>") {
+		t.Errorf("search export --format kml printed %.200q, want KML polygons", b.String())
+	}
+	if err := (&searchSuggestCmd{ID: id, Lat: &lat}).Run(t.Context(), admin, &b); err == nil {
+		t.Errorf("search suggest --lat without --lng: no error")
 	}
 }

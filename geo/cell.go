@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync"
 
 	"github.com/uber/h3-go/v4"
 )
@@ -45,3 +46,46 @@ func CellAt(lat, lng float64, res int) (uint64, error) {
 
 // CellString formats a cell the way H3 tools print it (lowercase hex).
 func CellString(c uint64) string { return h3.Cell(c).String() }
+
+// The exact area of an H3 cell costs a cgo call and a spherical polygon
+// sum (~80 µs); grids are rebuilt from stored weights on every read, with
+// the same cells each time. Areas never change, so they are memoised: a
+// bounded map (dropped whole when full: an entry is 16 bytes, so the bound
+// is about 32 MiB) behind a read-mostly lock.
+const maxMemoAreas = 1 << 21
+
+var areaMemo = struct {
+	sync.RWMutex
+	m map[h3.Cell]float64
+}{m: map[h3.Cell]float64{}}
+
+// cellAreaM2 returns the exact area of a valid cell (the caller checked
+// it), memoised.
+func cellAreaM2(c h3.Cell) (float64, error) {
+	areaMemo.RLock()
+	a, ok := areaMemo.m[c]
+	areaMemo.RUnlock()
+	if ok {
+		return a, nil
+	}
+	a, err := h3.CellAreaM2(c)
+	if err != nil || !(a > 0) {
+		return a, err
+	}
+	areaMemo.Lock()
+	if len(areaMemo.m) >= maxMemoAreas {
+		areaMemo.m = map[h3.Cell]float64{}
+	}
+	areaMemo.m[c] = a
+	areaMemo.Unlock()
+	return a, nil
+}
+
+// knownCell reports whether c's area is memoised, which it only is for a
+// valid cell.
+func knownCell(c h3.Cell) bool {
+	areaMemo.RLock()
+	_, ok := areaMemo.m[c]
+	areaMemo.RUnlock()
+	return ok
+}

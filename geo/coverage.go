@@ -195,10 +195,10 @@ func Coverage(lengthsM map[uint64]float64, sweepWidthM float64) (map[uint64]floa
 			return nil, fmt.Errorf("%w: length %v in cell %x", ErrInvalidArgument, l, id)
 		}
 		c := h3.Cell(id)
-		if !c.IsValid() {
+		if !knownCell(c) && !c.IsValid() {
 			return nil, fmt.Errorf("%w: %x", ErrInvalidCell, id)
 		}
-		a, err := h3.CellAreaM2(c)
+		a, err := cellAreaM2(c)
 		if err != nil || !(a > 0) {
 			return nil, fmt.Errorf("%w: area of %x: %v", ErrInvalidCell, id, err)
 		}

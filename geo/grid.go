@@ -92,7 +92,7 @@ func NewGrid(res int, poa map[uint64]float64, restOfWorld float64) (*Grid, error
 // checkCell reports whether id is a valid H3 cell at resolution res.
 func checkCell(id uint64, res int) error {
 	c := h3.Cell(id)
-	if !c.IsValid() || c.Resolution() != res {
+	if !(knownCell(c) || c.IsValid()) || c.Resolution() != res {
 		return fmt.Errorf("%w: %x at resolution %d", ErrInvalidCell, id, res)
 	}
 	return nil
@@ -103,7 +103,7 @@ func cellArea(id uint64, res int) (float64, error) {
 	if err := checkCell(id, res); err != nil {
 		return 0, err
 	}
-	a, err := h3.CellAreaM2(h3.Cell(id))
+	a, err := cellAreaM2(h3.Cell(id))
 	if err != nil {
 		return 0, fmt.Errorf("%w: area of %s: %v", ErrInvalidCell, CellString(id), err)
 	}

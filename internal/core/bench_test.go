@@ -1,0 +1,113 @@
+package core
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/mountain-sar/sar/dispatch"
+	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
+	"github.com/mountain-sar/sar/internal/auth"
+	"github.com/mountain-sar/sar/internal/store"
+	"github.com/mountain-sar/sar/internal/testenv"
+)
+
+// benchService is a Service on a throwaway redis-server and NATS, with an
+// admin context and an incident holding a 95 % hiker grid (about 13,000
+// cells at resolution 9).
+func benchService(b *testing.B) (*Service, context.Context, *sarv1.Incident) {
+	b.Helper()
+	r := testenv.StartRedis(b)
+	n := testenv.StartNATS(b)
+	opt, _ := redis.ParseURL(r.URL())
+	rdb := redis.NewClient(opt)
+	b.Cleanup(func() { _ = rdb.Close() })
+	nc, err := nats.Connect(n.URL())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(nc.Close)
+	bus, err := dispatch.New(nc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := bus.EnsureStream(ctx); err != nil {
+		b.Fatal(err)
+	}
+	s := New(DefaultConfig(), store.New(rdb), bus, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	b.Cleanup(s.Close)
+	ctx = auth.WithPrincipal(ctx, &sarv1.Principal{Role: sarv1.Role_ROLE_ADMIN, CredentialId: "bench"})
+	inc, err := s.CreateIncident(ctx, &sarv1.CreateIncidentRequest{Title: "bench", Jurisdiction: "bench",
+		InitialPlanningPoint: &sarv1.PlanningPoint{Position: &sarv1.LatLng{Lat: 46.6, Lng: 7.9}},
+		Subject:              &sarv1.SubjectProfile{Category: sarv1.SubjectCategory_SUBJECT_CATEGORY_HIKER}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := s.SetSearchPlan(ctx, &sarv1.SetSearchPlanRequest{IncidentId: inc.GetId()}); err != nil {
+		b.Fatal(err)
+	}
+	return s, ctx, inc
+}
+
+// BenchmarkLoadGrid reads a whole 95 % hiker grid from Redis into a
+// geo.Grid: what every full read (GetSearchGrid, ListSegments, exports,
+// task suggestions) starts with.
+func BenchmarkLoadGrid(b *testing.B) {
+	s, ctx, inc := benchService(b)
+	for b.Loop() {
+		if _, err := s.loadGrid(ctx, inc.GetId()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkListSegments is ListSegments on a kept segmentation: load,
+// check that it still fits, rank.
+func BenchmarkListSegments(b *testing.B) {
+	s, ctx, inc := benchService(b)
+	req := &sarv1.ListSegmentsRequest{IncidentId: inc.GetId()}
+	if _, err := s.ListSegments(ctx, req); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := s.ListSegments(ctx, req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkSuggestNextTask is one suggestion (without assignment) for a
+// team at a given position.
+func BenchmarkSuggestNextTask(b *testing.B) {
+	s, ctx, inc := benchService(b)
+	req := &sarv1.SuggestNextTaskRequest{IncidentId: inc.GetId(), Position: &sarv1.LatLng{Lat: 46.62, Lng: 7.88}, Searchers: 5}
+	for b.Loop() {
+		if _, err := s.SuggestNextTask(ctx, req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkCallerFixCollapse re-seeds the grid to a caller's fix (50 m)
+// each time: the work a caller's batch triggers when the collapse is due.
+func BenchmarkCallerFixCollapse(b *testing.B) {
+	s, ctx, inc := benchService(b)
+	t0 := time.Now()
+	i := 0
+	for b.Loop() {
+		i++
+		f := &sarv1.LocationFix{Lat: 46.61, Lng: 7.91, HorizontalAccuracyM: 50, Time: timestamppb.New(t0.Add(time.Duration(i) * 3 * time.Minute))}
+		before, _ := s.st.GridMeta(ctx, inc.GetId())
+		s.followCaller(ctx, inc, "caller", f)
+		if after, _ := s.st.GridMeta(ctx, inc.GetId()); after.SeedVersion == before.SeedVersion {
+			b.Fatal("the fix did not collapse the grid")
+		}
+	}
+}

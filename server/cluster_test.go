@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"math"
 	"testing"
 	"time"
 
@@ -91,5 +92,53 @@ func TestRedisCluster(t *testing.T) {
 	}
 	if len(masters) < 2 {
 		t.Errorf("incidents landed on %d masters, want them spread (test too weak)", len(masters))
+	}
+
+	// The search grid's scripts and transactions on the cluster: seed,
+	// coverage from a track, a consistent whole and incremental read,
+	// segments and an assignment.
+	for _, inc := range incidents[:2] {
+		id := inc.GetId()
+		plan := must[*sarv1.SetSearchPlanResponse](t, "SetSearchPlan")(e.search().SetSearchPlan(e.as(op),
+			&sarv1.SetSearchPlanRequest{IncidentId: id, Cut: 0.3})).GetGrid()
+		e.join(officer, id, "phone-2")
+		d := e.openDevice(officer, id, "phone-2")
+		if ack := d.send(line(1, 30, time.Now().Add(-10*time.Minute))...); len(ack.GetStored()) != 30 {
+			t.Fatalf("track ack = %v, want 30 stored", ack)
+		}
+		d.close()
+		full := e.grid(op, id, 0)
+		cells := checkNormalised(t, "cluster grid", full)
+		covered := 0
+		for _, c := range cells {
+			if c.GetCoverage() > 0 {
+				covered++
+			}
+		}
+		changed := e.grid(op, id, plan.GetSeedVersion())
+		if covered == 0 || len(changed.GetCells()) != covered || changed.GetFull() {
+			t.Errorf("cluster grid: %d covered cells, %d changed since the seed (full %v); want the same, > 0",
+				covered, len(changed.GetCells()), changed.GetFull())
+		}
+		for _, c := range changed.GetCells() {
+			if w := cells[c.GetCell()]; w == nil || math.Abs(w.GetPoa()-c.GetPoa()) > 1e-12 {
+				t.Errorf("incremental cell %s: POA %v, whole read %v", c.GetCell(), c.GetPoa(), w.GetPoa())
+			}
+		}
+		sug := must[*sarv1.SuggestNextTaskResponse](t, "SuggestNextTask")(e.search().SuggestNextTask(e.as(op),
+			&sarv1.SuggestNextTaskRequest{IncidentId: id, Team: &sarv1.TeamRef{AgencyId: "police-north"}, Assign: true}))
+		segs := must[*sarv1.ListSegmentsResponse](t, "ListSegments")(e.search().ListSegments(e.as(op), &sarv1.ListSegmentsRequest{IncidentId: id}))
+		assigned := 0
+		for _, s := range segs.GetSegments() {
+			if s.GetAssignedTeam() != nil {
+				assigned++
+				if s.GetId() != sug.GetSegment().GetId() {
+					t.Errorf("segment %d assigned, want only the suggested %d", s.GetId(), sug.GetSegment().GetId())
+				}
+			}
+		}
+		if !sug.GetAssigned() || assigned != 1 {
+			t.Errorf("cluster suggestion assigned=%v, %d segments assigned; want the suggested one", sug.GetAssigned(), assigned)
+		}
 	}
 }

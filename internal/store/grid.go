@@ -120,18 +120,22 @@ func (s *Store) GridMeta(ctx context.Context, id string) (GridMeta, error) {
 }
 
 // LoadGrid reads a whole grid, or (since > 0) the meta and only the cells
-// changed after version since. Two round trips at most.
+// changed after version since, as one consistent snapshot: one pipeline of
+// plain reads (a whole grid) or one read-only script (changed cells).
 func (s *Store) LoadGrid(ctx context.Context, id string, since int64) (*Grid, error) {
+	if since > 0 {
+		return s.loadChanged(ctx, id, since)
+	}
 	var meta *redis.SliceCmd
 	var vers *redis.ZSliceCmd
 	var pri, cov *redis.MapStringStringCmd
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	// MULTI/EXEC: every key is in the incident's slot, and no script may
+	// run between the reads.
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		meta = s.gridMeta(ctx, p, id)
-		vers = p.ZRangeByScoreWithScores(ctx, kGridVer(id), &redis.ZRangeBy{Min: "(" + strconv.FormatInt(since, 10), Max: "+inf"})
-		if since <= 0 {
-			pri = p.HGetAll(ctx, kGridPrior(id))
-			cov = p.HGetAll(ctx, kGridCov(id))
-		}
+		vers = p.ZRangeWithScores(ctx, kGridVer(id), 0, -1)
+		pri = p.HGetAll(ctx, kGridPrior(id))
+		cov = p.HGetAll(ctx, kGridCov(id))
 		return nil
 	})
 	if err != nil {
@@ -145,54 +149,84 @@ func (s *Store) LoadGrid(ctx context.Context, id string, since int64) (*Grid, er
 		return nil, sar.NotFound("search grid")
 	}
 	g := &Grid{Meta: m, Cells: make(map[uint64]GridCellState, len(vers.Val()))}
-	if since <= 0 {
-		for k, v := range pri.Val() {
-			if c, ok := ParseCellHex(k); ok {
-				w, _ := strconv.ParseFloat(v, 64)
-				g.Cells[c] = GridCellState{Prior: w, InGrid: true}
-			}
+	for k, v := range pri.Val() {
+		if c, ok := ParseCellHex(k); ok {
+			w, _ := strconv.ParseFloat(v, 64)
+			g.Cells[c] = GridCellState{Prior: w, InGrid: true}
 		}
-		for k, v := range cov.Val() {
-			if c, ok := ParseCellHex(k); ok {
-				st := g.Cells[c]
-				st.Coverage, _ = strconv.ParseFloat(v, 64)
+	}
+	for k, v := range cov.Val() {
+		if c, ok := ParseCellHex(k); ok {
+			st := g.Cells[c]
+			st.Coverage, _ = strconv.ParseFloat(v, 64)
+			g.Cells[c] = st
+		}
+	}
+	for _, z := range vers.Val() {
+		if c, ok := ParseCellHex(z.Member.(string)); ok {
+			if st, ok := g.Cells[c]; ok {
+				st.Version = int64(z.Score)
 				g.Cells[c] = st
 			}
 		}
-		for _, z := range vers.Val() {
-			if c, ok := ParseCellHex(z.Member.(string)); ok {
-				if st, ok := g.Cells[c]; ok {
-					st.Version = int64(z.Score)
-					g.Cells[c] = st
-				}
-			}
-		}
-		return g, nil
-	}
-	names := make([]string, 0, len(vers.Val()))
-	for _, z := range vers.Val() {
-		names = append(names, z.Member.(string))
-	}
-	if len(names) == 0 {
-		return g, nil
-	}
-	var pv, cv *redis.SliceCmd
-	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		pv = p.HMGet(ctx, kGridPrior(id), names...)
-		cv = p.HMGet(ctx, kGridCov(id), names...)
-		return nil
-	}); err != nil {
-		return nil, fail(err, "search grid")
-	}
-	for i, z := range vers.Val() {
-		c, ok := ParseCellHex(names[i])
-		if !ok || pv.Val()[i] == nil {
-			continue // dropped by a re-seed
-		}
-		g.Cells[c] = GridCellState{Prior: pfloat(pv.Val()[i]), Coverage: pfloat(cv.Val()[i]), Version: int64(z.Score), InGrid: true}
 	}
 	return g, nil
 }
+
+// loadChanged reads the meta and the cells changed after version since in
+// one script run, so that weights, coverage and the total belong together
+// even while tracks and rebases write.
+func (s *Store) loadChanged(ctx context.Context, id string, since int64) (*Grid, error) {
+	res, err := loadChangedScript.Run(ctx, s.rdb, []string{kGrid(id), kGridPrior(id), kGridCov(id), kGridVer(id)}, since).Slice()
+	if err != nil {
+		return nil, fail(err, "search grid")
+	}
+	if len(res) < 7 {
+		return nil, sar.NotFound("search grid")
+	}
+	m, ok, err := decodeMeta(res[:7])
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, sar.NotFound("search grid")
+	}
+	g := &Grid{Meta: m, Cells: make(map[uint64]GridCellState, (len(res)-7)/4)}
+	for i := 7; i+3 < len(res); i += 4 {
+		c, ok := ParseCellHex(asString(res[i]))
+		if !ok || res[i+1] == nil {
+			continue // dropped by a re-seed
+		}
+		g.Cells[c] = GridCellState{Prior: pfloat(res[i+1]), Coverage: pfloat(res[i+2]), Version: pint(res[i+3]), InGrid: true}
+	}
+	return g, nil
+}
+
+func asString(v any) string {
+	s, _ := v.(string)
+	return s
+}
+
+// loadChangedScript: see loadChanged. Read-only.
+//
+// KEYS: grid gpri gcov gver
+// ARGV: since
+//
+// Returns {} without a grid, else {pb, ver, seedver, row, z, posb, wver}
+// followed by (cell, prior, coverage, version) per changed cell.
+var loadChangedScript = redis.NewScript(`
+local m = redis.call('HMGET', KEYS[1], 'pb', 'ver', 'seedver', 'row', 'z', 'posb', 'wver')
+if not m[1] then return {} end
+local out = m
+local z = redis.call('ZRANGEBYSCORE', KEYS[4], '(' .. ARGV[1], '+inf', 'WITHSCORES')
+for i = 1, #z, 2 do
+  out[#out + 1] = z[i]
+  out[#out + 1] = redis.call('HGET', KEYS[2], z[i])
+  out[#out + 1] = redis.call('HGET', KEYS[3], z[i])
+  out[#out + 1] = z[i + 1]
+end
+return out
+`)
 
 // GridWrite replaces a grid's weights (seed or rebase). It was computed
 // from a snapshot (LoadGrid) at SnapshotVersion. Coverage that tracks add

@@ -187,6 +187,14 @@ func (s *searchService) SetSearchPlan(ctx context.Context, req *sarv1.SetSearchP
 	return &sarv1.SetSearchPlanResponse{Grid: g}, nil
 }
 
+func (s *searchService) SetSweepWidths(ctx context.Context, req *sarv1.SetSweepWidthsRequest) (*sarv1.SetSweepWidthsResponse, error) {
+	g, err := s.core.SetSweepWidths(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return &sarv1.SetSweepWidthsResponse{Grid: g}, nil
+}
+
 func (s *searchService) GetSearchGrid(ctx context.Context, req *sarv1.GetSearchGridRequest) (*sarv1.GetSearchGridResponse, error) {
 	return s.core.GetSearchGrid(ctx, req)
 }

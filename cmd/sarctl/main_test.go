@@ -331,6 +331,10 @@ func testSearchCommands(t *testing.T, s *server) {
 	if plan.GetProfile() != "hiker/temperate/mountainous" || plan.GetSweepWidthsM()["dog"] != 60 || plan.GetCellCount() == 0 {
 		t.Errorf("search plan = %v, want a hiker grid with a dog sweep width", plan)
 	}
+	widths := run(t, admin, &searchWidthsCmd{ID: id, SweepWidth: map[string]float64{"drone": 35}}, &sarv1.SetSweepWidthsResponse{}).GetGrid()
+	if widths.GetSweepWidthsM()["drone"] != 35 || widths.GetSweepWidthsM()["dog"] != 60 || widths.GetSeedVersion() != plan.GetSeedVersion() {
+		t.Errorf("search widths --sweep-width drone=35 = %v, want drone added without a re-seed", widths)
+	}
 	segs := run(t, admin, &searchSegmentsCmd{ID: id, Area: 2e6}, &sarv1.ListSegmentsResponse{})
 	if len(segs.GetSegments()) < 2 || segs.GetTargetAreaM2() != 2e6 {
 		t.Fatalf("search segments --area 2e6 = %d segments of %v m²", len(segs.GetSegments()), segs.GetTargetAreaM2())

@@ -16,6 +16,7 @@ import (
 
 type searchCmd struct {
 	Plan     searchPlanCmd     `cmd:"" help:"Seed (or re-seed) an incident's search grid from its initial planning point and subject, or from a point."`
+	Widths   searchWidthsCmd   `cmd:"" help:"Set sweep widths per searcher type without re-seeding the grid."`
 	Grid     searchGridCmd     `cmd:"" help:"Print an incident's search grid: every cell, the cells changed since a version, or one segment's cells."`
 	Adjust   searchAdjustCmd   `cmd:"" help:"Scale the POA of chosen cells (local knowledge: a gorge, a river, a trap trail)."`
 	Clue     searchClueCmd     `cmd:"" help:"Record a clue: re-weight the grid around where it was found."`
@@ -55,6 +56,19 @@ func (c *searchPlanCmd) Run(ctx context.Context, g *Globals, w io.Writer) error 
 	return g.call(ctx, w, func(ctx context.Context, cc *grpc.ClientConn) (proto.Message, error) {
 		return sarv1.NewSearchServiceClient(cc).SetSearchPlan(ctx, &sarv1.SetSearchPlanRequest{IncidentId: c.ID, Point: p,
 			AccuracyM: c.Accuracy, Cut: c.Cut, SweepWidthsM: c.SweepWidth, ResetCoverage: c.ResetCoverage, FollowCallerFixes: c.FollowCaller})
+	})
+}
+
+type searchWidthsCmd struct {
+	ID         string             `arg:"" help:"Incident id."`
+	SweepWidth map[string]float64 `name:"sweep-width" required:"" help:"Sweep width in metres per searcher type, e.g. --sweep-width dog=60."`
+	Replace    bool               `help:"Replace the table instead of merging (foot is kept unless given)."`
+}
+
+func (c *searchWidthsCmd) Run(ctx context.Context, g *Globals, w io.Writer) error {
+	return g.call(ctx, w, func(ctx context.Context, cc *grpc.ClientConn) (proto.Message, error) {
+		return sarv1.NewSearchServiceClient(cc).SetSweepWidths(ctx, &sarv1.SetSweepWidthsRequest{IncidentId: c.ID,
+			SweepWidthsM: c.SweepWidth, Replace: c.Replace})
 	})
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"math"
 	"regexp"
 	"slices"
@@ -113,6 +114,80 @@ func profileFor(sp *sarv1.SubjectProfile) (geo.Profile, bool) {
 
 func profileName(p geo.Profile) string {
 	return string(p.Category) + "/" + string(p.Ecoregion) + "/" + string(p.Terrain)
+}
+
+// storedProfile returns the lost-person profile a plan was seeded with, if
+// it was seeded from one (not from a fix).
+func storedProfile(sm *sarv1.SearchGridSummary) (geo.Profile, bool, bool) {
+	parts := strings.Split(sm.GetProfile(), "/")
+	if len(parts) != 3 {
+		return geo.Profile{}, false, false
+	}
+	p, err := geo.LookupProfile(geo.Category(parts[0]), geo.Ecoregion(parts[1]), geo.Terrain(parts[2]))
+	return p, sm.GetProfileFallback(), err == nil
+}
+
+func validSweepWidths(fv *[]sar.FieldViolation, widths map[string]float64) {
+	if len(widths) > MaxSearcherTypes {
+		*fv = append(*fv, sar.Field("sweep_widths_m", "TOO_MANY", "at most %d searcher types", MaxSearcherTypes))
+	}
+	for k, w := range widths {
+		if !searcherType.MatchString(k) || !finitePos(w) || w > 10_000 {
+			*fv = append(*fv, sar.Field("sweep_widths_m", "INVALID", "searcher types are 1-32 characters of a-z, 0-9, '-' and '_'; widths above 0 and at most 10 km"))
+			return
+		}
+	}
+}
+
+// SetSweepWidths changes a plan's sweep widths without re-seeding it.
+func (s *Service) SetSweepWidths(ctx context.Context, req *sarv1.SetSweepWidthsRequest) (*sarv1.SearchGridSummary, error) {
+	p, inc, err := s.commandedIncident(ctx, req.GetIncidentId())
+	if err != nil {
+		return nil, err
+	}
+	var fv []sar.FieldViolation
+	validSweepWidths(&fv, req.GetSweepWidthsM())
+	if len(req.GetSweepWidthsM()) == 0 {
+		fv = append(fv, sar.Field("sweep_widths_m", "REQUIRED", "give at least one searcher type's width"))
+	}
+	if len(fv) > 0 {
+		return nil, sar.Invalid("invalid sweep widths", fv...)
+	}
+	if inc.GetState() != sarv1.IncidentState_INCIDENT_STATE_OPEN {
+		return nil, sar.Errorf(sar.KindFailedPrecondition, "incident is closed")
+	}
+	for attempt := 0; attempt < gridWriteTries; attempt++ {
+		meta, err := s.st.GridMeta(ctx, inc.GetId())
+		if sar.KindOf(err) == sar.KindNotFound {
+			return nil, sar.Errorf(sar.KindFailedPrecondition, "the incident has no search plan yet (call SetSearchPlan)")
+		}
+		if err != nil {
+			return nil, err
+		}
+		sm := staticSummary(meta.Summary)
+		widths := map[string]float64{}
+		if !req.GetReplace() {
+			maps.Copy(widths, sm.GetSweepWidthsM())
+		} else if w, ok := sm.GetSweepWidthsM()[SearcherFoot]; ok {
+			widths[SearcherFoot] = w
+		}
+		maps.Copy(widths, req.GetSweepWidthsM())
+		if len(widths) > MaxSearcherTypes {
+			return nil, sar.Invalid("invalid sweep widths", sar.Field("sweep_widths_m", "TOO_MANY", "at most %d searcher types in all", MaxSearcherTypes))
+		}
+		sm.SweepWidthsM = widths
+		err = s.st.UpdateGridSummary(ctx, inc.GetId(), meta.WriteVersion, sm)
+		if errors.Is(err, store.ErrGridConflict) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		s.log.Info("sweep widths set", "incident", inc.GetId(), "by", p.GetCredentialId(), "widths", widths)
+		meta.Summary = sm
+		return summary(meta, meta.Version, -1, meta.RestOfWorld/meta.Z, posOf(meta.POSBase, meta.Z)), nil
+	}
+	return nil, store.ErrGridConflict
 }
 
 // readableIncident is visibleIncident for the search plan: callers may not
@@ -265,16 +340,20 @@ func (s *Service) SetSearchPlan(ctx context.Context, req *sarv1.SetSearchPlanReq
 	if c := req.GetCut(); c != 0 && (!finitePos(c) || c > 0.95) {
 		fv = append(fv, sar.Field("cut", "OUT_OF_RANGE", "cut must be above 0 and at most 0.95"))
 	}
-	if len(req.GetSweepWidthsM()) > MaxSearcherTypes {
-		fv = append(fv, sar.Field("sweep_widths_m", "TOO_MANY", "at most %d searcher types", MaxSearcherTypes))
+	validSweepWidths(&fv, req.GetSweepWidthsM())
+	// Defaults: the current plan's origin and profile, else the incident's.
+	cur, err := s.st.GridMeta(ctx, inc.GetId())
+	if err != nil && sar.KindOf(err) != sar.KindNotFound {
+		return nil, err
 	}
-	for k, w := range req.GetSweepWidthsM() {
-		if !searcherType.MatchString(k) || !finitePos(w) || w > 10_000 {
-			fv = append(fv, sar.Field("sweep_widths_m", "INVALID", "searcher types are 1-32 characters of a-z, 0-9, '-' and '_'; widths above 0 and at most 10 km"))
-			break
+	curSM := cur.Summary // nil without a plan
+	origin, accuracy := req.GetPoint(), req.GetAccuracyM()
+	if origin == nil && curSM.GetOrigin() != nil {
+		origin = curSM.GetOrigin()
+		if req.GetSubject() == nil {
+			accuracy = curSM.GetOriginAccuracyM()
 		}
 	}
-	origin, accuracy := req.GetPoint(), req.GetAccuracyM()
 	if origin == nil {
 		origin = inc.GetInitialPlanningPoint().GetPosition()
 		if origin == nil {
@@ -304,11 +383,14 @@ func (s *Service) SetSearchPlan(ctx context.Context, req *sarv1.SetSearchPlanReq
 		sm.Profile = "fix"
 		g, err = geo.SeedFix(origin.GetLat(), origin.GetLng(), accuracy, opts...)
 	} else {
-		subject := req.GetSubject()
-		if subject == nil {
-			subject = inc.GetSubject()
+		prof, fallback, ok := storedProfile(curSM)
+		if req.GetSubject() != nil || !ok {
+			subject := req.GetSubject()
+			if subject == nil {
+				subject = inc.GetSubject()
+			}
+			prof, fallback = profileFor(subject)
 		}
-		prof, fallback := profileFor(subject)
 		sm.Profile, sm.ProfileFallback = profileName(prof), fallback
 		g, err = geo.Seed(origin.GetLat(), origin.GetLng(), prof, opts...)
 	}

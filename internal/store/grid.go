@@ -470,3 +470,29 @@ if wait > 0 then return {'wait', wait} end
 redis.call('HSET', KEYS[2], 'evpos', string.format('%.17g', pos), 'evt', ARGV[3])
 return {'due', m[1], m[2], m[3], m[4], m[5], m[6], m[7]}
 `)
+
+// UpdateGridSummary replaces the static summary of a grid (sweep widths,
+// settings) if no seed or rebase happened since the meta was read
+// (ErrGridConflict otherwise).
+func (s *Store) UpdateGridSummary(ctx context.Context, id string, expectWriteVersion int64, sm *sarv1.SearchGridSummary) error {
+	err := updateGridSummaryScript.Run(ctx, s.rdb, []string{kInc(id), kGrid(id)}, expectWriteVersion, marshal(sm)).Err()
+	if err != nil && strings.Contains(err.Error(), scriptConflict) {
+		return ErrGridConflict
+	}
+	return fail(err, "search grid")
+}
+
+// updateGridSummaryScript: see UpdateGridSummary.
+//
+// KEYS: inc grid
+// ARGV: expectWver summaryPb
+var updateGridSummaryScript = redis.NewScript(`
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return redis.error_reply('SAR_NOTFOUND') end
+if state ~= 'open' then return redis.error_reply('SAR_CLOSED') end
+local wver = redis.call('HGET', KEYS[2], 'wver')
+if not wver then return redis.error_reply('SAR_NOTFOUND') end
+if tonumber(wver) ~= tonumber(ARGV[1]) then return redis.error_reply('SAR_CONFLICT') end
+redis.call('HSET', KEYS[2], 'pb', ARGV[2])
+return 1
+`)

@@ -96,7 +96,7 @@ func unmarshal(s string, m proto.Message) error {
 func (s *Store) LoadScripts(ctx context.Context) error {
 	load := func(ctx context.Context, c *redis.Client) error {
 		for _, sc := range []*redis.Script{ingestScript, putIncidentScript, joinScript, addParticipantScript, putGridScript, coverageScript,
-			flushGridEventScript, putSegmentsScript, loadChangedScript} {
+			flushGridEventScript, putSegmentsScript, loadChangedScript, updateGridSummaryScript} {
 			if err := sc.Load(ctx, c).Err(); err != nil {
 				return err
 			}

@@ -434,13 +434,16 @@ type SetSearchPlanRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The incident.
 	IncidentId string `protobuf:"bytes,1,opt,name=incident_id,json=incidentId,proto3" json:"incident_id,omitempty"`
-	// Seed from this point instead of the incident's initial planning point.
+	// Seed from this point. Default: the current plan's origin (with its
+	// accuracy, unless subject is given), else the incident's initial
+	// planning point.
 	Point *LatLng `protobuf:"bytes,2,opt,name=point,proto3" json:"point,omitempty"`
 	// With point: its accuracy in metres (68 %). A positive accuracy seeds a
 	// disk of that accuracy (a caller's fix) instead of the lost-person
 	// distance rings.
 	AccuracyM float64 `protobuf:"fixed64,3,opt,name=accuracy_m,json=accuracyM,proto3" json:"accuracy_m,omitempty"`
-	// Subject profile to use instead of the incident's.
+	// Subject profile to use. Default: the current plan's lost-person
+	// profile, else the incident's subject.
 	Subject *SubjectProfile `protobuf:"bytes,4,opt,name=subject,proto3" json:"subject,omitempty"`
 	// Sweep widths in metres per searcher type; missing types keep their
 	// current value ("foot" defaults to 20 m).
@@ -595,6 +598,117 @@ func (x *SetSearchPlanResponse) GetGrid() *SearchGridSummary {
 	return nil
 }
 
+// SetSweepWidthsRequest changes a plan's sweep widths.
+type SetSweepWidthsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The incident.
+	IncidentId string `protobuf:"bytes,1,opt,name=incident_id,json=incidentId,proto3" json:"incident_id,omitempty"`
+	// Sweep widths in metres per searcher type (above 0, at most 10 km).
+	SweepWidthsM map[string]float64 `protobuf:"bytes,2,rep,name=sweep_widths_m,json=sweepWidthsM,proto3" json:"sweep_widths_m,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
+	// Replace the whole table instead of merging into it ("foot" is kept
+	// unless given).
+	Replace       bool `protobuf:"varint,3,opt,name=replace,proto3" json:"replace,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetSweepWidthsRequest) Reset() {
+	*x = SetSweepWidthsRequest{}
+	mi := &file_sar_v1_search_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetSweepWidthsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetSweepWidthsRequest) ProtoMessage() {}
+
+func (x *SetSweepWidthsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sar_v1_search_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetSweepWidthsRequest.ProtoReflect.Descriptor instead.
+func (*SetSweepWidthsRequest) Descriptor() ([]byte, []int) {
+	return file_sar_v1_search_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *SetSweepWidthsRequest) GetIncidentId() string {
+	if x != nil {
+		return x.IncidentId
+	}
+	return ""
+}
+
+func (x *SetSweepWidthsRequest) GetSweepWidthsM() map[string]float64 {
+	if x != nil {
+		return x.SweepWidthsM
+	}
+	return nil
+}
+
+func (x *SetSweepWidthsRequest) GetReplace() bool {
+	if x != nil {
+		return x.Replace
+	}
+	return false
+}
+
+// SetSweepWidthsResponse is the plan's summary after the change.
+type SetSweepWidthsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The grid's summary.
+	Grid          *SearchGridSummary `protobuf:"bytes,1,opt,name=grid,proto3" json:"grid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetSweepWidthsResponse) Reset() {
+	*x = SetSweepWidthsResponse{}
+	mi := &file_sar_v1_search_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetSweepWidthsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetSweepWidthsResponse) ProtoMessage() {}
+
+func (x *SetSweepWidthsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sar_v1_search_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetSweepWidthsResponse.ProtoReflect.Descriptor instead.
+func (*SetSweepWidthsResponse) Descriptor() ([]byte, []int) {
+	return file_sar_v1_search_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *SetSweepWidthsResponse) GetGrid() *SearchGridSummary {
+	if x != nil {
+		return x.Grid
+	}
+	return nil
+}
+
 // GetSearchGridRequest names the grid to read.
 type GetSearchGridRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -611,7 +725,7 @@ type GetSearchGridRequest struct {
 
 func (x *GetSearchGridRequest) Reset() {
 	*x = GetSearchGridRequest{}
-	mi := &file_sar_v1_search_proto_msgTypes[4]
+	mi := &file_sar_v1_search_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -623,7 +737,7 @@ func (x *GetSearchGridRequest) String() string {
 func (*GetSearchGridRequest) ProtoMessage() {}
 
 func (x *GetSearchGridRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_search_proto_msgTypes[4]
+	mi := &file_sar_v1_search_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -636,7 +750,7 @@ func (x *GetSearchGridRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSearchGridRequest.ProtoReflect.Descriptor instead.
 func (*GetSearchGridRequest) Descriptor() ([]byte, []int) {
-	return file_sar_v1_search_proto_rawDescGZIP(), []int{4}
+	return file_sar_v1_search_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetSearchGridRequest) GetIncidentId() string {
@@ -680,7 +794,7 @@ type GetSearchGridResponse struct {
 
 func (x *GetSearchGridResponse) Reset() {
 	*x = GetSearchGridResponse{}
-	mi := &file_sar_v1_search_proto_msgTypes[5]
+	mi := &file_sar_v1_search_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -692,7 +806,7 @@ func (x *GetSearchGridResponse) String() string {
 func (*GetSearchGridResponse) ProtoMessage() {}
 
 func (x *GetSearchGridResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_search_proto_msgTypes[5]
+	mi := &file_sar_v1_search_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -705,7 +819,7 @@ func (x *GetSearchGridResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSearchGridResponse.ProtoReflect.Descriptor instead.
 func (*GetSearchGridResponse) Descriptor() ([]byte, []int) {
-	return file_sar_v1_search_proto_rawDescGZIP(), []int{5}
+	return file_sar_v1_search_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetSearchGridResponse) GetGrid() *SearchGridSummary {
@@ -756,7 +870,7 @@ type CellProbability struct {
 
 func (x *CellProbability) Reset() {
 	*x = CellProbability{}
-	mi := &file_sar_v1_search_proto_msgTypes[6]
+	mi := &file_sar_v1_search_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -768,7 +882,7 @@ func (x *CellProbability) String() string {
 func (*CellProbability) ProtoMessage() {}
 
 func (x *CellProbability) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_search_proto_msgTypes[6]
+	mi := &file_sar_v1_search_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -781,7 +895,7 @@ func (x *CellProbability) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CellProbability.ProtoReflect.Descriptor instead.
 func (*CellProbability) Descriptor() ([]byte, []int) {
-	return file_sar_v1_search_proto_rawDescGZIP(), []int{6}
+	return file_sar_v1_search_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CellProbability) GetCell() string {
@@ -818,7 +932,7 @@ type AdjustCellsRequest struct {
 
 func (x *AdjustCellsRequest) Reset() {
 	*x = AdjustCellsRequest{}
-	mi := &file_sar_v1_search_proto_msgTypes[7]
+	mi := &file_sar_v1_search_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -830,7 +944,7 @@ func (x *AdjustCellsRequest) String() string {
 func (*AdjustCellsRequest) ProtoMessage() {}
 
 func (x *AdjustCellsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_search_proto_msgTypes[7]
+	mi := &file_sar_v1_search_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -843,7 +957,7 @@ func (x *AdjustCellsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdjustCellsRequest.ProtoReflect.Descriptor instead.
 func (*AdjustCellsRequest) Descriptor() ([]byte, []int) {
-	return file_sar_v1_search_proto_rawDescGZIP(), []int{7}
+	return file_sar_v1_search_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *AdjustCellsRequest) GetIncidentId() string {
@@ -885,7 +999,7 @@ type AdjustCellsResponse struct {
 
 func (x *AdjustCellsResponse) Reset() {
 	*x = AdjustCellsResponse{}
-	mi := &file_sar_v1_search_proto_msgTypes[8]
+	mi := &file_sar_v1_search_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -897,7 +1011,7 @@ func (x *AdjustCellsResponse) String() string {
 func (*AdjustCellsResponse) ProtoMessage() {}
 
 func (x *AdjustCellsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_search_proto_msgTypes[8]
+	mi := &file_sar_v1_search_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -910,7 +1024,7 @@ func (x *AdjustCellsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdjustCellsResponse.ProtoReflect.Descriptor instead.
 func (*AdjustCellsResponse) Descriptor() ([]byte, []int) {
-	return file_sar_v1_search_proto_rawDescGZIP(), []int{8}
+	return file_sar_v1_search_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *AdjustCellsResponse) GetGrid() *SearchGridSummary {
@@ -940,7 +1054,7 @@ type RecordClueRequest struct {
 
 func (x *RecordClueRequest) Reset() {
 	*x = RecordClueRequest{}
-	mi := &file_sar_v1_search_proto_msgTypes[9]
+	mi := &file_sar_v1_search_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -952,7 +1066,7 @@ func (x *RecordClueRequest) String() string {
 func (*RecordClueRequest) ProtoMessage() {}
 
 func (x *RecordClueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_search_proto_msgTypes[9]
+	mi := &file_sar_v1_search_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -965,7 +1079,7 @@ func (x *RecordClueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordClueRequest.ProtoReflect.Descriptor instead.
 func (*RecordClueRequest) Descriptor() ([]byte, []int) {
-	return file_sar_v1_search_proto_rawDescGZIP(), []int{9}
+	return file_sar_v1_search_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RecordClueRequest) GetIncidentId() string {
@@ -1014,7 +1128,7 @@ type RecordClueResponse struct {
 
 func (x *RecordClueResponse) Reset() {
 	*x = RecordClueResponse{}
-	mi := &file_sar_v1_search_proto_msgTypes[10]
+	mi := &file_sar_v1_search_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1026,7 +1140,7 @@ func (x *RecordClueResponse) String() string {
 func (*RecordClueResponse) ProtoMessage() {}
 
 func (x *RecordClueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_search_proto_msgTypes[10]
+	mi := &file_sar_v1_search_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1039,7 +1153,7 @@ func (x *RecordClueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordClueResponse.ProtoReflect.Descriptor instead.
 func (*RecordClueResponse) Descriptor() ([]byte, []int) {
-	return file_sar_v1_search_proto_rawDescGZIP(), []int{10}
+	return file_sar_v1_search_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RecordClueResponse) GetGrid() *SearchGridSummary {
@@ -1067,7 +1181,7 @@ type ListSegmentsRequest struct {
 
 func (x *ListSegmentsRequest) Reset() {
 	*x = ListSegmentsRequest{}
-	mi := &file_sar_v1_search_proto_msgTypes[11]
+	mi := &file_sar_v1_search_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1079,7 +1193,7 @@ func (x *ListSegmentsRequest) String() string {
 func (*ListSegmentsRequest) ProtoMessage() {}
 
 func (x *ListSegmentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_search_proto_msgTypes[11]
+	mi := &file_sar_v1_search_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1092,7 +1206,7 @@ func (x *ListSegmentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSegmentsRequest.ProtoReflect.Descriptor instead.
 func (*ListSegmentsRequest) Descriptor() ([]byte, []int) {
-	return file_sar_v1_search_proto_rawDescGZIP(), []int{11}
+	return file_sar_v1_search_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListSegmentsRequest) GetIncidentId() string {
@@ -1147,7 +1261,7 @@ type SearchSegment struct {
 
 func (x *SearchSegment) Reset() {
 	*x = SearchSegment{}
-	mi := &file_sar_v1_search_proto_msgTypes[12]
+	mi := &file_sar_v1_search_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1159,7 +1273,7 @@ func (x *SearchSegment) String() string {
 func (*SearchSegment) ProtoMessage() {}
 
 func (x *SearchSegment) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_search_proto_msgTypes[12]
+	mi := &file_sar_v1_search_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1172,7 +1286,7 @@ func (x *SearchSegment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchSegment.ProtoReflect.Descriptor instead.
 func (*SearchSegment) Descriptor() ([]byte, []int) {
-	return file_sar_v1_search_proto_rawDescGZIP(), []int{12}
+	return file_sar_v1_search_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SearchSegment) GetId() int32 {
@@ -1263,7 +1377,7 @@ type ListSegmentsResponse struct {
 
 func (x *ListSegmentsResponse) Reset() {
 	*x = ListSegmentsResponse{}
-	mi := &file_sar_v1_search_proto_msgTypes[13]
+	mi := &file_sar_v1_search_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1275,7 +1389,7 @@ func (x *ListSegmentsResponse) String() string {
 func (*ListSegmentsResponse) ProtoMessage() {}
 
 func (x *ListSegmentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_search_proto_msgTypes[13]
+	mi := &file_sar_v1_search_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1288,7 +1402,7 @@ func (x *ListSegmentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSegmentsResponse.ProtoReflect.Descriptor instead.
 func (*ListSegmentsResponse) Descriptor() ([]byte, []int) {
-	return file_sar_v1_search_proto_rawDescGZIP(), []int{13}
+	return file_sar_v1_search_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListSegmentsResponse) GetGrid() *SearchGridSummary {
@@ -1350,7 +1464,7 @@ type SuggestNextTaskRequest struct {
 
 func (x *SuggestNextTaskRequest) Reset() {
 	*x = SuggestNextTaskRequest{}
-	mi := &file_sar_v1_search_proto_msgTypes[14]
+	mi := &file_sar_v1_search_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1362,7 +1476,7 @@ func (x *SuggestNextTaskRequest) String() string {
 func (*SuggestNextTaskRequest) ProtoMessage() {}
 
 func (x *SuggestNextTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_search_proto_msgTypes[14]
+	mi := &file_sar_v1_search_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1375,7 +1489,7 @@ func (x *SuggestNextTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SuggestNextTaskRequest.ProtoReflect.Descriptor instead.
 func (*SuggestNextTaskRequest) Descriptor() ([]byte, []int) {
-	return file_sar_v1_search_proto_rawDescGZIP(), []int{14}
+	return file_sar_v1_search_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SuggestNextTaskRequest) GetIncidentId() string {
@@ -1466,7 +1580,7 @@ type SuggestNextTaskResponse struct {
 
 func (x *SuggestNextTaskResponse) Reset() {
 	*x = SuggestNextTaskResponse{}
-	mi := &file_sar_v1_search_proto_msgTypes[15]
+	mi := &file_sar_v1_search_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1478,7 +1592,7 @@ func (x *SuggestNextTaskResponse) String() string {
 func (*SuggestNextTaskResponse) ProtoMessage() {}
 
 func (x *SuggestNextTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_search_proto_msgTypes[15]
+	mi := &file_sar_v1_search_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1491,7 +1605,7 @@ func (x *SuggestNextTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SuggestNextTaskResponse.ProtoReflect.Descriptor instead.
 func (*SuggestNextTaskResponse) Descriptor() ([]byte, []int) {
-	return file_sar_v1_search_proto_rawDescGZIP(), []int{15}
+	return file_sar_v1_search_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SuggestNextTaskResponse) GetSegment() *SearchSegment {
@@ -1565,7 +1679,7 @@ type AssignSegmentRequest struct {
 
 func (x *AssignSegmentRequest) Reset() {
 	*x = AssignSegmentRequest{}
-	mi := &file_sar_v1_search_proto_msgTypes[16]
+	mi := &file_sar_v1_search_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1577,7 +1691,7 @@ func (x *AssignSegmentRequest) String() string {
 func (*AssignSegmentRequest) ProtoMessage() {}
 
 func (x *AssignSegmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_search_proto_msgTypes[16]
+	mi := &file_sar_v1_search_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1590,7 +1704,7 @@ func (x *AssignSegmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssignSegmentRequest.ProtoReflect.Descriptor instead.
 func (*AssignSegmentRequest) Descriptor() ([]byte, []int) {
-	return file_sar_v1_search_proto_rawDescGZIP(), []int{16}
+	return file_sar_v1_search_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *AssignSegmentRequest) GetIncidentId() string {
@@ -1627,7 +1741,7 @@ type AssignSegmentResponse struct {
 
 func (x *AssignSegmentResponse) Reset() {
 	*x = AssignSegmentResponse{}
-	mi := &file_sar_v1_search_proto_msgTypes[17]
+	mi := &file_sar_v1_search_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1639,7 +1753,7 @@ func (x *AssignSegmentResponse) String() string {
 func (*AssignSegmentResponse) ProtoMessage() {}
 
 func (x *AssignSegmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_search_proto_msgTypes[17]
+	mi := &file_sar_v1_search_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1652,7 +1766,7 @@ func (x *AssignSegmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssignSegmentResponse.ProtoReflect.Descriptor instead.
 func (*AssignSegmentResponse) Descriptor() ([]byte, []int) {
-	return file_sar_v1_search_proto_rawDescGZIP(), []int{17}
+	return file_sar_v1_search_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *AssignSegmentResponse) GetSegment() *SearchSegment {
@@ -1685,7 +1799,7 @@ type ExportSearchGridRequest struct {
 
 func (x *ExportSearchGridRequest) Reset() {
 	*x = ExportSearchGridRequest{}
-	mi := &file_sar_v1_search_proto_msgTypes[18]
+	mi := &file_sar_v1_search_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1697,7 +1811,7 @@ func (x *ExportSearchGridRequest) String() string {
 func (*ExportSearchGridRequest) ProtoMessage() {}
 
 func (x *ExportSearchGridRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_search_proto_msgTypes[18]
+	mi := &file_sar_v1_search_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1710,7 +1824,7 @@ func (x *ExportSearchGridRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportSearchGridRequest.ProtoReflect.Descriptor instead.
 func (*ExportSearchGridRequest) Descriptor() ([]byte, []int) {
-	return file_sar_v1_search_proto_rawDescGZIP(), []int{18}
+	return file_sar_v1_search_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ExportSearchGridRequest) GetIncidentId() string {
@@ -1749,7 +1863,7 @@ type ExportSearchGridResponse struct {
 
 func (x *ExportSearchGridResponse) Reset() {
 	*x = ExportSearchGridResponse{}
-	mi := &file_sar_v1_search_proto_msgTypes[19]
+	mi := &file_sar_v1_search_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1761,7 +1875,7 @@ func (x *ExportSearchGridResponse) String() string {
 func (*ExportSearchGridResponse) ProtoMessage() {}
 
 func (x *ExportSearchGridResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_search_proto_msgTypes[19]
+	mi := &file_sar_v1_search_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1774,7 +1888,7 @@ func (x *ExportSearchGridResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportSearchGridResponse.ProtoReflect.Descriptor instead.
 func (*ExportSearchGridResponse) Descriptor() ([]byte, []int) {
-	return file_sar_v1_search_proto_rawDescGZIP(), []int{19}
+	return file_sar_v1_search_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ExportSearchGridResponse) GetContent() []byte {
@@ -1816,7 +1930,7 @@ type SearchGridChangedEvent struct {
 
 func (x *SearchGridChangedEvent) Reset() {
 	*x = SearchGridChangedEvent{}
-	mi := &file_sar_v1_search_proto_msgTypes[20]
+	mi := &file_sar_v1_search_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1828,7 +1942,7 @@ func (x *SearchGridChangedEvent) String() string {
 func (*SearchGridChangedEvent) ProtoMessage() {}
 
 func (x *SearchGridChangedEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_search_proto_msgTypes[20]
+	mi := &file_sar_v1_search_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1841,7 +1955,7 @@ func (x *SearchGridChangedEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchGridChangedEvent.ProtoReflect.Descriptor instead.
 func (*SearchGridChangedEvent) Descriptor() ([]byte, []int) {
-	return file_sar_v1_search_proto_rawDescGZIP(), []int{20}
+	return file_sar_v1_search_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SearchGridChangedEvent) GetChange() SearchGridChange {
@@ -1927,6 +2041,16 @@ const file_sar_v1_search_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01B\x16\n" +
 	"\x14_follow_caller_fixes\"F\n" +
 	"\x15SetSearchPlanResponse\x12-\n" +
+	"\x04grid\x18\x01 \x01(\v2\x19.sar.v1.SearchGridSummaryR\x04grid\"\xea\x01\n" +
+	"\x15SetSweepWidthsRequest\x12\x1f\n" +
+	"\vincident_id\x18\x01 \x01(\tR\n" +
+	"incidentId\x12U\n" +
+	"\x0esweep_widths_m\x18\x02 \x03(\v2/.sar.v1.SetSweepWidthsRequest.SweepWidthsMEntryR\fsweepWidthsM\x12\x18\n" +
+	"\areplace\x18\x03 \x01(\bR\areplace\x1a?\n" +
+	"\x11SweepWidthsMEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"G\n" +
+	"\x16SetSweepWidthsResponse\x12-\n" +
 	"\x04grid\x18\x01 \x01(\v2\x19.sar.v1.SearchGridSummaryR\x04grid\"{\n" +
 	"\x14GetSearchGridRequest\x12\x1f\n" +
 	"\vincident_id\x18\x01 \x01(\tR\n" +
@@ -2038,9 +2162,10 @@ const file_sar_v1_search_proto_rawDesc = "" +
 	"\x17SEARCH_GRID_CHANGE_CLUE\x10\x03\x12\x1f\n" +
 	"\x1bSEARCH_GRID_CHANGE_COVERAGE\x10\x04\x12!\n" +
 	"\x1dSEARCH_GRID_CHANGE_CALLER_FIX\x10\x05\x12\x1f\n" +
-	"\x1bSEARCH_GRID_CHANGE_SEGMENTS\x10\x062\xfc\x04\n" +
+	"\x1bSEARCH_GRID_CHANGE_SEGMENTS\x10\x062\xcd\x05\n" +
 	"\rSearchService\x12L\n" +
-	"\rSetSearchPlan\x12\x1c.sar.v1.SetSearchPlanRequest\x1a\x1d.sar.v1.SetSearchPlanResponse\x12L\n" +
+	"\rSetSearchPlan\x12\x1c.sar.v1.SetSearchPlanRequest\x1a\x1d.sar.v1.SetSearchPlanResponse\x12O\n" +
+	"\x0eSetSweepWidths\x12\x1d.sar.v1.SetSweepWidthsRequest\x1a\x1e.sar.v1.SetSweepWidthsResponse\x12L\n" +
 	"\rGetSearchGrid\x12\x1c.sar.v1.GetSearchGridRequest\x1a\x1d.sar.v1.GetSearchGridResponse\x12F\n" +
 	"\vAdjustCells\x12\x1a.sar.v1.AdjustCellsRequest\x1a\x1b.sar.v1.AdjustCellsResponse\x12C\n" +
 	"\n" +
@@ -2065,7 +2190,7 @@ func file_sar_v1_search_proto_rawDescGZIP() []byte {
 }
 
 var file_sar_v1_search_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_sar_v1_search_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_sar_v1_search_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_sar_v1_search_proto_goTypes = []any{
 	(ExportFormat)(0),                // 0: sar.v1.ExportFormat
 	(SearchGridChange)(0),            // 1: sar.v1.SearchGridChange
@@ -2073,84 +2198,91 @@ var file_sar_v1_search_proto_goTypes = []any{
 	(*SearchCell)(nil),               // 3: sar.v1.SearchCell
 	(*SetSearchPlanRequest)(nil),     // 4: sar.v1.SetSearchPlanRequest
 	(*SetSearchPlanResponse)(nil),    // 5: sar.v1.SetSearchPlanResponse
-	(*GetSearchGridRequest)(nil),     // 6: sar.v1.GetSearchGridRequest
-	(*GetSearchGridResponse)(nil),    // 7: sar.v1.GetSearchGridResponse
-	(*CellProbability)(nil),          // 8: sar.v1.CellProbability
-	(*AdjustCellsRequest)(nil),       // 9: sar.v1.AdjustCellsRequest
-	(*AdjustCellsResponse)(nil),      // 10: sar.v1.AdjustCellsResponse
-	(*RecordClueRequest)(nil),        // 11: sar.v1.RecordClueRequest
-	(*RecordClueResponse)(nil),       // 12: sar.v1.RecordClueResponse
-	(*ListSegmentsRequest)(nil),      // 13: sar.v1.ListSegmentsRequest
-	(*SearchSegment)(nil),            // 14: sar.v1.SearchSegment
-	(*ListSegmentsResponse)(nil),     // 15: sar.v1.ListSegmentsResponse
-	(*SuggestNextTaskRequest)(nil),   // 16: sar.v1.SuggestNextTaskRequest
-	(*SuggestNextTaskResponse)(nil),  // 17: sar.v1.SuggestNextTaskResponse
-	(*AssignSegmentRequest)(nil),     // 18: sar.v1.AssignSegmentRequest
-	(*AssignSegmentResponse)(nil),    // 19: sar.v1.AssignSegmentResponse
-	(*ExportSearchGridRequest)(nil),  // 20: sar.v1.ExportSearchGridRequest
-	(*ExportSearchGridResponse)(nil), // 21: sar.v1.ExportSearchGridResponse
-	(*SearchGridChangedEvent)(nil),   // 22: sar.v1.SearchGridChangedEvent
-	nil,                              // 23: sar.v1.SearchGridSummary.SweepWidthsMEntry
-	nil,                              // 24: sar.v1.SetSearchPlanRequest.SweepWidthsMEntry
-	(*LatLng)(nil),                   // 25: sar.v1.LatLng
-	(*timestamppb.Timestamp)(nil),    // 26: google.protobuf.Timestamp
-	(*SubjectProfile)(nil),           // 27: sar.v1.SubjectProfile
-	(*TeamRef)(nil),                  // 28: sar.v1.TeamRef
-	(*durationpb.Duration)(nil),      // 29: google.protobuf.Duration
+	(*SetSweepWidthsRequest)(nil),    // 6: sar.v1.SetSweepWidthsRequest
+	(*SetSweepWidthsResponse)(nil),   // 7: sar.v1.SetSweepWidthsResponse
+	(*GetSearchGridRequest)(nil),     // 8: sar.v1.GetSearchGridRequest
+	(*GetSearchGridResponse)(nil),    // 9: sar.v1.GetSearchGridResponse
+	(*CellProbability)(nil),          // 10: sar.v1.CellProbability
+	(*AdjustCellsRequest)(nil),       // 11: sar.v1.AdjustCellsRequest
+	(*AdjustCellsResponse)(nil),      // 12: sar.v1.AdjustCellsResponse
+	(*RecordClueRequest)(nil),        // 13: sar.v1.RecordClueRequest
+	(*RecordClueResponse)(nil),       // 14: sar.v1.RecordClueResponse
+	(*ListSegmentsRequest)(nil),      // 15: sar.v1.ListSegmentsRequest
+	(*SearchSegment)(nil),            // 16: sar.v1.SearchSegment
+	(*ListSegmentsResponse)(nil),     // 17: sar.v1.ListSegmentsResponse
+	(*SuggestNextTaskRequest)(nil),   // 18: sar.v1.SuggestNextTaskRequest
+	(*SuggestNextTaskResponse)(nil),  // 19: sar.v1.SuggestNextTaskResponse
+	(*AssignSegmentRequest)(nil),     // 20: sar.v1.AssignSegmentRequest
+	(*AssignSegmentResponse)(nil),    // 21: sar.v1.AssignSegmentResponse
+	(*ExportSearchGridRequest)(nil),  // 22: sar.v1.ExportSearchGridRequest
+	(*ExportSearchGridResponse)(nil), // 23: sar.v1.ExportSearchGridResponse
+	(*SearchGridChangedEvent)(nil),   // 24: sar.v1.SearchGridChangedEvent
+	nil,                              // 25: sar.v1.SearchGridSummary.SweepWidthsMEntry
+	nil,                              // 26: sar.v1.SetSearchPlanRequest.SweepWidthsMEntry
+	nil,                              // 27: sar.v1.SetSweepWidthsRequest.SweepWidthsMEntry
+	(*LatLng)(nil),                   // 28: sar.v1.LatLng
+	(*timestamppb.Timestamp)(nil),    // 29: google.protobuf.Timestamp
+	(*SubjectProfile)(nil),           // 30: sar.v1.SubjectProfile
+	(*TeamRef)(nil),                  // 31: sar.v1.TeamRef
+	(*durationpb.Duration)(nil),      // 32: google.protobuf.Duration
 }
 var file_sar_v1_search_proto_depIdxs = []int32{
-	25, // 0: sar.v1.SearchGridSummary.origin:type_name -> sar.v1.LatLng
-	23, // 1: sar.v1.SearchGridSummary.sweep_widths_m:type_name -> sar.v1.SearchGridSummary.SweepWidthsMEntry
-	26, // 2: sar.v1.SearchGridSummary.origin_time:type_name -> google.protobuf.Timestamp
-	25, // 3: sar.v1.SetSearchPlanRequest.point:type_name -> sar.v1.LatLng
-	27, // 4: sar.v1.SetSearchPlanRequest.subject:type_name -> sar.v1.SubjectProfile
-	24, // 5: sar.v1.SetSearchPlanRequest.sweep_widths_m:type_name -> sar.v1.SetSearchPlanRequest.SweepWidthsMEntry
+	28, // 0: sar.v1.SearchGridSummary.origin:type_name -> sar.v1.LatLng
+	25, // 1: sar.v1.SearchGridSummary.sweep_widths_m:type_name -> sar.v1.SearchGridSummary.SweepWidthsMEntry
+	29, // 2: sar.v1.SearchGridSummary.origin_time:type_name -> google.protobuf.Timestamp
+	28, // 3: sar.v1.SetSearchPlanRequest.point:type_name -> sar.v1.LatLng
+	30, // 4: sar.v1.SetSearchPlanRequest.subject:type_name -> sar.v1.SubjectProfile
+	26, // 5: sar.v1.SetSearchPlanRequest.sweep_widths_m:type_name -> sar.v1.SetSearchPlanRequest.SweepWidthsMEntry
 	2,  // 6: sar.v1.SetSearchPlanResponse.grid:type_name -> sar.v1.SearchGridSummary
-	2,  // 7: sar.v1.GetSearchGridResponse.grid:type_name -> sar.v1.SearchGridSummary
-	3,  // 8: sar.v1.GetSearchGridResponse.cells:type_name -> sar.v1.SearchCell
-	14, // 9: sar.v1.GetSearchGridResponse.segment:type_name -> sar.v1.SearchSegment
-	8,  // 10: sar.v1.AdjustCellsRequest.set:type_name -> sar.v1.CellProbability
-	2,  // 11: sar.v1.AdjustCellsResponse.grid:type_name -> sar.v1.SearchGridSummary
-	25, // 12: sar.v1.RecordClueRequest.position:type_name -> sar.v1.LatLng
-	2,  // 13: sar.v1.RecordClueResponse.grid:type_name -> sar.v1.SearchGridSummary
-	25, // 14: sar.v1.SearchSegment.centroid:type_name -> sar.v1.LatLng
-	28, // 15: sar.v1.SearchSegment.assigned_team:type_name -> sar.v1.TeamRef
-	26, // 16: sar.v1.SearchSegment.assign_time:type_name -> google.protobuf.Timestamp
-	2,  // 17: sar.v1.ListSegmentsResponse.grid:type_name -> sar.v1.SearchGridSummary
-	14, // 18: sar.v1.ListSegmentsResponse.segments:type_name -> sar.v1.SearchSegment
-	28, // 19: sar.v1.SuggestNextTaskRequest.team:type_name -> sar.v1.TeamRef
-	25, // 20: sar.v1.SuggestNextTaskRequest.position:type_name -> sar.v1.LatLng
-	14, // 21: sar.v1.SuggestNextTaskResponse.segment:type_name -> sar.v1.SearchSegment
-	29, // 22: sar.v1.SuggestNextTaskResponse.travel:type_name -> google.protobuf.Duration
-	29, // 23: sar.v1.SuggestNextTaskResponse.search:type_name -> google.protobuf.Duration
-	25, // 24: sar.v1.SuggestNextTaskResponse.team_position:type_name -> sar.v1.LatLng
-	2,  // 25: sar.v1.SuggestNextTaskResponse.grid:type_name -> sar.v1.SearchGridSummary
-	28, // 26: sar.v1.AssignSegmentRequest.team:type_name -> sar.v1.TeamRef
-	14, // 27: sar.v1.AssignSegmentResponse.segment:type_name -> sar.v1.SearchSegment
-	0,  // 28: sar.v1.ExportSearchGridRequest.format:type_name -> sar.v1.ExportFormat
-	1,  // 29: sar.v1.SearchGridChangedEvent.change:type_name -> sar.v1.SearchGridChange
-	2,  // 30: sar.v1.SearchGridChangedEvent.grid:type_name -> sar.v1.SearchGridSummary
-	4,  // 31: sar.v1.SearchService.SetSearchPlan:input_type -> sar.v1.SetSearchPlanRequest
-	6,  // 32: sar.v1.SearchService.GetSearchGrid:input_type -> sar.v1.GetSearchGridRequest
-	9,  // 33: sar.v1.SearchService.AdjustCells:input_type -> sar.v1.AdjustCellsRequest
-	11, // 34: sar.v1.SearchService.RecordClue:input_type -> sar.v1.RecordClueRequest
-	13, // 35: sar.v1.SearchService.ListSegments:input_type -> sar.v1.ListSegmentsRequest
-	16, // 36: sar.v1.SearchService.SuggestNextTask:input_type -> sar.v1.SuggestNextTaskRequest
-	18, // 37: sar.v1.SearchService.AssignSegment:input_type -> sar.v1.AssignSegmentRequest
-	20, // 38: sar.v1.SearchService.ExportSearchGrid:input_type -> sar.v1.ExportSearchGridRequest
-	5,  // 39: sar.v1.SearchService.SetSearchPlan:output_type -> sar.v1.SetSearchPlanResponse
-	7,  // 40: sar.v1.SearchService.GetSearchGrid:output_type -> sar.v1.GetSearchGridResponse
-	10, // 41: sar.v1.SearchService.AdjustCells:output_type -> sar.v1.AdjustCellsResponse
-	12, // 42: sar.v1.SearchService.RecordClue:output_type -> sar.v1.RecordClueResponse
-	15, // 43: sar.v1.SearchService.ListSegments:output_type -> sar.v1.ListSegmentsResponse
-	17, // 44: sar.v1.SearchService.SuggestNextTask:output_type -> sar.v1.SuggestNextTaskResponse
-	19, // 45: sar.v1.SearchService.AssignSegment:output_type -> sar.v1.AssignSegmentResponse
-	21, // 46: sar.v1.SearchService.ExportSearchGrid:output_type -> sar.v1.ExportSearchGridResponse
-	39, // [39:47] is the sub-list for method output_type
-	31, // [31:39] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	27, // 7: sar.v1.SetSweepWidthsRequest.sweep_widths_m:type_name -> sar.v1.SetSweepWidthsRequest.SweepWidthsMEntry
+	2,  // 8: sar.v1.SetSweepWidthsResponse.grid:type_name -> sar.v1.SearchGridSummary
+	2,  // 9: sar.v1.GetSearchGridResponse.grid:type_name -> sar.v1.SearchGridSummary
+	3,  // 10: sar.v1.GetSearchGridResponse.cells:type_name -> sar.v1.SearchCell
+	16, // 11: sar.v1.GetSearchGridResponse.segment:type_name -> sar.v1.SearchSegment
+	10, // 12: sar.v1.AdjustCellsRequest.set:type_name -> sar.v1.CellProbability
+	2,  // 13: sar.v1.AdjustCellsResponse.grid:type_name -> sar.v1.SearchGridSummary
+	28, // 14: sar.v1.RecordClueRequest.position:type_name -> sar.v1.LatLng
+	2,  // 15: sar.v1.RecordClueResponse.grid:type_name -> sar.v1.SearchGridSummary
+	28, // 16: sar.v1.SearchSegment.centroid:type_name -> sar.v1.LatLng
+	31, // 17: sar.v1.SearchSegment.assigned_team:type_name -> sar.v1.TeamRef
+	29, // 18: sar.v1.SearchSegment.assign_time:type_name -> google.protobuf.Timestamp
+	2,  // 19: sar.v1.ListSegmentsResponse.grid:type_name -> sar.v1.SearchGridSummary
+	16, // 20: sar.v1.ListSegmentsResponse.segments:type_name -> sar.v1.SearchSegment
+	31, // 21: sar.v1.SuggestNextTaskRequest.team:type_name -> sar.v1.TeamRef
+	28, // 22: sar.v1.SuggestNextTaskRequest.position:type_name -> sar.v1.LatLng
+	16, // 23: sar.v1.SuggestNextTaskResponse.segment:type_name -> sar.v1.SearchSegment
+	32, // 24: sar.v1.SuggestNextTaskResponse.travel:type_name -> google.protobuf.Duration
+	32, // 25: sar.v1.SuggestNextTaskResponse.search:type_name -> google.protobuf.Duration
+	28, // 26: sar.v1.SuggestNextTaskResponse.team_position:type_name -> sar.v1.LatLng
+	2,  // 27: sar.v1.SuggestNextTaskResponse.grid:type_name -> sar.v1.SearchGridSummary
+	31, // 28: sar.v1.AssignSegmentRequest.team:type_name -> sar.v1.TeamRef
+	16, // 29: sar.v1.AssignSegmentResponse.segment:type_name -> sar.v1.SearchSegment
+	0,  // 30: sar.v1.ExportSearchGridRequest.format:type_name -> sar.v1.ExportFormat
+	1,  // 31: sar.v1.SearchGridChangedEvent.change:type_name -> sar.v1.SearchGridChange
+	2,  // 32: sar.v1.SearchGridChangedEvent.grid:type_name -> sar.v1.SearchGridSummary
+	4,  // 33: sar.v1.SearchService.SetSearchPlan:input_type -> sar.v1.SetSearchPlanRequest
+	6,  // 34: sar.v1.SearchService.SetSweepWidths:input_type -> sar.v1.SetSweepWidthsRequest
+	8,  // 35: sar.v1.SearchService.GetSearchGrid:input_type -> sar.v1.GetSearchGridRequest
+	11, // 36: sar.v1.SearchService.AdjustCells:input_type -> sar.v1.AdjustCellsRequest
+	13, // 37: sar.v1.SearchService.RecordClue:input_type -> sar.v1.RecordClueRequest
+	15, // 38: sar.v1.SearchService.ListSegments:input_type -> sar.v1.ListSegmentsRequest
+	18, // 39: sar.v1.SearchService.SuggestNextTask:input_type -> sar.v1.SuggestNextTaskRequest
+	20, // 40: sar.v1.SearchService.AssignSegment:input_type -> sar.v1.AssignSegmentRequest
+	22, // 41: sar.v1.SearchService.ExportSearchGrid:input_type -> sar.v1.ExportSearchGridRequest
+	5,  // 42: sar.v1.SearchService.SetSearchPlan:output_type -> sar.v1.SetSearchPlanResponse
+	7,  // 43: sar.v1.SearchService.SetSweepWidths:output_type -> sar.v1.SetSweepWidthsResponse
+	9,  // 44: sar.v1.SearchService.GetSearchGrid:output_type -> sar.v1.GetSearchGridResponse
+	12, // 45: sar.v1.SearchService.AdjustCells:output_type -> sar.v1.AdjustCellsResponse
+	14, // 46: sar.v1.SearchService.RecordClue:output_type -> sar.v1.RecordClueResponse
+	17, // 47: sar.v1.SearchService.ListSegments:output_type -> sar.v1.ListSegmentsResponse
+	19, // 48: sar.v1.SearchService.SuggestNextTask:output_type -> sar.v1.SuggestNextTaskResponse
+	21, // 49: sar.v1.SearchService.AssignSegment:output_type -> sar.v1.AssignSegmentResponse
+	23, // 50: sar.v1.SearchService.ExportSearchGrid:output_type -> sar.v1.ExportSearchGridResponse
+	42, // [42:51] is the sub-list for method output_type
+	33, // [33:42] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_sar_v1_search_proto_init() }
@@ -2167,7 +2299,7 @@ func file_sar_v1_search_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sar_v1_search_proto_rawDesc), len(file_sar_v1_search_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   23,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

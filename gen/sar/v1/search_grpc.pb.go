@@ -20,6 +20,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	SearchService_SetSearchPlan_FullMethodName    = "/sar.v1.SearchService/SetSearchPlan"
+	SearchService_SetSweepWidths_FullMethodName   = "/sar.v1.SearchService/SetSweepWidths"
 	SearchService_GetSearchGrid_FullMethodName    = "/sar.v1.SearchService/GetSearchGrid"
 	SearchService_AdjustCells_FullMethodName      = "/sar.v1.SearchService/AdjustCells"
 	SearchService_RecordClue_FullMethodName       = "/sar.v1.SearchService/RecordClue"
@@ -43,8 +44,13 @@ type SearchServiceClient interface {
 	// point and subject profile, or from a given point and accuracy (a
 	// caller's fix), and sets the sweep widths used to turn tracks into
 	// coverage. Coverage already recorded is kept (it is evidence about the
-	// new prior too) unless reset_coverage is set.
+	// new prior too) unless reset_coverage is set. Re-seeding replaces
+	// adjustments and clues; to change only sweep widths use SetSweepWidths.
 	SetSearchPlan(ctx context.Context, in *SetSearchPlanRequest, opts ...grpc.CallOption) (*SetSearchPlanResponse, error)
+	// SetSweepWidths changes the sweep widths of the plan without re-seeding
+	// it. They apply to tracks from then on; coverage already recorded
+	// stays as it was computed.
+	SetSweepWidths(ctx context.Context, in *SetSweepWidthsRequest, opts ...grpc.CallOption) (*SetSweepWidthsResponse, error)
 	// GetSearchGrid returns the current grid, or only the cells changed since
 	// a version.
 	GetSearchGrid(ctx context.Context, in *GetSearchGridRequest, opts ...grpc.CallOption) (*GetSearchGridResponse, error)
@@ -84,6 +90,16 @@ func (c *searchServiceClient) SetSearchPlan(ctx context.Context, in *SetSearchPl
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(SetSearchPlanResponse)
 	err := c.cc.Invoke(ctx, SearchService_SetSearchPlan_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *searchServiceClient) SetSweepWidths(ctx context.Context, in *SetSweepWidthsRequest, opts ...grpc.CallOption) (*SetSweepWidthsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetSweepWidthsResponse)
+	err := c.cc.Invoke(ctx, SearchService_SetSweepWidths_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -174,8 +190,13 @@ type SearchServiceServer interface {
 	// point and subject profile, or from a given point and accuracy (a
 	// caller's fix), and sets the sweep widths used to turn tracks into
 	// coverage. Coverage already recorded is kept (it is evidence about the
-	// new prior too) unless reset_coverage is set.
+	// new prior too) unless reset_coverage is set. Re-seeding replaces
+	// adjustments and clues; to change only sweep widths use SetSweepWidths.
 	SetSearchPlan(context.Context, *SetSearchPlanRequest) (*SetSearchPlanResponse, error)
+	// SetSweepWidths changes the sweep widths of the plan without re-seeding
+	// it. They apply to tracks from then on; coverage already recorded
+	// stays as it was computed.
+	SetSweepWidths(context.Context, *SetSweepWidthsRequest) (*SetSweepWidthsResponse, error)
 	// GetSearchGrid returns the current grid, or only the cells changed since
 	// a version.
 	GetSearchGrid(context.Context, *GetSearchGridRequest) (*GetSearchGridResponse, error)
@@ -213,6 +234,9 @@ type UnimplementedSearchServiceServer struct{}
 
 func (UnimplementedSearchServiceServer) SetSearchPlan(context.Context, *SetSearchPlanRequest) (*SetSearchPlanResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetSearchPlan not implemented")
+}
+func (UnimplementedSearchServiceServer) SetSweepWidths(context.Context, *SetSweepWidthsRequest) (*SetSweepWidthsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetSweepWidths not implemented")
 }
 func (UnimplementedSearchServiceServer) GetSearchGrid(context.Context, *GetSearchGridRequest) (*GetSearchGridResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetSearchGrid not implemented")
@@ -270,6 +294,24 @@ func _SearchService_SetSearchPlan_Handler(srv interface{}, ctx context.Context, 
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(SearchServiceServer).SetSearchPlan(ctx, req.(*SetSearchPlanRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SearchService_SetSweepWidths_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetSweepWidthsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SearchServiceServer).SetSweepWidths(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SearchService_SetSweepWidths_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SearchServiceServer).SetSweepWidths(ctx, req.(*SetSweepWidthsRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -410,6 +452,10 @@ var SearchService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SetSearchPlan",
 			Handler:    _SearchService_SetSearchPlan_Handler,
+		},
+		{
+			MethodName: "SetSweepWidths",
+			Handler:    _SearchService_SetSweepWidths_Handler,
 		},
 		{
 			MethodName: "GetSearchGrid",

@@ -653,14 +653,11 @@ func (s *Service) segmentCells(ctx context.Context, inc *sarv1.Incident, id int,
 	if err != nil {
 		return nil, err
 	}
-	seg, err := s.st.Segmentation(ctx, inc.GetId())
+	seg, err := s.segmentsFor(ctx, inc, g, segmentInput{}) // the same segments ListSegments shows
 	if err != nil {
 		return nil, err
 	}
-	i := -1
-	if seg != nil {
-		i = slices.IndexFunc(seg.Segments, func(ss store.StoredSegment) bool { return ss.ID == id })
-	}
+	i := slices.IndexFunc(seg.Segments, func(ss store.StoredSegment) bool { return ss.ID == id })
 	if i < 0 {
 		return nil, sar.NotFound("segment")
 	}

@@ -284,6 +284,13 @@ func RankSegments(g *Grid, segs []Segment) []Segment {
 	return out
 }
 
+// seconds converts a time in seconds, capped at 100 years so that absurd
+// inputs (a sweep width of a millimetre) cannot overflow a Duration.
+func seconds(v float64) time.Duration {
+	const maxSeconds = 100 * 365.25 * 24 * 3600
+	return time.Duration(min(v, maxSeconds) * float64(time.Second))
+}
+
 func segmentPOA(g *Grid, s Segment) float64 {
 	var p neumaier
 	for _, id := range s.Cells {
@@ -390,8 +397,8 @@ func NextTask(g *Grid, segs []Segment, team Team, coverage float64, assigned map
 		if best.Index < 0 || score > best.Score || (score == best.Score && s.ID < best.ID) {
 			best = Task{
 				Index: i, ID: s.ID, POA: poa, POS: poa * pod, Score: score,
-				Travel: time.Duration(travel * float64(time.Second)),
-				Search: time.Duration(search * float64(time.Second)),
+				Travel: seconds(travel),
+				Search: seconds(search),
 			}
 		}
 	}

@@ -831,11 +831,15 @@ func TestSearchCallerFixCollapse(t *testing.T) {
 			s.GetOriginTime().AsTime())
 	}
 
-	// Not following caller fixes any more.
-	stop := must[*sarv1.SetSearchPlanResponse](t, "SetSearchPlan unfollow")(sc.SetSearchPlan(e.as(op), &sarv1.SetSearchPlanRequest{
-		IncidentId: id, FollowCallerFixes: new(bool)})).GetGrid()
-	if stop.GetFollowCallerFixes() || stop.GetProfile() != "hiker/temperate/mountainous" {
-		t.Fatalf("plan with follow_caller_fixes false: follow %v, profile %q", stop.GetFollowCallerFixes(), stop.GetProfile())
+	// Not following caller fixes any more: a settings change, the grid
+	// stays as it is.
+	beforeStop := e.grid(op, id, 0).GetGrid()
+	stop := must[*sarv1.UpdateSearchSettingsResponse](t, "UpdateSearchSettings unfollow")(sc.UpdateSearchSettings(e.as(op),
+		&sarv1.UpdateSearchSettingsRequest{IncidentId: id, FollowCallerFixes: new(bool)})).GetGrid()
+	if stop.GetFollowCallerFixes() || stop.GetProfile() != "fix" || stop.GetSeedVersion() != beforeStop.GetSeedVersion() ||
+		stop.GetVersion() != beforeStop.GetVersion() {
+		t.Fatalf("settings with follow_caller_fixes false: follow %v, profile %q, seed %d (was %d), version %d (was %d); want the grid unchanged",
+			stop.GetFollowCallerFixes(), stop.GetProfile(), stop.GetSeedVersion(), beforeStop.GetSeedVersion(), stop.GetVersion(), beforeStop.GetVersion())
 	}
 	dev.send(callerFix(8, lat-0.005, lng, 20, base.Add(5*time.Minute)))
 	if s := e.grid(op, id, 0).GetGrid(); s.GetSeedVersion() != stop.GetSeedVersion() || s.GetVersion() != stop.GetVersion() || s.GetProfile() != stop.GetProfile() {

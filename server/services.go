@@ -187,12 +187,12 @@ func (s *searchService) SetSearchPlan(ctx context.Context, req *sarv1.SetSearchP
 	return &sarv1.SetSearchPlanResponse{Grid: g}, nil
 }
 
-func (s *searchService) SetSweepWidths(ctx context.Context, req *sarv1.SetSweepWidthsRequest) (*sarv1.SetSweepWidthsResponse, error) {
-	g, err := s.core.SetSweepWidths(ctx, req)
+func (s *searchService) UpdateSearchSettings(ctx context.Context, req *sarv1.UpdateSearchSettingsRequest) (*sarv1.UpdateSearchSettingsResponse, error) {
+	g, err := s.core.UpdateSearchSettings(ctx, req)
 	if err != nil {
 		return nil, err
 	}
-	return &sarv1.SetSweepWidthsResponse{Grid: g}, nil
+	return &sarv1.UpdateSearchSettingsResponse{Grid: g}, nil
 }
 
 func (s *searchService) GetSearchGrid(ctx context.Context, req *sarv1.GetSearchGridRequest) (*sarv1.GetSearchGridResponse, error) {

@@ -331,9 +331,12 @@ func testSearchCommands(t *testing.T, s *server) {
 	if plan.GetProfile() != "hiker/temperate/mountainous" || plan.GetSweepWidthsM()["dog"] != 60 || plan.GetCellCount() == 0 {
 		t.Errorf("search plan = %v, want a hiker grid with a dog sweep width", plan)
 	}
-	widths := run(t, admin, &searchWidthsCmd{ID: id, SweepWidth: map[string]float64{"drone": 35}}, &sarv1.SetSweepWidthsResponse{}).GetGrid()
-	if widths.GetSweepWidthsM()["drone"] != 35 || widths.GetSweepWidthsM()["dog"] != 60 || widths.GetSeedVersion() != plan.GetSeedVersion() {
-		t.Errorf("search widths --sweep-width drone=35 = %v, want drone added without a re-seed", widths)
+	no := false
+	widths := run(t, admin, &searchSettingsCmd{ID: id, SweepWidth: map[string]float64{"drone": 35}, MaxSpeed: map[string]float64{"drone": 20},
+		FollowCaller: &no}, &sarv1.UpdateSearchSettingsResponse{}).GetGrid()
+	if widths.GetSweepWidthsM()["drone"] != 35 || widths.GetSweepWidthsM()["dog"] != 60 || widths.GetMaxSpeedsMS()["drone"] != 20 ||
+		widths.GetFollowCallerFixes() || widths.GetSeedVersion() != plan.GetSeedVersion() {
+		t.Errorf("search settings --sweep-width drone=35 --max-speed drone=20 --no-follow-caller = %v, want them set without a re-seed", widths)
 	}
 	segs := run(t, admin, &searchSegmentsCmd{ID: id, Area: 2e6}, &sarv1.ListSegmentsResponse{})
 	if len(segs.GetSegments()) < 2 || segs.GetTargetAreaM2() != 2e6 {

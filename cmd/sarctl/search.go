@@ -16,13 +16,13 @@ import (
 
 type searchCmd struct {
 	Plan     searchPlanCmd     `cmd:"" help:"Seed (or re-seed) an incident's search grid from its initial planning point and subject, or from a point."`
-	Widths   searchWidthsCmd   `cmd:"" help:"Set sweep widths per searcher type without re-seeding the grid."`
+	Settings searchSettingsCmd `cmd:"" help:"Change the plan's settings (sweep widths, speeds, following caller fixes) without re-seeding the grid."`
 	Grid     searchGridCmd     `cmd:"" help:"Print an incident's search grid: every cell, the cells changed since a version, or one segment's cells."`
 	Adjust   searchAdjustCmd   `cmd:"" help:"Scale the POA of chosen cells (local knowledge: a gorge, a river, a trap trail)."`
 	Clue     searchClueCmd     `cmd:"" help:"Record a clue: re-weight the grid around where it was found."`
 	Segments searchSegmentsCmd `cmd:"" help:"List the incident's segments, densest first, with their assignments."`
 	Suggest  searchSuggestCmd  `cmd:"" help:"Suggest the next segment for a team (and assign it with --assign)."`
-	Assign   searchAssignCmd   `cmd:"" help:"Assign a segment to a team, or free it (no --agency)."`
+	Assign   searchAssignCmd   `cmd:"" help:"Assign a segment to a team, or free it (no --team)."`
 	Export   searchExportCmd   `cmd:"" help:"Write the grid (and segments) as GeoJSON or KML for map tools."`
 }
 
@@ -45,7 +45,6 @@ type searchPlanCmd struct {
 	Cut           float64            `help:"Share of the distance distribution in cells (0 < cut <= 0.95; default 0.95)."`
 	SweepWidth    map[string]float64 `name:"sweep-width" help:"Sweep width in metres per searcher type, e.g. --sweep-width foot=20 --sweep-width dog=60."`
 	ResetCoverage bool               `name:"reset-coverage" help:"Forget the coverage recorded so far."`
-	FollowCaller  *bool              `name:"follow-caller" negatable:"" help:"Whether the caller's live fixes collapse the grid (--no-follow-caller turns it off; unset keeps the current setting)."`
 }
 
 func (c *searchPlanCmd) Run(ctx context.Context, g *Globals, w io.Writer) error {
@@ -55,20 +54,22 @@ func (c *searchPlanCmd) Run(ctx context.Context, g *Globals, w io.Writer) error 
 	}
 	return g.call(ctx, w, func(ctx context.Context, cc *grpc.ClientConn) (proto.Message, error) {
 		return sarv1.NewSearchServiceClient(cc).SetSearchPlan(ctx, &sarv1.SetSearchPlanRequest{IncidentId: c.ID, Point: p,
-			AccuracyM: c.Accuracy, Cut: c.Cut, SweepWidthsM: c.SweepWidth, ResetCoverage: c.ResetCoverage, FollowCallerFixes: c.FollowCaller})
+			AccuracyM: c.Accuracy, Cut: c.Cut, SweepWidthsM: c.SweepWidth, ResetCoverage: c.ResetCoverage})
 	})
 }
 
-type searchWidthsCmd struct {
-	ID         string             `arg:"" help:"Incident id."`
-	SweepWidth map[string]float64 `name:"sweep-width" required:"" help:"Sweep width in metres per searcher type, e.g. --sweep-width dog=60."`
-	Replace    bool               `help:"Replace the table instead of merging (foot is kept unless given)."`
+type searchSettingsCmd struct {
+	ID           string             `arg:"" help:"Incident id."`
+	SweepWidth   map[string]float64 `name:"sweep-width" help:"Sweep width in metres per searcher type, e.g. --sweep-width dog=60."`
+	MaxSpeed     map[string]float64 `name:"max-speed" help:"Fastest credible speed in m/s per searcher type for the track filter, e.g. --max-speed drone=20 (3 m/s otherwise)."`
+	Replace      bool               `help:"Replace the tables instead of merging (the foot width is kept unless given)."`
+	FollowCaller *bool              `name:"follow-caller" negatable:"" help:"Whether the caller's live fixes collapse the grid (unset: unchanged)."`
 }
 
-func (c *searchWidthsCmd) Run(ctx context.Context, g *Globals, w io.Writer) error {
+func (c *searchSettingsCmd) Run(ctx context.Context, g *Globals, w io.Writer) error {
 	return g.call(ctx, w, func(ctx context.Context, cc *grpc.ClientConn) (proto.Message, error) {
-		return sarv1.NewSearchServiceClient(cc).SetSweepWidths(ctx, &sarv1.SetSweepWidthsRequest{IncidentId: c.ID,
-			SweepWidthsM: c.SweepWidth, Replace: c.Replace})
+		return sarv1.NewSearchServiceClient(cc).UpdateSearchSettings(ctx, &sarv1.UpdateSearchSettingsRequest{IncidentId: c.ID,
+			SweepWidthsM: c.SweepWidth, MaxSpeedsMS: c.MaxSpeed, Replace: c.Replace, FollowCallerFixes: c.FollowCaller})
 	})
 }
 
@@ -159,15 +160,16 @@ func (c *searchSuggestCmd) Run(ctx context.Context, g *Globals, w io.Writer) err
 }
 
 type searchAssignCmd struct {
-	ID      string `arg:"" help:"Incident id."`
-	Segment int32  `arg:"" help:"Segment id."`
-	Team    string `help:"Team as agency/team (or agency alone); empty frees the segment."`
+	ID       string `arg:"" help:"Incident id."`
+	Segment  int32  `arg:"" help:"Segment id."`
+	Team     string `help:"Team as agency/team (or agency alone); empty frees the segment."`
+	Reassign bool   `help:"Move a segment another team holds."`
 }
 
 func (c *searchAssignCmd) Run(ctx context.Context, g *Globals, w io.Writer) error {
 	return g.call(ctx, w, func(ctx context.Context, cc *grpc.ClientConn) (proto.Message, error) {
 		return sarv1.NewSearchServiceClient(cc).AssignSegment(ctx, &sarv1.AssignSegmentRequest{IncidentId: c.ID,
-			SegmentId: c.Segment, Team: teamRef(c.Team)})
+			SegmentId: c.Segment, Team: teamRef(c.Team), Reassign: c.Reassign})
 	})
 }
 

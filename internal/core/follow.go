@@ -3,7 +3,6 @@ package core
 import (
 	"context"
 	"errors"
-	"math"
 	"sync"
 	"time"
 
@@ -46,15 +45,17 @@ func callerCollapseDue(sm *sarv1.SearchGridSummary, f *sarv1.LocationFix) bool {
 	if dt <= 0 {
 		return false
 	}
-	if dt >= callerRefollowMax {
-		return true
-	}
 	if dt < callerRefollowMin {
 		return false
 	}
 	acc, old := f.GetHorizontalAccuracyM(), sm.GetOriginAccuracyM()
 	moved := geo.DistanceM(f.GetLat(), f.GetLng(), sm.GetOrigin().GetLat(), sm.GetOrigin().GetLng()) > max(acc, old)/2
-	return moved || acc <= callerBetterAccuracy*old
+	if moved || acc <= callerBetterAccuracy*old {
+		return true
+	}
+	// Only confirms the position: worth it after a while, unless operators
+	// adjusted the grid or recorded clues since, which a re-seed would drop.
+	return dt >= callerRefollowMax && !sm.GetAdjusted()
 }
 
 // followCaller collapses an incident's grid to a caller's new last known
@@ -83,11 +84,13 @@ func (s *Service) followCaller(ctx context.Context, inc *sarv1.Incident, partici
 		}
 		res := int(inc.GetSearchResolution())
 		widths := map[string]float64{SearcherFoot: DefaultSweepWidthM}
+		var speeds map[string]float64
 		if has {
 			res = int(meta.Summary.GetResolution())
 			for k, w := range meta.Summary.GetSweepWidthsM() {
 				widths[k] = w
 			}
+			speeds = meta.Summary.GetMaxSpeedsMS()
 		}
 		if res == 0 {
 			res = s.cfg.Resolution
@@ -97,28 +100,19 @@ func (s *Service) followCaller(ctx context.Context, inc *sarv1.Incident, partici
 			warn("caller fix not applied to the search grid", err)
 			return
 		}
-		ids := make([]uint64, len(g.Cells))
-		for i, c := range g.Cells {
-			ids[i] = c.ID
-		}
-		cov, err := s.st.CellCoverage(ctx, inc.GetId(), ids)
-		if err != nil {
-			warn("caller fix not applied to the search grid", err)
-			return
-		}
-		// Searches made before the fix do not count against it: the weight
-		// carries e^(c) so that the posterior is the disk itself.
+		// Searches made before the fix do not count against it: the disk's
+		// cells start with no coverage (their POD then shows the searches
+		// after the fix only), so the posterior is the disk itself.
 		prior := make(map[uint64]float64, len(g.Cells))
-		z := g.RestOfWorld
 		for _, c := range g.Cells {
-			prior[c.ID] = c.POA * math.Exp(math.Min(cov[c.ID], maxCellCoverage))
-			z += prior[c.ID] * math.Exp(-cov[c.ID])
+			prior[c.ID] = c.POA
 		}
 		sm := &sarv1.SearchGridSummary{IncidentId: inc.GetId(), Resolution: int32(res), CellCount: int32(len(g.Cells)),
 			Origin: &sarv1.LatLng{Lat: f.GetLat(), Lng: f.GetLng()}, OriginAccuracyM: acc, Profile: "fix", SweepWidthsM: widths,
-			FollowCallerFixes: true, OriginParticipantId: participantID, OriginTime: f.GetTime()}
+			MaxSpeedsMS: speeds, FollowCallerFixes: true, OriginParticipantId: participantID, OriginTime: f.GetTime()}
+		z := 1.0
 		w := store.GridWrite{IncidentID: inc.GetId(), ExpectWriteVersion: meta.WriteVersion, SnapshotVersion: meta.Version,
-			Seed: true, Summary: staticSummary(sm), Prior: prior, RestOfWorld: g.RestOfWorld, Z: z}
+			Seed: true, ClearCoverage: true, Summary: staticSummary(sm), Prior: prior, RestOfWorld: g.RestOfWorld, Z: z}
 		var out *sarv1.SearchGridSummary
 		ev, err := s.writeGrid(ctx, w, func(version int64) *sarv1.Event {
 			out = summary(store.GridMeta{Summary: sm, SeedVersion: version}, version, len(g.Cells), g.RestOfWorld/z, posOf(0, z))

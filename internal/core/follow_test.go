@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
@@ -18,6 +19,8 @@ func TestCallerCollapseDue(t *testing.T) {
 	t0 := time.Date(2026, 11, 29, 16, 0, 0, 0, time.UTC)
 	fromCaller := &sarv1.SearchGridSummary{FollowCallerFixes: true, OriginParticipantId: "caller", OriginTime: timestamppb.New(t0),
 		Origin: &sarv1.LatLng{Lat: 46.6, Lng: 7.9}, OriginAccuracyM: 40}
+	adjusted := proto.Clone(fromCaller).(*sarv1.SearchGridSummary)
+	adjusted.Adjusted = true
 	fix := func(after time.Duration, northM, acc float64) *sarv1.LocationFix {
 		// 1° of latitude is 111,195 m on the mean sphere.
 		return &sarv1.LocationFix{Lat: 46.6 + northM/111_195, Lng: 7.9, HorizontalAccuracyM: acc, Time: timestamppb.New(t0.Add(after))}
@@ -38,6 +41,8 @@ func TestCallerCollapseDue(t *testing.T) {
 		{"much more accurate after 15 s", fromCaller, fix(15*time.Second, 0, 20), true},
 		{"slightly more accurate after 15 s", fromCaller, fix(15*time.Second, 0, 35), false},
 		{"same place 2 min later", fromCaller, fix(2*time.Minute, 0, 40), true},
+		{"same place 2 min later, grid adjusted since", adjusted, fix(2*time.Minute, 0, 40), false},
+		{"moved, grid adjusted since", adjusted, fix(15*time.Second, 30, 40), true},
 	} {
 		if got := callerCollapseDue(tc.sm, tc.f); got != tc.want {
 			t.Errorf("%s: callerCollapseDue = %v, want %v", tc.name, got, tc.want)

@@ -13,6 +13,7 @@ import (
 
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
 	"github.com/mountain-sar/sar/geo"
+	"github.com/mountain-sar/sar/internal/auth"
 	"github.com/mountain-sar/sar/internal/sar"
 	"github.com/mountain-sar/sar/internal/store"
 )
@@ -132,26 +133,65 @@ func validSweepWidths(fv *[]sar.FieldViolation, widths map[string]float64) {
 		*fv = append(*fv, sar.Field("sweep_widths_m", "TOO_MANY", "at most %d searcher types", MaxSearcherTypes))
 	}
 	for k, w := range widths {
-		if !searcherType.MatchString(k) || !finitePos(w) || w > 10_000 {
-			*fv = append(*fv, sar.Field("sweep_widths_m", "INVALID", "searcher types are 1-32 characters of a-z, 0-9, '-' and '_'; widths above 0 and at most 10 km"))
+		if !searcherType.MatchString(k) || !finitePos(w) || w < 0.5 || w > 10_000 {
+			*fv = append(*fv, sar.Field("sweep_widths_m", "INVALID", "searcher types are 1-32 characters of a-z, 0-9, '-' and '_'; widths from 0.5 m to 10 km"))
 			return
 		}
 	}
 }
 
-// SetSweepWidths changes a plan's sweep widths without re-seeding it.
-func (s *Service) SetSweepWidths(ctx context.Context, req *sarv1.SetSweepWidthsRequest) (*sarv1.SearchGridSummary, error) {
+func validMaxSpeeds(fv *[]sar.FieldViolation, speeds map[string]float64) {
+	if len(speeds) > MaxSearcherTypes {
+		*fv = append(*fv, sar.Field("max_speeds_m_s", "TOO_MANY", "at most %d searcher types", MaxSearcherTypes))
+	}
+	for k, v := range speeds {
+		if !searcherType.MatchString(k) || !finitePos(v) || v < 0.5 || v > 100 {
+			*fv = append(*fv, sar.Field("max_speeds_m_s", "INVALID", "searcher types are 1-32 characters of a-z, 0-9, '-' and '_'; speeds from 0.5 to 100 m/s"))
+			return
+		}
+	}
+}
+
+// trackFilter is the jitter filter of a searcher type: the foot
+// defaults, with the plan's fastest credible speed for the type.
+func trackFilter(sm *sarv1.SearchGridSummary, typ string) geo.JitterFilter {
+	f := geo.DefaultJitterFilter()
+	if v := sm.GetMaxSpeedsMS()[typ]; typ != "" && finitePos(v) {
+		f.MaxSpeedMS = v
+	}
+	return f
+}
+
+// mergeTable merges (or, with replace, replaces) a per-searcher-type
+// table; keep names entries a replace keeps unless given.
+func mergeTable(old, given map[string]float64, replace bool, keep ...string) map[string]float64 {
+	out := map[string]float64{}
+	if !replace {
+		maps.Copy(out, old)
+	}
+	for _, k := range keep {
+		if v, ok := old[k]; ok && replace {
+			out[k] = v
+		}
+	}
+	maps.Copy(out, given)
+	return out
+}
+
+// UpdateSearchSettings changes a plan's settings without re-seeding it.
+func (s *Service) UpdateSearchSettings(ctx context.Context, req *sarv1.UpdateSearchSettingsRequest) (*sarv1.SearchGridSummary, error) {
 	p, inc, err := s.commandedIncident(ctx, req.GetIncidentId())
 	if err != nil {
 		return nil, err
 	}
 	var fv []sar.FieldViolation
 	validSweepWidths(&fv, req.GetSweepWidthsM())
-	if len(req.GetSweepWidthsM()) == 0 {
-		fv = append(fv, sar.Field("sweep_widths_m", "REQUIRED", "give at least one searcher type's width"))
+	validMaxSpeeds(&fv, req.GetMaxSpeedsMS())
+	if len(req.GetSweepWidthsM()) == 0 && len(req.GetMaxSpeedsMS()) == 0 && req.FollowCallerFixes == nil && !req.GetReplace() {
+		fv = append(fv, sar.Field("sweep_widths_m", "REQUIRED", "give a setting to change"))
 	}
 	if len(fv) > 0 {
-		return nil, sar.Invalid("invalid sweep widths", fv...)
+		return nil, sar.Invalid("invalid search settings", fv...)
 	}
 	if inc.GetState() != sarv1.IncidentState_INCIDENT_STATE_OPEN {
 		return nil, sar.Errorf(sar.KindFailedPrecondition, "incident is closed")
@@ -165,17 +205,14 @@ func (s *Service) SetSweepWidths(ctx context.Context, req *sarv1.SetSweepWidthsR
 			return nil, err
 		}
 		sm := staticSummary(meta.Summary)
-		widths := map[string]float64{}
-		if !req.GetReplace() {
-			maps.Copy(widths, sm.GetSweepWidthsM())
-		} else if w, ok := sm.GetSweepWidthsM()[SearcherFoot]; ok {
-			widths[SearcherFoot] = w
+		sm.SweepWidthsM = mergeTable(sm.GetSweepWidthsM(), req.GetSweepWidthsM(), req.GetReplace(), SearcherFoot)
+		sm.MaxSpeedsMS = mergeTable(sm.GetMaxSpeedsMS(), req.GetMaxSpeedsMS(), req.GetReplace())
+		if len(sm.SweepWidthsM) > MaxSearcherTypes || len(sm.MaxSpeedsMS) > MaxSearcherTypes {
+			return nil, sar.Invalid("invalid search settings", sar.Field("sweep_widths_m", "TOO_MANY", "at most %d searcher types in all", MaxSearcherTypes))
 		}
-		maps.Copy(widths, req.GetSweepWidthsM())
-		if len(widths) > MaxSearcherTypes {
-			return nil, sar.Invalid("invalid sweep widths", sar.Field("sweep_widths_m", "TOO_MANY", "at most %d searcher types in all", MaxSearcherTypes))
+		if req.FollowCallerFixes != nil {
+			sm.FollowCallerFixes = req.GetFollowCallerFixes()
 		}
-		sm.SweepWidthsM = widths
 		err = s.st.UpdateGridSummary(ctx, inc.GetId(), meta.WriteVersion, sm)
 		if errors.Is(err, store.ErrGridConflict) {
 			continue
@@ -183,7 +220,8 @@ func (s *Service) SetSweepWidths(ctx context.Context, req *sarv1.SetSweepWidthsR
 		if err != nil {
 			return nil, err
 		}
-		s.log.Info("sweep widths set", "incident", inc.GetId(), "by", p.GetCredentialId(), "widths", widths)
+		s.log.Info("search settings changed", "incident", inc.GetId(), "by", p.GetCredentialId(), "sweep_widths_m", sm.SweepWidthsM,
+			"max_speeds_m_s", sm.MaxSpeedsMS, "follow_caller_fixes", sm.FollowCallerFixes)
 		meta.Summary = sm
 		return summary(meta, meta.Version, -1, meta.RestOfWorld/meta.Z, posOf(meta.POSBase, meta.Z)), nil
 	}
@@ -314,7 +352,8 @@ func staticSummary(sm *sarv1.SearchGridSummary) *sarv1.SearchGridSummary {
 	return &sarv1.SearchGridSummary{IncidentId: sm.GetIncidentId(), Resolution: sm.GetResolution(), CellCount: sm.GetCellCount(),
 		Origin: sm.GetOrigin(), OriginAccuracyM: sm.GetOriginAccuracyM(), Profile: sm.GetProfile(),
 		ProfileFallback: sm.GetProfileFallback(), SweepWidthsM: sm.GetSweepWidthsM(), FollowCallerFixes: sm.GetFollowCallerFixes(),
-		OriginParticipantId: sm.GetOriginParticipantId(), OriginTime: sm.GetOriginTime()}
+		OriginParticipantId: sm.GetOriginParticipantId(), OriginTime: sm.GetOriginTime(), MaxSpeedsMS: sm.GetMaxSpeedsMS(),
+		Adjusted: sm.GetAdjusted()}
 }
 
 func (s *Service) gridEvent(incidentID string, change sarv1.SearchGridChange, sm *sarv1.SearchGridSummary, cells int, desc string) *sarv1.Event {
@@ -414,6 +453,7 @@ func (s *Service) SetSearchPlan(ctx context.Context, req *sarv1.SetSearchPlanReq
 			for k, w := range old.meta.Summary.GetSweepWidthsM() {
 				sm.SweepWidthsM[k] = w
 			}
+			sm.MaxSpeedsMS = old.meta.Summary.GetMaxSpeedsMS()
 		}
 		sm.FollowCallerFixes = snap.Summary == nil || snap.Summary.GetFollowCallerFixes()
 		if req.FollowCallerFixes != nil {
@@ -498,6 +538,7 @@ func (s *Service) rebase(ctx context.Context, inc *sarv1.Incident, kind sarv1.Se
 		}
 		sm := cur.meta.Summary
 		sm.CellCount = int32(len(g.Cells))
+		sm.Adjusted = true
 		w := store.GridWrite{IncidentID: inc.GetId(), ExpectWriteVersion: cur.meta.WriteVersion, SnapshotVersion: cur.meta.Version,
 			SnapshotCoverage: cur.coverage, Summary: staticSummary(sm), Prior: prior, RestOfWorld: g.RestOfWorld, Z: z,
 			POSBase: g.CumulativePOS}
@@ -653,7 +694,7 @@ func (s *Service) segmentCells(ctx context.Context, inc *sarv1.Incident, id int,
 	if err != nil {
 		return nil, err
 	}
-	seg, err := s.segmentsFor(ctx, inc, g, segmentInput{}) // the same segments ListSegments shows
+	seg, g, err := s.segmentsFor(ctx, inc, g, segmentInput{}) // the same segments ListSegments shows
 	if err != nil {
 		return nil, err
 	}
@@ -711,7 +752,7 @@ func (s *Service) changedCells(st *store.Grid) (*sarv1.GetSearchGridResponse, er
 
 // ExportSearchGrid renders an incident's grid as GeoJSON or KML.
 func (s *Service) ExportSearchGrid(ctx context.Context, req *sarv1.ExportSearchGridRequest) (*sarv1.ExportSearchGridResponse, error) {
-	_, inc, err := s.readableIncident(ctx, req.GetIncidentId())
+	p, inc, err := s.readableIncident(ctx, req.GetIncidentId())
 	if err != nil {
 		return nil, err
 	}
@@ -729,10 +770,15 @@ func (s *Service) ExportSearchGrid(ctx context.Context, req *sarv1.ExportSearchG
 	}
 	var segs []geo.Segment
 	if area > 0 {
-		seg, err := s.segmentsFor(ctx, inc, g, segmentInput{initial: area})
+		initial := area
+		if !auth.CanCommandIncident(p, inc) {
+			initial = 0 // a rescuer's export does not choose the incident's segment size
+		}
+		seg, g2, err := s.segmentsFor(ctx, inc, g, segmentInput{initial: initial})
 		if err != nil {
 			return nil, err
 		}
+		g = g2
 		segs = geo.RankSegments(g.g, geoSegments(seg))
 	}
 	out := &sarv1.ExportSearchGridResponse{Version: g.meta.Version}
@@ -782,7 +828,7 @@ func (s *Service) coverTrack(ctx context.Context, incidentID, participantID stri
 			s.noGrid.put(incidentID, true) // a plan set on another replica is seen within 2 s
 			return
 		}
-		tr, err := geo.NewTracker(int(meta.Summary.GetResolution()), geo.DefaultJitterFilter())
+		tr, err := geo.NewTracker(int(meta.Summary.GetResolution()), trackFilter(meta.Summary, sr.Type))
 		if err != nil {
 			warn("search grid coverage skipped", err)
 			return

@@ -43,25 +43,36 @@ type segmentInput struct {
 // unassigned part anew (and storing it) when there is none yet, the grid
 // was re-seeded since, the grid holds cells no segment does, the target
 // area changes or in.force. Assigned segments keep their cells and ids.
-func (s *Service) segmentsFor(ctx context.Context, inc *sarv1.Incident, g *grid, in segmentInput) (*store.Segmentation, error) {
+// When the stored segmentation was cut from a newer grid than g (another
+// request re-seeded meanwhile), the grid is loaded again: the grid
+// returned is the one the segmentation fits.
+func (s *Service) segmentsFor(ctx context.Context, inc *sarv1.Incident, g *grid, in segmentInput) (*store.Segmentation, *grid, error) {
 	for attempt := 0; attempt < segmentWriteTries; attempt++ {
 		seg, err := s.st.Segmentation(ctx, inc.GetId())
 		if err != nil {
-			return nil, err
+			return nil, nil, err
+		}
+		if seg != nil && seg.SeedVersion > g.meta.SeedVersion {
+			if g, err = s.loadGrid(ctx, inc.GetId()); err != nil {
+				return nil, nil, err
+			}
+			continue
 		}
 		if seg != nil && !in.force && (in.area == 0 || in.area == seg.TargetAreaM2) && seg.SeedVersion == g.meta.SeedVersion &&
 			coversGrid(seg, g.g) {
-			return seg, nil
+			return seg, g, nil
 		}
+		area := cmp.Or(in.area, targetArea(seg), in.initial, DefaultSegmentAreaM2)
 		if inc.GetState() != sarv1.IncidentState_INCIDENT_STATE_OPEN {
 			if seg != nil {
-				return seg, nil // as it was when the incident closed
+				return seg, g, nil // as it was when the incident closed
 			}
-			return nil, sar.Errorf(sar.KindFailedPrecondition, "incident is closed")
+			next, err := cutSegments(nil, g, area) // for this read only: nothing is written to a closed incident
+			return next, g, err
 		}
-		next, err := cutSegments(seg, g, cmp.Or(in.area, targetArea(seg), in.initial, DefaultSegmentAreaM2))
+		next, err := cutSegments(seg, g, area)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		ev := s.gridEvent(inc.GetId(), sarv1.SearchGridChange_SEARCH_GRID_CHANGE_SEGMENTS,
 			summary(g.meta, g.meta.Version, len(g.g.Cells), g.g.RestOfWorld, g.g.CumulativePOS), len(g.g.Cells),
@@ -72,14 +83,14 @@ func (s *Service) segmentsFor(ctx context.Context, inc *sarv1.Incident, g *grid,
 			continue
 		}
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		next.Version = v
 		s.deliver(ctx, ev)
 		s.log.Info("search segments cut", "incident", inc.GetId(), "segments", len(next.Segments), "version", v)
-		return next, nil
+		return next, g, nil
 	}
-	return nil, store.ErrSegmentsConflict
+	return nil, nil, store.ErrSegmentsConflict
 }
 
 // coversGrid reports whether every cell of the grid is in a segment.
@@ -234,7 +245,7 @@ func (s *Service) ListSegments(ctx context.Context, req *sarv1.ListSegmentsReque
 	if !auth.CanCommandIncident(p, inc) {
 		area = 0 // a rescuer's read does not re-cut an assigned plan
 	}
-	seg, err := s.segmentsFor(ctx, inc, g, segmentInput{area: area, force: req.GetResegment()})
+	seg, g, err := s.segmentsFor(ctx, inc, g, segmentInput{area: area, force: req.GetResegment()})
 	if err != nil {
 		return nil, err
 	}
@@ -249,6 +260,25 @@ func takesPart(inc *sarv1.Incident, t *sarv1.TeamRef) bool {
 		return true
 	}
 	return t.GetTeamId() != "" && slices.Contains(inc.GetTeamRefs(), auth.TeamRef(t.GetAgencyId(), t.GetTeamId()))
+}
+
+// checkTaskTeam refuses a team that does not take part in the incident or
+// does not exist (a typo must not assign a segment to nobody).
+func (s *Service) checkTaskTeam(ctx context.Context, inc *sarv1.Incident, t *sarv1.TeamRef, what string) error {
+	if !takesPart(inc, t) {
+		return sar.Invalid(what, sar.Field("team", "NOT_ASSIGNED", "the team does not take part in the incident"))
+	}
+	if t.GetTeamId() == "" {
+		return nil
+	}
+	ok, err := s.st.TeamExists(ctx, t.GetAgencyId(), t.GetTeamId())
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return sar.Invalid(what, sar.Field("team.team_id", "NOT_FOUND", "the agency has no team %q", t.GetTeamId()))
+	}
+	return nil
 }
 
 func validTeamRef(fv *[]sar.FieldViolation, field string, t *sarv1.TeamRef) {
@@ -333,8 +363,10 @@ func (s *Service) SuggestNextTask(ctx context.Context, req *sarv1.SuggestNextTas
 	if req.GetAssign() && !commands {
 		return nil, sar.Errorf(sar.KindPermissionDenied, "only the incident's operators assign segments")
 	}
-	if team != nil && !takesPart(inc, team) {
-		return nil, sar.Invalid("invalid task request", sar.Field("team", "NOT_ASSIGNED", "the team does not take part in the incident"))
+	if team != nil {
+		if err := s.checkTaskTeam(ctx, inc, team, "invalid task request"); err != nil {
+			return nil, err
+		}
 	}
 	pos, searchers := req.GetPosition(), int(req.GetSearchers())
 	if team != nil && (pos == nil || searchers == 0) {
@@ -363,7 +395,7 @@ func (s *Service) SuggestNextTask(ctx context.Context, req *sarv1.SuggestNextTas
 			}
 			return nil, err
 		}
-		seg, err := s.segmentsFor(ctx, inc, g, segmentInput{})
+		seg, g, err := s.segmentsFor(ctx, inc, g, segmentInput{})
 		if err != nil {
 			return nil, err
 		}
@@ -440,8 +472,10 @@ func (s *Service) AssignSegment(ctx context.Context, req *sarv1.AssignSegmentReq
 	if len(fv) > 0 {
 		return nil, sar.Invalid("invalid assignment", fv...)
 	}
-	if team != nil && !takesPart(inc, team) {
-		return nil, sar.Invalid("invalid assignment", sar.Field("team", "NOT_ASSIGNED", "the team does not take part in the incident"))
+	if team != nil {
+		if err := s.checkTaskTeam(ctx, inc, team, "invalid assignment"); err != nil {
+			return nil, err
+		}
 	}
 	if inc.GetState() != sarv1.IncidentState_INCIDENT_STATE_OPEN {
 		return nil, sar.Errorf(sar.KindFailedPrecondition, "incident is closed")
@@ -454,18 +488,25 @@ func (s *Service) AssignSegment(ctx context.Context, req *sarv1.AssignSegmentReq
 			}
 			return nil, err
 		}
-		seg, err := s.st.Segmentation(ctx, inc.GetId())
+		seg, g, err := s.segmentsFor(ctx, inc, g, segmentInput{}) // ids of the current cut only
 		if err != nil {
 			return nil, err
 		}
-		i := -1
-		if seg != nil {
-			i = slices.IndexFunc(seg.Segments, func(ss store.StoredSegment) bool { return ss.ID == int(req.GetSegmentId()) })
-		}
+		i := slices.IndexFunc(seg.Segments, func(ss store.StoredSegment) bool { return ss.ID == int(req.GetSegmentId()) })
 		if i < 0 {
 			return nil, sar.NotFound("segment")
 		}
 		ss := seg.Segments[i]
+		if team != nil && ss.Assigned() && (ss.Agency != team.GetAgencyId() || ss.Team != team.GetTeamId()) && !req.GetReassign() {
+			return nil, sar.Errorf(sar.KindFailedPrecondition, "segment %d is assigned to %s: free it first, or set reassign",
+				ss.ID, auth.TeamRef(ss.Agency, ss.Team))
+		}
+		if team != nil && ss.Agency == team.GetAgencyId() && ss.Team == team.GetTeamId() {
+			return &sarv1.AssignSegmentResponse{Segment: segmentPB(g, ss), SegmentationVersion: seg.Version}, nil // already so
+		}
+		if team == nil && !ss.Assigned() {
+			return &sarv1.AssignSegmentResponse{Segment: segmentPB(g, ss), SegmentationVersion: seg.Version}, nil
+		}
 		ss.Agency, ss.Team, ss.AssignMs = "", "", 0
 		if team != nil {
 			ss.Agency, ss.Team, ss.AssignMs = team.GetAgencyId(), team.GetTeamId(), s.now().UnixMilli()

@@ -213,10 +213,13 @@ func asString(v any) string {
 // ARGV: since
 //
 // Returns {} without a grid, else {pb, ver, seedver, row, z, posb, wver}
-// followed by (cell, prior, coverage, version) per changed cell.
+// followed by (cell, prior, coverage, version) per changed cell, unless
+// since is older than the last seed (then the meta alone).
 var loadChangedScript = redis.NewScript(`
 local m = redis.call('HMGET', KEYS[1], 'pb', 'ver', 'seedver', 'row', 'z', 'posb', 'wver')
 if not m[1] then return {} end
+-- Older than the seed: the caller reads the whole grid instead.
+if tonumber(ARGV[1]) < tonumber(m[3] or '0') then return m end
 local out = m
 local z = redis.call('ZRANGEBYSCORE', KEYS[4], '(' .. ARGV[1], '+inf', 'WITHSCORES')
 for i = 1, #z, 2 do
@@ -245,6 +248,7 @@ type GridWrite struct {
 	SnapshotCoverage   map[uint64]float64 // the snapshot's non-zero coverage
 	Seed               bool               // drop the old cells first; SeedVersion becomes the new version
 	ResetCoverage      bool               // with Seed: forget coverage and tracker states
+	ClearCoverage      bool               // forget the coverage of the written cells (a caller's fix: searches before it do not count)
 	Summary            *sarv1.SearchGridSummary
 	Prior              map[uint64]float64
 	RestOfWorld        float64
@@ -278,6 +282,9 @@ func (s *Store) PutGrid(ctx context.Context, w GridWrite) error {
 	}
 	if w.ResetCoverage {
 		flags += "r"
+	}
+	if w.ClearCoverage {
+		flags += "c"
 	}
 	args := make([]any, 0, 14+2*len(w.Prior)+2*len(w.SnapshotCoverage))
 	args = append(args, w.ExpectWriteVersion, w.ExpectVersion, w.SnapshotVersion, flags, marshal(w.Summary), ffmt(w.RestOfWorld),
@@ -393,29 +400,6 @@ func (s *Store) PutEvent(ctx context.Context, ev *sarv1.Event) error {
 	return fail(err, "outbox")
 }
 
-// CellCoverage returns the cumulative coverage of the given cells (0 for
-// cells never covered).
-func (s *Store) CellCoverage(ctx context.Context, id string, cells []uint64) (map[uint64]float64, error) {
-	out := make(map[uint64]float64, len(cells))
-	if len(cells) == 0 {
-		return out, nil
-	}
-	names := make([]string, len(cells))
-	for i, c := range cells {
-		names[i] = CellHex(c)
-	}
-	vals, err := s.rdb.HMGet(ctx, kGridCov(id), names...).Result()
-	if err != nil {
-		return nil, fail(err, "search grid")
-	}
-	for i, v := range vals {
-		if f := pfloat(v); f > 0 {
-			out[cells[i]] = f
-		}
-	}
-	return out, nil
-}
-
 // TrailingEvent is the answer of FlushGridEvent.
 type TrailingEvent struct {
 	Meta   GridMeta
@@ -427,8 +411,9 @@ type TrailingEvent struct {
 
 // FlushGridEvent decides whether coverage that moved the probability of
 // success since the last grid event (by at least minDelta, but less than
-// the throttle's delta) is due for a trailing event now that everyMs have
-// passed since that event; it claims the event if so.
+// the throttle's delta) is due for a trailing event: tracks have paused
+// for everyMs (no coverage since) and everyMs have passed since the last
+// event. It claims the event if so.
 func (s *Store) FlushGridEvent(ctx context.Context, id string, minDelta float64, everyMs, nowMs int64) (TrailingEvent, error) {
 	res, err := flushGridEventScript.Run(ctx, s.rdb, []string{kInc(id), kGrid(id)}, ffmt(minDelta), everyMs, nowMs).Slice()
 	if err != nil {
@@ -461,19 +446,20 @@ func (s *Store) FlushGridEvent(ctx context.Context, id string, minDelta float64,
 // {'due', pb, ver, seedver, row, z, posb, wver}.
 var flushGridEventScript = redis.NewScript(`
 if redis.call('HGET', KEYS[1], 'state') ~= 'open' then return {'nogrid'} end
-local m = redis.call('HMGET', KEYS[2], 'pb', 'ver', 'seedver', 'row', 'z', 'posb', 'wver', 'evpos', 'evt')
+local m = redis.call('HMGET', KEYS[2], 'pb', 'ver', 'seedver', 'row', 'z', 'posb', 'wver', 'evpos', 'evt', 'covt')
 if not m[1] then return {'nogrid'} end
 local pos = 1 - (1 - tonumber(m[6])) * tonumber(m[5])
 if math.abs(pos - tonumber(m[8] or '0')) < tonumber(ARGV[1]) then return {'quiet'} end
-local wait = tonumber(m[9] or '0') + tonumber(ARGV[2]) - tonumber(ARGV[3])
+local last = math.max(tonumber(m[9] or '0'), tonumber(m[10] or '0'))
+local wait = last + tonumber(ARGV[2]) - tonumber(ARGV[3])
 if wait > 0 then return {'wait', wait} end
 redis.call('HSET', KEYS[2], 'evpos', string.format('%.17g', pos), 'evt', ARGV[3])
 return {'due', m[1], m[2], m[3], m[4], m[5], m[6], m[7]}
 `)
 
 // UpdateGridSummary replaces the static summary of a grid (sweep widths,
-// settings) if no seed or rebase happened since the meta was read
-// (ErrGridConflict otherwise).
+// settings) if no seed, rebase or other update happened since the meta was
+// read (ErrGridConflict otherwise); it counts as a write (WriteVersion).
 func (s *Store) UpdateGridSummary(ctx context.Context, id string, expectWriteVersion int64, sm *sarv1.SearchGridSummary) error {
 	err := updateGridSummaryScript.Run(ctx, s.rdb, []string{kInc(id), kGrid(id)}, expectWriteVersion, marshal(sm)).Err()
 	if err != nil && strings.Contains(err.Error(), scriptConflict) {
@@ -493,6 +479,8 @@ if state ~= 'open' then return redis.error_reply('SAR_CLOSED') end
 local wver = redis.call('HGET', KEYS[2], 'wver')
 if not wver then return redis.error_reply('SAR_NOTFOUND') end
 if tonumber(wver) ~= tonumber(ARGV[1]) then return redis.error_reply('SAR_CONFLICT') end
-redis.call('HSET', KEYS[2], 'pb', ARGV[2])
+-- A write like a seed or rebase: a rebase prepared before it must not
+-- write its older summary over this one.
+redis.call('HSET', KEYS[2], 'pb', ARGV[2], 'wver', tonumber(wver) + 1)
 return 1
 `)

@@ -188,7 +188,7 @@ return 1
 // version.
 //
 // KEYS: inc grid gpri gcov gver gtrk outbox
-// ARGV: expectWver expectVer snapVer flags("s": seed, "r": reset) summaryPb
+// ARGV: expectWver expectVer snapVer flags("s": seed, "r": reset, "c": clear the written cells' coverage) summaryPb
 // row z posb eventId eventPb n m, then n times (cell, weight), then m times
 // (cell, snapshot coverage)
 //
@@ -214,8 +214,10 @@ end
 -- grid, is counted).
 local z = tonumber(ARGV[6])
 local h, zv, cs, ws = {}, {}, {}, {}
+local clear = string.find(ARGV[4], 'c', 1, true)
 local function flush()
   if #h == 0 then return end
+  if clear then redis.call('HDEL', KEYS[4], unpack(cs)) end
   redis.call('HSET', KEYS[3], unpack(h))
   redis.call('ZADD', KEYS[5], unpack(zv))
   local cov = redis.call('HMGET', KEYS[4], unpack(cs))
@@ -280,7 +282,7 @@ if #changed > 0 then
   end
   redis.call('ZADD', KEYS[5], unpack(zv))
   local zs = string.format('%.17g', z)
-  redis.call('HSET', KEYS[2], 'z', zs)
+  redis.call('HSET', KEYS[2], 'z', zs, 'covt', ARGV[6])
   local pos = 1 - (1 - tonumber(meta[3])) * z
   local now = tonumber(ARGV[6])
   if math.abs(pos - tonumber(meta[5] or '0')) >= tonumber(ARGV[4]) and now - tonumber(meta[6] or '0') >= tonumber(ARGV[5]) then

@@ -159,20 +159,74 @@ func TestTrailingGridEvent(t *testing.T) {
 	if err != nil || r.EventDue {
 		t.Fatalf("AddCoverage = %+v, %v; want a change below the throttle's delta", r, err)
 	}
+	// Due 5 s after the last coverage (a debounce), not 5 s after the
+	// last event.
 	te, err := s.FlushGridEvent(ctx, id, 1e-6, 5000, now+2000)
-	if err != nil || te.Due || te.WaitMs != 3000 {
-		t.Errorf("FlushGridEvent 2 s after the event = %+v, %v; want wait 3000 ms", te, err)
+	if err != nil || te.Due || te.WaitMs != 4000 {
+		t.Errorf("FlushGridEvent 1 s after the last coverage = %+v, %v; want wait 4000 ms", te, err)
 	}
 	te, err = s.FlushGridEvent(ctx, id, 1e-6, 5000, now+5000)
+	if err != nil || te.Due || te.WaitMs != 1000 {
+		t.Errorf("FlushGridEvent 5 s after the event, 4 s after the last coverage = %+v, %v; want wait 1000 ms", te, err)
+	}
+	te, err = s.FlushGridEvent(ctx, id, 1e-6, 5000, now+6000)
 	z := 0.6*math.Exp(-0.21) + 0.3*math.Exp(-0.001) + 0.1
 	if err != nil || !te.Due || math.Abs(te.POS-(1-z)) > 1e-12 || math.Abs(te.ROW-0.1/z) > 1e-12 || te.Meta.Version != r.Version {
-		t.Errorf("FlushGridEvent 5 s after the event = %+v, %v; want due with POS %v, version %d", te, err, 1-z, r.Version)
+		t.Errorf("FlushGridEvent 5 s after the last coverage = %+v, %v; want due with POS %v, version %d", te, err, 1-z, r.Version)
 	}
 	if te, err := s.FlushGridEvent(ctx, id, 1e-6, 5000, now+60000); err != nil || te.Due || te.WaitMs != 0 {
 		t.Errorf("FlushGridEvent after the trailing event = %+v, %v; want nothing", te, err)
 	}
-	cov, err := s.CellCoverage(ctx, id, []uint64{a, b, 0x89283082807ffff})
-	if err != nil || math.Abs(cov[a]-0.21) > 1e-12 || cov[b] != 0.001 || len(cov) != 2 {
-		t.Errorf("CellCoverage = %v, %v; want a 0.21, b 0.001 and no third cell", cov, err)
+}
+
+// TestSummaryUpdateAndClearCoverage checks that a settings update counts
+// as a write (a rebase prepared before it is refused instead of writing
+// its older summary back), and that a seed can forget the coverage of the
+// cells it writes (a caller's fix).
+func TestSummaryUpdateAndClearCoverage(t *testing.T) {
+	s, rdb := newStore(t)
+	ctx := context.Background()
+	id := openIncident(t, s).GetId()
+	const a, b, far = 0x8928308280fffff, 0x8928308280bffff, 0x89283082877ffff
+	sm := &sarv1.SearchGridSummary{IncidentId: id, Resolution: 9, SweepWidthsM: map[string]float64{"foot": 20}}
+	if err := s.PutGrid(ctx, GridWrite{IncidentID: id, Seed: true, Summary: sm, Prior: map[uint64]float64{a: 0.5, b: 0.4},
+		RestOfWorld: 0.1, Z: 1, Event: newEvent(id)}); err != nil {
+		t.Fatalf("PutGrid: %v", err)
+	}
+	if _, err := s.AddCoverage(ctx, CoverageArgs{IncidentID: id, ParticipantID: "p", TrackerAfter: "s1",
+		Coverage: map[uint64]float64{a: 2, far: 1}, EventDelta: 0.01, EventEveryMs: 5000, NowMs: 1}); err != nil {
+		t.Fatalf("AddCoverage: %v", err)
+	}
+	meta, err := s.GridMeta(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dog := &sarv1.SearchGridSummary{IncidentId: id, Resolution: 9, SweepWidthsM: map[string]float64{"foot": 20, "dog": 60}}
+	if err := s.UpdateGridSummary(ctx, id, meta.WriteVersion, dog); err != nil {
+		t.Fatalf("UpdateGridSummary: %v", err)
+	}
+	if err := s.UpdateGridSummary(ctx, id, meta.WriteVersion, sm); !errors.Is(err, ErrGridConflict) {
+		t.Errorf("UpdateGridSummary from the same meta again = %v, want ErrGridConflict", err)
+	}
+	rebase := GridWrite{IncidentID: id, ExpectWriteVersion: meta.WriteVersion, ExpectVersion: meta.Version, SnapshotVersion: meta.Version,
+		Summary: sm, Prior: map[uint64]float64{a: 0.5, b: 0.4}, RestOfWorld: 0.1, Z: 1, Event: newEvent(id)}
+	if err := s.PutGrid(ctx, rebase); !errors.Is(err, ErrGridConflict) {
+		t.Errorf("a rebase prepared before the settings update = %v, want ErrGridConflict", err)
+	}
+	if m, _ := s.GridMeta(ctx, id); m.Summary.GetSweepWidthsM()["dog"] != 60 {
+		t.Errorf("sweep widths = %v, want the dog width kept", m.Summary.GetSweepWidthsM())
+	}
+	meta, _ = s.GridMeta(ctx, id)
+	collapse := GridWrite{IncidentID: id, ExpectWriteVersion: meta.WriteVersion, ExpectVersion: meta.Version, SnapshotVersion: meta.Version,
+		Seed: true, ClearCoverage: true, Summary: dog, Prior: map[uint64]float64{a: 0.7, b: 0.25}, RestOfWorld: 0.05, Z: 1, Event: newEvent(id)}
+	if err := s.PutGrid(ctx, collapse); err != nil {
+		t.Fatalf("PutGrid clearing coverage: %v", err)
+	}
+	cov, _ := rdb.HGetAll(ctx, kGridCov(id)).Result()
+	if _, ok := cov[CellHex(a)]; ok || cov[CellHex(far)] != "1" {
+		t.Errorf("coverage after a clearing seed = %v, want a's forgotten and the far cell's kept", cov)
+	}
+	if m, _ := s.GridMeta(ctx, id); math.Abs(m.Z-1) > 1e-15 {
+		t.Errorf("maintained total after a clearing seed = %v, want 1", m.Z)
 	}
 }

@@ -186,7 +186,15 @@ type SearchGridSummary struct {
 	// and the time of the fix.
 	OriginParticipantId string `protobuf:"bytes,14,opt,name=origin_participant_id,json=originParticipantId,proto3" json:"origin_participant_id,omitempty"`
 	// Time of the fix the grid was seeded from (caller's live fix).
-	OriginTime    *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=origin_time,json=originTime,proto3" json:"origin_time,omitempty"`
+	OriginTime *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=origin_time,json=originTime,proto3" json:"origin_time,omitempty"`
+	// Fastest credible speed per searcher type in metres per second, for
+	// the track filter (3 m/s for types not listed).
+	MaxSpeedsMS map[string]float64 `protobuf:"bytes,16,rep,name=max_speeds_m_s,json=maxSpeedsMS,proto3" json:"max_speeds_m_s,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
+	// Whether operators adjusted cells or recorded clues since the grid was
+	// seeded. A caller's fix that only confirms the position then does not
+	// re-seed (it would drop them); one that moved or is markedly more
+	// accurate still does.
+	Adjusted      bool `protobuf:"varint,17,opt,name=adjusted,proto3" json:"adjusted,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -324,6 +332,20 @@ func (x *SearchGridSummary) GetOriginTime() *timestamppb.Timestamp {
 		return x.OriginTime
 	}
 	return nil
+}
+
+func (x *SearchGridSummary) GetMaxSpeedsMS() map[string]float64 {
+	if x != nil {
+		return x.MaxSpeedsMS
+	}
+	return nil
+}
+
+func (x *SearchGridSummary) GetAdjusted() bool {
+	if x != nil {
+		return x.Adjusted
+	}
+	return false
 }
 
 // SearchCell is one H3 cell of the search grid.
@@ -598,34 +620,42 @@ func (x *SetSearchPlanResponse) GetGrid() *SearchGridSummary {
 	return nil
 }
 
-// SetSweepWidthsRequest changes a plan's sweep widths.
-type SetSweepWidthsRequest struct {
+// UpdateSearchSettingsRequest changes a plan's settings.
+type UpdateSearchSettingsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The incident.
 	IncidentId string `protobuf:"bytes,1,opt,name=incident_id,json=incidentId,proto3" json:"incident_id,omitempty"`
-	// Sweep widths in metres per searcher type (above 0, at most 10 km).
+	// Sweep widths in metres per searcher type (0.5 m to 10 km), merged
+	// into the plan's.
 	SweepWidthsM map[string]float64 `protobuf:"bytes,2,rep,name=sweep_widths_m,json=sweepWidthsM,proto3" json:"sweep_widths_m,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
-	// Replace the whole table instead of merging into it ("foot" is kept
-	// unless given).
-	Replace       bool `protobuf:"varint,3,opt,name=replace,proto3" json:"replace,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Replace the sweep width and speed tables instead of merging into them
+	// (the "foot" width is kept unless given).
+	Replace bool `protobuf:"varint,3,opt,name=replace,proto3" json:"replace,omitempty"`
+	// Fastest credible speed per searcher type in metres per second (0.5 to
+	// 100), for the track filter: a fix implying a faster move is dropped as
+	// an outlier. Types without one use 3 m/s (a searcher on foot); a drone,
+	// a vehicle or a horse needs its own.
+	MaxSpeedsMS map[string]float64 `protobuf:"bytes,4,rep,name=max_speeds_m_s,json=maxSpeedsMS,proto3" json:"max_speeds_m_s,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
+	// Whether a caller's live fix collapses the grid (unset: unchanged).
+	FollowCallerFixes *bool `protobuf:"varint,5,opt,name=follow_caller_fixes,json=followCallerFixes,proto3,oneof" json:"follow_caller_fixes,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
-func (x *SetSweepWidthsRequest) Reset() {
-	*x = SetSweepWidthsRequest{}
+func (x *UpdateSearchSettingsRequest) Reset() {
+	*x = UpdateSearchSettingsRequest{}
 	mi := &file_sar_v1_search_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *SetSweepWidthsRequest) String() string {
+func (x *UpdateSearchSettingsRequest) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*SetSweepWidthsRequest) ProtoMessage() {}
+func (*UpdateSearchSettingsRequest) ProtoMessage() {}
 
-func (x *SetSweepWidthsRequest) ProtoReflect() protoreflect.Message {
+func (x *UpdateSearchSettingsRequest) ProtoReflect() protoreflect.Message {
 	mi := &file_sar_v1_search_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -637,34 +667,48 @@ func (x *SetSweepWidthsRequest) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use SetSweepWidthsRequest.ProtoReflect.Descriptor instead.
-func (*SetSweepWidthsRequest) Descriptor() ([]byte, []int) {
+// Deprecated: Use UpdateSearchSettingsRequest.ProtoReflect.Descriptor instead.
+func (*UpdateSearchSettingsRequest) Descriptor() ([]byte, []int) {
 	return file_sar_v1_search_proto_rawDescGZIP(), []int{4}
 }
 
-func (x *SetSweepWidthsRequest) GetIncidentId() string {
+func (x *UpdateSearchSettingsRequest) GetIncidentId() string {
 	if x != nil {
 		return x.IncidentId
 	}
 	return ""
 }
 
-func (x *SetSweepWidthsRequest) GetSweepWidthsM() map[string]float64 {
+func (x *UpdateSearchSettingsRequest) GetSweepWidthsM() map[string]float64 {
 	if x != nil {
 		return x.SweepWidthsM
 	}
 	return nil
 }
 
-func (x *SetSweepWidthsRequest) GetReplace() bool {
+func (x *UpdateSearchSettingsRequest) GetReplace() bool {
 	if x != nil {
 		return x.Replace
 	}
 	return false
 }
 
-// SetSweepWidthsResponse is the plan's summary after the change.
-type SetSweepWidthsResponse struct {
+func (x *UpdateSearchSettingsRequest) GetMaxSpeedsMS() map[string]float64 {
+	if x != nil {
+		return x.MaxSpeedsMS
+	}
+	return nil
+}
+
+func (x *UpdateSearchSettingsRequest) GetFollowCallerFixes() bool {
+	if x != nil && x.FollowCallerFixes != nil {
+		return *x.FollowCallerFixes
+	}
+	return false
+}
+
+// UpdateSearchSettingsResponse is the plan's summary after the change.
+type UpdateSearchSettingsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The grid's summary.
 	Grid          *SearchGridSummary `protobuf:"bytes,1,opt,name=grid,proto3" json:"grid,omitempty"`
@@ -672,20 +716,20 @@ type SetSweepWidthsResponse struct {
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *SetSweepWidthsResponse) Reset() {
-	*x = SetSweepWidthsResponse{}
+func (x *UpdateSearchSettingsResponse) Reset() {
+	*x = UpdateSearchSettingsResponse{}
 	mi := &file_sar_v1_search_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *SetSweepWidthsResponse) String() string {
+func (x *UpdateSearchSettingsResponse) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*SetSweepWidthsResponse) ProtoMessage() {}
+func (*UpdateSearchSettingsResponse) ProtoMessage() {}
 
-func (x *SetSweepWidthsResponse) ProtoReflect() protoreflect.Message {
+func (x *UpdateSearchSettingsResponse) ProtoReflect() protoreflect.Message {
 	mi := &file_sar_v1_search_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -697,12 +741,12 @@ func (x *SetSweepWidthsResponse) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use SetSweepWidthsResponse.ProtoReflect.Descriptor instead.
-func (*SetSweepWidthsResponse) Descriptor() ([]byte, []int) {
+// Deprecated: Use UpdateSearchSettingsResponse.ProtoReflect.Descriptor instead.
+func (*UpdateSearchSettingsResponse) Descriptor() ([]byte, []int) {
 	return file_sar_v1_search_proto_rawDescGZIP(), []int{5}
 }
 
-func (x *SetSweepWidthsResponse) GetGrid() *SearchGridSummary {
+func (x *UpdateSearchSettingsResponse) GetGrid() *SearchGridSummary {
 	if x != nil {
 		return x.Grid
 	}
@@ -1671,8 +1715,12 @@ type AssignSegmentRequest struct {
 	IncidentId string `protobuf:"bytes,1,opt,name=incident_id,json=incidentId,proto3" json:"incident_id,omitempty"`
 	// The segment (see ListSegments).
 	SegmentId int32 `protobuf:"varint,2,opt,name=segment_id,json=segmentId,proto3" json:"segment_id,omitempty"`
-	// The team (assigned to the incident); empty frees the segment.
-	Team          *TeamRef `protobuf:"bytes,3,opt,name=team,proto3" json:"team,omitempty"`
+	// The team (taking part in the incident); empty frees the segment.
+	Team *TeamRef `protobuf:"bytes,3,opt,name=team,proto3" json:"team,omitempty"`
+	// Move a segment already assigned to another team (without it, that is
+	// refused with FAILED_PRECONDITION, so that two operators do not
+	// reassign one segment unknowingly).
+	Reassign      bool `protobuf:"varint,4,opt,name=reassign,proto3" json:"reassign,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1726,6 +1774,13 @@ func (x *AssignSegmentRequest) GetTeam() *TeamRef {
 		return x.Team
 	}
 	return nil
+}
+
+func (x *AssignSegmentRequest) GetReassign() bool {
+	if x != nil {
+		return x.Reassign
+	}
+	return false
 }
 
 // AssignSegmentResponse is the segment after the change.
@@ -1990,7 +2045,7 @@ var File_sar_v1_search_proto protoreflect.FileDescriptor
 
 const file_sar_v1_search_proto_rawDesc = "" +
 	"\n" +
-	"\x13sar/v1/search.proto\x12\x06sar.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13sar/v1/common.proto\x1a\x15sar/v1/incident.proto\"\xd8\x05\n" +
+	"\x13sar/v1/search.proto\x12\x06sar.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13sar/v1/common.proto\x1a\x15sar/v1/incident.proto\"\x85\a\n" +
 	"\x11SearchGridSummary\x12\x1f\n" +
 	"\vincident_id\x18\x01 \x01(\tR\n" +
 	"incidentId\x12\x18\n" +
@@ -2012,8 +2067,13 @@ const file_sar_v1_search_proto_rawDesc = "" +
 	"\x13follow_caller_fixes\x18\r \x01(\bR\x11followCallerFixes\x122\n" +
 	"\x15origin_participant_id\x18\x0e \x01(\tR\x13originParticipantId\x12;\n" +
 	"\vorigin_time\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"originTime\x1a?\n" +
+	"originTime\x12O\n" +
+	"\x0emax_speeds_m_s\x18\x10 \x03(\v2*.sar.v1.SearchGridSummary.MaxSpeedsMSEntryR\vmaxSpeedsMS\x12\x1a\n" +
+	"\badjusted\x18\x11 \x01(\bR\badjusted\x1a?\n" +
 	"\x11SweepWidthsMEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\x1a>\n" +
+	"\x10MaxSpeedsMSEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xab\x01\n" +
 	"\n" +
@@ -2041,16 +2101,22 @@ const file_sar_v1_search_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01B\x16\n" +
 	"\x14_follow_caller_fixes\"F\n" +
 	"\x15SetSearchPlanResponse\x12-\n" +
-	"\x04grid\x18\x01 \x01(\v2\x19.sar.v1.SearchGridSummaryR\x04grid\"\xea\x01\n" +
-	"\x15SetSweepWidthsRequest\x12\x1f\n" +
+	"\x04grid\x18\x01 \x01(\v2\x19.sar.v1.SearchGridSummaryR\x04grid\"\xde\x03\n" +
+	"\x1bUpdateSearchSettingsRequest\x12\x1f\n" +
 	"\vincident_id\x18\x01 \x01(\tR\n" +
-	"incidentId\x12U\n" +
-	"\x0esweep_widths_m\x18\x02 \x03(\v2/.sar.v1.SetSweepWidthsRequest.SweepWidthsMEntryR\fsweepWidthsM\x12\x18\n" +
-	"\areplace\x18\x03 \x01(\bR\areplace\x1a?\n" +
+	"incidentId\x12[\n" +
+	"\x0esweep_widths_m\x18\x02 \x03(\v25.sar.v1.UpdateSearchSettingsRequest.SweepWidthsMEntryR\fsweepWidthsM\x12\x18\n" +
+	"\areplace\x18\x03 \x01(\bR\areplace\x12Y\n" +
+	"\x0emax_speeds_m_s\x18\x04 \x03(\v24.sar.v1.UpdateSearchSettingsRequest.MaxSpeedsMSEntryR\vmaxSpeedsMS\x123\n" +
+	"\x13follow_caller_fixes\x18\x05 \x01(\bH\x00R\x11followCallerFixes\x88\x01\x01\x1a?\n" +
 	"\x11SweepWidthsMEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"G\n" +
-	"\x16SetSweepWidthsResponse\x12-\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\x1a>\n" +
+	"\x10MaxSpeedsMSEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01B\x16\n" +
+	"\x14_follow_caller_fixes\"M\n" +
+	"\x1cUpdateSearchSettingsResponse\x12-\n" +
 	"\x04grid\x18\x01 \x01(\v2\x19.sar.v1.SearchGridSummaryR\x04grid\"{\n" +
 	"\x14GetSearchGridRequest\x12\x1f\n" +
 	"\vincident_id\x18\x01 \x01(\tR\n" +
@@ -2127,13 +2193,14 @@ const file_sar_v1_search_proto_rawDesc = "" +
 	"\x0escore_per_hour\x18\x05 \x01(\x01R\fscorePerHour\x123\n" +
 	"\rteam_position\x18\x06 \x01(\v2\x0e.sar.v1.LatLngR\fteamPosition\x12\x1a\n" +
 	"\bassigned\x18\a \x01(\bR\bassigned\x12-\n" +
-	"\x04grid\x18\b \x01(\v2\x19.sar.v1.SearchGridSummaryR\x04grid\"{\n" +
+	"\x04grid\x18\b \x01(\v2\x19.sar.v1.SearchGridSummaryR\x04grid\"\x97\x01\n" +
 	"\x14AssignSegmentRequest\x12\x1f\n" +
 	"\vincident_id\x18\x01 \x01(\tR\n" +
 	"incidentId\x12\x1d\n" +
 	"\n" +
 	"segment_id\x18\x02 \x01(\x05R\tsegmentId\x12#\n" +
-	"\x04team\x18\x03 \x01(\v2\x0f.sar.v1.TeamRefR\x04team\"{\n" +
+	"\x04team\x18\x03 \x01(\v2\x0f.sar.v1.TeamRefR\x04team\x12\x1a\n" +
+	"\breassign\x18\x04 \x01(\bR\breassign\"{\n" +
 	"\x15AssignSegmentResponse\x12/\n" +
 	"\asegment\x18\x01 \x01(\v2\x15.sar.v1.SearchSegmentR\asegment\x121\n" +
 	"\x14segmentation_version\x18\x02 \x01(\x03R\x13segmentationVersion\"\x90\x01\n" +
@@ -2162,10 +2229,10 @@ const file_sar_v1_search_proto_rawDesc = "" +
 	"\x17SEARCH_GRID_CHANGE_CLUE\x10\x03\x12\x1f\n" +
 	"\x1bSEARCH_GRID_CHANGE_COVERAGE\x10\x04\x12!\n" +
 	"\x1dSEARCH_GRID_CHANGE_CALLER_FIX\x10\x05\x12\x1f\n" +
-	"\x1bSEARCH_GRID_CHANGE_SEGMENTS\x10\x062\xcd\x05\n" +
+	"\x1bSEARCH_GRID_CHANGE_SEGMENTS\x10\x062\xdf\x05\n" +
 	"\rSearchService\x12L\n" +
-	"\rSetSearchPlan\x12\x1c.sar.v1.SetSearchPlanRequest\x1a\x1d.sar.v1.SetSearchPlanResponse\x12O\n" +
-	"\x0eSetSweepWidths\x12\x1d.sar.v1.SetSweepWidthsRequest\x1a\x1e.sar.v1.SetSweepWidthsResponse\x12L\n" +
+	"\rSetSearchPlan\x12\x1c.sar.v1.SetSearchPlanRequest\x1a\x1d.sar.v1.SetSearchPlanResponse\x12a\n" +
+	"\x14UpdateSearchSettings\x12#.sar.v1.UpdateSearchSettingsRequest\x1a$.sar.v1.UpdateSearchSettingsResponse\x12L\n" +
 	"\rGetSearchGrid\x12\x1c.sar.v1.GetSearchGridRequest\x1a\x1d.sar.v1.GetSearchGridResponse\x12F\n" +
 	"\vAdjustCells\x12\x1a.sar.v1.AdjustCellsRequest\x1a\x1b.sar.v1.AdjustCellsResponse\x12C\n" +
 	"\n" +
@@ -2190,99 +2257,103 @@ func file_sar_v1_search_proto_rawDescGZIP() []byte {
 }
 
 var file_sar_v1_search_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_sar_v1_search_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_sar_v1_search_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_sar_v1_search_proto_goTypes = []any{
-	(ExportFormat)(0),                // 0: sar.v1.ExportFormat
-	(SearchGridChange)(0),            // 1: sar.v1.SearchGridChange
-	(*SearchGridSummary)(nil),        // 2: sar.v1.SearchGridSummary
-	(*SearchCell)(nil),               // 3: sar.v1.SearchCell
-	(*SetSearchPlanRequest)(nil),     // 4: sar.v1.SetSearchPlanRequest
-	(*SetSearchPlanResponse)(nil),    // 5: sar.v1.SetSearchPlanResponse
-	(*SetSweepWidthsRequest)(nil),    // 6: sar.v1.SetSweepWidthsRequest
-	(*SetSweepWidthsResponse)(nil),   // 7: sar.v1.SetSweepWidthsResponse
-	(*GetSearchGridRequest)(nil),     // 8: sar.v1.GetSearchGridRequest
-	(*GetSearchGridResponse)(nil),    // 9: sar.v1.GetSearchGridResponse
-	(*CellProbability)(nil),          // 10: sar.v1.CellProbability
-	(*AdjustCellsRequest)(nil),       // 11: sar.v1.AdjustCellsRequest
-	(*AdjustCellsResponse)(nil),      // 12: sar.v1.AdjustCellsResponse
-	(*RecordClueRequest)(nil),        // 13: sar.v1.RecordClueRequest
-	(*RecordClueResponse)(nil),       // 14: sar.v1.RecordClueResponse
-	(*ListSegmentsRequest)(nil),      // 15: sar.v1.ListSegmentsRequest
-	(*SearchSegment)(nil),            // 16: sar.v1.SearchSegment
-	(*ListSegmentsResponse)(nil),     // 17: sar.v1.ListSegmentsResponse
-	(*SuggestNextTaskRequest)(nil),   // 18: sar.v1.SuggestNextTaskRequest
-	(*SuggestNextTaskResponse)(nil),  // 19: sar.v1.SuggestNextTaskResponse
-	(*AssignSegmentRequest)(nil),     // 20: sar.v1.AssignSegmentRequest
-	(*AssignSegmentResponse)(nil),    // 21: sar.v1.AssignSegmentResponse
-	(*ExportSearchGridRequest)(nil),  // 22: sar.v1.ExportSearchGridRequest
-	(*ExportSearchGridResponse)(nil), // 23: sar.v1.ExportSearchGridResponse
-	(*SearchGridChangedEvent)(nil),   // 24: sar.v1.SearchGridChangedEvent
-	nil,                              // 25: sar.v1.SearchGridSummary.SweepWidthsMEntry
-	nil,                              // 26: sar.v1.SetSearchPlanRequest.SweepWidthsMEntry
-	nil,                              // 27: sar.v1.SetSweepWidthsRequest.SweepWidthsMEntry
-	(*LatLng)(nil),                   // 28: sar.v1.LatLng
-	(*timestamppb.Timestamp)(nil),    // 29: google.protobuf.Timestamp
-	(*SubjectProfile)(nil),           // 30: sar.v1.SubjectProfile
-	(*TeamRef)(nil),                  // 31: sar.v1.TeamRef
-	(*durationpb.Duration)(nil),      // 32: google.protobuf.Duration
+	(ExportFormat)(0),                    // 0: sar.v1.ExportFormat
+	(SearchGridChange)(0),                // 1: sar.v1.SearchGridChange
+	(*SearchGridSummary)(nil),            // 2: sar.v1.SearchGridSummary
+	(*SearchCell)(nil),                   // 3: sar.v1.SearchCell
+	(*SetSearchPlanRequest)(nil),         // 4: sar.v1.SetSearchPlanRequest
+	(*SetSearchPlanResponse)(nil),        // 5: sar.v1.SetSearchPlanResponse
+	(*UpdateSearchSettingsRequest)(nil),  // 6: sar.v1.UpdateSearchSettingsRequest
+	(*UpdateSearchSettingsResponse)(nil), // 7: sar.v1.UpdateSearchSettingsResponse
+	(*GetSearchGridRequest)(nil),         // 8: sar.v1.GetSearchGridRequest
+	(*GetSearchGridResponse)(nil),        // 9: sar.v1.GetSearchGridResponse
+	(*CellProbability)(nil),              // 10: sar.v1.CellProbability
+	(*AdjustCellsRequest)(nil),           // 11: sar.v1.AdjustCellsRequest
+	(*AdjustCellsResponse)(nil),          // 12: sar.v1.AdjustCellsResponse
+	(*RecordClueRequest)(nil),            // 13: sar.v1.RecordClueRequest
+	(*RecordClueResponse)(nil),           // 14: sar.v1.RecordClueResponse
+	(*ListSegmentsRequest)(nil),          // 15: sar.v1.ListSegmentsRequest
+	(*SearchSegment)(nil),                // 16: sar.v1.SearchSegment
+	(*ListSegmentsResponse)(nil),         // 17: sar.v1.ListSegmentsResponse
+	(*SuggestNextTaskRequest)(nil),       // 18: sar.v1.SuggestNextTaskRequest
+	(*SuggestNextTaskResponse)(nil),      // 19: sar.v1.SuggestNextTaskResponse
+	(*AssignSegmentRequest)(nil),         // 20: sar.v1.AssignSegmentRequest
+	(*AssignSegmentResponse)(nil),        // 21: sar.v1.AssignSegmentResponse
+	(*ExportSearchGridRequest)(nil),      // 22: sar.v1.ExportSearchGridRequest
+	(*ExportSearchGridResponse)(nil),     // 23: sar.v1.ExportSearchGridResponse
+	(*SearchGridChangedEvent)(nil),       // 24: sar.v1.SearchGridChangedEvent
+	nil,                                  // 25: sar.v1.SearchGridSummary.SweepWidthsMEntry
+	nil,                                  // 26: sar.v1.SearchGridSummary.MaxSpeedsMSEntry
+	nil,                                  // 27: sar.v1.SetSearchPlanRequest.SweepWidthsMEntry
+	nil,                                  // 28: sar.v1.UpdateSearchSettingsRequest.SweepWidthsMEntry
+	nil,                                  // 29: sar.v1.UpdateSearchSettingsRequest.MaxSpeedsMSEntry
+	(*LatLng)(nil),                       // 30: sar.v1.LatLng
+	(*timestamppb.Timestamp)(nil),        // 31: google.protobuf.Timestamp
+	(*SubjectProfile)(nil),               // 32: sar.v1.SubjectProfile
+	(*TeamRef)(nil),                      // 33: sar.v1.TeamRef
+	(*durationpb.Duration)(nil),          // 34: google.protobuf.Duration
 }
 var file_sar_v1_search_proto_depIdxs = []int32{
-	28, // 0: sar.v1.SearchGridSummary.origin:type_name -> sar.v1.LatLng
+	30, // 0: sar.v1.SearchGridSummary.origin:type_name -> sar.v1.LatLng
 	25, // 1: sar.v1.SearchGridSummary.sweep_widths_m:type_name -> sar.v1.SearchGridSummary.SweepWidthsMEntry
-	29, // 2: sar.v1.SearchGridSummary.origin_time:type_name -> google.protobuf.Timestamp
-	28, // 3: sar.v1.SetSearchPlanRequest.point:type_name -> sar.v1.LatLng
-	30, // 4: sar.v1.SetSearchPlanRequest.subject:type_name -> sar.v1.SubjectProfile
-	26, // 5: sar.v1.SetSearchPlanRequest.sweep_widths_m:type_name -> sar.v1.SetSearchPlanRequest.SweepWidthsMEntry
-	2,  // 6: sar.v1.SetSearchPlanResponse.grid:type_name -> sar.v1.SearchGridSummary
-	27, // 7: sar.v1.SetSweepWidthsRequest.sweep_widths_m:type_name -> sar.v1.SetSweepWidthsRequest.SweepWidthsMEntry
-	2,  // 8: sar.v1.SetSweepWidthsResponse.grid:type_name -> sar.v1.SearchGridSummary
-	2,  // 9: sar.v1.GetSearchGridResponse.grid:type_name -> sar.v1.SearchGridSummary
-	3,  // 10: sar.v1.GetSearchGridResponse.cells:type_name -> sar.v1.SearchCell
-	16, // 11: sar.v1.GetSearchGridResponse.segment:type_name -> sar.v1.SearchSegment
-	10, // 12: sar.v1.AdjustCellsRequest.set:type_name -> sar.v1.CellProbability
-	2,  // 13: sar.v1.AdjustCellsResponse.grid:type_name -> sar.v1.SearchGridSummary
-	28, // 14: sar.v1.RecordClueRequest.position:type_name -> sar.v1.LatLng
-	2,  // 15: sar.v1.RecordClueResponse.grid:type_name -> sar.v1.SearchGridSummary
-	28, // 16: sar.v1.SearchSegment.centroid:type_name -> sar.v1.LatLng
-	31, // 17: sar.v1.SearchSegment.assigned_team:type_name -> sar.v1.TeamRef
-	29, // 18: sar.v1.SearchSegment.assign_time:type_name -> google.protobuf.Timestamp
-	2,  // 19: sar.v1.ListSegmentsResponse.grid:type_name -> sar.v1.SearchGridSummary
-	16, // 20: sar.v1.ListSegmentsResponse.segments:type_name -> sar.v1.SearchSegment
-	31, // 21: sar.v1.SuggestNextTaskRequest.team:type_name -> sar.v1.TeamRef
-	28, // 22: sar.v1.SuggestNextTaskRequest.position:type_name -> sar.v1.LatLng
-	16, // 23: sar.v1.SuggestNextTaskResponse.segment:type_name -> sar.v1.SearchSegment
-	32, // 24: sar.v1.SuggestNextTaskResponse.travel:type_name -> google.protobuf.Duration
-	32, // 25: sar.v1.SuggestNextTaskResponse.search:type_name -> google.protobuf.Duration
-	28, // 26: sar.v1.SuggestNextTaskResponse.team_position:type_name -> sar.v1.LatLng
-	2,  // 27: sar.v1.SuggestNextTaskResponse.grid:type_name -> sar.v1.SearchGridSummary
-	31, // 28: sar.v1.AssignSegmentRequest.team:type_name -> sar.v1.TeamRef
-	16, // 29: sar.v1.AssignSegmentResponse.segment:type_name -> sar.v1.SearchSegment
-	0,  // 30: sar.v1.ExportSearchGridRequest.format:type_name -> sar.v1.ExportFormat
-	1,  // 31: sar.v1.SearchGridChangedEvent.change:type_name -> sar.v1.SearchGridChange
-	2,  // 32: sar.v1.SearchGridChangedEvent.grid:type_name -> sar.v1.SearchGridSummary
-	4,  // 33: sar.v1.SearchService.SetSearchPlan:input_type -> sar.v1.SetSearchPlanRequest
-	6,  // 34: sar.v1.SearchService.SetSweepWidths:input_type -> sar.v1.SetSweepWidthsRequest
-	8,  // 35: sar.v1.SearchService.GetSearchGrid:input_type -> sar.v1.GetSearchGridRequest
-	11, // 36: sar.v1.SearchService.AdjustCells:input_type -> sar.v1.AdjustCellsRequest
-	13, // 37: sar.v1.SearchService.RecordClue:input_type -> sar.v1.RecordClueRequest
-	15, // 38: sar.v1.SearchService.ListSegments:input_type -> sar.v1.ListSegmentsRequest
-	18, // 39: sar.v1.SearchService.SuggestNextTask:input_type -> sar.v1.SuggestNextTaskRequest
-	20, // 40: sar.v1.SearchService.AssignSegment:input_type -> sar.v1.AssignSegmentRequest
-	22, // 41: sar.v1.SearchService.ExportSearchGrid:input_type -> sar.v1.ExportSearchGridRequest
-	5,  // 42: sar.v1.SearchService.SetSearchPlan:output_type -> sar.v1.SetSearchPlanResponse
-	7,  // 43: sar.v1.SearchService.SetSweepWidths:output_type -> sar.v1.SetSweepWidthsResponse
-	9,  // 44: sar.v1.SearchService.GetSearchGrid:output_type -> sar.v1.GetSearchGridResponse
-	12, // 45: sar.v1.SearchService.AdjustCells:output_type -> sar.v1.AdjustCellsResponse
-	14, // 46: sar.v1.SearchService.RecordClue:output_type -> sar.v1.RecordClueResponse
-	17, // 47: sar.v1.SearchService.ListSegments:output_type -> sar.v1.ListSegmentsResponse
-	19, // 48: sar.v1.SearchService.SuggestNextTask:output_type -> sar.v1.SuggestNextTaskResponse
-	21, // 49: sar.v1.SearchService.AssignSegment:output_type -> sar.v1.AssignSegmentResponse
-	23, // 50: sar.v1.SearchService.ExportSearchGrid:output_type -> sar.v1.ExportSearchGridResponse
-	42, // [42:51] is the sub-list for method output_type
-	33, // [33:42] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	31, // 2: sar.v1.SearchGridSummary.origin_time:type_name -> google.protobuf.Timestamp
+	26, // 3: sar.v1.SearchGridSummary.max_speeds_m_s:type_name -> sar.v1.SearchGridSummary.MaxSpeedsMSEntry
+	30, // 4: sar.v1.SetSearchPlanRequest.point:type_name -> sar.v1.LatLng
+	32, // 5: sar.v1.SetSearchPlanRequest.subject:type_name -> sar.v1.SubjectProfile
+	27, // 6: sar.v1.SetSearchPlanRequest.sweep_widths_m:type_name -> sar.v1.SetSearchPlanRequest.SweepWidthsMEntry
+	2,  // 7: sar.v1.SetSearchPlanResponse.grid:type_name -> sar.v1.SearchGridSummary
+	28, // 8: sar.v1.UpdateSearchSettingsRequest.sweep_widths_m:type_name -> sar.v1.UpdateSearchSettingsRequest.SweepWidthsMEntry
+	29, // 9: sar.v1.UpdateSearchSettingsRequest.max_speeds_m_s:type_name -> sar.v1.UpdateSearchSettingsRequest.MaxSpeedsMSEntry
+	2,  // 10: sar.v1.UpdateSearchSettingsResponse.grid:type_name -> sar.v1.SearchGridSummary
+	2,  // 11: sar.v1.GetSearchGridResponse.grid:type_name -> sar.v1.SearchGridSummary
+	3,  // 12: sar.v1.GetSearchGridResponse.cells:type_name -> sar.v1.SearchCell
+	16, // 13: sar.v1.GetSearchGridResponse.segment:type_name -> sar.v1.SearchSegment
+	10, // 14: sar.v1.AdjustCellsRequest.set:type_name -> sar.v1.CellProbability
+	2,  // 15: sar.v1.AdjustCellsResponse.grid:type_name -> sar.v1.SearchGridSummary
+	30, // 16: sar.v1.RecordClueRequest.position:type_name -> sar.v1.LatLng
+	2,  // 17: sar.v1.RecordClueResponse.grid:type_name -> sar.v1.SearchGridSummary
+	30, // 18: sar.v1.SearchSegment.centroid:type_name -> sar.v1.LatLng
+	33, // 19: sar.v1.SearchSegment.assigned_team:type_name -> sar.v1.TeamRef
+	31, // 20: sar.v1.SearchSegment.assign_time:type_name -> google.protobuf.Timestamp
+	2,  // 21: sar.v1.ListSegmentsResponse.grid:type_name -> sar.v1.SearchGridSummary
+	16, // 22: sar.v1.ListSegmentsResponse.segments:type_name -> sar.v1.SearchSegment
+	33, // 23: sar.v1.SuggestNextTaskRequest.team:type_name -> sar.v1.TeamRef
+	30, // 24: sar.v1.SuggestNextTaskRequest.position:type_name -> sar.v1.LatLng
+	16, // 25: sar.v1.SuggestNextTaskResponse.segment:type_name -> sar.v1.SearchSegment
+	34, // 26: sar.v1.SuggestNextTaskResponse.travel:type_name -> google.protobuf.Duration
+	34, // 27: sar.v1.SuggestNextTaskResponse.search:type_name -> google.protobuf.Duration
+	30, // 28: sar.v1.SuggestNextTaskResponse.team_position:type_name -> sar.v1.LatLng
+	2,  // 29: sar.v1.SuggestNextTaskResponse.grid:type_name -> sar.v1.SearchGridSummary
+	33, // 30: sar.v1.AssignSegmentRequest.team:type_name -> sar.v1.TeamRef
+	16, // 31: sar.v1.AssignSegmentResponse.segment:type_name -> sar.v1.SearchSegment
+	0,  // 32: sar.v1.ExportSearchGridRequest.format:type_name -> sar.v1.ExportFormat
+	1,  // 33: sar.v1.SearchGridChangedEvent.change:type_name -> sar.v1.SearchGridChange
+	2,  // 34: sar.v1.SearchGridChangedEvent.grid:type_name -> sar.v1.SearchGridSummary
+	4,  // 35: sar.v1.SearchService.SetSearchPlan:input_type -> sar.v1.SetSearchPlanRequest
+	6,  // 36: sar.v1.SearchService.UpdateSearchSettings:input_type -> sar.v1.UpdateSearchSettingsRequest
+	8,  // 37: sar.v1.SearchService.GetSearchGrid:input_type -> sar.v1.GetSearchGridRequest
+	11, // 38: sar.v1.SearchService.AdjustCells:input_type -> sar.v1.AdjustCellsRequest
+	13, // 39: sar.v1.SearchService.RecordClue:input_type -> sar.v1.RecordClueRequest
+	15, // 40: sar.v1.SearchService.ListSegments:input_type -> sar.v1.ListSegmentsRequest
+	18, // 41: sar.v1.SearchService.SuggestNextTask:input_type -> sar.v1.SuggestNextTaskRequest
+	20, // 42: sar.v1.SearchService.AssignSegment:input_type -> sar.v1.AssignSegmentRequest
+	22, // 43: sar.v1.SearchService.ExportSearchGrid:input_type -> sar.v1.ExportSearchGridRequest
+	5,  // 44: sar.v1.SearchService.SetSearchPlan:output_type -> sar.v1.SetSearchPlanResponse
+	7,  // 45: sar.v1.SearchService.UpdateSearchSettings:output_type -> sar.v1.UpdateSearchSettingsResponse
+	9,  // 46: sar.v1.SearchService.GetSearchGrid:output_type -> sar.v1.GetSearchGridResponse
+	12, // 47: sar.v1.SearchService.AdjustCells:output_type -> sar.v1.AdjustCellsResponse
+	14, // 48: sar.v1.SearchService.RecordClue:output_type -> sar.v1.RecordClueResponse
+	17, // 49: sar.v1.SearchService.ListSegments:output_type -> sar.v1.ListSegmentsResponse
+	19, // 50: sar.v1.SearchService.SuggestNextTask:output_type -> sar.v1.SuggestNextTaskResponse
+	21, // 51: sar.v1.SearchService.AssignSegment:output_type -> sar.v1.AssignSegmentResponse
+	23, // 52: sar.v1.SearchService.ExportSearchGrid:output_type -> sar.v1.ExportSearchGridResponse
+	44, // [44:53] is the sub-list for method output_type
+	35, // [35:44] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_sar_v1_search_proto_init() }
@@ -2293,13 +2364,14 @@ func file_sar_v1_search_proto_init() {
 	file_sar_v1_common_proto_init()
 	file_sar_v1_incident_proto_init()
 	file_sar_v1_search_proto_msgTypes[2].OneofWrappers = []any{}
+	file_sar_v1_search_proto_msgTypes[4].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sar_v1_search_proto_rawDesc), len(file_sar_v1_search_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   26,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

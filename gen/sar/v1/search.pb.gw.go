@@ -80,9 +80,9 @@ func local_request_SearchService_SetSearchPlan_0(ctx context.Context, marshaler 
 	return msg, metadata, err
 }
 
-func request_SearchService_SetSweepWidths_0(ctx context.Context, marshaler runtime.Marshaler, client SearchServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_SearchService_UpdateSearchSettings_0(ctx context.Context, marshaler runtime.Marshaler, client SearchServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq SetSweepWidthsRequest
+		protoReq UpdateSearchSettingsRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -100,13 +100,13 @@ func request_SearchService_SetSweepWidths_0(ctx context.Context, marshaler runti
 	if req.Body != nil {
 		_, _ = io.Copy(io.Discard, req.Body)
 	}
-	msg, err := client.SetSweepWidths(ctx, &protoReq, grpc.Header(&metadata.HeaderMD), grpc.Trailer(&metadata.TrailerMD))
+	msg, err := client.UpdateSearchSettings(ctx, &protoReq, grpc.Header(&metadata.HeaderMD), grpc.Trailer(&metadata.TrailerMD))
 	return msg, metadata, err
 }
 
-func local_request_SearchService_SetSweepWidths_0(ctx context.Context, marshaler runtime.Marshaler, server SearchServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_SearchService_UpdateSearchSettings_0(ctx context.Context, marshaler runtime.Marshaler, server SearchServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq SetSweepWidthsRequest
+		protoReq UpdateSearchSettingsRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -121,7 +121,7 @@ func local_request_SearchService_SetSweepWidths_0(ctx context.Context, marshaler
 	if err != nil {
 		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "incident_id", err)
 	}
-	msg, err := server.SetSweepWidths(ctx, &protoReq)
+	msg, err := server.UpdateSearchSettings(ctx, &protoReq)
 	return msg, metadata, err
 }
 
@@ -506,25 +506,25 @@ func RegisterSearchServiceHandlerServer(ctx context.Context, mux *runtime.ServeM
 		}
 		forward_SearchService_SetSearchPlan_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
-	mux.Handle(http.MethodPost, pattern_SearchService_SetSweepWidths_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+	mux.Handle(http.MethodPost, pattern_SearchService_UpdateSearchSettings_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
 		var stream runtime.ServerTransportStream
 		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/sar.v1.SearchService/SetSweepWidths", runtime.WithHTTPPathPattern("/v1/incidents/{incident_id}/search:sweepWidths"))
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/sar.v1.SearchService/UpdateSearchSettings", runtime.WithHTTPPathPattern("/v1/incidents/{incident_id}/search:settings"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
 		}
-		resp, md, err := local_request_SearchService_SetSweepWidths_0(annotatedContext, inboundMarshaler, server, req, pathParams)
+		resp, md, err := local_request_SearchService_UpdateSearchSettings_0(annotatedContext, inboundMarshaler, server, req, pathParams)
 		md.HeaderMD, md.TrailerMD = metadata.Join(md.HeaderMD, stream.Header()), metadata.Join(md.TrailerMD, stream.Trailer())
 		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
 		if err != nil {
 			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
 			return
 		}
-		forward_SearchService_SetSweepWidths_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+		forward_SearchService_UpdateSearchSettings_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
 	mux.Handle(http.MethodGet, pattern_SearchService_GetSearchGrid_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
@@ -723,22 +723,22 @@ func RegisterSearchServiceHandlerClient(ctx context.Context, mux *runtime.ServeM
 		}
 		forward_SearchService_SetSearchPlan_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
-	mux.Handle(http.MethodPost, pattern_SearchService_SetSweepWidths_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+	mux.Handle(http.MethodPost, pattern_SearchService_UpdateSearchSettings_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/sar.v1.SearchService/SetSweepWidths", runtime.WithHTTPPathPattern("/v1/incidents/{incident_id}/search:sweepWidths"))
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/sar.v1.SearchService/UpdateSearchSettings", runtime.WithHTTPPathPattern("/v1/incidents/{incident_id}/search:settings"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
 		}
-		resp, md, err := request_SearchService_SetSweepWidths_0(annotatedContext, inboundMarshaler, client, req, pathParams)
+		resp, md, err := request_SearchService_UpdateSearchSettings_0(annotatedContext, inboundMarshaler, client, req, pathParams)
 		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
 		if err != nil {
 			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
 			return
 		}
-		forward_SearchService_SetSweepWidths_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+		forward_SearchService_UpdateSearchSettings_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
 	mux.Handle(http.MethodGet, pattern_SearchService_GetSearchGrid_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
@@ -863,25 +863,25 @@ func RegisterSearchServiceHandlerClient(ctx context.Context, mux *runtime.ServeM
 }
 
 var (
-	pattern_SearchService_SetSearchPlan_0    = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3}, []string{"v1", "incidents", "incident_id", "search"}, "plan"))
-	pattern_SearchService_SetSweepWidths_0   = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3}, []string{"v1", "incidents", "incident_id", "search"}, "sweepWidths"))
-	pattern_SearchService_GetSearchGrid_0    = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 2, 4}, []string{"v1", "incidents", "incident_id", "search", "grid"}, ""))
-	pattern_SearchService_AdjustCells_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 2, 4}, []string{"v1", "incidents", "incident_id", "search", "grid"}, "adjust"))
-	pattern_SearchService_RecordClue_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 2, 4}, []string{"v1", "incidents", "incident_id", "search", "clues"}, ""))
-	pattern_SearchService_ListSegments_0     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 2, 4}, []string{"v1", "incidents", "incident_id", "search", "segments"}, ""))
-	pattern_SearchService_SuggestNextTask_0  = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 2, 4}, []string{"v1", "incidents", "incident_id", "search", "tasks"}, "suggest"))
-	pattern_SearchService_AssignSegment_0    = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 2, 4, 1, 0, 4, 1, 5, 5}, []string{"v1", "incidents", "incident_id", "search", "segments", "segment_id"}, "assign"))
-	pattern_SearchService_ExportSearchGrid_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 2, 4}, []string{"v1", "incidents", "incident_id", "search", "export"}, ""))
+	pattern_SearchService_SetSearchPlan_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3}, []string{"v1", "incidents", "incident_id", "search"}, "plan"))
+	pattern_SearchService_UpdateSearchSettings_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3}, []string{"v1", "incidents", "incident_id", "search"}, "settings"))
+	pattern_SearchService_GetSearchGrid_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 2, 4}, []string{"v1", "incidents", "incident_id", "search", "grid"}, ""))
+	pattern_SearchService_AdjustCells_0          = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 2, 4}, []string{"v1", "incidents", "incident_id", "search", "grid"}, "adjust"))
+	pattern_SearchService_RecordClue_0           = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 2, 4}, []string{"v1", "incidents", "incident_id", "search", "clues"}, ""))
+	pattern_SearchService_ListSegments_0         = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 2, 4}, []string{"v1", "incidents", "incident_id", "search", "segments"}, ""))
+	pattern_SearchService_SuggestNextTask_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 2, 4}, []string{"v1", "incidents", "incident_id", "search", "tasks"}, "suggest"))
+	pattern_SearchService_AssignSegment_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 2, 4, 1, 0, 4, 1, 5, 5}, []string{"v1", "incidents", "incident_id", "search", "segments", "segment_id"}, "assign"))
+	pattern_SearchService_ExportSearchGrid_0     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 2, 4}, []string{"v1", "incidents", "incident_id", "search", "export"}, ""))
 )
 
 var (
-	forward_SearchService_SetSearchPlan_0    = runtime.ForwardResponseMessage
-	forward_SearchService_SetSweepWidths_0   = runtime.ForwardResponseMessage
-	forward_SearchService_GetSearchGrid_0    = runtime.ForwardResponseMessage
-	forward_SearchService_AdjustCells_0      = runtime.ForwardResponseMessage
-	forward_SearchService_RecordClue_0       = runtime.ForwardResponseMessage
-	forward_SearchService_ListSegments_0     = runtime.ForwardResponseMessage
-	forward_SearchService_SuggestNextTask_0  = runtime.ForwardResponseMessage
-	forward_SearchService_AssignSegment_0    = runtime.ForwardResponseMessage
-	forward_SearchService_ExportSearchGrid_0 = runtime.ForwardResponseMessage
+	forward_SearchService_SetSearchPlan_0        = runtime.ForwardResponseMessage
+	forward_SearchService_UpdateSearchSettings_0 = runtime.ForwardResponseMessage
+	forward_SearchService_GetSearchGrid_0        = runtime.ForwardResponseMessage
+	forward_SearchService_AdjustCells_0          = runtime.ForwardResponseMessage
+	forward_SearchService_RecordClue_0           = runtime.ForwardResponseMessage
+	forward_SearchService_ListSegments_0         = runtime.ForwardResponseMessage
+	forward_SearchService_SuggestNextTask_0      = runtime.ForwardResponseMessage
+	forward_SearchService_AssignSegment_0        = runtime.ForwardResponseMessage
+	forward_SearchService_ExportSearchGrid_0     = runtime.ForwardResponseMessage
 )

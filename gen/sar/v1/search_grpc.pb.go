@@ -19,15 +19,15 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	SearchService_SetSearchPlan_FullMethodName    = "/sar.v1.SearchService/SetSearchPlan"
-	SearchService_SetSweepWidths_FullMethodName   = "/sar.v1.SearchService/SetSweepWidths"
-	SearchService_GetSearchGrid_FullMethodName    = "/sar.v1.SearchService/GetSearchGrid"
-	SearchService_AdjustCells_FullMethodName      = "/sar.v1.SearchService/AdjustCells"
-	SearchService_RecordClue_FullMethodName       = "/sar.v1.SearchService/RecordClue"
-	SearchService_ListSegments_FullMethodName     = "/sar.v1.SearchService/ListSegments"
-	SearchService_SuggestNextTask_FullMethodName  = "/sar.v1.SearchService/SuggestNextTask"
-	SearchService_AssignSegment_FullMethodName    = "/sar.v1.SearchService/AssignSegment"
-	SearchService_ExportSearchGrid_FullMethodName = "/sar.v1.SearchService/ExportSearchGrid"
+	SearchService_SetSearchPlan_FullMethodName        = "/sar.v1.SearchService/SetSearchPlan"
+	SearchService_UpdateSearchSettings_FullMethodName = "/sar.v1.SearchService/UpdateSearchSettings"
+	SearchService_GetSearchGrid_FullMethodName        = "/sar.v1.SearchService/GetSearchGrid"
+	SearchService_AdjustCells_FullMethodName          = "/sar.v1.SearchService/AdjustCells"
+	SearchService_RecordClue_FullMethodName           = "/sar.v1.SearchService/RecordClue"
+	SearchService_ListSegments_FullMethodName         = "/sar.v1.SearchService/ListSegments"
+	SearchService_SuggestNextTask_FullMethodName      = "/sar.v1.SearchService/SuggestNextTask"
+	SearchService_AssignSegment_FullMethodName        = "/sar.v1.SearchService/AssignSegment"
+	SearchService_ExportSearchGrid_FullMethodName     = "/sar.v1.SearchService/ExportSearchGrid"
 )
 
 // SearchServiceClient is the client API for SearchService service.
@@ -43,14 +43,15 @@ type SearchServiceClient interface {
 	// SetSearchPlan (re)seeds the grid from the incident's initial planning
 	// point and subject profile, or from a given point and accuracy (a
 	// caller's fix), and sets the sweep widths used to turn tracks into
-	// coverage. Coverage already recorded is kept (it is evidence about the
+	// coverage (other settings are kept). Coverage already recorded is kept (it is evidence about the
 	// new prior too) unless reset_coverage is set. Re-seeding replaces
-	// adjustments and clues; to change only sweep widths use SetSweepWidths.
+	// adjustments and clues; to change only settings (sweep widths, speeds,
+	// following caller fixes) use UpdateSearchSettings.
 	SetSearchPlan(ctx context.Context, in *SetSearchPlanRequest, opts ...grpc.CallOption) (*SetSearchPlanResponse, error)
-	// SetSweepWidths changes the sweep widths of the plan without re-seeding
-	// it. They apply to tracks from then on; coverage already recorded
-	// stays as it was computed.
-	SetSweepWidths(ctx context.Context, in *SetSweepWidthsRequest, opts ...grpc.CallOption) (*SetSweepWidthsResponse, error)
+	// UpdateSearchSettings changes the plan's settings without re-seeding
+	// it. Sweep widths and speeds apply to tracks from then on; coverage
+	// already recorded stays as it was computed.
+	UpdateSearchSettings(ctx context.Context, in *UpdateSearchSettingsRequest, opts ...grpc.CallOption) (*UpdateSearchSettingsResponse, error)
 	// GetSearchGrid returns the current grid, or only the cells changed since
 	// a version.
 	GetSearchGrid(ctx context.Context, in *GetSearchGridRequest, opts ...grpc.CallOption) (*GetSearchGridResponse, error)
@@ -96,10 +97,10 @@ func (c *searchServiceClient) SetSearchPlan(ctx context.Context, in *SetSearchPl
 	return out, nil
 }
 
-func (c *searchServiceClient) SetSweepWidths(ctx context.Context, in *SetSweepWidthsRequest, opts ...grpc.CallOption) (*SetSweepWidthsResponse, error) {
+func (c *searchServiceClient) UpdateSearchSettings(ctx context.Context, in *UpdateSearchSettingsRequest, opts ...grpc.CallOption) (*UpdateSearchSettingsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(SetSweepWidthsResponse)
-	err := c.cc.Invoke(ctx, SearchService_SetSweepWidths_FullMethodName, in, out, cOpts...)
+	out := new(UpdateSearchSettingsResponse)
+	err := c.cc.Invoke(ctx, SearchService_UpdateSearchSettings_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -189,14 +190,15 @@ type SearchServiceServer interface {
 	// SetSearchPlan (re)seeds the grid from the incident's initial planning
 	// point and subject profile, or from a given point and accuracy (a
 	// caller's fix), and sets the sweep widths used to turn tracks into
-	// coverage. Coverage already recorded is kept (it is evidence about the
+	// coverage (other settings are kept). Coverage already recorded is kept (it is evidence about the
 	// new prior too) unless reset_coverage is set. Re-seeding replaces
-	// adjustments and clues; to change only sweep widths use SetSweepWidths.
+	// adjustments and clues; to change only settings (sweep widths, speeds,
+	// following caller fixes) use UpdateSearchSettings.
 	SetSearchPlan(context.Context, *SetSearchPlanRequest) (*SetSearchPlanResponse, error)
-	// SetSweepWidths changes the sweep widths of the plan without re-seeding
-	// it. They apply to tracks from then on; coverage already recorded
-	// stays as it was computed.
-	SetSweepWidths(context.Context, *SetSweepWidthsRequest) (*SetSweepWidthsResponse, error)
+	// UpdateSearchSettings changes the plan's settings without re-seeding
+	// it. Sweep widths and speeds apply to tracks from then on; coverage
+	// already recorded stays as it was computed.
+	UpdateSearchSettings(context.Context, *UpdateSearchSettingsRequest) (*UpdateSearchSettingsResponse, error)
 	// GetSearchGrid returns the current grid, or only the cells changed since
 	// a version.
 	GetSearchGrid(context.Context, *GetSearchGridRequest) (*GetSearchGridResponse, error)
@@ -235,8 +237,8 @@ type UnimplementedSearchServiceServer struct{}
 func (UnimplementedSearchServiceServer) SetSearchPlan(context.Context, *SetSearchPlanRequest) (*SetSearchPlanResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetSearchPlan not implemented")
 }
-func (UnimplementedSearchServiceServer) SetSweepWidths(context.Context, *SetSweepWidthsRequest) (*SetSweepWidthsResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "method SetSweepWidths not implemented")
+func (UnimplementedSearchServiceServer) UpdateSearchSettings(context.Context, *UpdateSearchSettingsRequest) (*UpdateSearchSettingsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateSearchSettings not implemented")
 }
 func (UnimplementedSearchServiceServer) GetSearchGrid(context.Context, *GetSearchGridRequest) (*GetSearchGridResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetSearchGrid not implemented")
@@ -298,20 +300,20 @@ func _SearchService_SetSearchPlan_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
-func _SearchService_SetSweepWidths_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(SetSweepWidthsRequest)
+func _SearchService_UpdateSearchSettings_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateSearchSettingsRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
 	if interceptor == nil {
-		return srv.(SearchServiceServer).SetSweepWidths(ctx, in)
+		return srv.(SearchServiceServer).UpdateSearchSettings(ctx, in)
 	}
 	info := &grpc.UnaryServerInfo{
 		Server:     srv,
-		FullMethod: SearchService_SetSweepWidths_FullMethodName,
+		FullMethod: SearchService_UpdateSearchSettings_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(SearchServiceServer).SetSweepWidths(ctx, req.(*SetSweepWidthsRequest))
+		return srv.(SearchServiceServer).UpdateSearchSettings(ctx, req.(*UpdateSearchSettingsRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -454,8 +456,8 @@ var SearchService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _SearchService_SetSearchPlan_Handler,
 		},
 		{
-			MethodName: "SetSweepWidths",
-			Handler:    _SearchService_SetSweepWidths_Handler,
+			MethodName: "UpdateSearchSettings",
+			Handler:    _SearchService_UpdateSearchSettings_Handler,
 		},
 		{
 			MethodName: "GetSearchGrid",

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"maps"
+	"strings"
 	"testing"
 	"time"
 
@@ -123,6 +124,7 @@ func TestSearchSettingsAndAssignmentRules(t *testing.T) {
 	op, officer, inc := e.officerOnIncident()
 	id, sc := inc.GetId(), e.search()
 	must[*sarv1.SetSearchPlanResponse](t, "SetSearchPlan")(sc.SetSearchPlan(e.as(op), &sarv1.SetSearchPlanRequest{IncidentId: id, Cut: 0.3}))
+	w := e.watch(op, id)
 
 	// A drone at 10 m/s: nothing counts with the foot filter (3 m/s)…
 	drone := e.rescuer("police-north", "")
@@ -176,6 +178,14 @@ func TestSearchSettingsAndAssignmentRules(t *testing.T) {
 		IncidentId: id, Cut: 0.3, Point: &sarv1.LatLng{Lat: ippLat + 0.2, Lng: ippLng}}))
 	_, err = sc.AssignSegment(e.as(op), &sarv1.AssignSegmentRequest{IncidentId: id, SegmentId: stale, Team: police})
 	wantCode(t, "AssignSegment of a segment of the grid before the re-seed", err, codes.NotFound)
+	within(t, 10*time.Second, "a SEGMENTS event warning of the assigned segment left outside the grid", func() bool {
+		for _, ev := range w.grid(sarv1.SearchGridChange_SEARCH_GRID_CHANGE_SEGMENTS) {
+			if strings.Contains(ev.GetDescription(), "1 assigned segments lie outside the current grid") {
+				return true
+			}
+		}
+		return false
+	})
 
 	// A rescuer's export with a segment size uses the incident's.
 	_, err = sc.ExportSearchGrid(e.as(officer), &sarv1.ExportSearchGridRequest{IncidentId: id, Format: sarv1.ExportFormat_EXPORT_FORMAT_GEOJSON,

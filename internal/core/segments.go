@@ -74,9 +74,12 @@ func (s *Service) segmentsFor(ctx context.Context, inc *sarv1.Incident, g *grid,
 		if err != nil {
 			return nil, nil, err
 		}
+		desc := fmt.Sprintf("%d segments of about %.2f km²", len(next.Segments), next.TargetAreaM2/1e6)
+		if n := outsideGrid(next, g.g); n > 0 {
+			desc += fmt.Sprintf("; %d assigned segments lie outside the current grid (free or reassign them)", n)
+		}
 		ev := s.gridEvent(inc.GetId(), sarv1.SearchGridChange_SEARCH_GRID_CHANGE_SEGMENTS,
-			summary(g.meta, g.meta.Version, len(g.g.Cells), g.g.RestOfWorld, g.g.CumulativePOS), len(g.g.Cells),
-			fmt.Sprintf("%d segments of about %.2f km²", len(next.Segments), next.TargetAreaM2/1e6))
+			summary(g.meta, g.meta.Version, len(g.g.Cells), g.g.RestOfWorld, g.g.CumulativePOS), len(g.g.Cells), desc)
 		v, err := s.st.PutSegmentation(ctx, inc.GetId(), next, ev)
 		if errors.Is(err, store.ErrSegmentsConflict) {
 			in.force = false // whoever won cut it anew already
@@ -91,6 +94,19 @@ func (s *Service) segmentsFor(ctx context.Context, inc *sarv1.Incident, g *grid,
 		return next, g, nil
 	}
 	return nil, nil, store.ErrSegmentsConflict
+}
+
+// outsideGrid counts the assigned segments none of whose cells is in the
+// grid (kept through a re-seed elsewhere: their team searches where the
+// plan no longer puts any probability).
+func outsideGrid(seg *store.Segmentation, g *geo.Grid) int {
+	n := 0
+	for _, ss := range seg.Segments {
+		if ss.Assigned() && !slices.ContainsFunc(ss.Cells, func(c uint64) bool { _, ok := g.Index(c); return ok }) {
+			n++
+		}
+	}
+	return n
 }
 
 // coversGrid reports whether every cell of the grid is in a segment.

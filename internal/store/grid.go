@@ -19,8 +19,9 @@ import (
 //     sweep widths, resolution), the version "ver", the version of the last
 //     seeding "seedver", the rest of world's weight "row", the maintained
 //     total weight "z", the probability of success at the last rebase
-//     "posb", the count of seeds and rebases "wver", and the throttle of
-//     coverage events "evpos", "evt".
+//     "posb", the count of seeds, rebases and settings updates "wver", and
+//     the throttle of coverage events "evpos", "evt" (last event) and
+//     "covt" (last coverage, for the trailing event).
 //   - gpri (hash): cell → prior weight wᵢ.
 //   - gcov (hash): cell → cumulative coverage cᵢ (HINCRBYFLOAT from tracks).
 //   - gver (zset): cell → version at which it last changed.

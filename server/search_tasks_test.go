@@ -792,17 +792,19 @@ func TestSearchCallerFixCollapse(t *testing.T) {
 	if s := seedOf(); s != seed {
 		t.Errorf("a fix 5 s later at the same place re-seeded the grid (seed version %d, was %d)", s, seed)
 	}
-	// 8 s after the first, 400 m west and more accurate: it would count,
-	// but within 10 s of the last collapse it is too soon.
-	dev.send(callerFix(3, lat, lng-400/(111_195.0*math.Cos(lat*math.Pi/180)), 20, base.Add(8*time.Second)))
+	// 8 s after the first, 30 m west and more accurate: it would count
+	// (moved beyond half the accuracy, at a walking pace), but within 10 s
+	// of the last collapse it is too soon.
+	dev.send(callerFix(3, lat, lng-30/(111_195.0*math.Cos(lat*math.Pi/180)), 20, base.Add(8*time.Second)))
 	if s := seedOf(); s != seed {
 		t.Errorf("a fix 8 s after the collapse re-seeded the grid (seed version %d, was %d); want at most one collapse per 10 s", s, seed)
 	}
-	// 15 s after the first, 500 m east: moved.
-	lng3 := lng + 500/(111_195.0*math.Cos(lat*math.Pi/180))
+	// 15 s after the first, 100 m east: moved (a plausible pace after the
+	// fixes' accuracy).
+	lng3 := lng + 100/(111_195.0*math.Cos(lat*math.Pi/180))
 	dev.send(callerFix(4, lat, lng3, 50, base.Add(15*time.Second)))
 	var g3 *sarv1.SearchGridSummary
-	eventually(t, "a re-seed from a fix 500 m away", func() bool {
+	eventually(t, "a re-seed from a fix 100 m away", func() bool {
 		g3 = e.grid(op, id, 0).GetGrid()
 		return g3.GetSeedVersion() > seed
 	})

@@ -26,6 +26,11 @@ const (
 	callerRefollowMax = 2 * time.Minute
 	// callerBetterAccuracy: a fix this much more accurate counts as new.
 	callerBetterAccuracy = 0.7
+	// callerMaxSpeedMS: a fix implying that the caller moved faster than
+	// this (a run, after both fixes' accuracy) since the fix the grid
+	// follows is not followed: a GPS glitch, or the link opened on another
+	// phone somewhere else. Operators still see it and can seed from it.
+	callerMaxSpeedMS = 4.0
 	// trailingEventDelta: a change of the probability of success smaller
 	// than the throttle's delta still gets a trailing event once tracks
 	// pause, unless it is below this.
@@ -49,7 +54,11 @@ func callerCollapseDue(sm *sarv1.SearchGridSummary, f *sarv1.LocationFix) bool {
 		return false
 	}
 	acc, old := f.GetHorizontalAccuracyM(), sm.GetOriginAccuracyM()
-	moved := geo.DistanceM(f.GetLat(), f.GetLng(), sm.GetOrigin().GetLat(), sm.GetOrigin().GetLng()) > max(acc, old)/2
+	d := geo.DistanceM(f.GetLat(), f.GetLng(), sm.GetOrigin().GetLat(), sm.GetOrigin().GetLng())
+	if d-acc-old > callerMaxSpeedMS*dt.Seconds() {
+		return false // implausible for a person on foot
+	}
+	moved := d > max(acc, old)/2
 	if moved || acc <= callerBetterAccuracy*old {
 		return true
 	}

@@ -43,6 +43,8 @@ func TestCallerCollapseDue(t *testing.T) {
 		{"same place 2 min later", fromCaller, fix(2*time.Minute, 0, 40), true},
 		{"same place 2 min later, grid adjusted since", adjusted, fix(2*time.Minute, 0, 40), false},
 		{"moved, grid adjusted since", adjusted, fix(15*time.Second, 30, 40), true},
+		{"20 km away 10 minutes later (33 m/s)", fromCaller, fix(10*time.Minute, 20_000, 20), false},
+		{"2 km away an hour later (0.6 m/s)", fromCaller, fix(time.Hour, 2000, 20), true},
 	} {
 		if got := callerCollapseDue(tc.sm, tc.f); got != tc.want {
 			t.Errorf("%s: callerCollapseDue = %v, want %v", tc.name, got, tc.want)

@@ -480,7 +480,9 @@ type SetSearchPlanRequest struct {
 	// plan follows caller fixes. A fix collapses the grid when its accuracy
 	// is at most 1 km, and again when a newer fix moved by more than half
 	// its accuracy or is markedly more accurate (at most every 10 s), or
-	// confirms the position 2 minutes later. An incident without a plan gets
+	// confirms the position 2 minutes later (unless the grid was adjusted
+	// since), but not when it implies a move faster than 4 m/s (a glitch, or
+	// the link opened on another phone). An incident without a plan gets
 	// one from the first such fix. Searches made before the fix do not count
 	// against the collapsed area: the fix is newer evidence than they are.
 	FollowCallerFixes *bool `protobuf:"varint,8,opt,name=follow_caller_fixes,json=followCallerFixes,proto3,oneof" json:"follow_caller_fixes,omitempty"`

@@ -35,16 +35,15 @@ func DefaultConfig() Config {
 
 // Service carries out the API's use cases.
 type Service struct {
-	cfg    Config
-	st     *store.Store
-	bus    *dispatch.Bus
-	log    *slog.Logger
-	now    func() time.Time
-	creds  ttlCache[*sarv1.Principal]
-	incs   ttlCache[*sarv1.Incident]
-	owner  ttlCache[string]
-	noGrid ttlCache[bool] // incidents without a search plan, so ingest skips the grid step
-	met    *Metrics
+	cfg   Config
+	st    *store.Store
+	bus   *dispatch.Bus
+	log   *slog.Logger
+	now   func() time.Time
+	creds ttlCache[*sarv1.Principal]
+	incs  ttlCache[*sarv1.Incident]
+	owner ttlCache[string]
+	met   *Metrics
 	// trailing sends the last coverage event once tracks pause.
 	trailing trailer
 }
@@ -55,10 +54,9 @@ func New(cfg Config, st *store.Store, bus *dispatch.Bus, log *slog.Logger, met *
 		met = NewMetrics(nil)
 	}
 	s := &Service{cfg: cfg, st: st, bus: bus, log: log, now: time.Now, met: met,
-		creds:  newTTLCache[*sarv1.Principal](cfg.CredentialCache, 100_000),
-		incs:   newTTLCache[*sarv1.Incident](2*time.Second, 10_000),
-		owner:  newTTLCache[string](time.Hour, 200_000),
-		noGrid: newTTLCache[bool](2*time.Second, 10_000),
+		creds: newTTLCache[*sarv1.Principal](cfg.CredentialCache, 100_000),
+		incs:  newTTLCache[*sarv1.Incident](2*time.Second, 10_000),
+		owner: newTTLCache[string](time.Hour, 200_000),
 	}
 	s.trailing.flush = s.flushGridEvent
 	return s

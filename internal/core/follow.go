@@ -136,7 +136,6 @@ func (s *Service) followCaller(ctx context.Context, inc *sarv1.Incident, partici
 			}
 			return
 		}
-		s.noGrid.del(inc.GetId())
 		s.deliver(ctx, ev)
 		s.log.Info("search grid collapsed to a caller's fix", "incident", inc.GetId(), "participant", participantID,
 			"accuracy_m", acc, "cells", len(g.Cells), "version", out.GetVersion())

@@ -154,7 +154,7 @@ func (s *Service) Ingest(ctx context.Context, p *sarv1.Principal, b *sarv1.FixBa
 	if p.GetRole() == sarv1.Role_ROLE_CALLER && res.LastChanged && res.Last != nil {
 		s.followCaller(ctx, inc, pid, res.Last)
 	}
-	if p.GetRole() == sarv1.Role_ROLE_RESCUER {
+	if p.GetRole() == sarv1.Role_ROLE_RESCUER && res.HasGrid { // the script said whether there is a plan: no extra round trip without one
 		s.coverTrack(ctx, inc.GetId(), pid, stored)
 	}
 	if len(stored) > 0 {

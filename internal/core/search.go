@@ -484,7 +484,6 @@ func (s *Service) SetSearchPlan(ctx context.Context, req *sarv1.SetSearchPlanReq
 		if err != nil {
 			return nil, err
 		}
-		s.noGrid.del(inc.GetId())
 		s.deliver(ctx, ev)
 		s.log.Info("search grid seeded", "incident", inc.GetId(), "profile", sm.Profile, "cells", len(g.Cells), "version", out.GetVersion())
 		return out, nil
@@ -814,9 +813,6 @@ func (s *Service) coverTrack(ctx context.Context, incidentID, participantID stri
 		s.met.GridErrors.Inc()
 		s.log.Warn(msg, "incident", incidentID, "participant", participantID, "err", err)
 	}
-	if _, none := s.noGrid.get(incidentID); none {
-		return // no search plan a moment ago: spare the round trip
-	}
 	for attempt := 0; attempt < 2; attempt++ {
 		sr, err := s.st.TrackerState(ctx, incidentID, participantID)
 		if err != nil {
@@ -825,8 +821,7 @@ func (s *Service) coverTrack(ctx context.Context, incidentID, participantID stri
 		}
 		meta, before := sr.Meta, sr.Tracker
 		if !sr.HasGrid {
-			s.noGrid.put(incidentID, true) // a plan set on another replica is seen within 2 s
-			return
+			return // closed meanwhile
 		}
 		tr, err := geo.NewTracker(int(meta.Summary.GetResolution()), trackFilter(meta.Summary, sr.Type))
 		if err != nil {

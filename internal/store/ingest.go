@@ -36,13 +36,14 @@ type IngestResult struct {
 	Stored       int
 	LastChanged  bool
 	Last         *sarv1.LocationFix // last known position after the batch, if any
+	HasGrid      bool               // the incident has a search plan
 }
 
 // Ingest stores a batch in one atomic script run: one round trip whatever
 // the batch size.
 func (s *Store) Ingest(ctx context.Context, a IngestArgs) (IngestResult, error) {
 	id := a.IncidentID
-	keys := []string{kInc(id), kSeq(id), kDev(id), kLast(id), kTrack(id, a.ParticipantID), kCells(id), kCellTime(id)}
+	keys := []string{kInc(id), kSeq(id), kDev(id), kLast(id), kTrack(id, a.ParticipantID), kCells(id), kCellTime(id), kGrid(id)}
 	args := make([]any, 0, 5+4*len(a.Fixes))
 	args = append(args, a.DeviceID, a.ParticipantID, s.trackMax, strconv.FormatUint(a.SkippedThrough, 10), len(a.Fixes))
 	for _, f := range a.Fixes {
@@ -61,6 +62,7 @@ func (s *Store) Ingest(ctx context.Context, a IngestArgs) (IngestResult, error) 
 		AckedThrough: uint64(parseInt(res[1].(string))),
 		Stored:       int(res[2].(int64)),
 		LastChanged:  res[3].(int64) == 1,
+		HasGrid:      res[5].(int64) == 1,
 	}
 	if v := res[4].(string); v != "" {
 		if out.Last, err = decodeLast(v); err != nil {

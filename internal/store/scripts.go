@@ -24,12 +24,14 @@ const (
 // not paid on every batch) and to the cell visit counts; the last known
 // position moves only forward in fix time.
 //
-// KEYS: inc seq dev last trk cells cellt
+// KEYS: inc seq dev last trk cells cellt grid
 // ARGV: device participant trackMax skippedThrough n, then n times
 //
 //	(seq, timeMs, cell, fixPb)
 //
-// Returns {ackedBefore, ackedThrough, stored, lastChanged, lastValue}.
+// Returns {ackedBefore, ackedThrough, stored, lastChanged, lastValue,
+// hasGrid} (hasGrid: the incident has a search plan, so the caller knows
+// whether to add coverage without another round trip).
 var ingestScript = redis.NewScript(`
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return redis.error_reply('SAR_NOTFOUND') end
@@ -83,7 +85,7 @@ if best then
   end
   redis.call('ZADD', KEYS[7], unpack(zt))
 end
-return {string.format('%.0f', before), string.format('%.0f', wm), stored, changed, last or ''}
+return {string.format('%.0f', before), string.format('%.0f', wm), stored, changed, last or '', redis.call('EXISTS', KEYS[8])}
 `)
 
 // putIncidentScript writes an incident (compare-and-set on its version;

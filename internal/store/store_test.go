@@ -70,7 +70,18 @@ func TestIngestScript(t *testing.T) {
 	if res.AckedBefore != 0 || res.Stored != 10 || !res.LastChanged || res.Last.GetSequence() != 10 {
 		t.Fatalf("first batch = %+v, want 10 stored and last = 10", res)
 	}
+	if res.HasGrid {
+		t.Errorf("first batch says the incident has a search plan; it has none")
+	}
+	// A plan seeded meanwhile (on any replica) is seen by the next batch.
+	if err := s.PutGrid(ctx, GridWrite{IncidentID: inc.GetId(), Seed: true, Summary: &sarv1.SearchGridSummary{IncidentId: inc.GetId(), Resolution: 9},
+		Prior: map[uint64]float64{0x8928308280fffff: 1}, Z: 1, Event: &sarv1.Event{Id: sar.NewID(), IncidentId: inc.GetId()}}); err != nil {
+		t.Fatalf("PutGrid: %v", err)
+	}
 	res = ingest(batch(1, 10, now.Add(-time.Minute), time.Second))
+	if !res.HasGrid {
+		t.Errorf("batch after a plan was seeded: HasGrid = false")
+	}
 	if res.AckedBefore != 10 || res.Stored != 0 || res.LastChanged {
 		t.Fatalf("replayed batch = %+v, want nothing stored", res)
 	}
@@ -126,8 +137,8 @@ func TestIngestScript(t *testing.T) {
 			t.Errorf("TTL(%s) = %v, want the 1h retention", k, ttl)
 		}
 	}
-	if n, _ := rdb.HLen(ctx, kOutbox(inc.GetId())).Result(); n != 3 {
-		t.Errorf("outbox holds %d events, want 3 (created, joined, closed; nothing published them)", n)
+	if n, _ := rdb.HLen(ctx, kOutbox(inc.GetId())).Result(); n != 4 {
+		t.Errorf("outbox holds %d events, want 4 (created, joined, grid seeded, closed; nothing published them)", n)
 	}
 }
 

@@ -119,14 +119,9 @@ func (s *Service) followCaller(ctx context.Context, inc *sarv1.Incident, partici
 		sm := &sarv1.SearchGridSummary{IncidentId: inc.GetId(), Resolution: int32(res), CellCount: int32(len(g.Cells)),
 			Origin: &sarv1.LatLng{Lat: f.GetLat(), Lng: f.GetLng()}, OriginAccuracyM: acc, Profile: "fix", SweepWidthsM: widths,
 			MaxSpeedsMS: speeds, FollowCallerFixes: true, OriginParticipantId: participantID, OriginTime: f.GetTime()}
-		z := 1.0
 		w := store.GridWrite{IncidentID: inc.GetId(), ExpectWriteVersion: meta.WriteVersion, SnapshotVersion: meta.Version,
-			Seed: true, ClearCoverage: true, Summary: staticSummary(sm), Prior: prior, RestOfWorld: g.RestOfWorld, Z: z}
-		var out *sarv1.SearchGridSummary
-		ev, err := s.writeGrid(ctx, w, func(version int64) *sarv1.Event {
-			out = summary(store.GridMeta{Summary: sm, SeedVersion: version}, version, len(g.Cells), g.RestOfWorld/z, posOf(0, z))
-			return s.gridEvent(inc.GetId(), sarv1.SearchGridChange_SEARCH_GRID_CHANGE_CALLER_FIX, out, len(g.Cells), "")
-		})
+			Seed: true, ClearCoverage: true, Summary: staticSummary(sm), Prior: prior, RestOfWorld: g.RestOfWorld, Z: 1}
+		out, err := s.writeSeed(ctx, w, sm, sarv1.SearchGridChange_SEARCH_GRID_CHANGE_CALLER_FIX, 1) // no coverage in the disk: z = 1
 		if errors.Is(err, store.ErrGridConflict) {
 			continue
 		}
@@ -136,7 +131,6 @@ func (s *Service) followCaller(ctx context.Context, inc *sarv1.Incident, partici
 			}
 			return
 		}
-		s.deliver(ctx, ev)
 		s.log.Info("search grid collapsed to a caller's fix", "incident", inc.GetId(), "participant", participantID,
 			"accuracy_m", acc, "cells", len(g.Cells), "version", out.GetVersion())
 		return

@@ -128,28 +128,40 @@ func storedProfile(sm *sarv1.SearchGridSummary) (geo.Profile, bool, bool) {
 	return p, sm.GetProfileFallback(), err == nil
 }
 
-func validSweepWidths(fv *[]sar.FieldViolation, widths map[string]float64) {
-	if len(widths) > MaxSearcherTypes {
-		*fv = append(*fv, sar.Field("sweep_widths_m", "TOO_MANY", "at most %d searcher types", MaxSearcherTypes))
+// validTypeTable checks a table per searcher type (sweep widths, speeds):
+// at most MaxSearcherTypes valid type names, values from lo to hi.
+func validTypeTable(fv *[]sar.FieldViolation, field string, table map[string]float64, lo, hi float64, what string) {
+	if len(table) > MaxSearcherTypes {
+		*fv = append(*fv, sar.Field(field, "TOO_MANY", "at most %d searcher types", MaxSearcherTypes))
 	}
-	for k, w := range widths {
-		if !searcherType.MatchString(k) || !finitePos(w) || w < 0.5 || w > 10_000 {
-			*fv = append(*fv, sar.Field("sweep_widths_m", "INVALID", "searcher types are 1-32 characters of a-z, 0-9, '-' and '_'; widths from 0.5 m to 10 km"))
+	for k, v := range table {
+		if !searcherType.MatchString(k) || !finitePos(v) || v < lo || v > hi {
+			*fv = append(*fv, sar.Field(field, "INVALID", "searcher types are 1-32 characters of a-z, 0-9, '-' and '_'; %s", what))
 			return
 		}
 	}
 }
 
+func validSweepWidths(fv *[]sar.FieldViolation, widths map[string]float64) {
+	validTypeTable(fv, "sweep_widths_m", widths, 0.5, 10_000, "widths from 0.5 m to 10 km")
+}
+
 func validMaxSpeeds(fv *[]sar.FieldViolation, speeds map[string]float64) {
-	if len(speeds) > MaxSearcherTypes {
-		*fv = append(*fv, sar.Field("max_speeds_m_s", "TOO_MANY", "at most %d searcher types", MaxSearcherTypes))
+	validTypeTable(fv, "max_speeds_m_s", speeds, 0.5, 100, "speeds from 0.5 to 100 m/s")
+}
+
+// errNoPlan answers a change or task request on an incident without a
+// search plan.
+var errNoPlan = sar.Errorf(sar.KindFailedPrecondition, "the incident has no search plan yet (call SetSearchPlan)")
+
+// planGrid loads an incident's grid for a change or a task: no plan yet is
+// a failed precondition, not a missing object.
+func (s *Service) planGrid(ctx context.Context, id string) (*grid, error) {
+	g, err := s.loadGrid(ctx, id)
+	if sar.KindOf(err) == sar.KindNotFound {
+		return nil, errNoPlan
 	}
-	for k, v := range speeds {
-		if !searcherType.MatchString(k) || !finitePos(v) || v < 0.5 || v > 100 {
-			*fv = append(*fv, sar.Field("max_speeds_m_s", "INVALID", "searcher types are 1-32 characters of a-z, 0-9, '-' and '_'; speeds from 0.5 to 100 m/s"))
-			return
-		}
-	}
+	return g, err
 }
 
 // trackFilter is the jitter filter of a searcher type: the foot
@@ -199,7 +211,7 @@ func (s *Service) UpdateSearchSettings(ctx context.Context, req *sarv1.UpdateSea
 	for attempt := 0; attempt < gridWriteTries; attempt++ {
 		meta, err := s.st.GridMeta(ctx, inc.GetId())
 		if sar.KindOf(err) == sar.KindNotFound {
-			return nil, sar.Errorf(sar.KindFailedPrecondition, "the incident has no search plan yet (call SetSearchPlan)")
+			return nil, errNoPlan
 		}
 		if err != nil {
 			return nil, err
@@ -473,22 +485,36 @@ func (s *Service) SetSearchPlan(ctx context.Context, req *sarv1.SetSearchPlanReq
 		w := store.GridWrite{IncidentID: inc.GetId(), ExpectWriteVersion: snap.WriteVersion, SnapshotVersion: snap.Version,
 			SnapshotCoverage: coverage, Seed: true, ResetCoverage: req.GetResetCoverage(),
 			Summary: staticSummary(sm), Prior: prior, RestOfWorld: g.RestOfWorld, Z: z}
-		var out *sarv1.SearchGridSummary
-		ev, err := s.writeGrid(ctx, w, func(version int64) *sarv1.Event {
-			out = summary(store.GridMeta{Summary: sm, SeedVersion: version}, version, len(g.Cells), g.RestOfWorld/z, posOf(0, z))
-			return s.gridEvent(inc.GetId(), sarv1.SearchGridChange_SEARCH_GRID_CHANGE_SEEDED, out, len(g.Cells), "")
-		})
+		out, err := s.writeSeed(ctx, w, sm, sarv1.SearchGridChange_SEARCH_GRID_CHANGE_SEEDED, z)
 		if errors.Is(err, store.ErrGridConflict) {
 			continue
 		}
 		if err != nil {
 			return nil, err
 		}
-		s.deliver(ctx, ev)
 		s.log.Info("search grid seeded", "incident", inc.GetId(), "profile", sm.Profile, "cells", len(g.Cells), "version", out.GetVersion())
 		return out, nil
 	}
 	return nil, store.ErrGridConflict
+}
+
+// writeSeed stores a seeded grid (w.Seed) with the event of kind that
+// announces it, and delivers the event. z is the grid's total weight with
+// the coverage kept. store.ErrGridConflict: another seed or rebase won;
+// seed again from the new state.
+func (s *Service) writeSeed(ctx context.Context, w store.GridWrite, sm *sarv1.SearchGridSummary, kind sarv1.SearchGridChange,
+	z float64) (*sarv1.SearchGridSummary, error) {
+	cells := len(w.Prior)
+	var out *sarv1.SearchGridSummary
+	ev, err := s.writeGrid(ctx, w, func(version int64) *sarv1.Event {
+		out = summary(store.GridMeta{Summary: sm, SeedVersion: version}, version, cells, w.RestOfWorld/z, posOf(0, z))
+		return s.gridEvent(w.IncidentID, kind, out, cells, "")
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.deliver(ctx, ev)
+	return out, nil
 }
 
 // writeGrid stores a seeded or rebased grid with the event that number
@@ -517,11 +543,8 @@ func (s *Service) rebase(ctx context.Context, inc *sarv1.Incident, kind sarv1.Se
 		return nil, sar.Errorf(sar.KindFailedPrecondition, "incident is closed")
 	}
 	for attempt := 0; attempt < gridWriteTries; attempt++ {
-		cur, err := s.loadGrid(ctx, inc.GetId())
+		cur, err := s.planGrid(ctx, inc.GetId())
 		if err != nil {
-			if sar.KindOf(err) == sar.KindNotFound {
-				return nil, sar.Errorf(sar.KindFailedPrecondition, "the incident has no search plan yet (call SetSearchPlan)")
-			}
 			return nil, err
 		}
 		g := cur.g
@@ -697,9 +720,9 @@ func (s *Service) segmentCells(ctx context.Context, inc *sarv1.Incident, id int,
 	if err != nil {
 		return nil, err
 	}
-	i := slices.IndexFunc(seg.Segments, func(ss store.StoredSegment) bool { return ss.ID == id })
-	if i < 0 {
-		return nil, sar.NotFound("segment")
+	i, err := segmentIndex(seg, id)
+	if err != nil {
+		return nil, err
 	}
 	ss := seg.Segments[i]
 	out := &sarv1.GetSearchGridResponse{WeightTotal: g.total, Segment: segmentPB(g, ss),

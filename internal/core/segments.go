@@ -404,11 +404,8 @@ func (s *Service) SuggestNextTask(ctx context.Context, req *sarv1.SuggestNextTas
 		SearchSpeedMS: cmp.Or(req.GetSearchSpeedMS(), DefaultSearchSpeedMS), TravelSpeedMS: cmp.Or(req.GetTravelSpeedMS(), DefaultTravelSpeedMS)}
 	coverage := cmp.Or(req.GetCoverage(), DefaultTaskCoverage)
 	for attempt := 0; attempt < segmentWriteTries; attempt++ {
-		g, err := s.loadGrid(ctx, inc.GetId())
+		g, err := s.planGrid(ctx, inc.GetId())
 		if err != nil {
-			if sar.KindOf(err) == sar.KindNotFound {
-				return nil, sar.Errorf(sar.KindFailedPrecondition, "the incident has no search plan yet (call SetSearchPlan)")
-			}
 			return nil, err
 		}
 		seg, g, err := s.segmentsFor(ctx, inc, g, segmentInput{})
@@ -497,20 +494,17 @@ func (s *Service) AssignSegment(ctx context.Context, req *sarv1.AssignSegmentReq
 		return nil, sar.Errorf(sar.KindFailedPrecondition, "incident is closed")
 	}
 	for attempt := 0; attempt < segmentWriteTries; attempt++ {
-		g, err := s.loadGrid(ctx, inc.GetId())
+		g, err := s.planGrid(ctx, inc.GetId())
 		if err != nil {
-			if sar.KindOf(err) == sar.KindNotFound {
-				return nil, sar.Errorf(sar.KindFailedPrecondition, "the incident has no search plan yet (call SetSearchPlan)")
-			}
 			return nil, err
 		}
 		seg, g, err := s.segmentsFor(ctx, inc, g, segmentInput{}) // ids of the current cut only
 		if err != nil {
 			return nil, err
 		}
-		i := slices.IndexFunc(seg.Segments, func(ss store.StoredSegment) bool { return ss.ID == int(req.GetSegmentId()) })
-		if i < 0 {
-			return nil, sar.NotFound("segment")
+		i, err := segmentIndex(seg, int(req.GetSegmentId()))
+		if err != nil {
+			return nil, err
 		}
 		ss := seg.Segments[i]
 		if team != nil && ss.Assigned() && (ss.Agency != team.GetAgencyId() || ss.Team != team.GetTeamId()) && !req.GetReassign() {
@@ -540,6 +534,15 @@ func (s *Service) AssignSegment(ctx context.Context, req *sarv1.AssignSegmentReq
 		return &sarv1.AssignSegmentResponse{Segment: segmentPB(g, ss), SegmentationVersion: v}, nil
 	}
 	return nil, store.ErrSegmentsConflict
+}
+
+// segmentIndex finds a segment of the current cut by id.
+func segmentIndex(seg *store.Segmentation, id int) (int, error) {
+	i := slices.IndexFunc(seg.Segments, func(ss store.StoredSegment) bool { return ss.ID == id })
+	if i < 0 {
+		return 0, sar.NotFound("segment")
+	}
+	return i, nil
 }
 
 // targetArea is a segmentation's target area, 0 for none.

@@ -119,8 +119,8 @@ func (s *Service) followCaller(ctx context.Context, inc *sarv1.Incident, partici
 		sm := &sarv1.SearchGridSummary{IncidentId: inc.GetId(), Resolution: int32(res), CellCount: int32(len(g.Cells)),
 			Origin: &sarv1.LatLng{Lat: f.GetLat(), Lng: f.GetLng()}, OriginAccuracyM: acc, Profile: "fix", SweepWidthsM: widths,
 			MaxSpeedsMS: speeds, FollowCallerFixes: true, OriginParticipantId: participantID, OriginTime: f.GetTime()}
-		w := store.GridWrite{IncidentID: inc.GetId(), ExpectWriteVersion: meta.WriteVersion, SnapshotVersion: meta.Version,
-			Seed: true, ClearCoverage: true, Summary: staticSummary(sm), Prior: prior, RestOfWorld: g.RestOfWorld, Z: 1}
+		w := store.GridWrite{IncidentID: inc.GetId(), ExpectWriteVersion: meta.WriteVersion, ExpectVersion: meta.Version,
+			Seed: true, ClearCoverage: true, Summary: staticSummary(sm), Prior: prior, RestOfWorld: g.RestOfWorld}
 		out, err := s.writeSeed(ctx, w, sm, sarv1.SearchGridChange_SEARCH_GRID_CHANGE_CALLER_FIX, 1) // no coverage in the disk: z = 1
 		if errors.Is(err, store.ErrGridConflict) {
 			continue

@@ -482,9 +482,9 @@ func (s *Service) SetSearchPlan(ctx context.Context, req *sarv1.SetSearchPlanReq
 			z += c.POA * math.Exp(-coverage[c.ID])
 		}
 		sm.CellCount = int32(len(g.Cells))
-		w := store.GridWrite{IncidentID: inc.GetId(), ExpectWriteVersion: snap.WriteVersion, SnapshotVersion: snap.Version,
-			SnapshotCoverage: coverage, Seed: true, ResetCoverage: req.GetResetCoverage(),
-			Summary: staticSummary(sm), Prior: prior, RestOfWorld: g.RestOfWorld, Z: z}
+		w := store.GridWrite{IncidentID: inc.GetId(), ExpectWriteVersion: snap.WriteVersion, ExpectVersion: snap.Version,
+			Seed: true, ResetCoverage: req.GetResetCoverage(),
+			Summary: staticSummary(sm), Prior: prior, RestOfWorld: g.RestOfWorld}
 		out, err := s.writeSeed(ctx, w, sm, sarv1.SearchGridChange_SEARCH_GRID_CHANGE_SEEDED, z)
 		if errors.Is(err, store.ErrGridConflict) {
 			continue
@@ -522,7 +522,6 @@ func (s *Service) writeSeed(ctx context.Context, w store.GridWrite, sm *sarv1.Se
 // the write stays valid (see store.GridWrite) and is only renumbered;
 // store.ErrGridConflict means another seed or rebase won: load again.
 func (s *Service) writeGrid(ctx context.Context, w store.GridWrite, number func(version int64) *sarv1.Event) (*sarv1.Event, error) {
-	w.ExpectVersion = w.SnapshotVersion
 	for attempt := 0; attempt < gridWriteTries; attempt++ {
 		w.Event = number(w.ExpectVersion + 1)
 		err := s.st.PutGrid(ctx, w)
@@ -561,8 +560,8 @@ func (s *Service) rebase(ctx context.Context, inc *sarv1.Incident, kind sarv1.Se
 		sm := cur.meta.Summary
 		sm.CellCount = int32(len(g.Cells))
 		sm.Adjusted = true
-		w := store.GridWrite{IncidentID: inc.GetId(), ExpectWriteVersion: cur.meta.WriteVersion, SnapshotVersion: cur.meta.Version,
-			SnapshotCoverage: cur.coverage, Summary: staticSummary(sm), Prior: prior, RestOfWorld: g.RestOfWorld, Z: z,
+		w := store.GridWrite{IncidentID: inc.GetId(), ExpectWriteVersion: cur.meta.WriteVersion, ExpectVersion: cur.meta.Version,
+			Summary: staticSummary(sm), Prior: prior, RestOfWorld: g.RestOfWorld,
 			POSBase: g.CumulativePOS}
 		var out *sarv1.SearchGridSummary
 		ev, err := s.writeGrid(ctx, w, func(version int64) *sarv1.Event {

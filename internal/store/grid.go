@@ -233,7 +233,7 @@ return out
 `)
 
 // GridWrite replaces a grid's weights (seed or rebase). It was computed
-// from a snapshot (LoadGrid) at SnapshotVersion. Coverage that tracks add
+// from a snapshot (LoadGrid) at version ExpectVersion. Coverage that tracks add
 // after the snapshot stays valid: a weight wᵢ = POA′ᵢ·e^(cᵢ) with cᵢ from
 // the snapshot, times e^(−c′ᵢ) with the newer coverage, is the Bayes update
 // of the written grid by the newer search. So the write only requires that
@@ -245,15 +245,12 @@ type GridWrite struct {
 	IncidentID         string
 	ExpectWriteVersion int64 // the snapshot's WriteVersion (0: no grid yet)
 	ExpectVersion      int64 // the version the change is numbered after (the event says ExpectVersion + 1)
-	SnapshotVersion    int64
-	SnapshotCoverage   map[uint64]float64 // the snapshot's non-zero coverage
-	Seed               bool               // drop the old cells first; SeedVersion becomes the new version
-	ResetCoverage      bool               // with Seed: forget coverage and tracker states
-	ClearCoverage      bool               // forget the coverage of the written cells (a caller's fix: searches before it do not count)
+	Seed               bool  // drop the old cells first; SeedVersion becomes the new version
+	ResetCoverage      bool  // with Seed: forget coverage and tracker states
+	ClearCoverage      bool  // forget the coverage of the written cells (a caller's fix: searches before it do not count)
 	Summary            *sarv1.SearchGridSummary
 	Prior              map[uint64]float64
 	RestOfWorld        float64
-	Z                  float64 // Σ wᵢ·e^(−cᵢ) + RestOfWorld with the snapshot's coverage (the script recomputes it from the coverage as it is)
 	POSBase            float64
 	Event              *sarv1.Event // written to the outbox with the change
 }
@@ -287,14 +284,11 @@ func (s *Store) PutGrid(ctx context.Context, w GridWrite) error {
 	if w.ClearCoverage {
 		flags += "c"
 	}
-	args := make([]any, 0, 14+2*len(w.Prior)+2*len(w.SnapshotCoverage))
-	args = append(args, w.ExpectWriteVersion, w.ExpectVersion, w.SnapshotVersion, flags, marshal(w.Summary), ffmt(w.RestOfWorld),
-		ffmt(w.Z), ffmt(w.POSBase), w.Event.GetId(), marshal(w.Event), len(w.Prior), len(w.SnapshotCoverage))
+	args := make([]any, 0, 9+2*len(w.Prior))
+	args = append(args, w.ExpectWriteVersion, w.ExpectVersion, flags, marshal(w.Summary), ffmt(w.RestOfWorld),
+		ffmt(w.POSBase), w.Event.GetId(), marshal(w.Event), len(w.Prior))
 	for c, p := range w.Prior {
 		args = append(args, CellHex(c), ffmt(p))
-	}
-	for c, v := range w.SnapshotCoverage {
-		args = append(args, CellHex(c), ffmt(v))
 	}
 	keys := []string{kInc(id), kGrid(id), kGridPrior(id), kGridCov(id), kGridVer(id), kGridTrk(id), kOutbox(id)}
 	res, err := putGridScript.Run(ctx, s.rdb, keys, args...).Slice()

@@ -25,7 +25,7 @@ func TestGridScripts(t *testing.T) {
 	const a, b, c, out = 0x8928308280fffff, 0x8928308280bffff, 0x89283082807ffff, 0x89283082877ffff
 	ev := func() *sarv1.Event { return &sarv1.Event{Id: sar.NewID(), IncidentId: id, Time: timestamppb.Now()} }
 	err := s.PutGrid(ctx, GridWrite{IncidentID: id, Seed: true, Summary: &sarv1.SearchGridSummary{IncidentId: id, Resolution: 9},
-		Prior: map[uint64]float64{a: 0.5, b: 0.3, c: 0.1}, RestOfWorld: 0.1, Z: 1, Event: ev()})
+		Prior: map[uint64]float64{a: 0.5, b: 0.3, c: 0.1}, RestOfWorld: 0.1, Event: ev()})
 	if err != nil {
 		t.Fatalf("PutGrid: %v", err)
 	}
@@ -86,8 +86,8 @@ func TestGridScripts(t *testing.T) {
 	// the coverage added since into account — also for a cell that was
 	// covered while outside the grid and that the rebase brings in (a clue
 	// that widens the area).
-	w := GridWrite{IncidentID: id, ExpectWriteVersion: 1, ExpectVersion: 1, SnapshotVersion: 1, Summary: &sarv1.SearchGridSummary{IncidentId: id, Resolution: 9},
-		Prior: map[uint64]float64{a: 0.4, b: 0.35, c: 0.1, out: 0.1}, RestOfWorld: 0.05, Z: 1, Event: ev()}
+	w := GridWrite{IncidentID: id, ExpectWriteVersion: 1, ExpectVersion: 1, Summary: &sarv1.SearchGridSummary{IncidentId: id, Resolution: 9},
+		Prior: map[uint64]float64{a: 0.4, b: 0.35, c: 0.1, out: 0.1}, RestOfWorld: 0.05, Event: ev()}
 	var moved *VersionMovedError
 	if err := s.PutGrid(ctx, w); !errors.As(err, &moved) || moved.Current != 4 {
 		t.Fatalf("PutGrid after coverage = %v, want VersionMovedError at 4", err)

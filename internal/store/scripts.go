@@ -183,16 +183,14 @@ return 1
 // GridWrite) with the event announcing it, if no other seed or rebase
 // happened since the snapshot (else SAR_CONFLICT) and the version is still
 // the one the event was numbered after (else {'moved', ver}: renumber and
-// resend). The maintained total z is recomputed from the written weights
-// and the coverage as it is now (the z, snapVer and snapshot-coverage
-// arguments are no longer read); a seed drops the old cells (and, with
+// resend). The maintained total z is computed from the written weights
+// and the coverage as it is now; a seed drops the old cells (and, with
 // reset, the coverage and tracker states); every written cell gets the new
 // version.
 //
 // KEYS: inc grid gpri gcov gver gtrk outbox
-// ARGV: expectWver expectVer snapVer flags("s": seed, "r": reset, "c": clear the written cells' coverage) summaryPb
-// row z posb eventId eventPb n m, then n times (cell, weight), then m times
-// (cell, snapshot coverage)
+// ARGV: expectWver expectVer flags("s": seed, "r": reset, "c": clear the written cells' coverage) summaryPb
+// row posb eventId eventPb n, then n times (cell, weight)
 //
 // Returns {'ok', ver} or {'moved', ver}.
 var putGridScript = redis.NewScript(`
@@ -204,9 +202,9 @@ if tonumber(meta[1] or '0') ~= tonumber(ARGV[1]) then return redis.error_reply('
 local ver = tonumber(meta[2] or '0')
 if ver ~= tonumber(ARGV[2]) then return {'moved', tostring(ver)} end
 local nv = ver + 1
-local n, m = tonumber(ARGV[11]), tonumber(ARGV[12])
-local reset = string.find(ARGV[4], 'r', 1, true)
-if string.find(ARGV[4], 's', 1, true) then
+local n = tonumber(ARGV[9])
+local reset = string.find(ARGV[3], 'r', 1, true)
+if string.find(ARGV[3], 's', 1, true) then
   redis.call('DEL', KEYS[3], KEYS[5])
   if reset then redis.call('DEL', KEYS[4], KEYS[6]) end
   redis.call('HSET', KEYS[2], 'seedver', nv)
@@ -214,9 +212,9 @@ end
 -- z = rest of world + sum of weight * e^(-coverage), from the coverage as
 -- it is now (coverage added since the snapshot, inside or outside the old
 -- grid, is counted).
-local z = tonumber(ARGV[6])
+local z = tonumber(ARGV[5])
 local h, zv, cs, ws = {}, {}, {}, {}
-local clear = string.find(ARGV[4], 'c', 1, true)
+local clear = string.find(ARGV[3], 'c', 1, true)
 local function flush()
   if #h == 0 then return end
   if clear then redis.call('HDEL', KEYS[4], unpack(cs)) end
@@ -227,20 +225,20 @@ local function flush()
   h, zv, cs, ws = {}, {}, {}, {}
 end
 for i = 0, n - 1 do
-  local c = ARGV[13 + 2 * i]
+  local c = ARGV[10 + 2 * i]
   h[#h + 1] = c
-  h[#h + 1] = ARGV[14 + 2 * i]
+  h[#h + 1] = ARGV[11 + 2 * i]
   zv[#zv + 1] = nv
   zv[#zv + 1] = c
   cs[#cs + 1] = c
-  ws[#ws + 1] = tonumber(ARGV[14 + 2 * i])
+  ws[#ws + 1] = tonumber(ARGV[11 + 2 * i])
   if #cs >= 1000 then flush() end
 end
 flush()
-local pos = 1 - (1 - tonumber(ARGV[8])) * z
-redis.call('HSET', KEYS[2], 'pb', ARGV[5], 'ver', nv, 'wver', tonumber(ARGV[1]) + 1, 'row', ARGV[6],
-  'z', string.format('%.17g', z), 'posb', ARGV[8], 'evpos', string.format('%.17g', pos))
-redis.call('HSET', KEYS[7], ARGV[9], ARGV[10])
+local pos = 1 - (1 - tonumber(ARGV[6])) * z
+redis.call('HSET', KEYS[2], 'pb', ARGV[4], 'ver', nv, 'wver', tonumber(ARGV[1]) + 1, 'row', ARGV[5],
+  'z', string.format('%.17g', z), 'posb', ARGV[6], 'evpos', string.format('%.17g', pos))
+redis.call('HSET', KEYS[7], ARGV[7], ARGV[8])
 return {'ok', tostring(nv)}
 `)
 

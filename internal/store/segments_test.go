@@ -135,7 +135,7 @@ func TestTrailingGridEvent(t *testing.T) {
 		t.Errorf("FlushGridEvent without a grid = %+v, %v; want nothing", te, err)
 	}
 	if err := s.PutGrid(ctx, GridWrite{IncidentID: id, Seed: true, Summary: &sarv1.SearchGridSummary{IncidentId: id, Resolution: 9},
-		Prior: map[uint64]float64{a: 0.6, b: 0.3}, RestOfWorld: 0.1, Z: 1, Event: newEvent(id)}); err != nil {
+		Prior: map[uint64]float64{a: 0.6, b: 0.3}, RestOfWorld: 0.1, Event: newEvent(id)}); err != nil {
 		t.Fatalf("PutGrid: %v", err)
 	}
 	now := time.Now().UnixMilli()
@@ -190,7 +190,7 @@ func TestSummaryUpdateAndClearCoverage(t *testing.T) {
 	const a, b, far = 0x8928308280fffff, 0x8928308280bffff, 0x89283082877ffff
 	sm := &sarv1.SearchGridSummary{IncidentId: id, Resolution: 9, SweepWidthsM: map[string]float64{"foot": 20}}
 	if err := s.PutGrid(ctx, GridWrite{IncidentID: id, Seed: true, Summary: sm, Prior: map[uint64]float64{a: 0.5, b: 0.4},
-		RestOfWorld: 0.1, Z: 1, Event: newEvent(id)}); err != nil {
+		RestOfWorld: 0.1, Event: newEvent(id)}); err != nil {
 		t.Fatalf("PutGrid: %v", err)
 	}
 	if _, err := s.AddCoverage(ctx, CoverageArgs{IncidentID: id, ParticipantID: "p", TrackerAfter: "s1",
@@ -208,8 +208,8 @@ func TestSummaryUpdateAndClearCoverage(t *testing.T) {
 	if err := s.UpdateGridSummary(ctx, id, meta.WriteVersion, sm); !errors.Is(err, ErrGridConflict) {
 		t.Errorf("UpdateGridSummary from the same meta again = %v, want ErrGridConflict", err)
 	}
-	rebase := GridWrite{IncidentID: id, ExpectWriteVersion: meta.WriteVersion, ExpectVersion: meta.Version, SnapshotVersion: meta.Version,
-		Summary: sm, Prior: map[uint64]float64{a: 0.5, b: 0.4}, RestOfWorld: 0.1, Z: 1, Event: newEvent(id)}
+	rebase := GridWrite{IncidentID: id, ExpectWriteVersion: meta.WriteVersion, ExpectVersion: meta.Version,
+		Summary: sm, Prior: map[uint64]float64{a: 0.5, b: 0.4}, RestOfWorld: 0.1, Event: newEvent(id)}
 	if err := s.PutGrid(ctx, rebase); !errors.Is(err, ErrGridConflict) {
 		t.Errorf("a rebase prepared before the settings update = %v, want ErrGridConflict", err)
 	}
@@ -217,8 +217,8 @@ func TestSummaryUpdateAndClearCoverage(t *testing.T) {
 		t.Errorf("sweep widths = %v, want the dog width kept", m.Summary.GetSweepWidthsM())
 	}
 	meta, _ = s.GridMeta(ctx, id)
-	collapse := GridWrite{IncidentID: id, ExpectWriteVersion: meta.WriteVersion, ExpectVersion: meta.Version, SnapshotVersion: meta.Version,
-		Seed: true, ClearCoverage: true, Summary: dog, Prior: map[uint64]float64{a: 0.7, b: 0.25}, RestOfWorld: 0.05, Z: 1, Event: newEvent(id)}
+	collapse := GridWrite{IncidentID: id, ExpectWriteVersion: meta.WriteVersion, ExpectVersion: meta.Version,
+		Seed: true, ClearCoverage: true, Summary: dog, Prior: map[uint64]float64{a: 0.7, b: 0.25}, RestOfWorld: 0.05, Event: newEvent(id)}
 	if err := s.PutGrid(ctx, collapse); err != nil {
 		t.Fatalf("PutGrid clearing coverage: %v", err)
 	}

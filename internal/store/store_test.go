@@ -75,7 +75,7 @@ func TestIngestScript(t *testing.T) {
 	}
 	// A plan seeded meanwhile (on any replica) is seen by the next batch.
 	if err := s.PutGrid(ctx, GridWrite{IncidentID: inc.GetId(), Seed: true, Summary: &sarv1.SearchGridSummary{IncidentId: inc.GetId(), Resolution: 9},
-		Prior: map[uint64]float64{0x8928308280fffff: 1}, Z: 1, Event: &sarv1.Event{Id: sar.NewID(), IncidentId: inc.GetId()}}); err != nil {
+		Prior: map[uint64]float64{0x8928308280fffff: 1}, Event: &sarv1.Event{Id: sar.NewID(), IncidentId: inc.GetId()}}); err != nil {
 		t.Fatalf("PutGrid: %v", err)
 	}
 	res = ingest(batch(1, 10, now.Add(-time.Minute), time.Second))

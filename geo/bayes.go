@@ -72,7 +72,7 @@ func (g *Grid) ApplySearch(coverage map[uint64]float64) (SearchResult, error) {
 			continue
 		}
 		c := coverage[id]
-		g.Cells[i].POA *= math.Exp(-c)
+		g.Cells[i].POA = Undetected(g.Cells[i].POA, c)
 		g.Cells[i].Coverage += c
 	}
 	g.rescale(1 / z)

@@ -201,6 +201,35 @@ func PODFromCoverage(coverage float64) float64 {
 	return -math.Expm1(-coverage)
 }
 
+// Undetected returns the share of a prior weight that a search of the
+// given coverage leaves undetected: prior·e^(−coverage). It is the one
+// place the exponential detection model turns coverage into remaining
+// probability: the grid's cells, the store's totals and the domain's
+// summaries all call it, so a full read and an incremental read agree.
+func Undetected(prior, coverage float64) float64 {
+	if !(coverage > 0) {
+		return prior
+	}
+	return prior * math.Exp(-coverage)
+}
+
+// UndetectedDelta is the change of Undetected(prior, ·) when a cell's
+// coverage grows from before to after: what an incremental total adds.
+func UndetectedDelta(prior, before, after float64) float64 {
+	return Undetected(prior, after) - Undetected(prior, before)
+}
+
+// PriorOf inverts Undetected: the prior weight that a cell of weight w
+// had before a search of the given coverage. The coverage is bounded by
+// MaxCoverage so that the inverse stays finite.
+func PriorOf(w, coverage float64) float64 {
+	return w * math.Exp(min(max(coverage, 0), MaxCoverage))
+}
+
+// MaxCoverage bounds the coverage that PriorOf folds back into a weight
+// (wᵢ = POAᵢ·e^(cᵢ)) so it stays finite; beyond it POAᵢ is ~0 anyway.
+const MaxCoverage = 700.0
+
 // CumulativePOD combines the PODs of independent searches of one area:
 // 1 − Π(1 − PODₖ). Each POD must be within 0..1.
 func CumulativePOD(pods ...float64) (float64, error) {

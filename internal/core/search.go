@@ -37,9 +37,6 @@ const (
 	// replicas).
 	gridEventDelta = 0.01
 	gridEventEvery = 5 * time.Second
-	// maxCellCoverage bounds the coverage folded into a rebased weight
-	// (wᵢ = POAᵢ·e^(cᵢ)) so it stays finite; beyond it POAᵢ is ~0 anyway.
-	maxCellCoverage = 700.0
 	maxAdjustCells  = 10_000
 	gridWriteTries  = 8
 )
@@ -314,7 +311,7 @@ func (s *Service) loadGrid(ctx context.Context, id string) (*grid, error) {
 	poa := make(map[uint64]float64, len(ids))
 	for _, c := range ids {
 		cs := st.Cells[c]
-		w := cs.Prior * math.Exp(-cs.Coverage)
+		w := geo.Undetected(cs.Prior, cs.Coverage)
 		out.weights[c], out.versions[c] = w, cs.Version
 		out.total += w
 		poa[c] = w
@@ -479,7 +476,7 @@ func (s *Service) SetSearchPlan(ctx context.Context, req *sarv1.SetSearchPlanReq
 		}
 		z := g.RestOfWorld
 		for _, c := range g.Cells {
-			z += c.POA * math.Exp(-coverage[c.ID])
+			z += geo.Undetected(c.POA, coverage[c.ID])
 		}
 		sm.CellCount = int32(len(g.Cells))
 		w := store.GridWrite{IncidentID: inc.GetId(), ExpectWriteVersion: snap.WriteVersion, ExpectVersion: snap.Version,
@@ -554,8 +551,8 @@ func (s *Service) rebase(ctx context.Context, inc *sarv1.Incident, kind sarv1.Se
 		z := g.RestOfWorld
 		for _, c := range g.Cells {
 			cov := cur.coverage[c.ID]
-			prior[c.ID] = c.POA * math.Exp(math.Min(cov, maxCellCoverage))
-			z += prior[c.ID] * math.Exp(-cov) // POA but where the exponent was bounded
+			prior[c.ID] = geo.PriorOf(c.POA, cov)
+			z += geo.Undetected(prior[c.ID], cov) // POA but where the exponent was bounded
 		}
 		sm := cur.meta.Summary
 		sm.CellCount = int32(len(g.Cells))
@@ -766,7 +763,7 @@ func (s *Service) changedCells(st *store.Grid) (*sarv1.GetSearchGridResponse, er
 	out := &sarv1.GetSearchGridResponse{WeightTotal: total, Grid: summary(m, m.Version, -1, m.RestOfWorld/total, posOf(m.POSBase, total))}
 	for _, c := range ids {
 		cs := st.Cells[c]
-		out.Cells = append(out.Cells, searchCell(c, cs.Prior*math.Exp(-cs.Coverage), total, cs.Coverage, areas[c], cs.Version))
+		out.Cells = append(out.Cells, searchCell(c, geo.Undetected(cs.Prior, cs.Coverage), total, cs.Coverage, areas[c], cs.Version))
 	}
 	return out, nil
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"time"
 
@@ -177,7 +176,7 @@ func segmentStats(g *grid, ss store.StoredSegment) (poa, pod, coverage float64) 
 		}
 		cell := g.g.Cells[i]
 		poa += cell.POA
-		b := cell.POA * math.Exp(math.Min(cell.Coverage, maxCellCoverage))
+		b := geo.PriorOf(cell.POA, cell.Coverage)
 		before += b
 		detected += b * geo.PODFromCoverage(cell.Coverage)
 		covArea += cell.Coverage * cell.AreaM2

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -25,6 +26,8 @@ type Bus struct {
 	ackTimeout time.Duration
 	streamAge  time.Duration
 	replicas   int
+	outbox     OutboxStore // where Deliver clears what JetStream acknowledged
+	log        *slog.Logger
 }
 
 // Option configures a Bus.
@@ -40,13 +43,19 @@ func WithStreamMaxAge(d time.Duration) Option { return func(b *Bus) { b.streamAg
 // WithReplicas sets the stream's replica count on a NATS cluster (default 1).
 func WithReplicas(n int) Option { return func(b *Bus) { b.replicas = n } }
 
+// WithOutbox names the outbox that Deliver clears of acknowledged events.
+func WithOutbox(st OutboxStore) Option { return func(b *Bus) { b.outbox = st } }
+
+// WithLogger sets the logger of delivery warnings (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(b *Bus) { b.log = l } }
+
 // New returns a Bus on an open connection.
 func New(nc *nats.Conn, opts ...Option) (*Bus, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("dispatch: jetstream: %w", err)
 	}
-	b := &Bus{nc: nc, js: js, ackTimeout: 5 * time.Second, streamAge: 30 * 24 * time.Hour, replicas: 1}
+	b := &Bus{nc: nc, js: js, ackTimeout: 5 * time.Second, streamAge: 30 * 24 * time.Hour, replicas: 1, log: slog.Default()}
 	for _, o := range opts {
 		o(b)
 	}

@@ -22,10 +22,13 @@ type OutboxStore interface {
 // to its outbox, and removes those JetStream acknowledged. What fails stays
 // in the outbox for the relay. It never returns an error to the caller's
 // request: the state change is stored, delivery is the relay's promise.
-func (b *Bus) Deliver(ctx context.Context, st OutboxStore, log *slog.Logger, evs ...*sarv1.Event) {
+// Without an outbox (WithOutbox) acknowledged events are not cleared and
+// the relay publishes them again, deduplicated by JetStream.
+func (b *Bus) Deliver(ctx context.Context, evs ...*sarv1.Event) {
 	if len(evs) == 0 {
 		return
 	}
+	log := b.log
 	if !b.nc.IsConnected() {
 		// Do not make the request wait for an ack that cannot come: the
 		// relay publishes the outbox when NATS is back.
@@ -36,8 +39,8 @@ func (b *Bus) Deliver(ctx context.Context, st OutboxStore, log *slog.Logger, evs
 	if err != nil {
 		log.Warn("event left in outbox for the relay", "incident", evs[0].GetIncidentId(), "err", err)
 	}
-	if len(acked) > 0 {
-		if err := st.OutboxDone(context.WithoutCancel(ctx), evs[0].GetIncidentId(), acked...); err != nil {
+	if len(acked) > 0 && b.outbox != nil {
+		if err := b.outbox.OutboxDone(context.WithoutCancel(ctx), evs[0].GetIncidentId(), acked...); err != nil {
 			log.Warn("outbox cleanup failed; the relay will publish again (deduplicated)", "err", err)
 		}
 	}

@@ -106,7 +106,7 @@ func (s *incidentService) WatchIncident(req *sarv1.WatchIncidentRequest, stream 
 	}
 	// Subscribe before reading the snapshot: nothing published in between
 	// is missed (some may arrive twice; they are dropped by id).
-	events, dropped, stop, err := s.core.Bus().Watch(ctx, inc.GetId())
+	events, dropped, stop, err := s.core.Watch(ctx, inc.GetId())
 	if err != nil {
 		return status.Error(codes.Unavailable, "event bus unavailable")
 	}

@@ -61,6 +61,7 @@ type App struct {
 	cfg      Config
 	log      *slog.Logger
 	Core     *core.Service
+	Store    *store.Store
 	Server   *server.Server
 	Redis    redis.UniversalClient
 	NATS     *nats.Conn
@@ -140,7 +141,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 		return nil, err
 	}
 	a.closers = append(a.closers, func() { _ = a.NATS.Drain() })
-	bus, err := dispatch.New(a.NATS, dispatch.WithStreamMaxAge(cfg.Retention))
+	st := store.New(a.Redis, store.WithTrackMax(cfg.TrackMax), store.WithRetention(cfg.Retention))
+	a.Store = st
+	bus, err := dispatch.New(a.NATS, dispatch.WithStreamMaxAge(cfg.Retention), dispatch.WithOutbox(st), dispatch.WithLogger(log))
 	if err != nil {
 		return nil, err
 	}
@@ -150,7 +153,6 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	st := store.New(a.Redis, store.WithTrackMax(cfg.TrackMax), store.WithRetention(cfg.Retention))
 	ccfg := core.DefaultConfig()
 	ccfg.Resolution, ccfg.TrackMax = cfg.Resolution, cfg.TrackMax
 	if err := st.LoadScripts(ctx); err != nil {
@@ -207,7 +209,7 @@ func (a *App) bootstrap(ctx context.Context, embeddedMode bool) error {
 			life = 24 * time.Hour // a generated one is for this run
 		}
 		p.CreateTime, p.ExpireTime = tsOf(now), tsOf(now.Add(life))
-		if err := a.Core.Store().PutCredential(ctx, hash, p); err != nil {
+		if err := a.Store.PutCredential(ctx, hash, p); err != nil {
 			return fmt.Errorf("bootstrap admin credential: %w", err)
 		}
 	}

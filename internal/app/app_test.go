@@ -91,7 +91,7 @@ func TestEmbeddedStart(t *testing.T) {
 		t.Fatalf("second Start: %v", err)
 	}
 	defer b.Close()
-	got, _, err := b.Core.Store().GetIncident(context.Background(), inc.GetIncident().GetId())
+	got, _, err := b.Store.GetIncident(context.Background(), inc.GetIncident().GetId())
 	if err != nil || got.GetTitle() != "drill" {
 		t.Fatalf("after restart GetIncident = %v, %v; want the drill incident", got, err)
 	}

@@ -1,6 +1,8 @@
 // Package core is the domain: it validates, authorizes and carries out
-// every use case of the API on top of the store (Redis) and the bus (NATS).
-// The gRPC layer above it only translates messages and errors.
+// every use case of the API. It owns the interfaces of what it needs
+// (ports.go): the stores, implemented on Redis by internal/store, and the
+// publisher and watcher, implemented on NATS by dispatch. The gRPC and HTTP
+// layer above it (server) only translates messages and errors.
 package core
 
 import (
@@ -11,10 +13,8 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/mountain-sar/sar/dispatch"
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
 	"github.com/mountain-sar/sar/internal/sar"
-	"github.com/mountain-sar/sar/internal/store"
 )
 
 // Config holds the domain's tunables.
@@ -36,8 +36,8 @@ func DefaultConfig() Config {
 // Service carries out the API's use cases.
 type Service struct {
 	cfg   Config
-	st    *store.Store
-	bus   *dispatch.Bus
+	st    Store
+	bus   Bus
 	log   *slog.Logger
 	now   func() time.Time
 	creds ttlCache[*sarv1.Principal]
@@ -49,7 +49,7 @@ type Service struct {
 }
 
 // New returns a Service.
-func New(cfg Config, st *store.Store, bus *dispatch.Bus, log *slog.Logger, met *Metrics) *Service {
+func New(cfg Config, st Store, bus Bus, log *slog.Logger, met *Metrics) *Service {
 	if met == nil {
 		met = NewMetrics(nil)
 	}
@@ -62,11 +62,11 @@ func New(cfg Config, st *store.Store, bus *dispatch.Bus, log *slog.Logger, met *
 	return s
 }
 
-// Store returns the store (for the relay and health checks).
-func (s *Service) Store() *store.Store { return s.st }
-
-// Bus returns the bus.
-func (s *Service) Bus() *dispatch.Bus { return s.bus }
+// Watch follows an incident's events (for the server's watch streams; the
+// caller authorizes first).
+func (s *Service) Watch(ctx context.Context, incidentID string) (events <-chan *sarv1.Event, dropped func() int, stop func(), err error) {
+	return s.bus.Watch(ctx, incidentID)
+}
 
 func (s *Service) newEvent(incidentID string) *sarv1.Event {
 	return &sarv1.Event{Id: sar.NewID(), IncidentId: incidentID, Time: timestamppb.New(s.now())}
@@ -74,7 +74,7 @@ func (s *Service) newEvent(incidentID string) *sarv1.Event {
 
 // deliver publishes durable events just written to an outbox.
 func (s *Service) deliver(ctx context.Context, evs ...*sarv1.Event) {
-	s.bus.Deliver(ctx, s.st, s.log, evs...)
+	s.bus.Deliver(ctx, evs...)
 }
 
 // ttlCache is a small bounded cache of immutable or briefly trusted values.

@@ -9,7 +9,6 @@ import (
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
 	"github.com/mountain-sar/sar/geo"
 	"github.com/mountain-sar/sar/internal/sar"
-	"github.com/mountain-sar/sar/internal/store"
 )
 
 // How a caller's live fix collapses the search grid (see
@@ -119,10 +118,10 @@ func (s *Service) followCaller(ctx context.Context, inc *sarv1.Incident, partici
 		sm := &sarv1.SearchGridSummary{IncidentId: inc.GetId(), Resolution: int32(res), CellCount: int32(len(g.Cells)),
 			Origin: &sarv1.LatLng{Lat: f.GetLat(), Lng: f.GetLng()}, OriginAccuracyM: acc, Profile: "fix", SweepWidthsM: widths,
 			MaxSpeedsMS: speeds, FollowCallerFixes: true, OriginParticipantId: participantID, OriginTime: f.GetTime()}
-		w := store.GridWrite{IncidentID: inc.GetId(), ExpectWriteVersion: meta.WriteVersion, ExpectVersion: meta.Version,
+		w := sar.GridWrite{IncidentID: inc.GetId(), ExpectWriteVersion: meta.WriteVersion, ExpectVersion: meta.Version,
 			Seed: true, ClearCoverage: true, Summary: staticSummary(sm), Prior: prior, RestOfWorld: g.RestOfWorld}
 		out, err := s.writeSeed(ctx, w, sm, sarv1.SearchGridChange_SEARCH_GRID_CHANGE_CALLER_FIX, 1) // no coverage in the disk: z = 1
-		if errors.Is(err, store.ErrGridConflict) {
+		if errors.Is(err, sar.ErrGridConflict) {
 			continue
 		}
 		if err != nil {
@@ -135,7 +134,7 @@ func (s *Service) followCaller(ctx context.Context, inc *sarv1.Incident, partici
 			"accuracy_m", acc, "cells", len(g.Cells), "version", out.GetVersion())
 		return
 	}
-	warn("caller fix not applied to the search grid", store.ErrGridConflict)
+	warn("caller fix not applied to the search grid", sar.ErrGridConflict)
 }
 
 // trailer sends the trailing grid event of an incident whose coverage

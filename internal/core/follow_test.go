@@ -12,7 +12,7 @@ import (
 
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
 	"github.com/mountain-sar/sar/geo"
-	"github.com/mountain-sar/sar/internal/store"
+	"github.com/mountain-sar/sar/internal/sar"
 )
 
 func TestCallerCollapseDue(t *testing.T) {
@@ -100,7 +100,7 @@ func TestCutSegmentsKeepsAssigned(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Seed: %v", err)
 	}
-	g := &grid{g: g0, meta: store.GridMeta{SeedVersion: 1}}
+	g := &grid{g: g0, meta: sar.GridMeta{SeedVersion: 1}}
 	first, err := cutSegments(nil, g, 5e6)
 	if err != nil || len(first.Segments) < 3 {
 		t.Fatalf("cutSegments = %+v, %v; want at least 3 segments", first, err)

@@ -15,7 +15,6 @@ import (
 	"github.com/mountain-sar/sar/geo"
 	"github.com/mountain-sar/sar/internal/auth"
 	"github.com/mountain-sar/sar/internal/sar"
-	"github.com/mountain-sar/sar/internal/store"
 )
 
 // text checks a free-text field's length.
@@ -210,7 +209,7 @@ func (s *Service) ListIncidents(ctx context.Context, req *sarv1.ListIncidentsReq
 	if t := req.GetPageToken(); t != "" && !sar.ValidID(t) {
 		return nil, "", sar.Invalid("invalid page token", sar.Field("page_token", "INVALID", "not a page token of this API"))
 	}
-	var ix store.IncidentIndex
+	var ix sar.IncidentIndex
 	switch p.GetRole() {
 	case sarv1.Role_ROLE_ADMIN:
 		ix.All, ix.Jurisdiction = req.GetJurisdiction() == "", req.GetJurisdiction()
@@ -356,7 +355,7 @@ func (s *Service) JoinIncident(ctx context.Context, req *sarv1.JoinIncidentReque
 	if len(fv) > 0 {
 		return nil, sar.Invalid("invalid join", fv...)
 	}
-	args := store.JoinArgs{IncidentID: inc.GetId(), DeviceID: req.GetDeviceId(), CredentialID: p.GetCredentialId(), SearcherType: st}
+	args := sar.JoinArgs{IncidentID: inc.GetId(), DeviceID: req.GetDeviceId(), CredentialID: p.GetCredentialId(), SearcherType: st}
 	switch p.GetRole() {
 	case sarv1.Role_ROLE_CALLER:
 		args.CallerPartID = p.GetParticipantId()
@@ -376,7 +375,7 @@ func (s *Service) JoinIncident(ctx context.Context, req *sarv1.JoinIncidentReque
 		return nil, sar.Errorf(sar.KindPermissionDenied, "only rescuer and caller devices join incidents")
 	}
 	res, err := s.st.Join(ctx, args)
-	if errors.Is(err, store.ErrDeviceTaken) && p.GetRole() == sarv1.Role_ROLE_RESCUER {
+	if errors.Is(err, sar.ErrDeviceTaken) && p.GetRole() == sarv1.Role_ROLE_RESCUER {
 		if from := s.rebindable(ctx, p, inc.GetId(), req.GetDeviceId()); from != "" {
 			args.RebindFrom = from
 			res, err = s.st.Join(ctx, args)

@@ -12,7 +12,6 @@ import (
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
 	"github.com/mountain-sar/sar/internal/auth"
 	"github.com/mountain-sar/sar/internal/sar"
-	"github.com/mountain-sar/sar/internal/store"
 )
 
 // checkBatchShape refuses a batch that cannot be processed at all.
@@ -114,7 +113,7 @@ func (s *Service) Ingest(ctx context.Context, p *sarv1.Principal, b *sarv1.FixBa
 		return nil, sar.Invalid("invalid batch", sar.Field("batch.skipped_through", "NOT_BELOW_BATCH",
 			"skipped_through must be below the batch's first sequence %d", chk.entries[0].Sequence))
 	}
-	res, err := s.st.Ingest(ctx, store.IngestArgs{
+	res, err := s.st.Ingest(ctx, sar.IngestArgs{
 		IncidentID: inc.GetId(), ParticipantID: pid, DeviceID: b.GetDeviceId(),
 		SkippedThrough: b.GetSkippedThrough(), Fixes: chk.entries,
 	})
@@ -168,7 +167,7 @@ func (s *Service) Ingest(ctx context.Context, p *sarv1.Principal, b *sarv1.FixBa
 	return ack, nil
 }
 
-func (s *Service) positions(p *sarv1.Principal, pid string, b *sarv1.FixBatch, stored []*sarv1.LocationFix, res store.IngestResult) *sarv1.PositionsEvent {
+func (s *Service) positions(p *sarv1.Principal, pid string, b *sarv1.FixBatch, stored []*sarv1.LocationFix, res sar.IngestResult) *sarv1.PositionsEvent {
 	pe := &sarv1.PositionsEvent{ParticipantId: pid, DeviceId: b.GetDeviceId(), Fixes: stored,
 		LastFix: res.Last, LastFixChanged: res.LastChanged, BatchId: b.GetBatchId()}
 	if p.GetRole() == sarv1.Role_ROLE_CALLER {

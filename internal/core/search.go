@@ -15,7 +15,6 @@ import (
 	"github.com/mountain-sar/sar/geo"
 	"github.com/mountain-sar/sar/internal/auth"
 	"github.com/mountain-sar/sar/internal/sar"
-	"github.com/mountain-sar/sar/internal/store"
 )
 
 // Search plan defaults.
@@ -37,8 +36,8 @@ const (
 	// replicas).
 	gridEventDelta = 0.01
 	gridEventEvery = 5 * time.Second
-	maxAdjustCells  = 10_000
-	gridWriteTries  = 8
+	maxAdjustCells = 10_000
+	gridWriteTries = 8
 )
 
 var searcherType = regexp.MustCompile(`^[a-z0-9_-]{1,32}$`)
@@ -223,7 +222,7 @@ func (s *Service) UpdateSearchSettings(ctx context.Context, req *sarv1.UpdateSea
 			sm.FollowCallerFixes = req.GetFollowCallerFixes()
 		}
 		err = s.st.UpdateGridSummary(ctx, inc.GetId(), meta.WriteVersion, sm)
-		if errors.Is(err, store.ErrGridConflict) {
+		if errors.Is(err, sar.ErrGridConflict) {
 			continue
 		}
 		if err != nil {
@@ -234,7 +233,7 @@ func (s *Service) UpdateSearchSettings(ctx context.Context, req *sarv1.UpdateSea
 		meta.Summary = sm
 		return summary(meta, meta.Version, -1, meta.RestOfWorld/meta.Z, posOf(meta.POSBase, meta.Z)), nil
 	}
-	return nil, store.ErrGridConflict
+	return nil, sar.ErrGridConflict
 }
 
 // readableIncident is visibleIncident for the search plan: callers may not
@@ -284,7 +283,7 @@ func finitePos(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) && v
 // the API reports beside it.
 type grid struct {
 	g        *geo.Grid
-	meta     store.GridMeta
+	meta     sar.GridMeta
 	coverage map[uint64]float64 // every covered cell, in the grid or not
 	versions map[uint64]int64
 	weights  map[uint64]float64
@@ -346,7 +345,7 @@ func posOf(posb, z float64) float64 {
 
 // summary fills the dynamic fields of a grid's summary (cells < 0 keeps
 // the stored cell count).
-func summary(m store.GridMeta, version int64, cells int, restOfWorld, pos float64) *sarv1.SearchGridSummary {
+func summary(m sar.GridMeta, version int64, cells int, restOfWorld, pos float64) *sarv1.SearchGridSummary {
 	sm := m.Summary
 	sm.Version, sm.SeedVersion, sm.RestOfWorld, sm.ProbabilityOfSuccess = version, m.SeedVersion, restOfWorld, pos
 	if cells >= 0 {
@@ -450,7 +449,7 @@ func (s *Service) SetSearchPlan(ctx context.Context, req *sarv1.SetSearchPlanReq
 		prior[c.ID] = c.POA
 	}
 	for attempt := 0; attempt < gridWriteTries; attempt++ {
-		var snap store.GridMeta
+		var snap sar.GridMeta
 		var coverage map[uint64]float64
 		old, err := s.loadGrid(ctx, inc.GetId())
 		switch {
@@ -479,11 +478,11 @@ func (s *Service) SetSearchPlan(ctx context.Context, req *sarv1.SetSearchPlanReq
 			z += geo.Undetected(c.POA, coverage[c.ID])
 		}
 		sm.CellCount = int32(len(g.Cells))
-		w := store.GridWrite{IncidentID: inc.GetId(), ExpectWriteVersion: snap.WriteVersion, ExpectVersion: snap.Version,
+		w := sar.GridWrite{IncidentID: inc.GetId(), ExpectWriteVersion: snap.WriteVersion, ExpectVersion: snap.Version,
 			Seed: true, ResetCoverage: req.GetResetCoverage(),
 			Summary: staticSummary(sm), Prior: prior, RestOfWorld: g.RestOfWorld}
 		out, err := s.writeSeed(ctx, w, sm, sarv1.SearchGridChange_SEARCH_GRID_CHANGE_SEEDED, z)
-		if errors.Is(err, store.ErrGridConflict) {
+		if errors.Is(err, sar.ErrGridConflict) {
 			continue
 		}
 		if err != nil {
@@ -492,19 +491,19 @@ func (s *Service) SetSearchPlan(ctx context.Context, req *sarv1.SetSearchPlanReq
 		s.log.Info("search grid seeded", "incident", inc.GetId(), "profile", sm.Profile, "cells", len(g.Cells), "version", out.GetVersion())
 		return out, nil
 	}
-	return nil, store.ErrGridConflict
+	return nil, sar.ErrGridConflict
 }
 
 // writeSeed stores a seeded grid (w.Seed) with the event of kind that
 // announces it, and delivers the event. z is the grid's total weight with
-// the coverage kept. store.ErrGridConflict: another seed or rebase won;
+// the coverage kept. sar.ErrGridConflict: another seed or rebase won;
 // seed again from the new state.
-func (s *Service) writeSeed(ctx context.Context, w store.GridWrite, sm *sarv1.SearchGridSummary, kind sarv1.SearchGridChange,
+func (s *Service) writeSeed(ctx context.Context, w sar.GridWrite, sm *sarv1.SearchGridSummary, kind sarv1.SearchGridChange,
 	z float64) (*sarv1.SearchGridSummary, error) {
 	cells := len(w.Prior)
 	var out *sarv1.SearchGridSummary
 	ev, err := s.writeGrid(ctx, w, func(version int64) *sarv1.Event {
-		out = summary(store.GridMeta{Summary: sm, SeedVersion: version}, version, cells, w.RestOfWorld/z, posOf(0, z))
+		out = summary(sar.GridMeta{Summary: sm, SeedVersion: version}, version, cells, w.RestOfWorld/z, posOf(0, z))
 		return s.gridEvent(w.IncidentID, kind, out, cells, "")
 	})
 	if err != nil {
@@ -516,19 +515,19 @@ func (s *Service) writeSeed(ctx context.Context, w store.GridWrite, sm *sarv1.Se
 
 // writeGrid stores a seeded or rebased grid with the event that number
 // makes for its version. When tracks moved the version since the snapshot
-// the write stays valid (see store.GridWrite) and is only renumbered;
-// store.ErrGridConflict means another seed or rebase won: load again.
-func (s *Service) writeGrid(ctx context.Context, w store.GridWrite, number func(version int64) *sarv1.Event) (*sarv1.Event, error) {
+// the write stays valid (see sar.GridWrite) and is only renumbered;
+// sar.ErrGridConflict means another seed or rebase won: load again.
+func (s *Service) writeGrid(ctx context.Context, w sar.GridWrite, number func(version int64) *sarv1.Event) (*sarv1.Event, error) {
 	for attempt := 0; attempt < gridWriteTries; attempt++ {
 		w.Event = number(w.ExpectVersion + 1)
 		err := s.st.PutGrid(ctx, w)
-		var moved *store.VersionMovedError
+		var moved *sar.VersionMovedError
 		if !errors.As(err, &moved) {
 			return w.Event, err
 		}
 		w.ExpectVersion = moved.Current
 	}
-	return nil, store.ErrGridConflict
+	return nil, sar.ErrGridConflict
 }
 
 // rebase applies change to the posterior grid and writes it back as the
@@ -557,7 +556,7 @@ func (s *Service) rebase(ctx context.Context, inc *sarv1.Incident, kind sarv1.Se
 		sm := cur.meta.Summary
 		sm.CellCount = int32(len(g.Cells))
 		sm.Adjusted = true
-		w := store.GridWrite{IncidentID: inc.GetId(), ExpectWriteVersion: cur.meta.WriteVersion, ExpectVersion: cur.meta.Version,
+		w := sar.GridWrite{IncidentID: inc.GetId(), ExpectWriteVersion: cur.meta.WriteVersion, ExpectVersion: cur.meta.Version,
 			Summary: staticSummary(sm), Prior: prior, RestOfWorld: g.RestOfWorld,
 			POSBase: g.CumulativePOS}
 		var out *sarv1.SearchGridSummary
@@ -565,7 +564,7 @@ func (s *Service) rebase(ctx context.Context, inc *sarv1.Incident, kind sarv1.Se
 			out = summary(cur.meta, version, len(g.Cells), g.RestOfWorld/z, posOf(g.CumulativePOS, z))
 			return s.gridEvent(inc.GetId(), kind, out, len(g.Cells), desc)
 		})
-		if errors.Is(err, store.ErrGridConflict) {
+		if errors.Is(err, sar.ErrGridConflict) {
 			continue
 		}
 		if err != nil {
@@ -574,7 +573,7 @@ func (s *Service) rebase(ctx context.Context, inc *sarv1.Incident, kind sarv1.Se
 		s.deliver(ctx, ev)
 		return out, nil
 	}
-	return nil, store.ErrGridConflict
+	return nil, sar.ErrGridConflict
 }
 
 // AdjustCells sets or scales the POA of chosen cells.
@@ -593,7 +592,7 @@ func (s *Service) AdjustCells(ctx context.Context, req *sarv1.AdjustCellsRequest
 	}
 	values := make(map[uint64]float64, len(set))
 	for _, cp := range set {
-		c, ok := store.ParseCellHex(cp.GetCell())
+		c, ok := sar.ParseCellHex(cp.GetCell())
 		if !ok {
 			fv = append(fv, sar.Field("set.cell", "INVALID", "cell %q is not a hexadecimal H3 index", cp.GetCell()))
 			break
@@ -606,7 +605,7 @@ func (s *Service) AdjustCells(ctx context.Context, req *sarv1.AdjustCellsRequest
 	}
 	cells := make([]uint64, 0, len(scale))
 	for _, h := range scale {
-		c, ok := store.ParseCellHex(h)
+		c, ok := sar.ParseCellHex(h)
 		if !ok {
 			fv = append(fv, sar.Field("scale_cells", "INVALID", "cell %q is not a hexadecimal H3 index", h))
 			break
@@ -663,7 +662,7 @@ func (s *Service) RecordClue(ctx context.Context, req *sarv1.RecordClueRequest) 
 }
 
 func searchCell(c uint64, w, total, cov, area float64, ver int64) *sarv1.SearchCell {
-	return &sarv1.SearchCell{Cell: store.CellHex(c), Poa: w / total, Pod: geo.PODFromCoverage(cov), Coverage: cov,
+	return &sarv1.SearchCell{Cell: sar.CellHex(c), Poa: w / total, Pod: geo.PODFromCoverage(cov), Coverage: cov,
 		AreaM2: area, Weight: w, Version: ver}
 }
 
@@ -735,7 +734,7 @@ func (s *Service) segmentCells(ctx context.Context, inc *sarv1.Incident, id int,
 }
 
 // changedCells answers an incremental read from the maintained total.
-func (s *Service) changedCells(st *store.Grid) (*sarv1.GetSearchGridResponse, error) {
+func (s *Service) changedCells(st *sar.Grid) (*sarv1.GetSearchGridResponse, error) {
 	m := st.Meta
 	total := m.Z
 	if !(total > 0) {
@@ -869,7 +868,7 @@ func (s *Service) coverTrack(ctx context.Context, incidentID, participantID stri
 			warn("search grid coverage skipped", err)
 			return
 		}
-		res, err := s.st.AddCoverage(ctx, store.CoverageArgs{IncidentID: incidentID, ParticipantID: participantID,
+		res, err := s.st.AddCoverage(ctx, sar.CoverageArgs{IncidentID: incidentID, ParticipantID: participantID,
 			TrackerBefore: before, TrackerAfter: string(after), Coverage: cov,
 			EventDelta: gridEventDelta, EventEveryMs: gridEventEvery.Milliseconds(), NowMs: s.now().UnixMilli()})
 		if err != nil {

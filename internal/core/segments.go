@@ -15,7 +15,6 @@ import (
 	"github.com/mountain-sar/sar/geo"
 	"github.com/mountain-sar/sar/internal/auth"
 	"github.com/mountain-sar/sar/internal/sar"
-	"github.com/mountain-sar/sar/internal/store"
 )
 
 // Task defaults of SuggestNextTask: a team on foot in mountain terrain.
@@ -45,7 +44,7 @@ type segmentInput struct {
 // When the stored segmentation was cut from a newer grid than g (another
 // request re-seeded meanwhile), the grid is loaded again: the grid
 // returned is the one the segmentation fits.
-func (s *Service) segmentsFor(ctx context.Context, inc *sarv1.Incident, g *grid, in segmentInput) (*store.Segmentation, *grid, error) {
+func (s *Service) segmentsFor(ctx context.Context, inc *sarv1.Incident, g *grid, in segmentInput) (*sar.Segmentation, *grid, error) {
 	for attempt := 0; attempt < segmentWriteTries; attempt++ {
 		seg, err := s.st.Segmentation(ctx, inc.GetId())
 		if err != nil {
@@ -80,7 +79,7 @@ func (s *Service) segmentsFor(ctx context.Context, inc *sarv1.Incident, g *grid,
 		ev := s.gridEvent(inc.GetId(), sarv1.SearchGridChange_SEARCH_GRID_CHANGE_SEGMENTS,
 			summary(g.meta, g.meta.Version, len(g.g.Cells), g.g.RestOfWorld, g.g.CumulativePOS), len(g.g.Cells), desc)
 		v, err := s.st.PutSegmentation(ctx, inc.GetId(), next, ev)
-		if errors.Is(err, store.ErrSegmentsConflict) {
+		if errors.Is(err, sar.ErrSegmentsConflict) {
 			in.force = false // whoever won cut it anew already
 			continue
 		}
@@ -92,13 +91,13 @@ func (s *Service) segmentsFor(ctx context.Context, inc *sarv1.Incident, g *grid,
 		s.log.Info("search segments cut", "incident", inc.GetId(), "segments", len(next.Segments), "version", v)
 		return next, g, nil
 	}
-	return nil, nil, store.ErrSegmentsConflict
+	return nil, nil, sar.ErrSegmentsConflict
 }
 
 // outsideGrid counts the assigned segments none of whose cells is in the
 // grid (kept through a re-seed elsewhere: their team searches where the
 // plan no longer puts any probability).
-func outsideGrid(seg *store.Segmentation, g *geo.Grid) int {
+func outsideGrid(seg *sar.Segmentation, g *geo.Grid) int {
 	n := 0
 	for _, ss := range seg.Segments {
 		if ss.Assigned() && !slices.ContainsFunc(ss.Cells, func(c uint64) bool { _, ok := g.Index(c); return ok }) {
@@ -109,7 +108,7 @@ func outsideGrid(seg *store.Segmentation, g *geo.Grid) int {
 }
 
 // coversGrid reports whether every cell of the grid is in a segment.
-func coversGrid(seg *store.Segmentation, g *geo.Grid) bool {
+func coversGrid(seg *sar.Segmentation, g *geo.Grid) bool {
 	in := make(map[uint64]struct{}, len(g.Cells))
 	for _, ss := range seg.Segments {
 		for _, c := range ss.Cells {
@@ -126,8 +125,8 @@ func coversGrid(seg *store.Segmentation, g *geo.Grid) bool {
 
 // cutSegments cuts the grid's cells that no assigned segment holds into
 // new segments numbered after the old ones.
-func cutSegments(old *store.Segmentation, g *grid, area float64) (*store.Segmentation, error) {
-	next := &store.Segmentation{SeedVersion: g.meta.SeedVersion, TargetAreaM2: area, NextID: 1}
+func cutSegments(old *sar.Segmentation, g *grid, area float64) (*sar.Segmentation, error) {
+	next := &sar.Segmentation{SeedVersion: g.meta.SeedVersion, TargetAreaM2: area, NextID: 1}
 	taken := map[uint64]bool{}
 	if old != nil {
 		next.Version, next.NextID = old.Version, max(old.NextID, 1)
@@ -158,7 +157,7 @@ func cutSegments(old *store.Segmentation, g *grid, area float64) (*store.Segment
 		return nil, geoError(err, "target_area_m2", "segments")
 	}
 	for _, sg := range segs {
-		next.Segments = append(next.Segments, store.StoredSegment{ID: next.NextID, Cells: sg.Cells, AreaM2: sg.AreaM2, Lat: sg.Lat, Lng: sg.Lng})
+		next.Segments = append(next.Segments, sar.StoredSegment{ID: next.NextID, Cells: sg.Cells, AreaM2: sg.AreaM2, Lat: sg.Lat, Lng: sg.Lng})
 		next.NextID++
 	}
 	return next, nil
@@ -167,7 +166,7 @@ func cutSegments(old *store.Segmentation, g *grid, area float64) (*store.Segment
 // segmentStats returns a segment's POA in the grid as it is now, its POD
 // (the share of the probability it held before the searches that they
 // would have detected) and its area-weighted mean coverage.
-func segmentStats(g *grid, ss store.StoredSegment) (poa, pod, coverage float64) {
+func segmentStats(g *grid, ss sar.StoredSegment) (poa, pod, coverage float64) {
 	var before, detected, covArea, area float64
 	for _, c := range ss.Cells {
 		i, ok := g.g.Index(c)
@@ -191,11 +190,11 @@ func segmentStats(g *grid, ss store.StoredSegment) (poa, pod, coverage float64) 
 	return poa, pod, coverage
 }
 
-func segmentPB(g *grid, ss store.StoredSegment) *sarv1.SearchSegment {
+func segmentPB(g *grid, ss sar.StoredSegment) *sarv1.SearchSegment {
 	poa, pod, coverage := segmentStats(g, ss)
 	cells := make([]string, len(ss.Cells))
 	for i, c := range ss.Cells {
-		cells[i] = store.CellHex(c)
+		cells[i] = sar.CellHex(c)
 	}
 	out := &sarv1.SearchSegment{Id: int32(ss.ID), Cells: cells, Poa: poa, AreaM2: ss.AreaM2,
 		Centroid: &sarv1.LatLng{Lat: ss.Lat, Lng: ss.Lng}, Pod: pod, Coverage: coverage}
@@ -210,7 +209,7 @@ func segmentPB(g *grid, ss store.StoredSegment) *sarv1.SearchSegment {
 }
 
 // rankedSegments returns the segments densest first (ties: lower id).
-func rankedSegments(g *grid, seg *store.Segmentation) []*sarv1.SearchSegment {
+func rankedSegments(g *grid, seg *sar.Segmentation) []*sarv1.SearchSegment {
 	out := make([]*sarv1.SearchSegment, 0, len(seg.Segments))
 	for _, ss := range seg.Segments {
 		out = append(out, segmentPB(g, ss))
@@ -232,7 +231,7 @@ func validSegmentArea(area float64, field string) error {
 }
 
 // geoSegments converts stored segments for geo's ranking and export.
-func geoSegments(seg *store.Segmentation) []geo.Segment {
+func geoSegments(seg *sar.Segmentation) []geo.Segment {
 	out := make([]geo.Segment, len(seg.Segments))
 	for i, ss := range seg.Segments {
 		out[i] = geo.Segment{ID: ss.ID, Cells: ss.Cells, AreaM2: ss.AreaM2, Lat: ss.Lat, Lng: ss.Lng}
@@ -432,7 +431,7 @@ func (s *Service) SuggestNextTask(ctx context.Context, req *sarv1.SuggestNextTas
 			chosen.Agency, chosen.Team, chosen.AssignMs = team.GetAgencyId(), team.GetTeamId(), s.now().UnixMilli()
 			seg.Segments[task.Index] = chosen
 			_, err := s.putAssignment(ctx, inc.GetId(), g, seg, chosen)
-			if errors.Is(err, store.ErrSegmentsConflict) {
+			if errors.Is(err, sar.ErrSegmentsConflict) {
 				continue // someone assigned or cut meanwhile: choose again
 			}
 			if err != nil {
@@ -445,12 +444,12 @@ func (s *Service) SuggestNextTask(ctx context.Context, req *sarv1.SuggestNextTas
 		out.Segment = segmentPB(g, chosen)
 		return out, nil
 	}
-	return nil, store.ErrSegmentsConflict
+	return nil, sar.ErrSegmentsConflict
 }
 
 // putAssignment stores a segmentation whose segment ss was just assigned
 // or freed, announcing it.
-func (s *Service) putAssignment(ctx context.Context, incidentID string, g *grid, seg *store.Segmentation, ss store.StoredSegment) (int64, error) {
+func (s *Service) putAssignment(ctx context.Context, incidentID string, g *grid, seg *sar.Segmentation, ss sar.StoredSegment) (int64, error) {
 	desc := fmt.Sprintf("segment %d freed", ss.ID)
 	if ss.Assigned() {
 		desc = fmt.Sprintf("segment %d assigned to %s", ss.ID, auth.TeamRef(ss.Agency, ss.Team))
@@ -522,7 +521,7 @@ func (s *Service) AssignSegment(ctx context.Context, req *sarv1.AssignSegmentReq
 		}
 		seg.Segments[i] = ss
 		v, err := s.putAssignment(ctx, inc.GetId(), g, seg, ss)
-		if errors.Is(err, store.ErrSegmentsConflict) {
+		if errors.Is(err, sar.ErrSegmentsConflict) {
 			continue
 		}
 		if err != nil {
@@ -532,12 +531,12 @@ func (s *Service) AssignSegment(ctx context.Context, req *sarv1.AssignSegmentReq
 			"by", p.GetCredentialId())
 		return &sarv1.AssignSegmentResponse{Segment: segmentPB(g, ss), SegmentationVersion: v}, nil
 	}
-	return nil, store.ErrSegmentsConflict
+	return nil, sar.ErrSegmentsConflict
 }
 
 // segmentIndex finds a segment of the current cut by id.
-func segmentIndex(seg *store.Segmentation, id int) (int, error) {
-	i := slices.IndexFunc(seg.Segments, func(ss store.StoredSegment) bool { return ss.ID == id })
+func segmentIndex(seg *sar.Segmentation, id int) (int, error) {
+	i := slices.IndexFunc(seg.Segments, func(ss sar.StoredSegment) bool { return ss.ID == id })
 	if i < 0 {
 		return 0, sar.NotFound("segment")
 	}
@@ -545,7 +544,7 @@ func segmentIndex(seg *store.Segmentation, id int) (int, error) {
 }
 
 // targetArea is a segmentation's target area, 0 for none.
-func targetArea(seg *store.Segmentation) float64 {
+func targetArea(seg *sar.Segmentation) float64 {
 	if seg == nil {
 		return 0
 	}

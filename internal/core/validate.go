@@ -9,7 +9,6 @@ import (
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
 	"github.com/mountain-sar/sar/geo"
 	"github.com/mountain-sar/sar/internal/sar"
-	"github.com/mountain-sar/sar/internal/store"
 )
 
 // fixWindow is the range of fix times an incident accepts.
@@ -35,7 +34,7 @@ func reject(seq uint64, reason sarv1.RejectReason, field, code, format string, a
 // checkedBatch is a batch sorted by sequence and split into what goes to
 // the store and what is answered at once.
 type checkedBatch struct {
-	entries []store.IngestFix              // valid sequence numbers, increasing, each once; Fix nil when refused
+	entries []sar.IngestFix                // valid sequence numbers, increasing, each once; Fix nil when refused
 	refused map[uint64]*sarv1.FixRejection // content rejections of entries, by sequence (final)
 	badSeq  []*sarv1.FixRejection          // sequence 0 or too large: never reach the store
 	repeats []uint64                       // a sequence that appears again in the batch
@@ -72,17 +71,17 @@ func checkFixes(fixes []*sarv1.LocationFix, w fixWindow, res int) checkedBatch {
 		f.Cell = ""
 		if r := checkFix(f, path, w); r != nil {
 			out.refused[seq] = r
-			out.entries = append(out.entries, store.IngestFix{Sequence: seq})
+			out.entries = append(out.entries, sar.IngestFix{Sequence: seq})
 			continue
 		}
 		cell, err := geo.CellAt(f.GetLat(), f.GetLng(), res)
 		if err != nil { // unreachable after checkFix, but never store a fix without its cell
 			out.refused[seq] = reject(seq, sarv1.RejectReason_REJECT_REASON_INVALID_COORDINATES, path, "NO_CELL", "no H3 cell for this position")
-			out.entries = append(out.entries, store.IngestFix{Sequence: seq})
+			out.entries = append(out.entries, sar.IngestFix{Sequence: seq})
 			continue
 		}
 		f.Cell = geo.CellString(cell)
-		out.entries = append(out.entries, store.IngestFix{Sequence: seq, Fix: f, TimeMs: f.GetTime().AsTime().UnixMilli()})
+		out.entries = append(out.entries, sar.IngestFix{Sequence: seq, Fix: f, TimeMs: f.GetTime().AsTime().UnixMilli()})
 	}
 	return out
 }

@@ -41,42 +41,6 @@ import (
 // Readers recompute z from the cells; the maintained z only drives the
 // event throttle.
 
-// GridMeta is the grid-wide part of a stored grid.
-type GridMeta struct {
-	Summary     *sarv1.SearchGridSummary // static fields only
-	Version     int64
-	SeedVersion int64
-	RestOfWorld float64 // the rest of world's weight
-	Z           float64 // maintained total weight
-	POSBase     float64
-	// WriteVersion counts seeds and rebases (not coverage): the
-	// compare-and-set of GridWrite.
-	WriteVersion int64
-}
-
-// GridCellState is one stored cell.
-type GridCellState struct {
-	Prior    float64 // weight wᵢ (0 for a cell with coverage but outside the grid)
-	Coverage float64
-	Version  int64
-	InGrid   bool
-}
-
-// Grid is a stored grid: whole, or only the cells changed since a version.
-type Grid struct {
-	Meta  GridMeta
-	Cells map[uint64]GridCellState
-}
-
-// CellHex formats an H3 cell index as stored.
-func CellHex(c uint64) string { return strconv.FormatUint(c, 16) }
-
-// ParseCellHex parses an H3 cell index in hexadecimal.
-func ParseCellHex(s string) (uint64, bool) {
-	c, err := strconv.ParseUint(s, 16, 64)
-	return c, err == nil && c != 0
-}
-
 func ffmt(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
 
 func pfloat(v any) float64 {
@@ -94,24 +58,24 @@ func (s *Store) gridMeta(ctx context.Context, p redis.Cmdable, id string) *redis
 	return p.HMGet(ctx, kGrid(id), "pb", "ver", "seedver", "row", "z", "posb", "wver")
 }
 
-func decodeMeta(vals []any) (GridMeta, bool, error) {
+func decodeMeta(vals []any) (sar.GridMeta, bool, error) {
 	pb, ok := vals[0].(string)
 	if !ok {
-		return GridMeta{}, false, nil
+		return sar.GridMeta{}, false, nil
 	}
-	m := GridMeta{Summary: &sarv1.SearchGridSummary{}, Version: pint(vals[1]), SeedVersion: pint(vals[2]),
+	m := sar.GridMeta{Summary: &sarv1.SearchGridSummary{}, Version: pint(vals[1]), SeedVersion: pint(vals[2]),
 		RestOfWorld: pfloat(vals[3]), Z: pfloat(vals[4]), POSBase: pfloat(vals[5]), WriteVersion: pint(vals[6])}
 	if err := unmarshal(pb, m.Summary); err != nil {
-		return GridMeta{}, false, err
+		return sar.GridMeta{}, false, err
 	}
 	return m, true, nil
 }
 
-// GridMeta returns a grid's meta, or NotFound if the incident has no grid.
-func (s *Store) GridMeta(ctx context.Context, id string) (GridMeta, error) {
+// sar.GridMeta returns a grid's meta, or NotFound if the incident has no grid.
+func (s *Store) GridMeta(ctx context.Context, id string) (sar.GridMeta, error) {
 	vals, err := s.gridMeta(ctx, s.rdb, id).Result()
 	if err != nil {
-		return GridMeta{}, fail(err, "search grid")
+		return sar.GridMeta{}, fail(err, "search grid")
 	}
 	m, ok, err := decodeMeta(vals)
 	if err == nil && !ok {
@@ -123,7 +87,7 @@ func (s *Store) GridMeta(ctx context.Context, id string) (GridMeta, error) {
 // LoadGrid reads a whole grid, or (since > 0) the meta and only the cells
 // changed after version since, as one consistent snapshot: one pipeline of
 // plain reads (a whole grid) or one read-only script (changed cells).
-func (s *Store) LoadGrid(ctx context.Context, id string, since int64) (*Grid, error) {
+func (s *Store) LoadGrid(ctx context.Context, id string, since int64) (*sar.Grid, error) {
 	if since > 0 {
 		return s.loadChanged(ctx, id, since)
 	}
@@ -149,22 +113,22 @@ func (s *Store) LoadGrid(ctx context.Context, id string, since int64) (*Grid, er
 	if !ok {
 		return nil, sar.NotFound("search grid")
 	}
-	g := &Grid{Meta: m, Cells: make(map[uint64]GridCellState, len(vers.Val()))}
+	g := &sar.Grid{Meta: m, Cells: make(map[uint64]sar.GridCellState, len(vers.Val()))}
 	for k, v := range pri.Val() {
-		if c, ok := ParseCellHex(k); ok {
+		if c, ok := sar.ParseCellHex(k); ok {
 			w, _ := strconv.ParseFloat(v, 64)
-			g.Cells[c] = GridCellState{Prior: w, InGrid: true}
+			g.Cells[c] = sar.GridCellState{Prior: w, InGrid: true}
 		}
 	}
 	for k, v := range cov.Val() {
-		if c, ok := ParseCellHex(k); ok {
+		if c, ok := sar.ParseCellHex(k); ok {
 			st := g.Cells[c]
 			st.Coverage, _ = strconv.ParseFloat(v, 64)
 			g.Cells[c] = st
 		}
 	}
 	for _, z := range vers.Val() {
-		if c, ok := ParseCellHex(z.Member.(string)); ok {
+		if c, ok := sar.ParseCellHex(z.Member.(string)); ok {
 			if st, ok := g.Cells[c]; ok {
 				st.Version = int64(z.Score)
 				g.Cells[c] = st
@@ -177,7 +141,7 @@ func (s *Store) LoadGrid(ctx context.Context, id string, since int64) (*Grid, er
 // loadChanged reads the meta and the cells changed after version since in
 // one script run, so that weights, coverage and the total belong together
 // even while tracks and rebases write.
-func (s *Store) loadChanged(ctx context.Context, id string, since int64) (*Grid, error) {
+func (s *Store) loadChanged(ctx context.Context, id string, since int64) (*sar.Grid, error) {
 	res, err := loadChangedScript.Run(ctx, s.rdb, []string{kGrid(id), kGridPrior(id), kGridCov(id), kGridVer(id)}, since).Slice()
 	if err != nil {
 		return nil, fail(err, "search grid")
@@ -192,13 +156,13 @@ func (s *Store) loadChanged(ctx context.Context, id string, since int64) (*Grid,
 	if !ok {
 		return nil, sar.NotFound("search grid")
 	}
-	g := &Grid{Meta: m, Cells: make(map[uint64]GridCellState, (len(res)-7)/4)}
+	g := &sar.Grid{Meta: m, Cells: make(map[uint64]sar.GridCellState, (len(res)-7)/4)}
 	for i := 7; i+3 < len(res); i += 4 {
-		c, ok := ParseCellHex(asString(res[i]))
+		c, ok := sar.ParseCellHex(asString(res[i]))
 		if !ok || res[i+1] == nil {
 			continue // dropped by a re-seed
 		}
-		g.Cells[c] = GridCellState{Prior: pfloat(res[i+1]), Coverage: pfloat(res[i+2]), Version: pint(res[i+3]), InGrid: true}
+		g.Cells[c] = sar.GridCellState{Prior: pfloat(res[i+1]), Coverage: pfloat(res[i+2]), Version: pint(res[i+3]), InGrid: true}
 	}
 	return g, nil
 }
@@ -232,44 +196,9 @@ end
 return out
 `)
 
-// GridWrite replaces a grid's weights (seed or rebase). It was computed
-// from a snapshot (LoadGrid) at version ExpectVersion. Coverage that tracks add
-// after the snapshot stays valid: a weight wᵢ = POA′ᵢ·e^(cᵢ) with cᵢ from
-// the snapshot, times e^(−c′ᵢ) with the newer coverage, is the Bayes update
-// of the written grid by the newer search. So the write only requires that
-// no other seed or rebase happened since (WriteVersion), corrects the
-// maintained total for the grid cells covered since the snapshot, and
-// needs the current version only to number the change exactly (the event
-// in the outbox carries it).
-type GridWrite struct {
-	IncidentID         string
-	ExpectWriteVersion int64 // the snapshot's WriteVersion (0: no grid yet)
-	ExpectVersion      int64 // the version the change is numbered after (the event says ExpectVersion + 1)
-	Seed               bool  // drop the old cells first; SeedVersion becomes the new version
-	ResetCoverage      bool  // with Seed: forget coverage and tracker states
-	ClearCoverage      bool  // forget the coverage of the written cells (a caller's fix: searches before it do not count)
-	Summary            *sarv1.SearchGridSummary
-	Prior              map[uint64]float64
-	RestOfWorld        float64
-	POSBase            float64
-	Event              *sarv1.Event // written to the outbox with the change
-}
-
-// ErrGridConflict says the grid was seeded or rebased since the snapshot:
-// load it again.
-var ErrGridConflict = sar.Errorf(sar.KindUnavailable, "search grid is being changed concurrently; retry")
-
-// VersionMovedError says tracks moved the grid's version since the write
-// was prepared; the write stays valid, renumber its event after Current.
-type VersionMovedError struct{ Current int64 }
-
-func (e *VersionMovedError) Error() string {
-	return "store: search grid version moved to " + strconv.FormatInt(e.Current, 10)
-}
-
 // PutGrid writes a seeded or rebased grid atomically with its event. The
 // new version is ExpectVersion + 1.
-func (s *Store) PutGrid(ctx context.Context, w GridWrite) error {
+func (s *Store) PutGrid(ctx context.Context, w sar.GridWrite) error {
 	id := w.IncidentID
 	if _, err := s.rdb.SAdd(ctx, kIdxOutbox, id).Result(); err != nil {
 		return fail(err, "incident")
@@ -288,56 +217,25 @@ func (s *Store) PutGrid(ctx context.Context, w GridWrite) error {
 	args = append(args, w.ExpectWriteVersion, w.ExpectVersion, flags, marshal(w.Summary), ffmt(w.RestOfWorld),
 		ffmt(w.POSBase), w.Event.GetId(), marshal(w.Event), len(w.Prior))
 	for c, p := range w.Prior {
-		args = append(args, CellHex(c), ffmt(p))
+		args = append(args, sar.CellHex(c), ffmt(p))
 	}
 	keys := []string{kInc(id), kGrid(id), kGridPrior(id), kGridCov(id), kGridVer(id), kGridTrk(id), kOutbox(id)}
 	res, err := putGridScript.Run(ctx, s.rdb, keys, args...).Slice()
 	if err != nil && strings.Contains(err.Error(), scriptConflict) {
-		return ErrGridConflict
+		return sar.ErrGridConflict
 	}
 	if err != nil {
 		return fail(err, "incident")
 	}
 	if res[0].(string) == "moved" {
-		return &VersionMovedError{Current: pint(res[1])}
+		return &sar.VersionMovedError{Current: pint(res[1])}
 	}
 	return nil
 }
 
-// CoverageArgs is one searcher's batch of coverage.
-type CoverageArgs struct {
-	IncidentID    string
-	ParticipantID string
-	TrackerBefore string // tracker state read before (compare-and-set), "" if none
-	TrackerAfter  string
-	Coverage      map[uint64]float64
-	EventDelta    float64 // probability of success must move this much for an event…
-	EventEveryMs  int64   // …and this long after the previous one
-	NowMs         int64
-}
-
-// CoverageResult is the grid after a batch of coverage.
-type CoverageResult struct {
-	Version      int64
-	Changed      int     // grid cells whose coverage changed
-	POS          float64 // probability of success (from the maintained total)
-	RestOfWorld  float64 // the rest of world's POA (from the maintained total)
-	EventDue     bool    // the throttle says: announce it
-	NoGrid       bool
-	TrackerStale bool // another writer moved the tracker state: re-read and retry
-}
-
-// Searcher is what coverage needs to know about one searcher.
-type Searcher struct {
-	Meta    GridMeta // the grid's meta
-	HasGrid bool     // false: the incident has no search plan
-	Tracker string   // the stored tracker state ("" if none)
-	Type    string   // the participant's searcher type ("" if not set)
-}
-
 // TrackerState returns a grid's meta, a searcher's stored tracker state and
 // searcher type in one round trip.
-func (s *Store) TrackerState(ctx context.Context, id, participantID string) (Searcher, error) {
+func (s *Store) TrackerState(ctx context.Context, id, participantID string) (sar.Searcher, error) {
 	var meta *redis.SliceCmd
 	var trk, typ *redis.StringCmd
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -347,34 +245,34 @@ func (s *Store) TrackerState(ctx context.Context, id, participantID string) (Sea
 		return nil
 	})
 	if err != nil && err != redis.Nil {
-		return Searcher{}, fail(err, "search grid")
+		return sar.Searcher{}, fail(err, "search grid")
 	}
 	m, ok, err := decodeMeta(meta.Val())
-	return Searcher{Meta: m, HasGrid: ok, Tracker: trk.Val(), Type: typ.Val()}, err
+	return sar.Searcher{Meta: m, HasGrid: ok, Tracker: trk.Val(), Type: typ.Val()}, err
 }
 
 // AddCoverage adds a batch of coverage to a grid and saves the searcher's
 // tracker state, in one script run.
-func (s *Store) AddCoverage(ctx context.Context, a CoverageArgs) (CoverageResult, error) {
+func (s *Store) AddCoverage(ctx context.Context, a sar.CoverageArgs) (sar.CoverageResult, error) {
 	id := a.IncidentID
 	args := make([]any, 0, 8+2*len(a.Coverage))
 	args = append(args, a.ParticipantID, a.TrackerBefore, a.TrackerAfter, ffmt(a.EventDelta), a.EventEveryMs, a.NowMs, len(a.Coverage))
 	for c, v := range a.Coverage {
-		args = append(args, CellHex(c), ffmt(v))
+		args = append(args, sar.CellHex(c), ffmt(v))
 	}
 	keys := []string{kInc(id), kGrid(id), kGridPrior(id), kGridCov(id), kGridVer(id), kGridTrk(id)}
 	res, err := coverageScript.Run(ctx, s.rdb, keys, args...).Slice()
 	if err != nil {
-		return CoverageResult{}, fail(err, "incident")
+		return sar.CoverageResult{}, fail(err, "incident")
 	}
 	switch res[0].(string) {
 	case "nogrid":
-		return CoverageResult{NoGrid: true}, nil
+		return sar.CoverageResult{NoGrid: true}, nil
 	case "stale":
-		return CoverageResult{TrackerStale: true}, nil
+		return sar.CoverageResult{TrackerStale: true}, nil
 	}
 	z, posb, row := pfloat(res[2]), pfloat(res[3]), pfloat(res[4])
-	out := CoverageResult{Version: pint(res[1]), Changed: int(res[5].(int64)), EventDue: res[6].(int64) == 1,
+	out := sar.CoverageResult{Version: pint(res[1]), Changed: int(res[5].(int64)), EventDue: res[6].(int64) == 1,
 		POS: 1 - (1-posb)*z}
 	if z > 0 {
 		out.RestOfWorld = row / z
@@ -395,36 +293,27 @@ func (s *Store) PutEvent(ctx context.Context, ev *sarv1.Event) error {
 	return fail(err, "outbox")
 }
 
-// TrailingEvent is the answer of FlushGridEvent.
-type TrailingEvent struct {
-	Meta   GridMeta
-	Due    bool    // announce the grid now
-	WaitMs int64   // else, if positive: the change is still unannounced, ask again after this long
-	POS    float64 // with Due: probability of success
-	ROW    float64 // with Due: the rest of world's POA
-}
-
 // FlushGridEvent decides whether coverage that moved the probability of
 // success since the last grid event (by at least minDelta, but less than
 // the throttle's delta) is due for a trailing event: tracks have paused
 // for everyMs (no coverage since) and everyMs have passed since the last
 // event. It claims the event if so.
-func (s *Store) FlushGridEvent(ctx context.Context, id string, minDelta float64, everyMs, nowMs int64) (TrailingEvent, error) {
+func (s *Store) FlushGridEvent(ctx context.Context, id string, minDelta float64, everyMs, nowMs int64) (sar.TrailingEvent, error) {
 	res, err := flushGridEventScript.Run(ctx, s.rdb, []string{kInc(id), kGrid(id)}, ffmt(minDelta), everyMs, nowMs).Slice()
 	if err != nil {
-		return TrailingEvent{}, fail(err, "search grid")
+		return sar.TrailingEvent{}, fail(err, "search grid")
 	}
 	switch res[0].(string) {
 	case "nogrid", "quiet":
-		return TrailingEvent{}, nil
+		return sar.TrailingEvent{}, nil
 	case "wait":
-		return TrailingEvent{WaitMs: res[1].(int64)}, nil
+		return sar.TrailingEvent{WaitMs: res[1].(int64)}, nil
 	}
 	m, ok, err := decodeMeta(res[1:8])
 	if err != nil || !ok {
-		return TrailingEvent{}, err
+		return sar.TrailingEvent{}, err
 	}
-	out := TrailingEvent{Meta: m, Due: true, POS: 1 - (1-m.POSBase)*m.Z}
+	out := sar.TrailingEvent{Meta: m, Due: true, POS: 1 - (1-m.POSBase)*m.Z}
 	if m.Z > 0 {
 		out.ROW = m.RestOfWorld / m.Z
 	}
@@ -454,11 +343,11 @@ return {'due', m[1], m[2], m[3], m[4], m[5], m[6], m[7]}
 
 // UpdateGridSummary replaces the static summary of a grid (sweep widths,
 // settings) if no seed, rebase or other update happened since the meta was
-// read (ErrGridConflict otherwise); it counts as a write (WriteVersion).
+// read (sar.ErrGridConflict otherwise); it counts as a write (WriteVersion).
 func (s *Store) UpdateGridSummary(ctx context.Context, id string, expectWriteVersion int64, sm *sarv1.SearchGridSummary) error {
 	err := updateGridSummaryScript.Run(ctx, s.rdb, []string{kInc(id), kGrid(id)}, expectWriteVersion, marshal(sm)).Err()
 	if err != nil && strings.Contains(err.Error(), scriptConflict) {
-		return ErrGridConflict
+		return sar.ErrGridConflict
 	}
 	return fail(err, "search grid")
 }

@@ -24,18 +24,18 @@ func TestGridScripts(t *testing.T) {
 	id := inc.GetId()
 	const a, b, c, out = 0x8928308280fffff, 0x8928308280bffff, 0x89283082807ffff, 0x89283082877ffff
 	ev := func() *sarv1.Event { return &sarv1.Event{Id: sar.NewID(), IncidentId: id, Time: timestamppb.Now()} }
-	err := s.PutGrid(ctx, GridWrite{IncidentID: id, Seed: true, Summary: &sarv1.SearchGridSummary{IncidentId: id, Resolution: 9},
+	err := s.PutGrid(ctx, sar.GridWrite{IncidentID: id, Seed: true, Summary: &sarv1.SearchGridSummary{IncidentId: id, Resolution: 9},
 		Prior: map[uint64]float64{a: 0.5, b: 0.3, c: 0.1}, RestOfWorld: 0.1, Event: ev()})
 	if err != nil {
 		t.Fatalf("PutGrid: %v", err)
 	}
-	if err := s.PutGrid(ctx, GridWrite{IncidentID: id, ExpectVersion: 0, Summary: &sarv1.SearchGridSummary{}, Event: ev()}); !errors.Is(err, ErrGridConflict) {
-		t.Errorf("PutGrid at a stale version = %v, want ErrGridConflict", err)
+	if err := s.PutGrid(ctx, sar.GridWrite{IncidentID: id, ExpectVersion: 0, Summary: &sarv1.SearchGridSummary{}, Event: ev()}); !errors.Is(err, sar.ErrGridConflict) {
+		t.Errorf("PutGrid at a stale version = %v, want sar.ErrGridConflict", err)
 	}
 	now := time.Now().UnixMilli()
-	add := func(before, after string, cov map[uint64]float64, at int64) CoverageResult {
+	add := func(before, after string, cov map[uint64]float64, at int64) sar.CoverageResult {
 		t.Helper()
-		r, err := s.AddCoverage(ctx, CoverageArgs{IncidentID: id, ParticipantID: "p1", TrackerBefore: before, TrackerAfter: after,
+		r, err := s.AddCoverage(ctx, sar.CoverageArgs{IncidentID: id, ParticipantID: "p1", TrackerBefore: before, TrackerAfter: after,
 			Coverage: cov, EventDelta: 0.01, EventEveryMs: 5000, NowMs: at})
 		if err != nil {
 			t.Fatalf("AddCoverage: %v", err)
@@ -86,11 +86,11 @@ func TestGridScripts(t *testing.T) {
 	// the coverage added since into account — also for a cell that was
 	// covered while outside the grid and that the rebase brings in (a clue
 	// that widens the area).
-	w := GridWrite{IncidentID: id, ExpectWriteVersion: 1, ExpectVersion: 1, Summary: &sarv1.SearchGridSummary{IncidentId: id, Resolution: 9},
+	w := sar.GridWrite{IncidentID: id, ExpectWriteVersion: 1, ExpectVersion: 1, Summary: &sarv1.SearchGridSummary{IncidentId: id, Resolution: 9},
 		Prior: map[uint64]float64{a: 0.4, b: 0.35, c: 0.1, out: 0.1}, RestOfWorld: 0.05, Event: ev()}
-	var moved *VersionMovedError
+	var moved *sar.VersionMovedError
 	if err := s.PutGrid(ctx, w); !errors.As(err, &moved) || moved.Current != 4 {
-		t.Fatalf("PutGrid after coverage = %v, want VersionMovedError at 4", err)
+		t.Fatalf("PutGrid after coverage = %v, want sar.VersionMovedError at 4", err)
 	}
 	w.ExpectVersion = 4
 	if err := s.PutGrid(ctx, w); err != nil {
@@ -108,8 +108,8 @@ func TestGridScripts(t *testing.T) {
 		t.Errorf("after the rebase: Σ weights %v, maintained z %v, meta %+v, version of a %d; want equal totals, version 5, write version 2",
 			total, g.Meta.Z, g.Meta, g.Cells[a].Version)
 	}
-	if err := s.PutGrid(ctx, w); !errors.Is(err, ErrGridConflict) {
-		t.Errorf("PutGrid from the same snapshot again = %v, want ErrGridConflict", err)
+	if err := s.PutGrid(ctx, w); !errors.Is(err, sar.ErrGridConflict) {
+		t.Errorf("PutGrid from the same snapshot again = %v, want sar.ErrGridConflict", err)
 	}
 
 	// Close: the grid and the tracker states (precise positions) expire.
@@ -127,7 +127,7 @@ func TestGridScripts(t *testing.T) {
 	if r := add("s4", "s5", map[uint64]float64{a: 1}, now+30000); !r.NoGrid {
 		t.Errorf("coverage after close = %+v, want NoGrid", r)
 	}
-	err = s.PutGrid(ctx, GridWrite{IncidentID: id, ExpectWriteVersion: 2, ExpectVersion: 5, Summary: &sarv1.SearchGridSummary{}, Event: ev()})
+	err = s.PutGrid(ctx, sar.GridWrite{IncidentID: id, ExpectWriteVersion: 2, ExpectVersion: 5, Summary: &sarv1.SearchGridSummary{}, Event: ev()})
 	if sar.KindOf(err) != sar.KindFailedPrecondition {
 		t.Errorf("PutGrid after close = %v, want FailedPrecondition", err)
 	}

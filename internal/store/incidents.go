@@ -153,7 +153,7 @@ func (s *Store) UpdateIncident(ctx context.Context, id string, change func(*sarv
 		s.indexAfterUpdate(ctx, inc, before)
 		return inc, nil
 	}
-	return nil, sar.Errorf(sar.KindUnavailable, "incident is being changed concurrently; retry")
+	return nil, sar.Errorf(sar.KindAborted, "incident is being changed concurrently; retry")
 }
 
 // errConflict says another writer changed the incident first.
@@ -178,15 +178,7 @@ func (s *Store) indexAfterUpdate(ctx context.Context, inc *sarv1.Incident, befor
 	})
 }
 
-// IncidentIndex names which list of incidents to page through.
-type IncidentIndex struct {
-	All          bool   // every incident (admins)
-	Jurisdiction string // incidents of a jurisdiction (operators)
-	Agency       string // incidents an agency is assigned to (rescuers)
-	TeamRef      string // incidents a team is assigned to (rescuers)
-}
-
-func (ix IncidentIndex) keys() []string {
+func indexKeys(ix sar.IncidentIndex) []string {
 	var keys []string
 	switch {
 	case ix.All:
@@ -206,7 +198,7 @@ func (ix IncidentIndex) keys() []string {
 // ListIncidents pages through an index, newest first. before is the id to
 // continue after ("" for the start). It returns the incidents found (ids
 // whose record is missing are skipped) and the id to continue from, or "".
-func (s *Store) ListIncidents(ctx context.Context, ix IncidentIndex, before string, limit int) ([]*sarv1.Incident, string, error) {
+func (s *Store) ListIncidents(ctx context.Context, ix sar.IncidentIndex, before string, limit int) ([]*sarv1.Incident, string, error) {
 	maxLex := "+"
 	if before != "" {
 		maxLex = "(" + before
@@ -214,7 +206,7 @@ func (s *Store) ListIncidents(ctx context.Context, ix IncidentIndex, before stri
 	seen := map[string]bool{}
 	var ids []string
 	full := false
-	for _, key := range ix.keys() {
+	for _, key := range indexKeys(ix) {
 		got, err := s.rdb.ZRevRangeByLex(ctx, key, &redis.ZRangeBy{Max: maxLex, Min: "-", Count: int64(limit)}).Result()
 		if err != nil {
 			return nil, "", fail(err, "incident")

@@ -7,41 +7,12 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
+	"github.com/mountain-sar/sar/internal/sar"
 )
-
-// IngestFix is one sequence of a batch: a valid fix to store, or (Fix nil)
-// a refused one that only consumes its sequence number.
-type IngestFix struct {
-	Sequence uint64
-	Fix      *sarv1.LocationFix // Cell already set; nil when refused
-	TimeMs   int64
-}
-
-// IngestArgs is one device's batch for the ingest script.
-type IngestArgs struct {
-	IncidentID     string
-	ParticipantID  string
-	DeviceID       string
-	SkippedThrough uint64      // sequences the device gave up on (below the batch's)
-	Fixes          []IngestFix // increasing sequence, each once
-}
-
-// IngestResult is what the script did. A sequence s of the batch was a
-// duplicate if s <= AckedBefore, was processed (stored or refused for good)
-// if AckedBefore < s <= AckedThrough, and follows a gap (not processed) if
-// s > AckedThrough.
-type IngestResult struct {
-	AckedBefore  uint64 // the device's acked-through sequence before the batch
-	AckedThrough uint64 // after it
-	Stored       int
-	LastChanged  bool
-	Last         *sarv1.LocationFix // last known position after the batch, if any
-	HasGrid      bool               // the incident has a search plan
-}
 
 // Ingest stores a batch in one atomic script run: one round trip whatever
 // the batch size.
-func (s *Store) Ingest(ctx context.Context, a IngestArgs) (IngestResult, error) {
+func (s *Store) Ingest(ctx context.Context, a sar.IngestArgs) (sar.IngestResult, error) {
 	id := a.IncidentID
 	keys := []string{kInc(id), kSeq(id), kDev(id), kLast(id), kTrack(id, a.ParticipantID), kCells(id), kCellTime(id), kGrid(id)}
 	args := make([]any, 0, 5+4*len(a.Fixes))
@@ -55,9 +26,9 @@ func (s *Store) Ingest(ctx context.Context, a IngestArgs) (IngestResult, error) 
 	}
 	res, err := ingestScript.Run(ctx, s.rdb, keys, args...).Slice()
 	if err != nil {
-		return IngestResult{}, fail(err, "incident")
+		return sar.IngestResult{}, fail(err, "incident")
 	}
-	out := IngestResult{
+	out := sar.IngestResult{
 		AckedBefore:  uint64(parseInt(res[0].(string))),
 		AckedThrough: uint64(parseInt(res[1].(string))),
 		Stored:       int(res[2].(int64)),
@@ -66,7 +37,7 @@ func (s *Store) Ingest(ctx context.Context, a IngestArgs) (IngestResult, error) 
 	}
 	if v := res[4].(string); v != "" {
 		if out.Last, err = decodeLast(v); err != nil {
-			return IngestResult{}, err
+			return sar.IngestResult{}, err
 		}
 	}
 	return out, nil
@@ -92,15 +63,8 @@ func (s *Store) Track(ctx context.Context, incidentID, participantID string, sin
 	return out, nil
 }
 
-// CellVisit is one cell's visit count and newest fix time.
-type CellVisit struct {
-	Cell       string
-	Fixes      int64
-	LastTimeMs int64
-}
-
 // CellVisits returns the visited cells of an incident.
-func (s *Store) CellVisits(ctx context.Context, incidentID string) ([]CellVisit, error) {
+func (s *Store) CellVisits(ctx context.Context, incidentID string) ([]sar.CellVisit, error) {
 	var counts *redis.MapStringStringCmd
 	var times *redis.ZSliceCmd
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -111,10 +75,10 @@ func (s *Store) CellVisits(ctx context.Context, incidentID string) ([]CellVisit,
 	if err != nil {
 		return nil, fail(err, "incident")
 	}
-	out := make([]CellVisit, 0, len(times.Val()))
+	out := make([]sar.CellVisit, 0, len(times.Val()))
 	for _, z := range times.Val() {
 		c := z.Member.(string)
-		out = append(out, CellVisit{Cell: c, Fixes: parseInt(counts.Val()[c]), LastTimeMs: int64(z.Score)})
+		out = append(out, sar.CellVisit{Cell: c, Fixes: parseInt(counts.Val()[c]), LastTimeMs: int64(z.Score)})
 	}
 	return out, nil
 }

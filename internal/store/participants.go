@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"errors"
 	"sort"
 	"strings"
 
@@ -12,34 +11,12 @@ import (
 	"github.com/mountain-sar/sar/internal/sar"
 )
 
-// JoinArgs says who joins an incident with which device.
-type JoinArgs struct {
-	IncidentID   string
-	DeviceID     string
-	CredentialID string             // rescuer: finds or creates its participant
-	CallerPartID string             // caller: its existing participant
-	New          *sarv1.Participant // rescuer: the participant to create if none
-	Event        *sarv1.Event       // announces New if it is created
-	RebindFrom   string             // participant the device may be taken from
-	SearcherType string             // rescuer: recorded when set (kept otherwise)
-	// NewSearcherType is recorded for a participant created by the join
-	// when SearcherType is empty.
-	NewSearcherType string
-}
-
-// JoinResult is what a join found or made.
-type JoinResult struct {
-	Participant  *sarv1.Participant
-	Created      bool
-	AckedThrough uint64
-}
-
 // Join binds a device to a participant of an open incident, idempotently.
-func (s *Store) Join(ctx context.Context, a JoinArgs) (JoinResult, error) {
+func (s *Store) Join(ctx context.Context, a sar.JoinArgs) (sar.JoinResult, error) {
 	id := a.IncidentID
 	if a.CallerPartID == "" {
 		if _, err := s.rdb.SAdd(ctx, kIdxOutbox, id).Result(); err != nil {
-			return JoinResult{}, fail(err, "incident")
+			return sar.JoinResult{}, fail(err, "incident")
 		}
 	}
 	newID, newPb, evID, evPb := "", "", "", ""
@@ -51,21 +28,18 @@ func (s *Store) Join(ctx context.Context, a JoinArgs) (JoinResult, error) {
 		a.SearcherType, a.NewSearcherType).Slice()
 	if err != nil {
 		if strings.Contains(err.Error(), scriptDeviceUsed) {
-			return JoinResult{}, &sar.Error{Kind: sar.KindFailedPrecondition, Err: ErrDeviceTaken,
+			return sar.JoinResult{}, &sar.Error{Kind: sar.KindFailedPrecondition, Err: sar.ErrDeviceTaken,
 				Message: "device is bound to another participant of this incident"}
 		}
-		return JoinResult{}, fail(err, "incident")
+		return sar.JoinResult{}, fail(err, "incident")
 	}
 	p := &sarv1.Participant{}
 	if err := unmarshal(res[3].(string), p); err != nil {
-		return JoinResult{}, err
+		return sar.JoinResult{}, err
 	}
 	p.SearcherType = res[4].(string)
-	return JoinResult{Participant: p, Created: res[1].(int64) == 1, AckedThrough: uint64(parseInt(res[2].(string)))}, nil
+	return sar.JoinResult{Participant: p, Created: res[1].(int64) == 1, AckedThrough: uint64(parseInt(res[2].(string)))}, nil
 }
-
-// ErrDeviceTaken says a device is bound to another participant.
-var ErrDeviceTaken = errors.New("store: device bound to another participant")
 
 // DeviceBinding returns the participant a device is bound to in an
 // incident, and the credential id that participant joined with ("" for a

@@ -180,7 +180,7 @@ return 1
 `)
 
 // putGridScript writes a seeded or rebased search grid (see grid.go and
-// GridWrite) with the event announcing it, if no other seed or rebase
+// sar.GridWrite) with the event announcing it, if no other seed or rebase
 // happened since the snapshot (else SAR_CONFLICT) and the version is still
 // the one the event was numbered after (else {'moved', ver}: renumber and
 // resend). The maintained total z is computed from the written weights

@@ -26,9 +26,9 @@ func TestSegmentationCompareAndSet(t *testing.T) {
 	ctx := context.Background()
 	id := openIncident(t, s).GetId()
 	if seg, err := s.Segmentation(ctx, id); err != nil || seg != nil {
-		t.Fatalf("Segmentation before any = %v, %v; want nil, nil", seg, err)
+		t.Fatalf("sar.Segmentation before any = %v, %v; want nil, nil", seg, err)
 	}
-	seg := &Segmentation{SeedVersion: 3, TargetAreaM2: 5e5, NextID: 3, Segments: []StoredSegment{
+	seg := &sar.Segmentation{SeedVersion: 3, TargetAreaM2: 5e5, NextID: 3, Segments: []sar.StoredSegment{
 		{ID: 1, Cells: []uint64{0x8928308280fffff, 0x8928308280bffff}, AreaM2: 2e5, Lat: 37.77, Lng: -122.41},
 		{ID: 2, Cells: []uint64{0x89283082807ffff}, AreaM2: 1e5, Lat: 37.78, Lng: -122.42, Agency: "rescue", Team: "alpha", AssignMs: 1700000000000},
 	}}
@@ -40,17 +40,17 @@ func TestSegmentationCompareAndSet(t *testing.T) {
 	if ok, _ := rdb.HExists(ctx, kOutbox(id), ev.GetId()).Result(); !ok {
 		t.Errorf("the segmentation's event is not in the outbox")
 	}
-	if _, err := s.PutSegmentation(ctx, id, seg, newEvent(id)); !errors.Is(err, ErrSegmentsConflict) {
-		t.Errorf("PutSegmentation over version 0 again = %v, want ErrSegmentsConflict", err)
+	if _, err := s.PutSegmentation(ctx, id, seg, newEvent(id)); !errors.Is(err, sar.ErrSegmentsConflict) {
+		t.Errorf("PutSegmentation over version 0 again = %v, want sar.ErrSegmentsConflict", err)
 	}
 	got, err := s.Segmentation(ctx, id)
 	if err != nil {
-		t.Fatalf("Segmentation: %v", err)
+		t.Fatalf("sar.Segmentation: %v", err)
 	}
 	if got.Version != 1 || got.SeedVersion != 3 || got.NextID != 3 || len(got.Segments) != 2 ||
 		!slices.Equal(got.Segments[0].Cells, seg.Segments[0].Cells) || got.Segments[1].Team != "alpha" || !got.Segments[1].Assigned() ||
 		got.Segments[0].Assigned() {
-		t.Errorf("Segmentation read back = %+v, want what was written at version 1", got)
+		t.Errorf("sar.Segmentation read back = %+v, want what was written at version 1", got)
 	}
 	got.Segments[0].Agency = "police"
 	if v, err := s.PutSegmentation(ctx, id, got, newEvent(id)); err != nil || v != 2 {
@@ -82,9 +82,9 @@ func TestJoinSearcherTypeAndRefusal(t *testing.T) {
 	s, rdb := newStore(t)
 	ctx := context.Background()
 	id := openIncident(t, s).GetId()
-	join := func(cred, device, typ string) (JoinResult, error) {
+	join := func(cred, device, typ string) (sar.JoinResult, error) {
 		pid := sar.NewID()
-		return s.Join(ctx, JoinArgs{IncidentID: id, DeviceID: device, CredentialID: cred, SearcherType: typ, NewSearcherType: "foot",
+		return s.Join(ctx, sar.JoinArgs{IncidentID: id, DeviceID: device, CredentialID: cred, SearcherType: typ, NewSearcherType: "foot",
 			New:   &sarv1.Participant{Id: pid, IncidentId: id, Kind: sarv1.ParticipantKind_PARTICIPANT_KIND_RESCUER},
 			Event: newEvent(id)})
 	}
@@ -100,8 +100,8 @@ func TestJoinSearcherTypeAndRefusal(t *testing.T) {
 	}
 	parts0, _ := rdb.HLen(ctx, kParts(id)).Result()
 	events0, _ := rdb.HLen(ctx, kOutbox(id)).Result()
-	if _, err := join("cred-b", "phone-a", "drone"); !errors.Is(err, ErrDeviceTaken) {
-		t.Fatalf("join with another's device = %v, want ErrDeviceTaken", err)
+	if _, err := join("cred-b", "phone-a", "drone"); !errors.Is(err, sar.ErrDeviceTaken) {
+		t.Fatalf("join with another's device = %v, want sar.ErrDeviceTaken", err)
 	}
 	parts1, _ := rdb.HLen(ctx, kParts(id)).Result()
 	events1, _ := rdb.HLen(ctx, kOutbox(id)).Result()
@@ -134,7 +134,7 @@ func TestTrailingGridEvent(t *testing.T) {
 	if te, err := s.FlushGridEvent(ctx, id, 1e-6, 5000, 0); err != nil || te.Due || te.WaitMs != 0 {
 		t.Errorf("FlushGridEvent without a grid = %+v, %v; want nothing", te, err)
 	}
-	if err := s.PutGrid(ctx, GridWrite{IncidentID: id, Seed: true, Summary: &sarv1.SearchGridSummary{IncidentId: id, Resolution: 9},
+	if err := s.PutGrid(ctx, sar.GridWrite{IncidentID: id, Seed: true, Summary: &sarv1.SearchGridSummary{IncidentId: id, Resolution: 9},
 		Prior: map[uint64]float64{a: 0.6, b: 0.3}, RestOfWorld: 0.1, Event: newEvent(id)}); err != nil {
 		t.Fatalf("PutGrid: %v", err)
 	}
@@ -142,19 +142,19 @@ func TestTrailingGridEvent(t *testing.T) {
 	if te, err := s.FlushGridEvent(ctx, id, 1e-6, 5000, now); err != nil || te.Due || te.WaitMs != 0 {
 		t.Errorf("FlushGridEvent right after seeding = %+v, %v; want nothing to announce", te, err)
 	}
-	r, err := s.AddCoverage(ctx, CoverageArgs{IncidentID: id, ParticipantID: "p", TrackerAfter: "s1", Coverage: map[uint64]float64{a: 0.01},
+	r, err := s.AddCoverage(ctx, sar.CoverageArgs{IncidentID: id, ParticipantID: "p", TrackerAfter: "s1", Coverage: map[uint64]float64{a: 0.01},
 		EventDelta: 0.01, EventEveryMs: 5000, NowMs: now})
 	if err != nil || r.EventDue {
 		t.Fatalf("AddCoverage = %+v, %v; want a change below the throttle's delta", r, err)
 	}
 	// The seed counts as the last event at time 0, so the throttle interval
 	// has passed; make the coverage event the reference instead.
-	r, err = s.AddCoverage(ctx, CoverageArgs{IncidentID: id, ParticipantID: "p", TrackerBefore: "s1", TrackerAfter: "s2",
+	r, err = s.AddCoverage(ctx, sar.CoverageArgs{IncidentID: id, ParticipantID: "p", TrackerBefore: "s1", TrackerAfter: "s2",
 		Coverage: map[uint64]float64{a: 0.2}, EventDelta: 0.01, EventEveryMs: 5000, NowMs: now})
 	if err != nil || !r.EventDue {
 		t.Fatalf("AddCoverage = %+v, %v; want an event", r, err)
 	}
-	r, err = s.AddCoverage(ctx, CoverageArgs{IncidentID: id, ParticipantID: "p", TrackerBefore: "s2", TrackerAfter: "s3",
+	r, err = s.AddCoverage(ctx, sar.CoverageArgs{IncidentID: id, ParticipantID: "p", TrackerBefore: "s2", TrackerAfter: "s3",
 		Coverage: map[uint64]float64{b: 0.001}, EventDelta: 0.01, EventEveryMs: 5000, NowMs: now + 1000})
 	if err != nil || r.EventDue {
 		t.Fatalf("AddCoverage = %+v, %v; want a change below the throttle's delta", r, err)
@@ -189,11 +189,11 @@ func TestSummaryUpdateAndClearCoverage(t *testing.T) {
 	id := openIncident(t, s).GetId()
 	const a, b, far = 0x8928308280fffff, 0x8928308280bffff, 0x89283082877ffff
 	sm := &sarv1.SearchGridSummary{IncidentId: id, Resolution: 9, SweepWidthsM: map[string]float64{"foot": 20}}
-	if err := s.PutGrid(ctx, GridWrite{IncidentID: id, Seed: true, Summary: sm, Prior: map[uint64]float64{a: 0.5, b: 0.4},
+	if err := s.PutGrid(ctx, sar.GridWrite{IncidentID: id, Seed: true, Summary: sm, Prior: map[uint64]float64{a: 0.5, b: 0.4},
 		RestOfWorld: 0.1, Event: newEvent(id)}); err != nil {
 		t.Fatalf("PutGrid: %v", err)
 	}
-	if _, err := s.AddCoverage(ctx, CoverageArgs{IncidentID: id, ParticipantID: "p", TrackerAfter: "s1",
+	if _, err := s.AddCoverage(ctx, sar.CoverageArgs{IncidentID: id, ParticipantID: "p", TrackerAfter: "s1",
 		Coverage: map[uint64]float64{a: 2, far: 1}, EventDelta: 0.01, EventEveryMs: 5000, NowMs: 1}); err != nil {
 		t.Fatalf("AddCoverage: %v", err)
 	}
@@ -205,25 +205,25 @@ func TestSummaryUpdateAndClearCoverage(t *testing.T) {
 	if err := s.UpdateGridSummary(ctx, id, meta.WriteVersion, dog); err != nil {
 		t.Fatalf("UpdateGridSummary: %v", err)
 	}
-	if err := s.UpdateGridSummary(ctx, id, meta.WriteVersion, sm); !errors.Is(err, ErrGridConflict) {
-		t.Errorf("UpdateGridSummary from the same meta again = %v, want ErrGridConflict", err)
+	if err := s.UpdateGridSummary(ctx, id, meta.WriteVersion, sm); !errors.Is(err, sar.ErrGridConflict) {
+		t.Errorf("UpdateGridSummary from the same meta again = %v, want sar.ErrGridConflict", err)
 	}
-	rebase := GridWrite{IncidentID: id, ExpectWriteVersion: meta.WriteVersion, ExpectVersion: meta.Version,
+	rebase := sar.GridWrite{IncidentID: id, ExpectWriteVersion: meta.WriteVersion, ExpectVersion: meta.Version,
 		Summary: sm, Prior: map[uint64]float64{a: 0.5, b: 0.4}, RestOfWorld: 0.1, Event: newEvent(id)}
-	if err := s.PutGrid(ctx, rebase); !errors.Is(err, ErrGridConflict) {
-		t.Errorf("a rebase prepared before the settings update = %v, want ErrGridConflict", err)
+	if err := s.PutGrid(ctx, rebase); !errors.Is(err, sar.ErrGridConflict) {
+		t.Errorf("a rebase prepared before the settings update = %v, want sar.ErrGridConflict", err)
 	}
 	if m, _ := s.GridMeta(ctx, id); m.Summary.GetSweepWidthsM()["dog"] != 60 {
 		t.Errorf("sweep widths = %v, want the dog width kept", m.Summary.GetSweepWidthsM())
 	}
 	meta, _ = s.GridMeta(ctx, id)
-	collapse := GridWrite{IncidentID: id, ExpectWriteVersion: meta.WriteVersion, ExpectVersion: meta.Version,
+	collapse := sar.GridWrite{IncidentID: id, ExpectWriteVersion: meta.WriteVersion, ExpectVersion: meta.Version,
 		Seed: true, ClearCoverage: true, Summary: dog, Prior: map[uint64]float64{a: 0.7, b: 0.25}, RestOfWorld: 0.05, Event: newEvent(id)}
 	if err := s.PutGrid(ctx, collapse); err != nil {
 		t.Fatalf("PutGrid clearing coverage: %v", err)
 	}
 	cov, _ := rdb.HGetAll(ctx, kGridCov(id)).Result()
-	if _, ok := cov[CellHex(a)]; ok || cov[CellHex(far)] != "1" {
+	if _, ok := cov[sar.CellHex(a)]; ok || cov[sar.CellHex(far)] != "1" {
 		t.Errorf("coverage after a clearing seed = %v, want a's forgotten and the far cell's kept", cov)
 	}
 	if m, _ := s.GridMeta(ctx, id); math.Abs(m.Z-1) > 1e-15 {

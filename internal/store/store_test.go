@@ -32,13 +32,13 @@ func openIncident(t *testing.T, s *Store) *sarv1.Incident {
 	return inc
 }
 
-func batch(first uint64, n int, start time.Time, step time.Duration) []IngestFix {
-	out := make([]IngestFix, n)
+func batch(first uint64, n int, start time.Time, step time.Duration) []sar.IngestFix {
+	out := make([]sar.IngestFix, n)
 	for i := range n {
 		t := start.Add(time.Duration(i) * step)
 		f := &sarv1.LocationFix{Sequence: first + uint64(i), Lat: 46.8, Lng: -121.5, HorizontalAccuracyM: 5,
 			Time: timestamppb.New(t), Cell: "8928308280fffff"}
-		out[i] = IngestFix{Sequence: f.GetSequence(), Fix: f, TimeMs: t.UnixMilli()}
+		out[i] = sar.IngestFix{Sequence: f.GetSequence(), Fix: f, TimeMs: t.UnixMilli()}
 	}
 	return out
 }
@@ -54,12 +54,12 @@ func TestIngestScript(t *testing.T) {
 	if err := s.AddParticipant(ctx, p, &sarv1.Event{Id: sar.NewID(), IncidentId: inc.GetId(), Time: timestamppb.Now()}); err != nil {
 		t.Fatalf("AddParticipant: %v", err)
 	}
-	if _, err := s.Join(ctx, JoinArgs{IncidentID: inc.GetId(), DeviceID: "d1", CallerPartID: p.GetId()}); err != nil {
+	if _, err := s.Join(ctx, sar.JoinArgs{IncidentID: inc.GetId(), DeviceID: "d1", CallerPartID: p.GetId()}); err != nil {
 		t.Fatalf("Join: %v", err)
 	}
-	ingest := func(fixes []IngestFix) IngestResult {
+	ingest := func(fixes []sar.IngestFix) sar.IngestResult {
 		t.Helper()
-		res, err := s.Ingest(ctx, IngestArgs{IncidentID: inc.GetId(), ParticipantID: p.GetId(), DeviceID: "d1", Fixes: fixes})
+		res, err := s.Ingest(ctx, sar.IngestArgs{IncidentID: inc.GetId(), ParticipantID: p.GetId(), DeviceID: "d1", Fixes: fixes})
 		if err != nil {
 			t.Fatalf("Ingest: %v", err)
 		}
@@ -74,7 +74,7 @@ func TestIngestScript(t *testing.T) {
 		t.Errorf("first batch says the incident has a search plan; it has none")
 	}
 	// A plan seeded meanwhile (on any replica) is seen by the next batch.
-	if err := s.PutGrid(ctx, GridWrite{IncidentID: inc.GetId(), Seed: true, Summary: &sarv1.SearchGridSummary{IncidentId: inc.GetId(), Resolution: 9},
+	if err := s.PutGrid(ctx, sar.GridWrite{IncidentID: inc.GetId(), Seed: true, Summary: &sarv1.SearchGridSummary{IncidentId: inc.GetId(), Resolution: 9},
 		Prior: map[uint64]float64{0x8928308280fffff: 1}, Event: &sarv1.Event{Id: sar.NewID(), IncidentId: inc.GetId()}}); err != nil {
 		t.Fatalf("PutGrid: %v", err)
 	}
@@ -87,7 +87,7 @@ func TestIngestScript(t *testing.T) {
 	}
 	// Older fixes with higher sequences (a device whose clock went back, or
 	// a backlog): stored, but the last position stays.
-	old := append(batch(11, 5, now.Add(-time.Hour), time.Second), IngestFix{Sequence: 16}, IngestFix{Sequence: 17}) // 16, 17 refused upstream
+	old := append(batch(11, 5, now.Add(-time.Hour), time.Second), sar.IngestFix{Sequence: 16}, sar.IngestFix{Sequence: 17}) // 16, 17 refused upstream
 	res = ingest(old)
 	if res.Stored != 5 || res.LastChanged || res.Last.GetSequence() != 10 || res.AckedThrough != 17 {
 		t.Fatalf("old-time batch = %+v, want 5 stored, last still 10, acked through 17", res)
@@ -124,7 +124,7 @@ func TestIngestScript(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("UpdateIncident: %v", err)
 	}
-	_, err = s.Ingest(ctx, IngestArgs{IncidentID: inc.GetId(), ParticipantID: p.GetId(), DeviceID: "d1", Fixes: batch(48, 1, now, 0)})
+	_, err = s.Ingest(ctx, sar.IngestArgs{IncidentID: inc.GetId(), ParticipantID: p.GetId(), DeviceID: "d1", Fixes: batch(48, 1, now, 0)})
 	if sar.KindOf(err) != sar.KindFailedPrecondition {
 		t.Errorf("Ingest after close = %v, want FailedPrecondition", err)
 	}

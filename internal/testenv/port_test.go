@@ -2,6 +2,8 @@ package testenv
 
 import (
 	"net"
+	"os"
+	"strings"
 	"testing"
 	"time"
 )
@@ -31,10 +33,30 @@ func holdPort(t *testing.T, addr string, d time.Duration) {
 	time.AfterFunc(d, func() { l.Close() })
 }
 
+// holdPortUntil listens on addr and lets go once the file at path holds
+// mark (or after a minute): a release that waits for the event, not for a
+// time that a loaded machine may overrun.
+func holdPortUntil(t *testing.T, addr, path, mark string) {
+	t.Helper()
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("net.Listen(%s) = %v", addr, err)
+	}
+	go func() {
+		defer l.Close()
+		for end := time.Now().Add(time.Minute); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+			if b, _ := os.ReadFile(path); strings.Contains(string(b), mark) {
+				return
+			}
+		}
+	}()
+}
+
 func TestStartWaitsForBusyPort(t *testing.T) {
 	r := StartRedis(t)
 	r.Stop()
-	holdPort(t, r.Addr(), 300*time.Millisecond)
+	// Released once a restart attempt has been refused.
+	holdPortUntil(t, r.Addr(), r.logPath, "Address already in use")
 	r.Start()
 	if r.starts < 3 { // the first start, one refused at least, the last
 		t.Errorf("redis-server started %d times, want a retry while the port was held", r.starts)

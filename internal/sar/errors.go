@@ -1,6 +1,10 @@
 // Package sar holds the domain vocabulary shared by the server's packages:
-// error kinds, identifiers and limits. It has no dependencies beyond the
-// standard library so that every layer can speak it.
+// error kinds, identifiers, limits, and the data the domain (internal/core)
+// exchanges with its stores through the interfaces it owns (grid writes and
+// snapshots, ingest batches and results, joins, segmentations). It depends
+// only on the standard library and the generated messages, so that every
+// layer can speak it: core, and internal/store beneath it, import it
+// without importing each other.
 package sar
 
 import (

@@ -27,6 +27,10 @@ func kGridTrk(id string) string     { return "sar:{" + id + "}:gtrk" }        //
 func kSearcher(id string) string    { return "sar:{" + id + "}:stype" }       // hash: participant -> searcher type
 func kSegs(id string) string        { return "sar:{" + id + "}:segs" }        // hash: "ver", "json" (see segments.go)
 
+// Staging keys of one grid write (PutGrid), expiring by themselves.
+func kGridStage(id, token string) string    { return "sar:{" + id + "}:gstage:" + token }  // hash: cell hex -> weight
+func kGridStageVer(id, token string) string { return "sar:{" + id + "}:gstagev:" + token } // zset: cell hex scored 1
+
 // Cross-incident keys (each used alone in a command).
 const (
 	kIdxAll      = "sar:idx:inc"    // zset (lex, score 0): all incident ids

@@ -242,8 +242,9 @@ func loadChangedReply(v any) (*Grid, error) {
 // after the snapshot stays valid: a weight wᵢ = POA′ᵢ·e^(cᵢ) with cᵢ from
 // the snapshot, times e^(−c′ᵢ) with the newer coverage, is the Bayes update
 // of the written grid by the newer search. So the write only requires that
-// no other seed or rebase happened since (WriteVersion), corrects the
-// maintained total for the grid cells covered since the snapshot, and
+// no other seed or rebase happened since (WriteVersion), computes the
+// maintained total with the coverage as it is at the write (PutGrid reads
+// it again, compare-and-set on the coverage version), and
 // needs the current version only to number the change exactly (the event
 // in the outbox carries it).
 type GridWrite struct {

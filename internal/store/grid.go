@@ -4,11 +4,12 @@ import (
 	"context"
 	"math"
 	"strconv"
-	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
+	"github.com/mountain-sar/sar/geo"
 	"github.com/mountain-sar/sar/internal/sar"
 )
 
@@ -21,9 +22,10 @@ import (
 //     total weight "z", the probability of success at the last rebase
 //     "posb", the count of seeds, rebases and settings updates "wver", and
 //     the throttle of coverage events "evpos", "evt" (last event) and
-//     "covt" (last coverage, for the trailing event).
+//     "covt" (last coverage, for the trailing event), and the count of
+//     changes to gcov "cver" (the compare-and-set of the total, below).
 //   - gpri (hash): cell → prior weight wᵢ.
-//   - gcov (hash): cell → cumulative coverage cᵢ (HINCRBYFLOAT from tracks).
+//   - gcov (hash): cell → cumulative coverage cᵢ (from tracks).
 //   - gver (zset): cell → version at which it last changed.
 //   - gtrk (hash): participant → the tracker state (JSON) of its searcher.
 //
@@ -38,8 +40,18 @@ import (
 // prior (Σ = 1) with posb = 0 and z = Σ wᵢe^(−cᵢ) + row over the coverage
 // kept, so searches already made count as evidence against the new prior.
 //
-// Readers recompute z from the cells; the maintained z only drives the
-// event throttle.
+// The detection model (wᵢ·e^(−cᵢ)) is computed in Go only, by
+// geo.Undetected and geo.UndetectedDelta; the scripts store weights,
+// coverage and the total z that Go computed. z is kept in Redis so that an
+// incremental read (loadChanged) and the event throttle have it without
+// reading every cell; to keep it exact, coverage and grid writes are
+// compare-and-set: Go reads the cells' weights and coverage and the
+// coverage version cver, computes the new coverage and z, and the script
+// stores them only if cver (and the write version wver) did not move
+// since, else Go reads again (see lua/coverage.lua and lua/put_grid.lua).
+//
+// Full readers recompute z from the cells; the maintained z serves the
+// incremental reads and the event throttle.
 
 func ffmt(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
 
@@ -142,62 +154,72 @@ func (s *Store) LoadGrid(ctx context.Context, id string, since int64) (*sar.Grid
 // one script run, so that weights, coverage and the total belong together
 // even while tracks and rebases write.
 func (s *Store) loadChanged(ctx context.Context, id string, since int64) (*sar.Grid, error) {
-	res, err := loadChangedScript.Run(ctx, s.rdb, []string{kGrid(id), kGridPrior(id), kGridCov(id), kGridVer(id)}, since).Slice()
+	res, err := loadChangedScript.RunRO(ctx, s.rdb, []string{kGrid(id), kGridPrior(id), kGridCov(id), kGridVer(id)}, since).Result()
 	if err != nil {
 		return nil, fail(err, "search grid")
 	}
-	if len(res) < 7 {
+	return loadChangedReply(res)
+}
+
+// loadChangedReply reads the reply of lua/load_changed.lua.
+func loadChangedReply(v any) (*sar.Grid, error) {
+	r := newReply("load changed", v, 0)
+	if r.err != nil {
+		return nil, r.err
+	}
+	if r.len() == 0 {
 		return nil, sar.NotFound("search grid")
 	}
-	m, ok, err := decodeMeta(res[:7])
+	if r.len() < 7 || (r.len()-7)%4 != 0 {
+		return nil, replyError("load changed", "%d elements, want 7 + 4 per cell", r.len())
+	}
+	m, ok, err := decodeMeta(r.slice(0, 7))
+	if r.err != nil {
+		return nil, r.err
+	}
 	if err != nil {
 		return nil, err
 	}
 	if !ok {
 		return nil, sar.NotFound("search grid")
 	}
-	g := &sar.Grid{Meta: m, Cells: make(map[uint64]sar.GridCellState, (len(res)-7)/4)}
-	for i := 7; i+3 < len(res); i += 4 {
-		c, ok := sar.ParseCellHex(asString(res[i]))
-		if !ok || res[i+1] == nil {
+	g := &sar.Grid{Meta: m, Cells: make(map[uint64]sar.GridCellState, (r.len()-7)/4)}
+	for i := 7; i < r.len(); i += 4 {
+		hex := r.str(i)
+		prior, inGrid := r.optStr(i+1, true)
+		cov, _ := r.optStr(i+2, true)
+		ver := r.decimal(i + 3)
+		if r.err != nil {
+			return nil, r.err
+		}
+		c, ok := sar.ParseCellHex(hex)
+		if !ok || !inGrid {
 			continue // dropped by a re-seed
 		}
-		g.Cells[c] = sar.GridCellState{Prior: pfloat(res[i+1]), Coverage: pfloat(res[i+2]), Version: pint(res[i+3]), InGrid: true}
+		g.Cells[c] = sar.GridCellState{Prior: pfloat(prior), Coverage: pfloat(cov), Version: ver, InGrid: true}
 	}
 	return g, nil
 }
 
-func asString(v any) string {
-	s, _ := v.(string)
-	return s
-}
+// gridStageChunk is how many cells one command stages; gridStageTTL is
+// how long staged cells wait for the swap before Redis drops them.
+const (
+	gridStageChunk = 5000
+	gridStageTTL   = 10 * time.Minute
+)
 
-// loadChangedScript: see loadChanged. Read-only.
-//
-// KEYS: grid gpri gcov gver
-// ARGV: since
-//
-// Returns {} without a grid, else {pb, ver, seedver, row, z, posb, wver}
-// followed by (cell, prior, coverage, version) per changed cell, unless
-// since is older than the last seed (then the meta alone).
-var loadChangedScript = redis.NewScript(`
-local m = redis.call('HMGET', KEYS[1], 'pb', 'ver', 'seedver', 'row', 'z', 'posb', 'wver')
-if not m[1] then return {} end
--- Older than the seed: the caller reads the whole grid instead.
-if tonumber(ARGV[1]) < tonumber(m[3] or '0') then return m end
-local out = m
-local z = redis.call('ZRANGEBYSCORE', KEYS[4], '(' .. ARGV[1], '+inf', 'WITHSCORES')
-for i = 1, #z, 2 do
-  out[#out + 1] = z[i]
-  out[#out + 1] = redis.call('HGET', KEYS[2], z[i])
-  out[#out + 1] = redis.call('HGET', KEYS[3], z[i])
-  out[#out + 1] = z[i + 1]
-end
-return out
-`)
+// gridCASTries bounds the reads again when coverage moved between the read
+// and the script (PutGrid, AddCoverage).
+const gridCASTries = 20
 
 // PutGrid writes a seeded or rebased grid atomically with its event. The
 // new version is ExpectVersion + 1.
+//
+// The cells are staged first, gridStageChunk at a time, in two keys of the
+// incident's slot that expire after gridStageTTL; then one small script
+// (lua/put_grid.lua) checks the versions and swaps them in. The total z is
+// computed here (geo.Undetected) from the coverage read at a coverage
+// version the script checks.
 func (s *Store) PutGrid(ctx context.Context, w sar.GridWrite) error {
 	id := w.IncidentID
 	if _, err := s.rdb.SAdd(ctx, kIdxOutbox, id).Result(); err != nil {
@@ -213,24 +235,114 @@ func (s *Store) PutGrid(ctx context.Context, w sar.GridWrite) error {
 	if w.ClearCoverage {
 		flags += "c"
 	}
-	args := make([]any, 0, 9+2*len(w.Prior))
-	args = append(args, w.ExpectWriteVersion, w.ExpectVersion, flags, marshal(w.Summary), ffmt(w.RestOfWorld),
-		ffmt(w.POSBase), w.Event.GetId(), marshal(w.Event), len(w.Prior))
-	for c, p := range w.Prior {
-		args = append(args, sar.CellHex(c), ffmt(p))
+	token := sar.NewID()
+	stage, stagev := kGridStage(id, token), kGridStageVer(id, token)
+	if err := s.stageGrid(ctx, stage, stagev, w.Prior); err != nil {
+		return err
 	}
-	keys := []string{kInc(id), kGrid(id), kGridPrior(id), kGridCov(id), kGridVer(id), kGridTrk(id), kOutbox(id)}
-	res, err := putGridScript.Run(ctx, s.rdb, keys, args...).Slice()
-	if err != nil && strings.Contains(err.Error(), scriptConflict) {
-		return sar.ErrGridConflict
+	done := false
+	defer func() {
+		if !done { // the script renamed or dropped them when it wrote
+			_ = s.rdb.Unlink(context.WithoutCancel(ctx), stage, stagev).Err()
+		}
+	}()
+	// With reset or clear the written cells end with no coverage whatever
+	// tracks add meanwhile: z needs no coverage read and no check.
+	needCoverage := !(w.Seed && w.ResetCoverage) && !w.ClearCoverage
+	keys := []string{kInc(id), kGrid(id), kGridPrior(id), kGridCov(id), kGridVer(id), kGridTrk(id), kOutbox(id), stage, stagev}
+	for range gridCASTries {
+		z, cver := w.RestOfWorld, ""
+		if needCoverage {
+			v, cov, err := s.coverageSnapshot(ctx, id)
+			if err != nil {
+				return err
+			}
+			cver = strconv.FormatInt(v, 10)
+			for c, p := range w.Prior {
+				z += geo.Undetected(p, cov[sar.CellHex(c)])
+			}
+		} else {
+			for _, p := range w.Prior {
+				z += p
+			}
+		}
+		res, err := putGridScript.Run(ctx, s.rdb, keys, w.ExpectWriteVersion, w.ExpectVersion, cver, flags, len(w.Prior),
+			marshal(w.Summary), ffmt(w.RestOfWorld), ffmt(w.POSBase), ffmt(z), ffmt(1-(1-w.POSBase)*z),
+			w.Event.GetId(), marshal(w.Event)).Result()
+		if scriptCode(err) == codeConflict {
+			return sar.ErrGridConflict
+		}
+		if err != nil {
+			return fail(err, "incident")
+		}
+		r := newReply("put grid", res, 1)
+		switch r.word(0, "ok", "moved", "coverage") {
+		case "ok":
+			done = true
+			return nil
+		case "moved":
+			if cur := r.decimal(1); r.err == nil {
+				return &sar.VersionMovedError{Current: cur}
+			}
+		}
+		if r.err != nil {
+			return r.err
+		}
 	}
-	if err != nil {
-		return fail(err, "incident")
+	return sar.ErrGridConflict
+}
+
+// stageGrid writes the cells of a grid write into stage (cell → weight)
+// and stagev (cell → 1), gridStageChunk cells per transaction, each with
+// the keys' expiry, so that a crash leaves nothing that lasts.
+func (s *Store) stageGrid(ctx context.Context, stage, stagev string, prior map[uint64]float64) error {
+	h := make([]any, 0, 2*min(len(prior), gridStageChunk))
+	zs := make([]redis.Z, 0, min(len(prior), gridStageChunk))
+	flush := func() error {
+		if len(zs) == 0 {
+			return nil
+		}
+		_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.HSet(ctx, stage, h...)
+			p.ZAdd(ctx, stagev, zs...)
+			p.Expire(ctx, stage, gridStageTTL)
+			p.Expire(ctx, stagev, gridStageTTL)
+			return nil
+		})
+		h, zs = h[:0], zs[:0]
+		return fail(err, "search grid")
 	}
-	if res[0].(string) == "moved" {
-		return &sar.VersionMovedError{Current: pint(res[1])}
+	for c, p := range prior {
+		hex := sar.CellHex(c)
+		h = append(h, hex, ffmt(p))
+		zs = append(zs, redis.Z{Score: 1, Member: hex})
+		if len(zs) == gridStageChunk {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
 	}
-	return nil
+	return flush()
+}
+
+// coverageSnapshot reads a grid's coverage version and every cell's
+// coverage, as one snapshot.
+func (s *Store) coverageSnapshot(ctx context.Context, id string) (int64, map[string]float64, error) {
+	var cver *redis.StringCmd
+	var cov *redis.MapStringStringCmd
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		cver = p.HGet(ctx, kGrid(id), "cver")
+		cov = p.HGetAll(ctx, kGridCov(id))
+		return nil
+	})
+	if err != nil && err != redis.Nil {
+		return 0, nil, fail(err, "search grid")
+	}
+	out := make(map[string]float64, len(cov.Val()))
+	for k, v := range cov.Val() {
+		out[k], _ = strconv.ParseFloat(v, 64)
+	}
+	return parseInt(cver.Val()), out, nil
 }
 
 // TrackerState returns a grid's meta, a searcher's stored tracker state and
@@ -252,32 +364,114 @@ func (s *Store) TrackerState(ctx context.Context, id, participantID string) (sar
 }
 
 // AddCoverage adds a batch of coverage to a grid and saves the searcher's
-// tracker state, in one script run.
+// tracker state, in one script run (lua/coverage.lua) after one read: the
+// new coverage and total are computed here with geo.UndetectedDelta, and
+// stored only if no coverage or grid write came in between (else read
+// again).
 func (s *Store) AddCoverage(ctx context.Context, a sar.CoverageArgs) (sar.CoverageResult, error) {
 	id := a.IncidentID
-	args := make([]any, 0, 8+2*len(a.Coverage))
-	args = append(args, a.ParticipantID, a.TrackerBefore, a.TrackerAfter, ffmt(a.EventDelta), a.EventEveryMs, a.NowMs, len(a.Coverage))
+	cells := make([]string, 0, len(a.Coverage))
+	deltas := make([]float64, 0, len(a.Coverage))
 	for c, v := range a.Coverage {
-		args = append(args, sar.CellHex(c), ffmt(v))
+		cells = append(cells, sar.CellHex(c))
+		deltas = append(deltas, v)
 	}
-	keys := []string{kInc(id), kGrid(id), kGridPrior(id), kGridCov(id), kGridVer(id), kGridTrk(id)}
-	res, err := coverageScript.Run(ctx, s.rdb, keys, args...).Slice()
+	keys := []string{kInc(id), kGrid(id), kGridCov(id), kGridVer(id), kGridTrk(id)}
+	for range gridCASTries {
+		snap, err := s.coverageCells(ctx, id, cells)
+		if err != nil {
+			return sar.CoverageResult{}, err
+		}
+		if !snap.hasGrid {
+			return sar.CoverageResult{NoGrid: true}, nil
+		}
+		z := snap.z
+		args := make([]any, 0, 11+3*len(cells))
+		args = append(args, a.ParticipantID, a.TrackerBefore, a.TrackerAfter, snap.cver, snap.wver)
+		cellArgs := make([]any, 0, 3*len(cells))
+		changed := 0
+		for i, c := range cells {
+			before := snap.cov[i]
+			after := before + deltas[i]
+			in := "0"
+			if snap.inGrid[i] {
+				z += geo.UndetectedDelta(snap.prior[i], before, after)
+				in = "1"
+				changed++
+			}
+			cellArgs = append(cellArgs, c, ffmt(after), in)
+		}
+		pos := 1 - (1-snap.posb)*z
+		args = append(args, ffmt(z), ffmt(pos), ffmt(a.EventDelta), a.EventEveryMs, a.NowMs, len(cells))
+		args = append(args, cellArgs...)
+		res, err := coverageScript.Run(ctx, s.rdb, keys, args...).Result()
+		if err != nil {
+			return sar.CoverageResult{}, fail(err, "incident")
+		}
+		r := newReply("coverage", res, 1)
+		switch r.word(0, "nogrid", "stale", "retry", "ok") {
+		case "nogrid":
+			return sar.CoverageResult{NoGrid: true}, nil
+		case "stale":
+			return sar.CoverageResult{TrackerStale: true}, nil
+		case "retry":
+			continue
+		}
+		out := sar.CoverageResult{Version: r.decimal(1), Changed: int(r.int(2)), EventDue: r.flag(3),
+			POS: math.Min(1, math.Max(0, pos))}
+		if r.err != nil {
+			return sar.CoverageResult{}, r.err
+		}
+		if out.Changed != changed {
+			return sar.CoverageResult{}, replyError("coverage", "%d cells changed, want %d", out.Changed, changed)
+		}
+		if z > 0 {
+			out.RestOfWorld = snap.row / z
+		}
+		return out, nil
+	}
+	return sar.CoverageResult{}, sar.Errorf(sar.KindUnavailable, "search grid coverage is being changed concurrently; retry")
+}
+
+// coverageRead is what AddCoverage reads before its script.
+type coverageRead struct {
+	hasGrid      bool
+	cver, wver   int64
+	z, posb, row float64
+	prior, cov   []float64 // per cell asked
+	inGrid       []bool
+}
+
+// coverageCells reads, as one snapshot, the grid's versions and totals
+// and the weight and coverage of cells.
+func (s *Store) coverageCells(ctx context.Context, id string, cells []string) (coverageRead, error) {
+	var meta *redis.SliceCmd
+	var pri, cov []*redis.SliceCmd
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		meta = p.HMGet(ctx, kGrid(id), "ver", "cver", "wver", "z", "posb", "row")
+		for i := 0; i < len(cells); i += gridStageChunk {
+			part := cells[i:min(i+gridStageChunk, len(cells))]
+			pri = append(pri, p.HMGet(ctx, kGridPrior(id), part...))
+			cov = append(cov, p.HMGet(ctx, kGridCov(id), part...))
+		}
+		return nil
+	})
 	if err != nil {
-		return sar.CoverageResult{}, fail(err, "incident")
+		return coverageRead{}, fail(err, "search grid")
 	}
-	switch res[0].(string) {
-	case "nogrid":
-		return sar.CoverageResult{NoGrid: true}, nil
-	case "stale":
-		return sar.CoverageResult{TrackerStale: true}, nil
+	m := meta.Val()
+	if m[0] == nil {
+		return coverageRead{}, nil
 	}
-	z, posb, row := pfloat(res[2]), pfloat(res[3]), pfloat(res[4])
-	out := sar.CoverageResult{Version: pint(res[1]), Changed: int(res[5].(int64)), EventDue: res[6].(int64) == 1,
-		POS: 1 - (1-posb)*z}
-	if z > 0 {
-		out.RestOfWorld = row / z
+	out := coverageRead{hasGrid: true, cver: pint(m[1]), wver: pint(m[2]), z: pfloat(m[3]), posb: pfloat(m[4]), row: pfloat(m[5]),
+		prior: make([]float64, 0, len(cells)), cov: make([]float64, 0, len(cells)), inGrid: make([]bool, 0, len(cells))}
+	for i := range pri {
+		for j, v := range pri[i].Val() {
+			out.prior = append(out.prior, pfloat(v))
+			out.inGrid = append(out.inGrid, v != nil)
+			out.cov = append(out.cov, pfloat(cov[i].Val()[j]))
+		}
 	}
-	out.POS = math.Min(1, math.Max(0, out.POS))
 	return out, nil
 }
 
@@ -299,17 +493,28 @@ func (s *Store) PutEvent(ctx context.Context, ev *sarv1.Event) error {
 // for everyMs (no coverage since) and everyMs have passed since the last
 // event. It claims the event if so.
 func (s *Store) FlushGridEvent(ctx context.Context, id string, minDelta float64, everyMs, nowMs int64) (sar.TrailingEvent, error) {
-	res, err := flushGridEventScript.Run(ctx, s.rdb, []string{kInc(id), kGrid(id)}, ffmt(minDelta), everyMs, nowMs).Slice()
+	res, err := flushGridEventScript.Run(ctx, s.rdb, []string{kInc(id), kGrid(id)}, ffmt(minDelta), everyMs, nowMs).Result()
 	if err != nil {
 		return sar.TrailingEvent{}, fail(err, "search grid")
 	}
-	switch res[0].(string) {
+	return flushReply(res)
+}
+
+// flushReply reads the reply of lua/flush_grid_event.lua.
+func flushReply(v any) (sar.TrailingEvent, error) {
+	r := newReply("flush grid event", v, 1)
+	switch r.word(0, "nogrid", "quiet", "wait", "due") {
 	case "nogrid", "quiet":
-		return sar.TrailingEvent{}, nil
+		return sar.TrailingEvent{}, r.err
 	case "wait":
-		return sar.TrailingEvent{WaitMs: res[1].(int64)}, nil
+		ms := r.int(1)
+		return sar.TrailingEvent{WaitMs: ms}, r.err
 	}
-	m, ok, err := decodeMeta(res[1:8])
+	vals := r.slice(1, 8)
+	if r.err != nil {
+		return sar.TrailingEvent{}, r.err
+	}
+	m, ok, err := decodeMeta(vals)
 	if err != nil || !ok {
 		return sar.TrailingEvent{}, err
 	}
@@ -321,50 +526,17 @@ func (s *Store) FlushGridEvent(ctx context.Context, id string, minDelta float64,
 	return out, nil
 }
 
-// flushGridEventScript: see FlushGridEvent.
-//
-// KEYS: inc grid
-// ARGV: minDelta everyMs nowMs
-//
-// Returns {'nogrid'}, {'quiet'} (nothing to announce), {'wait', ms} or
-// {'due', pb, ver, seedver, row, z, posb, wver}.
-var flushGridEventScript = redis.NewScript(`
-if redis.call('HGET', KEYS[1], 'state') ~= 'open' then return {'nogrid'} end
-local m = redis.call('HMGET', KEYS[2], 'pb', 'ver', 'seedver', 'row', 'z', 'posb', 'wver', 'evpos', 'evt', 'covt')
-if not m[1] then return {'nogrid'} end
-local pos = 1 - (1 - tonumber(m[6])) * tonumber(m[5])
-if math.abs(pos - tonumber(m[8] or '0')) < tonumber(ARGV[1]) then return {'quiet'} end
-local last = math.max(tonumber(m[9] or '0'), tonumber(m[10] or '0'))
-local wait = last + tonumber(ARGV[2]) - tonumber(ARGV[3])
-if wait > 0 then return {'wait', wait} end
-redis.call('HSET', KEYS[2], 'evpos', string.format('%.17g', pos), 'evt', ARGV[3])
-return {'due', m[1], m[2], m[3], m[4], m[5], m[6], m[7]}
-`)
-
 // UpdateGridSummary replaces the static summary of a grid (sweep widths,
 // settings) if no seed, rebase or other update happened since the meta was
 // read (sar.ErrGridConflict otherwise); it counts as a write (WriteVersion).
 func (s *Store) UpdateGridSummary(ctx context.Context, id string, expectWriteVersion int64, sm *sarv1.SearchGridSummary) error {
-	err := updateGridSummaryScript.Run(ctx, s.rdb, []string{kInc(id), kGrid(id)}, expectWriteVersion, marshal(sm)).Err()
-	if err != nil && strings.Contains(err.Error(), scriptConflict) {
+	res, err := updateGridSummaryScript.Run(ctx, s.rdb, []string{kInc(id), kGrid(id)}, expectWriteVersion, marshal(sm)).Result()
+	if scriptCode(err) == codeConflict {
 		return sar.ErrGridConflict
 	}
-	return fail(err, "search grid")
+	if err != nil {
+		return fail(err, "search grid")
+	}
+	_, err = intReply("update grid summary", res)
+	return err
 }
-
-// updateGridSummaryScript: see UpdateGridSummary.
-//
-// KEYS: inc grid
-// ARGV: expectWver summaryPb
-var updateGridSummaryScript = redis.NewScript(`
-local state = redis.call('HGET', KEYS[1], 'state')
-if not state then return redis.error_reply('SAR_NOTFOUND') end
-if state ~= 'open' then return redis.error_reply('SAR_CLOSED') end
-local wver = redis.call('HGET', KEYS[2], 'wver')
-if not wver then return redis.error_reply('SAR_NOTFOUND') end
-if tonumber(wver) ~= tonumber(ARGV[1]) then return redis.error_reply('SAR_CONFLICT') end
--- A write like a seed or rebase: a rebase prepared before it must not
--- write its older summary over this one.
-redis.call('HSET', KEYS[2], 'pb', ARGV[2], 'wver', tonumber(wver) + 1)
-return 1
-`)

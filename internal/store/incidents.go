@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"errors"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -89,17 +88,55 @@ func (s *Store) waitIncident(ctx context.Context, id string) (*sarv1.Incident, e
 	}
 }
 
+// putIncidentTries bounds the reads of the participants when a close
+// races with joins.
+const putIncidentTries = 5
+
+// putIncident writes an incident with its event (see
+// lua/put_incident.lua). Closing passes every participant's track key to
+// the script, read just before; a join in between makes the script refuse
+// (SAR_PARTS_CHANGED, nothing written) and the participants are read
+// again.
 func (s *Store) putIncident(ctx context.Context, inc *sarv1.Incident, ver int64, ev *sarv1.Event) (int64, error) {
 	id := inc.GetId()
-	keys := []string{kInc(id), kOutbox(id), kLast(id), kCells(id), kCellTime(id), kParts(id), kDev(id), kSeq(id), kPartCred(id),
-		kGrid(id), kGridPrior(id), kGridCov(id), kGridVer(id), kGridTrk(id), kSearcher(id), kSegs(id)}
-	n, err := putIncidentScript.Run(ctx, s.rdb, keys,
-		ver, marshal(inc), stateWord(inc.GetState()), ev.GetId(), marshal(ev),
-		int64(s.retention/time.Second), id).Int64()
-	if err != nil && strings.Contains(err.Error(), scriptConflict) {
-		return 0, errConflict
+	state := stateWord(inc.GetState())
+	pb, evPb := marshal(inc), marshal(ev)
+	var err error
+	for range putIncidentTries {
+		var parts []string
+		if state == "closed" {
+			if parts, err = s.rdb.HKeys(ctx, kParts(id)).Result(); err != nil {
+				return 0, fail(err, "incident")
+			}
+		}
+		keys, args := closeKeys(id, parts)
+		args = append([]any{ver, pb, state, ev.GetId(), evPb, int64(s.retention / time.Second), len(parts)}, args...)
+		var res any
+		res, err = putIncidentScript.Run(ctx, s.rdb, keys, args...).Result()
+		switch scriptCode(err) {
+		case codeConflict:
+			return 0, errConflict
+		case codePartsChanged:
+			continue
+		}
+		if err != nil {
+			return 0, fail(err, "incident")
+		}
+		return intReply("put incident", res)
 	}
-	return n, fail(err, "incident")
+	return 0, fail(err, "incident")
+}
+
+// closeKeys returns the keys of put_incident.lua: the incident's keys,
+// then the track key of each of parts; and parts as arguments.
+func closeKeys(id string, parts []string) (keys []string, args []any) {
+	keys = []string{kInc(id), kOutbox(id), kLast(id), kCells(id), kCellTime(id), kParts(id), kDev(id), kSeq(id), kPartCred(id),
+		kGrid(id), kGridPrior(id), kGridCov(id), kGridVer(id), kGridTrk(id), kSearcher(id), kSegs(id)}
+	for _, p := range parts {
+		keys = append(keys, kTrack(id, p))
+		args = append(args, p)
+	}
+	return keys, args
 }
 
 // GetIncident returns an incident and its version.

@@ -24,19 +24,30 @@ func (s *Store) Ingest(ctx context.Context, a sar.IngestArgs) (sar.IngestResult,
 		}
 		args = append(args, strconv.FormatUint(f.Sequence, 10), f.TimeMs, f.Fix.GetCell(), marshal(f.Fix))
 	}
-	res, err := ingestScript.Run(ctx, s.rdb, keys, args...).Slice()
+	res, err := ingestScript.Run(ctx, s.rdb, keys, args...).Result()
 	if err != nil {
 		return sar.IngestResult{}, fail(err, "incident")
 	}
+	return ingestReply(res)
+}
+
+// ingestReply reads the ingest script's reply (see lua/ingest.lua).
+func ingestReply(v any) (sar.IngestResult, error) {
+	r := newReply("ingest", v, 6)
 	out := sar.IngestResult{
-		AckedBefore:  uint64(parseInt(res[0].(string))),
-		AckedThrough: uint64(parseInt(res[1].(string))),
-		Stored:       int(res[2].(int64)),
-		LastChanged:  res[3].(int64) == 1,
-		HasGrid:      res[5].(int64) == 1,
+		AckedBefore:  r.udecimal(0),
+		AckedThrough: r.udecimal(1),
+		Stored:       int(r.int(2)),
+		LastChanged:  r.flag(3),
+		HasGrid:      r.flag(5),
 	}
-	if v := res[4].(string); v != "" {
-		if out.Last, err = decodeLast(v); err != nil {
+	last := r.str(4)
+	if r.err != nil {
+		return sar.IngestResult{}, r.err
+	}
+	if last != "" {
+		var err error
+		if out.Last, err = decodeLast(last); err != nil {
 			return sar.IngestResult{}, err
 		}
 	}

@@ -1,9 +1,17 @@
 // Package store is the one place that speaks Redis: the key layout, the Lua
 // scripts and the (de)serialisation of the live state.
 //
+// The scripts are the files lua/*.lua, embedded (scripts.go); each names
+// its KEYS, ARGV, reply and error codes in its header. Replies are read
+// with checks (reply.go) and error codes are matched exactly against one
+// table (errors.go). The detection model (coverage to remaining
+// probability) is not in Lua: Go computes it with the geo package and the
+// scripts store what Go computed, compare-and-set (see grid.go).
+//
 // Every key of one incident carries the incident id as its hash tag
-// ("sar:{<incident>}:..."), so that each multi-key script touches one slot
-// and runs unchanged on a single server and on Redis Cluster. The few
+// ("sar:{<incident>}:..."), and a script receives every key it touches in
+// KEYS, so that each multi-key script touches one slot and runs unchanged
+// on a single server and on Redis Cluster. The few
 // cross-incident keys are named here and are only read or written one key
 // per command.
 package store
@@ -26,6 +34,10 @@ func kGridVer(id string) string     { return "sar:{" + id + "}:gver" }        //
 func kGridTrk(id string) string     { return "sar:{" + id + "}:gtrk" }        // hash: participant -> tracker state JSON
 func kSearcher(id string) string    { return "sar:{" + id + "}:stype" }       // hash: participant -> searcher type
 func kSegs(id string) string        { return "sar:{" + id + "}:segs" }        // hash: "ver", "json" (see segments.go)
+
+// Staging keys of one grid write (PutGrid), expiring by themselves.
+func kGridStage(id, token string) string    { return "sar:{" + id + "}:gstage:" + token }  // hash: cell hex -> weight
+func kGridStageVer(id, token string) string { return "sar:{" + id + "}:gstagev:" + token } // zset: cell hex scored 1
 
 // Cross-incident keys (each used alone in a command).
 const (

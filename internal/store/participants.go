@@ -25,20 +25,26 @@ func (s *Store) Join(ctx context.Context, a sar.JoinArgs) (sar.JoinResult, error
 	}
 	keys := []string{kInc(id), kParts(id), kPartCred(id), kDev(id), kSeq(id), kOutbox(id), kSearcher(id)}
 	res, err := joinScript.Run(ctx, s.rdb, keys, a.DeviceID, a.CredentialID, a.CallerPartID, newID, newPb, evID, evPb, a.RebindFrom,
-		a.SearcherType, a.NewSearcherType).Slice()
+		a.SearcherType, a.NewSearcherType).Result()
 	if err != nil {
-		if strings.Contains(err.Error(), scriptDeviceUsed) {
-			return sar.JoinResult{}, &sar.Error{Kind: sar.KindFailedPrecondition, Err: sar.ErrDeviceTaken,
-				Message: "device is bound to another participant of this incident"}
-		}
-		return sar.JoinResult{}, fail(err, "incident")
+		return sar.JoinResult{}, fail(err, "incident") // SAR_DEVICE_TAKEN wraps sar.ErrDeviceTaken
+	}
+	return joinReply(res)
+}
+
+// joinReply reads the join script's reply (see lua/join.lua).
+func joinReply(v any) (sar.JoinResult, error) {
+	r := newReply("join", v, 5)
+	created, acked, pb, st := r.flag(1), r.udecimal(2), r.str(3), r.str(4)
+	if r.err != nil {
+		return sar.JoinResult{}, r.err
 	}
 	p := &sarv1.Participant{}
-	if err := unmarshal(res[3].(string), p); err != nil {
+	if err := unmarshal(pb, p); err != nil {
 		return sar.JoinResult{}, err
 	}
-	p.SearcherType = res[4].(string)
-	return sar.JoinResult{Participant: p, Created: res[1].(int64) == 1, AckedThrough: uint64(parseInt(res[2].(string)))}, nil
+	p.SearcherType = st
+	return sar.JoinResult{Participant: p, Created: created, AckedThrough: acked}, nil
 }
 
 // DeviceBinding returns the participant a device is bound to in an
@@ -71,9 +77,13 @@ func (s *Store) AddParticipant(ctx context.Context, p *sarv1.Participant, ev *sa
 	if _, err := s.rdb.SAdd(ctx, kIdxOutbox, id).Result(); err != nil {
 		return fail(err, "incident")
 	}
-	_, err := addParticipantScript.Run(ctx, s.rdb, []string{kInc(id), kParts(id), kOutbox(id)},
+	res, err := addParticipantScript.Run(ctx, s.rdb, []string{kInc(id), kParts(id), kOutbox(id)},
 		p.GetId(), marshal(p), ev.GetId(), marshal(ev)).Result()
-	return fail(err, "incident")
+	if err != nil {
+		return fail(err, "incident")
+	}
+	_, err = intReply("add participant", res)
+	return err
 }
 
 // Participant returns one participant without its last fix.

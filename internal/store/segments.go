@@ -3,9 +3,6 @@ package store
 import (
 	"context"
 	"encoding/json"
-	"strings"
-
-	"github.com/redis/go-redis/v9"
 
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
 	"github.com/mountain-sar/sar/internal/sar"
@@ -45,31 +42,13 @@ func (s *Store) PutSegmentation(ctx context.Context, id string, seg *sar.Segment
 	if _, err := s.rdb.SAdd(ctx, kIdxOutbox, id).Result(); err != nil {
 		return 0, fail(err, "incident")
 	}
-	v, err := putSegmentsScript.Run(ctx, s.rdb, []string{kInc(id), kSegs(id), kOutbox(id)},
-		seg.Version, string(js), ev.GetId(), marshal(ev)).Int64()
-	if err != nil && strings.Contains(err.Error(), scriptConflict) {
+	res, err := putSegmentsScript.Run(ctx, s.rdb, []string{kInc(id), kSegs(id), kOutbox(id)},
+		seg.Version, string(js), ev.GetId(), marshal(ev)).Result()
+	if scriptCode(err) == codeConflict {
 		return 0, sar.ErrSegmentsConflict
 	}
 	if err != nil {
 		return 0, fail(err, "incident")
 	}
-	return v, nil
+	return intReply("put segments", res)
 }
-
-// putSegmentsScript writes a segmentation (compare-and-set on its version)
-// with the event that announces it.
-//
-// KEYS: inc segs outbox
-// ARGV: expectVer json eventId eventPb
-//
-// Returns the new version.
-var putSegmentsScript = redis.NewScript(`
-local state = redis.call('HGET', KEYS[1], 'state')
-if not state then return redis.error_reply('SAR_NOTFOUND') end
-if state ~= 'open' then return redis.error_reply('SAR_CLOSED') end
-local ver = tonumber(redis.call('HGET', KEYS[2], 'ver') or '0')
-if ver ~= tonumber(ARGV[1]) then return redis.error_reply('SAR_CONFLICT') end
-redis.call('HSET', KEYS[2], 'ver', ver + 1, 'json', ARGV[2])
-redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
-return ver + 1
-`)

@@ -1,0 +1,78 @@
+-- ingest: stores one batch of one device atomically. It checks that the
+-- incident is open and the device joined as the participant; moves the
+-- device's acked-through sequence up to skippedThrough (sequences the
+-- device gave up on); then walks the batch in sequence order: a sequence
+-- at or below acked-through is a duplicate (exactly once under retries),
+-- the next one is processed — stored, or only consumed when the fix was
+-- refused for good (empty pb) — and raises acked-through, and the first
+-- gap stops the walk (the device resends from acked-through + 1). Stored
+-- fixes go to the track (trimmed back to trackMax when it grows 10 % past
+-- it, so the trim is not paid on every batch) and to the cell visit
+-- counts; the last known position moves only forward in fix time.
+--
+-- KEYS: 1 inc, 2 seq, 3 dev, 4 last, 5 trk (the participant's track),
+--       6 cells, 7 cellt, 8 grid
+-- ARGV: 1 device, 2 participant, 3 trackMax, 4 skippedThrough, 5 n, then
+--       n times (seq, timeMs, cell, fixPb)
+-- Returns: {ackedBefore, ackedThrough, stored, lastChanged, lastValue,
+--       hasGrid}: the two sequences as decimal strings, stored a count,
+--       lastChanged and hasGrid 0 or 1 (hasGrid: the incident has a search
+--       plan, so the caller knows whether to add coverage without another
+--       round trip), lastValue the "<ms>|<LocationFix pb>" last position
+--       or "".
+-- Errors: SAR_NOTFOUND, SAR_CLOSED, SAR_NOTJOINED.
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return redis.error_reply('SAR_NOTFOUND no such incident') end
+if state ~= 'open' then return redis.error_reply('SAR_CLOSED incident is closed') end
+if redis.call('HGET', KEYS[3], ARGV[1]) ~= ARGV[2] then
+  return redis.error_reply('SAR_NOTJOINED device has not joined as the participant')
+end
+local before = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+local wm = math.max(before, tonumber(ARGV[4]))
+local n = tonumber(ARGV[5])
+local zadd, counts, cellt = {}, {}, {}
+local bestT, best = -1, nil
+local stored = 0
+for i = 0, n - 1 do
+  local o = 6 + i * 4
+  local seq = tonumber(ARGV[o])
+  if seq > wm + 1 then break end
+  if seq == wm + 1 then
+    wm = seq
+    local m = ARGV[o + 3]
+    if m ~= '' then
+      local t, c = tonumber(ARGV[o + 1]), ARGV[o + 2]
+      zadd[#zadd + 1] = t
+      zadd[#zadd + 1] = m
+      counts[c] = (counts[c] or 0) + 1
+      if not cellt[c] or t > cellt[c] then cellt[c] = t end
+      if t > bestT then bestT, best = t, m end
+      stored = stored + 1
+    end
+  end
+end
+if wm > before then redis.call('HSET', KEYS[2], ARGV[1], string.format('%.0f', wm)) end
+local last = redis.call('HGET', KEYS[4], ARGV[2])
+local changed = 0
+if best then
+  local prevT = -1
+  if last then prevT = tonumber(string.sub(last, 1, string.find(last, '|', 1, true) - 1)) end
+  if bestT > prevT then
+    last = string.format('%.0f', bestT) .. '|' .. best
+    redis.call('HSET', KEYS[4], ARGV[2], last)
+    changed = 1
+  end
+  redis.call('ZADD', KEYS[5], unpack(zadd))
+  local keep = tonumber(ARGV[3])
+  if redis.call('ZCARD', KEYS[5]) > keep + math.floor(keep / 10) then
+    redis.call('ZREMRANGEBYRANK', KEYS[5], 0, -(keep + 1))
+  end
+  local zt = {'GT'}
+  for c, cnt in pairs(counts) do
+    redis.call('HINCRBY', KEYS[6], c, cnt)
+    zt[#zt + 1] = cellt[c]
+    zt[#zt + 1] = c
+  end
+  redis.call('ZADD', KEYS[7], unpack(zt))
+end
+return {string.format('%.0f', before), string.format('%.0f', wm), stored, changed, last or '', redis.call('EXISTS', KEYS[8])}

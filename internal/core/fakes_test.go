@@ -49,8 +49,11 @@ type fakeStore struct {
 	AgencyFn            func(ctx context.Context, id string) (*sarv1.Agency, error)
 	AgenciesFn          func(ctx context.Context) ([]*sarv1.Agency, error)
 	CreateTeamFn        func(ctx context.Context, t *sarv1.Team) error
+	TeamFn              func(ctx context.Context, agencyID, teamID string) (*sarv1.Team, error)
 	TeamsFn             func(ctx context.Context, agencyID string) ([]*sarv1.Team, error)
 	TeamExistsFn        func(ctx context.Context, agencyID, teamID string) (bool, error)
+	UpdateTeamFn        func(ctx context.Context, agencyID, teamID string, change func(*sarv1.Team) error) (*sarv1.Team, error)
+	TeamsInFn           func(ctx context.Context, cells []uint64) ([]*sarv1.Team, error)
 	PutCredentialFn     func(ctx context.Context, hash string, p *sarv1.Principal) error
 	CredentialFn        func(ctx context.Context, id string) (hash string, p *sarv1.Principal, err error)
 	DeleteCredentialFn  func(ctx context.Context, id string) error
@@ -245,6 +248,13 @@ func (f *fakeStore) CreateTeam(ctx context.Context, t *sarv1.Team) error {
 	return f.CreateTeamFn(ctx, t)
 }
 
+func (f *fakeStore) Team(ctx context.Context, agencyID, teamID string) (*sarv1.Team, error) {
+	if f.TeamFn == nil {
+		panic(notFaked("Team"))
+	}
+	return f.TeamFn(ctx, agencyID, teamID)
+}
+
 func (f *fakeStore) Teams(ctx context.Context, agencyID string) ([]*sarv1.Team, error) {
 	if f.TeamsFn == nil {
 		panic(notFaked("Teams"))
@@ -257,6 +267,20 @@ func (f *fakeStore) TeamExists(ctx context.Context, agencyID, teamID string) (bo
 		panic(notFaked("TeamExists"))
 	}
 	return f.TeamExistsFn(ctx, agencyID, teamID)
+}
+
+func (f *fakeStore) UpdateTeam(ctx context.Context, agencyID, teamID string, change func(*sarv1.Team) error) (*sarv1.Team, error) {
+	if f.UpdateTeamFn == nil {
+		panic(notFaked("UpdateTeam"))
+	}
+	return f.UpdateTeamFn(ctx, agencyID, teamID, change)
+}
+
+func (f *fakeStore) TeamsIn(ctx context.Context, cells []uint64) ([]*sarv1.Team, error) {
+	if f.TeamsInFn == nil {
+		panic(notFaked("TeamsIn"))
+	}
+	return f.TeamsInFn(ctx, cells)
 }
 
 func (f *fakeStore) PutCredential(ctx context.Context, hash string, p *sarv1.Principal) error {

@@ -83,14 +83,22 @@ type GridStore interface {
 	PutSegmentation(ctx context.Context, id string, seg *sar.Segmentation, ev *sarv1.Event) (int64, error)
 }
 
-// AgencyStore keeps agencies and their teams.
+// AgencyStore keeps agencies and their teams, with an index of where the
+// teams are.
 type AgencyStore interface {
 	CreateAgency(ctx context.Context, a *sarv1.Agency) error
 	Agency(ctx context.Context, id string) (*sarv1.Agency, error)
 	Agencies(ctx context.Context) ([]*sarv1.Agency, error)
 	CreateTeam(ctx context.Context, t *sarv1.Team) error
+	Team(ctx context.Context, agencyID, teamID string) (*sarv1.Team, error)
 	Teams(ctx context.Context, agencyID string) ([]*sarv1.Team, error)
 	TeamExists(ctx context.Context, agencyID, teamID string) (bool, error)
+	// UpdateTeam applies change by compare-and-set (change may run more
+	// than once) and re-indexes the team's place.
+	UpdateTeam(ctx context.Context, agencyID, teamID string, change func(*sarv1.Team) error) (*sarv1.Team, error)
+	// TeamsIn returns the teams whose position (else home) lies in the
+	// given index cells (geo.IndexResolution).
+	TeamsIn(ctx context.Context, cells []uint64) ([]*sarv1.Team, error)
 }
 
 // CredentialStore keeps credentials by id, with the hash of their secret.

@@ -16,6 +16,8 @@
 // per command.
 package store
 
+import "github.com/mountain-sar/sar/internal/sar"
+
 // Per-incident keys.
 func kInc(id string) string         { return "sar:{" + id + "}:inc" }         // hash: pb, state, ver
 func kOutbox(id string) string      { return "sar:{" + id + "}:outbox" }      // hash: event id -> Event pb
@@ -54,3 +56,4 @@ func kReqID(j, r string) string    { return "sar:req:{" + j + "}:" + r }
 func kAgency(a string) string      { return "sar:agency:{" + a + "}" }
 func kAgencyTeams(a string) string { return "sar:agency:{" + a + "}:teams" }
 func kCred(id string) string       { return "sar:cred:{" + id + "}" }
+func kTeamCell(c uint64) string    { return "sar:idx:teamcell:" + sar.CellHex(c) } // set: "<agency>/<team>" placed in an index cell

@@ -9,6 +9,8 @@ package sarv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
+	fieldmaskpb "google.golang.org/protobuf/types/known/fieldmaskpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -21,6 +23,68 @@ const (
 	// Verify that runtime/protoimpl is sufficiently up-to-date.
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
+
+// TeamStatus says whether a team can be sent.
+type TeamStatus int32
+
+const (
+	// Not set: a team nobody has reported on yet. It is not offered tasks
+	// automatically until someone sets a status.
+	TeamStatus_TEAM_STATUS_UNSPECIFIED TeamStatus = 0
+	// Ready to go.
+	TeamStatus_TEAM_STATUS_AVAILABLE TeamStatus = 1
+	// Can go, with limits (fewer members, no night search...: see note).
+	TeamStatus_TEAM_STATUS_LIMITED TeamStatus = 2
+	// Cannot go.
+	TeamStatus_TEAM_STATUS_UNAVAILABLE TeamStatus = 3
+	// Out on a task.
+	TeamStatus_TEAM_STATUS_ON_TASK TeamStatus = 4
+)
+
+// Enum value maps for TeamStatus.
+var (
+	TeamStatus_name = map[int32]string{
+		0: "TEAM_STATUS_UNSPECIFIED",
+		1: "TEAM_STATUS_AVAILABLE",
+		2: "TEAM_STATUS_LIMITED",
+		3: "TEAM_STATUS_UNAVAILABLE",
+		4: "TEAM_STATUS_ON_TASK",
+	}
+	TeamStatus_value = map[string]int32{
+		"TEAM_STATUS_UNSPECIFIED": 0,
+		"TEAM_STATUS_AVAILABLE":   1,
+		"TEAM_STATUS_LIMITED":     2,
+		"TEAM_STATUS_UNAVAILABLE": 3,
+		"TEAM_STATUS_ON_TASK":     4,
+	}
+)
+
+func (x TeamStatus) Enum() *TeamStatus {
+	p := new(TeamStatus)
+	*p = x
+	return p
+}
+
+func (x TeamStatus) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TeamStatus) Descriptor() protoreflect.EnumDescriptor {
+	return file_sar_v1_agency_proto_enumTypes[0].Descriptor()
+}
+
+func (TeamStatus) Type() protoreflect.EnumType {
+	return &file_sar_v1_agency_proto_enumTypes[0]
+}
+
+func (x TeamStatus) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TeamStatus.Descriptor instead.
+func (TeamStatus) EnumDescriptor() ([]byte, []int) {
+	return file_sar_v1_agency_proto_rawDescGZIP(), []int{0}
+}
 
 // AgencyKind is what an agency is.
 type AgencyKind int32
@@ -75,11 +139,11 @@ func (x AgencyKind) String() string {
 }
 
 func (AgencyKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_sar_v1_agency_proto_enumTypes[0].Descriptor()
+	return file_sar_v1_agency_proto_enumTypes[1].Descriptor()
 }
 
 func (AgencyKind) Type() protoreflect.EnumType {
-	return &file_sar_v1_agency_proto_enumTypes[0]
+	return &file_sar_v1_agency_proto_enumTypes[1]
 }
 
 func (x AgencyKind) Number() protoreflect.EnumNumber {
@@ -88,7 +152,7 @@ func (x AgencyKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use AgencyKind.Descriptor instead.
 func (AgencyKind) EnumDescriptor() ([]byte, []int) {
-	return file_sar_v1_agency_proto_rawDescGZIP(), []int{0}
+	return file_sar_v1_agency_proto_rawDescGZIP(), []int{1}
 }
 
 // Agency is an organisation that takes part in searches.
@@ -184,7 +248,31 @@ type Team struct {
 	// Display name.
 	Name string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
 	// When it was created.
-	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// Where the team starts from when it is not out (its station or
+	// village). Optional.
+	Home *LatLng `protobuf:"bytes,5,opt,name=home,proto3" json:"home,omitempty"`
+	// Number of searchers, 0 if unknown.
+	Size int32 `protobuf:"varint,6,opt,name=size,proto3" json:"size,omitempty"`
+	// Kinds of searcher the team fields (as SearchService sweep widths name
+	// them: "foot", "dog", "drone", "vehicle", "horse"...; 1-32 characters
+	// of a-z, 0-9, '-' and '_'). Empty means "foot".
+	SearcherTypes []string `protobuf:"bytes,7,rep,name=searcher_types,json=searcherTypes,proto3" json:"searcher_types,omitempty"`
+	// Average travel speed to a search area in metres per second (road and
+	// track together), used for travel estimates; 0 means the default
+	// (8.3 m/s, about 30 km/h).
+	TravelSpeedMS float64 `protobuf:"fixed64,8,opt,name=travel_speed_m_s,json=travelSpeedMS,proto3" json:"travel_speed_m_s,omitempty"`
+	// Whether the team can be sent. Read-only here: set with SetTeamStatus.
+	Status TeamStatus `protobuf:"varint,9,opt,name=status,proto3,enum=sar.v1.TeamStatus" json:"status,omitempty"`
+	// Free text with the status ("two members, no dog"). Read-only here.
+	StatusNote string `protobuf:"bytes,10,opt,name=status_note,json=statusNote,proto3" json:"status_note,omitempty"`
+	// When the status was last set. Read-only here.
+	StatusTime *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=status_time,json=statusTime,proto3" json:"status_time,omitempty"`
+	// Credential id of who set it. Read-only here.
+	StatusBy string `protobuf:"bytes,12,opt,name=status_by,json=statusBy,proto3" json:"status_by,omitempty"`
+	// Where the team was when the status was set, if given; else unset and
+	// the home counts. Read-only here.
+	Position      *LatLng `protobuf:"bytes,13,opt,name=position,proto3" json:"position,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -243,6 +331,69 @@ func (x *Team) GetName() string {
 func (x *Team) GetCreateTime() *timestamppb.Timestamp {
 	if x != nil {
 		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *Team) GetHome() *LatLng {
+	if x != nil {
+		return x.Home
+	}
+	return nil
+}
+
+func (x *Team) GetSize() int32 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *Team) GetSearcherTypes() []string {
+	if x != nil {
+		return x.SearcherTypes
+	}
+	return nil
+}
+
+func (x *Team) GetTravelSpeedMS() float64 {
+	if x != nil {
+		return x.TravelSpeedMS
+	}
+	return 0
+}
+
+func (x *Team) GetStatus() TeamStatus {
+	if x != nil {
+		return x.Status
+	}
+	return TeamStatus_TEAM_STATUS_UNSPECIFIED
+}
+
+func (x *Team) GetStatusNote() string {
+	if x != nil {
+		return x.StatusNote
+	}
+	return ""
+}
+
+func (x *Team) GetStatusTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StatusTime
+	}
+	return nil
+}
+
+func (x *Team) GetStatusBy() string {
+	if x != nil {
+		return x.StatusBy
+	}
+	return ""
+}
+
+func (x *Team) GetPosition() *LatLng {
+	if x != nil {
+		return x.Position
 	}
 	return nil
 }
@@ -707,24 +858,481 @@ func (x *ListTeamsResponse) GetTeams() []*Team {
 	return nil
 }
 
+// UpdateTeamRequest is the request of UpdateTeam.
+type UpdateTeamRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The team (agency_id and id name it) with the new values.
+	Team *Team `protobuf:"bytes,1,opt,name=team,proto3" json:"team,omitempty"`
+	// Which fields to change: "name", "home", "size", "searcher_types",
+	// "travel_speed_m_s". Required; the status fields are refused here.
+	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateTeamRequest) Reset() {
+	*x = UpdateTeamRequest{}
+	mi := &file_sar_v1_agency_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateTeamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateTeamRequest) ProtoMessage() {}
+
+func (x *UpdateTeamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sar_v1_agency_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateTeamRequest.ProtoReflect.Descriptor instead.
+func (*UpdateTeamRequest) Descriptor() ([]byte, []int) {
+	return file_sar_v1_agency_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *UpdateTeamRequest) GetTeam() *Team {
+	if x != nil {
+		return x.Team
+	}
+	return nil
+}
+
+func (x *UpdateTeamRequest) GetUpdateMask() *fieldmaskpb.FieldMask {
+	if x != nil {
+		return x.UpdateMask
+	}
+	return nil
+}
+
+// UpdateTeamResponse is the response of UpdateTeam.
+type UpdateTeamResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The team after the change.
+	Team          *Team `protobuf:"bytes,1,opt,name=team,proto3" json:"team,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateTeamResponse) Reset() {
+	*x = UpdateTeamResponse{}
+	mi := &file_sar_v1_agency_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateTeamResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateTeamResponse) ProtoMessage() {}
+
+func (x *UpdateTeamResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sar_v1_agency_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateTeamResponse.ProtoReflect.Descriptor instead.
+func (*UpdateTeamResponse) Descriptor() ([]byte, []int) {
+	return file_sar_v1_agency_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *UpdateTeamResponse) GetTeam() *Team {
+	if x != nil {
+		return x.Team
+	}
+	return nil
+}
+
+// SetTeamStatusRequest is the request of SetTeamStatus.
+type SetTeamStatusRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The team's agency.
+	AgencyId string `protobuf:"bytes,1,opt,name=agency_id,json=agencyId,proto3" json:"agency_id,omitempty"`
+	// The team.
+	TeamId string `protobuf:"bytes,2,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
+	// The new status (not unspecified).
+	Status TeamStatus `protobuf:"varint,3,opt,name=status,proto3,enum=sar.v1.TeamStatus" json:"status,omitempty"`
+	// Optional note, at most 500 characters.
+	Note string `protobuf:"bytes,4,opt,name=note,proto3" json:"note,omitempty"`
+	// Where the team is now, optional; without it the team counts from its
+	// home.
+	Position      *LatLng `protobuf:"bytes,5,opt,name=position,proto3" json:"position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetTeamStatusRequest) Reset() {
+	*x = SetTeamStatusRequest{}
+	mi := &file_sar_v1_agency_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetTeamStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetTeamStatusRequest) ProtoMessage() {}
+
+func (x *SetTeamStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sar_v1_agency_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetTeamStatusRequest.ProtoReflect.Descriptor instead.
+func (*SetTeamStatusRequest) Descriptor() ([]byte, []int) {
+	return file_sar_v1_agency_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *SetTeamStatusRequest) GetAgencyId() string {
+	if x != nil {
+		return x.AgencyId
+	}
+	return ""
+}
+
+func (x *SetTeamStatusRequest) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
+	}
+	return ""
+}
+
+func (x *SetTeamStatusRequest) GetStatus() TeamStatus {
+	if x != nil {
+		return x.Status
+	}
+	return TeamStatus_TEAM_STATUS_UNSPECIFIED
+}
+
+func (x *SetTeamStatusRequest) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+func (x *SetTeamStatusRequest) GetPosition() *LatLng {
+	if x != nil {
+		return x.Position
+	}
+	return nil
+}
+
+// SetTeamStatusResponse is the response of SetTeamStatus.
+type SetTeamStatusResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The team after the change.
+	Team          *Team `protobuf:"bytes,1,opt,name=team,proto3" json:"team,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetTeamStatusResponse) Reset() {
+	*x = SetTeamStatusResponse{}
+	mi := &file_sar_v1_agency_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetTeamStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetTeamStatusResponse) ProtoMessage() {}
+
+func (x *SetTeamStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sar_v1_agency_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetTeamStatusResponse.ProtoReflect.Descriptor instead.
+func (*SetTeamStatusResponse) Descriptor() ([]byte, []int) {
+	return file_sar_v1_agency_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *SetTeamStatusResponse) GetTeam() *Team {
+	if x != nil {
+		return x.Team
+	}
+	return nil
+}
+
+// FindTeamsRequest is the request of FindTeams.
+type FindTeamsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The place to reach.
+	Near *LatLng `protobuf:"bytes,1,opt,name=near,proto3" json:"near,omitempty"`
+	// Only teams that field at least one of these searcher types; empty for
+	// any.
+	SearcherTypes []string `protobuf:"bytes,2,rep,name=searcher_types,json=searcherTypes,proto3" json:"searcher_types,omitempty"`
+	// Only teams in these states; empty means available and limited.
+	Statuses []TeamStatus `protobuf:"varint,3,rep,packed,name=statuses,proto3,enum=sar.v1.TeamStatus" json:"statuses,omitempty"`
+	// How far to look, in metres of straight-line distance (default 50 km,
+	// at most 300 km).
+	MaxDistanceM float64 `protobuf:"fixed64,4,opt,name=max_distance_m,json=maxDistanceM,proto3" json:"max_distance_m,omitempty"`
+	// At most this many teams (default 20, at most 200).
+	Limit int32 `protobuf:"varint,5,opt,name=limit,proto3" json:"limit,omitempty"`
+	// Jurisdiction to search: operators may give only their own (or leave it
+	// empty); admins may give any, or leave it empty for all.
+	Jurisdiction  string `protobuf:"bytes,6,opt,name=jurisdiction,proto3" json:"jurisdiction,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FindTeamsRequest) Reset() {
+	*x = FindTeamsRequest{}
+	mi := &file_sar_v1_agency_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FindTeamsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FindTeamsRequest) ProtoMessage() {}
+
+func (x *FindTeamsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sar_v1_agency_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FindTeamsRequest.ProtoReflect.Descriptor instead.
+func (*FindTeamsRequest) Descriptor() ([]byte, []int) {
+	return file_sar_v1_agency_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *FindTeamsRequest) GetNear() *LatLng {
+	if x != nil {
+		return x.Near
+	}
+	return nil
+}
+
+func (x *FindTeamsRequest) GetSearcherTypes() []string {
+	if x != nil {
+		return x.SearcherTypes
+	}
+	return nil
+}
+
+func (x *FindTeamsRequest) GetStatuses() []TeamStatus {
+	if x != nil {
+		return x.Statuses
+	}
+	return nil
+}
+
+func (x *FindTeamsRequest) GetMaxDistanceM() float64 {
+	if x != nil {
+		return x.MaxDistanceM
+	}
+	return 0
+}
+
+func (x *FindTeamsRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *FindTeamsRequest) GetJurisdiction() string {
+	if x != nil {
+		return x.Jurisdiction
+	}
+	return ""
+}
+
+// FoundTeam is one team of a FindTeams answer.
+type FoundTeam struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The team.
+	Team *Team `protobuf:"bytes,1,opt,name=team,proto3" json:"team,omitempty"`
+	// Kind of its agency.
+	AgencyKind AgencyKind `protobuf:"varint,2,opt,name=agency_kind,json=agencyKind,proto3,enum=sar.v1.AgencyKind" json:"agency_kind,omitempty"`
+	// Straight-line distance from the team's position (or home) in metres.
+	DistanceM float64 `protobuf:"fixed64,3,opt,name=distance_m,json=distanceM,proto3" json:"distance_m,omitempty"`
+	// Estimated travel time: 1.3 × distance (paths are not straight) at the
+	// team's travel speed.
+	Travel        *durationpb.Duration `protobuf:"bytes,4,opt,name=travel,proto3" json:"travel,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FoundTeam) Reset() {
+	*x = FoundTeam{}
+	mi := &file_sar_v1_agency_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FoundTeam) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FoundTeam) ProtoMessage() {}
+
+func (x *FoundTeam) ProtoReflect() protoreflect.Message {
+	mi := &file_sar_v1_agency_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FoundTeam.ProtoReflect.Descriptor instead.
+func (*FoundTeam) Descriptor() ([]byte, []int) {
+	return file_sar_v1_agency_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *FoundTeam) GetTeam() *Team {
+	if x != nil {
+		return x.Team
+	}
+	return nil
+}
+
+func (x *FoundTeam) GetAgencyKind() AgencyKind {
+	if x != nil {
+		return x.AgencyKind
+	}
+	return AgencyKind_AGENCY_KIND_UNSPECIFIED
+}
+
+func (x *FoundTeam) GetDistanceM() float64 {
+	if x != nil {
+		return x.DistanceM
+	}
+	return 0
+}
+
+func (x *FoundTeam) GetTravel() *durationpb.Duration {
+	if x != nil {
+		return x.Travel
+	}
+	return nil
+}
+
+// FindTeamsResponse is the response of FindTeams.
+type FindTeamsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The teams, soonest there first.
+	Teams         []*FoundTeam `protobuf:"bytes,1,rep,name=teams,proto3" json:"teams,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FindTeamsResponse) Reset() {
+	*x = FindTeamsResponse{}
+	mi := &file_sar_v1_agency_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FindTeamsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FindTeamsResponse) ProtoMessage() {}
+
+func (x *FindTeamsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sar_v1_agency_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FindTeamsResponse.ProtoReflect.Descriptor instead.
+func (*FindTeamsResponse) Descriptor() ([]byte, []int) {
+	return file_sar_v1_agency_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *FindTeamsResponse) GetTeams() []*FoundTeam {
+	if x != nil {
+		return x.Teams
+	}
+	return nil
+}
+
 var File_sar_v1_agency_proto protoreflect.FileDescriptor
 
 const file_sar_v1_agency_proto_rawDesc = "" +
 	"\n" +
-	"\x13sar/v1/agency.proto\x12\x06sar.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb5\x01\n" +
+	"\x13sar/v1/agency.proto\x12\x06sar.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13sar/v1/common.proto\"\xb5\x01\n" +
 	"\x06Agency\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12&\n" +
 	"\x04kind\x18\x03 \x01(\x0e2\x12.sar.v1.AgencyKindR\x04kind\x12\"\n" +
 	"\fjurisdiction\x18\x04 \x01(\tR\fjurisdiction\x12;\n" +
 	"\vcreate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTime\"\x84\x01\n" +
+	"createTime\"\xdf\x03\n" +
 	"\x04Team\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\tagency_id\x18\x02 \x01(\tR\bagencyId\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12;\n" +
 	"\vcreate_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTime\"=\n" +
+	"createTime\x12\"\n" +
+	"\x04home\x18\x05 \x01(\v2\x0e.sar.v1.LatLngR\x04home\x12\x12\n" +
+	"\x04size\x18\x06 \x01(\x05R\x04size\x12%\n" +
+	"\x0esearcher_types\x18\a \x03(\tR\rsearcherTypes\x12'\n" +
+	"\x10travel_speed_m_s\x18\b \x01(\x01R\rtravelSpeedMS\x12*\n" +
+	"\x06status\x18\t \x01(\x0e2\x12.sar.v1.TeamStatusR\x06status\x12\x1f\n" +
+	"\vstatus_note\x18\n" +
+	" \x01(\tR\n" +
+	"statusNote\x12;\n" +
+	"\vstatus_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"statusTime\x12\x1b\n" +
+	"\tstatus_by\x18\f \x01(\tR\bstatusBy\x12*\n" +
+	"\bposition\x18\r \x01(\v2\x0e.sar.v1.LatLngR\bposition\"=\n" +
 	"\x13CreateAgencyRequest\x12&\n" +
 	"\x06agency\x18\x01 \x01(\v2\x0e.sar.v1.AgencyR\x06agency\">\n" +
 	"\x14CreateAgencyResponse\x12&\n" +
@@ -744,7 +1352,44 @@ const file_sar_v1_agency_proto_rawDesc = "" +
 	"\x10ListTeamsRequest\x12\x1b\n" +
 	"\tagency_id\x18\x01 \x01(\tR\bagencyId\"7\n" +
 	"\x11ListTeamsResponse\x12\"\n" +
-	"\x05teams\x18\x01 \x03(\v2\f.sar.v1.TeamR\x05teams*\xdd\x01\n" +
+	"\x05teams\x18\x01 \x03(\v2\f.sar.v1.TeamR\x05teams\"r\n" +
+	"\x11UpdateTeamRequest\x12 \n" +
+	"\x04team\x18\x01 \x01(\v2\f.sar.v1.TeamR\x04team\x12;\n" +
+	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
+	"updateMask\"6\n" +
+	"\x12UpdateTeamResponse\x12 \n" +
+	"\x04team\x18\x01 \x01(\v2\f.sar.v1.TeamR\x04team\"\xb8\x01\n" +
+	"\x14SetTeamStatusRequest\x12\x1b\n" +
+	"\tagency_id\x18\x01 \x01(\tR\bagencyId\x12\x17\n" +
+	"\ateam_id\x18\x02 \x01(\tR\x06teamId\x12*\n" +
+	"\x06status\x18\x03 \x01(\x0e2\x12.sar.v1.TeamStatusR\x06status\x12\x12\n" +
+	"\x04note\x18\x04 \x01(\tR\x04note\x12*\n" +
+	"\bposition\x18\x05 \x01(\v2\x0e.sar.v1.LatLngR\bposition\"9\n" +
+	"\x15SetTeamStatusResponse\x12 \n" +
+	"\x04team\x18\x01 \x01(\v2\f.sar.v1.TeamR\x04team\"\xed\x01\n" +
+	"\x10FindTeamsRequest\x12\"\n" +
+	"\x04near\x18\x01 \x01(\v2\x0e.sar.v1.LatLngR\x04near\x12%\n" +
+	"\x0esearcher_types\x18\x02 \x03(\tR\rsearcherTypes\x12.\n" +
+	"\bstatuses\x18\x03 \x03(\x0e2\x12.sar.v1.TeamStatusR\bstatuses\x12$\n" +
+	"\x0emax_distance_m\x18\x04 \x01(\x01R\fmaxDistanceM\x12\x14\n" +
+	"\x05limit\x18\x05 \x01(\x05R\x05limit\x12\"\n" +
+	"\fjurisdiction\x18\x06 \x01(\tR\fjurisdiction\"\xb4\x01\n" +
+	"\tFoundTeam\x12 \n" +
+	"\x04team\x18\x01 \x01(\v2\f.sar.v1.TeamR\x04team\x123\n" +
+	"\vagency_kind\x18\x02 \x01(\x0e2\x12.sar.v1.AgencyKindR\n" +
+	"agencyKind\x12\x1d\n" +
+	"\n" +
+	"distance_m\x18\x03 \x01(\x01R\tdistanceM\x121\n" +
+	"\x06travel\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x06travel\"<\n" +
+	"\x11FindTeamsResponse\x12'\n" +
+	"\x05teams\x18\x01 \x03(\v2\x11.sar.v1.FoundTeamR\x05teams*\x93\x01\n" +
+	"\n" +
+	"TeamStatus\x12\x1b\n" +
+	"\x17TEAM_STATUS_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15TEAM_STATUS_AVAILABLE\x10\x01\x12\x17\n" +
+	"\x13TEAM_STATUS_LIMITED\x10\x02\x12\x1b\n" +
+	"\x17TEAM_STATUS_UNAVAILABLE\x10\x03\x12\x17\n" +
+	"\x13TEAM_STATUS_ON_TASK\x10\x04*\xdd\x01\n" +
 	"\n" +
 	"AgencyKind\x12\x1b\n" +
 	"\x17AGENCY_KIND_UNSPECIFIED\x10\x00\x12\x1e\n" +
@@ -753,14 +1398,18 @@ const file_sar_v1_agency_proto_rawDesc = "" +
 	"\x18AGENCY_KIND_FIRE_BRIGADE\x10\x03\x12 \n" +
 	"\x1cAGENCY_KIND_TOWNSHIP_COMMAND\x10\x04\x12\x19\n" +
 	"\x15AGENCY_KIND_VILLAGERS\x10\x05\x12\x15\n" +
-	"\x11AGENCY_KIND_OTHER\x10\x062\xee\x02\n" +
+	"\x11AGENCY_KIND_OTHER\x10\x062\xc3\x04\n" +
 	"\rAgencyService\x12I\n" +
 	"\fCreateAgency\x12\x1b.sar.v1.CreateAgencyRequest\x1a\x1c.sar.v1.CreateAgencyResponse\x12@\n" +
 	"\tGetAgency\x12\x18.sar.v1.GetAgencyRequest\x1a\x19.sar.v1.GetAgencyResponse\x12I\n" +
 	"\fListAgencies\x12\x1b.sar.v1.ListAgenciesRequest\x1a\x1c.sar.v1.ListAgenciesResponse\x12C\n" +
 	"\n" +
 	"CreateTeam\x12\x19.sar.v1.CreateTeamRequest\x1a\x1a.sar.v1.CreateTeamResponse\x12@\n" +
-	"\tListTeams\x12\x18.sar.v1.ListTeamsRequest\x1a\x19.sar.v1.ListTeamsResponseB\x80\x01\n" +
+	"\tListTeams\x12\x18.sar.v1.ListTeamsRequest\x1a\x19.sar.v1.ListTeamsResponse\x12C\n" +
+	"\n" +
+	"UpdateTeam\x12\x19.sar.v1.UpdateTeamRequest\x1a\x1a.sar.v1.UpdateTeamResponse\x12L\n" +
+	"\rSetTeamStatus\x12\x1c.sar.v1.SetTeamStatusRequest\x1a\x1d.sar.v1.SetTeamStatusResponse\x12@\n" +
+	"\tFindTeams\x12\x18.sar.v1.FindTeamsRequest\x1a\x19.sar.v1.FindTeamsResponseB\x80\x01\n" +
 	"\n" +
 	"com.sar.v1B\vAgencyProtoP\x01Z,github.com/mountain-sar/sar/gen/sar/v1;sarv1\xa2\x02\x03SXX\xaa\x02\x06Sar.V1\xca\x02\x06Sar\\V1\xe2\x02\x12Sar\\V1\\GPBMetadata\xea\x02\aSar::V1b\x06proto3"
 
@@ -776,50 +1425,83 @@ func file_sar_v1_agency_proto_rawDescGZIP() []byte {
 	return file_sar_v1_agency_proto_rawDescData
 }
 
-var file_sar_v1_agency_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_sar_v1_agency_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_sar_v1_agency_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_sar_v1_agency_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_sar_v1_agency_proto_goTypes = []any{
-	(AgencyKind)(0),               // 0: sar.v1.AgencyKind
-	(*Agency)(nil),                // 1: sar.v1.Agency
-	(*Team)(nil),                  // 2: sar.v1.Team
-	(*CreateAgencyRequest)(nil),   // 3: sar.v1.CreateAgencyRequest
-	(*CreateAgencyResponse)(nil),  // 4: sar.v1.CreateAgencyResponse
-	(*GetAgencyRequest)(nil),      // 5: sar.v1.GetAgencyRequest
-	(*GetAgencyResponse)(nil),     // 6: sar.v1.GetAgencyResponse
-	(*ListAgenciesRequest)(nil),   // 7: sar.v1.ListAgenciesRequest
-	(*ListAgenciesResponse)(nil),  // 8: sar.v1.ListAgenciesResponse
-	(*CreateTeamRequest)(nil),     // 9: sar.v1.CreateTeamRequest
-	(*CreateTeamResponse)(nil),    // 10: sar.v1.CreateTeamResponse
-	(*ListTeamsRequest)(nil),      // 11: sar.v1.ListTeamsRequest
-	(*ListTeamsResponse)(nil),     // 12: sar.v1.ListTeamsResponse
-	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
+	(TeamStatus)(0),               // 0: sar.v1.TeamStatus
+	(AgencyKind)(0),               // 1: sar.v1.AgencyKind
+	(*Agency)(nil),                // 2: sar.v1.Agency
+	(*Team)(nil),                  // 3: sar.v1.Team
+	(*CreateAgencyRequest)(nil),   // 4: sar.v1.CreateAgencyRequest
+	(*CreateAgencyResponse)(nil),  // 5: sar.v1.CreateAgencyResponse
+	(*GetAgencyRequest)(nil),      // 6: sar.v1.GetAgencyRequest
+	(*GetAgencyResponse)(nil),     // 7: sar.v1.GetAgencyResponse
+	(*ListAgenciesRequest)(nil),   // 8: sar.v1.ListAgenciesRequest
+	(*ListAgenciesResponse)(nil),  // 9: sar.v1.ListAgenciesResponse
+	(*CreateTeamRequest)(nil),     // 10: sar.v1.CreateTeamRequest
+	(*CreateTeamResponse)(nil),    // 11: sar.v1.CreateTeamResponse
+	(*ListTeamsRequest)(nil),      // 12: sar.v1.ListTeamsRequest
+	(*ListTeamsResponse)(nil),     // 13: sar.v1.ListTeamsResponse
+	(*UpdateTeamRequest)(nil),     // 14: sar.v1.UpdateTeamRequest
+	(*UpdateTeamResponse)(nil),    // 15: sar.v1.UpdateTeamResponse
+	(*SetTeamStatusRequest)(nil),  // 16: sar.v1.SetTeamStatusRequest
+	(*SetTeamStatusResponse)(nil), // 17: sar.v1.SetTeamStatusResponse
+	(*FindTeamsRequest)(nil),      // 18: sar.v1.FindTeamsRequest
+	(*FoundTeam)(nil),             // 19: sar.v1.FoundTeam
+	(*FindTeamsResponse)(nil),     // 20: sar.v1.FindTeamsResponse
+	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
+	(*LatLng)(nil),                // 22: sar.v1.LatLng
+	(*fieldmaskpb.FieldMask)(nil), // 23: google.protobuf.FieldMask
+	(*durationpb.Duration)(nil),   // 24: google.protobuf.Duration
 }
 var file_sar_v1_agency_proto_depIdxs = []int32{
-	0,  // 0: sar.v1.Agency.kind:type_name -> sar.v1.AgencyKind
-	13, // 1: sar.v1.Agency.create_time:type_name -> google.protobuf.Timestamp
-	13, // 2: sar.v1.Team.create_time:type_name -> google.protobuf.Timestamp
-	1,  // 3: sar.v1.CreateAgencyRequest.agency:type_name -> sar.v1.Agency
-	1,  // 4: sar.v1.CreateAgencyResponse.agency:type_name -> sar.v1.Agency
-	1,  // 5: sar.v1.GetAgencyResponse.agency:type_name -> sar.v1.Agency
-	1,  // 6: sar.v1.ListAgenciesResponse.agencies:type_name -> sar.v1.Agency
-	2,  // 7: sar.v1.CreateTeamRequest.team:type_name -> sar.v1.Team
-	2,  // 8: sar.v1.CreateTeamResponse.team:type_name -> sar.v1.Team
-	2,  // 9: sar.v1.ListTeamsResponse.teams:type_name -> sar.v1.Team
-	3,  // 10: sar.v1.AgencyService.CreateAgency:input_type -> sar.v1.CreateAgencyRequest
-	5,  // 11: sar.v1.AgencyService.GetAgency:input_type -> sar.v1.GetAgencyRequest
-	7,  // 12: sar.v1.AgencyService.ListAgencies:input_type -> sar.v1.ListAgenciesRequest
-	9,  // 13: sar.v1.AgencyService.CreateTeam:input_type -> sar.v1.CreateTeamRequest
-	11, // 14: sar.v1.AgencyService.ListTeams:input_type -> sar.v1.ListTeamsRequest
-	4,  // 15: sar.v1.AgencyService.CreateAgency:output_type -> sar.v1.CreateAgencyResponse
-	6,  // 16: sar.v1.AgencyService.GetAgency:output_type -> sar.v1.GetAgencyResponse
-	8,  // 17: sar.v1.AgencyService.ListAgencies:output_type -> sar.v1.ListAgenciesResponse
-	10, // 18: sar.v1.AgencyService.CreateTeam:output_type -> sar.v1.CreateTeamResponse
-	12, // 19: sar.v1.AgencyService.ListTeams:output_type -> sar.v1.ListTeamsResponse
-	15, // [15:20] is the sub-list for method output_type
-	10, // [10:15] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	1,  // 0: sar.v1.Agency.kind:type_name -> sar.v1.AgencyKind
+	21, // 1: sar.v1.Agency.create_time:type_name -> google.protobuf.Timestamp
+	21, // 2: sar.v1.Team.create_time:type_name -> google.protobuf.Timestamp
+	22, // 3: sar.v1.Team.home:type_name -> sar.v1.LatLng
+	0,  // 4: sar.v1.Team.status:type_name -> sar.v1.TeamStatus
+	21, // 5: sar.v1.Team.status_time:type_name -> google.protobuf.Timestamp
+	22, // 6: sar.v1.Team.position:type_name -> sar.v1.LatLng
+	2,  // 7: sar.v1.CreateAgencyRequest.agency:type_name -> sar.v1.Agency
+	2,  // 8: sar.v1.CreateAgencyResponse.agency:type_name -> sar.v1.Agency
+	2,  // 9: sar.v1.GetAgencyResponse.agency:type_name -> sar.v1.Agency
+	2,  // 10: sar.v1.ListAgenciesResponse.agencies:type_name -> sar.v1.Agency
+	3,  // 11: sar.v1.CreateTeamRequest.team:type_name -> sar.v1.Team
+	3,  // 12: sar.v1.CreateTeamResponse.team:type_name -> sar.v1.Team
+	3,  // 13: sar.v1.ListTeamsResponse.teams:type_name -> sar.v1.Team
+	3,  // 14: sar.v1.UpdateTeamRequest.team:type_name -> sar.v1.Team
+	23, // 15: sar.v1.UpdateTeamRequest.update_mask:type_name -> google.protobuf.FieldMask
+	3,  // 16: sar.v1.UpdateTeamResponse.team:type_name -> sar.v1.Team
+	0,  // 17: sar.v1.SetTeamStatusRequest.status:type_name -> sar.v1.TeamStatus
+	22, // 18: sar.v1.SetTeamStatusRequest.position:type_name -> sar.v1.LatLng
+	3,  // 19: sar.v1.SetTeamStatusResponse.team:type_name -> sar.v1.Team
+	22, // 20: sar.v1.FindTeamsRequest.near:type_name -> sar.v1.LatLng
+	0,  // 21: sar.v1.FindTeamsRequest.statuses:type_name -> sar.v1.TeamStatus
+	3,  // 22: sar.v1.FoundTeam.team:type_name -> sar.v1.Team
+	1,  // 23: sar.v1.FoundTeam.agency_kind:type_name -> sar.v1.AgencyKind
+	24, // 24: sar.v1.FoundTeam.travel:type_name -> google.protobuf.Duration
+	19, // 25: sar.v1.FindTeamsResponse.teams:type_name -> sar.v1.FoundTeam
+	4,  // 26: sar.v1.AgencyService.CreateAgency:input_type -> sar.v1.CreateAgencyRequest
+	6,  // 27: sar.v1.AgencyService.GetAgency:input_type -> sar.v1.GetAgencyRequest
+	8,  // 28: sar.v1.AgencyService.ListAgencies:input_type -> sar.v1.ListAgenciesRequest
+	10, // 29: sar.v1.AgencyService.CreateTeam:input_type -> sar.v1.CreateTeamRequest
+	12, // 30: sar.v1.AgencyService.ListTeams:input_type -> sar.v1.ListTeamsRequest
+	14, // 31: sar.v1.AgencyService.UpdateTeam:input_type -> sar.v1.UpdateTeamRequest
+	16, // 32: sar.v1.AgencyService.SetTeamStatus:input_type -> sar.v1.SetTeamStatusRequest
+	18, // 33: sar.v1.AgencyService.FindTeams:input_type -> sar.v1.FindTeamsRequest
+	5,  // 34: sar.v1.AgencyService.CreateAgency:output_type -> sar.v1.CreateAgencyResponse
+	7,  // 35: sar.v1.AgencyService.GetAgency:output_type -> sar.v1.GetAgencyResponse
+	9,  // 36: sar.v1.AgencyService.ListAgencies:output_type -> sar.v1.ListAgenciesResponse
+	11, // 37: sar.v1.AgencyService.CreateTeam:output_type -> sar.v1.CreateTeamResponse
+	13, // 38: sar.v1.AgencyService.ListTeams:output_type -> sar.v1.ListTeamsResponse
+	15, // 39: sar.v1.AgencyService.UpdateTeam:output_type -> sar.v1.UpdateTeamResponse
+	17, // 40: sar.v1.AgencyService.SetTeamStatus:output_type -> sar.v1.SetTeamStatusResponse
+	20, // 41: sar.v1.AgencyService.FindTeams:output_type -> sar.v1.FindTeamsResponse
+	34, // [34:42] is the sub-list for method output_type
+	26, // [26:34] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_sar_v1_agency_proto_init() }
@@ -827,13 +1509,14 @@ func file_sar_v1_agency_proto_init() {
 	if File_sar_v1_agency_proto != nil {
 		return
 	}
+	file_sar_v1_common_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sar_v1_agency_proto_rawDesc), len(file_sar_v1_agency_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   12,
+			NumEnums:      2,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

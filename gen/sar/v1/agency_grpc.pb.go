@@ -19,11 +19,14 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	AgencyService_CreateAgency_FullMethodName = "/sar.v1.AgencyService/CreateAgency"
-	AgencyService_GetAgency_FullMethodName    = "/sar.v1.AgencyService/GetAgency"
-	AgencyService_ListAgencies_FullMethodName = "/sar.v1.AgencyService/ListAgencies"
-	AgencyService_CreateTeam_FullMethodName   = "/sar.v1.AgencyService/CreateTeam"
-	AgencyService_ListTeams_FullMethodName    = "/sar.v1.AgencyService/ListTeams"
+	AgencyService_CreateAgency_FullMethodName  = "/sar.v1.AgencyService/CreateAgency"
+	AgencyService_GetAgency_FullMethodName     = "/sar.v1.AgencyService/GetAgency"
+	AgencyService_ListAgencies_FullMethodName  = "/sar.v1.AgencyService/ListAgencies"
+	AgencyService_CreateTeam_FullMethodName    = "/sar.v1.AgencyService/CreateTeam"
+	AgencyService_ListTeams_FullMethodName     = "/sar.v1.AgencyService/ListTeams"
+	AgencyService_UpdateTeam_FullMethodName    = "/sar.v1.AgencyService/UpdateTeam"
+	AgencyService_SetTeamStatus_FullMethodName = "/sar.v1.AgencyService/SetTeamStatus"
+	AgencyService_FindTeams_FullMethodName     = "/sar.v1.AgencyService/FindTeams"
 )
 
 // AgencyServiceClient is the client API for AgencyService service.
@@ -31,10 +34,12 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // AgencyService manages the agencies that take part in searches and their
-// teams. Agencies are created by admins; operators read the agencies of
-// their jurisdiction.
+// teams: who they are, where they are, what they can do and whether they
+// can go now. Admins manage every jurisdiction; operators their own, so
+// that a villagers' group that turns up can be registered on the spot.
 type AgencyServiceClient interface {
-	// CreateAgency registers an agency. Admin only.
+	// CreateAgency registers an agency. Admins, and operators of the
+	// agency's jurisdiction.
 	CreateAgency(ctx context.Context, in *CreateAgencyRequest, opts ...grpc.CallOption) (*CreateAgencyResponse, error)
 	// GetAgency returns one agency. Admins, operators of its jurisdiction and
 	// its own rescuers may read it.
@@ -46,6 +51,19 @@ type AgencyServiceClient interface {
 	CreateTeam(ctx context.Context, in *CreateTeamRequest, opts ...grpc.CallOption) (*CreateTeamResponse, error)
 	// ListTeams lists the teams of one agency.
 	ListTeams(ctx context.Context, in *ListTeamsRequest, opts ...grpc.CallOption) (*ListTeamsResponse, error)
+	// UpdateTeam changes a team's name, home, size, searcher types or travel
+	// speed (the fields named in update_mask). Admins, and operators of the
+	// agency's jurisdiction.
+	UpdateTeam(ctx context.Context, in *UpdateTeamRequest, opts ...grpc.CallOption) (*UpdateTeamResponse, error)
+	// SetTeamStatus says whether a team can be sent now, optionally with
+	// where it is. The team's own members (rescuer credentials of the team),
+	// operators of the agency's jurisdiction and admins.
+	SetTeamStatus(ctx context.Context, in *SetTeamStatusRequest, opts ...grpc.CallOption) (*SetTeamStatusResponse, error)
+	// FindTeams answers "which teams can go near this place, of these
+	// kinds?": teams of the caller's jurisdiction (admins: any, or the one
+	// given) within a distance, nearest first by estimated travel time.
+	// Admins and operators.
+	FindTeams(ctx context.Context, in *FindTeamsRequest, opts ...grpc.CallOption) (*FindTeamsResponse, error)
 }
 
 type agencyServiceClient struct {
@@ -106,15 +124,47 @@ func (c *agencyServiceClient) ListTeams(ctx context.Context, in *ListTeamsReques
 	return out, nil
 }
 
+func (c *agencyServiceClient) UpdateTeam(ctx context.Context, in *UpdateTeamRequest, opts ...grpc.CallOption) (*UpdateTeamResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateTeamResponse)
+	err := c.cc.Invoke(ctx, AgencyService_UpdateTeam_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agencyServiceClient) SetTeamStatus(ctx context.Context, in *SetTeamStatusRequest, opts ...grpc.CallOption) (*SetTeamStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetTeamStatusResponse)
+	err := c.cc.Invoke(ctx, AgencyService_SetTeamStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agencyServiceClient) FindTeams(ctx context.Context, in *FindTeamsRequest, opts ...grpc.CallOption) (*FindTeamsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(FindTeamsResponse)
+	err := c.cc.Invoke(ctx, AgencyService_FindTeams_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AgencyServiceServer is the server API for AgencyService service.
 // All implementations must embed UnimplementedAgencyServiceServer
 // for forward compatibility.
 //
 // AgencyService manages the agencies that take part in searches and their
-// teams. Agencies are created by admins; operators read the agencies of
-// their jurisdiction.
+// teams: who they are, where they are, what they can do and whether they
+// can go now. Admins manage every jurisdiction; operators their own, so
+// that a villagers' group that turns up can be registered on the spot.
 type AgencyServiceServer interface {
-	// CreateAgency registers an agency. Admin only.
+	// CreateAgency registers an agency. Admins, and operators of the
+	// agency's jurisdiction.
 	CreateAgency(context.Context, *CreateAgencyRequest) (*CreateAgencyResponse, error)
 	// GetAgency returns one agency. Admins, operators of its jurisdiction and
 	// its own rescuers may read it.
@@ -126,6 +176,19 @@ type AgencyServiceServer interface {
 	CreateTeam(context.Context, *CreateTeamRequest) (*CreateTeamResponse, error)
 	// ListTeams lists the teams of one agency.
 	ListTeams(context.Context, *ListTeamsRequest) (*ListTeamsResponse, error)
+	// UpdateTeam changes a team's name, home, size, searcher types or travel
+	// speed (the fields named in update_mask). Admins, and operators of the
+	// agency's jurisdiction.
+	UpdateTeam(context.Context, *UpdateTeamRequest) (*UpdateTeamResponse, error)
+	// SetTeamStatus says whether a team can be sent now, optionally with
+	// where it is. The team's own members (rescuer credentials of the team),
+	// operators of the agency's jurisdiction and admins.
+	SetTeamStatus(context.Context, *SetTeamStatusRequest) (*SetTeamStatusResponse, error)
+	// FindTeams answers "which teams can go near this place, of these
+	// kinds?": teams of the caller's jurisdiction (admins: any, or the one
+	// given) within a distance, nearest first by estimated travel time.
+	// Admins and operators.
+	FindTeams(context.Context, *FindTeamsRequest) (*FindTeamsResponse, error)
 	mustEmbedUnimplementedAgencyServiceServer()
 }
 
@@ -150,6 +213,15 @@ func (UnimplementedAgencyServiceServer) CreateTeam(context.Context, *CreateTeamR
 }
 func (UnimplementedAgencyServiceServer) ListTeams(context.Context, *ListTeamsRequest) (*ListTeamsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListTeams not implemented")
+}
+func (UnimplementedAgencyServiceServer) UpdateTeam(context.Context, *UpdateTeamRequest) (*UpdateTeamResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateTeam not implemented")
+}
+func (UnimplementedAgencyServiceServer) SetTeamStatus(context.Context, *SetTeamStatusRequest) (*SetTeamStatusResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetTeamStatus not implemented")
+}
+func (UnimplementedAgencyServiceServer) FindTeams(context.Context, *FindTeamsRequest) (*FindTeamsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method FindTeams not implemented")
 }
 func (UnimplementedAgencyServiceServer) mustEmbedUnimplementedAgencyServiceServer() {}
 func (UnimplementedAgencyServiceServer) testEmbeddedByValue()                       {}
@@ -262,6 +334,60 @@ func _AgencyService_ListTeams_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AgencyService_UpdateTeam_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateTeamRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgencyServiceServer).UpdateTeam(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AgencyService_UpdateTeam_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgencyServiceServer).UpdateTeam(ctx, req.(*UpdateTeamRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AgencyService_SetTeamStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetTeamStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgencyServiceServer).SetTeamStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AgencyService_SetTeamStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgencyServiceServer).SetTeamStatus(ctx, req.(*SetTeamStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AgencyService_FindTeams_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(FindTeamsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgencyServiceServer).FindTeams(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AgencyService_FindTeams_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgencyServiceServer).FindTeams(ctx, req.(*FindTeamsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AgencyService_ServiceDesc is the grpc.ServiceDesc for AgencyService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -288,6 +414,18 @@ var AgencyService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListTeams",
 			Handler:    _AgencyService_ListTeams_Handler,
+		},
+		{
+			MethodName: "UpdateTeam",
+			Handler:    _AgencyService_UpdateTeam_Handler,
+		},
+		{
+			MethodName: "SetTeamStatus",
+			Handler:    _AgencyService_SetTeamStatus_Handler,
+		},
+		{
+			MethodName: "FindTeams",
+			Handler:    _AgencyService_FindTeams_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -35,6 +35,7 @@ import (
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
+	sarv1gw "github.com/mountain-sar/sar/gen/gateway/sar/v1"
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
 	"github.com/mountain-sar/sar/internal/auth"
 	"github.com/mountain-sar/sar/internal/core"
@@ -266,8 +267,8 @@ func (s *Server) Serve(gl, hl net.Listener) error {
 	gw := runtime.NewServeMux()
 	ctx := context.Background()
 	for _, reg := range []func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error{
-		sarv1.RegisterAuthServiceHandler, sarv1.RegisterAgencyServiceHandler,
-		sarv1.RegisterIncidentServiceHandler, sarv1.RegisterLocationServiceHandler, sarv1.RegisterSearchServiceHandler,
+		sarv1gw.RegisterAuthServiceHandler, sarv1gw.RegisterAgencyServiceHandler,
+		sarv1gw.RegisterIncidentServiceHandler, sarv1gw.RegisterLocationServiceHandler, sarv1gw.RegisterSearchServiceHandler,
 	} {
 		if err := reg(ctx, gw, conn); err != nil {
 			return fmt.Errorf("server: gateway: %w", err)

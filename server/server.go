@@ -50,6 +50,7 @@ import (
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
 	"github.com/mountain-sar/sar/internal/auth"
 	"github.com/mountain-sar/sar/internal/core"
+	"github.com/mountain-sar/sar/web"
 )
 
 // Options configure a Server.
@@ -178,6 +179,11 @@ func New(svc *core.Service, opt Options) *Server {
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(opt.Registry, promhttp.HandlerOpts{Registry: opt.Registry}))
 	s.mux.Handle("/v1/", s.gatewayGuard(s.gateway()))
+	pages, err := Pages(web.FS())
+	if err != nil { // the files are embedded: cannot fail
+		panic(err)
+	}
+	s.mux.Handle("/", pages) // the least specific pattern: only what nothing else takes
 	return s
 }
 
@@ -268,7 +274,9 @@ func gatewayPeer(ctx context.Context) context.Context {
 	return peer.NewContext(ctx, &peer.Peer{Addr: httpAddr(strings.TrimSpace(last))})
 }
 
-// Handle adds an HTTP handler (pages, more APIs) to the HTTP listener.
+// Handle adds an HTTP handler (pages, more APIs) to the HTTP listener. The
+// embedded pages (package web) answer "/" and whatever no other pattern
+// takes.
 func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
 
 // authenticate resolves the bearer token of a call to its principal.

@@ -2,6 +2,13 @@
 // hands it to the domain (internal/core), maps domain errors to gRPC status
 // codes with field details, and serves health, reflection, Prometheus
 // metrics and the JSON gateway.
+//
+// One handler, two doors: every service is registered on the gRPC server
+// and on an in-process channel (grpchan's inprocgrpc) that the JSON gateway
+// calls. Both doors run the same interceptor chain (metrics, logging,
+// panic recovery, authentication, rate limit, error mapping), so a JSON
+// call behaves as the same gRPC call would, without a loopback connection
+// and without marshaling to bytes and back.
 package server
 
 import (
@@ -16,6 +23,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fullstorydev/grpchan"
+	"github.com/fullstorydev/grpchan/inprocgrpc"
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
 	grpcauth "github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
@@ -28,16 +37,20 @@ import (
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
+	sarv1gw "github.com/mountain-sar/sar/gen/gateway/sar/v1"
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
 	"github.com/mountain-sar/sar/internal/auth"
 	"github.com/mountain-sar/sar/internal/core"
+	"github.com/mountain-sar/sar/web"
 )
 
 // Options configure a Server.
@@ -60,11 +73,13 @@ type Server struct {
 	opt      Options
 	log      *slog.Logger
 	grpc     *grpc.Server
+	inproc   *inprocgrpc.Channel // the JSON gateway's door to the same services
 	health   *health.Server
 	mux      *http.ServeMux
-	mu       sync.Mutex // guards http and gwConn, set by Serve
+	mu       sync.Mutex // guards http, set by Serve
 	http     *http.Server
-	gwConn   *grpc.ClientConn
+	base     context.Context // every HTTP request's context descends from it
+	cut      context.CancelFunc
 	draining chan struct{}
 	drain    sync.Once
 	limiters sync.Map // credential id -> *rate.Limiter
@@ -97,6 +112,7 @@ func New(svc *core.Service, opt Options) *Server {
 		opt.WatchRecheck = 10 * time.Second
 	}
 	s := &Server{core: svc, opt: opt, log: opt.Log, health: health.NewServer(), draining: make(chan struct{}), mux: http.NewServeMux()}
+	s.base, s.cut = context.WithCancel(context.Background())
 
 	metrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram(
 		grpcprom.WithHistogramBuckets([]float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5})))
@@ -121,32 +137,40 @@ func New(svc *core.Service, opt Options) *Server {
 	authMatch := selector.MatchFunc(func(_ context.Context, c interceptors.CallMeta) bool {
 		return !strings.HasPrefix(c.FullMethod(), "/grpc.health.") && !strings.HasPrefix(c.FullMethod(), "/grpc.reflection.")
 	})
+	// The one interceptor chain of both doors, outermost first.
+	unary := []grpc.UnaryServerInterceptor{
+		metrics.UnaryServerInterceptor(),
+		logging.UnaryServerInterceptor(slogAdapter(s.log), logOpts...),
+		recovery.UnaryServerInterceptor(recover),
+		selector.UnaryServerInterceptor(grpcauth.UnaryServerInterceptor(s.authenticate), authMatch),
+		s.unaryLimit,
+		s.unaryErrors,
+	}
+	stream := []grpc.StreamServerInterceptor{
+		metrics.StreamServerInterceptor(),
+		logging.StreamServerInterceptor(slogAdapter(s.log), logOpts...),
+		recovery.StreamServerInterceptor(recover),
+		selector.StreamServerInterceptor(grpcauth.StreamServerInterceptor(s.authenticate), authMatch),
+		s.streamLimit,
+		s.streamErrors,
+	}
 	s.grpc = grpc.NewServer(
 		grpc.MaxRecvMsgSize(opt.MaxMsgBytes),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-		grpc.ChainUnaryInterceptor(
-			metrics.UnaryServerInterceptor(),
-			logging.UnaryServerInterceptor(slogAdapter(s.log), logOpts...),
-			recovery.UnaryServerInterceptor(recover),
-			selector.UnaryServerInterceptor(grpcauth.UnaryServerInterceptor(s.authenticate), authMatch),
-			s.unaryLimit,
-			s.unaryErrors,
-		),
-		grpc.ChainStreamInterceptor(
-			metrics.StreamServerInterceptor(),
-			logging.StreamServerInterceptor(slogAdapter(s.log), logOpts...),
-			recovery.StreamServerInterceptor(recover),
-			selector.StreamServerInterceptor(grpcauth.StreamServerInterceptor(s.authenticate), authMatch),
-			s.streamLimit,
-			s.streamErrors,
-		),
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(stream...),
 	)
-	sarv1.RegisterAuthServiceServer(s.grpc, &authService{core: svc})
-	sarv1.RegisterAgencyServiceServer(s.grpc, &agencyService{core: svc})
-	sarv1.RegisterIncidentServiceServer(s.grpc, &incidentService{core: svc, log: s.log, draining: s.draining, recheck: opt.WatchRecheck})
-	sarv1.RegisterLocationServiceServer(s.grpc, &locationService{core: svc, log: s.log, draining: s.draining})
-	sarv1.RegisterSearchServiceServer(s.grpc, &searchService{core: svc})
+	// The in-process door first does what the gRPC transport does before
+	// the chain (the message size limit, the peer), then the same chain.
+	s.inproc = (&inprocgrpc.Channel{}).WithServerUnaryInterceptor(s.gatewayUnary).WithServerStreamInterceptor(s.gatewayStream)
+	inproc := grpchan.WithStreamInterceptors(grpchan.WithUnaryInterceptors(s.inproc, unary...), stream...)
+	both := doors{s.grpc, inproc}
+	sarv1.RegisterAuthServiceServer(both, &authService{core: svc})
+	sarv1.RegisterAgencyServiceServer(both, &agencyService{core: svc})
+	sarv1.RegisterIncidentServiceServer(both, &incidentService{core: svc, log: s.log, draining: s.draining, recheck: opt.WatchRecheck})
+	sarv1.RegisterLocationServiceServer(both, &locationService{core: svc, log: s.log, draining: s.draining})
+	sarv1.RegisterSearchServiceServer(both, &searchService{core: svc})
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 	metrics.InitializeMetrics(s.grpc)
@@ -154,10 +178,105 @@ func New(svc *core.Service, opt Options) *Server {
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(opt.Registry, promhttp.HandlerOpts{Registry: opt.Registry}))
+	s.mux.Handle("/v1/", s.gatewayGuard(s.gateway()))
+	pages, err := Pages(web.FS())
+	if err != nil { // the files are embedded: cannot fail
+		panic(err)
+	}
+	s.mux.Handle("/", pages) // the least specific pattern: only what nothing else takes
 	return s
 }
 
-// Handle adds an HTTP handler (pages, more APIs) to the HTTP listener.
+// doors registers a service on the gRPC server and on the JSON gateway's
+// in-process channel: one implementation behind both.
+type doors []grpc.ServiceRegistrar
+
+func (d doors) RegisterService(desc *grpc.ServiceDesc, impl any) {
+	for _, r := range d {
+		r.RegisterService(desc, impl)
+	}
+}
+
+// gateway is the JSON gateway over the in-process channel.
+func (s *Server) gateway() http.Handler {
+	gw := runtime.NewServeMux()
+	ctx := context.Background()
+	for _, err := range []error{
+		sarv1gw.RegisterAuthServiceHandlerClient(ctx, gw, sarv1.NewAuthServiceClient(s.inproc)),
+		sarv1gw.RegisterAgencyServiceHandlerClient(ctx, gw, sarv1.NewAgencyServiceClient(s.inproc)),
+		sarv1gw.RegisterIncidentServiceHandlerClient(ctx, gw, sarv1.NewIncidentServiceClient(s.inproc)),
+		sarv1gw.RegisterLocationServiceHandlerClient(ctx, gw, sarv1.NewLocationServiceClient(s.inproc)),
+		sarv1gw.RegisterSearchServiceHandlerClient(ctx, gw, sarv1.NewSearchServiceClient(s.inproc)),
+	} {
+		if err != nil { // only a conflicting pattern, a bug: the routes are generated
+			panic(fmt.Sprintf("server: gateway: %v", err))
+		}
+	}
+	return gw
+}
+
+// gatewayUnary and gatewayStream stand, on the in-process door, for what the
+// gRPC transport does before the interceptors: refuse a message above the
+// size limit (the gateway guard caps the JSON body, not the query string or
+// the decoded message), and name the peer. The peer is the HTTP client, the
+// last X-Forwarded-For entry the gateway appended from the connection; the
+// metadata keeps the whole header as the gateway sent it.
+func (s *Server) gatewayUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if err := s.checkSize(req); err != nil {
+		return nil, err
+	}
+	return handler(gatewayPeer(ctx), req)
+}
+
+func (s *Server) gatewayStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	return handler(srv, &gatewayServerStream{ServerStream: ss, ctx: gatewayPeer(ss.Context()), s: s})
+}
+
+func (s *Server) checkSize(m any) error {
+	if pm, ok := m.(proto.Message); ok {
+		if n := proto.Size(pm); n > s.opt.MaxMsgBytes {
+			return status.Errorf(codes.ResourceExhausted, "grpc: received message larger than max (%d vs. %d)", n, s.opt.MaxMsgBytes)
+		}
+	}
+	return nil
+}
+
+type gatewayServerStream struct {
+	grpc.ServerStream
+	ctx context.Context
+	s   *Server
+}
+
+func (g *gatewayServerStream) Context() context.Context { return g.ctx }
+
+func (g *gatewayServerStream) RecvMsg(m any) error {
+	if err := g.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
+	return g.s.checkSize(m)
+}
+
+// httpAddr is the address of an HTTP client of the JSON gateway.
+type httpAddr string
+
+func (a httpAddr) Network() string { return "http" }
+func (a httpAddr) String() string  { return string(a) }
+
+func gatewayPeer(ctx context.Context) context.Context {
+	xff := metadata.ValueFromIncomingContext(ctx, "x-forwarded-for")
+	if len(xff) == 0 {
+		return ctx
+	}
+	last := xff[len(xff)-1]
+	if i := strings.LastIndexByte(last, ','); i >= 0 {
+		last = last[i+1:]
+	}
+	return peer.NewContext(ctx, &peer.Peer{Addr: httpAddr(strings.TrimSpace(last))})
+}
+
+// Handle adds an HTTP handler (pages, more APIs) to the HTTP listener. The
+// embedded pages (package web) answer "/" and whatever no other pattern
+// takes.
 func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
 
 // authenticate resolves the bearer token of a call to its principal.
@@ -256,34 +375,16 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 // Serve serves gRPC on gl and HTTP (health, metrics, gateway, pages) on hl
 // until Shutdown. It returns when both have stopped.
 func (s *Server) Serve(gl, hl net.Listener) error {
-	// A search grid export of a 95 % area is several MB: above gRPC's
-	// default 4 MB receive limit.
-	conn, err := grpc.NewClient(gl.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
-	if err != nil {
-		return fmt.Errorf("server: gateway client: %w", err)
-	}
-	gw := runtime.NewServeMux()
-	ctx := context.Background()
-	for _, reg := range []func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error{
-		sarv1.RegisterAuthServiceHandler, sarv1.RegisterAgencyServiceHandler,
-		sarv1.RegisterIncidentServiceHandler, sarv1.RegisterLocationServiceHandler, sarv1.RegisterSearchServiceHandler,
-	} {
-		if err := reg(ctx, gw, conn); err != nil {
-			return fmt.Errorf("server: gateway: %w", err)
-		}
-	}
-	s.mux.Handle("/v1/", s.gatewayGuard(gw))
-	hs := &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	hs := &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		BaseContext: func(net.Listener) context.Context { return s.base }}
 	s.mu.Lock()
 	select {
 	case <-s.draining: // Shutdown came first: nothing to serve
 		s.mu.Unlock()
-		_ = conn.Close()
 		return nil
 	default:
 	}
-	s.http, s.gwConn = hs, conn
+	s.http = hs
 	s.mu.Unlock()
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	for _, name := range []string{sarv1.AuthService_ServiceDesc.ServiceName, sarv1.AgencyService_ServiceDesc.ServiceName,
@@ -300,7 +401,7 @@ func (s *Server) Serve(gl, hl net.Listener) error {
 		}
 		errc <- err
 	}()
-	err = <-errc
+	err := <-errc
 	if err2 := <-errc; err == nil {
 		err = err2
 	}
@@ -328,7 +429,9 @@ func (s *Server) gatewayGuard(next http.Handler) http.Handler {
 // Shutdown drains the server: health goes NOT_SERVING, device and watch
 // streams finish the batch in hand and end with UNAVAILABLE, in-flight
 // calls complete (until ctx ends, then they are cut), and the HTTP server
-// closes.
+// closes. JSON calls are in-process, not counted by the gRPC server's
+// drain: the HTTP server's own drain waits for them, and when ctx ends
+// their contexts are cancelled.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.health.Shutdown()
 	s.mu.Lock()
@@ -342,15 +445,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.grpc.Stop()
 	}
 	s.mu.Lock()
-	hs, conn := s.http, s.gwConn
+	hs := s.http
 	s.mu.Unlock()
 	var err error
 	if hs != nil {
-		err = hs.Shutdown(ctx)
+		if err = hs.Shutdown(ctx); err != nil {
+			s.cut()
+			_ = hs.Close()
+		}
 	}
-	if conn != nil {
-		_ = conn.Close()
-	}
+	s.cut()
 	return err
 }
 

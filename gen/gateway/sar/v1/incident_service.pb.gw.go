@@ -16,6 +16,7 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/utilities"
+	extSarv1 "github.com/mountain-sar/sar/gen/sar/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/grpclog"
@@ -35,9 +36,9 @@ var (
 	_ = metadata.Join
 )
 
-func request_IncidentService_CreateIncident_0(ctx context.Context, marshaler runtime.Marshaler, client IncidentServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_IncidentService_CreateIncident_0(ctx context.Context, marshaler runtime.Marshaler, client extSarv1.IncidentServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq CreateIncidentRequest
+		protoReq extSarv1.CreateIncidentRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -50,9 +51,9 @@ func request_IncidentService_CreateIncident_0(ctx context.Context, marshaler run
 	return msg, metadata, err
 }
 
-func local_request_IncidentService_CreateIncident_0(ctx context.Context, marshaler runtime.Marshaler, server IncidentServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_IncidentService_CreateIncident_0(ctx context.Context, marshaler runtime.Marshaler, server extSarv1.IncidentServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq CreateIncidentRequest
+		protoReq extSarv1.CreateIncidentRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -62,9 +63,9 @@ func local_request_IncidentService_CreateIncident_0(ctx context.Context, marshal
 	return msg, metadata, err
 }
 
-func request_IncidentService_GetIncident_0(ctx context.Context, marshaler runtime.Marshaler, client IncidentServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_IncidentService_GetIncident_0(ctx context.Context, marshaler runtime.Marshaler, client extSarv1.IncidentServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq GetIncidentRequest
+		protoReq extSarv1.GetIncidentRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -83,9 +84,9 @@ func request_IncidentService_GetIncident_0(ctx context.Context, marshaler runtim
 	return msg, metadata, err
 }
 
-func local_request_IncidentService_GetIncident_0(ctx context.Context, marshaler runtime.Marshaler, server IncidentServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_IncidentService_GetIncident_0(ctx context.Context, marshaler runtime.Marshaler, server extSarv1.IncidentServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq GetIncidentRequest
+		protoReq extSarv1.GetIncidentRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -103,9 +104,9 @@ func local_request_IncidentService_GetIncident_0(ctx context.Context, marshaler 
 
 var filter_IncidentService_ListIncidents_0 = &utilities.DoubleArray{Encoding: map[string]int{}, Base: []int(nil), Check: []int(nil)}
 
-func request_IncidentService_ListIncidents_0(ctx context.Context, marshaler runtime.Marshaler, client IncidentServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_IncidentService_ListIncidents_0(ctx context.Context, marshaler runtime.Marshaler, client extSarv1.IncidentServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq ListIncidentsRequest
+		protoReq extSarv1.ListIncidentsRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := req.ParseForm(); err != nil {
@@ -121,9 +122,9 @@ func request_IncidentService_ListIncidents_0(ctx context.Context, marshaler runt
 	return msg, metadata, err
 }
 
-func local_request_IncidentService_ListIncidents_0(ctx context.Context, marshaler runtime.Marshaler, server IncidentServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_IncidentService_ListIncidents_0(ctx context.Context, marshaler runtime.Marshaler, server extSarv1.IncidentServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq ListIncidentsRequest
+		protoReq extSarv1.ListIncidentsRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := req.ParseForm(); err != nil {
@@ -136,9 +137,9 @@ func local_request_IncidentService_ListIncidents_0(ctx context.Context, marshale
 	return msg, metadata, err
 }
 
-func request_IncidentService_CloseIncident_0(ctx context.Context, marshaler runtime.Marshaler, client IncidentServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_IncidentService_CloseIncident_0(ctx context.Context, marshaler runtime.Marshaler, client extSarv1.IncidentServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq CloseIncidentRequest
+		protoReq extSarv1.CloseIncidentRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -160,9 +161,9 @@ func request_IncidentService_CloseIncident_0(ctx context.Context, marshaler runt
 	return msg, metadata, err
 }
 
-func local_request_IncidentService_CloseIncident_0(ctx context.Context, marshaler runtime.Marshaler, server IncidentServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_IncidentService_CloseIncident_0(ctx context.Context, marshaler runtime.Marshaler, server extSarv1.IncidentServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq CloseIncidentRequest
+		protoReq extSarv1.CloseIncidentRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -181,9 +182,9 @@ func local_request_IncidentService_CloseIncident_0(ctx context.Context, marshale
 	return msg, metadata, err
 }
 
-func request_IncidentService_AssignAgencies_0(ctx context.Context, marshaler runtime.Marshaler, client IncidentServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_IncidentService_AssignAgencies_0(ctx context.Context, marshaler runtime.Marshaler, client extSarv1.IncidentServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq AssignAgenciesRequest
+		protoReq extSarv1.AssignAgenciesRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -205,9 +206,9 @@ func request_IncidentService_AssignAgencies_0(ctx context.Context, marshaler run
 	return msg, metadata, err
 }
 
-func local_request_IncidentService_AssignAgencies_0(ctx context.Context, marshaler runtime.Marshaler, server IncidentServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_IncidentService_AssignAgencies_0(ctx context.Context, marshaler runtime.Marshaler, server extSarv1.IncidentServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq AssignAgenciesRequest
+		protoReq extSarv1.AssignAgenciesRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -226,9 +227,9 @@ func local_request_IncidentService_AssignAgencies_0(ctx context.Context, marshal
 	return msg, metadata, err
 }
 
-func request_IncidentService_JoinIncident_0(ctx context.Context, marshaler runtime.Marshaler, client IncidentServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_IncidentService_JoinIncident_0(ctx context.Context, marshaler runtime.Marshaler, client extSarv1.IncidentServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq JoinIncidentRequest
+		protoReq extSarv1.JoinIncidentRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -250,9 +251,9 @@ func request_IncidentService_JoinIncident_0(ctx context.Context, marshaler runti
 	return msg, metadata, err
 }
 
-func local_request_IncidentService_JoinIncident_0(ctx context.Context, marshaler runtime.Marshaler, server IncidentServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_IncidentService_JoinIncident_0(ctx context.Context, marshaler runtime.Marshaler, server extSarv1.IncidentServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq JoinIncidentRequest
+		protoReq extSarv1.JoinIncidentRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -271,9 +272,9 @@ func local_request_IncidentService_JoinIncident_0(ctx context.Context, marshaler
 	return msg, metadata, err
 }
 
-func request_IncidentService_ListParticipants_0(ctx context.Context, marshaler runtime.Marshaler, client IncidentServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_IncidentService_ListParticipants_0(ctx context.Context, marshaler runtime.Marshaler, client extSarv1.IncidentServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq ListParticipantsRequest
+		protoReq extSarv1.ListParticipantsRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -292,9 +293,9 @@ func request_IncidentService_ListParticipants_0(ctx context.Context, marshaler r
 	return msg, metadata, err
 }
 
-func local_request_IncidentService_ListParticipants_0(ctx context.Context, marshaler runtime.Marshaler, server IncidentServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_IncidentService_ListParticipants_0(ctx context.Context, marshaler runtime.Marshaler, server extSarv1.IncidentServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq ListParticipantsRequest
+		protoReq extSarv1.ListParticipantsRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -310,9 +311,9 @@ func local_request_IncidentService_ListParticipants_0(ctx context.Context, marsh
 	return msg, metadata, err
 }
 
-func request_IncidentService_WatchIncident_0(ctx context.Context, marshaler runtime.Marshaler, client IncidentServiceClient, req *http.Request, pathParams map[string]string) (IncidentService_WatchIncidentClient, runtime.ServerMetadata, error) {
+func request_IncidentService_WatchIncident_0(ctx context.Context, marshaler runtime.Marshaler, client extSarv1.IncidentServiceClient, req *http.Request, pathParams map[string]string) (extSarv1.IncidentService_WatchIncidentClient, runtime.ServerMetadata, error) {
 	var (
-		protoReq WatchIncidentRequest
+		protoReq extSarv1.WatchIncidentRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -344,7 +345,7 @@ func request_IncidentService_WatchIncident_0(ctx context.Context, marshaler runt
 // StreamingRPC :currently unsupported pending https://github.com/grpc/grpc-go/issues/906.
 // Note that using this registration option will cause many gRPC library features to stop working. Consider using RegisterIncidentServiceHandlerFromEndpoint instead.
 // GRPC interceptors will not work for this type of registration. To use interceptors, you must use the "runtime.WithMiddlewares" option in the "runtime.NewServeMux" call.
-func RegisterIncidentServiceHandlerServer(ctx context.Context, mux *runtime.ServeMux, server IncidentServiceServer) error {
+func RegisterIncidentServiceHandlerServer(ctx context.Context, mux *runtime.ServeMux, server extSarv1.IncidentServiceServer) error {
 	mux.Handle(http.MethodPost, pattern_IncidentService_CreateIncident_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
@@ -523,15 +524,15 @@ func RegisterIncidentServiceHandlerFromEndpoint(ctx context.Context, mux *runtim
 // RegisterIncidentServiceHandler registers the http handlers for service IncidentService to "mux".
 // The handlers forward requests to the grpc endpoint over "conn".
 func RegisterIncidentServiceHandler(ctx context.Context, mux *runtime.ServeMux, conn *grpc.ClientConn) error {
-	return RegisterIncidentServiceHandlerClient(ctx, mux, NewIncidentServiceClient(conn))
+	return RegisterIncidentServiceHandlerClient(ctx, mux, extSarv1.NewIncidentServiceClient(conn))
 }
 
 // RegisterIncidentServiceHandlerClient registers the http handlers for service IncidentService
-// to "mux". The handlers forward requests to the grpc endpoint over the given implementation of "IncidentServiceClient".
-// Note: the gRPC framework executes interceptors within the gRPC handler. If the passed in "IncidentServiceClient"
+// to "mux". The handlers forward requests to the grpc endpoint over the given implementation of "extSarv1.IncidentServiceClient".
+// Note: the gRPC framework executes interceptors within the gRPC handler. If the passed in "extSarv1.IncidentServiceClient"
 // doesn't go through the normal gRPC flow (creating a gRPC client etc.) then it will be up to the passed in
-// "IncidentServiceClient" to call the correct interceptors. This client ignores the HTTP middlewares.
-func RegisterIncidentServiceHandlerClient(ctx context.Context, mux *runtime.ServeMux, client IncidentServiceClient) error {
+// "extSarv1.IncidentServiceClient" to call the correct interceptors. This client ignores the HTTP middlewares.
+func RegisterIncidentServiceHandlerClient(ctx context.Context, mux *runtime.ServeMux, client extSarv1.IncidentServiceClient) error {
 	mux.Handle(http.MethodPost, pattern_IncidentService_CreateIncident_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()

@@ -16,6 +16,7 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/utilities"
+	extSarv1 "github.com/mountain-sar/sar/gen/sar/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/grpclog"
@@ -35,9 +36,9 @@ var (
 	_ = metadata.Join
 )
 
-func request_AuthService_CreateCredential_0(ctx context.Context, marshaler runtime.Marshaler, client AuthServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_AuthService_CreateCredential_0(ctx context.Context, marshaler runtime.Marshaler, client extSarv1.AuthServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq CreateCredentialRequest
+		protoReq extSarv1.CreateCredentialRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -50,9 +51,9 @@ func request_AuthService_CreateCredential_0(ctx context.Context, marshaler runti
 	return msg, metadata, err
 }
 
-func local_request_AuthService_CreateCredential_0(ctx context.Context, marshaler runtime.Marshaler, server AuthServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_AuthService_CreateCredential_0(ctx context.Context, marshaler runtime.Marshaler, server extSarv1.AuthServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq CreateCredentialRequest
+		protoReq extSarv1.CreateCredentialRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -62,9 +63,9 @@ func local_request_AuthService_CreateCredential_0(ctx context.Context, marshaler
 	return msg, metadata, err
 }
 
-func request_AuthService_CreateShareLink_0(ctx context.Context, marshaler runtime.Marshaler, client AuthServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_AuthService_CreateShareLink_0(ctx context.Context, marshaler runtime.Marshaler, client extSarv1.AuthServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq CreateShareLinkRequest
+		protoReq extSarv1.CreateShareLinkRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -86,9 +87,9 @@ func request_AuthService_CreateShareLink_0(ctx context.Context, marshaler runtim
 	return msg, metadata, err
 }
 
-func local_request_AuthService_CreateShareLink_0(ctx context.Context, marshaler runtime.Marshaler, server AuthServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_AuthService_CreateShareLink_0(ctx context.Context, marshaler runtime.Marshaler, server extSarv1.AuthServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq CreateShareLinkRequest
+		protoReq extSarv1.CreateShareLinkRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -107,9 +108,9 @@ func local_request_AuthService_CreateShareLink_0(ctx context.Context, marshaler 
 	return msg, metadata, err
 }
 
-func request_AuthService_RevokeCredential_0(ctx context.Context, marshaler runtime.Marshaler, client AuthServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_AuthService_RevokeCredential_0(ctx context.Context, marshaler runtime.Marshaler, client extSarv1.AuthServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq RevokeCredentialRequest
+		protoReq extSarv1.RevokeCredentialRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -128,9 +129,9 @@ func request_AuthService_RevokeCredential_0(ctx context.Context, marshaler runti
 	return msg, metadata, err
 }
 
-func local_request_AuthService_RevokeCredential_0(ctx context.Context, marshaler runtime.Marshaler, server AuthServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_AuthService_RevokeCredential_0(ctx context.Context, marshaler runtime.Marshaler, server extSarv1.AuthServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq RevokeCredentialRequest
+		protoReq extSarv1.RevokeCredentialRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -146,9 +147,9 @@ func local_request_AuthService_RevokeCredential_0(ctx context.Context, marshaler
 	return msg, metadata, err
 }
 
-func request_AuthService_WhoAmI_0(ctx context.Context, marshaler runtime.Marshaler, client AuthServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_AuthService_WhoAmI_0(ctx context.Context, marshaler runtime.Marshaler, client extSarv1.AuthServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq WhoAmIRequest
+		protoReq extSarv1.WhoAmIRequest
 		metadata runtime.ServerMetadata
 	)
 	if req.Body != nil {
@@ -158,9 +159,9 @@ func request_AuthService_WhoAmI_0(ctx context.Context, marshaler runtime.Marshal
 	return msg, metadata, err
 }
 
-func local_request_AuthService_WhoAmI_0(ctx context.Context, marshaler runtime.Marshaler, server AuthServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_AuthService_WhoAmI_0(ctx context.Context, marshaler runtime.Marshaler, server extSarv1.AuthServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq WhoAmIRequest
+		protoReq extSarv1.WhoAmIRequest
 		metadata runtime.ServerMetadata
 	)
 	msg, err := server.WhoAmI(ctx, &protoReq)
@@ -172,7 +173,7 @@ func local_request_AuthService_WhoAmI_0(ctx context.Context, marshaler runtime.M
 // StreamingRPC :currently unsupported pending https://github.com/grpc/grpc-go/issues/906.
 // Note that using this registration option will cause many gRPC library features to stop working. Consider using RegisterAuthServiceHandlerFromEndpoint instead.
 // GRPC interceptors will not work for this type of registration. To use interceptors, you must use the "runtime.WithMiddlewares" option in the "runtime.NewServeMux" call.
-func RegisterAuthServiceHandlerServer(ctx context.Context, mux *runtime.ServeMux, server AuthServiceServer) error {
+func RegisterAuthServiceHandlerServer(ctx context.Context, mux *runtime.ServeMux, server extSarv1.AuthServiceServer) error {
 	mux.Handle(http.MethodPost, pattern_AuthService_CreateCredential_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
@@ -284,15 +285,15 @@ func RegisterAuthServiceHandlerFromEndpoint(ctx context.Context, mux *runtime.Se
 // RegisterAuthServiceHandler registers the http handlers for service AuthService to "mux".
 // The handlers forward requests to the grpc endpoint over "conn".
 func RegisterAuthServiceHandler(ctx context.Context, mux *runtime.ServeMux, conn *grpc.ClientConn) error {
-	return RegisterAuthServiceHandlerClient(ctx, mux, NewAuthServiceClient(conn))
+	return RegisterAuthServiceHandlerClient(ctx, mux, extSarv1.NewAuthServiceClient(conn))
 }
 
 // RegisterAuthServiceHandlerClient registers the http handlers for service AuthService
-// to "mux". The handlers forward requests to the grpc endpoint over the given implementation of "AuthServiceClient".
-// Note: the gRPC framework executes interceptors within the gRPC handler. If the passed in "AuthServiceClient"
+// to "mux". The handlers forward requests to the grpc endpoint over the given implementation of "extSarv1.AuthServiceClient".
+// Note: the gRPC framework executes interceptors within the gRPC handler. If the passed in "extSarv1.AuthServiceClient"
 // doesn't go through the normal gRPC flow (creating a gRPC client etc.) then it will be up to the passed in
-// "AuthServiceClient" to call the correct interceptors. This client ignores the HTTP middlewares.
-func RegisterAuthServiceHandlerClient(ctx context.Context, mux *runtime.ServeMux, client AuthServiceClient) error {
+// "extSarv1.AuthServiceClient" to call the correct interceptors. This client ignores the HTTP middlewares.
+func RegisterAuthServiceHandlerClient(ctx context.Context, mux *runtime.ServeMux, client extSarv1.AuthServiceClient) error {
 	mux.Handle(http.MethodPost, pattern_AuthService_CreateCredential_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()

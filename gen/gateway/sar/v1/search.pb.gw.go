@@ -16,6 +16,7 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/utilities"
+	extSarv1 "github.com/mountain-sar/sar/gen/sar/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/grpclog"
@@ -35,9 +36,9 @@ var (
 	_ = metadata.Join
 )
 
-func request_SearchService_SetSearchPlan_0(ctx context.Context, marshaler runtime.Marshaler, client SearchServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_SearchService_SetSearchPlan_0(ctx context.Context, marshaler runtime.Marshaler, client extSarv1.SearchServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq SetSearchPlanRequest
+		protoReq extSarv1.SetSearchPlanRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -59,9 +60,9 @@ func request_SearchService_SetSearchPlan_0(ctx context.Context, marshaler runtim
 	return msg, metadata, err
 }
 
-func local_request_SearchService_SetSearchPlan_0(ctx context.Context, marshaler runtime.Marshaler, server SearchServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_SearchService_SetSearchPlan_0(ctx context.Context, marshaler runtime.Marshaler, server extSarv1.SearchServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq SetSearchPlanRequest
+		protoReq extSarv1.SetSearchPlanRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -80,9 +81,9 @@ func local_request_SearchService_SetSearchPlan_0(ctx context.Context, marshaler 
 	return msg, metadata, err
 }
 
-func request_SearchService_UpdateSearchSettings_0(ctx context.Context, marshaler runtime.Marshaler, client SearchServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_SearchService_UpdateSearchSettings_0(ctx context.Context, marshaler runtime.Marshaler, client extSarv1.SearchServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq UpdateSearchSettingsRequest
+		protoReq extSarv1.UpdateSearchSettingsRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -104,9 +105,9 @@ func request_SearchService_UpdateSearchSettings_0(ctx context.Context, marshaler
 	return msg, metadata, err
 }
 
-func local_request_SearchService_UpdateSearchSettings_0(ctx context.Context, marshaler runtime.Marshaler, server SearchServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_SearchService_UpdateSearchSettings_0(ctx context.Context, marshaler runtime.Marshaler, server extSarv1.SearchServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq UpdateSearchSettingsRequest
+		protoReq extSarv1.UpdateSearchSettingsRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -127,9 +128,9 @@ func local_request_SearchService_UpdateSearchSettings_0(ctx context.Context, mar
 
 var filter_SearchService_GetSearchGrid_0 = &utilities.DoubleArray{Encoding: map[string]int{"incident_id": 0}, Base: []int{1, 1, 0}, Check: []int{0, 1, 2}}
 
-func request_SearchService_GetSearchGrid_0(ctx context.Context, marshaler runtime.Marshaler, client SearchServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_SearchService_GetSearchGrid_0(ctx context.Context, marshaler runtime.Marshaler, client extSarv1.SearchServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq GetSearchGridRequest
+		protoReq extSarv1.GetSearchGridRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -154,9 +155,9 @@ func request_SearchService_GetSearchGrid_0(ctx context.Context, marshaler runtim
 	return msg, metadata, err
 }
 
-func local_request_SearchService_GetSearchGrid_0(ctx context.Context, marshaler runtime.Marshaler, server SearchServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_SearchService_GetSearchGrid_0(ctx context.Context, marshaler runtime.Marshaler, server extSarv1.SearchServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq GetSearchGridRequest
+		protoReq extSarv1.GetSearchGridRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -178,9 +179,9 @@ func local_request_SearchService_GetSearchGrid_0(ctx context.Context, marshaler 
 	return msg, metadata, err
 }
 
-func request_SearchService_AdjustCells_0(ctx context.Context, marshaler runtime.Marshaler, client SearchServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_SearchService_AdjustCells_0(ctx context.Context, marshaler runtime.Marshaler, client extSarv1.SearchServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq AdjustCellsRequest
+		protoReq extSarv1.AdjustCellsRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -202,9 +203,9 @@ func request_SearchService_AdjustCells_0(ctx context.Context, marshaler runtime.
 	return msg, metadata, err
 }
 
-func local_request_SearchService_AdjustCells_0(ctx context.Context, marshaler runtime.Marshaler, server SearchServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_SearchService_AdjustCells_0(ctx context.Context, marshaler runtime.Marshaler, server extSarv1.SearchServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq AdjustCellsRequest
+		protoReq extSarv1.AdjustCellsRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -223,9 +224,9 @@ func local_request_SearchService_AdjustCells_0(ctx context.Context, marshaler ru
 	return msg, metadata, err
 }
 
-func request_SearchService_RecordClue_0(ctx context.Context, marshaler runtime.Marshaler, client SearchServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_SearchService_RecordClue_0(ctx context.Context, marshaler runtime.Marshaler, client extSarv1.SearchServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq RecordClueRequest
+		protoReq extSarv1.RecordClueRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -247,9 +248,9 @@ func request_SearchService_RecordClue_0(ctx context.Context, marshaler runtime.M
 	return msg, metadata, err
 }
 
-func local_request_SearchService_RecordClue_0(ctx context.Context, marshaler runtime.Marshaler, server SearchServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_SearchService_RecordClue_0(ctx context.Context, marshaler runtime.Marshaler, server extSarv1.SearchServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq RecordClueRequest
+		protoReq extSarv1.RecordClueRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -270,9 +271,9 @@ func local_request_SearchService_RecordClue_0(ctx context.Context, marshaler run
 
 var filter_SearchService_ListSegments_0 = &utilities.DoubleArray{Encoding: map[string]int{"incident_id": 0}, Base: []int{1, 1, 0}, Check: []int{0, 1, 2}}
 
-func request_SearchService_ListSegments_0(ctx context.Context, marshaler runtime.Marshaler, client SearchServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_SearchService_ListSegments_0(ctx context.Context, marshaler runtime.Marshaler, client extSarv1.SearchServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq ListSegmentsRequest
+		protoReq extSarv1.ListSegmentsRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -297,9 +298,9 @@ func request_SearchService_ListSegments_0(ctx context.Context, marshaler runtime
 	return msg, metadata, err
 }
 
-func local_request_SearchService_ListSegments_0(ctx context.Context, marshaler runtime.Marshaler, server SearchServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_SearchService_ListSegments_0(ctx context.Context, marshaler runtime.Marshaler, server extSarv1.SearchServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq ListSegmentsRequest
+		protoReq extSarv1.ListSegmentsRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -321,9 +322,9 @@ func local_request_SearchService_ListSegments_0(ctx context.Context, marshaler r
 	return msg, metadata, err
 }
 
-func request_SearchService_SuggestNextTask_0(ctx context.Context, marshaler runtime.Marshaler, client SearchServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_SearchService_SuggestNextTask_0(ctx context.Context, marshaler runtime.Marshaler, client extSarv1.SearchServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq SuggestNextTaskRequest
+		protoReq extSarv1.SuggestNextTaskRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -345,9 +346,9 @@ func request_SearchService_SuggestNextTask_0(ctx context.Context, marshaler runt
 	return msg, metadata, err
 }
 
-func local_request_SearchService_SuggestNextTask_0(ctx context.Context, marshaler runtime.Marshaler, server SearchServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_SearchService_SuggestNextTask_0(ctx context.Context, marshaler runtime.Marshaler, server extSarv1.SearchServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq SuggestNextTaskRequest
+		protoReq extSarv1.SuggestNextTaskRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -366,9 +367,9 @@ func local_request_SearchService_SuggestNextTask_0(ctx context.Context, marshale
 	return msg, metadata, err
 }
 
-func request_SearchService_AssignSegment_0(ctx context.Context, marshaler runtime.Marshaler, client SearchServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_SearchService_AssignSegment_0(ctx context.Context, marshaler runtime.Marshaler, client extSarv1.SearchServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq AssignSegmentRequest
+		protoReq extSarv1.AssignSegmentRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -398,9 +399,9 @@ func request_SearchService_AssignSegment_0(ctx context.Context, marshaler runtim
 	return msg, metadata, err
 }
 
-func local_request_SearchService_AssignSegment_0(ctx context.Context, marshaler runtime.Marshaler, server SearchServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_SearchService_AssignSegment_0(ctx context.Context, marshaler runtime.Marshaler, server extSarv1.SearchServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq AssignSegmentRequest
+		protoReq extSarv1.AssignSegmentRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -429,9 +430,9 @@ func local_request_SearchService_AssignSegment_0(ctx context.Context, marshaler 
 
 var filter_SearchService_ExportSearchGrid_0 = &utilities.DoubleArray{Encoding: map[string]int{"incident_id": 0}, Base: []int{1, 1, 0}, Check: []int{0, 1, 2}}
 
-func request_SearchService_ExportSearchGrid_0(ctx context.Context, marshaler runtime.Marshaler, client SearchServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_SearchService_ExportSearchGrid_0(ctx context.Context, marshaler runtime.Marshaler, client extSarv1.SearchServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq ExportSearchGridRequest
+		protoReq extSarv1.ExportSearchGridRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -456,9 +457,9 @@ func request_SearchService_ExportSearchGrid_0(ctx context.Context, marshaler run
 	return msg, metadata, err
 }
 
-func local_request_SearchService_ExportSearchGrid_0(ctx context.Context, marshaler runtime.Marshaler, server SearchServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_SearchService_ExportSearchGrid_0(ctx context.Context, marshaler runtime.Marshaler, server extSarv1.SearchServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq ExportSearchGridRequest
+		protoReq extSarv1.ExportSearchGridRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -485,7 +486,7 @@ func local_request_SearchService_ExportSearchGrid_0(ctx context.Context, marshal
 // StreamingRPC :currently unsupported pending https://github.com/grpc/grpc-go/issues/906.
 // Note that using this registration option will cause many gRPC library features to stop working. Consider using RegisterSearchServiceHandlerFromEndpoint instead.
 // GRPC interceptors will not work for this type of registration. To use interceptors, you must use the "runtime.WithMiddlewares" option in the "runtime.NewServeMux" call.
-func RegisterSearchServiceHandlerServer(ctx context.Context, mux *runtime.ServeMux, server SearchServiceServer) error {
+func RegisterSearchServiceHandlerServer(ctx context.Context, mux *runtime.ServeMux, server extSarv1.SearchServiceServer) error {
 	mux.Handle(http.MethodPost, pattern_SearchService_SetSearchPlan_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
@@ -697,15 +698,15 @@ func RegisterSearchServiceHandlerFromEndpoint(ctx context.Context, mux *runtime.
 // RegisterSearchServiceHandler registers the http handlers for service SearchService to "mux".
 // The handlers forward requests to the grpc endpoint over "conn".
 func RegisterSearchServiceHandler(ctx context.Context, mux *runtime.ServeMux, conn *grpc.ClientConn) error {
-	return RegisterSearchServiceHandlerClient(ctx, mux, NewSearchServiceClient(conn))
+	return RegisterSearchServiceHandlerClient(ctx, mux, extSarv1.NewSearchServiceClient(conn))
 }
 
 // RegisterSearchServiceHandlerClient registers the http handlers for service SearchService
-// to "mux". The handlers forward requests to the grpc endpoint over the given implementation of "SearchServiceClient".
-// Note: the gRPC framework executes interceptors within the gRPC handler. If the passed in "SearchServiceClient"
+// to "mux". The handlers forward requests to the grpc endpoint over the given implementation of "extSarv1.SearchServiceClient".
+// Note: the gRPC framework executes interceptors within the gRPC handler. If the passed in "extSarv1.SearchServiceClient"
 // doesn't go through the normal gRPC flow (creating a gRPC client etc.) then it will be up to the passed in
-// "SearchServiceClient" to call the correct interceptors. This client ignores the HTTP middlewares.
-func RegisterSearchServiceHandlerClient(ctx context.Context, mux *runtime.ServeMux, client SearchServiceClient) error {
+// "extSarv1.SearchServiceClient" to call the correct interceptors. This client ignores the HTTP middlewares.
+func RegisterSearchServiceHandlerClient(ctx context.Context, mux *runtime.ServeMux, client extSarv1.SearchServiceClient) error {
 	mux.Handle(http.MethodPost, pattern_SearchService_SetSearchPlan_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()

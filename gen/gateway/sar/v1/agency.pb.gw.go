@@ -16,6 +16,7 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/utilities"
+	extSarv1 "github.com/mountain-sar/sar/gen/sar/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/grpclog"
@@ -35,9 +36,9 @@ var (
 	_ = metadata.Join
 )
 
-func request_AgencyService_CreateAgency_0(ctx context.Context, marshaler runtime.Marshaler, client AgencyServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_AgencyService_CreateAgency_0(ctx context.Context, marshaler runtime.Marshaler, client extSarv1.AgencyServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq CreateAgencyRequest
+		protoReq extSarv1.CreateAgencyRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq.Agency); err != nil && !errors.Is(err, io.EOF) {
@@ -50,9 +51,9 @@ func request_AgencyService_CreateAgency_0(ctx context.Context, marshaler runtime
 	return msg, metadata, err
 }
 
-func local_request_AgencyService_CreateAgency_0(ctx context.Context, marshaler runtime.Marshaler, server AgencyServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_AgencyService_CreateAgency_0(ctx context.Context, marshaler runtime.Marshaler, server extSarv1.AgencyServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq CreateAgencyRequest
+		protoReq extSarv1.CreateAgencyRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq.Agency); err != nil && !errors.Is(err, io.EOF) {
@@ -62,9 +63,9 @@ func local_request_AgencyService_CreateAgency_0(ctx context.Context, marshaler r
 	return msg, metadata, err
 }
 
-func request_AgencyService_GetAgency_0(ctx context.Context, marshaler runtime.Marshaler, client AgencyServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_AgencyService_GetAgency_0(ctx context.Context, marshaler runtime.Marshaler, client extSarv1.AgencyServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq GetAgencyRequest
+		protoReq extSarv1.GetAgencyRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -83,9 +84,9 @@ func request_AgencyService_GetAgency_0(ctx context.Context, marshaler runtime.Ma
 	return msg, metadata, err
 }
 
-func local_request_AgencyService_GetAgency_0(ctx context.Context, marshaler runtime.Marshaler, server AgencyServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_AgencyService_GetAgency_0(ctx context.Context, marshaler runtime.Marshaler, server extSarv1.AgencyServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq GetAgencyRequest
+		protoReq extSarv1.GetAgencyRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -103,9 +104,9 @@ func local_request_AgencyService_GetAgency_0(ctx context.Context, marshaler runt
 
 var filter_AgencyService_ListAgencies_0 = &utilities.DoubleArray{Encoding: map[string]int{}, Base: []int(nil), Check: []int(nil)}
 
-func request_AgencyService_ListAgencies_0(ctx context.Context, marshaler runtime.Marshaler, client AgencyServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_AgencyService_ListAgencies_0(ctx context.Context, marshaler runtime.Marshaler, client extSarv1.AgencyServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq ListAgenciesRequest
+		protoReq extSarv1.ListAgenciesRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := req.ParseForm(); err != nil {
@@ -121,9 +122,9 @@ func request_AgencyService_ListAgencies_0(ctx context.Context, marshaler runtime
 	return msg, metadata, err
 }
 
-func local_request_AgencyService_ListAgencies_0(ctx context.Context, marshaler runtime.Marshaler, server AgencyServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_AgencyService_ListAgencies_0(ctx context.Context, marshaler runtime.Marshaler, server extSarv1.AgencyServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq ListAgenciesRequest
+		protoReq extSarv1.ListAgenciesRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := req.ParseForm(); err != nil {
@@ -136,9 +137,9 @@ func local_request_AgencyService_ListAgencies_0(ctx context.Context, marshaler r
 	return msg, metadata, err
 }
 
-func request_AgencyService_CreateTeam_0(ctx context.Context, marshaler runtime.Marshaler, client AgencyServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_AgencyService_CreateTeam_0(ctx context.Context, marshaler runtime.Marshaler, client extSarv1.AgencyServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq CreateTeamRequest
+		protoReq extSarv1.CreateTeamRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -160,9 +161,9 @@ func request_AgencyService_CreateTeam_0(ctx context.Context, marshaler runtime.M
 	return msg, metadata, err
 }
 
-func local_request_AgencyService_CreateTeam_0(ctx context.Context, marshaler runtime.Marshaler, server AgencyServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_AgencyService_CreateTeam_0(ctx context.Context, marshaler runtime.Marshaler, server extSarv1.AgencyServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq CreateTeamRequest
+		protoReq extSarv1.CreateTeamRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -181,9 +182,9 @@ func local_request_AgencyService_CreateTeam_0(ctx context.Context, marshaler run
 	return msg, metadata, err
 }
 
-func request_AgencyService_ListTeams_0(ctx context.Context, marshaler runtime.Marshaler, client AgencyServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_AgencyService_ListTeams_0(ctx context.Context, marshaler runtime.Marshaler, client extSarv1.AgencyServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq ListTeamsRequest
+		protoReq extSarv1.ListTeamsRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -202,9 +203,9 @@ func request_AgencyService_ListTeams_0(ctx context.Context, marshaler runtime.Ma
 	return msg, metadata, err
 }
 
-func local_request_AgencyService_ListTeams_0(ctx context.Context, marshaler runtime.Marshaler, server AgencyServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_AgencyService_ListTeams_0(ctx context.Context, marshaler runtime.Marshaler, server extSarv1.AgencyServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq ListTeamsRequest
+		protoReq extSarv1.ListTeamsRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -410,7 +411,7 @@ func local_request_AgencyService_FindTeams_0(ctx context.Context, marshaler runt
 // StreamingRPC :currently unsupported pending https://github.com/grpc/grpc-go/issues/906.
 // Note that using this registration option will cause many gRPC library features to stop working. Consider using RegisterAgencyServiceHandlerFromEndpoint instead.
 // GRPC interceptors will not work for this type of registration. To use interceptors, you must use the "runtime.WithMiddlewares" option in the "runtime.NewServeMux" call.
-func RegisterAgencyServiceHandlerServer(ctx context.Context, mux *runtime.ServeMux, server AgencyServiceServer) error {
+func RegisterAgencyServiceHandlerServer(ctx context.Context, mux *runtime.ServeMux, server extSarv1.AgencyServiceServer) error {
 	mux.Handle(http.MethodPost, pattern_AgencyService_CreateAgency_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
@@ -602,15 +603,15 @@ func RegisterAgencyServiceHandlerFromEndpoint(ctx context.Context, mux *runtime.
 // RegisterAgencyServiceHandler registers the http handlers for service AgencyService to "mux".
 // The handlers forward requests to the grpc endpoint over "conn".
 func RegisterAgencyServiceHandler(ctx context.Context, mux *runtime.ServeMux, conn *grpc.ClientConn) error {
-	return RegisterAgencyServiceHandlerClient(ctx, mux, NewAgencyServiceClient(conn))
+	return RegisterAgencyServiceHandlerClient(ctx, mux, extSarv1.NewAgencyServiceClient(conn))
 }
 
 // RegisterAgencyServiceHandlerClient registers the http handlers for service AgencyService
-// to "mux". The handlers forward requests to the grpc endpoint over the given implementation of "AgencyServiceClient".
-// Note: the gRPC framework executes interceptors within the gRPC handler. If the passed in "AgencyServiceClient"
+// to "mux". The handlers forward requests to the grpc endpoint over the given implementation of "extSarv1.AgencyServiceClient".
+// Note: the gRPC framework executes interceptors within the gRPC handler. If the passed in "extSarv1.AgencyServiceClient"
 // doesn't go through the normal gRPC flow (creating a gRPC client etc.) then it will be up to the passed in
-// "AgencyServiceClient" to call the correct interceptors. This client ignores the HTTP middlewares.
-func RegisterAgencyServiceHandlerClient(ctx context.Context, mux *runtime.ServeMux, client AgencyServiceClient) error {
+// "extSarv1.AgencyServiceClient" to call the correct interceptors. This client ignores the HTTP middlewares.
+func RegisterAgencyServiceHandlerClient(ctx context.Context, mux *runtime.ServeMux, client extSarv1.AgencyServiceClient) error {
 	mux.Handle(http.MethodPost, pattern_AgencyService_CreateAgency_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()

@@ -16,6 +16,7 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/utilities"
+	extSarv1 "github.com/mountain-sar/sar/gen/sar/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/grpclog"
@@ -35,9 +36,9 @@ var (
 	_ = metadata.Join
 )
 
-func request_LocationService_ReportFixes_0(ctx context.Context, marshaler runtime.Marshaler, client LocationServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_LocationService_ReportFixes_0(ctx context.Context, marshaler runtime.Marshaler, client extSarv1.LocationServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq ReportFixesRequest
+		protoReq extSarv1.ReportFixesRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -59,9 +60,9 @@ func request_LocationService_ReportFixes_0(ctx context.Context, marshaler runtim
 	return msg, metadata, err
 }
 
-func local_request_LocationService_ReportFixes_0(ctx context.Context, marshaler runtime.Marshaler, server LocationServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_LocationService_ReportFixes_0(ctx context.Context, marshaler runtime.Marshaler, server extSarv1.LocationServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq ReportFixesRequest
+		protoReq extSarv1.ReportFixesRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -82,9 +83,9 @@ func local_request_LocationService_ReportFixes_0(ctx context.Context, marshaler 
 
 var filter_LocationService_GetTrack_0 = &utilities.DoubleArray{Encoding: map[string]int{"incident_id": 0, "participant_id": 1}, Base: []int{1, 1, 2, 0, 0}, Check: []int{0, 1, 1, 2, 3}}
 
-func request_LocationService_GetTrack_0(ctx context.Context, marshaler runtime.Marshaler, client LocationServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_LocationService_GetTrack_0(ctx context.Context, marshaler runtime.Marshaler, client extSarv1.LocationServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq GetTrackRequest
+		protoReq extSarv1.GetTrackRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -117,9 +118,9 @@ func request_LocationService_GetTrack_0(ctx context.Context, marshaler runtime.M
 	return msg, metadata, err
 }
 
-func local_request_LocationService_GetTrack_0(ctx context.Context, marshaler runtime.Marshaler, server LocationServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_LocationService_GetTrack_0(ctx context.Context, marshaler runtime.Marshaler, server extSarv1.LocationServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq GetTrackRequest
+		protoReq extSarv1.GetTrackRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -149,9 +150,9 @@ func local_request_LocationService_GetTrack_0(ctx context.Context, marshaler run
 	return msg, metadata, err
 }
 
-func request_LocationService_ListCellVisits_0(ctx context.Context, marshaler runtime.Marshaler, client LocationServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_LocationService_ListCellVisits_0(ctx context.Context, marshaler runtime.Marshaler, client extSarv1.LocationServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq ListCellVisitsRequest
+		protoReq extSarv1.ListCellVisitsRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -170,9 +171,9 @@ func request_LocationService_ListCellVisits_0(ctx context.Context, marshaler run
 	return msg, metadata, err
 }
 
-func local_request_LocationService_ListCellVisits_0(ctx context.Context, marshaler runtime.Marshaler, server LocationServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_LocationService_ListCellVisits_0(ctx context.Context, marshaler runtime.Marshaler, server extSarv1.LocationServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq ListCellVisitsRequest
+		protoReq extSarv1.ListCellVisitsRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -193,7 +194,7 @@ func local_request_LocationService_ListCellVisits_0(ctx context.Context, marshal
 // StreamingRPC :currently unsupported pending https://github.com/grpc/grpc-go/issues/906.
 // Note that using this registration option will cause many gRPC library features to stop working. Consider using RegisterLocationServiceHandlerFromEndpoint instead.
 // GRPC interceptors will not work for this type of registration. To use interceptors, you must use the "runtime.WithMiddlewares" option in the "runtime.NewServeMux" call.
-func RegisterLocationServiceHandlerServer(ctx context.Context, mux *runtime.ServeMux, server LocationServiceServer) error {
+func RegisterLocationServiceHandlerServer(ctx context.Context, mux *runtime.ServeMux, server extSarv1.LocationServiceServer) error {
 	mux.Handle(http.MethodPost, pattern_LocationService_ReportFixes_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
@@ -285,15 +286,15 @@ func RegisterLocationServiceHandlerFromEndpoint(ctx context.Context, mux *runtim
 // RegisterLocationServiceHandler registers the http handlers for service LocationService to "mux".
 // The handlers forward requests to the grpc endpoint over "conn".
 func RegisterLocationServiceHandler(ctx context.Context, mux *runtime.ServeMux, conn *grpc.ClientConn) error {
-	return RegisterLocationServiceHandlerClient(ctx, mux, NewLocationServiceClient(conn))
+	return RegisterLocationServiceHandlerClient(ctx, mux, extSarv1.NewLocationServiceClient(conn))
 }
 
 // RegisterLocationServiceHandlerClient registers the http handlers for service LocationService
-// to "mux". The handlers forward requests to the grpc endpoint over the given implementation of "LocationServiceClient".
-// Note: the gRPC framework executes interceptors within the gRPC handler. If the passed in "LocationServiceClient"
+// to "mux". The handlers forward requests to the grpc endpoint over the given implementation of "extSarv1.LocationServiceClient".
+// Note: the gRPC framework executes interceptors within the gRPC handler. If the passed in "extSarv1.LocationServiceClient"
 // doesn't go through the normal gRPC flow (creating a gRPC client etc.) then it will be up to the passed in
-// "LocationServiceClient" to call the correct interceptors. This client ignores the HTTP middlewares.
-func RegisterLocationServiceHandlerClient(ctx context.Context, mux *runtime.ServeMux, client LocationServiceClient) error {
+// "extSarv1.LocationServiceClient" to call the correct interceptors. This client ignores the HTTP middlewares.
+func RegisterLocationServiceHandlerClient(ctx context.Context, mux *runtime.ServeMux, client extSarv1.LocationServiceClient) error {
 	mux.Handle(http.MethodPost, pattern_LocationService_ReportFixes_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()

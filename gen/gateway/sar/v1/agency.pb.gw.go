@@ -223,9 +223,9 @@ func local_request_AgencyService_ListTeams_0(ctx context.Context, marshaler runt
 
 var filter_AgencyService_UpdateTeam_0 = &utilities.DoubleArray{Encoding: map[string]int{"team": 0, "agency_id": 1, "id": 2}, Base: []int{1, 1, 2, 3, 0, 0, 0}, Check: []int{0, 1, 2, 2, 2, 3, 4}}
 
-func request_AgencyService_UpdateTeam_0(ctx context.Context, marshaler runtime.Marshaler, client AgencyServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_AgencyService_UpdateTeam_0(ctx context.Context, marshaler runtime.Marshaler, client extSarv1.AgencyServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq UpdateTeamRequest
+		protoReq extSarv1.UpdateTeamRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -272,9 +272,9 @@ func request_AgencyService_UpdateTeam_0(ctx context.Context, marshaler runtime.M
 	return msg, metadata, err
 }
 
-func local_request_AgencyService_UpdateTeam_0(ctx context.Context, marshaler runtime.Marshaler, server AgencyServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_AgencyService_UpdateTeam_0(ctx context.Context, marshaler runtime.Marshaler, server extSarv1.AgencyServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq UpdateTeamRequest
+		protoReq extSarv1.UpdateTeamRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -318,9 +318,9 @@ func local_request_AgencyService_UpdateTeam_0(ctx context.Context, marshaler run
 	return msg, metadata, err
 }
 
-func request_AgencyService_SetTeamStatus_0(ctx context.Context, marshaler runtime.Marshaler, client AgencyServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_AgencyService_SetTeamStatus_0(ctx context.Context, marshaler runtime.Marshaler, client extSarv1.AgencyServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq SetTeamStatusRequest
+		protoReq extSarv1.SetTeamStatusRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -350,9 +350,9 @@ func request_AgencyService_SetTeamStatus_0(ctx context.Context, marshaler runtim
 	return msg, metadata, err
 }
 
-func local_request_AgencyService_SetTeamStatus_0(ctx context.Context, marshaler runtime.Marshaler, server AgencyServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_AgencyService_SetTeamStatus_0(ctx context.Context, marshaler runtime.Marshaler, server extSarv1.AgencyServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq SetTeamStatusRequest
+		protoReq extSarv1.SetTeamStatusRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -379,9 +379,9 @@ func local_request_AgencyService_SetTeamStatus_0(ctx context.Context, marshaler 
 	return msg, metadata, err
 }
 
-func request_AgencyService_FindTeams_0(ctx context.Context, marshaler runtime.Marshaler, client AgencyServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_AgencyService_FindTeams_0(ctx context.Context, marshaler runtime.Marshaler, client extSarv1.AgencyServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq FindTeamsRequest
+		protoReq extSarv1.FindTeamsRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -394,9 +394,9 @@ func request_AgencyService_FindTeams_0(ctx context.Context, marshaler runtime.Ma
 	return msg, metadata, err
 }
 
-func local_request_AgencyService_FindTeams_0(ctx context.Context, marshaler runtime.Marshaler, server AgencyServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_AgencyService_FindTeams_0(ctx context.Context, marshaler runtime.Marshaler, server extSarv1.AgencyServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq FindTeamsRequest
+		protoReq extSarv1.FindTeamsRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {

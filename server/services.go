@@ -75,6 +75,30 @@ func (s *agencyService) CreateTeam(ctx context.Context, req *sarv1.CreateTeamReq
 	return &sarv1.CreateTeamResponse{Team: t}, nil
 }
 
+func (s *agencyService) UpdateTeam(ctx context.Context, req *sarv1.UpdateTeamRequest) (*sarv1.UpdateTeamResponse, error) {
+	t, err := s.core.UpdateTeam(ctx, req.GetTeam(), req.GetUpdateMask().GetPaths())
+	if err != nil {
+		return nil, err
+	}
+	return &sarv1.UpdateTeamResponse{Team: t}, nil
+}
+
+func (s *agencyService) SetTeamStatus(ctx context.Context, req *sarv1.SetTeamStatusRequest) (*sarv1.SetTeamStatusResponse, error) {
+	t, err := s.core.SetTeamStatus(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return &sarv1.SetTeamStatusResponse{Team: t}, nil
+}
+
+func (s *agencyService) FindTeams(ctx context.Context, req *sarv1.FindTeamsRequest) (*sarv1.FindTeamsResponse, error) {
+	teams, err := s.core.FindTeams(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return &sarv1.FindTeamsResponse{Teams: teams}, nil
+}
+
 func (s *agencyService) ListTeams(ctx context.Context, req *sarv1.ListTeamsRequest) (*sarv1.ListTeamsResponse, error) {
 	ts, err := s.core.ListTeams(ctx, req.GetAgencyId())
 	if err != nil {

@@ -28,7 +28,7 @@ run: build ## Run the server in embedded mode (no Redis or NATS needed)
 	./bin/sard --log-format text
 
 .PHONY: build
-build: ## Build sard and sarctl into bin/
+build: ## Build sard, sarctl and sarsim into bin/
 	go build -ldflags '$(LDFLAGS)' -o bin/ ./cmd/...
 
 .PHONY: test

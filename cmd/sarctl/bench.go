@@ -547,7 +547,7 @@ send:
 		default:
 		}
 		req := &sarv1.StreamFixesRequest{Batch: &sarv1.FixBatch{IncidentId: r.incident, DeviceId: d.id, BatchId: id,
-			Fixes: w.batch(seq, r.o.Batch, time.Now())}}
+			Fixes: w.Batch(seq, r.o.Batch, time.Now())}}
 		select {
 		case slots <- struct{}{}:
 		case <-r.stop:

@@ -77,7 +77,7 @@ func runFloor(ctx context.Context, o benchOptions, runID string) (fixesPerS, sec
 			seq := uint64(1)
 			members := make([]redis.Z, o.Batch)
 			for fctx.Err() == nil {
-				fixes := w.batch(seq, o.Batch, time.Now())
+				fixes := w.Batch(seq, o.Batch, time.Now())
 				counts := map[string]int64{}
 				newest := map[string]int64{}
 				var lastMs int64

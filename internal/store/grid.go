@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"math"
+	"slices"
 	"strconv"
 	"time"
 
@@ -14,16 +15,18 @@ import (
 )
 
 // The search grid of an incident is kept so that a batch of track points
-// costs one script run whatever the grid's size:
+// costs two small script runs whatever the grid's size and however many
+// searchers add coverage at once:
 //
 //   - grid (hash): the summary pb ("pb", static parts: profile, origin,
 //     sweep widths, resolution), the version "ver", the version of the last
 //     seeding "seedver", the rest of world's weight "row", the maintained
 //     total weight "z", the probability of success at the last rebase
-//     "posb", the count of seeds, rebases and settings updates "wver", and
-//     the throttle of coverage events "evpos", "evt" (last event) and
-//     "covt" (last coverage, for the trailing event), and the count of
-//     changes to gcov "cver" (the compare-and-set of the total, below).
+//     "posb", the count of seeds, rebases and settings updates "wver", the
+//     count of the writes of z by seeds and rebases "zver", the count of
+//     changes to gcov "cver", and the throttle of coverage events "evpos",
+//     "evt" (last event) and "covt" (last coverage, for the trailing
+//     event).
 //   - gpri (hash): cell → prior weight wᵢ.
 //   - gcov (hash): cell → cumulative coverage cᵢ (from tracks).
 //   - gver (zset): cell → version at which it last changed.
@@ -42,14 +45,31 @@ import (
 //
 // The detection model (wᵢ·e^(−cᵢ)) is computed in Go only, by
 // geo.Undetected and geo.UndetectedDelta; the scripts store weights,
-// coverage and the total z that Go computed. z is kept in Redis so that an
-// incremental read (loadChanged) and the event throttle have it without
-// reading every cell; to keep it exact, coverage and grid writes are
-// compare-and-set: Go reads the cells' weights and coverage and the
-// coverage version cver, computes the new coverage and z, and the script
-// stores them only if cver (and the write version wver) did not move
-// since, else Go reads again (see lua/coverage.lua and lua/put_grid.lua).
+// coverage and totals that Go computed, and add. z is kept in Redis so
+// that an incremental read (loadChanged) and the event throttle have it
+// without reading every cell. It stays the total of the cells so:
 //
+//   - Coverage never waits for or loses to another writer. A batch is two
+//     script runs (AddCoverage). lua/coverage.lua adds each cell's
+//     coverage with HINCRBYFLOAT and answers, per cell, wᵢ and the coverage
+//     before and after, read in the same atomic run, with zver; Go
+//     computes Δz = Σ geo.UndetectedDelta(wᵢ, before, after), and
+//     lua/coverage_total.lua adds Δz to z if zver has not moved since.
+//     Racing batches' pairs chain up per cell (one's after is the next
+//     one's before), so their Δz sum to the change of the cells' total in
+//     whatever order they are added: no compare-and-set, no retry.
+//   - Seeds and rebases compute z in Go from the cells and are
+//     compare-and-set against cver (lua/put_grid.lua): the z they store is
+//     the cells' total when they commit, and they count zver. A batch
+//     incremented before that commit is in that z, so its Δz arriving
+//     after is dropped (zver moved); one incremented after sees the new
+//     zver and adds its Δz. Settings updates count wver only and do not
+//     void a pending Δz.
+//
+// Between a batch's two runs z lags the cells by that batch's Δz; if the
+// process dies between them (or Redis stays unreachable for the second,
+// which runs even when the caller gives up) z stays off by it until the
+// next seed or rebase. The coverage itself is stored by the first run.
 // Full readers recompute z from the cells; the maintained z serves the
 // incremental reads and the event throttle.
 
@@ -208,8 +228,8 @@ const (
 	gridStageTTL   = 10 * time.Minute
 )
 
-// gridCASTries bounds the reads again when coverage moved between the read
-// and the script (PutGrid, AddCoverage).
+// gridCASTries bounds PutGrid's reads again when coverage moved between
+// its coverage snapshot and its script.
 const gridCASTries = 20
 
 // PutGrid writes a seeded or rebased grid atomically with its event. The
@@ -364,116 +384,107 @@ func (s *Store) TrackerState(ctx context.Context, id, participantID string) (sar
 }
 
 // AddCoverage adds a batch of coverage to a grid and saves the searcher's
-// tracker state, in one script run (lua/coverage.lua) after one read: the
-// new coverage and total are computed here with geo.UndetectedDelta, and
-// stored only if no coverage or grid write came in between (else read
-// again).
+// tracker state, in two script runs and no retry, however many batches
+// race on the same cells. lua/coverage.lua increments each cell's coverage
+// atomically and answers, per cell, its weight and its coverage before and
+// after; the change of the total, Σ geo.UndetectedDelta over those pairs,
+// is computed here and added by lua/coverage_total.lua unless a seed or
+// rebase recomputed the total in between (then it already holds this
+// batch). The deltas of racing batches commute, so the total stays the sum
+// over the cells.
 func (s *Store) AddCoverage(ctx context.Context, a sar.CoverageArgs) (sar.CoverageResult, error) {
 	id := a.IncidentID
-	cells := make([]string, 0, len(a.Coverage))
-	deltas := make([]float64, 0, len(a.Coverage))
+	cells := make([]uint64, 0, len(a.Coverage))
 	for c, v := range a.Coverage {
-		cells = append(cells, sar.CellHex(c))
-		deltas = append(deltas, v)
+		if math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
+			return sar.CoverageResult{}, sar.Errorf(sar.KindInternal, "coverage of cell %s is %v", sar.CellHex(c), v)
+		}
+		cells = append(cells, c)
 	}
-	keys := []string{kInc(id), kGrid(id), kGridCov(id), kGridVer(id), kGridTrk(id)}
-	for range gridCASTries {
-		snap, err := s.coverageCells(ctx, id, cells)
-		if err != nil {
-			return sar.CoverageResult{}, err
-		}
-		if !snap.hasGrid {
-			return sar.CoverageResult{NoGrid: true}, nil
-		}
-		z := snap.z
-		args := make([]any, 0, 11+3*len(cells))
-		args = append(args, a.ParticipantID, a.TrackerBefore, a.TrackerAfter, snap.cver, snap.wver)
-		cellArgs := make([]any, 0, 3*len(cells))
-		changed := 0
-		for i, c := range cells {
-			before := snap.cov[i]
-			after := before + deltas[i]
-			in := "0"
-			if snap.inGrid[i] {
-				z += geo.UndetectedDelta(snap.prior[i], before, after)
-				in = "1"
-				changed++
-			}
-			cellArgs = append(cellArgs, c, ffmt(after), in)
-		}
-		pos := 1 - (1-snap.posb)*z
-		args = append(args, ffmt(z), ffmt(pos), ffmt(a.EventDelta), a.EventEveryMs, a.NowMs, len(cells))
-		args = append(args, cellArgs...)
-		res, err := coverageScript.Run(ctx, s.rdb, keys, args...).Result()
-		if err != nil {
-			return sar.CoverageResult{}, fail(err, "incident")
-		}
-		r := newReply("coverage", res, 1)
-		switch r.word(0, "nogrid", "stale", "retry", "ok") {
-		case "nogrid":
-			return sar.CoverageResult{NoGrid: true}, nil
-		case "stale":
-			return sar.CoverageResult{TrackerStale: true}, nil
-		case "retry":
-			continue
-		}
-		out := sar.CoverageResult{Version: r.decimal(1), Changed: int(r.int(2)), EventDue: r.flag(3),
-			POS: math.Min(1, math.Max(0, pos))}
+	slices.Sort(cells) // a total independent of map order
+	args := make([]any, 0, 5+2*len(cells))
+	args = append(args, a.ParticipantID, a.TrackerBefore, a.TrackerAfter, a.NowMs, len(cells))
+	for _, c := range cells {
+		args = append(args, sar.CellHex(c), ffmt(a.Coverage[c]))
+	}
+	res, err := coverageScript.Run(ctx, s.rdb, []string{kInc(id), kGrid(id), kGridPrior(id), kGridCov(id), kGridVer(id), kGridTrk(id)},
+		args...).Result()
+	if err != nil {
+		return sar.CoverageResult{}, fail(err, "incident")
+	}
+	r := newReply("coverage", res, 1)
+	switch r.word(0, "nogrid", "stale", "ok") {
+	case "nogrid":
+		return sar.CoverageResult{NoGrid: true}, nil
+	case "stale":
+		return sar.CoverageResult{TrackerStale: true}, nil
+	}
+	if r.err == nil && r.len() != 7+3*len(cells) {
+		r.failf("%d elements, want 7 + 3 per cell (%d cells)", r.len(), len(cells))
+	}
+	out := sar.CoverageResult{Version: r.decimal(1), Changed: int(r.int(2))}
+	zver := r.str(3)
+	z, posb, row := r.float(4), r.float(5), r.float(6)
+	dz, changed := 0.0, 0
+	for i := range cells {
+		prior, _ := r.optStr(7+3*i, false)
+		before, after := r.float(8+3*i), r.float(9+3*i)
 		if r.err != nil {
 			return sar.CoverageResult{}, r.err
 		}
-		if out.Changed != changed {
-			return sar.CoverageResult{}, replyError("coverage", "%d cells changed, want %d", out.Changed, changed)
+		if prior == "" {
+			continue // not in the grid: coverage kept, no weight
 		}
-		if z > 0 {
-			out.RestOfWorld = snap.row / z
+		w, err := strconv.ParseFloat(prior, 64)
+		if err != nil {
+			return sar.CoverageResult{}, replyError("coverage", "prior of cell %s is %q", sar.CellHex(cells[i]), prior)
 		}
-		return out, nil
+		dz += geo.UndetectedDelta(w, before, after)
+		changed++
 	}
-	return sar.CoverageResult{}, sar.Errorf(sar.KindUnavailable, "search grid coverage is being changed concurrently; retry")
-}
-
-// coverageRead is what AddCoverage reads before its script.
-type coverageRead struct {
-	hasGrid      bool
-	cver, wver   int64
-	z, posb, row float64
-	prior, cov   []float64 // per cell asked
-	inGrid       []bool
-}
-
-// coverageCells reads, as one snapshot, the grid's versions and totals
-// and the weight and coverage of cells.
-func (s *Store) coverageCells(ctx context.Context, id string, cells []string) (coverageRead, error) {
-	var meta *redis.SliceCmd
-	var pri, cov []*redis.SliceCmd
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		meta = p.HMGet(ctx, kGrid(id), "ver", "cver", "wver", "z", "posb", "row")
-		for i := 0; i < len(cells); i += gridStageChunk {
-			part := cells[i:min(i+gridStageChunk, len(cells))]
-			pri = append(pri, p.HMGet(ctx, kGridPrior(id), part...))
-			cov = append(cov, p.HMGet(ctx, kGridCov(id), part...))
-		}
-		return nil
-	})
-	if err != nil {
-		return coverageRead{}, fail(err, "search grid")
+	if r.err != nil {
+		return sar.CoverageResult{}, r.err
 	}
-	m := meta.Val()
-	if m[0] == nil {
-		return coverageRead{}, nil
+	if out.Changed != changed {
+		return sar.CoverageResult{}, replyError("coverage", "%d cells changed, want %d", out.Changed, changed)
 	}
-	out := coverageRead{hasGrid: true, cver: pint(m[1]), wver: pint(m[2]), z: pfloat(m[3]), posb: pfloat(m[4]), row: pfloat(m[5]),
-		prior: make([]float64, 0, len(cells)), cov: make([]float64, 0, len(cells)), inGrid: make([]bool, 0, len(cells))}
-	for i := range pri {
-		for j, v := range pri[i].Val() {
-			out.prior = append(out.prior, pfloat(v))
-			out.inGrid = append(out.inGrid, v != nil)
-			out.cov = append(out.cov, pfloat(cov[i].Val()[j]))
+	if s.betweenCoverageSteps != nil {
+		s.betweenCoverageSteps()
+	}
+	if changed > 0 {
+		// The coverage is stored: the total must follow even if the
+		// caller gives up now.
+		tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), coverageTotalTimeout)
+		res, err := coverageTotalScript.Run(tctx, s.rdb, []string{kInc(id), kGrid(id)}, zver, ffmt(dz),
+			ffmt(a.EventDelta), a.EventEveryMs, a.NowMs).Result()
+		cancel()
+		if err != nil {
+			return sar.CoverageResult{}, fail(err, "search grid")
 		}
+		r := newReply("coverage total", res, 1)
+		switch r.word(0, "nogrid", "moved", "ok") {
+		case "nogrid": // dropped meanwhile: report from the first step
+			z += dz
+		case "moved":
+			z, posb, row = r.float(1), r.float(2), r.float(3)
+		case "ok":
+			z, posb, row = r.float(1), r.float(2), r.float(3)
+			out.EventDue = r.flag(4)
+		}
+		if r.err != nil {
+			return sar.CoverageResult{}, r.err
+		}
+	}
+	out.POS = math.Min(1, math.Max(0, 1-(1-posb)*z))
+	if z > 0 {
+		out.RestOfWorld = row / z
 	}
 	return out, nil
 }
+
+// coverageTotalTimeout bounds the second step of AddCoverage, which runs
+// even when the caller's context ends.
+const coverageTotalTimeout = 5 * time.Second
 
 // PutEvent writes an event to an incident's outbox (for the relay) before
 // it is delivered.

@@ -6,7 +6,9 @@
 // with checks (reply.go) and error codes are matched exactly against one
 // table (errors.go). The detection model (coverage to remaining
 // probability) is not in Lua: Go computes it with the geo package and the
-// scripts store what Go computed, compare-and-set (see grid.go).
+// scripts store what Go computed (coverage is added atomically and the
+// change of the grid's total applied in a second run; seeds and rebases
+// are compare-and-set; see grid.go).
 //
 // Every key of one incident carries the incident id as its hash tag
 // ("sar:{<incident>}:..."), and a script receives every key it touches in

@@ -123,6 +123,20 @@ func (r *reply) decimal(i int) int64 {
 	return n
 }
 
+// float reads element i, a string holding a number (Redis sends floats as
+// strings).
+func (r *reply) float(i int) float64 {
+	s := r.str(i)
+	if r.err != nil {
+		return 0
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		r.failf("element %d is %q, want a number", i, s)
+	}
+	return f
+}
+
 // udecimal is decimal for an unsigned integer.
 func (r *reply) udecimal(i int) uint64 {
 	s := r.str(i)

@@ -56,6 +56,7 @@ var (
 	addParticipantScript    = script("add_participant")
 	putGridScript           = script("put_grid")
 	coverageScript          = script("coverage")
+	coverageTotalScript     = script("coverage_total")
 	flushGridEventScript    = script("flush_grid_event")
 	loadChangedScript       = script("load_changed")
 	updateGridSummaryScript = script("update_grid_summary")

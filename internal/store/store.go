@@ -16,6 +16,10 @@ type Store struct {
 	rdb       redis.UniversalClient
 	trackMax  int
 	retention time.Duration
+
+	// betweenCoverageSteps, if set (tests), runs in AddCoverage between
+	// the cells' increments and the total's update.
+	betweenCoverageSteps func()
 }
 
 // Option configures a Store.

@@ -1,48 +1,67 @@
--- coverage: adds one searcher's batch of coverage to the search grid. The
--- caller read a snapshot (coverage version cver, write version wver, the
--- total z, the touched cells' weights and coverage) and computed in Go
--- (geo.UndetectedDelta) the cells' new cumulative coverage and the new
--- total z; the script stores them only if neither coverage nor weights
--- changed since (cver and wver as read), else it answers {'retry'} and the
--- caller reads again. So the total stays exact and consistent with the
--- cells in every run, and the detection model lives in Go only.
+-- coverage: adds one searcher's batch of coverage to the search grid, the
+-- first of two steps (the second is lua/coverage_total.lua). Each cell's
+-- cumulative coverage grows by HINCRBYFLOAT, so batches that race on the
+-- same cells all land, in whatever order Redis runs them: nothing is
+-- checked against a snapshot and nothing is retried.
+--
+-- The script holds no detection model: it answers, per cell asked, the
+-- cell's prior weight ('' if the cell is not in the grid) and its coverage
+-- before and after the increment, read in the same atomic run, and the
+-- caller computes in Go the change of the total, dz = sum of
+-- geo.UndetectedDelta(prior, before, after), then adds it to the stored
+-- total z with coverage_total.lua if no seed or rebase recomputed z in
+-- between (zver, the count of the writes of z by put_grid.lua, as
+-- answered here). Because each (before, after) pair is read atomically
+-- with its increment, the pairs of the batches that touched a cell chain
+-- up (one's after is the next one's before), so the sum of their deltas
+-- is exactly the change of that cell's undetected weight, whatever order
+-- the deltas are added to z in.
 --
 -- It also saves the searcher's tracker state (compare-and-set against the
--- state the batch was computed from), bumps the version of the grid and
--- of the grid cells touched, and decides whether the change is worth an
--- event: the probability of success (pos, computed by the caller with the
--- new z) moved by at least delta since the last event, at least everyMs
--- ago.
+-- state the batch was computed from: per participant, so not contended),
+-- counts the change of gcov (cver, which a seed or rebase that computed z
+-- from a coverage snapshot checks, see put_grid.lua), bumps the version of
+-- the grid and of the grid cells touched and notes the time of the last
+-- coverage (covt, for the trailing event).
 --
--- KEYS: 1 inc, 2 grid, 3 gcov, 4 gver, 5 gtrk
--- ARGV: 1 participant, 2 trackerBefore, 3 trackerAfter, 4 expectCver,
---       5 expectWver, 6 z, 7 pos, 8 delta, 9 everyMs, 10 nowMs, 11 n, then
---       n times (cell, coverage, inGrid 0 or 1)
--- Returns: {'nogrid'}, {'stale'} (tracker state moved), {'retry'}
---       (coverage or weights moved) or {'ok', ver, changed, due} (ver a
---       decimal string, changed the grid cells touched, due 0 or 1).
+-- KEYS: 1 inc, 2 grid, 3 gpri, 4 gcov, 5 gver, 6 gtrk
+-- ARGV: 1 participant, 2 trackerBefore, 3 trackerAfter, 4 nowMs, 5 n,
+--       then n times (cell, coverage to add: a finite number >= 0)
+-- Returns: {'nogrid'}, {'stale'} (tracker state moved; nothing written) or
+--       {'ok', ver, changed, zver, z, posb, row} followed by n times
+--       (prior or '', coverage before, coverage after) in the order asked
+--       (ver and zver decimal strings, changed the grid cells touched,
+--       z, posb and row as stored, before '0' for a cell never covered).
 if redis.call('HGET', KEYS[1], 'state') ~= 'open' then return {'nogrid'} end
-local m = redis.call('HMGET', KEYS[2], 'ver', 'evpos', 'evt', 'cver', 'wver')
+local m = redis.call('HMGET', KEYS[2], 'ver', 'zver', 'z', 'posb', 'row')
 if not m[1] then return {'nogrid'} end
-if (redis.call('HGET', KEYS[5], ARGV[1]) or '') ~= ARGV[2] then return {'stale'} end
-if tonumber(m[4] or '0') ~= tonumber(ARGV[4]) or tonumber(m[5] or '0') ~= tonumber(ARGV[5]) then return {'retry'} end
-local n = tonumber(ARGV[11])
-local h, changed = {}, {}
-for i = 0, n - 1 do
-  local c = ARGV[12 + 3 * i]
-  h[#h + 1] = c
-  h[#h + 1] = ARGV[13 + 3 * i]
-  if ARGV[14 + 3 * i] == '1' then changed[#changed + 1] = c end
-  if #h >= 2000 then
-    redis.call('HSET', KEYS[3], unpack(h))
-    h = {}
+if (redis.call('HGET', KEYS[6], ARGV[1]) or '') ~= ARGV[2] then return {'stale'} end
+local n = tonumber(ARGV[5])
+local cells = {}
+for i = 1, n do cells[i] = ARGV[4 + 2 * i] end
+-- Weights and coverage before, 1000 cells per HMGET.
+local pri, cov = {}, {}
+for i = 1, n, 1000 do
+  local part = {unpack(cells, i, math.min(i + 999, n))}
+  local p = redis.call('HMGET', KEYS[3], unpack(part))
+  local c = redis.call('HMGET', KEYS[4], unpack(part))
+  for k = 1, #part do
+    pri[i + k - 1] = p[k]
+    cov[i + k - 1] = c[k]
   end
 end
-if #h > 0 then redis.call('HSET', KEYS[3], unpack(h)) end
+local out = {}
+local changed = {}
+for i = 1, n do
+  local after = redis.call('HINCRBYFLOAT', KEYS[4], cells[i], ARGV[5 + 2 * i])
+  out[#out + 1] = pri[i] or ''
+  out[#out + 1] = cov[i] or '0'
+  out[#out + 1] = after
+  if pri[i] then changed[#changed + 1] = cells[i] end
+end
 if n > 0 then redis.call('HINCRBY', KEYS[2], 'cver', 1) end
-redis.call('HSET', KEYS[5], ARGV[1], ARGV[3])
+redis.call('HSET', KEYS[6], ARGV[1], ARGV[3])
 local ver = tonumber(m[1])
-local due = 0
 if #changed > 0 then
   ver = redis.call('HINCRBY', KEYS[2], 'ver', 1)
   local zv = {}
@@ -50,16 +69,13 @@ if #changed > 0 then
     zv[#zv + 1] = ver
     zv[#zv + 1] = c
     if #zv >= 2000 then
-      redis.call('ZADD', KEYS[4], unpack(zv))
+      redis.call('ZADD', KEYS[5], unpack(zv))
       zv = {}
     end
   end
-  if #zv > 0 then redis.call('ZADD', KEYS[4], unpack(zv)) end
-  redis.call('HSET', KEYS[2], 'z', ARGV[6], 'covt', ARGV[10])
-  local now = tonumber(ARGV[10])
-  if math.abs(tonumber(ARGV[7]) - tonumber(m[2] or '0')) >= tonumber(ARGV[8]) and now - tonumber(m[3] or '0') >= tonumber(ARGV[9]) then
-    redis.call('HSET', KEYS[2], 'evpos', ARGV[7], 'evt', ARGV[10])
-    due = 1
-  end
+  if #zv > 0 then redis.call('ZADD', KEYS[5], unpack(zv)) end
+  redis.call('HSET', KEYS[2], 'covt', ARGV[4])
 end
-return {'ok', tostring(ver), #changed, due}
+local head = {'ok', tostring(ver), #changed, m[2] or '0', m[3] or '0', m[4] or '0', m[5] or '0'}
+for _, v in ipairs(out) do head[#head + 1] = v end
+return head

@@ -16,7 +16,18 @@
 -- since (cver, counted by coverage.lua), else it answers {'coverage'} and
 -- the caller reads the coverage again. With reset or clear the written
 -- cells end with no coverage whatever was added meanwhile, so the caller
--- sends expectCver '' (no check) and z = row + sum of weights.
+-- sends expectCver '' (no check) and z = row + sum of weights. Either way
+-- the z stored is the total of the grid's cells as this run leaves them
+-- (a seed writes the whole grid, a rebase every cell of it): every
+-- coverage increment made before this run is in it (or was dropped with
+-- the coverage), none made after.
+--
+-- Each write of z counts zver. A batch of coverage adds to the cells
+-- (coverage.lua) and then, in a second run, its change of z
+-- (coverage_total.lua) only if zver has not moved between the two: a
+-- batch whose cells were incremented before this run is already in the z
+-- written here (or was reset away), so its change must not be added again;
+-- one incremented after this run sees the new zver and adds its change.
 --
 -- KEYS: 1 inc, 2 grid, 3 gpri, 4 gcov, 5 gver, 6 gtrk, 7 outbox,
 --       8 stage, 9 stagev
@@ -73,5 +84,6 @@ end
 if reset or (clear and n > 0) then redis.call('HINCRBY', KEYS[2], 'cver', 1) end
 redis.call('HSET', KEYS[2], 'pb', ARGV[6], 'ver', nv, 'wver', tonumber(ARGV[1]) + 1, 'row', ARGV[7],
   'z', ARGV[9], 'posb', ARGV[8], 'evpos', ARGV[10])
+redis.call('HINCRBY', KEYS[2], 'zver', 1)
 redis.call('HSET', KEYS[7], ARGV[11], ARGV[12])
 return {'ok', tostring(nv)}

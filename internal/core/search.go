@@ -814,10 +814,12 @@ func (s *Service) ExportSearchGrid(ctx context.Context, req *sarv1.ExportSearchG
 
 // coverTrack credits a rescuer's newly stored fixes to the incident's
 // search grid: the tracker (state kept per participant in the store) turns
-// them into swept length per cell, the sweep width into coverage, and one
-// script adds it. The positions are the record and this is derived, so
-// failures are logged and counted, never returned. Two round trips, or
-// four when another batch of the same participant raced this one.
+// them into swept length per cell, the sweep width into coverage, and the
+// store adds it (one script for the cells, one for the maintained total).
+// The positions are the record and this is derived, so failures are
+// logged and counted, never returned. Three round trips (the tracker
+// read, then the two scripts), more when another batch of the same
+// participant raced this one.
 func (s *Service) coverTrack(ctx context.Context, incidentID, participantID string, fixes []*sarv1.LocationFix) {
 	if len(fixes) == 0 {
 		return

@@ -150,17 +150,37 @@ func (b *Bus) PublishDurable(ctx context.Context, evs ...*sarv1.Event) (acked []
 // watcher that cannot keep up loses live messages (NATS slow-consumer
 // policy) rather than slowing everyone down; dropped reports how many.
 func (b *Bus) Watch(ctx context.Context, incidentID string) (events <-chan *sarv1.Event, dropped func() int, stop func(), err error) {
+	return b.watch(ctx, IncidentSubjects(incidentID))
+}
+
+// WatchTasks follows only an incident's task changes and notices (the
+// doorbell of the task feeds: small, whatever the positions' rate).
+func (b *Bus) WatchTasks(ctx context.Context, incidentID string) (events <-chan *sarv1.Event, dropped func() int, stop func(), err error) {
+	return b.watch(ctx, TaskSubjects(incidentID)...)
+}
+
+func (b *Bus) watch(ctx context.Context, subjects ...string) (events <-chan *sarv1.Event, dropped func() int, stop func(), err error) {
 	msgs := make(chan *nats.Msg, 4096)
-	sub, err := b.nc.ChanSubscribe(IncidentSubjects(incidentID), msgs)
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("dispatch: subscribe: %w", err)
+	var subs []*nats.Subscription
+	unsubscribe := func() {
+		for _, sub := range subs {
+			_ = sub.Unsubscribe()
+		}
+	}
+	for _, subj := range subjects {
+		sub, err := b.nc.ChanSubscribe(subj, msgs)
+		if err != nil {
+			unsubscribe()
+			return nil, nil, nil, fmt.Errorf("dispatch: subscribe: %w", err)
+		}
+		subs = append(subs, sub)
 	}
 	// Make sure the server has the interest before the caller reads a
 	// snapshot, so nothing published after the snapshot is missed.
 	fctx, cancel := context.WithTimeout(ctx, b.ackTimeout)
 	defer cancel()
 	if err := b.nc.FlushWithContext(fctx); err != nil {
-		_ = sub.Unsubscribe()
+		unsubscribe()
 		return nil, nil, nil, fmt.Errorf("dispatch: subscribe: %w", err)
 	}
 	out := make(chan *sarv1.Event, 256)
@@ -191,10 +211,17 @@ func (b *Bus) Watch(ctx context.Context, incidentID string) (events <-chan *sarv
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {
-			_ = sub.Unsubscribe()
+			unsubscribe()
 			close(done)
 		})
 	}
-	dropped = func() int { n, _ := sub.Dropped(); return n }
+	dropped = func() int {
+		total := 0
+		for _, sub := range subs {
+			n, _ := sub.Dropped()
+			total += n
+		}
+		return total
+	}
 	return out, dropped, stop, nil
 }

@@ -13,6 +13,16 @@
 //	sar.v1.inc.<incident>.evt.incident                        incident opened, assigned, closed (JetStream)
 //	sar.v1.inc.<incident>.evt.participant.<agency>.<team>     participant joined (JetStream)
 //	sar.v1.inc.<incident>.evt.grid                            search grid changed materially (JetStream)
+//	sar.v1.inc.<incident>.evt.task.<agency>.<team>            a team's task changed (JetStream)
+//	sar.v1.inc.<incident>.evt.notice.<agency>                 a notice to every team of an assigned agency (JetStream)
+//
+// Task events (TaskChangedEvent) go to the team the task is with after the
+// change: offered, accepted, declined, in progress, progress reported,
+// completed, cancelled, reassigned (the team that lost it learns from the
+// incident's events and its task feed). Notices to all teams (a message,
+// the incident closed) are published once per agency assigned to the
+// incident, each copy with its own event id, so that an agency confined
+// to its own subjects still hears them.
 //
 // Search grid events (SearchGridChangedEvent) announce a seeding, a
 // collapse to a caller's live fix, an operator's adjustment, a clue, and
@@ -46,6 +56,12 @@ const (
 	NoTeam        = "_"
 )
 
+// TaskSubjects are the wildcards of one incident's task changes and
+// notices.
+func TaskSubjects(incidentID string) []string {
+	return []string{SubjectPrefix + incidentID + ".evt.task.>", SubjectPrefix + incidentID + ".evt.notice.>"}
+}
+
 // IncidentSubjects is the wildcard of everything about one incident.
 func IncidentSubjects(incidentID string) string { return SubjectPrefix + incidentID + ".>" }
 
@@ -73,6 +89,12 @@ func Subject(ev *sarv1.Event) (subject string, durable bool) {
 		return base + ".pos." + a + "." + t + "." + p.Positions.GetParticipantId(), false
 	case *sarv1.Event_SearchGridChanged:
 		return base + ".evt.grid", true
+	case *sarv1.Event_TaskChanged:
+		tc := p.TaskChanged
+		if tc.GetNoticeAgency() != "" {
+			return base + ".evt.notice." + tc.GetNoticeAgency(), true
+		}
+		return base + ".evt.task." + token(tc.GetTask().GetTeam().GetAgencyId()) + "." + token(tc.GetTask().GetTeam().GetTeamId()), true
 	case *sarv1.Event_ParticipantJoined:
 		pt := p.ParticipantJoined.GetParticipant()
 		a, t := partyTokens(pt.GetKind(), pt.GetAgencyId(), pt.GetTeamId())

@@ -25,6 +25,15 @@ func TestSubject(t *testing.T) {
 		{&sarv1.Event{IncidentId: inc, Payload: &sarv1.Event_ParticipantJoined{ParticipantJoined: &sarv1.ParticipantJoinedEvent{
 			Participant: &sarv1.Participant{Kind: sarv1.ParticipantKind_PARTICIPANT_KIND_RESCUER, AgencyId: "vol", TeamId: "a"}}}},
 			"sar.v1.inc." + inc + ".evt.participant.vol.a", true},
+		{&sarv1.Event{IncidentId: inc, Payload: &sarv1.Event_TaskChanged{TaskChanged: &sarv1.TaskChangedEvent{
+			Task: &sarv1.Task{Team: &sarv1.TeamRef{AgencyId: "vol", TeamId: "k9"}}}}},
+			"sar.v1.inc." + inc + ".evt.task.vol.k9", true},
+		{&sarv1.Event{IncidentId: inc, Payload: &sarv1.Event_TaskChanged{TaskChanged: &sarv1.TaskChangedEvent{
+			Task: &sarv1.Task{Team: &sarv1.TeamRef{AgencyId: "police"}}}}},
+			"sar.v1.inc." + inc + ".evt.task.police._", true},
+		{&sarv1.Event{IncidentId: inc, Payload: &sarv1.Event_TaskChanged{TaskChanged: &sarv1.TaskChangedEvent{
+			Task: &sarv1.Task{}, NoticeAgency: "fire-1", Notice: sarv1.TaskNoticeKind_TASK_NOTICE_KIND_MESSAGE}}},
+			"sar.v1.inc." + inc + ".evt.notice.fire-1", true},
 		{&sarv1.Event{IncidentId: inc, Payload: &sarv1.Event_IncidentChanged{IncidentChanged: &sarv1.IncidentChangedEvent{}}},
 			"sar.v1.inc." + inc + ".evt.incident", true},
 	} {

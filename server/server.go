@@ -171,6 +171,7 @@ func New(svc *core.Service, opt Options) *Server {
 	sarv1.RegisterIncidentServiceServer(both, &incidentService{core: svc, log: s.log, draining: s.draining, recheck: opt.WatchRecheck})
 	sarv1.RegisterLocationServiceServer(both, &locationService{core: svc, log: s.log, draining: s.draining})
 	sarv1.RegisterSearchServiceServer(both, &searchService{core: svc})
+	sarv1.RegisterTaskServiceServer(both, &taskService{core: svc, log: s.log, draining: s.draining, recheck: opt.WatchRecheck})
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 	metrics.InitializeMetrics(s.grpc)
@@ -207,6 +208,7 @@ func (s *Server) gateway() http.Handler {
 		sarv1gw.RegisterIncidentServiceHandlerClient(ctx, gw, sarv1.NewIncidentServiceClient(s.inproc)),
 		sarv1gw.RegisterLocationServiceHandlerClient(ctx, gw, sarv1.NewLocationServiceClient(s.inproc)),
 		sarv1gw.RegisterSearchServiceHandlerClient(ctx, gw, sarv1.NewSearchServiceClient(s.inproc)),
+		sarv1gw.RegisterTaskServiceHandlerClient(ctx, gw, sarv1.NewTaskServiceClient(s.inproc)),
 	} {
 		if err != nil { // only a conflicting pattern, a bug: the routes are generated
 			panic(fmt.Sprintf("server: gateway: %v", err))
@@ -389,7 +391,7 @@ func (s *Server) Serve(gl, hl net.Listener) error {
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	for _, name := range []string{sarv1.AuthService_ServiceDesc.ServiceName, sarv1.AgencyService_ServiceDesc.ServiceName,
 		sarv1.IncidentService_ServiceDesc.ServiceName, sarv1.LocationService_ServiceDesc.ServiceName,
-		sarv1.SearchService_ServiceDesc.ServiceName} {
+		sarv1.SearchService_ServiceDesc.ServiceName, sarv1.TaskService_ServiceDesc.ServiceName} {
 		s.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
 	}
 	errc := make(chan error, 2)

@@ -57,6 +57,10 @@ type fakeStore struct {
 	PutCredentialFn     func(ctx context.Context, hash string, p *sarv1.Principal) error
 	CredentialFn        func(ctx context.Context, id string) (hash string, p *sarv1.Principal, err error)
 	DeleteCredentialFn  func(ctx context.Context, id string) error
+	PutTaskFn           func(ctx context.Context, w sar.TaskWrite) (sar.TaskWriteResult, error)
+	TaskFn              func(ctx context.Context, incidentID, taskID string) (*sarv1.Task, error)
+	TasksFn             func(ctx context.Context, incidentID string) ([]*sarv1.Task, error)
+	TaskFeedFn          func(ctx context.Context, incidentID, after string, count int) ([]sar.FeedEntry, error)
 }
 
 func (f *fakeStore) CreateIncident(ctx context.Context, inc *sarv1.Incident, requestID string, ev *sarv1.Event) (stored *sarv1.Incident, created bool, err error) {
@@ -304,6 +308,34 @@ func (f *fakeStore) DeleteCredential(ctx context.Context, id string) error {
 	return f.DeleteCredentialFn(ctx, id)
 }
 
+func (f *fakeStore) PutTask(ctx context.Context, w sar.TaskWrite) (sar.TaskWriteResult, error) {
+	if f.PutTaskFn == nil {
+		panic(notFaked("PutTask"))
+	}
+	return f.PutTaskFn(ctx, w)
+}
+
+func (f *fakeStore) Task(ctx context.Context, incidentID, taskID string) (*sarv1.Task, error) {
+	if f.TaskFn == nil {
+		panic(notFaked("Task"))
+	}
+	return f.TaskFn(ctx, incidentID, taskID)
+}
+
+func (f *fakeStore) Tasks(ctx context.Context, incidentID string) ([]*sarv1.Task, error) {
+	if f.TasksFn == nil {
+		panic(notFaked("Tasks"))
+	}
+	return f.TasksFn(ctx, incidentID)
+}
+
+func (f *fakeStore) TaskFeed(ctx context.Context, incidentID, after string, count int) ([]sar.FeedEntry, error) {
+	if f.TaskFeedFn == nil {
+		panic(notFaked("TaskFeed"))
+	}
+	return f.TaskFeedFn(ctx, incidentID, after, count)
+}
+
 func notFaked(method string) string { return fmt.Sprintf("core test: %s called but not faked", method) }
 
 // fakeBus records what was published.
@@ -336,6 +368,10 @@ func (b *fakeBus) Watch(ctx context.Context, incidentID string) (<-chan *sarv1.E
 		panic(notFaked("Watch"))
 	}
 	return b.WatchFn(ctx, incidentID)
+}
+
+func (b *fakeBus) WatchTasks(ctx context.Context, incidentID string) (<-chan *sarv1.Event, func() int, func(), error) {
+	return b.Watch(ctx, incidentID)
 }
 
 func (b *fakeBus) published() (delivered, live []*sarv1.Event) {

@@ -108,8 +108,23 @@ type CredentialStore interface {
 	DeleteCredential(ctx context.Context, id string) error
 }
 
+// TaskStore keeps an incident's tasks, their answer deadlines and the task
+// feed that teams' devices read.
+type TaskStore interface {
+	// PutTask writes a task change (compare-and-set on its version) with
+	// its event, feed entry, deadline and optionally the segments.
+	PutTask(ctx context.Context, w sar.TaskWrite) (sar.TaskWriteResult, error)
+	// Task returns one task with its version, or a NotFound error.
+	Task(ctx context.Context, incidentID, taskID string) (*sarv1.Task, error)
+	// Tasks returns every task of an incident.
+	Tasks(ctx context.Context, incidentID string) ([]*sarv1.Task, error)
+	// TaskFeed returns up to count feed entries after a cursor.
+	TaskFeed(ctx context.Context, incidentID, after string, count int) ([]sar.FeedEntry, error)
+}
+
 // Store is everything the domain keeps.
 type Store interface {
+	TaskStore
 	IncidentStore
 	FixStore
 	GridStore
@@ -132,6 +147,8 @@ type Watcher interface {
 	// Watch subscribes to the incident's events until stop is called or
 	// ctx ends; dropped counts live events lost to a slow reader.
 	Watch(ctx context.Context, incidentID string) (events <-chan *sarv1.Event, dropped func() int, stop func(), err error)
+	// WatchTasks follows only the incident's task changes and notices.
+	WatchTasks(ctx context.Context, incidentID string) (events <-chan *sarv1.Event, dropped func() int, stop func(), err error)
 }
 
 // Bus is the message bus: what is published and how it is followed.

@@ -430,7 +430,7 @@ func (s *Service) SuggestNextTask(ctx context.Context, req *sarv1.SuggestNextTas
 		if req.GetAssign() {
 			chosen.Agency, chosen.Team, chosen.AssignMs = team.GetAgencyId(), team.GetTeamId(), s.now().UnixMilli()
 			seg.Segments[task.Index] = chosen
-			_, err := s.putAssignment(ctx, inc.GetId(), g, seg, chosen)
+			_, err := s.putAssignment(ctx, p, inc, g, seg, chosen)
 			if errors.Is(err, sar.ErrSegmentsConflict) {
 				continue // someone assigned or cut meanwhile: choose again
 			}
@@ -448,20 +448,82 @@ func (s *Service) SuggestNextTask(ctx context.Context, req *sarv1.SuggestNextTas
 }
 
 // putAssignment stores a segmentation whose segment ss was just assigned
-// or freed, announcing it.
-func (s *Service) putAssignment(ctx context.Context, incidentID string, g *grid, seg *sar.Segmentation, ss sar.StoredSegment) (int64, error) {
+// or freed, announcing it, together with the segment's task, so that the
+// two never disagree: assigning offers the team a new task (or moves the
+// segment's open task to it), freeing cancels the open task. It returns
+// the segmentation's new version; sar.ErrSegmentsConflict when another
+// change of the segments or of the task won (choose again).
+func (s *Service) putAssignment(ctx context.Context, p *sarv1.Principal, inc *sarv1.Incident, g *grid, seg *sar.Segmentation, ss sar.StoredSegment) (int64, error) {
+	incidentID := inc.GetId()
 	desc := fmt.Sprintf("segment %d freed", ss.ID)
 	if ss.Assigned() {
 		desc = fmt.Sprintf("segment %d assigned to %s", ss.ID, auth.TeamRef(ss.Agency, ss.Team))
 	}
 	sm := summary(g.meta, g.meta.Version, len(g.g.Cells), g.g.RestOfWorld, g.g.CumulativePOS)
 	ev := s.gridEvent(incidentID, sarv1.SearchGridChange_SEARCH_GRID_CHANGE_SEGMENTS, sm, len(ss.Cells), desc)
-	v, err := s.st.PutSegmentation(ctx, incidentID, seg, ev)
+	w, err := s.segmentTaskChange(ctx, p, incidentID, ss)
 	if err != nil {
 		return 0, err
 	}
-	s.deliver(ctx, ev)
-	return v, nil
+	if w == nil {
+		v, err := s.st.PutSegmentation(ctx, incidentID, seg, ev)
+		if err != nil {
+			return 0, err
+		}
+		s.deliver(ctx, ev)
+		return v, nil
+	}
+	w.Segments, w.MoreEvents = seg, []*sarv1.Event{ev}
+	w.Event = s.taskEvent(incidentID, w.Task, w.Task.Transitions[len(w.Task.Transitions)-1])
+	if _, err := s.putTask(ctx, *w); err != nil {
+		if errors.Is(err, sar.ErrTaskConflict) {
+			return 0, sar.ErrSegmentsConflict
+		}
+		return 0, err
+	}
+	return seg.Version + 1, nil
+}
+
+// segmentTaskChange is the change of a segment's task that its new
+// assignment ss needs, or nil for none.
+func (s *Service) segmentTaskChange(ctx context.Context, p *sarv1.Principal, incidentID string, ss sar.StoredSegment) (*sar.TaskWrite, error) {
+	tasks, err := s.st.Tasks(ctx, incidentID)
+	if err != nil {
+		return nil, err
+	}
+	var open *sarv1.Task // the segment's task not yet ended (declined included)
+	for _, t := range tasks {
+		if t.GetKind() == sarv1.TaskKind_TASK_KIND_SEARCH_SEGMENT && int(t.GetSegmentId()) == ss.ID && !finalTask(t.GetState()) &&
+			(open == nil || t.GetId() > open.GetId()) {
+			open = t
+		}
+	}
+	team := &sarv1.TeamRef{AgencyId: ss.Agency, TeamId: ss.Team}
+	switch {
+	case !ss.Assigned():
+		if open == nil || open.GetState() == sarv1.TaskState_TASK_STATE_DECLINED {
+			return nil, nil
+		}
+		w := &sar.TaskWrite{IncidentID: incidentID, Task: open, ExpectVersion: open.GetVersion(), FeedTeam: teamRefOf(open.GetTeam())}
+		open.OfferDeadline = nil
+		s.transition(open, p, sarv1.TaskState_TASK_STATE_CANCELLED, "segment freed")
+		return w, nil
+	case open != nil && teamRefOf(open.GetTeam()) == teamRefOf(team) && open.GetState() != sarv1.TaskState_TASK_STATE_DECLINED:
+		return nil, nil // the team has it already
+	case open != nil && !slices.ContainsFunc(open.GetDeclinedBy(), func(r *sarv1.TeamRef) bool { return teamRefOf(r) == teamRefOf(team) }):
+		w := &sar.TaskWrite{IncidentID: incidentID, Task: open, ExpectVersion: open.GetVersion()}
+		open.Team = team
+		s.offer(w, p, open, answerWithin(open.GetPriority()), "segment reassigned")
+		return w, nil
+	}
+	now := s.now()
+	t := &sarv1.Task{Id: sar.NewID(), IncidentId: incidentID, Kind: sarv1.TaskKind_TASK_KIND_SEARCH_SEGMENT,
+		Priority: sarv1.TaskPriority_TASK_PRIORITY_NORMAL, SegmentId: int32(ss.ID), Team: team,
+		CreatedBy: p.GetCredentialId(), CreatedByName: p.GetDisplayName(), CreateTime: timestamppb.New(now)}
+	t.Title = defaultTitle(t)
+	w := &sar.TaskWrite{IncidentID: incidentID, Task: t}
+	s.offer(w, p, t, answerWithin(t.GetPriority()), "")
+	return w, nil
 }
 
 // AssignSegment assigns a segment to a team, or frees it.
@@ -520,7 +582,7 @@ func (s *Service) AssignSegment(ctx context.Context, req *sarv1.AssignSegmentReq
 			ss.Agency, ss.Team, ss.AssignMs = team.GetAgencyId(), team.GetTeamId(), s.now().UnixMilli()
 		}
 		seg.Segments[i] = ss
-		v, err := s.putAssignment(ctx, inc.GetId(), g, seg, ss)
+		v, err := s.putAssignment(ctx, p, inc, g, seg, ss)
 		if errors.Is(err, sar.ErrSegmentsConflict) {
 			continue
 		}

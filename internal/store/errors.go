@@ -25,6 +25,7 @@ const (
 	codeDeviceTaken  = "SAR_DEVICE_TAKEN"
 	codePartsChanged = "SAR_PARTS_CHANGED"
 	codeStageLost    = "SAR_STAGE_LOST"
+	codeSegConflict  = "SAR_SEG_CONFLICT"
 )
 
 // scriptErrors is the one table from a script's error code to the domain
@@ -44,9 +45,10 @@ var scriptErrors = map[string]func(what string) error{
 	},
 	codeConflict: func(what string) error { return sar.Errorf(sar.KindAborted, "%s changed concurrently; retry", what) },
 	codePartsChanged: func(what string) error {
-		return sar.Errorf(sar.KindUnavailable, "%s is being changed concurrently; retry", what)
+		return sar.Errorf(sar.KindAborted, "%s is being changed concurrently; retry", what)
 	},
-	codeStageLost: func(what string) error { return sar.Errorf(sar.KindUnavailable, "%s write took too long; retry", what) },
+	codeSegConflict: func(string) error { return sar.ErrSegmentsConflict },
+	codeStageLost:   func(what string) error { return sar.Errorf(sar.KindUnavailable, "%s write took too long; retry", what) },
 }
 
 // scriptCode returns the error code of a script's error reply, "" if err

@@ -28,7 +28,7 @@ func TestFailCodes(t *testing.T) {
 		{redisError("SAR_NOTJOINED device has not joined"), sar.KindFailedPrecondition},
 		{redisError("SAR_EXISTS incident exists"), sar.KindAlreadyExists},
 		{redisError("SAR_CONFLICT changed"), sar.KindAborted},
-		{redisError("SAR_PARTS_CHANGED x"), sar.KindUnavailable},
+		{redisError("SAR_PARTS_CHANGED x"), sar.KindAborted},
 		{redisError("SAR_STAGE_LOST x"), sar.KindUnavailable},
 		{fmt.Errorf("wrapped: %w", redisError("SAR_NOTFOUND no such incident")), sar.KindNotFound},
 		// Not codes: an unknown code, a code as a prefix of a longer word,

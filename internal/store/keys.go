@@ -21,23 +21,28 @@ package store
 import "github.com/mountain-sar/sar/internal/sar"
 
 // Per-incident keys.
-func kInc(id string) string         { return "sar:{" + id + "}:inc" }         // hash: pb, state, ver
-func kOutbox(id string) string      { return "sar:{" + id + "}:outbox" }      // hash: event id -> Event pb
-func kSeq(id string) string         { return "sar:{" + id + "}:seq" }         // hash: device -> acked-through sequence
-func kDev(id string) string         { return "sar:{" + id + "}:dev" }         // hash: device -> participant id
-func kParts(id string) string       { return "sar:{" + id + "}:parts" }       // hash: participant id -> Participant pb
-func kPartCred(id string) string    { return "sar:{" + id + "}:pcred" }       // hash: credential id -> participant id
-func kLast(id string) string        { return "sar:{" + id + "}:last" }        // hash: participant id -> "<ms>|<LocationFix pb>"
-func kCells(id string) string       { return "sar:{" + id + "}:cells" }       // hash: cell -> fix count
-func kCellTime(id string) string    { return "sar:{" + id + "}:cellt" }       // zset: cell scored by newest fix ms
-func kTrack(id, part string) string { return "sar:{" + id + "}:trk:" + part } // zset: fix pb scored by fix ms
-func kGrid(id string) string        { return "sar:{" + id + "}:grid" }        // hash: search grid meta (see grid.go)
-func kGridPrior(id string) string   { return "sar:{" + id + "}:gpri" }        // hash: cell hex -> prior weight
-func kGridCov(id string) string     { return "sar:{" + id + "}:gcov" }        // hash: cell hex -> cumulative coverage
-func kGridVer(id string) string     { return "sar:{" + id + "}:gver" }        // zset: cell hex scored by version of last change
-func kGridTrk(id string) string     { return "sar:{" + id + "}:gtrk" }        // hash: participant -> tracker state JSON
-func kSearcher(id string) string    { return "sar:{" + id + "}:stype" }       // hash: participant -> searcher type
-func kSegs(id string) string        { return "sar:{" + id + "}:segs" }        // hash: "ver", "json" (see segments.go)
+func kInc(id string) string           { return "sar:{" + id + "}:inc" }         // hash: pb, state, ver
+func kOutbox(id string) string        { return "sar:{" + id + "}:outbox" }      // hash: event id -> Event pb
+func kSeq(id string) string           { return "sar:{" + id + "}:seq" }         // hash: device -> acked-through sequence
+func kDev(id string) string           { return "sar:{" + id + "}:dev" }         // hash: device -> participant id
+func kParts(id string) string         { return "sar:{" + id + "}:parts" }       // hash: participant id -> Participant pb
+func kPartCred(id string) string      { return "sar:{" + id + "}:pcred" }       // hash: credential id -> participant id
+func kLast(id string) string          { return "sar:{" + id + "}:last" }        // hash: participant id -> "<ms>|<LocationFix pb>"
+func kCells(id string) string         { return "sar:{" + id + "}:cells" }       // hash: cell -> fix count
+func kCellTime(id string) string      { return "sar:{" + id + "}:cellt" }       // zset: cell scored by newest fix ms
+func kTrack(id, part string) string   { return "sar:{" + id + "}:trk:" + part } // zset: fix pb scored by fix ms
+func kGrid(id string) string          { return "sar:{" + id + "}:grid" }        // hash: search grid meta (see grid.go)
+func kGridPrior(id string) string     { return "sar:{" + id + "}:gpri" }        // hash: cell hex -> prior weight
+func kGridCov(id string) string       { return "sar:{" + id + "}:gcov" }        // hash: cell hex -> cumulative coverage
+func kGridVer(id string) string       { return "sar:{" + id + "}:gver" }        // zset: cell hex scored by version of last change
+func kGridTrk(id string) string       { return "sar:{" + id + "}:gtrk" }        // hash: participant -> tracker state JSON
+func kSearcher(id string) string      { return "sar:{" + id + "}:stype" }       // hash: participant -> searcher type
+func kTasks(id string) string         { return "sar:{" + id + "}:tasks" }       // hash: task id -> Task pb
+func kTaskVer(id string) string       { return "sar:{" + id + "}:tver" }        // hash: task id -> version
+func kTaskReq(id string) string       { return "sar:{" + id + "}:treq" }        // hash: request id -> task id
+func kTaskFeed(id string) string      { return "sar:{" + id + "}:feed" }        // stream: task changes and notices
+func kTaskDeadlines(id string) string { return "sar:{" + id + "}:tdl" }         // zset: task id by answer deadline ms
+func kSegs(id string) string          { return "sar:{" + id + "}:segs" }        // hash: "ver", "json" (see segments.go)
 
 // Staging keys of one grid write (PutGrid), expiring by themselves.
 func kGridStage(id, token string) string    { return "sar:{" + id + "}:gstage:" + token }  // hash: cell hex -> weight

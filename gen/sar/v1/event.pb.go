@@ -99,6 +99,7 @@ type Event struct {
 	//	*Event_ParticipantJoined
 	//	*Event_IncidentChanged
 	//	*Event_SearchGridChanged
+	//	*Event_TaskChanged
 	Payload       isEvent_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -198,6 +199,15 @@ func (x *Event) GetSearchGridChanged() *SearchGridChangedEvent {
 	return nil
 }
 
+func (x *Event) GetTaskChanged() *TaskChangedEvent {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_TaskChanged); ok {
+			return x.TaskChanged
+		}
+	}
+	return nil
+}
+
 type isEvent_Payload interface {
 	isEvent_Payload()
 }
@@ -222,6 +232,11 @@ type Event_SearchGridChanged struct {
 	SearchGridChanged *SearchGridChangedEvent `protobuf:"bytes,13,opt,name=search_grid_changed,json=searchGridChanged,proto3,oneof"`
 }
 
+type Event_TaskChanged struct {
+	// A task was created, answered, advanced or ended.
+	TaskChanged *TaskChangedEvent `protobuf:"bytes,14,opt,name=task_changed,json=taskChanged,proto3,oneof"`
+}
+
 func (*Event_Positions) isEvent_Payload() {}
 
 func (*Event_ParticipantJoined) isEvent_Payload() {}
@@ -229,6 +244,8 @@ func (*Event_ParticipantJoined) isEvent_Payload() {}
 func (*Event_IncidentChanged) isEvent_Payload() {}
 
 func (*Event_SearchGridChanged) isEvent_Payload() {}
+
+func (*Event_TaskChanged) isEvent_Payload() {}
 
 // PositionsEvent says which fixes of one device were stored by one batch.
 type PositionsEvent struct {
@@ -454,7 +471,7 @@ var File_sar_v1_event_proto protoreflect.FileDescriptor
 
 const file_sar_v1_event_proto_rawDesc = "" +
 	"\n" +
-	"\x12sar/v1/event.proto\x12\x06sar.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15sar/v1/incident.proto\x1a\x15sar/v1/location.proto\x1a\x13sar/v1/search.proto\"\x99\x03\n" +
+	"\x12sar/v1/event.proto\x12\x06sar.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15sar/v1/incident.proto\x1a\x15sar/v1/location.proto\x1a\x13sar/v1/search.proto\x1a\x11sar/v1/task.proto\"\xd8\x03\n" +
 	"\x05Event\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
 	"\vincident_id\x18\x02 \x01(\tR\n" +
@@ -464,7 +481,8 @@ const file_sar_v1_event_proto_rawDesc = "" +
 	" \x01(\v2\x16.sar.v1.PositionsEventH\x00R\tpositions\x12O\n" +
 	"\x12participant_joined\x18\v \x01(\v2\x1e.sar.v1.ParticipantJoinedEventH\x00R\x11participantJoined\x12I\n" +
 	"\x10incident_changed\x18\f \x01(\v2\x1c.sar.v1.IncidentChangedEventH\x00R\x0fincidentChanged\x12P\n" +
-	"\x13search_grid_changed\x18\r \x01(\v2\x1e.sar.v1.SearchGridChangedEventH\x00R\x11searchGridChangedB\t\n" +
+	"\x13search_grid_changed\x18\r \x01(\v2\x1e.sar.v1.SearchGridChangedEventH\x00R\x11searchGridChanged\x12=\n" +
+	"\ftask_changed\x18\x0e \x01(\v2\x18.sar.v1.TaskChangedEventH\x00R\vtaskChangedB\t\n" +
 	"\apayload\"\xd7\x02\n" +
 	"\x0ePositionsEvent\x12%\n" +
 	"\x0eparticipant_id\x18\x01 \x01(\tR\rparticipantId\x12\x1b\n" +
@@ -512,10 +530,11 @@ var file_sar_v1_event_proto_goTypes = []any{
 	(*IncidentChangedEvent)(nil),   // 4: sar.v1.IncidentChangedEvent
 	(*timestamppb.Timestamp)(nil),  // 5: google.protobuf.Timestamp
 	(*SearchGridChangedEvent)(nil), // 6: sar.v1.SearchGridChangedEvent
-	(ParticipantKind)(0),           // 7: sar.v1.ParticipantKind
-	(*LocationFix)(nil),            // 8: sar.v1.LocationFix
-	(*Participant)(nil),            // 9: sar.v1.Participant
-	(*Incident)(nil),               // 10: sar.v1.Incident
+	(*TaskChangedEvent)(nil),       // 7: sar.v1.TaskChangedEvent
+	(ParticipantKind)(0),           // 8: sar.v1.ParticipantKind
+	(*LocationFix)(nil),            // 9: sar.v1.LocationFix
+	(*Participant)(nil),            // 10: sar.v1.Participant
+	(*Incident)(nil),               // 11: sar.v1.Incident
 }
 var file_sar_v1_event_proto_depIdxs = []int32{
 	5,  // 0: sar.v1.Event.time:type_name -> google.protobuf.Timestamp
@@ -523,17 +542,18 @@ var file_sar_v1_event_proto_depIdxs = []int32{
 	3,  // 2: sar.v1.Event.participant_joined:type_name -> sar.v1.ParticipantJoinedEvent
 	4,  // 3: sar.v1.Event.incident_changed:type_name -> sar.v1.IncidentChangedEvent
 	6,  // 4: sar.v1.Event.search_grid_changed:type_name -> sar.v1.SearchGridChangedEvent
-	7,  // 5: sar.v1.PositionsEvent.kind:type_name -> sar.v1.ParticipantKind
-	8,  // 6: sar.v1.PositionsEvent.fixes:type_name -> sar.v1.LocationFix
-	8,  // 7: sar.v1.PositionsEvent.last_fix:type_name -> sar.v1.LocationFix
-	9,  // 8: sar.v1.ParticipantJoinedEvent.participant:type_name -> sar.v1.Participant
-	0,  // 9: sar.v1.IncidentChangedEvent.change:type_name -> sar.v1.IncidentChange
-	10, // 10: sar.v1.IncidentChangedEvent.incident:type_name -> sar.v1.Incident
-	11, // [11:11] is the sub-list for method output_type
-	11, // [11:11] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	7,  // 5: sar.v1.Event.task_changed:type_name -> sar.v1.TaskChangedEvent
+	8,  // 6: sar.v1.PositionsEvent.kind:type_name -> sar.v1.ParticipantKind
+	9,  // 7: sar.v1.PositionsEvent.fixes:type_name -> sar.v1.LocationFix
+	9,  // 8: sar.v1.PositionsEvent.last_fix:type_name -> sar.v1.LocationFix
+	10, // 9: sar.v1.ParticipantJoinedEvent.participant:type_name -> sar.v1.Participant
+	0,  // 10: sar.v1.IncidentChangedEvent.change:type_name -> sar.v1.IncidentChange
+	11, // 11: sar.v1.IncidentChangedEvent.incident:type_name -> sar.v1.Incident
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_sar_v1_event_proto_init() }
@@ -544,11 +564,13 @@ func file_sar_v1_event_proto_init() {
 	file_sar_v1_incident_proto_init()
 	file_sar_v1_location_proto_init()
 	file_sar_v1_search_proto_init()
+	file_sar_v1_task_proto_init()
 	file_sar_v1_event_proto_msgTypes[0].OneofWrappers = []any{
 		(*Event_Positions)(nil),
 		(*Event_ParticipantJoined)(nil),
 		(*Event_IncidentChanged)(nil),
 		(*Event_SearchGridChanged)(nil),
+		(*Event_TaskChanged)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -1,0 +1,52 @@
+package sar
+
+import sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
+
+// TaskWrite is one change of a task, written atomically with what changes
+// with it. Version 0 creates the task.
+type TaskWrite struct {
+	IncidentID    string
+	Task          *sarv1.Task // the task after the change; its Version is set by the store
+	ExpectVersion int64       // the version read (0: create)
+	RequestID     string      // create only: idempotency key ("" if none)
+	Event         *sarv1.Event
+	// More events written to the outbox with the change (a notice's
+	// copies for each agency).
+	MoreEvents []*sarv1.Event
+	// FeedTeam is the team ref ("<agency>/<team>") of the feed entry,
+	// FeedAll for a notice to every team.
+	FeedTeam   string
+	FeedNotice sarv1.TaskNoticeKind // unspecified for a task change
+	DeadlineMs int64                // answer deadline to keep (0: none)
+	// Segments, when set, is written with the task by compare-and-set on
+	// its Version (ErrSegmentsConflict when it lost).
+	Segments *Segmentation
+	// AllowClosed lets the write happen on a closed incident (the
+	// cancellations that closing makes).
+	AllowClosed bool
+}
+
+// FeedAll is the FeedTeam of an entry for every team.
+const FeedAll = "*"
+
+// TaskWriteResult is what a task write did.
+type TaskWriteResult struct {
+	Version int64
+	// Duplicate: the request id was used before; Task is the task made
+	// then (and nothing was written).
+	Duplicate bool
+	Task      *sarv1.Task
+	FeedID    string // the feed entry's id (its cursor)
+}
+
+// FeedEntry is one entry of an incident's task feed.
+type FeedEntry struct {
+	ID     string // cursor: a Redis stream id
+	TimeMs int64
+	Team   string // "<agency>/<team>" or FeedAll
+	Notice sarv1.TaskNoticeKind
+	Task   *sarv1.Task
+}
+
+// ErrTaskConflict says the task changed since it was read.
+var ErrTaskConflict = Errorf(KindAborted, "task changed concurrently; retry")

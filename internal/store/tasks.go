@@ -1,0 +1,189 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+
+	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
+	"github.com/mountain-sar/sar/internal/sar"
+)
+
+// An incident's tasks: the task records (tasks: id → Task pb), their
+// versions (tver: id → version, the compare-and-set), the idempotency keys
+// of creations (treq: request id → task id), the answer deadlines (tdl:
+// zset of task ids by deadline ms) and the task feed (feed: a stream of
+// every task change and notice, in order, that devices read from their
+// cursor). All carry the incident's hash tag and are written by one
+// script, put_task.lua.
+
+var putTaskScript = script("put_task")
+
+// feedMax is about how many entries an incident's task feed keeps.
+const feedMax = 100_000
+
+// PutTask writes a task change with its event, feed entry, deadline and
+// (optionally) segments, atomically.
+func (s *Store) PutTask(ctx context.Context, w sar.TaskWrite) (sar.TaskWriteResult, error) {
+	id := w.IncidentID
+	if _, err := s.rdb.SAdd(ctx, kIdxOutbox, id).Result(); err != nil {
+		return sar.TaskWriteResult{}, fail(err, "incident")
+	}
+	segVer, segJSON := "", ""
+	if w.Segments != nil {
+		js, err := json.Marshal(w.Segments)
+		if err != nil {
+			return sar.TaskWriteResult{}, sar.Wrap(sar.KindInternal, err, "segments")
+		}
+		segVer, segJSON = strconv.FormatInt(w.Segments.Version, 10), string(js)
+	}
+	t := w.Task
+	t.Version = w.ExpectVersion + 1
+	feedKind := "task"
+	if w.FeedNotice != sarv1.TaskNoticeKind_TASK_NOTICE_KIND_UNSPECIFIED {
+		feedKind = w.FeedNotice.String()
+	}
+	allow := ""
+	if w.AllowClosed {
+		allow = "1"
+	}
+	keys := []string{kInc(id), kTasks(id), kTaskVer(id), kTaskReq(id), kOutbox(id), kTaskFeed(id), kTaskDeadlines(id), kSegs(id)}
+	args := []any{t.GetId(), w.ExpectVersion, marshal(t), w.RequestID,
+		w.Event.GetId(), marshal(w.Event), w.FeedTeam, feedKind, w.DeadlineMs, segVer, segJSON, allow, feedMax}
+	for _, ev := range w.MoreEvents {
+		args = append(args, ev.GetId(), marshal(ev))
+	}
+	res, err := putTaskScript.Run(ctx, s.rdb, keys, args...).Result()
+	switch scriptCode(err) {
+	case codeConflict:
+		return sar.TaskWriteResult{}, sar.ErrTaskConflict
+	case codeSegConflict:
+		return sar.TaskWriteResult{}, sar.ErrSegmentsConflict
+	case codeNotFound:
+		if w.ExpectVersion != 0 {
+			return sar.TaskWriteResult{}, sar.NotFound("task")
+		}
+	}
+	if err != nil {
+		return sar.TaskWriteResult{}, fail(err, "incident")
+	}
+	r := newReply("put task", res, 3)
+	out := sar.TaskWriteResult{}
+	switch r.word(0, "ok", "dup") {
+	case "ok":
+		out.Version, out.FeedID, out.Task = r.int(1), r.str(2), t
+	case "dup":
+		prev := &sarv1.Task{}
+		if err := unmarshal(r.str(1), prev); err != nil {
+			return sar.TaskWriteResult{}, err
+		}
+		out.Duplicate, out.Task, out.Version = true, prev, r.decimal(2)
+		prev.Version = out.Version
+	}
+	if r.err != nil {
+		return sar.TaskWriteResult{}, r.err
+	}
+	return out, nil
+}
+
+// Task returns one task with its version.
+func (s *Store) Task(ctx context.Context, incidentID, taskID string) (*sarv1.Task, error) {
+	if !sar.ValidID(taskID) {
+		return nil, sar.NotFound("task")
+	}
+	var pb, ver *redis.StringCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		pb = p.HGet(ctx, kTasks(incidentID), taskID)
+		ver = p.HGet(ctx, kTaskVer(incidentID), taskID)
+		return nil
+	})
+	if errors.Is(err, redis.Nil) {
+		return nil, sar.NotFound("task")
+	}
+	if err != nil {
+		return nil, fail(err, "task")
+	}
+	t := &sarv1.Task{}
+	if err := unmarshal(pb.Val(), t); err != nil {
+		return nil, err
+	}
+	t.Version = parseInt(ver.Val())
+	return t, nil
+}
+
+// Tasks returns every task of an incident, in no order.
+func (s *Store) Tasks(ctx context.Context, incidentID string) ([]*sarv1.Task, error) {
+	var pbs, vers *redis.MapStringStringCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		pbs = p.HGetAll(ctx, kTasks(incidentID))
+		vers = p.HGetAll(ctx, kTaskVer(incidentID))
+		return nil
+	})
+	if err != nil {
+		return nil, fail(err, "task")
+	}
+	out := make([]*sarv1.Task, 0, len(pbs.Val()))
+	for id, pb := range pbs.Val() {
+		t := &sarv1.Task{}
+		if err := unmarshal(pb, t); err != nil {
+			return nil, err
+		}
+		t.Version = parseInt(vers.Val()[id])
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// TaskFeed returns up to count entries of an incident's task feed after
+// the cursor ("" for the start), oldest first.
+func (s *Store) TaskFeed(ctx context.Context, incidentID, after string, count int) ([]sar.FeedEntry, error) {
+	start := "-"
+	if after != "" {
+		if !validStreamID(after) {
+			return nil, sar.Invalid("invalid cursor", sar.Field("cursor", "INVALID", "cursor must be one the feed gave"))
+		}
+		start = "(" + after
+	}
+	msgs, err := s.rdb.XRangeN(ctx, kTaskFeed(incidentID), start, "+", int64(count)).Result()
+	if err != nil {
+		return nil, fail(err, "task feed")
+	}
+	out := make([]sar.FeedEntry, 0, len(msgs))
+	for _, m := range msgs {
+		e := sar.FeedEntry{ID: m.ID, Task: &sarv1.Task{}}
+		ms, _, _ := strings.Cut(m.ID, "-")
+		e.TimeMs, _ = strconv.ParseInt(ms, 10, 64)
+		e.Team, _ = m.Values["team"].(string)
+		if k, _ := m.Values["kind"].(string); k != "task" {
+			e.Notice = sarv1.TaskNoticeKind(sarv1.TaskNoticeKind_value[k])
+		}
+		pb, _ := m.Values["pb"].(string)
+		if err := unmarshal(pb, e.Task); err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// validStreamID reports whether s is a Redis stream id "<ms>-<seq>".
+func validStreamID(s string) bool {
+	ms, seq, ok := strings.Cut(s, "-")
+	if !ok || len(s) > 41 {
+		return false
+	}
+	_, err1 := strconv.ParseUint(ms, 10, 64)
+	_, err2 := strconv.ParseUint(seq, 10, 64)
+	return err1 == nil && err2 == nil
+}
+
+// DueTasks returns the ids of an incident's tasks whose answer deadline
+// is at or before nowMs.
+func (s *Store) DueTasks(ctx context.Context, incidentID string, nowMs int64) ([]string, error) {
+	ids, err := s.rdb.ZRangeByScore(ctx, kTaskDeadlines(incidentID), &redis.ZRangeBy{Min: "-inf", Max: strconv.FormatInt(nowMs, 10)}).Result()
+	return ids, fail(err, "task")
+}

@@ -45,8 +45,12 @@ const (
 	TaskConsumerSuffix   = "-tasks"
 	NoticeConsumerSuffix = "-notices"
 	AgencyInboxPrefix    = "_INBOX_" // + agency; nats.CustomInboxPrefix
-	jsAPI                = "$JS.API."
-	jsAck                = "$JS.ACK."
+	// ServiceSeedFile is the name of sard's seed file that `sarctl
+	// nats-auth` writes next to the authorization file (agency ids never
+	// start with "_", so it never collides with <agency>.nk).
+	ServiceSeedFile = "_sard.nk"
+	jsAPI           = "$JS.API."
+	jsAck           = "$JS.ACK."
 )
 
 // TaskFilter is the subject filter of all tasks given to an agency's teams.

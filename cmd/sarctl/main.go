@@ -47,6 +47,7 @@ type CLI struct {
 	Watch      watchCmd      `cmd:"" help:"Follow an incident's live events: one JSON line per message until Ctrl-C."`
 	Search     searchCmd     `cmd:"" help:"An incident's search plan: grid, clues, segments and task suggestions."`
 	Bench      benchCmd      `cmd:"" help:"Load tests against a running sard."`
+	NATSAuth   natsAuthCmd   `cmd:"" name:"nats-auth" help:"Write the NATS users of the registered agencies (nkeys; admin): a nats-server authorization include file, and a seed file per agency and for sard."`
 
 	Version kong.VersionFlag `help:"Print the version and exit."`
 }

@@ -29,6 +29,9 @@ type CLI struct {
 	RedisURL     string           `name:"redis-url" env:"SAR_REDIS_URL" help:"Redis URL, e.g. redis://:password@host:6379/0. Empty: start an embedded Redis (redis-server child process, or in-process miniredis if redis-server is not on the PATH)."`
 	RedisCluster bool             `name:"redis-cluster" env:"SAR_REDIS_CLUSTER" help:"Treat --redis-url as a Redis Cluster seed list: redis://host1:6379?addr=host2:6379&addr=host3:6379."`
 	NATSURL      string           `name:"nats-url" env:"SAR_NATS_URL" help:"NATS URL(s), comma-separated, e.g. nats://host:4222. JetStream must be enabled. Empty: start an embedded NATS server with JetStream."`
+	NATSSeed     string           `name:"nats-nkey-seed-file" env:"SAR_NATS_NKEY_SEED_FILE" help:"File with sard's own NATS nkey seed (the _sard.nk of 'sarctl nats-auth'). With --nats-url: when the NATS server has the generated users. Embedded mode with --nats-auth: default _sard.nk next to that file."`
+	NATSAuth     string           `name:"nats-auth" env:"SAR_NATS_AUTH" help:"Embedded mode only: nats-server authorization file from 'sarctl nats-auth' (nkey users of the agencies and of sard); the embedded NATS server admits only these users."`
+	NATSListen   string           `name:"nats-listen" env:"SAR_NATS_LISTEN" help:"Embedded mode only: address the embedded NATS server listens on for agencies' systems, e.g. 0.0.0.0:4222 (needs --nats-auth unless on loopback). Default: a private loopback port."`
 	DataDir      string           `name:"data-dir" env:"SAR_DATA_DIR" default:"data" help:"Directory for the embedded backends' data (NATS JetStream store, Redis append-only file)."`
 	AdminToken   string           `name:"admin-token" env:"SAR_ADMIN_TOKEN" help:"Bootstrap admin bearer token (make one with 'sarctl token'); installed at every start. Embedded mode makes one if empty."`
 	Resolution   int              `name:"resolution" env:"SAR_RESOLUTION" default:"9" help:"Default H3 resolution of search cells (about 0.1 km² at 9); incidents may choose 5-12."`
@@ -71,6 +74,7 @@ func run(cli CLI) error {
 	cfg := app.Defaults()
 	cfg.GRPCAddr, cfg.HTTPAddr, cfg.RedisURL, cfg.RedisCluster = cli.GRPCAddr, cli.HTTPAddr, cli.RedisURL, cli.RedisCluster
 	cfg.NATSURL, cfg.DataDir, cfg.AdminToken = cli.NATSURL, cli.DataDir, cli.AdminToken
+	cfg.NATSSeedFile, cfg.NATSAuthFile, cfg.NATSListen = cli.NATSSeed, cli.NATSAuth, cli.NATSListen
 	cfg.Resolution, cfg.TrackMax, cfg.Retention = cli.Resolution, cli.TrackMax, cli.Retention
 	cfg.RateLimit, cfg.RateBurst, cfg.ShutdownTimeout = cli.RateLimit, cli.RateBurst, cli.Shutdown
 	a, err := app.Start(ctx, cfg, log)
@@ -99,6 +103,9 @@ func banner(a *app.App, b app.Bootstrap, cfg app.Config) {
 	}
 	if b.NATSEmbedded {
 		fmt.Fprintf(w, "    NATS:   embedded nats-server with JetStream (data in %s)\n", cfg.DataDir)
+		if b.NATSUsers > 0 {
+			fmt.Fprintf(w, "            %s, %d nkey users from %s\n", b.NATSURL, b.NATSUsers, cfg.NATSAuthFile)
+		}
 	}
 	fmt.Fprintf(w, "    gRPC:   %s   (reflection on: grpcurl -plaintext %s list)\n", a.GRPCAddr(), a.GRPCAddr())
 	fmt.Fprintf(w, "    HTTP:   http://%s   (JSON API under /v1/, /healthz, /metrics)\n", a.HTTPAddr())

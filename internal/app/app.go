@@ -35,6 +35,9 @@ type Config struct {
 	RedisURL        string
 	RedisCluster    bool
 	NATSURL         string
+	NATSSeedFile    string // sard's nkey seed for its NATS connection
+	NATSAuthFile    string // embedded mode: nkey users for the embedded NATS server
+	NATSListen      string // embedded mode: client address of the embedded NATS server
 	DataDir         string
 	AdminToken      string
 	Resolution      int
@@ -81,6 +84,8 @@ type Bootstrap struct {
 	redis         *embedded.Redis
 	RedisKind     string // "redis-server", "miniredis" or "" (external)
 	NATSEmbedded  bool
+	NATSURL       string // embedded NATS: its client URL
+	NATSUsers     int    // embedded NATS: nkey users loaded from Config.NATSAuthFile
 	AdminToken    string // generated admin token ("" if configured or external)
 	OperatorToken string // operator credential of EmbeddedJurisdiction ("" if external)
 }
@@ -101,6 +106,10 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 			"a half-embedded server would keep its events or its state to itself")
 	}
 	embeddedMode := cfg.RedisURL == ""
+	natsOpts, err := embeddedNATSOptions(&cfg)
+	if err != nil {
+		return nil, err
+	}
 	if embeddedMode {
 		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 			return nil, fmt.Errorf("data dir: %w", err)
@@ -120,13 +129,20 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 		}
 	}
 	if cfg.NATSURL == "" {
-		n, err := embedded.StartNATS(cfg.DataDir)
+		n, err := embedded.StartNATS(cfg.DataDir, natsOpts)
 		if err != nil {
 			return nil, err
 		}
 		a.closers = append(a.closers, n.Close)
-		cfg.NATSURL, a.Embedded.NATSEmbedded = n.URL, true
+		cfg.NATSURL, a.Embedded.NATSEmbedded, a.Embedded.NATSURL, a.Embedded.NATSUsers = n.URL, true, n.URL, n.Users
 		log.Info("embedded NATS: started in-process with JetStream", "url", n.URL, "data", n.Dir)
+		if n.Users > 0 {
+			log.Info("embedded NATS: nkey users loaded; sard connects with its own seed",
+				"auth", cfg.NATSAuthFile, "users", n.Users, "seed", cfg.NATSSeedFile)
+		}
+		if cfg.NATSListen != "" {
+			log.Info("embedded NATS: listening for agencies' systems", "listen", cfg.NATSListen, "users", n.Users)
+		}
 	}
 
 	redis.SetLogger(redisLogger{log})
@@ -137,7 +153,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	if err := retry(ctx, "redis", log, func() error { return a.Redis.Ping(ctx).Err() }); err != nil {
 		return nil, fmt.Errorf("redis %s: %w", redactURL(cfg.RedisURL), err)
 	}
-	if a.NATS, err = natsConn(cfg.NATSURL, log); err != nil {
+	if a.NATS, err = natsConn(cfg.NATSURL, cfg.NATSSeedFile, log); err != nil {
 		return nil, err
 	}
 	a.closers = append(a.closers, func() { _ = a.NATS.Drain() })
@@ -278,8 +294,16 @@ func redisClient(cfg Config) (redis.UniversalClient, error) {
 	return redis.NewClient(opt), nil
 }
 
-func natsConn(url string, log *slog.Logger) (*nats.Conn, error) {
-	nc, err := nats.Connect(url,
+func natsConn(url, seedFile string, log *slog.Logger) (*nats.Conn, error) {
+	var auth []nats.Option
+	if seedFile != "" {
+		o, err := nats.NkeyOptionFromSeed(seedFile)
+		if err != nil {
+			return nil, fmt.Errorf("nats nkey seed file: %w", err)
+		}
+		auth = append(auth, o)
+	}
+	nc, err := nats.Connect(url, append(auth,
 		nats.Name("sard"),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250*time.Millisecond),
@@ -299,7 +323,7 @@ func natsConn(url string, log *slog.Logger) (*nats.Conn, error) {
 			}
 			log.Warn("nats async error", "subject", subj, "err", err)
 		}),
-	)
+	)...)
 	if err != nil {
 		return nil, fmt.Errorf("nats %s: %w", redactURL(url), err)
 	}

@@ -6,7 +6,6 @@ package embedded
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -23,31 +22,84 @@ import (
 
 // NATS is an embedded NATS server.
 type NATS struct {
-	srv *natsserver.Server
-	URL string
-	Dir string
+	srv   *natsserver.Server
+	URL   string
+	Dir   string
+	Users int // nkey users, 0 without authorization
 }
 
-// StartNATS starts NATS with JetStream on a private loopback port, keeping
-// its data under dir/nats.
-func StartNATS(dir string) (*NATS, error) {
+// NATSOptions configure the embedded NATS server.
+type NATSOptions struct {
+	// Listen is the client address (host:port); empty for a private
+	// loopback port.
+	Listen string
+	// Users are nkey users with their permissions (LoadAuthorization);
+	// none: every client may do anything.
+	Users []*natsserver.NkeyUser
+}
+
+// LoadAuthorization reads the nkey users of a nats-server authorization
+// file as nats-server would.
+func LoadAuthorization(file string) ([]*natsserver.NkeyUser, error) {
+	o, err := natsserver.ProcessConfigFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("nats authorization file: %w", err)
+	}
+	if len(o.Users) > 0 || o.Username != "" || o.Authorization != "" {
+		return nil, fmt.Errorf("nats authorization file %s: only nkey users are supported", file)
+	}
+	if len(o.Nkeys) == 0 {
+		return nil, fmt.Errorf("nats authorization file %s: no nkey users", file)
+	}
+	return o.Nkeys, nil
+}
+
+// StartNATS starts NATS with JetStream, keeping its data under dir/nats:
+// on a private loopback port, or as opts say.
+func StartNATS(dir string, opts ...NATSOptions) (*NATS, error) {
+	var o NATSOptions
+	if len(opts) > 0 {
+		o = opts[0]
+	}
 	store := filepath.Join(dir, "nats")
 	if err := os.MkdirAll(store, 0o700); err != nil {
 		return nil, fmt.Errorf("embedded: nats dir: %w", err)
 	}
-	srv, err := natsserver.NewServer(&natsserver.Options{
+	so := &natsserver.Options{
 		ServerName: "sard-embedded", Host: "127.0.0.1", Port: natsserver.RANDOM_PORT,
 		JetStream: true, StoreDir: store, NoSigs: true, NoLog: true,
-	})
+	}
+	if o.Listen != "" {
+		host, port, err := net.SplitHostPort(o.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("embedded: nats listen address %q: %w", o.Listen, err)
+		}
+		if so.Port, err = strconv.Atoi(port); err != nil {
+			return nil, fmt.Errorf("embedded: nats listen address %q: bad port", o.Listen)
+		}
+		so.Host = host
+		if host == "" {
+			so.Host = "0.0.0.0"
+		}
+	}
+	so.Nkeys = o.Users
+	srv, err := natsserver.NewServer(so)
 	if err != nil {
 		return nil, fmt.Errorf("embedded: nats: %w", err)
 	}
 	srv.Start()
 	if !srv.ReadyForConnections(10 * time.Second) {
 		srv.Shutdown()
-		return nil, errors.New("embedded: nats did not start in 10s")
+		return nil, fmt.Errorf("embedded: nats did not start in 10s on %s:%d (address in use?)", so.Host, so.Port)
 	}
-	return &NATS{srv: srv, URL: srv.ClientURL(), Dir: store}, nil
+	url := srv.ClientURL()
+	if ip := net.ParseIP(so.Host); ip != nil && ip.IsUnspecified() {
+		// Listening on every interface: sard itself connects over loopback.
+		if a, ok := srv.Addr().(*net.TCPAddr); ok {
+			url = "nats://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(a.Port))
+		}
+	}
+	return &NATS{srv: srv, URL: url, Dir: store, Users: len(so.Nkeys)}, nil
 }
 
 // Close stops the server.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -150,16 +151,21 @@ func (b *Bus) PublishDurable(ctx context.Context, evs ...*sarv1.Event) (acked []
 // watcher that cannot keep up loses live messages (NATS slow-consumer
 // policy) rather than slowing everyone down; dropped reports how many.
 func (b *Bus) Watch(ctx context.Context, incidentID string) (events <-chan *sarv1.Event, dropped func() int, stop func(), err error) {
-	return b.watch(ctx, IncidentSubjects(incidentID))
+	return b.watch(ctx, incidentID, IncidentSubjects(incidentID))
 }
 
 // WatchTasks follows only an incident's task changes and notices (the
 // doorbell of the task feeds: small, whatever the positions' rate).
 func (b *Bus) WatchTasks(ctx context.Context, incidentID string) (events <-chan *sarv1.Event, dropped func() int, stop func(), err error) {
-	return b.watch(ctx, TaskSubjects(incidentID)...)
+	return b.watch(ctx, incidentID, TaskSubjects(incidentID)...)
 }
 
-func (b *Bus) watch(ctx context.Context, subjects ...string) (events <-chan *sarv1.Event, dropped func() int, stop func(), err error) {
+// watch subscribes to subjects of one incident. A message is passed on
+// only if it came on that incident's subjects and is that incident's
+// event: NATS does not check the reply or deliver subjects a client asks
+// JetStream to use, so an agency could have its own consumer's messages
+// delivered onto another incident's subjects.
+func (b *Bus) watch(ctx context.Context, incidentID string, subjects ...string) (events <-chan *sarv1.Event, dropped func() int, stop func(), err error) {
 	msgs := make(chan *nats.Msg, 4096)
 	var subs []*nats.Subscription
 	unsubscribe := func() {
@@ -185,6 +191,7 @@ func (b *Bus) watch(ctx context.Context, subjects ...string) (events <-chan *sar
 	}
 	out := make(chan *sarv1.Event, 256)
 	done := make(chan struct{})
+	prefix := SubjectPrefix + incidentID + "."
 	go func() {
 		defer close(out)
 		for {
@@ -195,8 +202,11 @@ func (b *Bus) watch(ctx context.Context, subjects ...string) (events <-chan *sar
 				return
 			case m := <-msgs:
 				ev := &sarv1.Event{}
-				if proto.Unmarshal(m.Data, ev) != nil {
+				if !strings.HasPrefix(m.Subject, prefix) || proto.Unmarshal(m.Data, ev) != nil || ev.GetIncidentId() != incidentID {
 					continue
+				}
+				if want, _ := Subject(ev); want != m.Subject {
+					continue // an event re-routed onto a subject it does not belong to
 				}
 				select {
 				case out <- ev:

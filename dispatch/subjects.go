@@ -36,9 +36,12 @@
 // Callers (share links) use agency "_caller" and team "_"; rescuers without
 // a team use team "_". Agency, team and jurisdiction ids never start with
 // "_", and no id contains ".", "*", ">" or white space, so every id is one
-// subject token. An agency's system can be confined with NATS permissions to
-// "sar.v1.inc.*.pos.<agency>.>" and "sar.v1.inc.*.evt.participant.<agency>.>";
-// a console follows one incident with "sar.v1.inc.<incident>.>".
+// subject token. An agency's system is confined with NATS permissions to
+// its own subjects: "sar.v1.inc.*.evt.task.<agency>.>",
+// "sar.v1.inc.*.evt.notice.<agency>", "sar.v1.inc.*.pos.<agency>.>" and
+// "sar.v1.inc.*.evt.participant.<agency>.>", with durable consumers of its
+// own (natsauth.go, `sarctl nats-auth`); a console follows one incident
+// with "sar.v1.inc.<incident>.>".
 //
 // The JetStream stream SAR_EVENTS captures "sar.v1.inc.*.evt.>".
 package dispatch

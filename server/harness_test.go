@@ -90,7 +90,8 @@ func (e *env) connect() {
 	if err != nil {
 		t.Fatalf("grpc.NewClient: %v", err)
 	}
-	t.Cleanup(func() { _ = e.conn.Close() })
+	conn := e.conn
+	t.Cleanup(func() { _ = conn.Close() })
 	e.auth = sarv1.NewAuthServiceClient(e.conn)
 	e.agency = sarv1.NewAgencyServiceClient(e.conn)
 	e.inc = sarv1.NewIncidentServiceClient(e.conn)

@@ -158,8 +158,8 @@ func TestTaskFanOutAndLifecycle(t *testing.T) {
 		len(gully.GetTransitions()) != 1 || gully.GetCreatedBy() == "" {
 		t.Errorf("created task = %v, want offered, with a deadline, version 1, one transition, its creator", gully)
 	}
-	if d := time.Until(gully.GetOfferDeadline().AsTime()); d < 9*time.Minute || d > 10*time.Minute+time.Second {
-		t.Errorf("normal priority offer deadline in %v, want 10 min", d)
+	if d := time.Until(gully.GetOfferDeadline().AsTime()); d < 4*time.Minute || d > 5*time.Minute+time.Second {
+		t.Errorf("normal priority offer deadline in %v, want 5 min", d)
 	}
 	e.offer(c, sarv1.TaskKind_TASK_KIND_STAND_BY, "fire-north", "engine", func(r *sarv1.CreateTaskRequest) {
 		r.Title, r.Priority, r.AnswerWithin = "Stand by", sarv1.TaskPriority_TASK_PRIORITY_URGENT, durationpb.New(time.Minute)

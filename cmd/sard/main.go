@@ -40,6 +40,8 @@ type CLI struct {
 	RateLimit    float64          `name:"rate-limit" env:"SAR_RATE_LIMIT" default:"50" help:"Requests (and stream messages) per second allowed per credential."`
 	RateBurst    int              `name:"rate-burst" env:"SAR_RATE_BURST" default:"100" help:"Burst allowed above --rate-limit."`
 	Shutdown     time.Duration    `name:"shutdown-timeout" env:"SAR_SHUTDOWN_TIMEOUT" default:"20s" help:"How long a graceful shutdown may take before calls are cut."`
+	Escalation   time.Duration    `name:"escalation-interval" env:"SAR_ESCALATION_INTERVAL" default:"1s" help:"How often this replica looks for task offers whose answer time passed (every replica looks; each lapsed offer is escalated once)."`
+	MinAnswer    time.Duration    `name:"min-answer-within" env:"SAR_MIN_ANSWER_WITHIN" default:"30s" help:"Shortest answer time a task offer may be given (drills may shorten it)."`
 	LogLevel     string           `name:"log-level" env:"SAR_LOG_LEVEL" default:"info" enum:"debug,info,warn,error" help:"Log level (debug, info, warn, error)."`
 	LogFormat    string           `name:"log-format" env:"SAR_LOG_FORMAT" default:"json" enum:"json,text" help:"Log format (json, text)."`
 	Version      kong.VersionFlag `help:"Print the version and exit."`
@@ -77,6 +79,7 @@ func run(cli CLI) error {
 	cfg.NATSSeedFile, cfg.NATSAuthFile, cfg.NATSListen = cli.NATSSeed, cli.NATSAuth, cli.NATSListen
 	cfg.Resolution, cfg.TrackMax, cfg.Retention = cli.Resolution, cli.TrackMax, cli.Retention
 	cfg.RateLimit, cfg.RateBurst, cfg.ShutdownTimeout = cli.RateLimit, cli.RateBurst, cli.Shutdown
+	cfg.EscalationInterval, cfg.MinAnswerWithin = cli.Escalation, cli.MinAnswer
 	a, err := app.Start(ctx, cfg, log)
 	if err != nil {
 		return err

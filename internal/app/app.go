@@ -4,6 +4,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -47,6 +48,13 @@ type Config struct {
 	RateBurst       int
 	ShutdownTimeout time.Duration
 	RelayInterval   time.Duration
+	// EscalationInterval is how often this replica sweeps task offers
+	// whose answer deadline passed (1 s; every replica sweeps, each lapsed
+	// offer is escalated once).
+	EscalationInterval time.Duration
+	// MinAnswerWithin is the shortest answer time a task offer may be
+	// given (30 s).
+	MinAnswerWithin time.Duration
 	WatchRecheck    time.Duration // how often watch streams re-check their credential (10 s)
 	// Jurisdiction of the operator credential made in embedded mode.
 	EmbeddedJurisdiction string
@@ -56,7 +64,8 @@ type Config struct {
 func Defaults() Config {
 	return Config{GRPCAddr: "127.0.0.1:50051", HTTPAddr: "127.0.0.1:8080", DataDir: "data",
 		Resolution: 9, TrackMax: 5000, Retention: 30 * 24 * time.Hour, RateLimit: 50, RateBurst: 100,
-		ShutdownTimeout: 20 * time.Second, RelayInterval: 2 * time.Second, EmbeddedJurisdiction: "local"}
+		ShutdownTimeout: 20 * time.Second, RelayInterval: 2 * time.Second, EscalationInterval: time.Second, MinAnswerWithin: 30 * time.Second,
+		EmbeddedJurisdiction: "local"}
 }
 
 // App is a running server.
@@ -75,6 +84,7 @@ type App struct {
 	cancel   context.CancelFunc
 	Embedded Bootstrap
 
+	bg        sync.WaitGroup // background loops (relay, escalations)
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -171,6 +181,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ccfg := core.DefaultConfig()
 	ccfg.Resolution, ccfg.TrackMax = cfg.Resolution, cfg.TrackMax
+	if cfg.MinAnswerWithin > 0 {
+		ccfg.MinAnswerWithin = cfg.MinAnswerWithin
+	}
 	if err := st.LoadScripts(ctx); err != nil {
 		return nil, err
 	}
@@ -201,7 +214,8 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a.cancel = cancel
 	relay := &dispatch.Relay{Bus: bus, Store: st, Log: log, Interval: cfg.RelayInterval}
-	go relay.Run(rctx)
+	a.bg.Go(func() { relay.Run(rctx) })
+	a.bg.Go(func() { a.Core.RunEscalations(rctx, cmp.Or(cfg.EscalationInterval, time.Second)) })
 	go func() { a.served <- a.Server.Serve(a.grpcLis, a.httpLis) }()
 	log.Info("sard serving", "grpc", a.GRPCAddr(), "http", a.HTTPAddr(),
 		"redis", redactURL(cfg.RedisURL), "redis_cluster", cfg.RedisCluster, "nats", redactURL(cfg.NATSURL))
@@ -240,6 +254,10 @@ func (a *App) bootstrap(ctx context.Context, embeddedMode bool) error {
 	return nil
 }
 
+// Config returns the configuration the app was started with (the
+// listeners' addresses as configured, not as bound).
+func (a *App) Config() Config { return a.cfg }
+
 // GRPCAddr is the gRPC listener's address.
 func (a *App) GRPCAddr() string { return a.grpcLis.Addr().String() }
 
@@ -273,6 +291,7 @@ func (a *App) closeAll() {
 	if a.cancel != nil {
 		a.cancel()
 	}
+	a.bg.Wait() // the relay and the escalation sweep stop before their backends close
 	for i := len(a.closers) - 1; i >= 0; i-- {
 		a.closers[i]()
 	}

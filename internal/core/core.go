@@ -25,12 +25,15 @@ type Config struct {
 	CredentialCache time.Duration // how long a looked-up credential is trusted (10 s)
 	TrackMax        int           // breadcrumbs kept per participant (for GetTrack's limit)
 	ShareBasePath   string        // path of the share page ("/share")
+	// MinAnswerWithin is the shortest answer time a task offer may be
+	// given (30 s; drills and tests may shorten it).
+	MinAnswerWithin time.Duration
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{Resolution: 9, FutureSkew: 5 * time.Minute, PastMargin: 24 * time.Hour,
-		CredentialCache: 10 * time.Second, TrackMax: 5000, ShareBasePath: "/share"}
+		CredentialCache: 10 * time.Second, TrackMax: 5000, ShareBasePath: "/share", MinAnswerWithin: 30 * time.Second}
 }
 
 // Service carries out the API's use cases.

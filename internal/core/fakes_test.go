@@ -61,6 +61,7 @@ type fakeStore struct {
 	TaskFn              func(ctx context.Context, incidentID, taskID string) (*sarv1.Task, error)
 	TasksFn             func(ctx context.Context, incidentID string) ([]*sarv1.Task, error)
 	TaskFeedFn          func(ctx context.Context, incidentID, after string, count int) ([]sar.FeedEntry, error)
+	DueTasksFn          func(ctx context.Context, nowMs int64) (map[string][]string, error)
 }
 
 func (f *fakeStore) CreateIncident(ctx context.Context, inc *sarv1.Incident, requestID string, ev *sarv1.Event) (stored *sarv1.Incident, created bool, err error) {
@@ -334,6 +335,13 @@ func (f *fakeStore) TaskFeed(ctx context.Context, incidentID, after string, coun
 		panic(notFaked("TaskFeed"))
 	}
 	return f.TaskFeedFn(ctx, incidentID, after, count)
+}
+
+func (f *fakeStore) DueTasks(ctx context.Context, nowMs int64) (map[string][]string, error) {
+	if f.DueTasksFn == nil {
+		panic(notFaked("DueTasks"))
+	}
+	return f.DueTasksFn(ctx, nowMs)
 }
 
 func notFaked(method string) string { return fmt.Sprintf("core test: %s called but not faked", method) }

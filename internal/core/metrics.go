@@ -11,6 +11,7 @@ type Metrics struct {
 	IngestSeconds  prometheus.Histogram
 	PublishErrors  prometheus.Counter
 	GridErrors     prometheus.Counter
+	Escalations    prometheus.Counter
 }
 
 // NewMetrics makes the metrics and registers them with reg (nil: not
@@ -32,9 +33,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "sar_event_publish_errors_total", Help: "Live events that could not be handed to NATS."}),
 		GridErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sar_search_grid_update_errors_total", Help: "Fix batches whose search grid coverage update failed (the fixes are stored)."}),
+		Escalations: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sar_task_offers_lapsed_total", Help: "Task offers not answered in time and escalated (to another team, or to the console)."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.FixesStored, m.FixesDuplicate, m.FixesRejected, m.Batches, m.IngestSeconds, m.PublishErrors, m.GridErrors)
+		reg.MustRegister(m.FixesStored, m.FixesDuplicate, m.FixesRejected, m.Batches, m.IngestSeconds, m.PublishErrors, m.GridErrors, m.Escalations)
 	}
 	return m
 }

@@ -120,6 +120,9 @@ type TaskStore interface {
 	Tasks(ctx context.Context, incidentID string) ([]*sarv1.Task, error)
 	// TaskFeed returns up to count feed entries after a cursor.
 	TaskFeed(ctx context.Context, incidentID, after string, count int) ([]sar.FeedEntry, error)
+	// DueTasks returns the tasks of open incidents whose answer deadline
+	// has passed, by incident.
+	DueTasks(ctx context.Context, nowMs int64) (map[string][]string, error)
 }
 
 // Store is everything the domain keeps.

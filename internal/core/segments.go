@@ -501,19 +501,19 @@ func (s *Service) segmentTaskChange(ctx context.Context, p *sarv1.Principal, inc
 	team := &sarv1.TeamRef{AgencyId: ss.Agency, TeamId: ss.Team}
 	switch {
 	case !ss.Assigned():
-		if open == nil || open.GetState() == sarv1.TaskState_TASK_STATE_DECLINED {
+		if open == nil || awaitsOperator(open.GetState()) {
 			return nil, nil
 		}
 		w := &sar.TaskWrite{IncidentID: incidentID, Task: open, ExpectVersion: open.GetVersion(), FeedTeam: teamRefOf(open.GetTeam())}
 		open.OfferDeadline = nil
 		s.transition(open, p, sarv1.TaskState_TASK_STATE_CANCELLED, "segment freed")
 		return w, nil
-	case open != nil && teamRefOf(open.GetTeam()) == teamRefOf(team) && open.GetState() != sarv1.TaskState_TASK_STATE_DECLINED:
+	case open != nil && teamRefOf(open.GetTeam()) == teamRefOf(team) && !awaitsOperator(open.GetState()):
 		return nil, nil // the team has it already
 	case open != nil && !slices.ContainsFunc(open.GetDeclinedBy(), func(r *sarv1.TeamRef) bool { return teamRefOf(r) == teamRefOf(team) }):
 		w := &sar.TaskWrite{IncidentID: incidentID, Task: open, ExpectVersion: open.GetVersion()}
 		open.Team = team
-		s.offer(w, p, open, answerWithin(open.GetPriority()), "segment reassigned")
+		s.offer(w, p, open, taskAnswerWithin(open), "segment reassigned")
 		return w, nil
 	}
 	now := s.now()

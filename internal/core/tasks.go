@@ -32,7 +32,6 @@ const (
 	MaxTaskTextLen    = 2000
 	MaxTaskNoteLen    = 500
 	MaxTasksListed    = 1000
-	MinAnswerWithin   = 30 * time.Second
 	MaxAnswerWithin   = 24 * time.Hour
 	MaxETA            = 48 * time.Hour
 	taskWriteTries    = 8
@@ -48,16 +47,30 @@ func answerWithin(p sarv1.TaskPriority) time.Duration {
 	case sarv1.TaskPriority_TASK_PRIORITY_URGENT:
 		return 2 * time.Minute
 	case sarv1.TaskPriority_TASK_PRIORITY_HIGH:
-		return 5 * time.Minute
+		return 3 * time.Minute
 	case sarv1.TaskPriority_TASK_PRIORITY_LOW:
-		return 30 * time.Minute
+		return 15 * time.Minute
 	}
-	return 10 * time.Minute
+	return 5 * time.Minute
+}
+
+// taskAnswerWithin is how long a team has to answer an offer of t.
+func taskAnswerWithin(t *sarv1.Task) time.Duration {
+	if d := t.GetAnswerWithin(); d != nil && d.AsDuration() > 0 {
+		return d.AsDuration()
+	}
+	return answerWithin(t.GetPriority())
 }
 
 // finalTask reports whether a task state is final.
 func finalTask(s sarv1.TaskState) bool {
 	return s == sarv1.TaskState_TASK_STATE_COMPLETED || s == sarv1.TaskState_TASK_STATE_CANCELLED || s == sarv1.TaskState_TASK_STATE_POSTED
+}
+
+// awaitsOperator reports whether a task waits for the operator to give it
+// to a team (declined, or unanswered): its segment is free meanwhile.
+func awaitsOperator(s sarv1.TaskState) bool {
+	return s == sarv1.TaskState_TASK_STATE_DECLINED || s == sarv1.TaskState_TASK_STATE_UNANSWERED
 }
 
 func teamRefOf(t *sarv1.TeamRef) string { return auth.TeamRef(t.GetAgencyId(), t.GetTeamId()) }
@@ -91,12 +104,12 @@ func canAnswerTask(p *sarv1.Principal, inc *sarv1.Incident, t *sarv1.Task) bool 
 	return canSeeTask(p, inc, t)
 }
 
-func validAnswerWithin(fv *[]sar.FieldViolation, field string, d *durationpb.Duration) {
+func (s *Service) validAnswerWithin(fv *[]sar.FieldViolation, field string, d *durationpb.Duration) {
 	if d == nil {
 		return
 	}
-	if err := d.CheckValid(); err != nil || d.AsDuration() < MinAnswerWithin || d.AsDuration() > MaxAnswerWithin {
-		*fv = append(*fv, sar.Field(field, "OUT_OF_RANGE", "%s must be from %v to %v", field, MinAnswerWithin, MaxAnswerWithin))
+	if err := d.CheckValid(); err != nil || d.AsDuration() < s.cfg.MinAnswerWithin || d.AsDuration() > MaxAnswerWithin {
+		*fv = append(*fv, sar.Field(field, "OUT_OF_RANGE", "%s must be from %v to %v", field, s.cfg.MinAnswerWithin, MaxAnswerWithin))
 	}
 }
 
@@ -112,7 +125,7 @@ func (s *Service) transition(t *sarv1.Task, p *sarv1.Principal, to sarv1.TaskSta
 	tr := &sarv1.TaskTransition{From: t.GetState(), To: to, Time: now, Actor: p.GetCredentialId(), ActorName: p.GetDisplayName(),
 		Team: t.GetTeam(), Note: note}
 	if p == nil {
-		tr.Actor = systemActor
+		tr.Actor, tr.ActorName = systemActor, "sard (escalation)"
 	}
 	t.State, t.UpdateTime = to, now
 	t.Transitions = append(t.Transitions, tr)
@@ -197,7 +210,7 @@ func (s *Service) CreateTask(ctx context.Context, req *sarv1.CreateTaskRequest) 
 	if kind == sarv1.TaskKind_TASK_KIND_GO_TO_POINT || req.GetPoint() != nil {
 		validPoint(&fv, "point", req.GetPoint())
 	}
-	validAnswerWithin(&fv, "answer_within", req.GetAnswerWithin())
+	s.validAnswerWithin(&fv, "answer_within", req.GetAnswerWithin())
 	if r := req.GetRequestId(); r != "" && !sar.ValidDeviceID(r) {
 		fv = append(fv, sar.Field("request_id", "INVALID", "request_id must be 1-64 characters of A-Z, a-z, 0-9, '-' and '_'"))
 	}
@@ -237,6 +250,7 @@ func (s *Service) CreateTask(ctx context.Context, req *sarv1.CreateTaskRequest) 
 	if req.GetAnswerWithin() != nil {
 		within = req.GetAnswerWithin().AsDuration()
 	}
+	t.AnswerWithin = durationpb.New(within)
 	for attempt := 0; attempt < taskWriteTries; attempt++ {
 		tw := w
 		tw.Task = proto.Clone(t).(*sarv1.Task)
@@ -327,7 +341,7 @@ func (s *Service) activeSegmentTask(ctx context.Context, incidentID string, segm
 	}
 	for _, t := range tasks {
 		if t.GetKind() == sarv1.TaskKind_TASK_KIND_SEARCH_SEGMENT && int(t.GetSegmentId()) == segmentID && !finalTask(t.GetState()) &&
-			t.GetState() != sarv1.TaskState_TASK_STATE_DECLINED && t.GetId() != except {
+			!awaitsOperator(t.GetState()) && t.GetId() != except {
 			return t, nil
 		}
 	}
@@ -630,7 +644,7 @@ func (s *Service) CancelTask(ctx context.Context, req *sarv1.CancelTaskRequest) 
 func (s *Service) ReassignTask(ctx context.Context, req *sarv1.ReassignTaskRequest) (*sarv1.Task, error) {
 	var fv []sar.FieldViolation
 	validTeamRef(&fv, "team", req.GetTeam())
-	validAnswerWithin(&fv, "answer_within", req.GetAnswerWithin())
+	s.validAnswerWithin(&fv, "answer_within", req.GetAnswerWithin())
 	text(&fv, "note", req.GetNote(), MaxTaskNoteLen, false)
 	if len(fv) > 0 {
 		return nil, sar.Invalid("invalid reassignment", fv...)
@@ -641,11 +655,12 @@ func (s *Service) ReassignTask(ctx context.Context, req *sarv1.ReassignTaskReque
 		segment: assignSegment,
 		apply: func(p *sarv1.Principal, t *sarv1.Task, w *sar.TaskWrite) (*sarv1.TaskTransition, error) {
 			switch t.GetState() {
-			case sarv1.TaskState_TASK_STATE_OFFERED, sarv1.TaskState_TASK_STATE_DECLINED, sarv1.TaskState_TASK_STATE_ACCEPTED:
+			case sarv1.TaskState_TASK_STATE_OFFERED, sarv1.TaskState_TASK_STATE_DECLINED, sarv1.TaskState_TASK_STATE_ACCEPTED,
+				sarv1.TaskState_TASK_STATE_UNANSWERED:
 			default:
 				return nil, illegal(t, "reassigned")
 			}
-			if teamRefOf(t.GetTeam()) == teamRefOf(to) && t.GetState() != sarv1.TaskState_TASK_STATE_DECLINED {
+			if teamRefOf(t.GetTeam()) == teamRefOf(to) && (t.GetState() == sarv1.TaskState_TASK_STATE_OFFERED || t.GetState() == sarv1.TaskState_TASK_STATE_ACCEPTED) {
 				return nil, errNoChange
 			}
 			if slices.ContainsFunc(t.GetDeclinedBy(), func(r *sarv1.TeamRef) bool { return teamRefOf(r) == teamRefOf(to) }) {
@@ -663,9 +678,10 @@ func (s *Service) ReassignTask(ctx context.Context, req *sarv1.ReassignTaskReque
 				return nil, err
 			}
 			t.Team = to
-			within := answerWithin(t.GetPriority())
+			within := taskAnswerWithin(t)
 			if req.GetAnswerWithin() != nil {
 				within = req.GetAnswerWithin().AsDuration()
+				t.AnswerWithin = req.GetAnswerWithin()
 			}
 			s.offer(w, p, t, within, strings.TrimSpace(req.GetNote()))
 			return t.Transitions[len(t.Transitions)-1], nil

@@ -181,9 +181,30 @@ func validStreamID(s string) bool {
 	return err1 == nil && err2 == nil
 }
 
-// DueTasks returns the ids of an incident's tasks whose answer deadline
-// is at or before nowMs.
-func (s *Store) DueTasks(ctx context.Context, incidentID string, nowMs int64) ([]string, error) {
-	ids, err := s.rdb.ZRangeByScore(ctx, kTaskDeadlines(incidentID), &redis.ZRangeBy{Min: "-inf", Max: strconv.FormatInt(nowMs, 10)}).Result()
-	return ids, fail(err, "task")
+// DueTasks returns, for every open incident, the ids of its tasks whose
+// answer deadline is at or before nowMs: two round trips (the open
+// incidents, then one pipelined read per incident). Only open incidents
+// can have offers waiting: closing cancels them.
+func (s *Store) DueTasks(ctx context.Context, nowMs int64) (map[string][]string, error) {
+	open, err := s.rdb.SMembers(ctx, kIdxOpen).Result()
+	if err != nil {
+		return nil, fail(err, "task")
+	}
+	cmds := make([]*redis.StringSliceCmd, len(open))
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range open {
+			cmds[i] = p.ZRangeByScore(ctx, kTaskDeadlines(id), &redis.ZRangeBy{Min: "-inf", Max: strconv.FormatInt(nowMs, 10), Count: 1000})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fail(err, "task")
+	}
+	out := map[string][]string{}
+	for i, c := range cmds {
+		if ids := c.Val(); len(ids) > 0 {
+			out[open[i]] = ids
+		}
+	}
+	return out, nil
 }

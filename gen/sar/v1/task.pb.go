@@ -172,6 +172,9 @@ const (
 	TaskState_TASK_STATE_CANCELLED TaskState = 6
 	// A message to all teams, delivered (final).
 	TaskState_TASK_STATE_POSTED TaskState = 7
+	// No team answered in time (twice, or no other team was available): an
+	// alert for the command console, which reassigns or cancels it.
+	TaskState_TASK_STATE_UNANSWERED TaskState = 8
 )
 
 // Enum value maps for TaskState.
@@ -185,6 +188,7 @@ var (
 		5: "TASK_STATE_COMPLETED",
 		6: "TASK_STATE_CANCELLED",
 		7: "TASK_STATE_POSTED",
+		8: "TASK_STATE_UNANSWERED",
 	}
 	TaskState_value = map[string]int32{
 		"TASK_STATE_UNSPECIFIED": 0,
@@ -195,6 +199,7 @@ var (
 		"TASK_STATE_COMPLETED":   5,
 		"TASK_STATE_CANCELLED":   6,
 		"TASK_STATE_POSTED":      7,
+		"TASK_STATE_UNANSWERED":  8,
 	}
 )
 
@@ -426,7 +431,14 @@ type Task struct {
 	// Teams that declined it (not offered it again).
 	DeclinedBy []*TeamRef `protobuf:"bytes,22,rep,name=declined_by,json=declinedBy,proto3" json:"declined_by,omitempty"`
 	// Version, +1 at every change (for compare-and-set by clients).
-	Version       int64 `protobuf:"varint,23,opt,name=version,proto3" json:"version,omitempty"`
+	Version int64 `protobuf:"varint,23,opt,name=version,proto3" json:"version,omitempty"`
+	// Offers that lapsed unanswered so far (escalations).
+	MissedOffers int32 `protobuf:"varint,24,opt,name=missed_offers,json=missedOffers,proto3" json:"missed_offers,omitempty"`
+	// Teams whose offer lapsed (not offered it again automatically).
+	MissedBy []*TeamRef `protobuf:"bytes,25,rep,name=missed_by,json=missedBy,proto3" json:"missed_by,omitempty"`
+	// How long a team has to answer each offer of this task (escalated
+	// offers included).
+	AnswerWithin  *durationpb.Duration `protobuf:"bytes,26,opt,name=answer_within,json=answerWithin,proto3" json:"answer_within,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -622,6 +634,27 @@ func (x *Task) GetVersion() int64 {
 	return 0
 }
 
+func (x *Task) GetMissedOffers() int32 {
+	if x != nil {
+		return x.MissedOffers
+	}
+	return 0
+}
+
+func (x *Task) GetMissedBy() []*TeamRef {
+	if x != nil {
+		return x.MissedBy
+	}
+	return nil
+}
+
+func (x *Task) GetAnswerWithin() *durationpb.Duration {
+	if x != nil {
+		return x.AnswerWithin
+	}
+	return nil
+}
+
 // CreateTaskRequest is the request of CreateTask.
 type CreateTaskRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -643,7 +676,12 @@ type CreateTaskRequest struct {
 	// Where to go (required for TASK_KIND_GO_TO_POINT).
 	Point *LatLng `protobuf:"bytes,8,opt,name=point,proto3" json:"point,omitempty"`
 	// How long the team has to answer (default by priority: urgent 2 min,
-	// high 5 min, normal 10 min, low 30 min; 30 s to 24 h).
+	// high 3 min, normal 5 min, low 15 min; 30 s to 24 h). An offer not
+	// answered in time goes to the next available team (the nearest by
+	// travel of the incident's agencies, in the incident's order of
+	// agencies, never one that declined or missed it); after the second
+	// missed offer, or with no team left, the task becomes unanswered: an
+	// alert for the console.
 	AnswerWithin *durationpb.Duration `protobuf:"bytes,9,opt,name=answer_within,json=answerWithin,proto3" json:"answer_within,omitempty"`
 	// Idempotency key: a retry with the same key returns the task created
 	// the first time (1-64 characters of A-Z, a-z, 0-9, '-' and '_').
@@ -1961,7 +1999,7 @@ const file_sar_v1_task_proto_rawDesc = "" +
 	"\n" +
 	"actor_name\x18\x05 \x01(\tR\tactorName\x12#\n" +
 	"\x04team\x18\x06 \x01(\v2\x0f.sar.v1.TeamRefR\x04team\x12\x12\n" +
-	"\x04note\x18\a \x01(\tR\x04note\"\xa8\a\n" +
+	"\x04note\x18\a \x01(\tR\x04note\"\xbb\b\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
 	"\vincident_id\x18\x02 \x01(\tR\n" +
@@ -1992,7 +2030,10 @@ const file_sar_v1_task_proto_rawDesc = "" +
 	"\vtransitions\x18\x15 \x03(\v2\x16.sar.v1.TaskTransitionR\vtransitions\x120\n" +
 	"\vdeclined_by\x18\x16 \x03(\v2\x0f.sar.v1.TeamRefR\n" +
 	"declinedBy\x12\x18\n" +
-	"\aversion\x18\x17 \x01(\x03R\aversion\"\x8f\x03\n" +
+	"\aversion\x18\x17 \x01(\x03R\aversion\x12#\n" +
+	"\rmissed_offers\x18\x18 \x01(\x05R\fmissedOffers\x12,\n" +
+	"\tmissed_by\x18\x19 \x03(\v2\x0f.sar.v1.TeamRefR\bmissedBy\x12>\n" +
+	"\ranswer_within\x18\x1a \x01(\v2\x19.google.protobuf.DurationR\fanswerWithin\"\x8f\x03\n" +
 	"\x11CreateTaskRequest\x12\x1f\n" +
 	"\vincident_id\x18\x01 \x01(\tR\n" +
 	"incidentId\x12$\n" +
@@ -2101,7 +2142,7 @@ const file_sar_v1_task_proto_rawDesc = "" +
 	"\x11TASK_PRIORITY_LOW\x10\x01\x12\x18\n" +
 	"\x14TASK_PRIORITY_NORMAL\x10\x02\x12\x16\n" +
 	"\x12TASK_PRIORITY_HIGH\x10\x03\x12\x18\n" +
-	"\x14TASK_PRIORITY_URGENT\x10\x04*\xd8\x01\n" +
+	"\x14TASK_PRIORITY_URGENT\x10\x04*\xf3\x01\n" +
 	"\tTaskState\x12\x1a\n" +
 	"\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12TASK_STATE_OFFERED\x10\x01\x12\x17\n" +
@@ -2110,7 +2151,8 @@ const file_sar_v1_task_proto_rawDesc = "" +
 	"\x16TASK_STATE_IN_PROGRESS\x10\x04\x12\x18\n" +
 	"\x14TASK_STATE_COMPLETED\x10\x05\x12\x18\n" +
 	"\x14TASK_STATE_CANCELLED\x10\x06\x12\x15\n" +
-	"\x11TASK_STATE_POSTED\x10\a*v\n" +
+	"\x11TASK_STATE_POSTED\x10\a\x12\x19\n" +
+	"\x15TASK_STATE_UNANSWERED\x10\b*v\n" +
 	"\x0eTaskNoticeKind\x12 \n" +
 	"\x1cTASK_NOTICE_KIND_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18TASK_NOTICE_KIND_MESSAGE\x10\x01\x12$\n" +
@@ -2195,56 +2237,58 @@ var file_sar_v1_task_proto_depIdxs = []int32{
 	27, // 12: sar.v1.Task.update_time:type_name -> google.protobuf.Timestamp
 	4,  // 13: sar.v1.Task.transitions:type_name -> sar.v1.TaskTransition
 	28, // 14: sar.v1.Task.declined_by:type_name -> sar.v1.TeamRef
-	0,  // 15: sar.v1.CreateTaskRequest.kind:type_name -> sar.v1.TaskKind
-	1,  // 16: sar.v1.CreateTaskRequest.priority:type_name -> sar.v1.TaskPriority
-	28, // 17: sar.v1.CreateTaskRequest.team:type_name -> sar.v1.TeamRef
-	29, // 18: sar.v1.CreateTaskRequest.point:type_name -> sar.v1.LatLng
-	30, // 19: sar.v1.CreateTaskRequest.answer_within:type_name -> google.protobuf.Duration
-	5,  // 20: sar.v1.CreateTaskResponse.task:type_name -> sar.v1.Task
-	5,  // 21: sar.v1.GetTaskResponse.task:type_name -> sar.v1.Task
-	28, // 22: sar.v1.ListTasksRequest.team:type_name -> sar.v1.TeamRef
-	2,  // 23: sar.v1.ListTasksRequest.states:type_name -> sar.v1.TaskState
-	5,  // 24: sar.v1.ListTasksResponse.tasks:type_name -> sar.v1.Task
-	30, // 25: sar.v1.AcceptTaskRequest.eta:type_name -> google.protobuf.Duration
-	5,  // 26: sar.v1.AcceptTaskResponse.task:type_name -> sar.v1.Task
-	5,  // 27: sar.v1.DeclineTaskResponse.task:type_name -> sar.v1.Task
-	5,  // 28: sar.v1.ReportTaskProgressResponse.task:type_name -> sar.v1.Task
-	5,  // 29: sar.v1.CompleteTaskResponse.task:type_name -> sar.v1.Task
-	5,  // 30: sar.v1.CancelTaskResponse.task:type_name -> sar.v1.Task
-	28, // 31: sar.v1.ReassignTaskRequest.team:type_name -> sar.v1.TeamRef
-	30, // 32: sar.v1.ReassignTaskRequest.answer_within:type_name -> google.protobuf.Duration
-	5,  // 33: sar.v1.ReassignTaskResponse.task:type_name -> sar.v1.Task
-	27, // 34: sar.v1.StreamTasksResponse.time:type_name -> google.protobuf.Timestamp
-	5,  // 35: sar.v1.StreamTasksResponse.task:type_name -> sar.v1.Task
-	3,  // 36: sar.v1.StreamTasksResponse.notice:type_name -> sar.v1.TaskNoticeKind
-	5,  // 37: sar.v1.TaskChangedEvent.task:type_name -> sar.v1.Task
-	4,  // 38: sar.v1.TaskChangedEvent.transition:type_name -> sar.v1.TaskTransition
-	3,  // 39: sar.v1.TaskChangedEvent.notice:type_name -> sar.v1.TaskNoticeKind
-	6,  // 40: sar.v1.TaskService.CreateTask:input_type -> sar.v1.CreateTaskRequest
-	8,  // 41: sar.v1.TaskService.GetTask:input_type -> sar.v1.GetTaskRequest
-	10, // 42: sar.v1.TaskService.ListTasks:input_type -> sar.v1.ListTasksRequest
-	12, // 43: sar.v1.TaskService.AcceptTask:input_type -> sar.v1.AcceptTaskRequest
-	14, // 44: sar.v1.TaskService.DeclineTask:input_type -> sar.v1.DeclineTaskRequest
-	16, // 45: sar.v1.TaskService.ReportTaskProgress:input_type -> sar.v1.ReportTaskProgressRequest
-	18, // 46: sar.v1.TaskService.CompleteTask:input_type -> sar.v1.CompleteTaskRequest
-	20, // 47: sar.v1.TaskService.CancelTask:input_type -> sar.v1.CancelTaskRequest
-	22, // 48: sar.v1.TaskService.ReassignTask:input_type -> sar.v1.ReassignTaskRequest
-	24, // 49: sar.v1.TaskService.StreamTasks:input_type -> sar.v1.StreamTasksRequest
-	7,  // 50: sar.v1.TaskService.CreateTask:output_type -> sar.v1.CreateTaskResponse
-	9,  // 51: sar.v1.TaskService.GetTask:output_type -> sar.v1.GetTaskResponse
-	11, // 52: sar.v1.TaskService.ListTasks:output_type -> sar.v1.ListTasksResponse
-	13, // 53: sar.v1.TaskService.AcceptTask:output_type -> sar.v1.AcceptTaskResponse
-	15, // 54: sar.v1.TaskService.DeclineTask:output_type -> sar.v1.DeclineTaskResponse
-	17, // 55: sar.v1.TaskService.ReportTaskProgress:output_type -> sar.v1.ReportTaskProgressResponse
-	19, // 56: sar.v1.TaskService.CompleteTask:output_type -> sar.v1.CompleteTaskResponse
-	21, // 57: sar.v1.TaskService.CancelTask:output_type -> sar.v1.CancelTaskResponse
-	23, // 58: sar.v1.TaskService.ReassignTask:output_type -> sar.v1.ReassignTaskResponse
-	25, // 59: sar.v1.TaskService.StreamTasks:output_type -> sar.v1.StreamTasksResponse
-	50, // [50:60] is the sub-list for method output_type
-	40, // [40:50] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	28, // 15: sar.v1.Task.missed_by:type_name -> sar.v1.TeamRef
+	30, // 16: sar.v1.Task.answer_within:type_name -> google.protobuf.Duration
+	0,  // 17: sar.v1.CreateTaskRequest.kind:type_name -> sar.v1.TaskKind
+	1,  // 18: sar.v1.CreateTaskRequest.priority:type_name -> sar.v1.TaskPriority
+	28, // 19: sar.v1.CreateTaskRequest.team:type_name -> sar.v1.TeamRef
+	29, // 20: sar.v1.CreateTaskRequest.point:type_name -> sar.v1.LatLng
+	30, // 21: sar.v1.CreateTaskRequest.answer_within:type_name -> google.protobuf.Duration
+	5,  // 22: sar.v1.CreateTaskResponse.task:type_name -> sar.v1.Task
+	5,  // 23: sar.v1.GetTaskResponse.task:type_name -> sar.v1.Task
+	28, // 24: sar.v1.ListTasksRequest.team:type_name -> sar.v1.TeamRef
+	2,  // 25: sar.v1.ListTasksRequest.states:type_name -> sar.v1.TaskState
+	5,  // 26: sar.v1.ListTasksResponse.tasks:type_name -> sar.v1.Task
+	30, // 27: sar.v1.AcceptTaskRequest.eta:type_name -> google.protobuf.Duration
+	5,  // 28: sar.v1.AcceptTaskResponse.task:type_name -> sar.v1.Task
+	5,  // 29: sar.v1.DeclineTaskResponse.task:type_name -> sar.v1.Task
+	5,  // 30: sar.v1.ReportTaskProgressResponse.task:type_name -> sar.v1.Task
+	5,  // 31: sar.v1.CompleteTaskResponse.task:type_name -> sar.v1.Task
+	5,  // 32: sar.v1.CancelTaskResponse.task:type_name -> sar.v1.Task
+	28, // 33: sar.v1.ReassignTaskRequest.team:type_name -> sar.v1.TeamRef
+	30, // 34: sar.v1.ReassignTaskRequest.answer_within:type_name -> google.protobuf.Duration
+	5,  // 35: sar.v1.ReassignTaskResponse.task:type_name -> sar.v1.Task
+	27, // 36: sar.v1.StreamTasksResponse.time:type_name -> google.protobuf.Timestamp
+	5,  // 37: sar.v1.StreamTasksResponse.task:type_name -> sar.v1.Task
+	3,  // 38: sar.v1.StreamTasksResponse.notice:type_name -> sar.v1.TaskNoticeKind
+	5,  // 39: sar.v1.TaskChangedEvent.task:type_name -> sar.v1.Task
+	4,  // 40: sar.v1.TaskChangedEvent.transition:type_name -> sar.v1.TaskTransition
+	3,  // 41: sar.v1.TaskChangedEvent.notice:type_name -> sar.v1.TaskNoticeKind
+	6,  // 42: sar.v1.TaskService.CreateTask:input_type -> sar.v1.CreateTaskRequest
+	8,  // 43: sar.v1.TaskService.GetTask:input_type -> sar.v1.GetTaskRequest
+	10, // 44: sar.v1.TaskService.ListTasks:input_type -> sar.v1.ListTasksRequest
+	12, // 45: sar.v1.TaskService.AcceptTask:input_type -> sar.v1.AcceptTaskRequest
+	14, // 46: sar.v1.TaskService.DeclineTask:input_type -> sar.v1.DeclineTaskRequest
+	16, // 47: sar.v1.TaskService.ReportTaskProgress:input_type -> sar.v1.ReportTaskProgressRequest
+	18, // 48: sar.v1.TaskService.CompleteTask:input_type -> sar.v1.CompleteTaskRequest
+	20, // 49: sar.v1.TaskService.CancelTask:input_type -> sar.v1.CancelTaskRequest
+	22, // 50: sar.v1.TaskService.ReassignTask:input_type -> sar.v1.ReassignTaskRequest
+	24, // 51: sar.v1.TaskService.StreamTasks:input_type -> sar.v1.StreamTasksRequest
+	7,  // 52: sar.v1.TaskService.CreateTask:output_type -> sar.v1.CreateTaskResponse
+	9,  // 53: sar.v1.TaskService.GetTask:output_type -> sar.v1.GetTaskResponse
+	11, // 54: sar.v1.TaskService.ListTasks:output_type -> sar.v1.ListTasksResponse
+	13, // 55: sar.v1.TaskService.AcceptTask:output_type -> sar.v1.AcceptTaskResponse
+	15, // 56: sar.v1.TaskService.DeclineTask:output_type -> sar.v1.DeclineTaskResponse
+	17, // 57: sar.v1.TaskService.ReportTaskProgress:output_type -> sar.v1.ReportTaskProgressResponse
+	19, // 58: sar.v1.TaskService.CompleteTask:output_type -> sar.v1.CompleteTaskResponse
+	21, // 59: sar.v1.TaskService.CancelTask:output_type -> sar.v1.CancelTaskResponse
+	23, // 60: sar.v1.TaskService.ReassignTask:output_type -> sar.v1.ReassignTaskResponse
+	25, // 61: sar.v1.TaskService.StreamTasks:output_type -> sar.v1.StreamTasksResponse
+	52, // [52:62] is the sub-list for method output_type
+	42, // [42:52] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_sar_v1_task_proto_init() }

@@ -68,8 +68,8 @@ type TaskServiceClient interface {
 	CompleteTask(ctx context.Context, in *CompleteTaskRequest, opts ...grpc.CallOption) (*CompleteTaskResponse, error)
 	// CancelTask ends a task that is no longer needed. Operators and admins.
 	CancelTask(ctx context.Context, in *CancelTaskRequest, opts ...grpc.CallOption) (*CancelTaskResponse, error)
-	// ReassignTask offers an offered, declined or accepted task to another
-	// team, with a new answer deadline (a segment's assignment moves with
+	// ReassignTask offers an offered, declined, unanswered or accepted task
+	// to another team, with a new answer deadline (a segment's assignment moves with
 	// it). Operators and admins.
 	ReassignTask(ctx context.Context, in *ReassignTaskRequest, opts ...grpc.CallOption) (*ReassignTaskResponse, error)
 	// StreamTasks is a team member's device's feed: every task change of its
@@ -235,8 +235,8 @@ type TaskServiceServer interface {
 	CompleteTask(context.Context, *CompleteTaskRequest) (*CompleteTaskResponse, error)
 	// CancelTask ends a task that is no longer needed. Operators and admins.
 	CancelTask(context.Context, *CancelTaskRequest) (*CancelTaskResponse, error)
-	// ReassignTask offers an offered, declined or accepted task to another
-	// team, with a new answer deadline (a segment's assignment moves with
+	// ReassignTask offers an offered, declined, unanswered or accepted task
+	// to another team, with a new answer deadline (a segment's assignment moves with
 	// it). Operators and admins.
 	ReassignTask(context.Context, *ReassignTaskRequest) (*ReassignTaskResponse, error)
 	// StreamTasks is a team member's device's feed: every task change of its

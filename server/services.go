@@ -147,6 +147,14 @@ func (s *incidentService) CloseIncident(ctx context.Context, req *sarv1.CloseInc
 	return &sarv1.CloseIncidentResponse{Incident: inc}, nil
 }
 
+func (s *incidentService) ReportSubjectFound(ctx context.Context, req *sarv1.ReportSubjectFoundRequest) (*sarv1.ReportSubjectFoundResponse, error) {
+	inc, n, err := s.core.ReportSubjectFound(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return &sarv1.ReportSubjectFoundResponse{Incident: inc, TasksCancelled: int32(n)}, nil
+}
+
 func (s *incidentService) AssignAgencies(ctx context.Context, req *sarv1.AssignAgenciesRequest) (*sarv1.AssignAgenciesResponse, error) {
 	inc, err := s.core.AssignAgencies(ctx, req)
 	if err != nil {

@@ -117,19 +117,30 @@ func (s *taskService) StreamTasks(req *sarv1.StreamTasksRequest, stream sarv1.Ta
 		defer stop()
 	}
 	cursor := req.GetCursor()
-	send := func() (closed bool, err error) {
+	// The stream ends once the closing notice was sent; or, should a close
+	// have been cut short before its notice, when a closed incident's feed
+	// stayed quiet for a poll.
+	quietClosed := 0
+	send := func() (done bool, err error) {
 		entries, next, closed, err := s.core.TaskFeed(ctx, req.GetIncidentId(), cursor)
 		if err != nil {
 			return false, err
 		}
+		if closed && len(entries) == 0 {
+			quietClosed++
+		}
 		for _, e := range entries {
-			item := &sarv1.StreamTasksResponse{Cursor: e.ID, Time: timestamppb.New(time.UnixMilli(e.TimeMs)), Task: e.Task, Notice: e.Notice}
+			if e.Notice == sarv1.TaskNoticeKind_TASK_NOTICE_KIND_INCIDENT_CLOSED {
+				done = true
+			}
+			item := &sarv1.StreamTasksResponse{Cursor: e.ID, Time: timestamppb.New(time.UnixMilli(e.TimeMs)), Task: e.Task, Notice: e.Notice,
+				Incident: e.Incident}
 			if err := stream.Send(item); err != nil {
 				return false, err
 			}
 		}
 		cursor = next
-		return closed, nil
+		return done || quietClosed > 1, nil
 	}
 	closed, err := send()
 	if err != nil {

@@ -148,8 +148,8 @@ func (s *Service) CreateShareLink(ctx context.Context, req *sarv1.CreateShareLin
 	if len(fv) > 0 {
 		return nil, sar.Invalid("invalid share link", fv...)
 	}
-	if inc.GetState() != sarv1.IncidentState_INCIDENT_STATE_OPEN {
-		return nil, sar.Errorf(sar.KindFailedPrecondition, "incident is closed")
+	if !active(inc) {
+		return nil, errNotActive()
 	}
 	name := strings.TrimSpace(req.GetDisplayName())
 	if name == "" {

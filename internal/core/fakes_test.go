@@ -61,6 +61,7 @@ type fakeStore struct {
 	TaskFn              func(ctx context.Context, incidentID, taskID string) (*sarv1.Task, error)
 	TasksFn             func(ctx context.Context, incidentID string) ([]*sarv1.Task, error)
 	TaskFeedFn          func(ctx context.Context, incidentID, after string, count int) ([]sar.FeedEntry, error)
+	PutNoticeFn         func(ctx context.Context, kind sarv1.TaskNoticeKind, inc *sarv1.Incident, evs ...*sarv1.Event) (string, error)
 	DueTasksFn          func(ctx context.Context, nowMs int64) (map[string][]string, error)
 }
 
@@ -335,6 +336,13 @@ func (f *fakeStore) TaskFeed(ctx context.Context, incidentID, after string, coun
 		panic(notFaked("TaskFeed"))
 	}
 	return f.TaskFeedFn(ctx, incidentID, after, count)
+}
+
+func (f *fakeStore) PutNotice(ctx context.Context, kind sarv1.TaskNoticeKind, inc *sarv1.Incident, evs ...*sarv1.Event) (string, error) {
+	if f.PutNoticeFn == nil {
+		panic(notFaked("PutNotice"))
+	}
+	return f.PutNoticeFn(ctx, kind, inc, evs...)
 }
 
 func (f *fakeStore) DueTasks(ctx context.Context, nowMs int64) (map[string][]string, error) {

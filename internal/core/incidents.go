@@ -267,11 +267,29 @@ func (s *Service) CloseIncident(ctx context.Context, req *sarv1.CloseIncidentReq
 		return ev, nil
 	})
 	if err != nil {
+		if sar.KindOf(err) == sar.KindFailedPrecondition {
+			// Closed already: complete what an interrupted close left open.
+			if cur, _, gerr := s.st.GetIncident(ctx, inc.GetId()); gerr == nil {
+				if n, _ := s.endTasks(ctx, p, cur, "incident closed", nil); n > 0 {
+					_ = s.notice(ctx, cur, sarv1.TaskNoticeKind_TASK_NOTICE_KIND_INCIDENT_CLOSED)
+				}
+			}
+		}
 		return nil, err
 	}
 	s.incs.del(inc.GetId())
 	s.deliver(ctx, ev)
 	s.log.Info("incident closed", "incident", inc.GetId(), "outcome", req.GetOutcome().String(), "by", p.GetCredentialId())
+	reason := "incident closed"
+	if note := strings.TrimSpace(req.GetNote()); note != "" {
+		reason += ": " + note
+	}
+	if _, err := s.endTasks(ctx, p, out, reason, nil); err != nil {
+		return nil, err
+	}
+	if err := s.notice(ctx, out, sarv1.TaskNoticeKind_TASK_NOTICE_KIND_INCIDENT_CLOSED); err != nil {
+		return nil, err
+	}
 	return out, nil
 }
 
@@ -311,8 +329,8 @@ func (s *Service) AssignAgencies(ctx context.Context, req *sarv1.AssignAgenciesR
 	}
 	var ev *sarv1.Event
 	out, err := s.st.UpdateIncident(ctx, inc.GetId(), func(inc *sarv1.Incident) (*sarv1.Event, error) {
-		if inc.GetState() != sarv1.IncidentState_INCIDENT_STATE_OPEN {
-			return nil, sar.Errorf(sar.KindFailedPrecondition, "incident is closed")
+		if !active(inc) {
+			return nil, errNotActive()
 		}
 		inc.AgencyIds = union(inc.GetAgencyIds(), agencies)
 		inc.TeamRefs = union(inc.GetTeamRefs(), teams)

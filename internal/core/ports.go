@@ -120,6 +120,9 @@ type TaskStore interface {
 	Tasks(ctx context.Context, incidentID string) ([]*sarv1.Task, error)
 	// TaskFeed returns up to count feed entries after a cursor.
 	TaskFeed(ctx context.Context, incidentID, after string, count int) ([]sar.FeedEntry, error)
+	// PutNotice appends a notice to every team (subject found, incident
+	// closed) to the task feed with its events.
+	PutNotice(ctx context.Context, kind sarv1.TaskNoticeKind, inc *sarv1.Incident, evs ...*sarv1.Event) (string, error)
 	// DueTasks returns the tasks of open incidents whose answer deadline
 	// has passed, by incident.
 	DueTasks(ctx context.Context, nowMs int64) (map[string][]string, error)

@@ -201,8 +201,8 @@ func (s *Service) UpdateSearchSettings(ctx context.Context, req *sarv1.UpdateSea
 	if len(fv) > 0 {
 		return nil, sar.Invalid("invalid search settings", fv...)
 	}
-	if inc.GetState() != sarv1.IncidentState_INCIDENT_STATE_OPEN {
-		return nil, sar.Errorf(sar.KindFailedPrecondition, "incident is closed")
+	if err := searching(inc); err != nil {
+		return nil, err
 	}
 	for attempt := 0; attempt < gridWriteTries; attempt++ {
 		meta, err := s.st.GridMeta(ctx, inc.GetId())
@@ -410,8 +410,8 @@ func (s *Service) SetSearchPlan(ctx context.Context, req *sarv1.SetSearchPlanReq
 	if len(fv) > 0 {
 		return nil, sar.Invalid("invalid search plan", fv...)
 	}
-	if inc.GetState() != sarv1.IncidentState_INCIDENT_STATE_OPEN {
-		return nil, sar.Errorf(sar.KindFailedPrecondition, "incident is closed")
+	if err := searching(inc); err != nil {
+		return nil, err
 	}
 	res := int(inc.GetSearchResolution())
 	if res == 0 {
@@ -534,8 +534,8 @@ func (s *Service) writeGrid(ctx context.Context, w sar.GridWrite, number func(ve
 // new prior (see store/grid.go), retrying on concurrent seeds and rebases.
 func (s *Service) rebase(ctx context.Context, inc *sarv1.Incident, kind sarv1.SearchGridChange, desc string,
 	change func(*geo.Grid) error) (*sarv1.SearchGridSummary, error) {
-	if inc.GetState() != sarv1.IncidentState_INCIDENT_STATE_OPEN {
-		return nil, sar.Errorf(sar.KindFailedPrecondition, "incident is closed")
+	if err := searching(inc); err != nil {
+		return nil, err
 	}
 	for attempt := 0; attempt < gridWriteTries; attempt++ {
 		cur, err := s.planGrid(ctx, inc.GetId())

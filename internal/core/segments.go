@@ -550,8 +550,8 @@ func (s *Service) AssignSegment(ctx context.Context, req *sarv1.AssignSegmentReq
 			return nil, err
 		}
 	}
-	if inc.GetState() != sarv1.IncidentState_INCIDENT_STATE_OPEN {
-		return nil, sar.Errorf(sar.KindFailedPrecondition, "incident is closed")
+	if err := searching(inc); err != nil {
+		return nil, err
 	}
 	for attempt := 0; attempt < segmentWriteTries; attempt++ {
 		g, err := s.planGrid(ctx, inc.GetId())

@@ -217,8 +217,13 @@ func (s *Service) CreateTask(ctx context.Context, req *sarv1.CreateTaskRequest) 
 	if len(fv) > 0 {
 		return nil, sar.Invalid("invalid task", fv...)
 	}
-	if inc.GetState() != sarv1.IncidentState_INCIDENT_STATE_OPEN {
-		return nil, sar.Errorf(sar.KindFailedPrecondition, "incident is closed")
+	if !active(inc) {
+		return nil, errNotActive()
+	}
+	if kind == sarv1.TaskKind_TASK_KIND_SEARCH_SEGMENT {
+		if err := searching(inc); err != nil {
+			return nil, err
+		}
 	}
 	now := s.now()
 	t := &sarv1.Task{Id: sar.NewID(), IncidentId: inc.GetId(), Kind: kind, Priority: prio, Title: strings.TrimSpace(req.GetTitle()),
@@ -459,8 +464,8 @@ func (s *Service) changeTask(ctx context.Context, c taskChange) (*sarv1.Task, er
 		if c.expectVersion != 0 && t.GetVersion() != c.expectVersion {
 			return nil, sar.Errorf(sar.KindAborted, "task is at version %d, not %d: read it again", t.GetVersion(), c.expectVersion)
 		}
-		if inc.GetState() != sarv1.IncidentState_INCIDENT_STATE_OPEN {
-			return nil, sar.Errorf(sar.KindFailedPrecondition, "incident is closed")
+		if !active(inc) {
+			return nil, errNotActive()
 		}
 		ver := t.GetVersion()
 		w := sar.TaskWrite{IncidentID: inc.GetId(), ExpectVersion: ver, FeedTeam: teamRefOf(t.GetTeam())}
@@ -718,7 +723,7 @@ func (s *Service) TaskFeed(ctx context.Context, incidentID, cursor string) (entr
 			break
 		}
 	}
-	return entries, next, inc.GetState() != sarv1.IncidentState_INCIDENT_STATE_OPEN, nil
+	return entries, next, inc.GetState() == sarv1.IncidentState_INCIDENT_STATE_CLOSED, nil
 }
 
 // WatchTasks follows an incident's task changes and notices: the doorbell

@@ -41,11 +41,12 @@ type TaskWriteResult struct {
 
 // FeedEntry is one entry of an incident's task feed.
 type FeedEntry struct {
-	ID     string // cursor: a Redis stream id
-	TimeMs int64
-	Team   string // "<agency>/<team>" or FeedAll
-	Notice sarv1.TaskNoticeKind
-	Task   *sarv1.Task
+	ID       string // cursor: a Redis stream id
+	TimeMs   int64
+	Team     string // "<agency>/<team>" or FeedAll
+	Notice   sarv1.TaskNoticeKind
+	Task     *sarv1.Task     // a task change, or a message's task
+	Incident *sarv1.Incident // with a subject found or incident closed notice
 }
 
 // ErrTaskConflict says the task changed since it was read.

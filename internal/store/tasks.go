@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/redis/go-redis/v9"
+	"google.golang.org/protobuf/proto"
 
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
 	"github.com/mountain-sar/sar/internal/sar"
@@ -21,7 +22,10 @@ import (
 // cursor). All carry the incident's hash tag and are written by one
 // script, put_task.lua.
 
-var putTaskScript = script("put_task")
+var (
+	putTaskScript   = script("put_task")
+	putNoticeScript = script("put_notice")
+)
 
 // feedMax is about how many entries an incident's task feed keeps.
 const feedMax = 100_000
@@ -90,6 +94,29 @@ func (s *Store) PutTask(ctx context.Context, w sar.TaskWrite) (sar.TaskWriteResu
 	return out, nil
 }
 
+// PutNotice appends a notice to every team (kind: subject found or
+// incident closed, with the incident after the change) to the task feed,
+// with its events in the outbox, and returns the entry's id.
+func (s *Store) PutNotice(ctx context.Context, kind sarv1.TaskNoticeKind, inc *sarv1.Incident, evs ...*sarv1.Event) (string, error) {
+	id := inc.GetId()
+	if _, err := s.rdb.SAdd(ctx, kIdxOutbox, id).Result(); err != nil {
+		return "", fail(err, "incident")
+	}
+	args := []any{kind.String(), marshal(inc), feedMax}
+	for _, ev := range evs {
+		args = append(args, ev.GetId(), marshal(ev))
+	}
+	res, err := putNoticeScript.Run(ctx, s.rdb, []string{kInc(id), kTaskFeed(id), kOutbox(id)}, args...).Result()
+	if err != nil {
+		return "", fail(err, "incident")
+	}
+	fid, ok := res.(string)
+	if !ok {
+		return "", replyError("put notice", "reply is %s, want a stream id", describe(res))
+	}
+	return fid, nil
+}
+
 // Task returns one task with its version.
 func (s *Store) Task(ctx context.Context, incidentID, taskID string) (*sarv1.Task, error) {
 	if !sar.ValidID(taskID) {
@@ -154,7 +181,7 @@ func (s *Store) TaskFeed(ctx context.Context, incidentID, after string, count in
 	}
 	out := make([]sar.FeedEntry, 0, len(msgs))
 	for _, m := range msgs {
-		e := sar.FeedEntry{ID: m.ID, Task: &sarv1.Task{}}
+		e := sar.FeedEntry{ID: m.ID}
 		ms, _, _ := strings.Cut(m.ID, "-")
 		e.TimeMs, _ = strconv.ParseInt(ms, 10, 64)
 		e.Team, _ = m.Values["team"].(string)
@@ -162,7 +189,16 @@ func (s *Store) TaskFeed(ctx context.Context, incidentID, after string, count in
 			e.Notice = sarv1.TaskNoticeKind(sarv1.TaskNoticeKind_value[k])
 		}
 		pb, _ := m.Values["pb"].(string)
-		if err := unmarshal(pb, e.Task); err != nil {
+		var msg proto.Message
+		switch e.Notice {
+		case sarv1.TaskNoticeKind_TASK_NOTICE_KIND_SUBJECT_FOUND, sarv1.TaskNoticeKind_TASK_NOTICE_KIND_INCIDENT_CLOSED:
+			e.Incident = &sarv1.Incident{}
+			msg = e.Incident
+		default:
+			e.Task = &sarv1.Task{}
+			msg = e.Task
+		}
+		if err := unmarshal(pb, msg); err != nil {
 			return nil, err
 		}
 		out = append(out, e)

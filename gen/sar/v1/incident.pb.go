@@ -32,6 +32,9 @@ const (
 	IncidentState_INCIDENT_STATE_OPEN IncidentState = 1
 	// Over: read-only, positions expire after the retention period.
 	IncidentState_INCIDENT_STATE_CLOSED IncidentState = 2
+	// The subject was found; the search is over but the evacuation runs:
+	// devices still report, tasks (other than searches) still go out.
+	IncidentState_INCIDENT_STATE_SUBJECT_FOUND IncidentState = 3
 )
 
 // Enum value maps for IncidentState.
@@ -40,11 +43,13 @@ var (
 		0: "INCIDENT_STATE_UNSPECIFIED",
 		1: "INCIDENT_STATE_OPEN",
 		2: "INCIDENT_STATE_CLOSED",
+		3: "INCIDENT_STATE_SUBJECT_FOUND",
 	}
 	IncidentState_value = map[string]int32{
-		"INCIDENT_STATE_UNSPECIFIED": 0,
-		"INCIDENT_STATE_OPEN":        1,
-		"INCIDENT_STATE_CLOSED":      2,
+		"INCIDENT_STATE_UNSPECIFIED":   0,
+		"INCIDENT_STATE_OPEN":          1,
+		"INCIDENT_STATE_CLOSED":        2,
+		"INCIDENT_STATE_SUBJECT_FOUND": 3,
 	}
 )
 
@@ -73,6 +78,67 @@ func (x IncidentState) Number() protoreflect.EnumNumber {
 // Deprecated: Use IncidentState.Descriptor instead.
 func (IncidentState) EnumDescriptor() ([]byte, []int) {
 	return file_sar_v1_incident_proto_rawDescGZIP(), []int{0}
+}
+
+// SubjectCondition is how the subject was when found.
+type SubjectCondition int32
+
+const (
+	// Not said.
+	SubjectCondition_SUBJECT_CONDITION_UNSPECIFIED SubjectCondition = 0
+	// Well: can walk out.
+	SubjectCondition_SUBJECT_CONDITION_UNINJURED SubjectCondition = 1
+	// Hurt but can be moved by the team.
+	SubjectCondition_SUBJECT_CONDITION_INJURED SubjectCondition = 2
+	// Needs a stretcher, a helicopter or a medic.
+	SubjectCondition_SUBJECT_CONDITION_NEEDS_EVACUATION SubjectCondition = 3
+	// Not alive.
+	SubjectCondition_SUBJECT_CONDITION_DECEASED SubjectCondition = 4
+)
+
+// Enum value maps for SubjectCondition.
+var (
+	SubjectCondition_name = map[int32]string{
+		0: "SUBJECT_CONDITION_UNSPECIFIED",
+		1: "SUBJECT_CONDITION_UNINJURED",
+		2: "SUBJECT_CONDITION_INJURED",
+		3: "SUBJECT_CONDITION_NEEDS_EVACUATION",
+		4: "SUBJECT_CONDITION_DECEASED",
+	}
+	SubjectCondition_value = map[string]int32{
+		"SUBJECT_CONDITION_UNSPECIFIED":      0,
+		"SUBJECT_CONDITION_UNINJURED":        1,
+		"SUBJECT_CONDITION_INJURED":          2,
+		"SUBJECT_CONDITION_NEEDS_EVACUATION": 3,
+		"SUBJECT_CONDITION_DECEASED":         4,
+	}
+)
+
+func (x SubjectCondition) Enum() *SubjectCondition {
+	p := new(SubjectCondition)
+	*p = x
+	return p
+}
+
+func (x SubjectCondition) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SubjectCondition) Descriptor() protoreflect.EnumDescriptor {
+	return file_sar_v1_incident_proto_enumTypes[1].Descriptor()
+}
+
+func (SubjectCondition) Type() protoreflect.EnumType {
+	return &file_sar_v1_incident_proto_enumTypes[1]
+}
+
+func (x SubjectCondition) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SubjectCondition.Descriptor instead.
+func (SubjectCondition) EnumDescriptor() ([]byte, []int) {
+	return file_sar_v1_incident_proto_rawDescGZIP(), []int{1}
 }
 
 // IncidentOutcome is how an incident ended.
@@ -124,11 +190,11 @@ func (x IncidentOutcome) String() string {
 }
 
 func (IncidentOutcome) Descriptor() protoreflect.EnumDescriptor {
-	return file_sar_v1_incident_proto_enumTypes[1].Descriptor()
+	return file_sar_v1_incident_proto_enumTypes[2].Descriptor()
 }
 
 func (IncidentOutcome) Type() protoreflect.EnumType {
-	return &file_sar_v1_incident_proto_enumTypes[1]
+	return &file_sar_v1_incident_proto_enumTypes[2]
 }
 
 func (x IncidentOutcome) Number() protoreflect.EnumNumber {
@@ -137,7 +203,7 @@ func (x IncidentOutcome) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use IncidentOutcome.Descriptor instead.
 func (IncidentOutcome) EnumDescriptor() ([]byte, []int) {
-	return file_sar_v1_incident_proto_rawDescGZIP(), []int{1}
+	return file_sar_v1_incident_proto_rawDescGZIP(), []int{2}
 }
 
 // SubjectCategory is the lost-person-behaviour category of the subject,
@@ -214,11 +280,11 @@ func (x SubjectCategory) String() string {
 }
 
 func (SubjectCategory) Descriptor() protoreflect.EnumDescriptor {
-	return file_sar_v1_incident_proto_enumTypes[2].Descriptor()
+	return file_sar_v1_incident_proto_enumTypes[3].Descriptor()
 }
 
 func (SubjectCategory) Type() protoreflect.EnumType {
-	return &file_sar_v1_incident_proto_enumTypes[2]
+	return &file_sar_v1_incident_proto_enumTypes[3]
 }
 
 func (x SubjectCategory) Number() protoreflect.EnumNumber {
@@ -227,7 +293,7 @@ func (x SubjectCategory) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use SubjectCategory.Descriptor instead.
 func (SubjectCategory) EnumDescriptor() ([]byte, []int) {
-	return file_sar_v1_incident_proto_rawDescGZIP(), []int{2}
+	return file_sar_v1_incident_proto_rawDescGZIP(), []int{3}
 }
 
 // Terrain is the terrain class of lost-person-behaviour statistics.
@@ -267,11 +333,11 @@ func (x Terrain) String() string {
 }
 
 func (Terrain) Descriptor() protoreflect.EnumDescriptor {
-	return file_sar_v1_incident_proto_enumTypes[3].Descriptor()
+	return file_sar_v1_incident_proto_enumTypes[4].Descriptor()
 }
 
 func (Terrain) Type() protoreflect.EnumType {
-	return &file_sar_v1_incident_proto_enumTypes[3]
+	return &file_sar_v1_incident_proto_enumTypes[4]
 }
 
 func (x Terrain) Number() protoreflect.EnumNumber {
@@ -280,7 +346,7 @@ func (x Terrain) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Terrain.Descriptor instead.
 func (Terrain) EnumDescriptor() ([]byte, []int) {
-	return file_sar_v1_incident_proto_rawDescGZIP(), []int{3}
+	return file_sar_v1_incident_proto_rawDescGZIP(), []int{4}
 }
 
 // Ecoregion is the ecoregion domain of lost-person-behaviour statistics.
@@ -328,11 +394,11 @@ func (x Ecoregion) String() string {
 }
 
 func (Ecoregion) Descriptor() protoreflect.EnumDescriptor {
-	return file_sar_v1_incident_proto_enumTypes[4].Descriptor()
+	return file_sar_v1_incident_proto_enumTypes[5].Descriptor()
 }
 
 func (Ecoregion) Type() protoreflect.EnumType {
-	return &file_sar_v1_incident_proto_enumTypes[4]
+	return &file_sar_v1_incident_proto_enumTypes[5]
 }
 
 func (x Ecoregion) Number() protoreflect.EnumNumber {
@@ -341,7 +407,7 @@ func (x Ecoregion) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Ecoregion.Descriptor instead.
 func (Ecoregion) EnumDescriptor() ([]byte, []int) {
-	return file_sar_v1_incident_proto_rawDescGZIP(), []int{4}
+	return file_sar_v1_incident_proto_rawDescGZIP(), []int{5}
 }
 
 // ParticipantKind is what a participant is.
@@ -381,11 +447,11 @@ func (x ParticipantKind) String() string {
 }
 
 func (ParticipantKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_sar_v1_incident_proto_enumTypes[5].Descriptor()
+	return file_sar_v1_incident_proto_enumTypes[6].Descriptor()
 }
 
 func (ParticipantKind) Type() protoreflect.EnumType {
-	return &file_sar_v1_incident_proto_enumTypes[5]
+	return &file_sar_v1_incident_proto_enumTypes[6]
 }
 
 func (x ParticipantKind) Number() protoreflect.EnumNumber {
@@ -394,7 +460,108 @@ func (x ParticipantKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ParticipantKind.Descriptor instead.
 func (ParticipantKind) EnumDescriptor() ([]byte, []int) {
-	return file_sar_v1_incident_proto_rawDescGZIP(), []int{5}
+	return file_sar_v1_incident_proto_rawDescGZIP(), []int{6}
+}
+
+// SubjectFound says where, how and by whom the subject was found.
+type SubjectFound struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// When it was reported.
+	Time *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
+	// Where.
+	Position *LatLng `protobuf:"bytes,2,opt,name=position,proto3" json:"position,omitempty"`
+	// How the subject was.
+	Condition SubjectCondition `protobuf:"varint,3,opt,name=condition,proto3,enum=sar.v1.SubjectCondition" json:"condition,omitempty"`
+	// Free text ("both at the stream crossing, the girl has a sprained
+	// ankle"), at most 2,000 characters.
+	Note string `protobuf:"bytes,4,opt,name=note,proto3" json:"note,omitempty"`
+	// Credential id of who reported it.
+	ReportedBy string `protobuf:"bytes,5,opt,name=reported_by,json=reportedBy,proto3" json:"reported_by,omitempty"`
+	// Display name of who reported it.
+	ReportedByName string `protobuf:"bytes,6,opt,name=reported_by_name,json=reportedByName,proto3" json:"reported_by_name,omitempty"`
+	// The reporter's team, if a rescuer.
+	Team          *TeamRef `protobuf:"bytes,7,opt,name=team,proto3" json:"team,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubjectFound) Reset() {
+	*x = SubjectFound{}
+	mi := &file_sar_v1_incident_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubjectFound) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubjectFound) ProtoMessage() {}
+
+func (x *SubjectFound) ProtoReflect() protoreflect.Message {
+	mi := &file_sar_v1_incident_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubjectFound.ProtoReflect.Descriptor instead.
+func (*SubjectFound) Descriptor() ([]byte, []int) {
+	return file_sar_v1_incident_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *SubjectFound) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *SubjectFound) GetPosition() *LatLng {
+	if x != nil {
+		return x.Position
+	}
+	return nil
+}
+
+func (x *SubjectFound) GetCondition() SubjectCondition {
+	if x != nil {
+		return x.Condition
+	}
+	return SubjectCondition_SUBJECT_CONDITION_UNSPECIFIED
+}
+
+func (x *SubjectFound) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+func (x *SubjectFound) GetReportedBy() string {
+	if x != nil {
+		return x.ReportedBy
+	}
+	return ""
+}
+
+func (x *SubjectFound) GetReportedByName() string {
+	if x != nil {
+		return x.ReportedByName
+	}
+	return ""
+}
+
+func (x *SubjectFound) GetTeam() *TeamRef {
+	if x != nil {
+		return x.Team
+	}
+	return nil
 }
 
 // SubjectProfile describes who is lost.
@@ -420,7 +587,7 @@ type SubjectProfile struct {
 
 func (x *SubjectProfile) Reset() {
 	*x = SubjectProfile{}
-	mi := &file_sar_v1_incident_proto_msgTypes[0]
+	mi := &file_sar_v1_incident_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -432,7 +599,7 @@ func (x *SubjectProfile) String() string {
 func (*SubjectProfile) ProtoMessage() {}
 
 func (x *SubjectProfile) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_incident_proto_msgTypes[0]
+	mi := &file_sar_v1_incident_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -445,7 +612,7 @@ func (x *SubjectProfile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubjectProfile.ProtoReflect.Descriptor instead.
 func (*SubjectProfile) Descriptor() ([]byte, []int) {
-	return file_sar_v1_incident_proto_rawDescGZIP(), []int{0}
+	return file_sar_v1_incident_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *SubjectProfile) GetCategory() SubjectCategory {
@@ -515,7 +682,7 @@ type PlanningPoint struct {
 
 func (x *PlanningPoint) Reset() {
 	*x = PlanningPoint{}
-	mi := &file_sar_v1_incident_proto_msgTypes[1]
+	mi := &file_sar_v1_incident_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -527,7 +694,7 @@ func (x *PlanningPoint) String() string {
 func (*PlanningPoint) ProtoMessage() {}
 
 func (x *PlanningPoint) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_incident_proto_msgTypes[1]
+	mi := &file_sar_v1_incident_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -540,7 +707,7 @@ func (x *PlanningPoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanningPoint.ProtoReflect.Descriptor instead.
 func (*PlanningPoint) Descriptor() ([]byte, []int) {
-	return file_sar_v1_incident_proto_rawDescGZIP(), []int{1}
+	return file_sar_v1_incident_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *PlanningPoint) GetPosition() *LatLng {
@@ -603,14 +770,16 @@ type Incident struct {
 	// Operator's closing remark.
 	CloseNote string `protobuf:"bytes,14,opt,name=close_note,json=closeNote,proto3" json:"close_note,omitempty"`
 	// Credential id of whoever opened it.
-	CreatedBy     string `protobuf:"bytes,15,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	CreatedBy string `protobuf:"bytes,15,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	// Set once the subject is reported found.
+	Found         *SubjectFound `protobuf:"bytes,16,opt,name=found,proto3" json:"found,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Incident) Reset() {
 	*x = Incident{}
-	mi := &file_sar_v1_incident_proto_msgTypes[2]
+	mi := &file_sar_v1_incident_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -622,7 +791,7 @@ func (x *Incident) String() string {
 func (*Incident) ProtoMessage() {}
 
 func (x *Incident) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_incident_proto_msgTypes[2]
+	mi := &file_sar_v1_incident_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -635,7 +804,7 @@ func (x *Incident) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Incident.ProtoReflect.Descriptor instead.
 func (*Incident) Descriptor() ([]byte, []int) {
-	return file_sar_v1_incident_proto_rawDescGZIP(), []int{2}
+	return file_sar_v1_incident_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Incident) GetId() string {
@@ -743,6 +912,13 @@ func (x *Incident) GetCreatedBy() string {
 	return ""
 }
 
+func (x *Incident) GetFound() *SubjectFound {
+	if x != nil {
+		return x.Found
+	}
+	return nil
+}
+
 // Participant is a person whose position is tracked in an incident.
 type Participant struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -774,7 +950,7 @@ type Participant struct {
 
 func (x *Participant) Reset() {
 	*x = Participant{}
-	mi := &file_sar_v1_incident_proto_msgTypes[3]
+	mi := &file_sar_v1_incident_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -786,7 +962,7 @@ func (x *Participant) String() string {
 func (*Participant) ProtoMessage() {}
 
 func (x *Participant) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_incident_proto_msgTypes[3]
+	mi := &file_sar_v1_incident_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -799,7 +975,7 @@ func (x *Participant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Participant.ProtoReflect.Descriptor instead.
 func (*Participant) Descriptor() ([]byte, []int) {
-	return file_sar_v1_incident_proto_rawDescGZIP(), []int{3}
+	return file_sar_v1_incident_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Participant) GetId() string {
@@ -876,7 +1052,16 @@ var File_sar_v1_incident_proto protoreflect.FileDescriptor
 
 const file_sar_v1_incident_proto_rawDesc = "" +
 	"\n" +
-	"\x15sar/v1/incident.proto\x12\x06sar.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13sar/v1/common.proto\x1a\x15sar/v1/location.proto\"\xdf\x02\n" +
+	"\x15sar/v1/incident.proto\x12\x06sar.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13sar/v1/common.proto\x1a\x15sar/v1/location.proto\"\xa6\x02\n" +
+	"\fSubjectFound\x12.\n" +
+	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12*\n" +
+	"\bposition\x18\x02 \x01(\v2\x0e.sar.v1.LatLngR\bposition\x126\n" +
+	"\tcondition\x18\x03 \x01(\x0e2\x18.sar.v1.SubjectConditionR\tcondition\x12\x12\n" +
+	"\x04note\x18\x04 \x01(\tR\x04note\x12\x1f\n" +
+	"\vreported_by\x18\x05 \x01(\tR\n" +
+	"reportedBy\x12(\n" +
+	"\x10reported_by_name\x18\x06 \x01(\tR\x0ereportedByName\x12#\n" +
+	"\x04team\x18\a \x01(\v2\x0f.sar.v1.TeamRefR\x04team\"\xdf\x02\n" +
 	"\x0eSubjectProfile\x123\n" +
 	"\bcategory\x18\x01 \x01(\x0e2\x17.sar.v1.SubjectCategoryR\bcategory\x12(\n" +
 	"\x10number_of_people\x18\x02 \x01(\x05R\x0enumberOfPeople\x12@\n" +
@@ -892,7 +1077,7 @@ const file_sar_v1_incident_proto_rawDesc = "" +
 	"\n" +
 	"accuracy_m\x18\x02 \x01(\x01R\taccuracyM\x12.\n" +
 	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12 \n" +
-	"\vdescription\x18\x04 \x01(\tR\vdescription\"\x8f\x05\n" +
+	"\vdescription\x18\x04 \x01(\tR\vdescription\"\xbb\x05\n" +
 	"\bIncident\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05title\x18\x02 \x01(\tR\x05title\x12\"\n" +
@@ -915,7 +1100,8 @@ const file_sar_v1_incident_proto_rawDesc = "" +
 	"\n" +
 	"close_note\x18\x0e \x01(\tR\tcloseNote\x12\x1d\n" +
 	"\n" +
-	"created_by\x18\x0f \x01(\tR\tcreatedBy\"\xf1\x02\n" +
+	"created_by\x18\x0f \x01(\tR\tcreatedBy\x12*\n" +
+	"\x05found\x18\x10 \x01(\v2\x14.sar.v1.SubjectFoundR\x05found\"\xf1\x02\n" +
 	"\vParticipant\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
 	"\vincident_id\x18\x02 \x01(\tR\n" +
@@ -929,11 +1115,18 @@ const file_sar_v1_incident_proto_rawDesc = "" +
 	"device_ids\x18\b \x03(\tR\tdeviceIds\x12.\n" +
 	"\blast_fix\x18\t \x01(\v2\x13.sar.v1.LocationFixR\alastFix\x12#\n" +
 	"\rsearcher_type\x18\n" +
-	" \x01(\tR\fsearcherType*c\n" +
+	" \x01(\tR\fsearcherType*\x85\x01\n" +
 	"\rIncidentState\x12\x1e\n" +
 	"\x1aINCIDENT_STATE_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13INCIDENT_STATE_OPEN\x10\x01\x12\x19\n" +
-	"\x15INCIDENT_STATE_CLOSED\x10\x02*\xdf\x01\n" +
+	"\x15INCIDENT_STATE_CLOSED\x10\x02\x12 \n" +
+	"\x1cINCIDENT_STATE_SUBJECT_FOUND\x10\x03*\xbd\x01\n" +
+	"\x10SubjectCondition\x12!\n" +
+	"\x1dSUBJECT_CONDITION_UNSPECIFIED\x10\x00\x12\x1f\n" +
+	"\x1bSUBJECT_CONDITION_UNINJURED\x10\x01\x12\x1d\n" +
+	"\x19SUBJECT_CONDITION_INJURED\x10\x02\x12&\n" +
+	"\"SUBJECT_CONDITION_NEEDS_EVACUATION\x10\x03\x12\x1e\n" +
+	"\x1aSUBJECT_CONDITION_DECEASED\x10\x04*\xdf\x01\n" +
 	"\x0fIncidentOutcome\x12 \n" +
 	"\x1cINCIDENT_OUTCOME_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cINCIDENT_OUTCOME_FOUND_ALIVE\x10\x01\x12#\n" +
@@ -984,45 +1177,53 @@ func file_sar_v1_incident_proto_rawDescGZIP() []byte {
 	return file_sar_v1_incident_proto_rawDescData
 }
 
-var file_sar_v1_incident_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_sar_v1_incident_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_sar_v1_incident_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
+var file_sar_v1_incident_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_sar_v1_incident_proto_goTypes = []any{
 	(IncidentState)(0),            // 0: sar.v1.IncidentState
-	(IncidentOutcome)(0),          // 1: sar.v1.IncidentOutcome
-	(SubjectCategory)(0),          // 2: sar.v1.SubjectCategory
-	(Terrain)(0),                  // 3: sar.v1.Terrain
-	(Ecoregion)(0),                // 4: sar.v1.Ecoregion
-	(ParticipantKind)(0),          // 5: sar.v1.ParticipantKind
-	(*SubjectProfile)(nil),        // 6: sar.v1.SubjectProfile
-	(*PlanningPoint)(nil),         // 7: sar.v1.PlanningPoint
-	(*Incident)(nil),              // 8: sar.v1.Incident
-	(*Participant)(nil),           // 9: sar.v1.Participant
-	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
-	(*LatLng)(nil),                // 11: sar.v1.LatLng
-	(*LocationFix)(nil),           // 12: sar.v1.LocationFix
+	(SubjectCondition)(0),         // 1: sar.v1.SubjectCondition
+	(IncidentOutcome)(0),          // 2: sar.v1.IncidentOutcome
+	(SubjectCategory)(0),          // 3: sar.v1.SubjectCategory
+	(Terrain)(0),                  // 4: sar.v1.Terrain
+	(Ecoregion)(0),                // 5: sar.v1.Ecoregion
+	(ParticipantKind)(0),          // 6: sar.v1.ParticipantKind
+	(*SubjectFound)(nil),          // 7: sar.v1.SubjectFound
+	(*SubjectProfile)(nil),        // 8: sar.v1.SubjectProfile
+	(*PlanningPoint)(nil),         // 9: sar.v1.PlanningPoint
+	(*Incident)(nil),              // 10: sar.v1.Incident
+	(*Participant)(nil),           // 11: sar.v1.Participant
+	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
+	(*LatLng)(nil),                // 13: sar.v1.LatLng
+	(*TeamRef)(nil),               // 14: sar.v1.TeamRef
+	(*LocationFix)(nil),           // 15: sar.v1.LocationFix
 }
 var file_sar_v1_incident_proto_depIdxs = []int32{
-	2,  // 0: sar.v1.SubjectProfile.category:type_name -> sar.v1.SubjectCategory
-	10, // 1: sar.v1.SubjectProfile.last_seen_time:type_name -> google.protobuf.Timestamp
-	3,  // 2: sar.v1.SubjectProfile.terrain:type_name -> sar.v1.Terrain
-	4,  // 3: sar.v1.SubjectProfile.ecoregion:type_name -> sar.v1.Ecoregion
-	11, // 4: sar.v1.PlanningPoint.position:type_name -> sar.v1.LatLng
-	10, // 5: sar.v1.PlanningPoint.time:type_name -> google.protobuf.Timestamp
-	0,  // 6: sar.v1.Incident.state:type_name -> sar.v1.IncidentState
-	7,  // 7: sar.v1.Incident.initial_planning_point:type_name -> sar.v1.PlanningPoint
-	6,  // 8: sar.v1.Incident.subject:type_name -> sar.v1.SubjectProfile
-	10, // 9: sar.v1.Incident.create_time:type_name -> google.protobuf.Timestamp
-	10, // 10: sar.v1.Incident.update_time:type_name -> google.protobuf.Timestamp
-	10, // 11: sar.v1.Incident.close_time:type_name -> google.protobuf.Timestamp
-	1,  // 12: sar.v1.Incident.outcome:type_name -> sar.v1.IncidentOutcome
-	5,  // 13: sar.v1.Participant.kind:type_name -> sar.v1.ParticipantKind
-	10, // 14: sar.v1.Participant.join_time:type_name -> google.protobuf.Timestamp
-	12, // 15: sar.v1.Participant.last_fix:type_name -> sar.v1.LocationFix
-	16, // [16:16] is the sub-list for method output_type
-	16, // [16:16] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	12, // 0: sar.v1.SubjectFound.time:type_name -> google.protobuf.Timestamp
+	13, // 1: sar.v1.SubjectFound.position:type_name -> sar.v1.LatLng
+	1,  // 2: sar.v1.SubjectFound.condition:type_name -> sar.v1.SubjectCondition
+	14, // 3: sar.v1.SubjectFound.team:type_name -> sar.v1.TeamRef
+	3,  // 4: sar.v1.SubjectProfile.category:type_name -> sar.v1.SubjectCategory
+	12, // 5: sar.v1.SubjectProfile.last_seen_time:type_name -> google.protobuf.Timestamp
+	4,  // 6: sar.v1.SubjectProfile.terrain:type_name -> sar.v1.Terrain
+	5,  // 7: sar.v1.SubjectProfile.ecoregion:type_name -> sar.v1.Ecoregion
+	13, // 8: sar.v1.PlanningPoint.position:type_name -> sar.v1.LatLng
+	12, // 9: sar.v1.PlanningPoint.time:type_name -> google.protobuf.Timestamp
+	0,  // 10: sar.v1.Incident.state:type_name -> sar.v1.IncidentState
+	9,  // 11: sar.v1.Incident.initial_planning_point:type_name -> sar.v1.PlanningPoint
+	8,  // 12: sar.v1.Incident.subject:type_name -> sar.v1.SubjectProfile
+	12, // 13: sar.v1.Incident.create_time:type_name -> google.protobuf.Timestamp
+	12, // 14: sar.v1.Incident.update_time:type_name -> google.protobuf.Timestamp
+	12, // 15: sar.v1.Incident.close_time:type_name -> google.protobuf.Timestamp
+	2,  // 16: sar.v1.Incident.outcome:type_name -> sar.v1.IncidentOutcome
+	7,  // 17: sar.v1.Incident.found:type_name -> sar.v1.SubjectFound
+	6,  // 18: sar.v1.Participant.kind:type_name -> sar.v1.ParticipantKind
+	12, // 19: sar.v1.Participant.join_time:type_name -> google.protobuf.Timestamp
+	15, // 20: sar.v1.Participant.last_fix:type_name -> sar.v1.LocationFix
+	21, // [21:21] is the sub-list for method output_type
+	21, // [21:21] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_sar_v1_incident_proto_init() }
@@ -1032,14 +1233,14 @@ func file_sar_v1_incident_proto_init() {
 	}
 	file_sar_v1_common_proto_init()
 	file_sar_v1_location_proto_init()
-	file_sar_v1_incident_proto_msgTypes[0].OneofWrappers = []any{}
+	file_sar_v1_incident_proto_msgTypes[1].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sar_v1_incident_proto_rawDesc), len(file_sar_v1_incident_proto_rawDesc)),
-			NumEnums:      6,
-			NumMessages:   4,
+			NumEnums:      7,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -498,6 +498,134 @@ func (x *CloseIncidentResponse) GetIncident() *Incident {
 	return nil
 }
 
+// ReportSubjectFoundRequest is the request of ReportSubjectFound.
+type ReportSubjectFoundRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The incident.
+	IncidentId string `protobuf:"bytes,1,opt,name=incident_id,json=incidentId,proto3" json:"incident_id,omitempty"`
+	// Where (required).
+	Position *LatLng `protobuf:"bytes,2,opt,name=position,proto3" json:"position,omitempty"`
+	// How the subject was.
+	Condition SubjectCondition `protobuf:"varint,3,opt,name=condition,proto3,enum=sar.v1.SubjectCondition" json:"condition,omitempty"`
+	// Free text, at most 2,000 characters.
+	Note          string `protobuf:"bytes,4,opt,name=note,proto3" json:"note,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportSubjectFoundRequest) Reset() {
+	*x = ReportSubjectFoundRequest{}
+	mi := &file_sar_v1_incident_service_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportSubjectFoundRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportSubjectFoundRequest) ProtoMessage() {}
+
+func (x *ReportSubjectFoundRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sar_v1_incident_service_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportSubjectFoundRequest.ProtoReflect.Descriptor instead.
+func (*ReportSubjectFoundRequest) Descriptor() ([]byte, []int) {
+	return file_sar_v1_incident_service_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ReportSubjectFoundRequest) GetIncidentId() string {
+	if x != nil {
+		return x.IncidentId
+	}
+	return ""
+}
+
+func (x *ReportSubjectFoundRequest) GetPosition() *LatLng {
+	if x != nil {
+		return x.Position
+	}
+	return nil
+}
+
+func (x *ReportSubjectFoundRequest) GetCondition() SubjectCondition {
+	if x != nil {
+		return x.Condition
+	}
+	return SubjectCondition_SUBJECT_CONDITION_UNSPECIFIED
+}
+
+func (x *ReportSubjectFoundRequest) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+// ReportSubjectFoundResponse is the response of ReportSubjectFound.
+type ReportSubjectFoundResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The incident after the report.
+	Incident *Incident `protobuf:"bytes,1,opt,name=incident,proto3" json:"incident,omitempty"`
+	// The tasks cancelled by it.
+	TasksCancelled int32 `protobuf:"varint,2,opt,name=tasks_cancelled,json=tasksCancelled,proto3" json:"tasks_cancelled,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ReportSubjectFoundResponse) Reset() {
+	*x = ReportSubjectFoundResponse{}
+	mi := &file_sar_v1_incident_service_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportSubjectFoundResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportSubjectFoundResponse) ProtoMessage() {}
+
+func (x *ReportSubjectFoundResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sar_v1_incident_service_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportSubjectFoundResponse.ProtoReflect.Descriptor instead.
+func (*ReportSubjectFoundResponse) Descriptor() ([]byte, []int) {
+	return file_sar_v1_incident_service_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ReportSubjectFoundResponse) GetIncident() *Incident {
+	if x != nil {
+		return x.Incident
+	}
+	return nil
+}
+
+func (x *ReportSubjectFoundResponse) GetTasksCancelled() int32 {
+	if x != nil {
+		return x.TasksCancelled
+	}
+	return 0
+}
+
 // AssignAgenciesRequest is the request of AssignAgencies.
 type AssignAgenciesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -513,7 +641,7 @@ type AssignAgenciesRequest struct {
 
 func (x *AssignAgenciesRequest) Reset() {
 	*x = AssignAgenciesRequest{}
-	mi := &file_sar_v1_incident_service_proto_msgTypes[8]
+	mi := &file_sar_v1_incident_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -525,7 +653,7 @@ func (x *AssignAgenciesRequest) String() string {
 func (*AssignAgenciesRequest) ProtoMessage() {}
 
 func (x *AssignAgenciesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_incident_service_proto_msgTypes[8]
+	mi := &file_sar_v1_incident_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -538,7 +666,7 @@ func (x *AssignAgenciesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssignAgenciesRequest.ProtoReflect.Descriptor instead.
 func (*AssignAgenciesRequest) Descriptor() ([]byte, []int) {
-	return file_sar_v1_incident_service_proto_rawDescGZIP(), []int{8}
+	return file_sar_v1_incident_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *AssignAgenciesRequest) GetIncidentId() string {
@@ -573,7 +701,7 @@ type AssignAgenciesResponse struct {
 
 func (x *AssignAgenciesResponse) Reset() {
 	*x = AssignAgenciesResponse{}
-	mi := &file_sar_v1_incident_service_proto_msgTypes[9]
+	mi := &file_sar_v1_incident_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -585,7 +713,7 @@ func (x *AssignAgenciesResponse) String() string {
 func (*AssignAgenciesResponse) ProtoMessage() {}
 
 func (x *AssignAgenciesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_incident_service_proto_msgTypes[9]
+	mi := &file_sar_v1_incident_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -598,7 +726,7 @@ func (x *AssignAgenciesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssignAgenciesResponse.ProtoReflect.Descriptor instead.
 func (*AssignAgenciesResponse) Descriptor() ([]byte, []int) {
-	return file_sar_v1_incident_service_proto_rawDescGZIP(), []int{9}
+	return file_sar_v1_incident_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AssignAgenciesResponse) GetIncident() *Incident {
@@ -628,7 +756,7 @@ type JoinIncidentRequest struct {
 
 func (x *JoinIncidentRequest) Reset() {
 	*x = JoinIncidentRequest{}
-	mi := &file_sar_v1_incident_service_proto_msgTypes[10]
+	mi := &file_sar_v1_incident_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -640,7 +768,7 @@ func (x *JoinIncidentRequest) String() string {
 func (*JoinIncidentRequest) ProtoMessage() {}
 
 func (x *JoinIncidentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_incident_service_proto_msgTypes[10]
+	mi := &file_sar_v1_incident_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -653,7 +781,7 @@ func (x *JoinIncidentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinIncidentRequest.ProtoReflect.Descriptor instead.
 func (*JoinIncidentRequest) Descriptor() ([]byte, []int) {
-	return file_sar_v1_incident_service_proto_rawDescGZIP(), []int{10}
+	return file_sar_v1_incident_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *JoinIncidentRequest) GetIncidentId() string {
@@ -698,7 +826,7 @@ type JoinIncidentResponse struct {
 
 func (x *JoinIncidentResponse) Reset() {
 	*x = JoinIncidentResponse{}
-	mi := &file_sar_v1_incident_service_proto_msgTypes[11]
+	mi := &file_sar_v1_incident_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -710,7 +838,7 @@ func (x *JoinIncidentResponse) String() string {
 func (*JoinIncidentResponse) ProtoMessage() {}
 
 func (x *JoinIncidentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_incident_service_proto_msgTypes[11]
+	mi := &file_sar_v1_incident_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -723,7 +851,7 @@ func (x *JoinIncidentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinIncidentResponse.ProtoReflect.Descriptor instead.
 func (*JoinIncidentResponse) Descriptor() ([]byte, []int) {
-	return file_sar_v1_incident_service_proto_rawDescGZIP(), []int{11}
+	return file_sar_v1_incident_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *JoinIncidentResponse) GetParticipant() *Participant {
@@ -751,7 +879,7 @@ type ListParticipantsRequest struct {
 
 func (x *ListParticipantsRequest) Reset() {
 	*x = ListParticipantsRequest{}
-	mi := &file_sar_v1_incident_service_proto_msgTypes[12]
+	mi := &file_sar_v1_incident_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -763,7 +891,7 @@ func (x *ListParticipantsRequest) String() string {
 func (*ListParticipantsRequest) ProtoMessage() {}
 
 func (x *ListParticipantsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_incident_service_proto_msgTypes[12]
+	mi := &file_sar_v1_incident_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -776,7 +904,7 @@ func (x *ListParticipantsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListParticipantsRequest.ProtoReflect.Descriptor instead.
 func (*ListParticipantsRequest) Descriptor() ([]byte, []int) {
-	return file_sar_v1_incident_service_proto_rawDescGZIP(), []int{12}
+	return file_sar_v1_incident_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListParticipantsRequest) GetIncidentId() string {
@@ -797,7 +925,7 @@ type ListParticipantsResponse struct {
 
 func (x *ListParticipantsResponse) Reset() {
 	*x = ListParticipantsResponse{}
-	mi := &file_sar_v1_incident_service_proto_msgTypes[13]
+	mi := &file_sar_v1_incident_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -809,7 +937,7 @@ func (x *ListParticipantsResponse) String() string {
 func (*ListParticipantsResponse) ProtoMessage() {}
 
 func (x *ListParticipantsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_incident_service_proto_msgTypes[13]
+	mi := &file_sar_v1_incident_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -822,7 +950,7 @@ func (x *ListParticipantsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListParticipantsResponse.ProtoReflect.Descriptor instead.
 func (*ListParticipantsResponse) Descriptor() ([]byte, []int) {
-	return file_sar_v1_incident_service_proto_rawDescGZIP(), []int{13}
+	return file_sar_v1_incident_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListParticipantsResponse) GetParticipants() []*Participant {
@@ -843,7 +971,7 @@ type WatchIncidentRequest struct {
 
 func (x *WatchIncidentRequest) Reset() {
 	*x = WatchIncidentRequest{}
-	mi := &file_sar_v1_incident_service_proto_msgTypes[14]
+	mi := &file_sar_v1_incident_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -855,7 +983,7 @@ func (x *WatchIncidentRequest) String() string {
 func (*WatchIncidentRequest) ProtoMessage() {}
 
 func (x *WatchIncidentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_incident_service_proto_msgTypes[14]
+	mi := &file_sar_v1_incident_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -868,7 +996,7 @@ func (x *WatchIncidentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchIncidentRequest.ProtoReflect.Descriptor instead.
 func (*WatchIncidentRequest) Descriptor() ([]byte, []int) {
-	return file_sar_v1_incident_service_proto_rawDescGZIP(), []int{14}
+	return file_sar_v1_incident_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *WatchIncidentRequest) GetIncidentId() string {
@@ -895,7 +1023,7 @@ type WatchIncidentResponse struct {
 
 func (x *WatchIncidentResponse) Reset() {
 	*x = WatchIncidentResponse{}
-	mi := &file_sar_v1_incident_service_proto_msgTypes[15]
+	mi := &file_sar_v1_incident_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -907,7 +1035,7 @@ func (x *WatchIncidentResponse) String() string {
 func (*WatchIncidentResponse) ProtoMessage() {}
 
 func (x *WatchIncidentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_incident_service_proto_msgTypes[15]
+	mi := &file_sar_v1_incident_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -920,7 +1048,7 @@ func (x *WatchIncidentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchIncidentResponse.ProtoReflect.Descriptor instead.
 func (*WatchIncidentResponse) Descriptor() ([]byte, []int) {
-	return file_sar_v1_incident_service_proto_rawDescGZIP(), []int{15}
+	return file_sar_v1_incident_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *WatchIncidentResponse) GetKind() isWatchIncidentResponse_Kind {
@@ -979,7 +1107,7 @@ type IncidentSnapshot struct {
 
 func (x *IncidentSnapshot) Reset() {
 	*x = IncidentSnapshot{}
-	mi := &file_sar_v1_incident_service_proto_msgTypes[16]
+	mi := &file_sar_v1_incident_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -991,7 +1119,7 @@ func (x *IncidentSnapshot) String() string {
 func (*IncidentSnapshot) ProtoMessage() {}
 
 func (x *IncidentSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_incident_service_proto_msgTypes[16]
+	mi := &file_sar_v1_incident_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1004,7 +1132,7 @@ func (x *IncidentSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IncidentSnapshot.ProtoReflect.Descriptor instead.
 func (*IncidentSnapshot) Descriptor() ([]byte, []int) {
-	return file_sar_v1_incident_service_proto_rawDescGZIP(), []int{16}
+	return file_sar_v1_incident_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *IncidentSnapshot) GetIncident() *Incident {
@@ -1025,7 +1153,7 @@ var File_sar_v1_incident_service_proto protoreflect.FileDescriptor
 
 const file_sar_v1_incident_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1dsar/v1/incident_service.proto\x12\x06sar.v1\x1a\x12sar/v1/event.proto\x1a\x15sar/v1/incident.proto\"\xbb\x02\n" +
+	"\x1dsar/v1/incident_service.proto\x12\x06sar.v1\x1a\x13sar/v1/common.proto\x1a\x12sar/v1/event.proto\x1a\x15sar/v1/incident.proto\"\xbb\x02\n" +
 	"\x15CreateIncidentRequest\x12\x14\n" +
 	"\x05title\x18\x01 \x01(\tR\x05title\x12\"\n" +
 	"\fjurisdiction\x18\x02 \x01(\tR\fjurisdiction\x12K\n" +
@@ -1058,7 +1186,16 @@ const file_sar_v1_incident_service_proto_rawDesc = "" +
 	"\aoutcome\x18\x02 \x01(\x0e2\x17.sar.v1.IncidentOutcomeR\aoutcome\x12\x12\n" +
 	"\x04note\x18\x03 \x01(\tR\x04note\"E\n" +
 	"\x15CloseIncidentResponse\x12,\n" +
-	"\bincident\x18\x01 \x01(\v2\x10.sar.v1.IncidentR\bincident\"t\n" +
+	"\bincident\x18\x01 \x01(\v2\x10.sar.v1.IncidentR\bincident\"\xb4\x01\n" +
+	"\x19ReportSubjectFoundRequest\x12\x1f\n" +
+	"\vincident_id\x18\x01 \x01(\tR\n" +
+	"incidentId\x12*\n" +
+	"\bposition\x18\x02 \x01(\v2\x0e.sar.v1.LatLngR\bposition\x126\n" +
+	"\tcondition\x18\x03 \x01(\x0e2\x18.sar.v1.SubjectConditionR\tcondition\x12\x12\n" +
+	"\x04note\x18\x04 \x01(\tR\x04note\"s\n" +
+	"\x1aReportSubjectFoundResponse\x12,\n" +
+	"\bincident\x18\x01 \x01(\v2\x10.sar.v1.IncidentR\bincident\x12'\n" +
+	"\x0ftasks_cancelled\x18\x02 \x01(\x05R\x0etasksCancelled\"t\n" +
 	"\x15AssignAgenciesRequest\x12\x1f\n" +
 	"\vincident_id\x18\x01 \x01(\tR\n" +
 	"incidentId\x12\x1d\n" +
@@ -1090,12 +1227,13 @@ const file_sar_v1_incident_service_proto_rawDesc = "" +
 	"\x04kind\"y\n" +
 	"\x10IncidentSnapshot\x12,\n" +
 	"\bincident\x18\x01 \x01(\v2\x10.sar.v1.IncidentR\bincident\x127\n" +
-	"\fparticipants\x18\x02 \x03(\v2\x13.sar.v1.ParticipantR\fparticipants2\x89\x05\n" +
+	"\fparticipants\x18\x02 \x03(\v2\x13.sar.v1.ParticipantR\fparticipants2\xe6\x05\n" +
 	"\x0fIncidentService\x12O\n" +
 	"\x0eCreateIncident\x12\x1d.sar.v1.CreateIncidentRequest\x1a\x1e.sar.v1.CreateIncidentResponse\x12F\n" +
 	"\vGetIncident\x12\x1a.sar.v1.GetIncidentRequest\x1a\x1b.sar.v1.GetIncidentResponse\x12L\n" +
 	"\rListIncidents\x12\x1c.sar.v1.ListIncidentsRequest\x1a\x1d.sar.v1.ListIncidentsResponse\x12L\n" +
-	"\rCloseIncident\x12\x1c.sar.v1.CloseIncidentRequest\x1a\x1d.sar.v1.CloseIncidentResponse\x12O\n" +
+	"\rCloseIncident\x12\x1c.sar.v1.CloseIncidentRequest\x1a\x1d.sar.v1.CloseIncidentResponse\x12[\n" +
+	"\x12ReportSubjectFound\x12!.sar.v1.ReportSubjectFoundRequest\x1a\".sar.v1.ReportSubjectFoundResponse\x12O\n" +
 	"\x0eAssignAgencies\x12\x1d.sar.v1.AssignAgenciesRequest\x1a\x1e.sar.v1.AssignAgenciesResponse\x12I\n" +
 	"\fJoinIncident\x12\x1b.sar.v1.JoinIncidentRequest\x1a\x1c.sar.v1.JoinIncidentResponse\x12U\n" +
 	"\x10ListParticipants\x12\x1f.sar.v1.ListParticipantsRequest\x1a .sar.v1.ListParticipantsResponse\x12N\n" +
@@ -1115,70 +1253,79 @@ func file_sar_v1_incident_service_proto_rawDescGZIP() []byte {
 	return file_sar_v1_incident_service_proto_rawDescData
 }
 
-var file_sar_v1_incident_service_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_sar_v1_incident_service_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_sar_v1_incident_service_proto_goTypes = []any{
-	(*CreateIncidentRequest)(nil),    // 0: sar.v1.CreateIncidentRequest
-	(*CreateIncidentResponse)(nil),   // 1: sar.v1.CreateIncidentResponse
-	(*GetIncidentRequest)(nil),       // 2: sar.v1.GetIncidentRequest
-	(*GetIncidentResponse)(nil),      // 3: sar.v1.GetIncidentResponse
-	(*ListIncidentsRequest)(nil),     // 4: sar.v1.ListIncidentsRequest
-	(*ListIncidentsResponse)(nil),    // 5: sar.v1.ListIncidentsResponse
-	(*CloseIncidentRequest)(nil),     // 6: sar.v1.CloseIncidentRequest
-	(*CloseIncidentResponse)(nil),    // 7: sar.v1.CloseIncidentResponse
-	(*AssignAgenciesRequest)(nil),    // 8: sar.v1.AssignAgenciesRequest
-	(*AssignAgenciesResponse)(nil),   // 9: sar.v1.AssignAgenciesResponse
-	(*JoinIncidentRequest)(nil),      // 10: sar.v1.JoinIncidentRequest
-	(*JoinIncidentResponse)(nil),     // 11: sar.v1.JoinIncidentResponse
-	(*ListParticipantsRequest)(nil),  // 12: sar.v1.ListParticipantsRequest
-	(*ListParticipantsResponse)(nil), // 13: sar.v1.ListParticipantsResponse
-	(*WatchIncidentRequest)(nil),     // 14: sar.v1.WatchIncidentRequest
-	(*WatchIncidentResponse)(nil),    // 15: sar.v1.WatchIncidentResponse
-	(*IncidentSnapshot)(nil),         // 16: sar.v1.IncidentSnapshot
-	(*PlanningPoint)(nil),            // 17: sar.v1.PlanningPoint
-	(*SubjectProfile)(nil),           // 18: sar.v1.SubjectProfile
-	(*Incident)(nil),                 // 19: sar.v1.Incident
-	(IncidentState)(0),               // 20: sar.v1.IncidentState
-	(IncidentOutcome)(0),             // 21: sar.v1.IncidentOutcome
-	(*Participant)(nil),              // 22: sar.v1.Participant
-	(*Event)(nil),                    // 23: sar.v1.Event
+	(*CreateIncidentRequest)(nil),      // 0: sar.v1.CreateIncidentRequest
+	(*CreateIncidentResponse)(nil),     // 1: sar.v1.CreateIncidentResponse
+	(*GetIncidentRequest)(nil),         // 2: sar.v1.GetIncidentRequest
+	(*GetIncidentResponse)(nil),        // 3: sar.v1.GetIncidentResponse
+	(*ListIncidentsRequest)(nil),       // 4: sar.v1.ListIncidentsRequest
+	(*ListIncidentsResponse)(nil),      // 5: sar.v1.ListIncidentsResponse
+	(*CloseIncidentRequest)(nil),       // 6: sar.v1.CloseIncidentRequest
+	(*CloseIncidentResponse)(nil),      // 7: sar.v1.CloseIncidentResponse
+	(*ReportSubjectFoundRequest)(nil),  // 8: sar.v1.ReportSubjectFoundRequest
+	(*ReportSubjectFoundResponse)(nil), // 9: sar.v1.ReportSubjectFoundResponse
+	(*AssignAgenciesRequest)(nil),      // 10: sar.v1.AssignAgenciesRequest
+	(*AssignAgenciesResponse)(nil),     // 11: sar.v1.AssignAgenciesResponse
+	(*JoinIncidentRequest)(nil),        // 12: sar.v1.JoinIncidentRequest
+	(*JoinIncidentResponse)(nil),       // 13: sar.v1.JoinIncidentResponse
+	(*ListParticipantsRequest)(nil),    // 14: sar.v1.ListParticipantsRequest
+	(*ListParticipantsResponse)(nil),   // 15: sar.v1.ListParticipantsResponse
+	(*WatchIncidentRequest)(nil),       // 16: sar.v1.WatchIncidentRequest
+	(*WatchIncidentResponse)(nil),      // 17: sar.v1.WatchIncidentResponse
+	(*IncidentSnapshot)(nil),           // 18: sar.v1.IncidentSnapshot
+	(*PlanningPoint)(nil),              // 19: sar.v1.PlanningPoint
+	(*SubjectProfile)(nil),             // 20: sar.v1.SubjectProfile
+	(*Incident)(nil),                   // 21: sar.v1.Incident
+	(IncidentState)(0),                 // 22: sar.v1.IncidentState
+	(IncidentOutcome)(0),               // 23: sar.v1.IncidentOutcome
+	(*LatLng)(nil),                     // 24: sar.v1.LatLng
+	(SubjectCondition)(0),              // 25: sar.v1.SubjectCondition
+	(*Participant)(nil),                // 26: sar.v1.Participant
+	(*Event)(nil),                      // 27: sar.v1.Event
 }
 var file_sar_v1_incident_service_proto_depIdxs = []int32{
-	17, // 0: sar.v1.CreateIncidentRequest.initial_planning_point:type_name -> sar.v1.PlanningPoint
-	18, // 1: sar.v1.CreateIncidentRequest.subject:type_name -> sar.v1.SubjectProfile
-	19, // 2: sar.v1.CreateIncidentResponse.incident:type_name -> sar.v1.Incident
-	19, // 3: sar.v1.GetIncidentResponse.incident:type_name -> sar.v1.Incident
-	20, // 4: sar.v1.ListIncidentsRequest.state:type_name -> sar.v1.IncidentState
-	19, // 5: sar.v1.ListIncidentsResponse.incidents:type_name -> sar.v1.Incident
-	21, // 6: sar.v1.CloseIncidentRequest.outcome:type_name -> sar.v1.IncidentOutcome
-	19, // 7: sar.v1.CloseIncidentResponse.incident:type_name -> sar.v1.Incident
-	19, // 8: sar.v1.AssignAgenciesResponse.incident:type_name -> sar.v1.Incident
-	22, // 9: sar.v1.JoinIncidentResponse.participant:type_name -> sar.v1.Participant
-	22, // 10: sar.v1.ListParticipantsResponse.participants:type_name -> sar.v1.Participant
-	16, // 11: sar.v1.WatchIncidentResponse.snapshot:type_name -> sar.v1.IncidentSnapshot
-	23, // 12: sar.v1.WatchIncidentResponse.event:type_name -> sar.v1.Event
-	19, // 13: sar.v1.IncidentSnapshot.incident:type_name -> sar.v1.Incident
-	22, // 14: sar.v1.IncidentSnapshot.participants:type_name -> sar.v1.Participant
-	0,  // 15: sar.v1.IncidentService.CreateIncident:input_type -> sar.v1.CreateIncidentRequest
-	2,  // 16: sar.v1.IncidentService.GetIncident:input_type -> sar.v1.GetIncidentRequest
-	4,  // 17: sar.v1.IncidentService.ListIncidents:input_type -> sar.v1.ListIncidentsRequest
-	6,  // 18: sar.v1.IncidentService.CloseIncident:input_type -> sar.v1.CloseIncidentRequest
-	8,  // 19: sar.v1.IncidentService.AssignAgencies:input_type -> sar.v1.AssignAgenciesRequest
-	10, // 20: sar.v1.IncidentService.JoinIncident:input_type -> sar.v1.JoinIncidentRequest
-	12, // 21: sar.v1.IncidentService.ListParticipants:input_type -> sar.v1.ListParticipantsRequest
-	14, // 22: sar.v1.IncidentService.WatchIncident:input_type -> sar.v1.WatchIncidentRequest
-	1,  // 23: sar.v1.IncidentService.CreateIncident:output_type -> sar.v1.CreateIncidentResponse
-	3,  // 24: sar.v1.IncidentService.GetIncident:output_type -> sar.v1.GetIncidentResponse
-	5,  // 25: sar.v1.IncidentService.ListIncidents:output_type -> sar.v1.ListIncidentsResponse
-	7,  // 26: sar.v1.IncidentService.CloseIncident:output_type -> sar.v1.CloseIncidentResponse
-	9,  // 27: sar.v1.IncidentService.AssignAgencies:output_type -> sar.v1.AssignAgenciesResponse
-	11, // 28: sar.v1.IncidentService.JoinIncident:output_type -> sar.v1.JoinIncidentResponse
-	13, // 29: sar.v1.IncidentService.ListParticipants:output_type -> sar.v1.ListParticipantsResponse
-	15, // 30: sar.v1.IncidentService.WatchIncident:output_type -> sar.v1.WatchIncidentResponse
-	23, // [23:31] is the sub-list for method output_type
-	15, // [15:23] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	19, // 0: sar.v1.CreateIncidentRequest.initial_planning_point:type_name -> sar.v1.PlanningPoint
+	20, // 1: sar.v1.CreateIncidentRequest.subject:type_name -> sar.v1.SubjectProfile
+	21, // 2: sar.v1.CreateIncidentResponse.incident:type_name -> sar.v1.Incident
+	21, // 3: sar.v1.GetIncidentResponse.incident:type_name -> sar.v1.Incident
+	22, // 4: sar.v1.ListIncidentsRequest.state:type_name -> sar.v1.IncidentState
+	21, // 5: sar.v1.ListIncidentsResponse.incidents:type_name -> sar.v1.Incident
+	23, // 6: sar.v1.CloseIncidentRequest.outcome:type_name -> sar.v1.IncidentOutcome
+	21, // 7: sar.v1.CloseIncidentResponse.incident:type_name -> sar.v1.Incident
+	24, // 8: sar.v1.ReportSubjectFoundRequest.position:type_name -> sar.v1.LatLng
+	25, // 9: sar.v1.ReportSubjectFoundRequest.condition:type_name -> sar.v1.SubjectCondition
+	21, // 10: sar.v1.ReportSubjectFoundResponse.incident:type_name -> sar.v1.Incident
+	21, // 11: sar.v1.AssignAgenciesResponse.incident:type_name -> sar.v1.Incident
+	26, // 12: sar.v1.JoinIncidentResponse.participant:type_name -> sar.v1.Participant
+	26, // 13: sar.v1.ListParticipantsResponse.participants:type_name -> sar.v1.Participant
+	18, // 14: sar.v1.WatchIncidentResponse.snapshot:type_name -> sar.v1.IncidentSnapshot
+	27, // 15: sar.v1.WatchIncidentResponse.event:type_name -> sar.v1.Event
+	21, // 16: sar.v1.IncidentSnapshot.incident:type_name -> sar.v1.Incident
+	26, // 17: sar.v1.IncidentSnapshot.participants:type_name -> sar.v1.Participant
+	0,  // 18: sar.v1.IncidentService.CreateIncident:input_type -> sar.v1.CreateIncidentRequest
+	2,  // 19: sar.v1.IncidentService.GetIncident:input_type -> sar.v1.GetIncidentRequest
+	4,  // 20: sar.v1.IncidentService.ListIncidents:input_type -> sar.v1.ListIncidentsRequest
+	6,  // 21: sar.v1.IncidentService.CloseIncident:input_type -> sar.v1.CloseIncidentRequest
+	8,  // 22: sar.v1.IncidentService.ReportSubjectFound:input_type -> sar.v1.ReportSubjectFoundRequest
+	10, // 23: sar.v1.IncidentService.AssignAgencies:input_type -> sar.v1.AssignAgenciesRequest
+	12, // 24: sar.v1.IncidentService.JoinIncident:input_type -> sar.v1.JoinIncidentRequest
+	14, // 25: sar.v1.IncidentService.ListParticipants:input_type -> sar.v1.ListParticipantsRequest
+	16, // 26: sar.v1.IncidentService.WatchIncident:input_type -> sar.v1.WatchIncidentRequest
+	1,  // 27: sar.v1.IncidentService.CreateIncident:output_type -> sar.v1.CreateIncidentResponse
+	3,  // 28: sar.v1.IncidentService.GetIncident:output_type -> sar.v1.GetIncidentResponse
+	5,  // 29: sar.v1.IncidentService.ListIncidents:output_type -> sar.v1.ListIncidentsResponse
+	7,  // 30: sar.v1.IncidentService.CloseIncident:output_type -> sar.v1.CloseIncidentResponse
+	9,  // 31: sar.v1.IncidentService.ReportSubjectFound:output_type -> sar.v1.ReportSubjectFoundResponse
+	11, // 32: sar.v1.IncidentService.AssignAgencies:output_type -> sar.v1.AssignAgenciesResponse
+	13, // 33: sar.v1.IncidentService.JoinIncident:output_type -> sar.v1.JoinIncidentResponse
+	15, // 34: sar.v1.IncidentService.ListParticipants:output_type -> sar.v1.ListParticipantsResponse
+	17, // 35: sar.v1.IncidentService.WatchIncident:output_type -> sar.v1.WatchIncidentResponse
+	27, // [27:36] is the sub-list for method output_type
+	18, // [18:27] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_sar_v1_incident_service_proto_init() }
@@ -1186,9 +1333,10 @@ func file_sar_v1_incident_service_proto_init() {
 	if File_sar_v1_incident_service_proto != nil {
 		return
 	}
+	file_sar_v1_common_proto_init()
 	file_sar_v1_event_proto_init()
 	file_sar_v1_incident_proto_init()
-	file_sar_v1_incident_service_proto_msgTypes[15].OneofWrappers = []any{
+	file_sar_v1_incident_service_proto_msgTypes[17].OneofWrappers = []any{
 		(*WatchIncidentResponse_Snapshot)(nil),
 		(*WatchIncidentResponse_Event)(nil),
 	}
@@ -1198,7 +1346,7 @@ func file_sar_v1_incident_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sar_v1_incident_service_proto_rawDesc), len(file_sar_v1_incident_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

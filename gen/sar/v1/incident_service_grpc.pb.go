@@ -19,14 +19,15 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	IncidentService_CreateIncident_FullMethodName   = "/sar.v1.IncidentService/CreateIncident"
-	IncidentService_GetIncident_FullMethodName      = "/sar.v1.IncidentService/GetIncident"
-	IncidentService_ListIncidents_FullMethodName    = "/sar.v1.IncidentService/ListIncidents"
-	IncidentService_CloseIncident_FullMethodName    = "/sar.v1.IncidentService/CloseIncident"
-	IncidentService_AssignAgencies_FullMethodName   = "/sar.v1.IncidentService/AssignAgencies"
-	IncidentService_JoinIncident_FullMethodName     = "/sar.v1.IncidentService/JoinIncident"
-	IncidentService_ListParticipants_FullMethodName = "/sar.v1.IncidentService/ListParticipants"
-	IncidentService_WatchIncident_FullMethodName    = "/sar.v1.IncidentService/WatchIncident"
+	IncidentService_CreateIncident_FullMethodName     = "/sar.v1.IncidentService/CreateIncident"
+	IncidentService_GetIncident_FullMethodName        = "/sar.v1.IncidentService/GetIncident"
+	IncidentService_ListIncidents_FullMethodName      = "/sar.v1.IncidentService/ListIncidents"
+	IncidentService_CloseIncident_FullMethodName      = "/sar.v1.IncidentService/CloseIncident"
+	IncidentService_ReportSubjectFound_FullMethodName = "/sar.v1.IncidentService/ReportSubjectFound"
+	IncidentService_AssignAgencies_FullMethodName     = "/sar.v1.IncidentService/AssignAgencies"
+	IncidentService_JoinIncident_FullMethodName       = "/sar.v1.IncidentService/JoinIncident"
+	IncidentService_ListParticipants_FullMethodName   = "/sar.v1.IncidentService/ListParticipants"
+	IncidentService_WatchIncident_FullMethodName      = "/sar.v1.IncidentService/WatchIncident"
 )
 
 // IncidentServiceClient is the client API for IncidentService service.
@@ -46,6 +47,12 @@ type IncidentServiceClient interface {
 	// CloseIncident closes an open incident: devices can no longer report to
 	// it, and precise positions expire after the retention period.
 	CloseIncident(ctx context.Context, in *CloseIncidentRequest, opts ...grpc.CallOption) (*CloseIncidentResponse, error)
+	// ReportSubjectFound says the subject was found: the incident moves to
+	// subject found (the evacuation still runs), every open task but a
+	// return to base is cancelled, every team's devices and the caller's
+	// page are told. Rescuers of the incident's teams and its operators. A
+	// repeat completes what an interrupted report left undone.
+	ReportSubjectFound(ctx context.Context, in *ReportSubjectFoundRequest, opts ...grpc.CallOption) (*ReportSubjectFoundResponse, error)
 	// AssignAgencies lets agencies (or single teams) take part in an
 	// incident, so that their rescuers may join it.
 	AssignAgencies(ctx context.Context, in *AssignAgenciesRequest, opts ...grpc.CallOption) (*AssignAgenciesResponse, error)
@@ -104,6 +111,16 @@ func (c *incidentServiceClient) CloseIncident(ctx context.Context, in *CloseInci
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CloseIncidentResponse)
 	err := c.cc.Invoke(ctx, IncidentService_CloseIncident_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *incidentServiceClient) ReportSubjectFound(ctx context.Context, in *ReportSubjectFoundRequest, opts ...grpc.CallOption) (*ReportSubjectFoundResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReportSubjectFoundResponse)
+	err := c.cc.Invoke(ctx, IncidentService_ReportSubjectFound_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -176,6 +193,12 @@ type IncidentServiceServer interface {
 	// CloseIncident closes an open incident: devices can no longer report to
 	// it, and precise positions expire after the retention period.
 	CloseIncident(context.Context, *CloseIncidentRequest) (*CloseIncidentResponse, error)
+	// ReportSubjectFound says the subject was found: the incident moves to
+	// subject found (the evacuation still runs), every open task but a
+	// return to base is cancelled, every team's devices and the caller's
+	// page are told. Rescuers of the incident's teams and its operators. A
+	// repeat completes what an interrupted report left undone.
+	ReportSubjectFound(context.Context, *ReportSubjectFoundRequest) (*ReportSubjectFoundResponse, error)
 	// AssignAgencies lets agencies (or single teams) take part in an
 	// incident, so that their rescuers may join it.
 	AssignAgencies(context.Context, *AssignAgenciesRequest) (*AssignAgenciesResponse, error)
@@ -211,6 +234,9 @@ func (UnimplementedIncidentServiceServer) ListIncidents(context.Context, *ListIn
 }
 func (UnimplementedIncidentServiceServer) CloseIncident(context.Context, *CloseIncidentRequest) (*CloseIncidentResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CloseIncident not implemented")
+}
+func (UnimplementedIncidentServiceServer) ReportSubjectFound(context.Context, *ReportSubjectFoundRequest) (*ReportSubjectFoundResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReportSubjectFound not implemented")
 }
 func (UnimplementedIncidentServiceServer) AssignAgencies(context.Context, *AssignAgenciesRequest) (*AssignAgenciesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AssignAgencies not implemented")
@@ -317,6 +343,24 @@ func _IncidentService_CloseIncident_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _IncidentService_ReportSubjectFound_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReportSubjectFoundRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IncidentServiceServer).ReportSubjectFound(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: IncidentService_ReportSubjectFound_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IncidentServiceServer).ReportSubjectFound(ctx, req.(*ReportSubjectFoundRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _IncidentService_AssignAgencies_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(AssignAgenciesRequest)
 	if err := dec(in); err != nil {
@@ -404,6 +448,10 @@ var IncidentService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CloseIncident",
 			Handler:    _IncidentService_CloseIncident_Handler,
+		},
+		{
+			MethodName: "ReportSubjectFound",
+			Handler:    _IncidentService_ReportSubjectFound_Handler,
 		},
 		{
 			MethodName: "AssignAgencies",

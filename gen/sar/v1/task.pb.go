@@ -240,6 +240,9 @@ const (
 	TaskNoticeKind_TASK_NOTICE_KIND_MESSAGE TaskNoticeKind = 1
 	// The incident was closed: stand down.
 	TaskNoticeKind_TASK_NOTICE_KIND_INCIDENT_CLOSED TaskNoticeKind = 2
+	// The subject was found (the incident says where and how): searches
+	// are cancelled, the evacuation runs.
+	TaskNoticeKind_TASK_NOTICE_KIND_SUBJECT_FOUND TaskNoticeKind = 3
 )
 
 // Enum value maps for TaskNoticeKind.
@@ -248,11 +251,13 @@ var (
 		0: "TASK_NOTICE_KIND_UNSPECIFIED",
 		1: "TASK_NOTICE_KIND_MESSAGE",
 		2: "TASK_NOTICE_KIND_INCIDENT_CLOSED",
+		3: "TASK_NOTICE_KIND_SUBJECT_FOUND",
 	}
 	TaskNoticeKind_value = map[string]int32{
 		"TASK_NOTICE_KIND_UNSPECIFIED":     0,
 		"TASK_NOTICE_KIND_MESSAGE":         1,
 		"TASK_NOTICE_KIND_INCIDENT_CLOSED": 2,
+		"TASK_NOTICE_KIND_SUBJECT_FOUND":   3,
 	}
 )
 
@@ -1839,7 +1844,10 @@ type StreamTasksResponse struct {
 	Notice TaskNoticeKind `protobuf:"varint,4,opt,name=notice,proto3,enum=sar.v1.TaskNoticeKind" json:"notice,omitempty"`
 	// True on the marker sent once the backlog is delivered (no task then):
 	// what follows is live.
-	CaughtUp      bool `protobuf:"varint,5,opt,name=caught_up,json=caughtUp,proto3" json:"caught_up,omitempty"`
+	CaughtUp bool `protobuf:"varint,5,opt,name=caught_up,json=caughtUp,proto3" json:"caught_up,omitempty"`
+	// With a subject found or incident closed notice: the incident after
+	// the change (where and how the subject was found, the outcome).
+	Incident      *Incident `protobuf:"bytes,6,opt,name=incident,proto3" json:"incident,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1909,6 +1917,13 @@ func (x *StreamTasksResponse) GetCaughtUp() bool {
 	return false
 }
 
+func (x *StreamTasksResponse) GetIncident() *Incident {
+	if x != nil {
+		return x.Incident
+	}
+	return nil
+}
+
 // TaskChangedEvent is a change of a task, on the incident's events and
 // the team's subject.
 type TaskChangedEvent struct {
@@ -1919,11 +1934,14 @@ type TaskChangedEvent struct {
 	// unset for a progress report that kept the state.
 	Transition *TaskTransition `protobuf:"bytes,2,opt,name=transition,proto3" json:"transition,omitempty"`
 	// Set on a notice to every team of one agency (a message to all teams,
-	// the incident closed): the copy for that agency, published on
-	// sar.v1.inc.<incident>.evt.notice.<agency>.
+	// the subject found, the incident closed): the copy for that agency,
+	// published on sar.v1.inc.<incident>.evt.notice.<agency>.
 	NoticeAgency string `protobuf:"bytes,3,opt,name=notice_agency,json=noticeAgency,proto3" json:"notice_agency,omitempty"`
 	// What the notice says (unspecified for a team's task change).
-	Notice        TaskNoticeKind `protobuf:"varint,4,opt,name=notice,proto3,enum=sar.v1.TaskNoticeKind" json:"notice,omitempty"`
+	Notice TaskNoticeKind `protobuf:"varint,4,opt,name=notice,proto3,enum=sar.v1.TaskNoticeKind" json:"notice,omitempty"`
+	// With a subject found or incident closed notice: the incident after
+	// the change (task is unset then).
+	Incident      *Incident `protobuf:"bytes,5,opt,name=incident,proto3" json:"incident,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1986,11 +2004,18 @@ func (x *TaskChangedEvent) GetNotice() TaskNoticeKind {
 	return TaskNoticeKind_TASK_NOTICE_KIND_UNSPECIFIED
 }
 
+func (x *TaskChangedEvent) GetIncident() *Incident {
+	if x != nil {
+		return x.Incident
+	}
+	return nil
+}
+
 var File_sar_v1_task_proto protoreflect.FileDescriptor
 
 const file_sar_v1_task_proto_rawDesc = "" +
 	"\n" +
-	"\x11sar/v1/task.proto\x12\x06sar.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13sar/v1/common.proto\"\xf8\x01\n" +
+	"\x11sar/v1/task.proto\x12\x06sar.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13sar/v1/common.proto\x1a\x15sar/v1/incident.proto\"\xf8\x01\n" +
 	"\x0eTaskTransition\x12%\n" +
 	"\x04from\x18\x01 \x01(\x0e2\x11.sar.v1.TaskStateR\x04from\x12!\n" +
 	"\x02to\x18\x02 \x01(\x0e2\x11.sar.v1.TaskStateR\x02to\x12.\n" +
@@ -2116,20 +2141,22 @@ const file_sar_v1_task_proto_rawDesc = "" +
 	"\x12StreamTasksRequest\x12\x1f\n" +
 	"\vincident_id\x18\x01 \x01(\tR\n" +
 	"incidentId\x12\x16\n" +
-	"\x06cursor\x18\x02 \x01(\tR\x06cursor\"\xcc\x01\n" +
+	"\x06cursor\x18\x02 \x01(\tR\x06cursor\"\xfa\x01\n" +
 	"\x13StreamTasksResponse\x12\x16\n" +
 	"\x06cursor\x18\x01 \x01(\tR\x06cursor\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12 \n" +
 	"\x04task\x18\x03 \x01(\v2\f.sar.v1.TaskR\x04task\x12.\n" +
 	"\x06notice\x18\x04 \x01(\x0e2\x16.sar.v1.TaskNoticeKindR\x06notice\x12\x1b\n" +
-	"\tcaught_up\x18\x05 \x01(\bR\bcaughtUp\"\xc1\x01\n" +
+	"\tcaught_up\x18\x05 \x01(\bR\bcaughtUp\x12,\n" +
+	"\bincident\x18\x06 \x01(\v2\x10.sar.v1.IncidentR\bincident\"\xef\x01\n" +
 	"\x10TaskChangedEvent\x12 \n" +
 	"\x04task\x18\x01 \x01(\v2\f.sar.v1.TaskR\x04task\x126\n" +
 	"\n" +
 	"transition\x18\x02 \x01(\v2\x16.sar.v1.TaskTransitionR\n" +
 	"transition\x12#\n" +
 	"\rnotice_agency\x18\x03 \x01(\tR\fnoticeAgency\x12.\n" +
-	"\x06notice\x18\x04 \x01(\x0e2\x16.sar.v1.TaskNoticeKindR\x06notice*\xab\x01\n" +
+	"\x06notice\x18\x04 \x01(\x0e2\x16.sar.v1.TaskNoticeKindR\x06notice\x12,\n" +
+	"\bincident\x18\x05 \x01(\v2\x10.sar.v1.IncidentR\bincident*\xab\x01\n" +
 	"\bTaskKind\x12\x19\n" +
 	"\x15TASK_KIND_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18TASK_KIND_SEARCH_SEGMENT\x10\x01\x12\x19\n" +
@@ -2152,11 +2179,12 @@ const file_sar_v1_task_proto_rawDesc = "" +
 	"\x14TASK_STATE_COMPLETED\x10\x05\x12\x18\n" +
 	"\x14TASK_STATE_CANCELLED\x10\x06\x12\x15\n" +
 	"\x11TASK_STATE_POSTED\x10\a\x12\x19\n" +
-	"\x15TASK_STATE_UNANSWERED\x10\b*v\n" +
+	"\x15TASK_STATE_UNANSWERED\x10\b*\x9a\x01\n" +
 	"\x0eTaskNoticeKind\x12 \n" +
 	"\x1cTASK_NOTICE_KIND_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18TASK_NOTICE_KIND_MESSAGE\x10\x01\x12$\n" +
-	" TASK_NOTICE_KIND_INCIDENT_CLOSED\x10\x022\xdf\x05\n" +
+	" TASK_NOTICE_KIND_INCIDENT_CLOSED\x10\x02\x12\"\n" +
+	"\x1eTASK_NOTICE_KIND_SUBJECT_FOUND\x10\x032\xdf\x05\n" +
 	"\vTaskService\x12C\n" +
 	"\n" +
 	"CreateTask\x12\x19.sar.v1.CreateTaskRequest\x1a\x1a.sar.v1.CreateTaskResponse\x12:\n" +
@@ -2220,6 +2248,7 @@ var file_sar_v1_task_proto_goTypes = []any{
 	(*TeamRef)(nil),                    // 28: sar.v1.TeamRef
 	(*LatLng)(nil),                     // 29: sar.v1.LatLng
 	(*durationpb.Duration)(nil),        // 30: google.protobuf.Duration
+	(*Incident)(nil),                   // 31: sar.v1.Incident
 }
 var file_sar_v1_task_proto_depIdxs = []int32{
 	2,  // 0: sar.v1.TaskTransition.from:type_name -> sar.v1.TaskState
@@ -2261,34 +2290,36 @@ var file_sar_v1_task_proto_depIdxs = []int32{
 	27, // 36: sar.v1.StreamTasksResponse.time:type_name -> google.protobuf.Timestamp
 	5,  // 37: sar.v1.StreamTasksResponse.task:type_name -> sar.v1.Task
 	3,  // 38: sar.v1.StreamTasksResponse.notice:type_name -> sar.v1.TaskNoticeKind
-	5,  // 39: sar.v1.TaskChangedEvent.task:type_name -> sar.v1.Task
-	4,  // 40: sar.v1.TaskChangedEvent.transition:type_name -> sar.v1.TaskTransition
-	3,  // 41: sar.v1.TaskChangedEvent.notice:type_name -> sar.v1.TaskNoticeKind
-	6,  // 42: sar.v1.TaskService.CreateTask:input_type -> sar.v1.CreateTaskRequest
-	8,  // 43: sar.v1.TaskService.GetTask:input_type -> sar.v1.GetTaskRequest
-	10, // 44: sar.v1.TaskService.ListTasks:input_type -> sar.v1.ListTasksRequest
-	12, // 45: sar.v1.TaskService.AcceptTask:input_type -> sar.v1.AcceptTaskRequest
-	14, // 46: sar.v1.TaskService.DeclineTask:input_type -> sar.v1.DeclineTaskRequest
-	16, // 47: sar.v1.TaskService.ReportTaskProgress:input_type -> sar.v1.ReportTaskProgressRequest
-	18, // 48: sar.v1.TaskService.CompleteTask:input_type -> sar.v1.CompleteTaskRequest
-	20, // 49: sar.v1.TaskService.CancelTask:input_type -> sar.v1.CancelTaskRequest
-	22, // 50: sar.v1.TaskService.ReassignTask:input_type -> sar.v1.ReassignTaskRequest
-	24, // 51: sar.v1.TaskService.StreamTasks:input_type -> sar.v1.StreamTasksRequest
-	7,  // 52: sar.v1.TaskService.CreateTask:output_type -> sar.v1.CreateTaskResponse
-	9,  // 53: sar.v1.TaskService.GetTask:output_type -> sar.v1.GetTaskResponse
-	11, // 54: sar.v1.TaskService.ListTasks:output_type -> sar.v1.ListTasksResponse
-	13, // 55: sar.v1.TaskService.AcceptTask:output_type -> sar.v1.AcceptTaskResponse
-	15, // 56: sar.v1.TaskService.DeclineTask:output_type -> sar.v1.DeclineTaskResponse
-	17, // 57: sar.v1.TaskService.ReportTaskProgress:output_type -> sar.v1.ReportTaskProgressResponse
-	19, // 58: sar.v1.TaskService.CompleteTask:output_type -> sar.v1.CompleteTaskResponse
-	21, // 59: sar.v1.TaskService.CancelTask:output_type -> sar.v1.CancelTaskResponse
-	23, // 60: sar.v1.TaskService.ReassignTask:output_type -> sar.v1.ReassignTaskResponse
-	25, // 61: sar.v1.TaskService.StreamTasks:output_type -> sar.v1.StreamTasksResponse
-	52, // [52:62] is the sub-list for method output_type
-	42, // [42:52] is the sub-list for method input_type
-	42, // [42:42] is the sub-list for extension type_name
-	42, // [42:42] is the sub-list for extension extendee
-	0,  // [0:42] is the sub-list for field type_name
+	31, // 39: sar.v1.StreamTasksResponse.incident:type_name -> sar.v1.Incident
+	5,  // 40: sar.v1.TaskChangedEvent.task:type_name -> sar.v1.Task
+	4,  // 41: sar.v1.TaskChangedEvent.transition:type_name -> sar.v1.TaskTransition
+	3,  // 42: sar.v1.TaskChangedEvent.notice:type_name -> sar.v1.TaskNoticeKind
+	31, // 43: sar.v1.TaskChangedEvent.incident:type_name -> sar.v1.Incident
+	6,  // 44: sar.v1.TaskService.CreateTask:input_type -> sar.v1.CreateTaskRequest
+	8,  // 45: sar.v1.TaskService.GetTask:input_type -> sar.v1.GetTaskRequest
+	10, // 46: sar.v1.TaskService.ListTasks:input_type -> sar.v1.ListTasksRequest
+	12, // 47: sar.v1.TaskService.AcceptTask:input_type -> sar.v1.AcceptTaskRequest
+	14, // 48: sar.v1.TaskService.DeclineTask:input_type -> sar.v1.DeclineTaskRequest
+	16, // 49: sar.v1.TaskService.ReportTaskProgress:input_type -> sar.v1.ReportTaskProgressRequest
+	18, // 50: sar.v1.TaskService.CompleteTask:input_type -> sar.v1.CompleteTaskRequest
+	20, // 51: sar.v1.TaskService.CancelTask:input_type -> sar.v1.CancelTaskRequest
+	22, // 52: sar.v1.TaskService.ReassignTask:input_type -> sar.v1.ReassignTaskRequest
+	24, // 53: sar.v1.TaskService.StreamTasks:input_type -> sar.v1.StreamTasksRequest
+	7,  // 54: sar.v1.TaskService.CreateTask:output_type -> sar.v1.CreateTaskResponse
+	9,  // 55: sar.v1.TaskService.GetTask:output_type -> sar.v1.GetTaskResponse
+	11, // 56: sar.v1.TaskService.ListTasks:output_type -> sar.v1.ListTasksResponse
+	13, // 57: sar.v1.TaskService.AcceptTask:output_type -> sar.v1.AcceptTaskResponse
+	15, // 58: sar.v1.TaskService.DeclineTask:output_type -> sar.v1.DeclineTaskResponse
+	17, // 59: sar.v1.TaskService.ReportTaskProgress:output_type -> sar.v1.ReportTaskProgressResponse
+	19, // 60: sar.v1.TaskService.CompleteTask:output_type -> sar.v1.CompleteTaskResponse
+	21, // 61: sar.v1.TaskService.CancelTask:output_type -> sar.v1.CancelTaskResponse
+	23, // 62: sar.v1.TaskService.ReassignTask:output_type -> sar.v1.ReassignTaskResponse
+	25, // 63: sar.v1.TaskService.StreamTasks:output_type -> sar.v1.StreamTasksResponse
+	54, // [54:64] is the sub-list for method output_type
+	44, // [44:54] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_sar_v1_task_proto_init() }
@@ -2297,6 +2328,7 @@ func file_sar_v1_task_proto_init() {
 		return
 	}
 	file_sar_v1_common_proto_init()
+	file_sar_v1_incident_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

@@ -9,6 +9,7 @@ package sarv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -20,6 +21,68 @@ const (
 	// Verify that runtime/protoimpl is sufficiently up-to-date.
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
+
+// CallerPhase is where the search stands, as the lost person sees it.
+type CallerPhase int32
+
+const (
+	// Not set.
+	CallerPhase_CALLER_PHASE_UNSPECIFIED CallerPhase = 0
+	// The incident is open and rescuers see the location; no team has set
+	// out yet.
+	CallerPhase_CALLER_PHASE_SEARCHING CallerPhase = 1
+	// At least one team accepted a task and is on the way or searching.
+	CallerPhase_CALLER_PHASE_RESCUERS_ON_THE_WAY CallerPhase = 2
+	// Rescuers report the subject found.
+	CallerPhase_CALLER_PHASE_FOUND CallerPhase = 3
+	// The incident is closed.
+	CallerPhase_CALLER_PHASE_CLOSED CallerPhase = 4
+)
+
+// Enum value maps for CallerPhase.
+var (
+	CallerPhase_name = map[int32]string{
+		0: "CALLER_PHASE_UNSPECIFIED",
+		1: "CALLER_PHASE_SEARCHING",
+		2: "CALLER_PHASE_RESCUERS_ON_THE_WAY",
+		3: "CALLER_PHASE_FOUND",
+		4: "CALLER_PHASE_CLOSED",
+	}
+	CallerPhase_value = map[string]int32{
+		"CALLER_PHASE_UNSPECIFIED":         0,
+		"CALLER_PHASE_SEARCHING":           1,
+		"CALLER_PHASE_RESCUERS_ON_THE_WAY": 2,
+		"CALLER_PHASE_FOUND":               3,
+		"CALLER_PHASE_CLOSED":              4,
+	}
+)
+
+func (x CallerPhase) Enum() *CallerPhase {
+	p := new(CallerPhase)
+	*p = x
+	return p
+}
+
+func (x CallerPhase) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CallerPhase) Descriptor() protoreflect.EnumDescriptor {
+	return file_sar_v1_incident_service_proto_enumTypes[0].Descriptor()
+}
+
+func (CallerPhase) Type() protoreflect.EnumType {
+	return &file_sar_v1_incident_service_proto_enumTypes[0]
+}
+
+func (x CallerPhase) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CallerPhase.Descriptor instead.
+func (CallerPhase) EnumDescriptor() ([]byte, []int) {
+	return file_sar_v1_incident_service_proto_rawDescGZIP(), []int{0}
+}
 
 // CreateIncidentRequest is the request of CreateIncident.
 type CreateIncidentRequest struct {
@@ -498,6 +561,275 @@ func (x *CloseIncidentResponse) GetIncident() *Incident {
 	return nil
 }
 
+// CallerStatus is the narrow view of the search the lost person's page
+// gets.
+type CallerStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Where the search stands.
+	Phase CallerPhase `protobuf:"varint,1,opt,name=phase,proto3,enum=sar.v1.CallerPhase" json:"phase,omitempty"`
+	// Teams that accepted a task and have not finished it.
+	TeamsOnTheWay int32 `protobuf:"varint,2,opt,name=teams_on_the_way,json=teamsOnTheWay,proto3" json:"teams_on_the_way,omitempty"`
+	// Straight-line distance from the caller's last position to the
+	// nearest rescuer's last position, rounded to 100 m; unset when either
+	// is unknown or older than 30 minutes.
+	NearestRescuerM *float64 `protobuf:"fixed64,3,opt,name=nearest_rescuer_m,json=nearestRescuerM,proto3,oneof" json:"nearest_rescuer_m,omitempty"`
+	// When the server last stored a position of the caller.
+	CallerLastFixTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=caller_last_fix_time,json=callerLastFixTime,proto3" json:"caller_last_fix_time,omitempty"`
+	// When this status was computed.
+	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallerStatus) Reset() {
+	*x = CallerStatus{}
+	mi := &file_sar_v1_incident_service_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallerStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallerStatus) ProtoMessage() {}
+
+func (x *CallerStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_sar_v1_incident_service_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallerStatus.ProtoReflect.Descriptor instead.
+func (*CallerStatus) Descriptor() ([]byte, []int) {
+	return file_sar_v1_incident_service_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *CallerStatus) GetPhase() CallerPhase {
+	if x != nil {
+		return x.Phase
+	}
+	return CallerPhase_CALLER_PHASE_UNSPECIFIED
+}
+
+func (x *CallerStatus) GetTeamsOnTheWay() int32 {
+	if x != nil {
+		return x.TeamsOnTheWay
+	}
+	return 0
+}
+
+func (x *CallerStatus) GetNearestRescuerM() float64 {
+	if x != nil && x.NearestRescuerM != nil {
+		return *x.NearestRescuerM
+	}
+	return 0
+}
+
+func (x *CallerStatus) GetCallerLastFixTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CallerLastFixTime
+	}
+	return nil
+}
+
+func (x *CallerStatus) GetUpdateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdateTime
+	}
+	return nil
+}
+
+// GetCallerStatusRequest is the request of GetCallerStatus.
+type GetCallerStatusRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The incident.
+	IncidentId    string `protobuf:"bytes,1,opt,name=incident_id,json=incidentId,proto3" json:"incident_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCallerStatusRequest) Reset() {
+	*x = GetCallerStatusRequest{}
+	mi := &file_sar_v1_incident_service_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCallerStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCallerStatusRequest) ProtoMessage() {}
+
+func (x *GetCallerStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sar_v1_incident_service_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCallerStatusRequest.ProtoReflect.Descriptor instead.
+func (*GetCallerStatusRequest) Descriptor() ([]byte, []int) {
+	return file_sar_v1_incident_service_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *GetCallerStatusRequest) GetIncidentId() string {
+	if x != nil {
+		return x.IncidentId
+	}
+	return ""
+}
+
+// GetCallerStatusResponse is the response of GetCallerStatus.
+type GetCallerStatusResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The status.
+	Status        *CallerStatus `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCallerStatusResponse) Reset() {
+	*x = GetCallerStatusResponse{}
+	mi := &file_sar_v1_incident_service_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCallerStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCallerStatusResponse) ProtoMessage() {}
+
+func (x *GetCallerStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sar_v1_incident_service_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCallerStatusResponse.ProtoReflect.Descriptor instead.
+func (*GetCallerStatusResponse) Descriptor() ([]byte, []int) {
+	return file_sar_v1_incident_service_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *GetCallerStatusResponse) GetStatus() *CallerStatus {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
+// WatchCallerStatusRequest is the request of WatchCallerStatus.
+type WatchCallerStatusRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The incident.
+	IncidentId    string `protobuf:"bytes,1,opt,name=incident_id,json=incidentId,proto3" json:"incident_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchCallerStatusRequest) Reset() {
+	*x = WatchCallerStatusRequest{}
+	mi := &file_sar_v1_incident_service_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchCallerStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchCallerStatusRequest) ProtoMessage() {}
+
+func (x *WatchCallerStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sar_v1_incident_service_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchCallerStatusRequest.ProtoReflect.Descriptor instead.
+func (*WatchCallerStatusRequest) Descriptor() ([]byte, []int) {
+	return file_sar_v1_incident_service_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *WatchCallerStatusRequest) GetIncidentId() string {
+	if x != nil {
+		return x.IncidentId
+	}
+	return ""
+}
+
+// WatchCallerStatusResponse is one status of WatchCallerStatus.
+type WatchCallerStatusResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The status now.
+	Status        *CallerStatus `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchCallerStatusResponse) Reset() {
+	*x = WatchCallerStatusResponse{}
+	mi := &file_sar_v1_incident_service_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchCallerStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchCallerStatusResponse) ProtoMessage() {}
+
+func (x *WatchCallerStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sar_v1_incident_service_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchCallerStatusResponse.ProtoReflect.Descriptor instead.
+func (*WatchCallerStatusResponse) Descriptor() ([]byte, []int) {
+	return file_sar_v1_incident_service_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *WatchCallerStatusResponse) GetStatus() *CallerStatus {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
 // ReportSubjectFoundRequest is the request of ReportSubjectFound.
 type ReportSubjectFoundRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -515,7 +847,7 @@ type ReportSubjectFoundRequest struct {
 
 func (x *ReportSubjectFoundRequest) Reset() {
 	*x = ReportSubjectFoundRequest{}
-	mi := &file_sar_v1_incident_service_proto_msgTypes[8]
+	mi := &file_sar_v1_incident_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -527,7 +859,7 @@ func (x *ReportSubjectFoundRequest) String() string {
 func (*ReportSubjectFoundRequest) ProtoMessage() {}
 
 func (x *ReportSubjectFoundRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_incident_service_proto_msgTypes[8]
+	mi := &file_sar_v1_incident_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -540,7 +872,7 @@ func (x *ReportSubjectFoundRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportSubjectFoundRequest.ProtoReflect.Descriptor instead.
 func (*ReportSubjectFoundRequest) Descriptor() ([]byte, []int) {
-	return file_sar_v1_incident_service_proto_rawDescGZIP(), []int{8}
+	return file_sar_v1_incident_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ReportSubjectFoundRequest) GetIncidentId() string {
@@ -584,7 +916,7 @@ type ReportSubjectFoundResponse struct {
 
 func (x *ReportSubjectFoundResponse) Reset() {
 	*x = ReportSubjectFoundResponse{}
-	mi := &file_sar_v1_incident_service_proto_msgTypes[9]
+	mi := &file_sar_v1_incident_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -596,7 +928,7 @@ func (x *ReportSubjectFoundResponse) String() string {
 func (*ReportSubjectFoundResponse) ProtoMessage() {}
 
 func (x *ReportSubjectFoundResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_incident_service_proto_msgTypes[9]
+	mi := &file_sar_v1_incident_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -609,7 +941,7 @@ func (x *ReportSubjectFoundResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportSubjectFoundResponse.ProtoReflect.Descriptor instead.
 func (*ReportSubjectFoundResponse) Descriptor() ([]byte, []int) {
-	return file_sar_v1_incident_service_proto_rawDescGZIP(), []int{9}
+	return file_sar_v1_incident_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ReportSubjectFoundResponse) GetIncident() *Incident {
@@ -641,7 +973,7 @@ type AssignAgenciesRequest struct {
 
 func (x *AssignAgenciesRequest) Reset() {
 	*x = AssignAgenciesRequest{}
-	mi := &file_sar_v1_incident_service_proto_msgTypes[10]
+	mi := &file_sar_v1_incident_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -653,7 +985,7 @@ func (x *AssignAgenciesRequest) String() string {
 func (*AssignAgenciesRequest) ProtoMessage() {}
 
 func (x *AssignAgenciesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_incident_service_proto_msgTypes[10]
+	mi := &file_sar_v1_incident_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -666,7 +998,7 @@ func (x *AssignAgenciesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssignAgenciesRequest.ProtoReflect.Descriptor instead.
 func (*AssignAgenciesRequest) Descriptor() ([]byte, []int) {
-	return file_sar_v1_incident_service_proto_rawDescGZIP(), []int{10}
+	return file_sar_v1_incident_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *AssignAgenciesRequest) GetIncidentId() string {
@@ -701,7 +1033,7 @@ type AssignAgenciesResponse struct {
 
 func (x *AssignAgenciesResponse) Reset() {
 	*x = AssignAgenciesResponse{}
-	mi := &file_sar_v1_incident_service_proto_msgTypes[11]
+	mi := &file_sar_v1_incident_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -713,7 +1045,7 @@ func (x *AssignAgenciesResponse) String() string {
 func (*AssignAgenciesResponse) ProtoMessage() {}
 
 func (x *AssignAgenciesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_incident_service_proto_msgTypes[11]
+	mi := &file_sar_v1_incident_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -726,7 +1058,7 @@ func (x *AssignAgenciesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssignAgenciesResponse.ProtoReflect.Descriptor instead.
 func (*AssignAgenciesResponse) Descriptor() ([]byte, []int) {
-	return file_sar_v1_incident_service_proto_rawDescGZIP(), []int{11}
+	return file_sar_v1_incident_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *AssignAgenciesResponse) GetIncident() *Incident {
@@ -756,7 +1088,7 @@ type JoinIncidentRequest struct {
 
 func (x *JoinIncidentRequest) Reset() {
 	*x = JoinIncidentRequest{}
-	mi := &file_sar_v1_incident_service_proto_msgTypes[12]
+	mi := &file_sar_v1_incident_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -768,7 +1100,7 @@ func (x *JoinIncidentRequest) String() string {
 func (*JoinIncidentRequest) ProtoMessage() {}
 
 func (x *JoinIncidentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_incident_service_proto_msgTypes[12]
+	mi := &file_sar_v1_incident_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -781,7 +1113,7 @@ func (x *JoinIncidentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinIncidentRequest.ProtoReflect.Descriptor instead.
 func (*JoinIncidentRequest) Descriptor() ([]byte, []int) {
-	return file_sar_v1_incident_service_proto_rawDescGZIP(), []int{12}
+	return file_sar_v1_incident_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *JoinIncidentRequest) GetIncidentId() string {
@@ -826,7 +1158,7 @@ type JoinIncidentResponse struct {
 
 func (x *JoinIncidentResponse) Reset() {
 	*x = JoinIncidentResponse{}
-	mi := &file_sar_v1_incident_service_proto_msgTypes[13]
+	mi := &file_sar_v1_incident_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -838,7 +1170,7 @@ func (x *JoinIncidentResponse) String() string {
 func (*JoinIncidentResponse) ProtoMessage() {}
 
 func (x *JoinIncidentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_incident_service_proto_msgTypes[13]
+	mi := &file_sar_v1_incident_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -851,7 +1183,7 @@ func (x *JoinIncidentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinIncidentResponse.ProtoReflect.Descriptor instead.
 func (*JoinIncidentResponse) Descriptor() ([]byte, []int) {
-	return file_sar_v1_incident_service_proto_rawDescGZIP(), []int{13}
+	return file_sar_v1_incident_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *JoinIncidentResponse) GetParticipant() *Participant {
@@ -879,7 +1211,7 @@ type ListParticipantsRequest struct {
 
 func (x *ListParticipantsRequest) Reset() {
 	*x = ListParticipantsRequest{}
-	mi := &file_sar_v1_incident_service_proto_msgTypes[14]
+	mi := &file_sar_v1_incident_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -891,7 +1223,7 @@ func (x *ListParticipantsRequest) String() string {
 func (*ListParticipantsRequest) ProtoMessage() {}
 
 func (x *ListParticipantsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_incident_service_proto_msgTypes[14]
+	mi := &file_sar_v1_incident_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -904,7 +1236,7 @@ func (x *ListParticipantsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListParticipantsRequest.ProtoReflect.Descriptor instead.
 func (*ListParticipantsRequest) Descriptor() ([]byte, []int) {
-	return file_sar_v1_incident_service_proto_rawDescGZIP(), []int{14}
+	return file_sar_v1_incident_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListParticipantsRequest) GetIncidentId() string {
@@ -925,7 +1257,7 @@ type ListParticipantsResponse struct {
 
 func (x *ListParticipantsResponse) Reset() {
 	*x = ListParticipantsResponse{}
-	mi := &file_sar_v1_incident_service_proto_msgTypes[15]
+	mi := &file_sar_v1_incident_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -937,7 +1269,7 @@ func (x *ListParticipantsResponse) String() string {
 func (*ListParticipantsResponse) ProtoMessage() {}
 
 func (x *ListParticipantsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_incident_service_proto_msgTypes[15]
+	mi := &file_sar_v1_incident_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -950,7 +1282,7 @@ func (x *ListParticipantsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListParticipantsResponse.ProtoReflect.Descriptor instead.
 func (*ListParticipantsResponse) Descriptor() ([]byte, []int) {
-	return file_sar_v1_incident_service_proto_rawDescGZIP(), []int{15}
+	return file_sar_v1_incident_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListParticipantsResponse) GetParticipants() []*Participant {
@@ -971,7 +1303,7 @@ type WatchIncidentRequest struct {
 
 func (x *WatchIncidentRequest) Reset() {
 	*x = WatchIncidentRequest{}
-	mi := &file_sar_v1_incident_service_proto_msgTypes[16]
+	mi := &file_sar_v1_incident_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -983,7 +1315,7 @@ func (x *WatchIncidentRequest) String() string {
 func (*WatchIncidentRequest) ProtoMessage() {}
 
 func (x *WatchIncidentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_incident_service_proto_msgTypes[16]
+	mi := &file_sar_v1_incident_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -996,7 +1328,7 @@ func (x *WatchIncidentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchIncidentRequest.ProtoReflect.Descriptor instead.
 func (*WatchIncidentRequest) Descriptor() ([]byte, []int) {
-	return file_sar_v1_incident_service_proto_rawDescGZIP(), []int{16}
+	return file_sar_v1_incident_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *WatchIncidentRequest) GetIncidentId() string {
@@ -1023,7 +1355,7 @@ type WatchIncidentResponse struct {
 
 func (x *WatchIncidentResponse) Reset() {
 	*x = WatchIncidentResponse{}
-	mi := &file_sar_v1_incident_service_proto_msgTypes[17]
+	mi := &file_sar_v1_incident_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1035,7 +1367,7 @@ func (x *WatchIncidentResponse) String() string {
 func (*WatchIncidentResponse) ProtoMessage() {}
 
 func (x *WatchIncidentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_incident_service_proto_msgTypes[17]
+	mi := &file_sar_v1_incident_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1048,7 +1380,7 @@ func (x *WatchIncidentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchIncidentResponse.ProtoReflect.Descriptor instead.
 func (*WatchIncidentResponse) Descriptor() ([]byte, []int) {
-	return file_sar_v1_incident_service_proto_rawDescGZIP(), []int{17}
+	return file_sar_v1_incident_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *WatchIncidentResponse) GetKind() isWatchIncidentResponse_Kind {
@@ -1107,7 +1439,7 @@ type IncidentSnapshot struct {
 
 func (x *IncidentSnapshot) Reset() {
 	*x = IncidentSnapshot{}
-	mi := &file_sar_v1_incident_service_proto_msgTypes[18]
+	mi := &file_sar_v1_incident_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1119,7 +1451,7 @@ func (x *IncidentSnapshot) String() string {
 func (*IncidentSnapshot) ProtoMessage() {}
 
 func (x *IncidentSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_incident_service_proto_msgTypes[18]
+	mi := &file_sar_v1_incident_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1132,7 +1464,7 @@ func (x *IncidentSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IncidentSnapshot.ProtoReflect.Descriptor instead.
 func (*IncidentSnapshot) Descriptor() ([]byte, []int) {
-	return file_sar_v1_incident_service_proto_rawDescGZIP(), []int{18}
+	return file_sar_v1_incident_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *IncidentSnapshot) GetIncident() *Incident {
@@ -1153,7 +1485,7 @@ var File_sar_v1_incident_service_proto protoreflect.FileDescriptor
 
 const file_sar_v1_incident_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1dsar/v1/incident_service.proto\x12\x06sar.v1\x1a\x13sar/v1/common.proto\x1a\x12sar/v1/event.proto\x1a\x15sar/v1/incident.proto\"\xbb\x02\n" +
+	"\x1dsar/v1/incident_service.proto\x12\x06sar.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13sar/v1/common.proto\x1a\x12sar/v1/event.proto\x1a\x15sar/v1/incident.proto\"\xbb\x02\n" +
 	"\x15CreateIncidentRequest\x12\x14\n" +
 	"\x05title\x18\x01 \x01(\tR\x05title\x12\"\n" +
 	"\fjurisdiction\x18\x02 \x01(\tR\fjurisdiction\x12K\n" +
@@ -1186,7 +1518,25 @@ const file_sar_v1_incident_service_proto_rawDesc = "" +
 	"\aoutcome\x18\x02 \x01(\x0e2\x17.sar.v1.IncidentOutcomeR\aoutcome\x12\x12\n" +
 	"\x04note\x18\x03 \x01(\tR\x04note\"E\n" +
 	"\x15CloseIncidentResponse\x12,\n" +
-	"\bincident\x18\x01 \x01(\v2\x10.sar.v1.IncidentR\bincident\"\xb4\x01\n" +
+	"\bincident\x18\x01 \x01(\v2\x10.sar.v1.IncidentR\bincident\"\xb3\x02\n" +
+	"\fCallerStatus\x12)\n" +
+	"\x05phase\x18\x01 \x01(\x0e2\x13.sar.v1.CallerPhaseR\x05phase\x12'\n" +
+	"\x10teams_on_the_way\x18\x02 \x01(\x05R\rteamsOnTheWay\x12/\n" +
+	"\x11nearest_rescuer_m\x18\x03 \x01(\x01H\x00R\x0fnearestRescuerM\x88\x01\x01\x12K\n" +
+	"\x14caller_last_fix_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x11callerLastFixTime\x12;\n" +
+	"\vupdate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"updateTimeB\x14\n" +
+	"\x12_nearest_rescuer_m\"9\n" +
+	"\x16GetCallerStatusRequest\x12\x1f\n" +
+	"\vincident_id\x18\x01 \x01(\tR\n" +
+	"incidentId\"G\n" +
+	"\x17GetCallerStatusResponse\x12,\n" +
+	"\x06status\x18\x01 \x01(\v2\x14.sar.v1.CallerStatusR\x06status\";\n" +
+	"\x18WatchCallerStatusRequest\x12\x1f\n" +
+	"\vincident_id\x18\x01 \x01(\tR\n" +
+	"incidentId\"I\n" +
+	"\x19WatchCallerStatusResponse\x12,\n" +
+	"\x06status\x18\x01 \x01(\v2\x14.sar.v1.CallerStatusR\x06status\"\xb4\x01\n" +
 	"\x19ReportSubjectFoundRequest\x12\x1f\n" +
 	"\vincident_id\x18\x01 \x01(\tR\n" +
 	"incidentId\x12*\n" +
@@ -1227,13 +1577,21 @@ const file_sar_v1_incident_service_proto_rawDesc = "" +
 	"\x04kind\"y\n" +
 	"\x10IncidentSnapshot\x12,\n" +
 	"\bincident\x18\x01 \x01(\v2\x10.sar.v1.IncidentR\bincident\x127\n" +
-	"\fparticipants\x18\x02 \x03(\v2\x13.sar.v1.ParticipantR\fparticipants2\xe6\x05\n" +
+	"\fparticipants\x18\x02 \x03(\v2\x13.sar.v1.ParticipantR\fparticipants*\x9e\x01\n" +
+	"\vCallerPhase\x12\x1c\n" +
+	"\x18CALLER_PHASE_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16CALLER_PHASE_SEARCHING\x10\x01\x12$\n" +
+	" CALLER_PHASE_RESCUERS_ON_THE_WAY\x10\x02\x12\x16\n" +
+	"\x12CALLER_PHASE_FOUND\x10\x03\x12\x17\n" +
+	"\x13CALLER_PHASE_CLOSED\x10\x042\x96\a\n" +
 	"\x0fIncidentService\x12O\n" +
 	"\x0eCreateIncident\x12\x1d.sar.v1.CreateIncidentRequest\x1a\x1e.sar.v1.CreateIncidentResponse\x12F\n" +
 	"\vGetIncident\x12\x1a.sar.v1.GetIncidentRequest\x1a\x1b.sar.v1.GetIncidentResponse\x12L\n" +
 	"\rListIncidents\x12\x1c.sar.v1.ListIncidentsRequest\x1a\x1d.sar.v1.ListIncidentsResponse\x12L\n" +
 	"\rCloseIncident\x12\x1c.sar.v1.CloseIncidentRequest\x1a\x1d.sar.v1.CloseIncidentResponse\x12[\n" +
-	"\x12ReportSubjectFound\x12!.sar.v1.ReportSubjectFoundRequest\x1a\".sar.v1.ReportSubjectFoundResponse\x12O\n" +
+	"\x12ReportSubjectFound\x12!.sar.v1.ReportSubjectFoundRequest\x1a\".sar.v1.ReportSubjectFoundResponse\x12R\n" +
+	"\x0fGetCallerStatus\x12\x1e.sar.v1.GetCallerStatusRequest\x1a\x1f.sar.v1.GetCallerStatusResponse\x12Z\n" +
+	"\x11WatchCallerStatus\x12 .sar.v1.WatchCallerStatusRequest\x1a!.sar.v1.WatchCallerStatusResponse0\x01\x12O\n" +
 	"\x0eAssignAgencies\x12\x1d.sar.v1.AssignAgenciesRequest\x1a\x1e.sar.v1.AssignAgenciesResponse\x12I\n" +
 	"\fJoinIncident\x12\x1b.sar.v1.JoinIncidentRequest\x1a\x1c.sar.v1.JoinIncidentResponse\x12U\n" +
 	"\x10ListParticipants\x12\x1f.sar.v1.ListParticipantsRequest\x1a .sar.v1.ListParticipantsResponse\x12N\n" +
@@ -1253,79 +1611,96 @@ func file_sar_v1_incident_service_proto_rawDescGZIP() []byte {
 	return file_sar_v1_incident_service_proto_rawDescData
 }
 
-var file_sar_v1_incident_service_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_sar_v1_incident_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_sar_v1_incident_service_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_sar_v1_incident_service_proto_goTypes = []any{
-	(*CreateIncidentRequest)(nil),      // 0: sar.v1.CreateIncidentRequest
-	(*CreateIncidentResponse)(nil),     // 1: sar.v1.CreateIncidentResponse
-	(*GetIncidentRequest)(nil),         // 2: sar.v1.GetIncidentRequest
-	(*GetIncidentResponse)(nil),        // 3: sar.v1.GetIncidentResponse
-	(*ListIncidentsRequest)(nil),       // 4: sar.v1.ListIncidentsRequest
-	(*ListIncidentsResponse)(nil),      // 5: sar.v1.ListIncidentsResponse
-	(*CloseIncidentRequest)(nil),       // 6: sar.v1.CloseIncidentRequest
-	(*CloseIncidentResponse)(nil),      // 7: sar.v1.CloseIncidentResponse
-	(*ReportSubjectFoundRequest)(nil),  // 8: sar.v1.ReportSubjectFoundRequest
-	(*ReportSubjectFoundResponse)(nil), // 9: sar.v1.ReportSubjectFoundResponse
-	(*AssignAgenciesRequest)(nil),      // 10: sar.v1.AssignAgenciesRequest
-	(*AssignAgenciesResponse)(nil),     // 11: sar.v1.AssignAgenciesResponse
-	(*JoinIncidentRequest)(nil),        // 12: sar.v1.JoinIncidentRequest
-	(*JoinIncidentResponse)(nil),       // 13: sar.v1.JoinIncidentResponse
-	(*ListParticipantsRequest)(nil),    // 14: sar.v1.ListParticipantsRequest
-	(*ListParticipantsResponse)(nil),   // 15: sar.v1.ListParticipantsResponse
-	(*WatchIncidentRequest)(nil),       // 16: sar.v1.WatchIncidentRequest
-	(*WatchIncidentResponse)(nil),      // 17: sar.v1.WatchIncidentResponse
-	(*IncidentSnapshot)(nil),           // 18: sar.v1.IncidentSnapshot
-	(*PlanningPoint)(nil),              // 19: sar.v1.PlanningPoint
-	(*SubjectProfile)(nil),             // 20: sar.v1.SubjectProfile
-	(*Incident)(nil),                   // 21: sar.v1.Incident
-	(IncidentState)(0),                 // 22: sar.v1.IncidentState
-	(IncidentOutcome)(0),               // 23: sar.v1.IncidentOutcome
-	(*LatLng)(nil),                     // 24: sar.v1.LatLng
-	(SubjectCondition)(0),              // 25: sar.v1.SubjectCondition
-	(*Participant)(nil),                // 26: sar.v1.Participant
-	(*Event)(nil),                      // 27: sar.v1.Event
+	(CallerPhase)(0),                   // 0: sar.v1.CallerPhase
+	(*CreateIncidentRequest)(nil),      // 1: sar.v1.CreateIncidentRequest
+	(*CreateIncidentResponse)(nil),     // 2: sar.v1.CreateIncidentResponse
+	(*GetIncidentRequest)(nil),         // 3: sar.v1.GetIncidentRequest
+	(*GetIncidentResponse)(nil),        // 4: sar.v1.GetIncidentResponse
+	(*ListIncidentsRequest)(nil),       // 5: sar.v1.ListIncidentsRequest
+	(*ListIncidentsResponse)(nil),      // 6: sar.v1.ListIncidentsResponse
+	(*CloseIncidentRequest)(nil),       // 7: sar.v1.CloseIncidentRequest
+	(*CloseIncidentResponse)(nil),      // 8: sar.v1.CloseIncidentResponse
+	(*CallerStatus)(nil),               // 9: sar.v1.CallerStatus
+	(*GetCallerStatusRequest)(nil),     // 10: sar.v1.GetCallerStatusRequest
+	(*GetCallerStatusResponse)(nil),    // 11: sar.v1.GetCallerStatusResponse
+	(*WatchCallerStatusRequest)(nil),   // 12: sar.v1.WatchCallerStatusRequest
+	(*WatchCallerStatusResponse)(nil),  // 13: sar.v1.WatchCallerStatusResponse
+	(*ReportSubjectFoundRequest)(nil),  // 14: sar.v1.ReportSubjectFoundRequest
+	(*ReportSubjectFoundResponse)(nil), // 15: sar.v1.ReportSubjectFoundResponse
+	(*AssignAgenciesRequest)(nil),      // 16: sar.v1.AssignAgenciesRequest
+	(*AssignAgenciesResponse)(nil),     // 17: sar.v1.AssignAgenciesResponse
+	(*JoinIncidentRequest)(nil),        // 18: sar.v1.JoinIncidentRequest
+	(*JoinIncidentResponse)(nil),       // 19: sar.v1.JoinIncidentResponse
+	(*ListParticipantsRequest)(nil),    // 20: sar.v1.ListParticipantsRequest
+	(*ListParticipantsResponse)(nil),   // 21: sar.v1.ListParticipantsResponse
+	(*WatchIncidentRequest)(nil),       // 22: sar.v1.WatchIncidentRequest
+	(*WatchIncidentResponse)(nil),      // 23: sar.v1.WatchIncidentResponse
+	(*IncidentSnapshot)(nil),           // 24: sar.v1.IncidentSnapshot
+	(*PlanningPoint)(nil),              // 25: sar.v1.PlanningPoint
+	(*SubjectProfile)(nil),             // 26: sar.v1.SubjectProfile
+	(*Incident)(nil),                   // 27: sar.v1.Incident
+	(IncidentState)(0),                 // 28: sar.v1.IncidentState
+	(IncidentOutcome)(0),               // 29: sar.v1.IncidentOutcome
+	(*timestamppb.Timestamp)(nil),      // 30: google.protobuf.Timestamp
+	(*LatLng)(nil),                     // 31: sar.v1.LatLng
+	(SubjectCondition)(0),              // 32: sar.v1.SubjectCondition
+	(*Participant)(nil),                // 33: sar.v1.Participant
+	(*Event)(nil),                      // 34: sar.v1.Event
 }
 var file_sar_v1_incident_service_proto_depIdxs = []int32{
-	19, // 0: sar.v1.CreateIncidentRequest.initial_planning_point:type_name -> sar.v1.PlanningPoint
-	20, // 1: sar.v1.CreateIncidentRequest.subject:type_name -> sar.v1.SubjectProfile
-	21, // 2: sar.v1.CreateIncidentResponse.incident:type_name -> sar.v1.Incident
-	21, // 3: sar.v1.GetIncidentResponse.incident:type_name -> sar.v1.Incident
-	22, // 4: sar.v1.ListIncidentsRequest.state:type_name -> sar.v1.IncidentState
-	21, // 5: sar.v1.ListIncidentsResponse.incidents:type_name -> sar.v1.Incident
-	23, // 6: sar.v1.CloseIncidentRequest.outcome:type_name -> sar.v1.IncidentOutcome
-	21, // 7: sar.v1.CloseIncidentResponse.incident:type_name -> sar.v1.Incident
-	24, // 8: sar.v1.ReportSubjectFoundRequest.position:type_name -> sar.v1.LatLng
-	25, // 9: sar.v1.ReportSubjectFoundRequest.condition:type_name -> sar.v1.SubjectCondition
-	21, // 10: sar.v1.ReportSubjectFoundResponse.incident:type_name -> sar.v1.Incident
-	21, // 11: sar.v1.AssignAgenciesResponse.incident:type_name -> sar.v1.Incident
-	26, // 12: sar.v1.JoinIncidentResponse.participant:type_name -> sar.v1.Participant
-	26, // 13: sar.v1.ListParticipantsResponse.participants:type_name -> sar.v1.Participant
-	18, // 14: sar.v1.WatchIncidentResponse.snapshot:type_name -> sar.v1.IncidentSnapshot
-	27, // 15: sar.v1.WatchIncidentResponse.event:type_name -> sar.v1.Event
-	21, // 16: sar.v1.IncidentSnapshot.incident:type_name -> sar.v1.Incident
-	26, // 17: sar.v1.IncidentSnapshot.participants:type_name -> sar.v1.Participant
-	0,  // 18: sar.v1.IncidentService.CreateIncident:input_type -> sar.v1.CreateIncidentRequest
-	2,  // 19: sar.v1.IncidentService.GetIncident:input_type -> sar.v1.GetIncidentRequest
-	4,  // 20: sar.v1.IncidentService.ListIncidents:input_type -> sar.v1.ListIncidentsRequest
-	6,  // 21: sar.v1.IncidentService.CloseIncident:input_type -> sar.v1.CloseIncidentRequest
-	8,  // 22: sar.v1.IncidentService.ReportSubjectFound:input_type -> sar.v1.ReportSubjectFoundRequest
-	10, // 23: sar.v1.IncidentService.AssignAgencies:input_type -> sar.v1.AssignAgenciesRequest
-	12, // 24: sar.v1.IncidentService.JoinIncident:input_type -> sar.v1.JoinIncidentRequest
-	14, // 25: sar.v1.IncidentService.ListParticipants:input_type -> sar.v1.ListParticipantsRequest
-	16, // 26: sar.v1.IncidentService.WatchIncident:input_type -> sar.v1.WatchIncidentRequest
-	1,  // 27: sar.v1.IncidentService.CreateIncident:output_type -> sar.v1.CreateIncidentResponse
-	3,  // 28: sar.v1.IncidentService.GetIncident:output_type -> sar.v1.GetIncidentResponse
-	5,  // 29: sar.v1.IncidentService.ListIncidents:output_type -> sar.v1.ListIncidentsResponse
-	7,  // 30: sar.v1.IncidentService.CloseIncident:output_type -> sar.v1.CloseIncidentResponse
-	9,  // 31: sar.v1.IncidentService.ReportSubjectFound:output_type -> sar.v1.ReportSubjectFoundResponse
-	11, // 32: sar.v1.IncidentService.AssignAgencies:output_type -> sar.v1.AssignAgenciesResponse
-	13, // 33: sar.v1.IncidentService.JoinIncident:output_type -> sar.v1.JoinIncidentResponse
-	15, // 34: sar.v1.IncidentService.ListParticipants:output_type -> sar.v1.ListParticipantsResponse
-	17, // 35: sar.v1.IncidentService.WatchIncident:output_type -> sar.v1.WatchIncidentResponse
-	27, // [27:36] is the sub-list for method output_type
-	18, // [18:27] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	25, // 0: sar.v1.CreateIncidentRequest.initial_planning_point:type_name -> sar.v1.PlanningPoint
+	26, // 1: sar.v1.CreateIncidentRequest.subject:type_name -> sar.v1.SubjectProfile
+	27, // 2: sar.v1.CreateIncidentResponse.incident:type_name -> sar.v1.Incident
+	27, // 3: sar.v1.GetIncidentResponse.incident:type_name -> sar.v1.Incident
+	28, // 4: sar.v1.ListIncidentsRequest.state:type_name -> sar.v1.IncidentState
+	27, // 5: sar.v1.ListIncidentsResponse.incidents:type_name -> sar.v1.Incident
+	29, // 6: sar.v1.CloseIncidentRequest.outcome:type_name -> sar.v1.IncidentOutcome
+	27, // 7: sar.v1.CloseIncidentResponse.incident:type_name -> sar.v1.Incident
+	0,  // 8: sar.v1.CallerStatus.phase:type_name -> sar.v1.CallerPhase
+	30, // 9: sar.v1.CallerStatus.caller_last_fix_time:type_name -> google.protobuf.Timestamp
+	30, // 10: sar.v1.CallerStatus.update_time:type_name -> google.protobuf.Timestamp
+	9,  // 11: sar.v1.GetCallerStatusResponse.status:type_name -> sar.v1.CallerStatus
+	9,  // 12: sar.v1.WatchCallerStatusResponse.status:type_name -> sar.v1.CallerStatus
+	31, // 13: sar.v1.ReportSubjectFoundRequest.position:type_name -> sar.v1.LatLng
+	32, // 14: sar.v1.ReportSubjectFoundRequest.condition:type_name -> sar.v1.SubjectCondition
+	27, // 15: sar.v1.ReportSubjectFoundResponse.incident:type_name -> sar.v1.Incident
+	27, // 16: sar.v1.AssignAgenciesResponse.incident:type_name -> sar.v1.Incident
+	33, // 17: sar.v1.JoinIncidentResponse.participant:type_name -> sar.v1.Participant
+	33, // 18: sar.v1.ListParticipantsResponse.participants:type_name -> sar.v1.Participant
+	24, // 19: sar.v1.WatchIncidentResponse.snapshot:type_name -> sar.v1.IncidentSnapshot
+	34, // 20: sar.v1.WatchIncidentResponse.event:type_name -> sar.v1.Event
+	27, // 21: sar.v1.IncidentSnapshot.incident:type_name -> sar.v1.Incident
+	33, // 22: sar.v1.IncidentSnapshot.participants:type_name -> sar.v1.Participant
+	1,  // 23: sar.v1.IncidentService.CreateIncident:input_type -> sar.v1.CreateIncidentRequest
+	3,  // 24: sar.v1.IncidentService.GetIncident:input_type -> sar.v1.GetIncidentRequest
+	5,  // 25: sar.v1.IncidentService.ListIncidents:input_type -> sar.v1.ListIncidentsRequest
+	7,  // 26: sar.v1.IncidentService.CloseIncident:input_type -> sar.v1.CloseIncidentRequest
+	14, // 27: sar.v1.IncidentService.ReportSubjectFound:input_type -> sar.v1.ReportSubjectFoundRequest
+	10, // 28: sar.v1.IncidentService.GetCallerStatus:input_type -> sar.v1.GetCallerStatusRequest
+	12, // 29: sar.v1.IncidentService.WatchCallerStatus:input_type -> sar.v1.WatchCallerStatusRequest
+	16, // 30: sar.v1.IncidentService.AssignAgencies:input_type -> sar.v1.AssignAgenciesRequest
+	18, // 31: sar.v1.IncidentService.JoinIncident:input_type -> sar.v1.JoinIncidentRequest
+	20, // 32: sar.v1.IncidentService.ListParticipants:input_type -> sar.v1.ListParticipantsRequest
+	22, // 33: sar.v1.IncidentService.WatchIncident:input_type -> sar.v1.WatchIncidentRequest
+	2,  // 34: sar.v1.IncidentService.CreateIncident:output_type -> sar.v1.CreateIncidentResponse
+	4,  // 35: sar.v1.IncidentService.GetIncident:output_type -> sar.v1.GetIncidentResponse
+	6,  // 36: sar.v1.IncidentService.ListIncidents:output_type -> sar.v1.ListIncidentsResponse
+	8,  // 37: sar.v1.IncidentService.CloseIncident:output_type -> sar.v1.CloseIncidentResponse
+	15, // 38: sar.v1.IncidentService.ReportSubjectFound:output_type -> sar.v1.ReportSubjectFoundResponse
+	11, // 39: sar.v1.IncidentService.GetCallerStatus:output_type -> sar.v1.GetCallerStatusResponse
+	13, // 40: sar.v1.IncidentService.WatchCallerStatus:output_type -> sar.v1.WatchCallerStatusResponse
+	17, // 41: sar.v1.IncidentService.AssignAgencies:output_type -> sar.v1.AssignAgenciesResponse
+	19, // 42: sar.v1.IncidentService.JoinIncident:output_type -> sar.v1.JoinIncidentResponse
+	21, // 43: sar.v1.IncidentService.ListParticipants:output_type -> sar.v1.ListParticipantsResponse
+	23, // 44: sar.v1.IncidentService.WatchIncident:output_type -> sar.v1.WatchIncidentResponse
+	34, // [34:45] is the sub-list for method output_type
+	23, // [23:34] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_sar_v1_incident_service_proto_init() }
@@ -1336,7 +1711,8 @@ func file_sar_v1_incident_service_proto_init() {
 	file_sar_v1_common_proto_init()
 	file_sar_v1_event_proto_init()
 	file_sar_v1_incident_proto_init()
-	file_sar_v1_incident_service_proto_msgTypes[17].OneofWrappers = []any{
+	file_sar_v1_incident_service_proto_msgTypes[8].OneofWrappers = []any{}
+	file_sar_v1_incident_service_proto_msgTypes[22].OneofWrappers = []any{
 		(*WatchIncidentResponse_Snapshot)(nil),
 		(*WatchIncidentResponse_Event)(nil),
 	}
@@ -1345,13 +1721,14 @@ func file_sar_v1_incident_service_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sar_v1_incident_service_proto_rawDesc), len(file_sar_v1_incident_service_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   19,
+			NumEnums:      1,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_sar_v1_incident_service_proto_goTypes,
 		DependencyIndexes: file_sar_v1_incident_service_proto_depIdxs,
+		EnumInfos:         file_sar_v1_incident_service_proto_enumTypes,
 		MessageInfos:      file_sar_v1_incident_service_proto_msgTypes,
 	}.Build()
 	File_sar_v1_incident_service_proto = out.File

@@ -24,6 +24,8 @@ const (
 	IncidentService_ListIncidents_FullMethodName      = "/sar.v1.IncidentService/ListIncidents"
 	IncidentService_CloseIncident_FullMethodName      = "/sar.v1.IncidentService/CloseIncident"
 	IncidentService_ReportSubjectFound_FullMethodName = "/sar.v1.IncidentService/ReportSubjectFound"
+	IncidentService_GetCallerStatus_FullMethodName    = "/sar.v1.IncidentService/GetCallerStatus"
+	IncidentService_WatchCallerStatus_FullMethodName  = "/sar.v1.IncidentService/WatchCallerStatus"
 	IncidentService_AssignAgencies_FullMethodName     = "/sar.v1.IncidentService/AssignAgencies"
 	IncidentService_JoinIncident_FullMethodName       = "/sar.v1.IncidentService/JoinIncident"
 	IncidentService_ListParticipants_FullMethodName   = "/sar.v1.IncidentService/ListParticipants"
@@ -53,6 +55,15 @@ type IncidentServiceClient interface {
 	// page are told. Rescuers of the incident's teams and its operators. A
 	// repeat completes what an interrupted report left undone.
 	ReportSubjectFound(ctx context.Context, in *ReportSubjectFoundRequest, opts ...grpc.CallOption) (*ReportSubjectFoundResponse, error)
+	// GetCallerStatus is what the lost person's page shows: whether rescuers
+	// are on the way and how far the nearest is, found, closed. The caller
+	// (share link) of the incident, and its operators (to see what the
+	// caller sees). Nothing else of the search is in it.
+	GetCallerStatus(ctx context.Context, in *GetCallerStatusRequest, opts ...grpc.CallOption) (*GetCallerStatusResponse, error)
+	// WatchCallerStatus sends the caller's status, then again whenever it
+	// changes (tasks answered, rescuers nearer by at least 100 m, found,
+	// closed); it ends after the incident closes. Same callers.
+	WatchCallerStatus(ctx context.Context, in *WatchCallerStatusRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchCallerStatusResponse], error)
 	// AssignAgencies lets agencies (or single teams) take part in an
 	// incident, so that their rescuers may join it.
 	AssignAgencies(ctx context.Context, in *AssignAgenciesRequest, opts ...grpc.CallOption) (*AssignAgenciesResponse, error)
@@ -127,6 +138,35 @@ func (c *incidentServiceClient) ReportSubjectFound(ctx context.Context, in *Repo
 	return out, nil
 }
 
+func (c *incidentServiceClient) GetCallerStatus(ctx context.Context, in *GetCallerStatusRequest, opts ...grpc.CallOption) (*GetCallerStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetCallerStatusResponse)
+	err := c.cc.Invoke(ctx, IncidentService_GetCallerStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *incidentServiceClient) WatchCallerStatus(ctx context.Context, in *WatchCallerStatusRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchCallerStatusResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &IncidentService_ServiceDesc.Streams[0], IncidentService_WatchCallerStatus_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchCallerStatusRequest, WatchCallerStatusResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type IncidentService_WatchCallerStatusClient = grpc.ServerStreamingClient[WatchCallerStatusResponse]
+
 func (c *incidentServiceClient) AssignAgencies(ctx context.Context, in *AssignAgenciesRequest, opts ...grpc.CallOption) (*AssignAgenciesResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(AssignAgenciesResponse)
@@ -159,7 +199,7 @@ func (c *incidentServiceClient) ListParticipants(ctx context.Context, in *ListPa
 
 func (c *incidentServiceClient) WatchIncident(ctx context.Context, in *WatchIncidentRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchIncidentResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &IncidentService_ServiceDesc.Streams[0], IncidentService_WatchIncident_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &IncidentService_ServiceDesc.Streams[1], IncidentService_WatchIncident_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -199,6 +239,15 @@ type IncidentServiceServer interface {
 	// page are told. Rescuers of the incident's teams and its operators. A
 	// repeat completes what an interrupted report left undone.
 	ReportSubjectFound(context.Context, *ReportSubjectFoundRequest) (*ReportSubjectFoundResponse, error)
+	// GetCallerStatus is what the lost person's page shows: whether rescuers
+	// are on the way and how far the nearest is, found, closed. The caller
+	// (share link) of the incident, and its operators (to see what the
+	// caller sees). Nothing else of the search is in it.
+	GetCallerStatus(context.Context, *GetCallerStatusRequest) (*GetCallerStatusResponse, error)
+	// WatchCallerStatus sends the caller's status, then again whenever it
+	// changes (tasks answered, rescuers nearer by at least 100 m, found,
+	// closed); it ends after the incident closes. Same callers.
+	WatchCallerStatus(*WatchCallerStatusRequest, grpc.ServerStreamingServer[WatchCallerStatusResponse]) error
 	// AssignAgencies lets agencies (or single teams) take part in an
 	// incident, so that their rescuers may join it.
 	AssignAgencies(context.Context, *AssignAgenciesRequest) (*AssignAgenciesResponse, error)
@@ -237,6 +286,12 @@ func (UnimplementedIncidentServiceServer) CloseIncident(context.Context, *CloseI
 }
 func (UnimplementedIncidentServiceServer) ReportSubjectFound(context.Context, *ReportSubjectFoundRequest) (*ReportSubjectFoundResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReportSubjectFound not implemented")
+}
+func (UnimplementedIncidentServiceServer) GetCallerStatus(context.Context, *GetCallerStatusRequest) (*GetCallerStatusResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetCallerStatus not implemented")
+}
+func (UnimplementedIncidentServiceServer) WatchCallerStatus(*WatchCallerStatusRequest, grpc.ServerStreamingServer[WatchCallerStatusResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchCallerStatus not implemented")
 }
 func (UnimplementedIncidentServiceServer) AssignAgencies(context.Context, *AssignAgenciesRequest) (*AssignAgenciesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AssignAgencies not implemented")
@@ -361,6 +416,35 @@ func _IncidentService_ReportSubjectFound_Handler(srv interface{}, ctx context.Co
 	return interceptor(ctx, in, info, handler)
 }
 
+func _IncidentService_GetCallerStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetCallerStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IncidentServiceServer).GetCallerStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: IncidentService_GetCallerStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IncidentServiceServer).GetCallerStatus(ctx, req.(*GetCallerStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _IncidentService_WatchCallerStatus_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchCallerStatusRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(IncidentServiceServer).WatchCallerStatus(m, &grpc.GenericServerStream[WatchCallerStatusRequest, WatchCallerStatusResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type IncidentService_WatchCallerStatusServer = grpc.ServerStreamingServer[WatchCallerStatusResponse]
+
 func _IncidentService_AssignAgencies_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(AssignAgenciesRequest)
 	if err := dec(in); err != nil {
@@ -454,6 +538,10 @@ var IncidentService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _IncidentService_ReportSubjectFound_Handler,
 		},
 		{
+			MethodName: "GetCallerStatus",
+			Handler:    _IncidentService_GetCallerStatus_Handler,
+		},
+		{
 			MethodName: "AssignAgencies",
 			Handler:    _IncidentService_AssignAgencies_Handler,
 		},
@@ -467,6 +555,11 @@ var IncidentService_ServiceDesc = grpc.ServiceDesc{
 		},
 	},
 	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchCallerStatus",
+			Handler:       _IncidentService_WatchCallerStatus_Handler,
+			ServerStreams: true,
+		},
 		{
 			StreamName:    "WatchIncident",
 			Handler:       _IncidentService_WatchIncident_Handler,

@@ -227,6 +227,74 @@ func local_request_IncidentService_ReportSubjectFound_0(ctx context.Context, mar
 	return msg, metadata, err
 }
 
+func request_IncidentService_GetCallerStatus_0(ctx context.Context, marshaler runtime.Marshaler, client extSarv1.IncidentServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq extSarv1.GetCallerStatusRequest
+		metadata runtime.ServerMetadata
+		err      error
+	)
+	val, ok := pathParams["incident_id"]
+	if !ok {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "incident_id")
+	}
+	protoReq.IncidentId, err = runtime.String(val)
+	if err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "incident_id", err)
+	}
+	if req.Body != nil {
+		_, _ = io.Copy(io.Discard, req.Body)
+	}
+	msg, err := client.GetCallerStatus(ctx, &protoReq, grpc.Header(&metadata.HeaderMD), grpc.Trailer(&metadata.TrailerMD))
+	return msg, metadata, err
+}
+
+func local_request_IncidentService_GetCallerStatus_0(ctx context.Context, marshaler runtime.Marshaler, server extSarv1.IncidentServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq extSarv1.GetCallerStatusRequest
+		metadata runtime.ServerMetadata
+		err      error
+	)
+	val, ok := pathParams["incident_id"]
+	if !ok {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "incident_id")
+	}
+	protoReq.IncidentId, err = runtime.String(val)
+	if err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "incident_id", err)
+	}
+	msg, err := server.GetCallerStatus(ctx, &protoReq)
+	return msg, metadata, err
+}
+
+func request_IncidentService_WatchCallerStatus_0(ctx context.Context, marshaler runtime.Marshaler, client extSarv1.IncidentServiceClient, req *http.Request, pathParams map[string]string) (extSarv1.IncidentService_WatchCallerStatusClient, runtime.ServerMetadata, error) {
+	var (
+		protoReq extSarv1.WatchCallerStatusRequest
+		metadata runtime.ServerMetadata
+		err      error
+	)
+	val, ok := pathParams["incident_id"]
+	if !ok {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "incident_id")
+	}
+	protoReq.IncidentId, err = runtime.String(val)
+	if err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "incident_id", err)
+	}
+	if req.Body != nil {
+		_, _ = io.Copy(io.Discard, req.Body)
+	}
+	stream, err := client.WatchCallerStatus(ctx, &protoReq)
+	if err != nil {
+		return nil, metadata, err
+	}
+	header, err := stream.Header()
+	if err != nil {
+		return nil, metadata, err
+	}
+	metadata.HeaderMD = header
+	return stream, metadata, nil
+}
+
 func request_IncidentService_AssignAgencies_0(ctx context.Context, marshaler runtime.Marshaler, client extSarv1.IncidentServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
 		protoReq extSarv1.AssignAgenciesRequest
@@ -491,6 +559,33 @@ func RegisterIncidentServiceHandlerServer(ctx context.Context, mux *runtime.Serv
 		}
 		forward_IncidentService_ReportSubjectFound_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
+	mux.Handle(http.MethodGet, pattern_IncidentService_GetCallerStatus_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		var stream runtime.ServerTransportStream
+		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/sar.v1.IncidentService/GetCallerStatus", runtime.WithHTTPPathPattern("/v1/incidents/{incident_id}/caller-status"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := local_request_IncidentService_GetCallerStatus_0(annotatedContext, inboundMarshaler, server, req, pathParams)
+		md.HeaderMD, md.TrailerMD = metadata.Join(md.HeaderMD, stream.Header()), metadata.Join(md.TrailerMD, stream.Trailer())
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_IncidentService_GetCallerStatus_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
+
+	mux.Handle(http.MethodGet, pattern_IncidentService_WatchCallerStatus_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		err := status.Error(codes.Unimplemented, "streaming calls are not yet supported in the in-process transport")
+		_, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+		return
+	})
 	mux.Handle(http.MethodPost, pattern_IncidentService_AssignAgencies_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
@@ -683,6 +778,40 @@ func RegisterIncidentServiceHandlerClient(ctx context.Context, mux *runtime.Serv
 		}
 		forward_IncidentService_ReportSubjectFound_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
+	mux.Handle(http.MethodGet, pattern_IncidentService_GetCallerStatus_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/sar.v1.IncidentService/GetCallerStatus", runtime.WithHTTPPathPattern("/v1/incidents/{incident_id}/caller-status"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := request_IncidentService_GetCallerStatus_0(annotatedContext, inboundMarshaler, client, req, pathParams)
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_IncidentService_GetCallerStatus_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
+	mux.Handle(http.MethodGet, pattern_IncidentService_WatchCallerStatus_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/sar.v1.IncidentService/WatchCallerStatus", runtime.WithHTTPPathPattern("/v1/incidents/{incident_id}/caller-status:watch"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := request_IncidentService_WatchCallerStatus_0(annotatedContext, inboundMarshaler, client, req, pathParams)
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_IncidentService_WatchCallerStatus_0(annotatedContext, mux, outboundMarshaler, w, req, func() (proto.Message, error) { return resp.Recv() }, mux.GetForwardResponseOptions()...)
+	})
 	mux.Handle(http.MethodPost, pattern_IncidentService_AssignAgencies_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
@@ -760,6 +889,8 @@ var (
 	pattern_IncidentService_ListIncidents_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "incidents"}, ""))
 	pattern_IncidentService_CloseIncident_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "incidents", "incident_id"}, "close"))
 	pattern_IncidentService_ReportSubjectFound_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "incidents", "incident_id"}, "found"))
+	pattern_IncidentService_GetCallerStatus_0    = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3}, []string{"v1", "incidents", "incident_id", "caller-status"}, ""))
+	pattern_IncidentService_WatchCallerStatus_0  = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3}, []string{"v1", "incidents", "incident_id", "caller-status"}, "watch"))
 	pattern_IncidentService_AssignAgencies_0     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "incidents", "incident_id"}, "assign"))
 	pattern_IncidentService_JoinIncident_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "incidents", "incident_id"}, "join"))
 	pattern_IncidentService_ListParticipants_0   = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3}, []string{"v1", "incidents", "incident_id", "participants"}, ""))
@@ -772,6 +903,8 @@ var (
 	forward_IncidentService_ListIncidents_0      = runtime.ForwardResponseMessage
 	forward_IncidentService_CloseIncident_0      = runtime.ForwardResponseMessage
 	forward_IncidentService_ReportSubjectFound_0 = runtime.ForwardResponseMessage
+	forward_IncidentService_GetCallerStatus_0    = runtime.ForwardResponseMessage
+	forward_IncidentService_WatchCallerStatus_0  = runtime.ForwardResponseStream
 	forward_IncidentService_AssignAgencies_0     = runtime.ForwardResponseMessage
 	forward_IncidentService_JoinIncident_0       = runtime.ForwardResponseMessage
 	forward_IncidentService_ListParticipants_0   = runtime.ForwardResponseMessage

@@ -1,0 +1,84 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
+)
+
+func (s *incidentService) GetCallerStatus(ctx context.Context, req *sarv1.GetCallerStatusRequest) (*sarv1.GetCallerStatusResponse, error) {
+	st, err := s.core.CallerStatus(ctx, req.GetIncidentId())
+	if err != nil {
+		return nil, err
+	}
+	return &sarv1.GetCallerStatusResponse{Status: st}, nil
+}
+
+// callerStatusPoll is how often a caller's status is computed again
+// without a doorbell: rescuers' positions move the distance.
+const callerStatusPoll = 10 * time.Second
+
+// WatchCallerStatus sends the caller's status, then each change: task
+// answers and notices ring the doorbell (NATS), positions are polled. It
+// ends after the closed status.
+func (s *incidentService) WatchCallerStatus(req *sarv1.WatchCallerStatusRequest, stream sarv1.IncidentService_WatchCallerStatusServer) error {
+	ctx := stream.Context()
+	token := tokenFromContext(ctx)
+	bell, _, stop, err := s.core.WatchTasks(ctx, req.GetIncidentId())
+	if err != nil {
+		bell = nil // NATS down: the poll still updates
+	} else {
+		defer stop()
+	}
+	var last *sarv1.CallerStatus
+	send := func() (closed bool, err error) {
+		st, err := s.core.CallerStatus(ctx, req.GetIncidentId())
+		if err != nil {
+			return false, err
+		}
+		cmp := proto.Clone(st).(*sarv1.CallerStatus)
+		cmp.UpdateTime = nil
+		if last == nil || !proto.Equal(cmp, last) {
+			if err := stream.Send(&sarv1.WatchCallerStatusResponse{Status: st}); err != nil {
+				return false, err
+			}
+			last = cmp
+		}
+		return st.GetPhase() == sarv1.CallerPhase_CALLER_PHASE_CLOSED, nil
+	}
+	closed, err := send()
+	if err != nil {
+		return err
+	}
+	poll := time.NewTicker(callerStatusPoll)
+	defer poll.Stop()
+	recheck := time.NewTicker(s.recheck)
+	defer recheck.Stop()
+	for !closed {
+		select {
+		case <-s.draining:
+			return errDraining
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		case <-recheck.C:
+			if _, err := s.core.Authenticate(ctx, token); err != nil {
+				return err
+			}
+			continue
+		case _, ok := <-bell:
+			if !ok {
+				bell = nil
+				continue
+			}
+		case <-poll.C:
+		}
+		if closed, err = send(); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -77,6 +77,9 @@ func (s *incidentService) WatchCallerStatus(req *sarv1.WatchCallerStatusRequest,
 		case <-poll.C:
 		}
 		if closed, err = send(); err != nil {
+			if ctx.Err() != nil { // the client went away mid-read: not a storage failure
+				return status.FromContextError(ctx.Err()).Err()
+			}
 			return err
 		}
 	}

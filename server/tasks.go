@@ -172,6 +172,9 @@ func (s *taskService) StreamTasks(req *sarv1.StreamTasksRequest, stream sarv1.Ta
 		case <-poll.C:
 		}
 		if closed, err = send(); err != nil {
+			if ctx.Err() != nil { // the client went away mid-read: not a storage failure
+				return status.FromContextError(ctx.Err()).Err()
+			}
 			return err
 		}
 	}

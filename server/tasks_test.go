@@ -8,10 +8,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/mountain-sar/sar/dispatch"
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
 )
 
@@ -555,5 +559,78 @@ func TestTaskAuthorization(t *testing.T) {
 		if fv := fieldViolations(st); len(fv) == 0 || !strings.HasPrefix(fv[0], bad.field) {
 			t.Errorf("CreateTask(%v): field violations %v, want %s", bad.req, fv, bad.field)
 		}
+	}
+}
+
+// NATS goes down mid-dispatch: the task is still created (Redis is the
+// record), the team's phone still gets it (its stream reads the feed
+// without the doorbell), and once NATS is back the agency's durable
+// consumer gets the task event exactly once (the outbox relay).
+func TestDispatchThroughNATSOutage(t *testing.T) {
+	e := startEnv(t)
+	c := e.callout()
+	nc, err := nats.Connect(e.nats.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cons, err := js.CreateOrUpdateConsumer(ctx, dispatch.StreamName, jetstream.ConsumerConfig{Durable: "blue-sky-tasks",
+		FilterSubject: "sar.v1.inc.*.evt.task.blue-sky.>", AckPolicy: jetstream.AckExplicitPolicy})
+	if err != nil {
+		t.Fatalf("agency consumer: %v", err)
+	}
+	phone := e.streamTasks(c.rescuers["blue-sky/k9"], c.inc, "")
+	phone.backlog()
+
+	start := time.Now()
+	e.nats.Shutdown()
+	task := e.offer(c, sarv1.TaskKind_TASK_KIND_STAND_BY, "blue-sky", "k9", func(r *sarv1.CreateTaskRequest) { r.Title = "during the outage" })
+	t.Logf("created after %v", time.Since(start))
+	if it := phone.next("task during the NATS outage"); it.GetTask().GetId() != task.GetId() {
+		t.Errorf("phone got %v during the outage, want the task", it)
+	}
+	t.Logf("phone got it after %v", time.Since(start))
+	e.nats.Start()
+
+	t.Logf("NATS back after %v", time.Since(start))
+	ids := map[string]bool{}
+	eventually(t, "the task event at the agency's durable consumer", func() bool {
+		msgs, err := cons.Fetch(10, jetstream.FetchMaxWait(500*time.Millisecond))
+		if err != nil {
+			return false
+		}
+		for m := range msgs.Messages() {
+			ev := &sarv1.Event{}
+			if proto.Unmarshal(m.Data(), ev) == nil && ev.GetTaskChanged().GetTask().GetId() == task.GetId() {
+				ids[ev.GetId()] = true
+			}
+			_ = m.Ack()
+		}
+		return len(ids) > 0
+	})
+	t.Logf("delivered after %v", time.Since(start))
+	// Exactly one copy in the stream, whatever the relay's retries (a
+	// consumer may still see a redelivery: it drops repeats by event id).
+	eventually(t, "the outbox to drain", func() bool {
+		n, _ := e.rdb.HLen(context.Background(), "sar:{"+c.inc+"}:outbox").Result()
+		return n == 0
+	})
+	oc, err := js.OrderedConsumer(ctx, dispatch.StreamName, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"sar.v1.inc." + c.inc + ".evt.task.blue-sky.k9"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := oc.Fetch(100, jetstream.FetchMaxWait(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for range msgs.Messages() {
+		n++
+	}
+	if n != 1 || len(ids) != 1 {
+		t.Errorf("task events in the stream = %d, distinct at the consumer = %d; want exactly 1", n, len(ids))
 	}
 }

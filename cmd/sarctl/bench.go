@@ -22,7 +22,8 @@ import (
 )
 
 type benchCmd struct {
-	Ingest benchIngestCmd `cmd:"" help:"Drive simulated rescuer devices over gRPC against a running sard (on real Redis and NATS) and report fixes/s and ingest-to-event latency."`
+	Ingest   benchIngestCmd   `cmd:"" help:"Drive simulated rescuer devices over gRPC against a running sard (on real Redis and NATS) and report fixes/s and ingest-to-event latency."`
+	Dispatch benchDispatchCmd `cmd:"" help:"Create tasks for many teams against a running sard (on real Redis and NATS) and time their delivery to each team's JetStream consumer and StreamTasks devices; then time the escalation of lapsed offers."`
 }
 
 type benchIngestCmd struct {

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,7 +22,8 @@ import (
 )
 
 type benchCmd struct {
-	Ingest benchIngestCmd `cmd:"" help:"Drive simulated rescuer devices over gRPC against a running sard (on real Redis and NATS) and report fixes/s and ingest-to-event latency."`
+	Ingest   benchIngestCmd   `cmd:"" help:"Drive simulated rescuer devices over gRPC against a running sard (on real Redis and NATS) and report fixes/s and ingest-to-event latency."`
+	Dispatch benchDispatchCmd `cmd:"" help:"Create tasks for many teams against a running sard (on real Redis and NATS) and time their delivery to each team's JetStream consumer and StreamTasks devices; then time the escalation of lapsed offers."`
 }
 
 type benchIngestCmd struct {
@@ -181,47 +180,6 @@ func (r *benchRun) sample(format string, args ...any) {
 	}
 }
 
-// retryLimited retries a call refused by the rate limiter (refused before
-// the handler ran, so retrying is safe).
-func retryLimited(ctx context.Context, fn func(context.Context) error) error {
-	wait := 50 * time.Millisecond
-	for attempt := 0; ; attempt++ {
-		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err := fn(cctx)
-		cancel()
-		if status.Code(err) != codes.ResourceExhausted || attempt == 30 {
-			return err
-		}
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
-			return err
-		}
-		wait = min(2*wait, time.Second)
-	}
-}
-
-// parallel runs fn(i) for i in [0, n) on a few workers and returns the
-// first error.
-func parallel(n, workers int, fn func(i int) error) error {
-	var next atomic.Int64
-	errs := make([]error, workers)
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= n || errs[w] != nil {
-					return
-				}
-				errs[w] = fn(i)
-			}
-		})
-	}
-	wg.Wait()
-	return errors.Join(errs...)
-}
-
 // runBench sets up an agency, an incident and one credential per device,
 // streams fixes for o.Duration, and measures. Setup failures are returned
 // as errors; failures during the run are counted in the result.
@@ -232,9 +190,7 @@ func runBench(ctx context.Context, o benchOptions) (*benchResult, error) {
 	if o.Log == nil {
 		o.Log = io.Discard
 	}
-	var rb [4]byte
-	_, _ = rand.Read(rb[:])
-	runID := "bench-" + hex.EncodeToString(rb[:])
+	runID := newRunID()
 	r := &benchRun{o: o, byID: map[string]*benchDevice{}, stop: make(chan struct{})}
 	if o.Rate > 0 {
 		r.interval = time.Duration(float64(o.Devices*o.Batch) / o.Rate * float64(time.Second))
@@ -277,17 +233,8 @@ func runBench(ctx context.Context, o benchOptions) (*benchResult, error) {
 		}
 	}
 	defer func() {
-		if o.Keep {
-			return
-		}
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(actx), 10*time.Second)
-		defer cancel()
-		if err := retryLimited(cctx, func(ctx context.Context) error {
-			_, err := incidents.CloseIncident(ctx, &sarv1.CloseIncidentRequest{IncidentId: r.incident,
-				Outcome: sarv1.IncidentOutcome_INCIDENT_OUTCOME_FALSE_ALARM, Note: "sarctl bench run " + runID})
-			return err
-		}); err != nil {
-			r.logf("bench: closing incident %s: %v", r.incident, err)
+		if !o.Keep {
+			closeBenchIncident(actx, incidents, r.incident, runID, o.Log)
 		}
 	}()
 

@@ -1,7 +1,8 @@
 // Command sarctl is the operator and benchmark CLI of the search-and-rescue
 // server (sard): it makes admin tokens, calls the admin RPCs and prints
 // their answers as protojson, follows an incident's live events, and load
-// tests location ingest with simulated rescuer devices (bench ingest).
+// tests location ingest with simulated rescuer devices (bench ingest) and
+// task delivery and escalation (bench dispatch).
 package main
 
 import (

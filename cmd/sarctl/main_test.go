@@ -69,6 +69,8 @@ func TestTokenIsWellFormed(t *testing.T) {
 // server is sard in-process on real Redis and NATS.
 type server struct {
 	addr, admin string
+	httpAddr    string
+	natsURL     string
 	redis       *testenv.Redis
 }
 
@@ -82,12 +84,15 @@ func startServer(t *testing.T) *server {
 	cfg.RedisURL, cfg.NATSURL, cfg.AdminToken = s.redis.URL(), nats.URL(), s.admin
 	cfg.RateLimit, cfg.RateBurst = 100_000, 100_000
 	cfg.ShutdownTimeout = 5 * time.Second
+	// Offers may lapse after 1 s, swept twice a second (bench dispatch).
+	cfg.MinAnswerWithin, cfg.EscalationInterval = time.Second, 500*time.Millisecond
 	a, err := app.Start(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatalf("app.Start: %v", err)
 	}
 	t.Cleanup(func() { _ = a.Close() })
 	s.addr = a.GRPCAddr()
+	s.httpAddr, s.natsURL = a.HTTPAddr(), nats.URL()
 	return s
 }
 
@@ -132,6 +137,7 @@ func TestAgainstServer(t *testing.T) {
 	t.Run("SearchCommands", func(t *testing.T) { testSearchCommands(t, s) })
 	t.Run("BenchIngest", func(t *testing.T) { testBenchIngest(t, s) })
 	t.Run("BenchIngestPaced", func(t *testing.T) { testBenchIngestPaced(t, s) })
+	t.Run("BenchDispatch", func(t *testing.T) { testBenchDispatch(t, s) })
 }
 
 func testAdminCommands(t *testing.T, s *server) {

@@ -49,6 +49,8 @@ func TestEscalation(t *testing.T) {
 	c := e.callout() // agencies in order: police-north, blue-sky, fire-north, shangcun
 	e.available(c, map[string]float64{"police-north/patrol": 3000, "blue-sky/k9": 9000, "fire-north/engine": 1000, "shangcun/elders": 500})
 	within := durationpb.New(300 * time.Millisecond)
+	patrolPhone := e.streamTasks(c.rescuers["police-north/patrol"], c.inc, "")
+	patrolPhone.backlog()
 	task := e.offer(c, sarv1.TaskKind_TASK_KIND_GO_TO_POINT, "police-north", "patrol", func(r *sarv1.CreateTaskRequest) {
 		r.AnswerWithin, r.Point = within, ipp
 	})
@@ -58,6 +60,13 @@ func TestEscalation(t *testing.T) {
 	if esc.GetState() != sarv1.TaskState_TASK_STATE_OFFERED || esc.GetTeam().GetAgencyId() != "blue-sky" || len(esc.GetMissedBy()) != 1 ||
 		esc.GetTransitions()[len(esc.GetTransitions())-1].GetActor() != "system" || !strings.Contains(lastNote(esc), "police-north/patrol did not answer") {
 		t.Errorf("after the first missed offer: %v, want offered to blue-sky/k9 by the system, patrol missed", esc)
+	}
+	// The patrol's phone learns the task went elsewhere.
+	if it := patrolPhone.next("offer"); it.GetTask().GetTeam().GetAgencyId() != "police-north" {
+		t.Errorf("patrol's first item = %v, want its offer", it.GetTask())
+	}
+	if it := patrolPhone.next("gone"); it.GetTask().GetId() != task.GetId() || it.GetTask().GetTeam().GetAgencyId() != "blue-sky" {
+		t.Errorf("patrol's second item = %v, want the task, now blue-sky's", it.GetTask())
 	}
 	// Second miss: raised to the console.
 	un := e.waitTask(c, task.GetId(), "unanswered", func(t *sarv1.Task) bool { return t.GetState() == sarv1.TaskState_TASK_STATE_UNANSWERED })

@@ -104,7 +104,7 @@ func (s *Service) escalate(ctx context.Context, incidentID, taskID string) (bool
 			t.MissedBy = append(t.MissedBy, missed)
 		}
 		waited := now.Sub(t.GetTransitions()[len(t.GetTransitions())-1].GetTime().AsTime()).Round(time.Second)
-		w := sar.TaskWrite{IncidentID: incidentID, Task: t, ExpectVersion: t.GetVersion()}
+		w := sar.TaskWrite{IncidentID: incidentID, Task: t, ExpectVersion: t.GetVersion(), FeedTeam: teamRefOf(missed)}
 		var next *sarv1.TeamRef
 		if t.GetMissedOffers() < MaxMissedOffers {
 			if next, err = s.nextTeam(ctx, inc, t); err != nil {

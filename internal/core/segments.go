@@ -511,7 +511,7 @@ func (s *Service) segmentTaskChange(ctx context.Context, p *sarv1.Principal, inc
 	case open != nil && teamRefOf(open.GetTeam()) == teamRefOf(team) && !awaitsOperator(open.GetState()):
 		return nil, nil // the team has it already
 	case open != nil && !slices.ContainsFunc(open.GetDeclinedBy(), func(r *sarv1.TeamRef) bool { return teamRefOf(r) == teamRefOf(team) }):
-		w := &sar.TaskWrite{IncidentID: incidentID, Task: open, ExpectVersion: open.GetVersion()}
+		w := &sar.TaskWrite{IncidentID: incidentID, Task: open, ExpectVersion: open.GetVersion(), FeedTeam: teamRefOf(open.GetTeam())}
 		open.Team = team
 		s.offer(w, p, open, taskAnswerWithin(open), "segment reassigned")
 		return w, nil

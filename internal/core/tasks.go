@@ -296,8 +296,13 @@ func defaultTitle(t *sarv1.Task) string {
 	return "Message to all teams"
 }
 
-// offer makes t offered to its team (already set) with a deadline.
+// offer makes t offered to its team (already set) with a deadline. When
+// the task was with another team (w.FeedTeam, set from the task as read),
+// that team's feed is told too.
 func (s *Service) offer(w *sar.TaskWrite, p *sarv1.Principal, t *sarv1.Task, within time.Duration, note string) {
+	if prev := w.FeedTeam; prev != "" && prev != teamRefOf(t.GetTeam()) {
+		w.FeedAlsoTeam = prev
+	}
 	deadline := s.now().Add(within)
 	t.OfferDeadline, t.Eta = timestamppb.New(deadline), nil
 	s.transition(t, p, sarv1.TaskState_TASK_STATE_OFFERED, note)

@@ -15,9 +15,12 @@ type TaskWrite struct {
 	MoreEvents []*sarv1.Event
 	// FeedTeam is the team ref ("<agency>/<team>") of the feed entry,
 	// FeedAll for a notice to every team.
-	FeedTeam   string
-	FeedNotice sarv1.TaskNoticeKind // unspecified for a task change
-	DeadlineMs int64                // answer deadline to keep (0: none)
+	FeedTeam string
+	// FeedAlsoTeam, if set, gets an entry too: the team a task was taken
+	// from (reassigned or escalated), so its devices drop it.
+	FeedAlsoTeam string
+	FeedNotice   sarv1.TaskNoticeKind // unspecified for a task change
+	DeadlineMs   int64                // answer deadline to keep (0: none)
 	// Segments, when set, is written with the task by compare-and-set on
 	// its Version (ErrSegmentsConflict when it lost).
 	Segments *Segmentation

@@ -57,7 +57,7 @@ func (s *Store) PutTask(ctx context.Context, w sar.TaskWrite) (sar.TaskWriteResu
 	}
 	keys := []string{kInc(id), kTasks(id), kTaskVer(id), kTaskReq(id), kOutbox(id), kTaskFeed(id), kTaskDeadlines(id), kSegs(id)}
 	args := []any{t.GetId(), w.ExpectVersion, marshal(t), w.RequestID,
-		w.Event.GetId(), marshal(w.Event), w.FeedTeam, feedKind, w.DeadlineMs, segVer, segJSON, allow, feedMax}
+		w.Event.GetId(), marshal(w.Event), w.FeedTeam, feedKind, w.DeadlineMs, segVer, segJSON, allow, feedMax, w.FeedAlsoTeam}
 	for _, ev := range w.MoreEvents {
 		args = append(args, ev.GetId(), marshal(ev))
 	}

@@ -1837,7 +1837,9 @@ type StreamTasksResponse struct {
 	Cursor string `protobuf:"bytes,1,opt,name=cursor,proto3" json:"cursor,omitempty"`
 	// When the item was written.
 	Time *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
-	// The task after a change (for a notice: the message, if any).
+	// The task after a change (for a notice: the message, if any). A task
+	// taken from this team (reassigned or escalated to another) comes once
+	// more with the other team in it: the device drops it from its list.
 	Task *Task `protobuf:"bytes,3,opt,name=task,proto3" json:"task,omitempty"`
 	// Set when the item is a notice to all teams rather than this team's
 	// task.

@@ -13,10 +13,12 @@
 --       5 eventId, 6 eventPb, 7 feedTeam ("<agency>/<team>", "*" for all
 --       teams), 8 feedKind ("task" or a notice kind), 9 deadlineMs (0:
 --       none), 10 segExpectVer ("" to leave segments alone), 11 segJson,
---       12 allowClosed ("1": the incident may be closed, for the
+--       14 alsoTeam (a second feed entry for the team the task left, "" for
+--       none), 12 allowClosed ("1": the incident may be closed, for the
 --       cancellations of a close), 13 feedMax (entries kept, approximate),
---       then pairs (eventId, eventPb) of further events written to the
---       outbox with the change (the copies of a notice for each agency)
+--       14 (above), then pairs (eventId, eventPb) of further events written
+--       to the outbox with the change (the copies of a notice for each
+--       agency)
 -- Returns: {"ok", newVersion, feedId} or {"dup", taskPb, version} for a
 --          repeated request id.
 -- Errors: SAR_NOTFOUND (incident or task), SAR_CLOSED, SAR_EXISTS,
@@ -45,7 +47,10 @@ redis.call('HSET', KEYS[2], id, ARGV[3])
 redis.call('HSET', KEYS[3], id, ver + 1)
 if want == 0 and ARGV[4] ~= '' then redis.call('HSET', KEYS[4], ARGV[4], id) end
 redis.call('HSET', KEYS[5], ARGV[5], ARGV[6])
-for i = 14, #ARGV, 2 do redis.call('HSET', KEYS[5], ARGV[i], ARGV[i + 1]) end
+for i = 15, #ARGV, 2 do redis.call('HSET', KEYS[5], ARGV[i], ARGV[i + 1]) end
+if ARGV[14] ~= '' then
+  redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[13], '*', 'team', ARGV[14], 'kind', ARGV[8], 'pb', ARGV[3])
+end
 local fid = redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[13], '*', 'team', ARGV[7], 'kind', ARGV[8], 'pb', ARGV[3])
 local dl = tonumber(ARGV[9])
 if dl > 0 then

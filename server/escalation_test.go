@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
@@ -141,4 +142,33 @@ func TestEscalationAcrossReplicas(t *testing.T) {
 	e.app = b
 	e.connect()
 	check("the offering replica gone")
+}
+
+// An incident's dispatch settings set the answer time of each priority and
+// the order of agencies a lapsed offer goes to.
+func TestDispatchSettings(t *testing.T) {
+	e := startEnv(t, fastDeadlines)
+	c := e.callout()
+	e.available(c, map[string]float64{"police-north/patrol": 3000, "blue-sky/k9": 900, "fire-north/engine": 9000, "shangcun/elders": 500})
+	_, err := e.tasks().SetDispatchSettings(e.as(c.op), &sarv1.SetDispatchSettingsRequest{IncidentId: c.inc,
+		Settings: &sarv1.DispatchSettings{EscalationOrder: []string{"fire-north", "nobody"}}})
+	wantCode(t, "an escalation order naming an agency not in the incident", err, codes.InvalidArgument)
+	_, err = e.tasks().SetDispatchSettings(e.as(c.rescuers["blue-sky/k9"]), &sarv1.SetDispatchSettingsRequest{IncidentId: c.inc,
+		Settings: &sarv1.DispatchSettings{}})
+	wantCode(t, "a rescuer sets dispatch settings", err, codes.PermissionDenied)
+	inc := must[*sarv1.SetDispatchSettingsResponse](t, "SetDispatchSettings")(e.tasks().SetDispatchSettings(e.as(c.op), &sarv1.SetDispatchSettingsRequest{IncidentId: c.inc,
+		Settings: &sarv1.DispatchSettings{EscalationOrder: []string{"fire-north"}, AnswerWithinNormal: durationpb.New(300 * time.Millisecond)}})).GetIncident()
+	if len(inc.GetDispatch().GetEscalationOrder()) != 1 {
+		t.Errorf("incident after SetDispatchSettings = %v", inc.GetDispatch())
+	}
+	task := e.offer(c, sarv1.TaskKind_TASK_KIND_GO_TO_POINT, "police-north", "patrol", func(r *sarv1.CreateTaskRequest) { r.Point = ipp })
+	if got := task.GetAnswerWithin().AsDuration(); got != 300*time.Millisecond {
+		t.Errorf("a normal offer's answer time = %v, want the incident's 300ms", got)
+	}
+	// The brigade is first in the incident's order, though the volunteers
+	// and the villagers are nearer and assigned earlier.
+	esc := e.waitTask(c, task.GetId(), "escalation", func(t *sarv1.Task) bool { return t.GetMissedOffers() == 1 })
+	if esc.GetTeam().GetAgencyId() != "fire-north" {
+		t.Errorf("escalated to %v, want fire-north first in the incident's order", esc.GetTeam())
+	}
 }

@@ -84,6 +84,14 @@ func (s *taskService) CancelTask(ctx context.Context, req *sarv1.CancelTaskReque
 	return &sarv1.CancelTaskResponse{Task: t}, nil
 }
 
+func (s *taskService) SetDispatchSettings(ctx context.Context, req *sarv1.SetDispatchSettingsRequest) (*sarv1.SetDispatchSettingsResponse, error) {
+	inc, err := s.core.SetDispatchSettings(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return &sarv1.SetDispatchSettingsResponse{Incident: inc}, nil
+}
+
 func (s *taskService) ReassignTask(ctx context.Context, req *sarv1.ReassignTaskRequest) (*sarv1.ReassignTaskResponse, error) {
 	t, err := s.core.ReassignTask(ctx, req)
 	if err != nil {

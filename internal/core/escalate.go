@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
 	"github.com/mountain-sar/sar/geo"
@@ -163,7 +164,8 @@ func (s *Service) nextTeam(ctx context.Context, inc *sarv1.Incident, t *sarv1.Ta
 		excluded[teamRefOf(r)] = true
 	}
 	rank := map[string]int{}
-	for i, a := range inc.GetAgencyIds() {
+	order := append(slices.Clone(inc.GetDispatch().GetEscalationOrder()), inc.GetAgencyIds()...)
+	for i, a := range order {
 		if _, ok := rank[a]; !ok {
 			rank[a] = i
 		}
@@ -178,7 +180,7 @@ func (s *Service) nextTeam(ctx context.Context, inc *sarv1.Incident, t *sarv1.Ta
 	}
 	for _, ref := range inc.GetTeamRefs() {
 		a, id, _ := strings.Cut(ref, "/")
-		if _, ok := rank[a]; ok {
+		if slices.Contains(inc.GetAgencyIds(), a) {
 			continue // the whole agency is in already
 		}
 		tm, err := s.st.Team(ctx, a, id)
@@ -188,7 +190,9 @@ func (s *Service) nextTeam(ctx context.Context, inc *sarv1.Incident, t *sarv1.Ta
 		if err != nil {
 			return nil, err
 		}
-		rank[a] = len(inc.GetAgencyIds())
+		if _, ok := rank[a]; !ok {
+			rank[a] = len(order)
+		}
 		teams = append(teams, tm)
 	}
 	at := t.GetPoint()
@@ -221,4 +225,83 @@ func (s *Service) nextTeam(ctx context.Context, inc *sarv1.Incident, t *sarv1.Ta
 		return cmp.Or(cmp.Compare(a.rank, b.rank), cmp.Compare(a.travel, b.travel), strings.Compare(teamRefOf(a.ref), teamRefOf(b.ref)))
 	})
 	return best.ref, nil
+}
+
+// incidentAnswerWithin is how long a team has to answer an offer of a
+// priority in an incident: its dispatch settings, else the default.
+func incidentAnswerWithin(inc *sarv1.Incident, p sarv1.TaskPriority) time.Duration {
+	d := inc.GetDispatch()
+	var set interface{ AsDuration() time.Duration }
+	switch p {
+	case sarv1.TaskPriority_TASK_PRIORITY_URGENT:
+		if v := d.GetAnswerWithinUrgent(); v != nil {
+			set = v
+		}
+	case sarv1.TaskPriority_TASK_PRIORITY_HIGH:
+		if v := d.GetAnswerWithinHigh(); v != nil {
+			set = v
+		}
+	case sarv1.TaskPriority_TASK_PRIORITY_LOW:
+		if v := d.GetAnswerWithinLow(); v != nil {
+			set = v
+		}
+	default:
+		if v := d.GetAnswerWithinNormal(); v != nil {
+			set = v
+		}
+	}
+	if set != nil && set.AsDuration() > 0 {
+		return set.AsDuration()
+	}
+	return answerWithin(p)
+}
+
+// SetDispatchSettings sets an incident's escalation order and answer
+// times.
+func (s *Service) SetDispatchSettings(ctx context.Context, req *sarv1.SetDispatchSettingsRequest) (*sarv1.Incident, error) {
+	_, inc, err := s.commandedIncident(ctx, req.GetIncidentId())
+	if err != nil {
+		return nil, err
+	}
+	set := req.GetSettings()
+	var fv []sar.FieldViolation
+	seen := map[string]bool{}
+	for i, a := range set.GetEscalationOrder() {
+		if !sar.ValidSlug(a) || seen[a] {
+			fv = append(fv, sar.Field(fmt.Sprintf("settings.escalation_order[%d]", i), "INVALID", "agency ids, each once"))
+		}
+		seen[a] = true
+	}
+	if len(set.GetEscalationOrder()) > MaxSearcherTypes*4 {
+		fv = append(fv, sar.Field("settings.escalation_order", "TOO_MANY", "at most %d agencies", MaxSearcherTypes*4))
+	}
+	s.validAnswerWithin(&fv, "settings.answer_within_urgent", set.GetAnswerWithinUrgent())
+	s.validAnswerWithin(&fv, "settings.answer_within_high", set.GetAnswerWithinHigh())
+	s.validAnswerWithin(&fv, "settings.answer_within_normal", set.GetAnswerWithinNormal())
+	s.validAnswerWithin(&fv, "settings.answer_within_low", set.GetAnswerWithinLow())
+	if len(fv) > 0 {
+		return nil, sar.Invalid("invalid dispatch settings", fv...)
+	}
+	for i, a := range set.GetEscalationOrder() {
+		if !slices.Contains(inc.GetAgencyIds(), a) && !slices.ContainsFunc(inc.GetTeamRefs(), func(r string) bool { return strings.HasPrefix(r, a+"/") }) {
+			return nil, sar.Invalid("invalid dispatch settings", sar.Field(fmt.Sprintf("settings.escalation_order[%d]", i), "NOT_ASSIGNED",
+				"agency %q does not take part in the incident", a))
+		}
+	}
+	var ev *sarv1.Event
+	out, err := s.st.UpdateIncident(ctx, inc.GetId(), func(inc *sarv1.Incident) (*sarv1.Event, error) {
+		if !active(inc) {
+			return nil, errNotActive()
+		}
+		inc.Dispatch = set
+		inc.UpdateTime = timestamppb.New(s.now())
+		ev = s.lifecycleEvent(inc, sarv1.IncidentChange_INCIDENT_CHANGE_DISPATCH_SETTINGS)
+		return ev, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.incs.del(inc.GetId())
+	s.deliver(ctx, ev)
+	return out, nil
 }

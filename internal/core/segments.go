@@ -461,7 +461,7 @@ func (s *Service) putAssignment(ctx context.Context, p *sarv1.Principal, inc *sa
 	}
 	sm := summary(g.meta, g.meta.Version, len(g.g.Cells), g.g.RestOfWorld, g.g.CumulativePOS)
 	ev := s.gridEvent(incidentID, sarv1.SearchGridChange_SEARCH_GRID_CHANGE_SEGMENTS, sm, len(ss.Cells), desc)
-	w, err := s.segmentTaskChange(ctx, p, incidentID, ss)
+	w, err := s.segmentTaskChange(ctx, p, inc, ss)
 	if err != nil {
 		return 0, err
 	}
@@ -486,7 +486,8 @@ func (s *Service) putAssignment(ctx context.Context, p *sarv1.Principal, inc *sa
 
 // segmentTaskChange is the change of a segment's task that its new
 // assignment ss needs, or nil for none.
-func (s *Service) segmentTaskChange(ctx context.Context, p *sarv1.Principal, incidentID string, ss sar.StoredSegment) (*sar.TaskWrite, error) {
+func (s *Service) segmentTaskChange(ctx context.Context, p *sarv1.Principal, inc *sarv1.Incident, ss sar.StoredSegment) (*sar.TaskWrite, error) {
+	incidentID := inc.GetId()
 	tasks, err := s.st.Tasks(ctx, incidentID)
 	if err != nil {
 		return nil, err
@@ -521,8 +522,9 @@ func (s *Service) segmentTaskChange(ctx context.Context, p *sarv1.Principal, inc
 		Priority: sarv1.TaskPriority_TASK_PRIORITY_NORMAL, SegmentId: int32(ss.ID), Team: team,
 		CreatedBy: p.GetCredentialId(), CreatedByName: p.GetDisplayName(), CreateTime: timestamppb.New(now)}
 	t.Title = defaultTitle(t)
+	t.AnswerWithin = durationpb.New(incidentAnswerWithin(inc, t.GetPriority()))
 	w := &sar.TaskWrite{IncidentID: incidentID, Task: t}
-	s.offer(w, p, t, answerWithin(t.GetPriority()), "")
+	s.offer(w, p, t, taskAnswerWithin(t), "")
 	return w, nil
 }
 

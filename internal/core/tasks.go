@@ -251,7 +251,7 @@ func (s *Service) CreateTask(ctx context.Context, req *sarv1.CreateTaskRequest) 
 		return nil, err
 	}
 	t.Team = &sarv1.TeamRef{AgencyId: team.GetAgencyId(), TeamId: team.GetTeamId()}
-	within := answerWithin(prio)
+	within := incidentAnswerWithin(inc, prio)
 	if req.GetAnswerWithin() != nil {
 		within = req.GetAnswerWithin().AsDuration()
 	}

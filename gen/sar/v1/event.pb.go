@@ -36,6 +36,8 @@ const (
 	IncidentChange_INCIDENT_CHANGE_CLOSED IncidentChange = 3
 	// The subject was found.
 	IncidentChange_INCIDENT_CHANGE_SUBJECT_FOUND IncidentChange = 4
+	// The dispatch settings changed.
+	IncidentChange_INCIDENT_CHANGE_DISPATCH_SETTINGS IncidentChange = 5
 )
 
 // Enum value maps for IncidentChange.
@@ -46,6 +48,7 @@ var (
 		2: "INCIDENT_CHANGE_AGENCIES_ASSIGNED",
 		3: "INCIDENT_CHANGE_CLOSED",
 		4: "INCIDENT_CHANGE_SUBJECT_FOUND",
+		5: "INCIDENT_CHANGE_DISPATCH_SETTINGS",
 	}
 	IncidentChange_value = map[string]int32{
 		"INCIDENT_CHANGE_UNSPECIFIED":       0,
@@ -53,6 +56,7 @@ var (
 		"INCIDENT_CHANGE_AGENCIES_ASSIGNED": 2,
 		"INCIDENT_CHANGE_CLOSED":            3,
 		"INCIDENT_CHANGE_SUBJECT_FOUND":     4,
+		"INCIDENT_CHANGE_DISPATCH_SETTINGS": 5,
 	}
 )
 
@@ -502,13 +506,14 @@ const file_sar_v1_event_proto_rawDesc = "" +
 	"\vparticipant\x18\x01 \x01(\v2\x13.sar.v1.ParticipantR\vparticipant\"t\n" +
 	"\x14IncidentChangedEvent\x12.\n" +
 	"\x06change\x18\x01 \x01(\x0e2\x16.sar.v1.IncidentChangeR\x06change\x12,\n" +
-	"\bincident\x18\x02 \x01(\v2\x10.sar.v1.IncidentR\bincident*\xb4\x01\n" +
+	"\bincident\x18\x02 \x01(\v2\x10.sar.v1.IncidentR\bincident*\xdb\x01\n" +
 	"\x0eIncidentChange\x12\x1f\n" +
 	"\x1bINCIDENT_CHANGE_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17INCIDENT_CHANGE_CREATED\x10\x01\x12%\n" +
 	"!INCIDENT_CHANGE_AGENCIES_ASSIGNED\x10\x02\x12\x1a\n" +
 	"\x16INCIDENT_CHANGE_CLOSED\x10\x03\x12!\n" +
-	"\x1dINCIDENT_CHANGE_SUBJECT_FOUND\x10\x04B\x7f\n" +
+	"\x1dINCIDENT_CHANGE_SUBJECT_FOUND\x10\x04\x12%\n" +
+	"!INCIDENT_CHANGE_DISPATCH_SETTINGS\x10\x05B\x7f\n" +
 	"\n" +
 	"com.sar.v1B\n" +
 	"EventProtoP\x01Z,github.com/mountain-sar/sar/gen/sar/v1;sarv1\xa2\x02\x03SXX\xaa\x02\x06Sar.V1\xca\x02\x06Sar\\V1\xe2\x02\x12Sar\\V1\\GPBMetadata\xea\x02\aSar::V1b\x06proto3"

@@ -9,6 +9,7 @@ package sarv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -463,6 +464,90 @@ func (ParticipantKind) EnumDescriptor() ([]byte, []int) {
 	return file_sar_v1_incident_proto_rawDescGZIP(), []int{6}
 }
 
+// DispatchSettings are an incident's rules for task offers.
+type DispatchSettings struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Agencies in the order a lapsed offer goes to them (the first with an
+	// available team gets it); agencies not named follow in the order they
+	// were assigned.
+	EscalationOrder []string `protobuf:"bytes,1,rep,name=escalation_order,json=escalationOrder,proto3" json:"escalation_order,omitempty"`
+	// How long a team has to answer an urgent offer (default 2 min).
+	AnswerWithinUrgent *durationpb.Duration `protobuf:"bytes,2,opt,name=answer_within_urgent,json=answerWithinUrgent,proto3" json:"answer_within_urgent,omitempty"`
+	// A high-priority offer (default 3 min).
+	AnswerWithinHigh *durationpb.Duration `protobuf:"bytes,3,opt,name=answer_within_high,json=answerWithinHigh,proto3" json:"answer_within_high,omitempty"`
+	// A normal offer (default 5 min).
+	AnswerWithinNormal *durationpb.Duration `protobuf:"bytes,4,opt,name=answer_within_normal,json=answerWithinNormal,proto3" json:"answer_within_normal,omitempty"`
+	// A low-priority offer (default 15 min).
+	AnswerWithinLow *durationpb.Duration `protobuf:"bytes,5,opt,name=answer_within_low,json=answerWithinLow,proto3" json:"answer_within_low,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *DispatchSettings) Reset() {
+	*x = DispatchSettings{}
+	mi := &file_sar_v1_incident_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DispatchSettings) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DispatchSettings) ProtoMessage() {}
+
+func (x *DispatchSettings) ProtoReflect() protoreflect.Message {
+	mi := &file_sar_v1_incident_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DispatchSettings.ProtoReflect.Descriptor instead.
+func (*DispatchSettings) Descriptor() ([]byte, []int) {
+	return file_sar_v1_incident_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *DispatchSettings) GetEscalationOrder() []string {
+	if x != nil {
+		return x.EscalationOrder
+	}
+	return nil
+}
+
+func (x *DispatchSettings) GetAnswerWithinUrgent() *durationpb.Duration {
+	if x != nil {
+		return x.AnswerWithinUrgent
+	}
+	return nil
+}
+
+func (x *DispatchSettings) GetAnswerWithinHigh() *durationpb.Duration {
+	if x != nil {
+		return x.AnswerWithinHigh
+	}
+	return nil
+}
+
+func (x *DispatchSettings) GetAnswerWithinNormal() *durationpb.Duration {
+	if x != nil {
+		return x.AnswerWithinNormal
+	}
+	return nil
+}
+
+func (x *DispatchSettings) GetAnswerWithinLow() *durationpb.Duration {
+	if x != nil {
+		return x.AnswerWithinLow
+	}
+	return nil
+}
+
 // SubjectFound says where, how and by whom the subject was found.
 type SubjectFound struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -487,7 +572,7 @@ type SubjectFound struct {
 
 func (x *SubjectFound) Reset() {
 	*x = SubjectFound{}
-	mi := &file_sar_v1_incident_proto_msgTypes[0]
+	mi := &file_sar_v1_incident_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -499,7 +584,7 @@ func (x *SubjectFound) String() string {
 func (*SubjectFound) ProtoMessage() {}
 
 func (x *SubjectFound) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_incident_proto_msgTypes[0]
+	mi := &file_sar_v1_incident_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -512,7 +597,7 @@ func (x *SubjectFound) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubjectFound.ProtoReflect.Descriptor instead.
 func (*SubjectFound) Descriptor() ([]byte, []int) {
-	return file_sar_v1_incident_proto_rawDescGZIP(), []int{0}
+	return file_sar_v1_incident_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *SubjectFound) GetTime() *timestamppb.Timestamp {
@@ -587,7 +672,7 @@ type SubjectProfile struct {
 
 func (x *SubjectProfile) Reset() {
 	*x = SubjectProfile{}
-	mi := &file_sar_v1_incident_proto_msgTypes[1]
+	mi := &file_sar_v1_incident_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -599,7 +684,7 @@ func (x *SubjectProfile) String() string {
 func (*SubjectProfile) ProtoMessage() {}
 
 func (x *SubjectProfile) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_incident_proto_msgTypes[1]
+	mi := &file_sar_v1_incident_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -612,7 +697,7 @@ func (x *SubjectProfile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubjectProfile.ProtoReflect.Descriptor instead.
 func (*SubjectProfile) Descriptor() ([]byte, []int) {
-	return file_sar_v1_incident_proto_rawDescGZIP(), []int{1}
+	return file_sar_v1_incident_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *SubjectProfile) GetCategory() SubjectCategory {
@@ -682,7 +767,7 @@ type PlanningPoint struct {
 
 func (x *PlanningPoint) Reset() {
 	*x = PlanningPoint{}
-	mi := &file_sar_v1_incident_proto_msgTypes[2]
+	mi := &file_sar_v1_incident_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -694,7 +779,7 @@ func (x *PlanningPoint) String() string {
 func (*PlanningPoint) ProtoMessage() {}
 
 func (x *PlanningPoint) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_incident_proto_msgTypes[2]
+	mi := &file_sar_v1_incident_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -707,7 +792,7 @@ func (x *PlanningPoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanningPoint.ProtoReflect.Descriptor instead.
 func (*PlanningPoint) Descriptor() ([]byte, []int) {
-	return file_sar_v1_incident_proto_rawDescGZIP(), []int{2}
+	return file_sar_v1_incident_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *PlanningPoint) GetPosition() *LatLng {
@@ -772,14 +857,16 @@ type Incident struct {
 	// Credential id of whoever opened it.
 	CreatedBy string `protobuf:"bytes,15,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
 	// Set once the subject is reported found.
-	Found         *SubjectFound `protobuf:"bytes,16,opt,name=found,proto3" json:"found,omitempty"`
+	Found *SubjectFound `protobuf:"bytes,16,opt,name=found,proto3" json:"found,omitempty"`
+	// How tasks are dispatched in this incident (TaskService.SetDispatchSettings).
+	Dispatch      *DispatchSettings `protobuf:"bytes,17,opt,name=dispatch,proto3" json:"dispatch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Incident) Reset() {
 	*x = Incident{}
-	mi := &file_sar_v1_incident_proto_msgTypes[3]
+	mi := &file_sar_v1_incident_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -791,7 +878,7 @@ func (x *Incident) String() string {
 func (*Incident) ProtoMessage() {}
 
 func (x *Incident) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_incident_proto_msgTypes[3]
+	mi := &file_sar_v1_incident_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -804,7 +891,7 @@ func (x *Incident) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Incident.ProtoReflect.Descriptor instead.
 func (*Incident) Descriptor() ([]byte, []int) {
-	return file_sar_v1_incident_proto_rawDescGZIP(), []int{3}
+	return file_sar_v1_incident_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Incident) GetId() string {
@@ -919,6 +1006,13 @@ func (x *Incident) GetFound() *SubjectFound {
 	return nil
 }
 
+func (x *Incident) GetDispatch() *DispatchSettings {
+	if x != nil {
+		return x.Dispatch
+	}
+	return nil
+}
+
 // Participant is a person whose position is tracked in an incident.
 type Participant struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -950,7 +1044,7 @@ type Participant struct {
 
 func (x *Participant) Reset() {
 	*x = Participant{}
-	mi := &file_sar_v1_incident_proto_msgTypes[4]
+	mi := &file_sar_v1_incident_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -962,7 +1056,7 @@ func (x *Participant) String() string {
 func (*Participant) ProtoMessage() {}
 
 func (x *Participant) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_incident_proto_msgTypes[4]
+	mi := &file_sar_v1_incident_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -975,7 +1069,7 @@ func (x *Participant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Participant.ProtoReflect.Descriptor instead.
 func (*Participant) Descriptor() ([]byte, []int) {
-	return file_sar_v1_incident_proto_rawDescGZIP(), []int{4}
+	return file_sar_v1_incident_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Participant) GetId() string {
@@ -1052,7 +1146,13 @@ var File_sar_v1_incident_proto protoreflect.FileDescriptor
 
 const file_sar_v1_incident_proto_rawDesc = "" +
 	"\n" +
-	"\x15sar/v1/incident.proto\x12\x06sar.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13sar/v1/common.proto\x1a\x15sar/v1/location.proto\"\xa6\x02\n" +
+	"\x15sar/v1/incident.proto\x12\x06sar.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13sar/v1/common.proto\x1a\x15sar/v1/location.proto\"\xe7\x02\n" +
+	"\x10DispatchSettings\x12)\n" +
+	"\x10escalation_order\x18\x01 \x03(\tR\x0fescalationOrder\x12K\n" +
+	"\x14answer_within_urgent\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x12answerWithinUrgent\x12G\n" +
+	"\x12answer_within_high\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x10answerWithinHigh\x12K\n" +
+	"\x14answer_within_normal\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x12answerWithinNormal\x12E\n" +
+	"\x11answer_within_low\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x0fanswerWithinLow\"\xa6\x02\n" +
 	"\fSubjectFound\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12*\n" +
 	"\bposition\x18\x02 \x01(\v2\x0e.sar.v1.LatLngR\bposition\x126\n" +
@@ -1077,7 +1177,7 @@ const file_sar_v1_incident_proto_rawDesc = "" +
 	"\n" +
 	"accuracy_m\x18\x02 \x01(\x01R\taccuracyM\x12.\n" +
 	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12 \n" +
-	"\vdescription\x18\x04 \x01(\tR\vdescription\"\xbb\x05\n" +
+	"\vdescription\x18\x04 \x01(\tR\vdescription\"\xf1\x05\n" +
 	"\bIncident\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05title\x18\x02 \x01(\tR\x05title\x12\"\n" +
@@ -1101,7 +1201,8 @@ const file_sar_v1_incident_proto_rawDesc = "" +
 	"close_note\x18\x0e \x01(\tR\tcloseNote\x12\x1d\n" +
 	"\n" +
 	"created_by\x18\x0f \x01(\tR\tcreatedBy\x12*\n" +
-	"\x05found\x18\x10 \x01(\v2\x14.sar.v1.SubjectFoundR\x05found\"\xf1\x02\n" +
+	"\x05found\x18\x10 \x01(\v2\x14.sar.v1.SubjectFoundR\x05found\x124\n" +
+	"\bdispatch\x18\x11 \x01(\v2\x18.sar.v1.DispatchSettingsR\bdispatch\"\xf1\x02\n" +
 	"\vParticipant\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
 	"\vincident_id\x18\x02 \x01(\tR\n" +
@@ -1178,7 +1279,7 @@ func file_sar_v1_incident_proto_rawDescGZIP() []byte {
 }
 
 var file_sar_v1_incident_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_sar_v1_incident_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_sar_v1_incident_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_sar_v1_incident_proto_goTypes = []any{
 	(IncidentState)(0),            // 0: sar.v1.IncidentState
 	(SubjectCondition)(0),         // 1: sar.v1.SubjectCondition
@@ -1187,43 +1288,50 @@ var file_sar_v1_incident_proto_goTypes = []any{
 	(Terrain)(0),                  // 4: sar.v1.Terrain
 	(Ecoregion)(0),                // 5: sar.v1.Ecoregion
 	(ParticipantKind)(0),          // 6: sar.v1.ParticipantKind
-	(*SubjectFound)(nil),          // 7: sar.v1.SubjectFound
-	(*SubjectProfile)(nil),        // 8: sar.v1.SubjectProfile
-	(*PlanningPoint)(nil),         // 9: sar.v1.PlanningPoint
-	(*Incident)(nil),              // 10: sar.v1.Incident
-	(*Participant)(nil),           // 11: sar.v1.Participant
-	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
-	(*LatLng)(nil),                // 13: sar.v1.LatLng
-	(*TeamRef)(nil),               // 14: sar.v1.TeamRef
-	(*LocationFix)(nil),           // 15: sar.v1.LocationFix
+	(*DispatchSettings)(nil),      // 7: sar.v1.DispatchSettings
+	(*SubjectFound)(nil),          // 8: sar.v1.SubjectFound
+	(*SubjectProfile)(nil),        // 9: sar.v1.SubjectProfile
+	(*PlanningPoint)(nil),         // 10: sar.v1.PlanningPoint
+	(*Incident)(nil),              // 11: sar.v1.Incident
+	(*Participant)(nil),           // 12: sar.v1.Participant
+	(*durationpb.Duration)(nil),   // 13: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
+	(*LatLng)(nil),                // 15: sar.v1.LatLng
+	(*TeamRef)(nil),               // 16: sar.v1.TeamRef
+	(*LocationFix)(nil),           // 17: sar.v1.LocationFix
 }
 var file_sar_v1_incident_proto_depIdxs = []int32{
-	12, // 0: sar.v1.SubjectFound.time:type_name -> google.protobuf.Timestamp
-	13, // 1: sar.v1.SubjectFound.position:type_name -> sar.v1.LatLng
-	1,  // 2: sar.v1.SubjectFound.condition:type_name -> sar.v1.SubjectCondition
-	14, // 3: sar.v1.SubjectFound.team:type_name -> sar.v1.TeamRef
-	3,  // 4: sar.v1.SubjectProfile.category:type_name -> sar.v1.SubjectCategory
-	12, // 5: sar.v1.SubjectProfile.last_seen_time:type_name -> google.protobuf.Timestamp
-	4,  // 6: sar.v1.SubjectProfile.terrain:type_name -> sar.v1.Terrain
-	5,  // 7: sar.v1.SubjectProfile.ecoregion:type_name -> sar.v1.Ecoregion
-	13, // 8: sar.v1.PlanningPoint.position:type_name -> sar.v1.LatLng
-	12, // 9: sar.v1.PlanningPoint.time:type_name -> google.protobuf.Timestamp
-	0,  // 10: sar.v1.Incident.state:type_name -> sar.v1.IncidentState
-	9,  // 11: sar.v1.Incident.initial_planning_point:type_name -> sar.v1.PlanningPoint
-	8,  // 12: sar.v1.Incident.subject:type_name -> sar.v1.SubjectProfile
-	12, // 13: sar.v1.Incident.create_time:type_name -> google.protobuf.Timestamp
-	12, // 14: sar.v1.Incident.update_time:type_name -> google.protobuf.Timestamp
-	12, // 15: sar.v1.Incident.close_time:type_name -> google.protobuf.Timestamp
-	2,  // 16: sar.v1.Incident.outcome:type_name -> sar.v1.IncidentOutcome
-	7,  // 17: sar.v1.Incident.found:type_name -> sar.v1.SubjectFound
-	6,  // 18: sar.v1.Participant.kind:type_name -> sar.v1.ParticipantKind
-	12, // 19: sar.v1.Participant.join_time:type_name -> google.protobuf.Timestamp
-	15, // 20: sar.v1.Participant.last_fix:type_name -> sar.v1.LocationFix
-	21, // [21:21] is the sub-list for method output_type
-	21, // [21:21] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	13, // 0: sar.v1.DispatchSettings.answer_within_urgent:type_name -> google.protobuf.Duration
+	13, // 1: sar.v1.DispatchSettings.answer_within_high:type_name -> google.protobuf.Duration
+	13, // 2: sar.v1.DispatchSettings.answer_within_normal:type_name -> google.protobuf.Duration
+	13, // 3: sar.v1.DispatchSettings.answer_within_low:type_name -> google.protobuf.Duration
+	14, // 4: sar.v1.SubjectFound.time:type_name -> google.protobuf.Timestamp
+	15, // 5: sar.v1.SubjectFound.position:type_name -> sar.v1.LatLng
+	1,  // 6: sar.v1.SubjectFound.condition:type_name -> sar.v1.SubjectCondition
+	16, // 7: sar.v1.SubjectFound.team:type_name -> sar.v1.TeamRef
+	3,  // 8: sar.v1.SubjectProfile.category:type_name -> sar.v1.SubjectCategory
+	14, // 9: sar.v1.SubjectProfile.last_seen_time:type_name -> google.protobuf.Timestamp
+	4,  // 10: sar.v1.SubjectProfile.terrain:type_name -> sar.v1.Terrain
+	5,  // 11: sar.v1.SubjectProfile.ecoregion:type_name -> sar.v1.Ecoregion
+	15, // 12: sar.v1.PlanningPoint.position:type_name -> sar.v1.LatLng
+	14, // 13: sar.v1.PlanningPoint.time:type_name -> google.protobuf.Timestamp
+	0,  // 14: sar.v1.Incident.state:type_name -> sar.v1.IncidentState
+	10, // 15: sar.v1.Incident.initial_planning_point:type_name -> sar.v1.PlanningPoint
+	9,  // 16: sar.v1.Incident.subject:type_name -> sar.v1.SubjectProfile
+	14, // 17: sar.v1.Incident.create_time:type_name -> google.protobuf.Timestamp
+	14, // 18: sar.v1.Incident.update_time:type_name -> google.protobuf.Timestamp
+	14, // 19: sar.v1.Incident.close_time:type_name -> google.protobuf.Timestamp
+	2,  // 20: sar.v1.Incident.outcome:type_name -> sar.v1.IncidentOutcome
+	8,  // 21: sar.v1.Incident.found:type_name -> sar.v1.SubjectFound
+	7,  // 22: sar.v1.Incident.dispatch:type_name -> sar.v1.DispatchSettings
+	6,  // 23: sar.v1.Participant.kind:type_name -> sar.v1.ParticipantKind
+	14, // 24: sar.v1.Participant.join_time:type_name -> google.protobuf.Timestamp
+	17, // 25: sar.v1.Participant.last_fix:type_name -> sar.v1.LocationFix
+	26, // [26:26] is the sub-list for method output_type
+	26, // [26:26] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_sar_v1_incident_proto_init() }
@@ -1233,14 +1341,14 @@ func file_sar_v1_incident_proto_init() {
 	}
 	file_sar_v1_common_proto_init()
 	file_sar_v1_location_proto_init()
-	file_sar_v1_incident_proto_msgTypes[1].OneofWrappers = []any{}
+	file_sar_v1_incident_proto_msgTypes[2].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sar_v1_incident_proto_rawDesc), len(file_sar_v1_incident_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   5,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1647,6 +1647,107 @@ func (x *CancelTaskResponse) GetTask() *Task {
 	return nil
 }
 
+// SetDispatchSettingsRequest is the request of SetDispatchSettings.
+type SetDispatchSettingsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The incident.
+	IncidentId string `protobuf:"bytes,1,opt,name=incident_id,json=incidentId,proto3" json:"incident_id,omitempty"`
+	// The settings (replacing the current ones).
+	Settings      *DispatchSettings `protobuf:"bytes,2,opt,name=settings,proto3" json:"settings,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetDispatchSettingsRequest) Reset() {
+	*x = SetDispatchSettingsRequest{}
+	mi := &file_sar_v1_task_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetDispatchSettingsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetDispatchSettingsRequest) ProtoMessage() {}
+
+func (x *SetDispatchSettingsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sar_v1_task_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetDispatchSettingsRequest.ProtoReflect.Descriptor instead.
+func (*SetDispatchSettingsRequest) Descriptor() ([]byte, []int) {
+	return file_sar_v1_task_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *SetDispatchSettingsRequest) GetIncidentId() string {
+	if x != nil {
+		return x.IncidentId
+	}
+	return ""
+}
+
+func (x *SetDispatchSettingsRequest) GetSettings() *DispatchSettings {
+	if x != nil {
+		return x.Settings
+	}
+	return nil
+}
+
+// SetDispatchSettingsResponse is the response of SetDispatchSettings.
+type SetDispatchSettingsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The incident after the change.
+	Incident      *Incident `protobuf:"bytes,1,opt,name=incident,proto3" json:"incident,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetDispatchSettingsResponse) Reset() {
+	*x = SetDispatchSettingsResponse{}
+	mi := &file_sar_v1_task_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetDispatchSettingsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetDispatchSettingsResponse) ProtoMessage() {}
+
+func (x *SetDispatchSettingsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sar_v1_task_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetDispatchSettingsResponse.ProtoReflect.Descriptor instead.
+func (*SetDispatchSettingsResponse) Descriptor() ([]byte, []int) {
+	return file_sar_v1_task_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *SetDispatchSettingsResponse) GetIncident() *Incident {
+	if x != nil {
+		return x.Incident
+	}
+	return nil
+}
+
 // ReassignTaskRequest is the request of ReassignTask.
 type ReassignTaskRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1666,7 +1767,7 @@ type ReassignTaskRequest struct {
 
 func (x *ReassignTaskRequest) Reset() {
 	*x = ReassignTaskRequest{}
-	mi := &file_sar_v1_task_proto_msgTypes[18]
+	mi := &file_sar_v1_task_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1678,7 +1779,7 @@ func (x *ReassignTaskRequest) String() string {
 func (*ReassignTaskRequest) ProtoMessage() {}
 
 func (x *ReassignTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_task_proto_msgTypes[18]
+	mi := &file_sar_v1_task_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1691,7 +1792,7 @@ func (x *ReassignTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReassignTaskRequest.ProtoReflect.Descriptor instead.
 func (*ReassignTaskRequest) Descriptor() ([]byte, []int) {
-	return file_sar_v1_task_proto_rawDescGZIP(), []int{18}
+	return file_sar_v1_task_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ReassignTaskRequest) GetIncidentId() string {
@@ -1740,7 +1841,7 @@ type ReassignTaskResponse struct {
 
 func (x *ReassignTaskResponse) Reset() {
 	*x = ReassignTaskResponse{}
-	mi := &file_sar_v1_task_proto_msgTypes[19]
+	mi := &file_sar_v1_task_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1752,7 +1853,7 @@ func (x *ReassignTaskResponse) String() string {
 func (*ReassignTaskResponse) ProtoMessage() {}
 
 func (x *ReassignTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_task_proto_msgTypes[19]
+	mi := &file_sar_v1_task_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1765,7 +1866,7 @@ func (x *ReassignTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReassignTaskResponse.ProtoReflect.Descriptor instead.
 func (*ReassignTaskResponse) Descriptor() ([]byte, []int) {
-	return file_sar_v1_task_proto_rawDescGZIP(), []int{19}
+	return file_sar_v1_task_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ReassignTaskResponse) GetTask() *Task {
@@ -1788,7 +1889,7 @@ type StreamTasksRequest struct {
 
 func (x *StreamTasksRequest) Reset() {
 	*x = StreamTasksRequest{}
-	mi := &file_sar_v1_task_proto_msgTypes[20]
+	mi := &file_sar_v1_task_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1800,7 +1901,7 @@ func (x *StreamTasksRequest) String() string {
 func (*StreamTasksRequest) ProtoMessage() {}
 
 func (x *StreamTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_task_proto_msgTypes[20]
+	mi := &file_sar_v1_task_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1813,7 +1914,7 @@ func (x *StreamTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamTasksRequest.ProtoReflect.Descriptor instead.
 func (*StreamTasksRequest) Descriptor() ([]byte, []int) {
-	return file_sar_v1_task_proto_rawDescGZIP(), []int{20}
+	return file_sar_v1_task_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *StreamTasksRequest) GetIncidentId() string {
@@ -1856,7 +1957,7 @@ type StreamTasksResponse struct {
 
 func (x *StreamTasksResponse) Reset() {
 	*x = StreamTasksResponse{}
-	mi := &file_sar_v1_task_proto_msgTypes[21]
+	mi := &file_sar_v1_task_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1868,7 +1969,7 @@ func (x *StreamTasksResponse) String() string {
 func (*StreamTasksResponse) ProtoMessage() {}
 
 func (x *StreamTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_task_proto_msgTypes[21]
+	mi := &file_sar_v1_task_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1881,7 +1982,7 @@ func (x *StreamTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamTasksResponse.ProtoReflect.Descriptor instead.
 func (*StreamTasksResponse) Descriptor() ([]byte, []int) {
-	return file_sar_v1_task_proto_rawDescGZIP(), []int{21}
+	return file_sar_v1_task_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *StreamTasksResponse) GetCursor() string {
@@ -1950,7 +2051,7 @@ type TaskChangedEvent struct {
 
 func (x *TaskChangedEvent) Reset() {
 	*x = TaskChangedEvent{}
-	mi := &file_sar_v1_task_proto_msgTypes[22]
+	mi := &file_sar_v1_task_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1962,7 +2063,7 @@ func (x *TaskChangedEvent) String() string {
 func (*TaskChangedEvent) ProtoMessage() {}
 
 func (x *TaskChangedEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_task_proto_msgTypes[22]
+	mi := &file_sar_v1_task_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1975,7 +2076,7 @@ func (x *TaskChangedEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskChangedEvent.ProtoReflect.Descriptor instead.
 func (*TaskChangedEvent) Descriptor() ([]byte, []int) {
-	return file_sar_v1_task_proto_rawDescGZIP(), []int{22}
+	return file_sar_v1_task_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *TaskChangedEvent) GetTask() *Task {
@@ -2130,7 +2231,13 @@ const file_sar_v1_task_proto_rawDesc = "" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\"6\n" +
 	"\x12CancelTaskResponse\x12 \n" +
-	"\x04task\x18\x01 \x01(\v2\f.sar.v1.TaskR\x04task\"\xc8\x01\n" +
+	"\x04task\x18\x01 \x01(\v2\f.sar.v1.TaskR\x04task\"s\n" +
+	"\x1aSetDispatchSettingsRequest\x12\x1f\n" +
+	"\vincident_id\x18\x01 \x01(\tR\n" +
+	"incidentId\x124\n" +
+	"\bsettings\x18\x02 \x01(\v2\x18.sar.v1.DispatchSettingsR\bsettings\"K\n" +
+	"\x1bSetDispatchSettingsResponse\x12,\n" +
+	"\bincident\x18\x01 \x01(\v2\x10.sar.v1.IncidentR\bincident\"\xc8\x01\n" +
 	"\x13ReassignTaskRequest\x12\x1f\n" +
 	"\vincident_id\x18\x01 \x01(\tR\n" +
 	"incidentId\x12\x17\n" +
@@ -2186,7 +2293,7 @@ const file_sar_v1_task_proto_rawDesc = "" +
 	"\x1cTASK_NOTICE_KIND_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18TASK_NOTICE_KIND_MESSAGE\x10\x01\x12$\n" +
 	" TASK_NOTICE_KIND_INCIDENT_CLOSED\x10\x02\x12\"\n" +
-	"\x1eTASK_NOTICE_KIND_SUBJECT_FOUND\x10\x032\xdf\x05\n" +
+	"\x1eTASK_NOTICE_KIND_SUBJECT_FOUND\x10\x032\xbf\x06\n" +
 	"\vTaskService\x12C\n" +
 	"\n" +
 	"CreateTask\x12\x19.sar.v1.CreateTaskRequest\x1a\x1a.sar.v1.CreateTaskResponse\x12:\n" +
@@ -2198,7 +2305,8 @@ const file_sar_v1_task_proto_rawDesc = "" +
 	"\x12ReportTaskProgress\x12!.sar.v1.ReportTaskProgressRequest\x1a\".sar.v1.ReportTaskProgressResponse\x12I\n" +
 	"\fCompleteTask\x12\x1b.sar.v1.CompleteTaskRequest\x1a\x1c.sar.v1.CompleteTaskResponse\x12C\n" +
 	"\n" +
-	"CancelTask\x12\x19.sar.v1.CancelTaskRequest\x1a\x1a.sar.v1.CancelTaskResponse\x12I\n" +
+	"CancelTask\x12\x19.sar.v1.CancelTaskRequest\x1a\x1a.sar.v1.CancelTaskResponse\x12^\n" +
+	"\x13SetDispatchSettings\x12\".sar.v1.SetDispatchSettingsRequest\x1a#.sar.v1.SetDispatchSettingsResponse\x12I\n" +
 	"\fReassignTask\x12\x1b.sar.v1.ReassignTaskRequest\x1a\x1c.sar.v1.ReassignTaskResponse\x12H\n" +
 	"\vStreamTasks\x12\x1a.sar.v1.StreamTasksRequest\x1a\x1b.sar.v1.StreamTasksResponse0\x01B~\n" +
 	"\n" +
@@ -2217,111 +2325,118 @@ func file_sar_v1_task_proto_rawDescGZIP() []byte {
 }
 
 var file_sar_v1_task_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_sar_v1_task_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_sar_v1_task_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_sar_v1_task_proto_goTypes = []any{
-	(TaskKind)(0),                      // 0: sar.v1.TaskKind
-	(TaskPriority)(0),                  // 1: sar.v1.TaskPriority
-	(TaskState)(0),                     // 2: sar.v1.TaskState
-	(TaskNoticeKind)(0),                // 3: sar.v1.TaskNoticeKind
-	(*TaskTransition)(nil),             // 4: sar.v1.TaskTransition
-	(*Task)(nil),                       // 5: sar.v1.Task
-	(*CreateTaskRequest)(nil),          // 6: sar.v1.CreateTaskRequest
-	(*CreateTaskResponse)(nil),         // 7: sar.v1.CreateTaskResponse
-	(*GetTaskRequest)(nil),             // 8: sar.v1.GetTaskRequest
-	(*GetTaskResponse)(nil),            // 9: sar.v1.GetTaskResponse
-	(*ListTasksRequest)(nil),           // 10: sar.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),          // 11: sar.v1.ListTasksResponse
-	(*AcceptTaskRequest)(nil),          // 12: sar.v1.AcceptTaskRequest
-	(*AcceptTaskResponse)(nil),         // 13: sar.v1.AcceptTaskResponse
-	(*DeclineTaskRequest)(nil),         // 14: sar.v1.DeclineTaskRequest
-	(*DeclineTaskResponse)(nil),        // 15: sar.v1.DeclineTaskResponse
-	(*ReportTaskProgressRequest)(nil),  // 16: sar.v1.ReportTaskProgressRequest
-	(*ReportTaskProgressResponse)(nil), // 17: sar.v1.ReportTaskProgressResponse
-	(*CompleteTaskRequest)(nil),        // 18: sar.v1.CompleteTaskRequest
-	(*CompleteTaskResponse)(nil),       // 19: sar.v1.CompleteTaskResponse
-	(*CancelTaskRequest)(nil),          // 20: sar.v1.CancelTaskRequest
-	(*CancelTaskResponse)(nil),         // 21: sar.v1.CancelTaskResponse
-	(*ReassignTaskRequest)(nil),        // 22: sar.v1.ReassignTaskRequest
-	(*ReassignTaskResponse)(nil),       // 23: sar.v1.ReassignTaskResponse
-	(*StreamTasksRequest)(nil),         // 24: sar.v1.StreamTasksRequest
-	(*StreamTasksResponse)(nil),        // 25: sar.v1.StreamTasksResponse
-	(*TaskChangedEvent)(nil),           // 26: sar.v1.TaskChangedEvent
-	(*timestamppb.Timestamp)(nil),      // 27: google.protobuf.Timestamp
-	(*TeamRef)(nil),                    // 28: sar.v1.TeamRef
-	(*LatLng)(nil),                     // 29: sar.v1.LatLng
-	(*durationpb.Duration)(nil),        // 30: google.protobuf.Duration
-	(*Incident)(nil),                   // 31: sar.v1.Incident
+	(TaskKind)(0),                       // 0: sar.v1.TaskKind
+	(TaskPriority)(0),                   // 1: sar.v1.TaskPriority
+	(TaskState)(0),                      // 2: sar.v1.TaskState
+	(TaskNoticeKind)(0),                 // 3: sar.v1.TaskNoticeKind
+	(*TaskTransition)(nil),              // 4: sar.v1.TaskTransition
+	(*Task)(nil),                        // 5: sar.v1.Task
+	(*CreateTaskRequest)(nil),           // 6: sar.v1.CreateTaskRequest
+	(*CreateTaskResponse)(nil),          // 7: sar.v1.CreateTaskResponse
+	(*GetTaskRequest)(nil),              // 8: sar.v1.GetTaskRequest
+	(*GetTaskResponse)(nil),             // 9: sar.v1.GetTaskResponse
+	(*ListTasksRequest)(nil),            // 10: sar.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),           // 11: sar.v1.ListTasksResponse
+	(*AcceptTaskRequest)(nil),           // 12: sar.v1.AcceptTaskRequest
+	(*AcceptTaskResponse)(nil),          // 13: sar.v1.AcceptTaskResponse
+	(*DeclineTaskRequest)(nil),          // 14: sar.v1.DeclineTaskRequest
+	(*DeclineTaskResponse)(nil),         // 15: sar.v1.DeclineTaskResponse
+	(*ReportTaskProgressRequest)(nil),   // 16: sar.v1.ReportTaskProgressRequest
+	(*ReportTaskProgressResponse)(nil),  // 17: sar.v1.ReportTaskProgressResponse
+	(*CompleteTaskRequest)(nil),         // 18: sar.v1.CompleteTaskRequest
+	(*CompleteTaskResponse)(nil),        // 19: sar.v1.CompleteTaskResponse
+	(*CancelTaskRequest)(nil),           // 20: sar.v1.CancelTaskRequest
+	(*CancelTaskResponse)(nil),          // 21: sar.v1.CancelTaskResponse
+	(*SetDispatchSettingsRequest)(nil),  // 22: sar.v1.SetDispatchSettingsRequest
+	(*SetDispatchSettingsResponse)(nil), // 23: sar.v1.SetDispatchSettingsResponse
+	(*ReassignTaskRequest)(nil),         // 24: sar.v1.ReassignTaskRequest
+	(*ReassignTaskResponse)(nil),        // 25: sar.v1.ReassignTaskResponse
+	(*StreamTasksRequest)(nil),          // 26: sar.v1.StreamTasksRequest
+	(*StreamTasksResponse)(nil),         // 27: sar.v1.StreamTasksResponse
+	(*TaskChangedEvent)(nil),            // 28: sar.v1.TaskChangedEvent
+	(*timestamppb.Timestamp)(nil),       // 29: google.protobuf.Timestamp
+	(*TeamRef)(nil),                     // 30: sar.v1.TeamRef
+	(*LatLng)(nil),                      // 31: sar.v1.LatLng
+	(*durationpb.Duration)(nil),         // 32: google.protobuf.Duration
+	(*DispatchSettings)(nil),            // 33: sar.v1.DispatchSettings
+	(*Incident)(nil),                    // 34: sar.v1.Incident
 }
 var file_sar_v1_task_proto_depIdxs = []int32{
 	2,  // 0: sar.v1.TaskTransition.from:type_name -> sar.v1.TaskState
 	2,  // 1: sar.v1.TaskTransition.to:type_name -> sar.v1.TaskState
-	27, // 2: sar.v1.TaskTransition.time:type_name -> google.protobuf.Timestamp
-	28, // 3: sar.v1.TaskTransition.team:type_name -> sar.v1.TeamRef
+	29, // 2: sar.v1.TaskTransition.time:type_name -> google.protobuf.Timestamp
+	30, // 3: sar.v1.TaskTransition.team:type_name -> sar.v1.TeamRef
 	0,  // 4: sar.v1.Task.kind:type_name -> sar.v1.TaskKind
 	1,  // 5: sar.v1.Task.priority:type_name -> sar.v1.TaskPriority
-	28, // 6: sar.v1.Task.team:type_name -> sar.v1.TeamRef
-	29, // 7: sar.v1.Task.point:type_name -> sar.v1.LatLng
+	30, // 6: sar.v1.Task.team:type_name -> sar.v1.TeamRef
+	31, // 7: sar.v1.Task.point:type_name -> sar.v1.LatLng
 	2,  // 8: sar.v1.Task.state:type_name -> sar.v1.TaskState
-	27, // 9: sar.v1.Task.offer_deadline:type_name -> google.protobuf.Timestamp
-	27, // 10: sar.v1.Task.eta:type_name -> google.protobuf.Timestamp
-	27, // 11: sar.v1.Task.create_time:type_name -> google.protobuf.Timestamp
-	27, // 12: sar.v1.Task.update_time:type_name -> google.protobuf.Timestamp
+	29, // 9: sar.v1.Task.offer_deadline:type_name -> google.protobuf.Timestamp
+	29, // 10: sar.v1.Task.eta:type_name -> google.protobuf.Timestamp
+	29, // 11: sar.v1.Task.create_time:type_name -> google.protobuf.Timestamp
+	29, // 12: sar.v1.Task.update_time:type_name -> google.protobuf.Timestamp
 	4,  // 13: sar.v1.Task.transitions:type_name -> sar.v1.TaskTransition
-	28, // 14: sar.v1.Task.declined_by:type_name -> sar.v1.TeamRef
-	28, // 15: sar.v1.Task.missed_by:type_name -> sar.v1.TeamRef
-	30, // 16: sar.v1.Task.answer_within:type_name -> google.protobuf.Duration
+	30, // 14: sar.v1.Task.declined_by:type_name -> sar.v1.TeamRef
+	30, // 15: sar.v1.Task.missed_by:type_name -> sar.v1.TeamRef
+	32, // 16: sar.v1.Task.answer_within:type_name -> google.protobuf.Duration
 	0,  // 17: sar.v1.CreateTaskRequest.kind:type_name -> sar.v1.TaskKind
 	1,  // 18: sar.v1.CreateTaskRequest.priority:type_name -> sar.v1.TaskPriority
-	28, // 19: sar.v1.CreateTaskRequest.team:type_name -> sar.v1.TeamRef
-	29, // 20: sar.v1.CreateTaskRequest.point:type_name -> sar.v1.LatLng
-	30, // 21: sar.v1.CreateTaskRequest.answer_within:type_name -> google.protobuf.Duration
+	30, // 19: sar.v1.CreateTaskRequest.team:type_name -> sar.v1.TeamRef
+	31, // 20: sar.v1.CreateTaskRequest.point:type_name -> sar.v1.LatLng
+	32, // 21: sar.v1.CreateTaskRequest.answer_within:type_name -> google.protobuf.Duration
 	5,  // 22: sar.v1.CreateTaskResponse.task:type_name -> sar.v1.Task
 	5,  // 23: sar.v1.GetTaskResponse.task:type_name -> sar.v1.Task
-	28, // 24: sar.v1.ListTasksRequest.team:type_name -> sar.v1.TeamRef
+	30, // 24: sar.v1.ListTasksRequest.team:type_name -> sar.v1.TeamRef
 	2,  // 25: sar.v1.ListTasksRequest.states:type_name -> sar.v1.TaskState
 	5,  // 26: sar.v1.ListTasksResponse.tasks:type_name -> sar.v1.Task
-	30, // 27: sar.v1.AcceptTaskRequest.eta:type_name -> google.protobuf.Duration
+	32, // 27: sar.v1.AcceptTaskRequest.eta:type_name -> google.protobuf.Duration
 	5,  // 28: sar.v1.AcceptTaskResponse.task:type_name -> sar.v1.Task
 	5,  // 29: sar.v1.DeclineTaskResponse.task:type_name -> sar.v1.Task
 	5,  // 30: sar.v1.ReportTaskProgressResponse.task:type_name -> sar.v1.Task
 	5,  // 31: sar.v1.CompleteTaskResponse.task:type_name -> sar.v1.Task
 	5,  // 32: sar.v1.CancelTaskResponse.task:type_name -> sar.v1.Task
-	28, // 33: sar.v1.ReassignTaskRequest.team:type_name -> sar.v1.TeamRef
-	30, // 34: sar.v1.ReassignTaskRequest.answer_within:type_name -> google.protobuf.Duration
-	5,  // 35: sar.v1.ReassignTaskResponse.task:type_name -> sar.v1.Task
-	27, // 36: sar.v1.StreamTasksResponse.time:type_name -> google.protobuf.Timestamp
-	5,  // 37: sar.v1.StreamTasksResponse.task:type_name -> sar.v1.Task
-	3,  // 38: sar.v1.StreamTasksResponse.notice:type_name -> sar.v1.TaskNoticeKind
-	31, // 39: sar.v1.StreamTasksResponse.incident:type_name -> sar.v1.Incident
-	5,  // 40: sar.v1.TaskChangedEvent.task:type_name -> sar.v1.Task
-	4,  // 41: sar.v1.TaskChangedEvent.transition:type_name -> sar.v1.TaskTransition
-	3,  // 42: sar.v1.TaskChangedEvent.notice:type_name -> sar.v1.TaskNoticeKind
-	31, // 43: sar.v1.TaskChangedEvent.incident:type_name -> sar.v1.Incident
-	6,  // 44: sar.v1.TaskService.CreateTask:input_type -> sar.v1.CreateTaskRequest
-	8,  // 45: sar.v1.TaskService.GetTask:input_type -> sar.v1.GetTaskRequest
-	10, // 46: sar.v1.TaskService.ListTasks:input_type -> sar.v1.ListTasksRequest
-	12, // 47: sar.v1.TaskService.AcceptTask:input_type -> sar.v1.AcceptTaskRequest
-	14, // 48: sar.v1.TaskService.DeclineTask:input_type -> sar.v1.DeclineTaskRequest
-	16, // 49: sar.v1.TaskService.ReportTaskProgress:input_type -> sar.v1.ReportTaskProgressRequest
-	18, // 50: sar.v1.TaskService.CompleteTask:input_type -> sar.v1.CompleteTaskRequest
-	20, // 51: sar.v1.TaskService.CancelTask:input_type -> sar.v1.CancelTaskRequest
-	22, // 52: sar.v1.TaskService.ReassignTask:input_type -> sar.v1.ReassignTaskRequest
-	24, // 53: sar.v1.TaskService.StreamTasks:input_type -> sar.v1.StreamTasksRequest
-	7,  // 54: sar.v1.TaskService.CreateTask:output_type -> sar.v1.CreateTaskResponse
-	9,  // 55: sar.v1.TaskService.GetTask:output_type -> sar.v1.GetTaskResponse
-	11, // 56: sar.v1.TaskService.ListTasks:output_type -> sar.v1.ListTasksResponse
-	13, // 57: sar.v1.TaskService.AcceptTask:output_type -> sar.v1.AcceptTaskResponse
-	15, // 58: sar.v1.TaskService.DeclineTask:output_type -> sar.v1.DeclineTaskResponse
-	17, // 59: sar.v1.TaskService.ReportTaskProgress:output_type -> sar.v1.ReportTaskProgressResponse
-	19, // 60: sar.v1.TaskService.CompleteTask:output_type -> sar.v1.CompleteTaskResponse
-	21, // 61: sar.v1.TaskService.CancelTask:output_type -> sar.v1.CancelTaskResponse
-	23, // 62: sar.v1.TaskService.ReassignTask:output_type -> sar.v1.ReassignTaskResponse
-	25, // 63: sar.v1.TaskService.StreamTasks:output_type -> sar.v1.StreamTasksResponse
-	54, // [54:64] is the sub-list for method output_type
-	44, // [44:54] is the sub-list for method input_type
-	44, // [44:44] is the sub-list for extension type_name
-	44, // [44:44] is the sub-list for extension extendee
-	0,  // [0:44] is the sub-list for field type_name
+	33, // 33: sar.v1.SetDispatchSettingsRequest.settings:type_name -> sar.v1.DispatchSettings
+	34, // 34: sar.v1.SetDispatchSettingsResponse.incident:type_name -> sar.v1.Incident
+	30, // 35: sar.v1.ReassignTaskRequest.team:type_name -> sar.v1.TeamRef
+	32, // 36: sar.v1.ReassignTaskRequest.answer_within:type_name -> google.protobuf.Duration
+	5,  // 37: sar.v1.ReassignTaskResponse.task:type_name -> sar.v1.Task
+	29, // 38: sar.v1.StreamTasksResponse.time:type_name -> google.protobuf.Timestamp
+	5,  // 39: sar.v1.StreamTasksResponse.task:type_name -> sar.v1.Task
+	3,  // 40: sar.v1.StreamTasksResponse.notice:type_name -> sar.v1.TaskNoticeKind
+	34, // 41: sar.v1.StreamTasksResponse.incident:type_name -> sar.v1.Incident
+	5,  // 42: sar.v1.TaskChangedEvent.task:type_name -> sar.v1.Task
+	4,  // 43: sar.v1.TaskChangedEvent.transition:type_name -> sar.v1.TaskTransition
+	3,  // 44: sar.v1.TaskChangedEvent.notice:type_name -> sar.v1.TaskNoticeKind
+	34, // 45: sar.v1.TaskChangedEvent.incident:type_name -> sar.v1.Incident
+	6,  // 46: sar.v1.TaskService.CreateTask:input_type -> sar.v1.CreateTaskRequest
+	8,  // 47: sar.v1.TaskService.GetTask:input_type -> sar.v1.GetTaskRequest
+	10, // 48: sar.v1.TaskService.ListTasks:input_type -> sar.v1.ListTasksRequest
+	12, // 49: sar.v1.TaskService.AcceptTask:input_type -> sar.v1.AcceptTaskRequest
+	14, // 50: sar.v1.TaskService.DeclineTask:input_type -> sar.v1.DeclineTaskRequest
+	16, // 51: sar.v1.TaskService.ReportTaskProgress:input_type -> sar.v1.ReportTaskProgressRequest
+	18, // 52: sar.v1.TaskService.CompleteTask:input_type -> sar.v1.CompleteTaskRequest
+	20, // 53: sar.v1.TaskService.CancelTask:input_type -> sar.v1.CancelTaskRequest
+	22, // 54: sar.v1.TaskService.SetDispatchSettings:input_type -> sar.v1.SetDispatchSettingsRequest
+	24, // 55: sar.v1.TaskService.ReassignTask:input_type -> sar.v1.ReassignTaskRequest
+	26, // 56: sar.v1.TaskService.StreamTasks:input_type -> sar.v1.StreamTasksRequest
+	7,  // 57: sar.v1.TaskService.CreateTask:output_type -> sar.v1.CreateTaskResponse
+	9,  // 58: sar.v1.TaskService.GetTask:output_type -> sar.v1.GetTaskResponse
+	11, // 59: sar.v1.TaskService.ListTasks:output_type -> sar.v1.ListTasksResponse
+	13, // 60: sar.v1.TaskService.AcceptTask:output_type -> sar.v1.AcceptTaskResponse
+	15, // 61: sar.v1.TaskService.DeclineTask:output_type -> sar.v1.DeclineTaskResponse
+	17, // 62: sar.v1.TaskService.ReportTaskProgress:output_type -> sar.v1.ReportTaskProgressResponse
+	19, // 63: sar.v1.TaskService.CompleteTask:output_type -> sar.v1.CompleteTaskResponse
+	21, // 64: sar.v1.TaskService.CancelTask:output_type -> sar.v1.CancelTaskResponse
+	23, // 65: sar.v1.TaskService.SetDispatchSettings:output_type -> sar.v1.SetDispatchSettingsResponse
+	25, // 66: sar.v1.TaskService.ReassignTask:output_type -> sar.v1.ReassignTaskResponse
+	27, // 67: sar.v1.TaskService.StreamTasks:output_type -> sar.v1.StreamTasksResponse
+	57, // [57:68] is the sub-list for method output_type
+	46, // [46:57] is the sub-list for method input_type
+	46, // [46:46] is the sub-list for extension type_name
+	46, // [46:46] is the sub-list for extension extendee
+	0,  // [0:46] is the sub-list for field type_name
 }
 
 func init() { file_sar_v1_task_proto_init() }
@@ -2337,7 +2452,7 @@ func file_sar_v1_task_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sar_v1_task_proto_rawDesc), len(file_sar_v1_task_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   23,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,16 +19,17 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	TaskService_CreateTask_FullMethodName         = "/sar.v1.TaskService/CreateTask"
-	TaskService_GetTask_FullMethodName            = "/sar.v1.TaskService/GetTask"
-	TaskService_ListTasks_FullMethodName          = "/sar.v1.TaskService/ListTasks"
-	TaskService_AcceptTask_FullMethodName         = "/sar.v1.TaskService/AcceptTask"
-	TaskService_DeclineTask_FullMethodName        = "/sar.v1.TaskService/DeclineTask"
-	TaskService_ReportTaskProgress_FullMethodName = "/sar.v1.TaskService/ReportTaskProgress"
-	TaskService_CompleteTask_FullMethodName       = "/sar.v1.TaskService/CompleteTask"
-	TaskService_CancelTask_FullMethodName         = "/sar.v1.TaskService/CancelTask"
-	TaskService_ReassignTask_FullMethodName       = "/sar.v1.TaskService/ReassignTask"
-	TaskService_StreamTasks_FullMethodName        = "/sar.v1.TaskService/StreamTasks"
+	TaskService_CreateTask_FullMethodName          = "/sar.v1.TaskService/CreateTask"
+	TaskService_GetTask_FullMethodName             = "/sar.v1.TaskService/GetTask"
+	TaskService_ListTasks_FullMethodName           = "/sar.v1.TaskService/ListTasks"
+	TaskService_AcceptTask_FullMethodName          = "/sar.v1.TaskService/AcceptTask"
+	TaskService_DeclineTask_FullMethodName         = "/sar.v1.TaskService/DeclineTask"
+	TaskService_ReportTaskProgress_FullMethodName  = "/sar.v1.TaskService/ReportTaskProgress"
+	TaskService_CompleteTask_FullMethodName        = "/sar.v1.TaskService/CompleteTask"
+	TaskService_CancelTask_FullMethodName          = "/sar.v1.TaskService/CancelTask"
+	TaskService_SetDispatchSettings_FullMethodName = "/sar.v1.TaskService/SetDispatchSettings"
+	TaskService_ReassignTask_FullMethodName        = "/sar.v1.TaskService/ReassignTask"
+	TaskService_StreamTasks_FullMethodName         = "/sar.v1.TaskService/StreamTasks"
 )
 
 // TaskServiceClient is the client API for TaskService service.
@@ -68,6 +69,10 @@ type TaskServiceClient interface {
 	CompleteTask(ctx context.Context, in *CompleteTaskRequest, opts ...grpc.CallOption) (*CompleteTaskResponse, error)
 	// CancelTask ends a task that is no longer needed. Operators and admins.
 	CancelTask(ctx context.Context, in *CancelTaskRequest, opts ...grpc.CallOption) (*CancelTaskResponse, error)
+	// SetDispatchSettings sets an incident's escalation order of agencies and
+	// its answer times per priority (unset ones keep their defaults).
+	// Operators and admins.
+	SetDispatchSettings(ctx context.Context, in *SetDispatchSettingsRequest, opts ...grpc.CallOption) (*SetDispatchSettingsResponse, error)
 	// ReassignTask offers an offered, declined, unanswered or accepted task
 	// to another team, with a new answer deadline (a segment's assignment moves with
 	// it). Operators and admins.
@@ -169,6 +174,16 @@ func (c *taskServiceClient) CancelTask(ctx context.Context, in *CancelTaskReques
 	return out, nil
 }
 
+func (c *taskServiceClient) SetDispatchSettings(ctx context.Context, in *SetDispatchSettingsRequest, opts ...grpc.CallOption) (*SetDispatchSettingsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetDispatchSettingsResponse)
+	err := c.cc.Invoke(ctx, TaskService_SetDispatchSettings_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *taskServiceClient) ReassignTask(ctx context.Context, in *ReassignTaskRequest, opts ...grpc.CallOption) (*ReassignTaskResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ReassignTaskResponse)
@@ -235,6 +250,10 @@ type TaskServiceServer interface {
 	CompleteTask(context.Context, *CompleteTaskRequest) (*CompleteTaskResponse, error)
 	// CancelTask ends a task that is no longer needed. Operators and admins.
 	CancelTask(context.Context, *CancelTaskRequest) (*CancelTaskResponse, error)
+	// SetDispatchSettings sets an incident's escalation order of agencies and
+	// its answer times per priority (unset ones keep their defaults).
+	// Operators and admins.
+	SetDispatchSettings(context.Context, *SetDispatchSettingsRequest) (*SetDispatchSettingsResponse, error)
 	// ReassignTask offers an offered, declined, unanswered or accepted task
 	// to another team, with a new answer deadline (a segment's assignment moves with
 	// it). Operators and admins.
@@ -279,6 +298,9 @@ func (UnimplementedTaskServiceServer) CompleteTask(context.Context, *CompleteTas
 }
 func (UnimplementedTaskServiceServer) CancelTask(context.Context, *CancelTaskRequest) (*CancelTaskResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CancelTask not implemented")
+}
+func (UnimplementedTaskServiceServer) SetDispatchSettings(context.Context, *SetDispatchSettingsRequest) (*SetDispatchSettingsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetDispatchSettings not implemented")
 }
 func (UnimplementedTaskServiceServer) ReassignTask(context.Context, *ReassignTaskRequest) (*ReassignTaskResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReassignTask not implemented")
@@ -451,6 +473,24 @@ func _TaskService_CancelTask_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TaskService_SetDispatchSettings_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetDispatchSettingsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TaskServiceServer).SetDispatchSettings(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TaskService_SetDispatchSettings_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TaskServiceServer).SetDispatchSettings(ctx, req.(*SetDispatchSettingsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _TaskService_ReassignTask_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ReassignTaskRequest)
 	if err := dec(in); err != nil {
@@ -518,6 +558,10 @@ var TaskService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CancelTask",
 			Handler:    _TaskService_CancelTask_Handler,
+		},
+		{
+			MethodName: "SetDispatchSettings",
+			Handler:    _TaskService_SetDispatchSettings_Handler,
 		},
 		{
 			MethodName: "ReassignTask",

@@ -494,6 +494,51 @@ func local_request_TaskService_CancelTask_0(ctx context.Context, marshaler runti
 	return msg, metadata, err
 }
 
+func request_TaskService_SetDispatchSettings_0(ctx context.Context, marshaler runtime.Marshaler, client extSarv1.TaskServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq extSarv1.SetDispatchSettingsRequest
+		metadata runtime.ServerMetadata
+		err      error
+	)
+	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq.Settings); err != nil && !errors.Is(err, io.EOF) {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	val, ok := pathParams["incident_id"]
+	if !ok {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "incident_id")
+	}
+	protoReq.IncidentId, err = runtime.String(val)
+	if err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "incident_id", err)
+	}
+	if req.Body != nil {
+		_, _ = io.Copy(io.Discard, req.Body)
+	}
+	msg, err := client.SetDispatchSettings(ctx, &protoReq, grpc.Header(&metadata.HeaderMD), grpc.Trailer(&metadata.TrailerMD))
+	return msg, metadata, err
+}
+
+func local_request_TaskService_SetDispatchSettings_0(ctx context.Context, marshaler runtime.Marshaler, server extSarv1.TaskServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq extSarv1.SetDispatchSettingsRequest
+		metadata runtime.ServerMetadata
+		err      error
+	)
+	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq.Settings); err != nil && !errors.Is(err, io.EOF) {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	val, ok := pathParams["incident_id"]
+	if !ok {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "incident_id")
+	}
+	protoReq.IncidentId, err = runtime.String(val)
+	if err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "incident_id", err)
+	}
+	msg, err := server.SetDispatchSettings(ctx, &protoReq)
+	return msg, metadata, err
+}
+
 func request_TaskService_ReassignTask_0(ctx context.Context, marshaler runtime.Marshaler, client extSarv1.TaskServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
 		protoReq extSarv1.ReassignTaskRequest
@@ -758,6 +803,26 @@ func RegisterTaskServiceHandlerServer(ctx context.Context, mux *runtime.ServeMux
 		}
 		forward_TaskService_CancelTask_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
+	mux.Handle(http.MethodPut, pattern_TaskService_SetDispatchSettings_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		var stream runtime.ServerTransportStream
+		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/sar.v1.TaskService/SetDispatchSettings", runtime.WithHTTPPathPattern("/v1/incidents/{incident_id}/dispatch-settings"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := local_request_TaskService_SetDispatchSettings_0(annotatedContext, inboundMarshaler, server, req, pathParams)
+		md.HeaderMD, md.TrailerMD = metadata.Join(md.HeaderMD, stream.Header()), metadata.Join(md.TrailerMD, stream.Trailer())
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_TaskService_SetDispatchSettings_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
 	mux.Handle(http.MethodPost, pattern_TaskService_ReassignTask_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
@@ -961,6 +1026,23 @@ func RegisterTaskServiceHandlerClient(ctx context.Context, mux *runtime.ServeMux
 		}
 		forward_TaskService_CancelTask_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
+	mux.Handle(http.MethodPut, pattern_TaskService_SetDispatchSettings_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/sar.v1.TaskService/SetDispatchSettings", runtime.WithHTTPPathPattern("/v1/incidents/{incident_id}/dispatch-settings"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := request_TaskService_SetDispatchSettings_0(annotatedContext, inboundMarshaler, client, req, pathParams)
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_TaskService_SetDispatchSettings_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
 	mux.Handle(http.MethodPost, pattern_TaskService_ReassignTask_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
@@ -999,27 +1081,29 @@ func RegisterTaskServiceHandlerClient(ctx context.Context, mux *runtime.ServeMux
 }
 
 var (
-	pattern_TaskService_CreateTask_0         = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3}, []string{"v1", "incidents", "incident_id", "tasks"}, ""))
-	pattern_TaskService_GetTask_0            = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 1, 0, 4, 1, 5, 4}, []string{"v1", "incidents", "incident_id", "tasks", "task_id"}, ""))
-	pattern_TaskService_ListTasks_0          = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3}, []string{"v1", "incidents", "incident_id", "tasks"}, ""))
-	pattern_TaskService_AcceptTask_0         = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 1, 0, 4, 1, 5, 4}, []string{"v1", "incidents", "incident_id", "tasks", "task_id"}, "accept"))
-	pattern_TaskService_DeclineTask_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 1, 0, 4, 1, 5, 4}, []string{"v1", "incidents", "incident_id", "tasks", "task_id"}, "decline"))
-	pattern_TaskService_ReportTaskProgress_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 1, 0, 4, 1, 5, 4}, []string{"v1", "incidents", "incident_id", "tasks", "task_id"}, "progress"))
-	pattern_TaskService_CompleteTask_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 1, 0, 4, 1, 5, 4}, []string{"v1", "incidents", "incident_id", "tasks", "task_id"}, "complete"))
-	pattern_TaskService_CancelTask_0         = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 1, 0, 4, 1, 5, 4}, []string{"v1", "incidents", "incident_id", "tasks", "task_id"}, "cancel"))
-	pattern_TaskService_ReassignTask_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 1, 0, 4, 1, 5, 4}, []string{"v1", "incidents", "incident_id", "tasks", "task_id"}, "reassign"))
-	pattern_TaskService_StreamTasks_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3}, []string{"v1", "incidents", "incident_id", "tasks"}, "stream"))
+	pattern_TaskService_CreateTask_0          = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3}, []string{"v1", "incidents", "incident_id", "tasks"}, ""))
+	pattern_TaskService_GetTask_0             = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 1, 0, 4, 1, 5, 4}, []string{"v1", "incidents", "incident_id", "tasks", "task_id"}, ""))
+	pattern_TaskService_ListTasks_0           = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3}, []string{"v1", "incidents", "incident_id", "tasks"}, ""))
+	pattern_TaskService_AcceptTask_0          = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 1, 0, 4, 1, 5, 4}, []string{"v1", "incidents", "incident_id", "tasks", "task_id"}, "accept"))
+	pattern_TaskService_DeclineTask_0         = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 1, 0, 4, 1, 5, 4}, []string{"v1", "incidents", "incident_id", "tasks", "task_id"}, "decline"))
+	pattern_TaskService_ReportTaskProgress_0  = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 1, 0, 4, 1, 5, 4}, []string{"v1", "incidents", "incident_id", "tasks", "task_id"}, "progress"))
+	pattern_TaskService_CompleteTask_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 1, 0, 4, 1, 5, 4}, []string{"v1", "incidents", "incident_id", "tasks", "task_id"}, "complete"))
+	pattern_TaskService_CancelTask_0          = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 1, 0, 4, 1, 5, 4}, []string{"v1", "incidents", "incident_id", "tasks", "task_id"}, "cancel"))
+	pattern_TaskService_SetDispatchSettings_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3}, []string{"v1", "incidents", "incident_id", "dispatch-settings"}, ""))
+	pattern_TaskService_ReassignTask_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 1, 0, 4, 1, 5, 4}, []string{"v1", "incidents", "incident_id", "tasks", "task_id"}, "reassign"))
+	pattern_TaskService_StreamTasks_0         = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3}, []string{"v1", "incidents", "incident_id", "tasks"}, "stream"))
 )
 
 var (
-	forward_TaskService_CreateTask_0         = runtime.ForwardResponseMessage
-	forward_TaskService_GetTask_0            = runtime.ForwardResponseMessage
-	forward_TaskService_ListTasks_0          = runtime.ForwardResponseMessage
-	forward_TaskService_AcceptTask_0         = runtime.ForwardResponseMessage
-	forward_TaskService_DeclineTask_0        = runtime.ForwardResponseMessage
-	forward_TaskService_ReportTaskProgress_0 = runtime.ForwardResponseMessage
-	forward_TaskService_CompleteTask_0       = runtime.ForwardResponseMessage
-	forward_TaskService_CancelTask_0         = runtime.ForwardResponseMessage
-	forward_TaskService_ReassignTask_0       = runtime.ForwardResponseMessage
-	forward_TaskService_StreamTasks_0        = runtime.ForwardResponseStream
+	forward_TaskService_CreateTask_0          = runtime.ForwardResponseMessage
+	forward_TaskService_GetTask_0             = runtime.ForwardResponseMessage
+	forward_TaskService_ListTasks_0           = runtime.ForwardResponseMessage
+	forward_TaskService_AcceptTask_0          = runtime.ForwardResponseMessage
+	forward_TaskService_DeclineTask_0         = runtime.ForwardResponseMessage
+	forward_TaskService_ReportTaskProgress_0  = runtime.ForwardResponseMessage
+	forward_TaskService_CompleteTask_0        = runtime.ForwardResponseMessage
+	forward_TaskService_CancelTask_0          = runtime.ForwardResponseMessage
+	forward_TaskService_SetDispatchSettings_0 = runtime.ForwardResponseMessage
+	forward_TaskService_ReassignTask_0        = runtime.ForwardResponseMessage
+	forward_TaskService_StreamTasks_0         = runtime.ForwardResponseStream
 )

@@ -124,4 +124,18 @@ func TestSubjectFound(t *testing.T) {
 	if tk.GetState() != sarv1.TaskState_TASK_STATE_CANCELLED {
 		t.Errorf("return to base after close = %v, want cancelled", tk.GetState())
 	}
+	// Tasks and the feed (which holds where the subject was found) expire
+	// with the rest of the incident's location data.
+	for _, k := range []string{"tasks", "tver", "feed"} {
+		if ttl := e.rdb.TTL(t.Context(), "sar:{"+c.inc+"}:"+k).Val(); ttl <= 0 {
+			t.Errorf("TTL of %s after close = %v, want the retention", k, ttl)
+		}
+	}
+	// An incident closed before any task: its closing notice's feed expires too.
+	quiet := e.createIncident(c.op, "blue-sky").GetId()
+	must[*sarv1.CloseIncidentResponse](t, "close")(e.inc.CloseIncident(e.as(c.op), &sarv1.CloseIncidentRequest{IncidentId: quiet,
+		Outcome: sarv1.IncidentOutcome_INCIDENT_OUTCOME_FALSE_ALARM}))
+	if ttl := e.rdb.TTL(t.Context(), "sar:{"+quiet+"}:feed").Val(); ttl <= 0 {
+		t.Errorf("TTL of a feed made by the closing notice = %v, want the retention", ttl)
+	}
 }

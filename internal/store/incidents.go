@@ -131,7 +131,8 @@ func (s *Store) putIncident(ctx context.Context, inc *sarv1.Incident, ver int64,
 // then the track key of each of parts; and parts as arguments.
 func closeKeys(id string, parts []string) (keys []string, args []any) {
 	keys = []string{kInc(id), kOutbox(id), kLast(id), kCells(id), kCellTime(id), kParts(id), kDev(id), kSeq(id), kPartCred(id),
-		kGrid(id), kGridPrior(id), kGridCov(id), kGridVer(id), kGridTrk(id), kSearcher(id), kSegs(id)}
+		kGrid(id), kGridPrior(id), kGridCov(id), kGridVer(id), kGridTrk(id), kSearcher(id), kSegs(id),
+		kTasks(id), kTaskVer(id), kTaskReq(id), kTaskFeed(id), kTaskDeadlines(id)}
 	for _, p := range parts {
 		keys = append(keys, kTrack(id, p))
 		args = append(args, p)

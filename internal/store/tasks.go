@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/protobuf/proto"
@@ -57,7 +58,7 @@ func (s *Store) PutTask(ctx context.Context, w sar.TaskWrite) (sar.TaskWriteResu
 	}
 	keys := []string{kInc(id), kTasks(id), kTaskVer(id), kTaskReq(id), kOutbox(id), kTaskFeed(id), kTaskDeadlines(id), kSegs(id)}
 	args := []any{t.GetId(), w.ExpectVersion, marshal(t), w.RequestID,
-		w.Event.GetId(), marshal(w.Event), w.FeedTeam, feedKind, w.DeadlineMs, segVer, segJSON, allow, feedMax, w.FeedAlsoTeam}
+		w.Event.GetId(), marshal(w.Event), w.FeedTeam, feedKind, w.DeadlineMs, segVer, segJSON, allow, feedMax, w.FeedAlsoTeam, int64(s.retention / time.Second)}
 	for _, ev := range w.MoreEvents {
 		args = append(args, ev.GetId(), marshal(ev))
 	}
@@ -102,7 +103,7 @@ func (s *Store) PutNotice(ctx context.Context, kind sarv1.TaskNoticeKind, inc *s
 	if _, err := s.rdb.SAdd(ctx, kIdxOutbox, id).Result(); err != nil {
 		return "", fail(err, "incident")
 	}
-	args := []any{kind.String(), marshal(inc), feedMax}
+	args := []any{kind.String(), marshal(inc), feedMax, int64(s.retention / time.Second)}
 	for _, ev := range evs {
 		args = append(args, ev.GetId(), marshal(ev))
 	}

@@ -16,9 +16,10 @@
 --       14 alsoTeam (a second feed entry for the team the task left, "" for
 --       none), 12 allowClosed ("1": the incident may be closed, for the
 --       cancellations of a close), 13 feedMax (entries kept, approximate),
---       14 (above), then pairs (eventId, eventPb) of further events written
---       to the outbox with the change (the copies of a notice for each
---       agency)
+--       14 (above), 15 retentionSeconds (a closed incident's task keys
+--       expire after it, as put_incident's close does for the others), then
+--       pairs (eventId, eventPb) of further events written to the outbox
+--       with the change (the copies of a notice for each agency)
 -- Returns: {"ok", newVersion, feedId} or {"dup", taskPb, version} for a
 --          repeated request id.
 -- Errors: SAR_NOTFOUND (incident or task), SAR_CLOSED, SAR_EXISTS,
@@ -47,7 +48,7 @@ redis.call('HSET', KEYS[2], id, ARGV[3])
 redis.call('HSET', KEYS[3], id, ver + 1)
 if want == 0 and ARGV[4] ~= '' then redis.call('HSET', KEYS[4], ARGV[4], id) end
 redis.call('HSET', KEYS[5], ARGV[5], ARGV[6])
-for i = 15, #ARGV, 2 do redis.call('HSET', KEYS[5], ARGV[i], ARGV[i + 1]) end
+for i = 16, #ARGV, 2 do redis.call('HSET', KEYS[5], ARGV[i], ARGV[i + 1]) end
 if ARGV[14] ~= '' then
   redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[13], '*', 'team', ARGV[14], 'kind', ARGV[8], 'pb', ARGV[3])
 end
@@ -57,5 +58,10 @@ if dl > 0 then
   redis.call('ZADD', KEYS[7], dl, id)
 else
   redis.call('ZREM', KEYS[7], id)
+end
+if state ~= 'open' then
+  for _, k in ipairs({KEYS[2], KEYS[3], KEYS[4], KEYS[6], KEYS[7]}) do
+    if redis.call('TTL', k) == -1 then redis.call('EXPIRE', k, ARGV[15]) end
+  end
 end
 return {'ok', ver + 1, fid}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/mountain-sar/sar/dispatch"
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
+	"github.com/mountain-sar/sar/internal/app"
 )
 
 func (e *env) tasks() sarv1.TaskServiceClient { return sarv1.NewTaskServiceClient(e.conn) }
@@ -520,6 +521,31 @@ func TestTaskAuthorization(t *testing.T) {
 		wantCode(t, "AcceptTask by "+tc2.who, err, tc2.want)
 		_, err = tc.CancelTask(e.as(tc2.token), &sarv1.CancelTaskRequest{IncidentId: c.inc, TaskId: task.GetId(), Reason: "x"})
 		wantCode(t, "CancelTask by "+tc2.who, err, tc2.want)
+		_, err = tc.DeclineTask(e.as(tc2.token), &sarv1.DeclineTaskRequest{IncidentId: c.inc, TaskId: task.GetId(), Reason: "x"})
+		wantCode(t, "DeclineTask by "+tc2.who, err, tc2.want)
+		_, err = tc.ReportTaskProgress(e.as(tc2.token), &sarv1.ReportTaskProgressRequest{IncidentId: c.inc, TaskId: task.GetId(), ProgressPercent: 5})
+		wantCode(t, "ReportTaskProgress by "+tc2.who, err, tc2.want)
+		_, err = tc.CompleteTask(e.as(tc2.token), &sarv1.CompleteTaskRequest{IncidentId: c.inc, TaskId: task.GetId()})
+		wantCode(t, "CompleteTask by "+tc2.who, err, tc2.want)
+		_, err = tc.ReassignTask(e.as(tc2.token), &sarv1.ReassignTaskRequest{IncidentId: c.inc, TaskId: task.GetId(), Team: &sarv1.TeamRef{AgencyId: "police-north", TeamId: "patrol"}})
+		if code := status.Code(err); code != tc2.want && code != codes.PermissionDenied {
+			t.Errorf("ReassignTask by %s = %v, want %v or PERMISSION_DENIED", tc2.who, err, tc2.want)
+		}
+		if res, err := tc.ListTasks(e.as(tc2.token), &sarv1.ListTasksRequest{IncidentId: c.inc}); err == nil {
+			for _, tk := range res.GetTasks() {
+				if tk.GetId() == task.GetId() {
+					t.Errorf("ListTasks by %s shows another team's task", tc2.who)
+				}
+			}
+		}
+		_, err = tc.SetDispatchSettings(e.as(tc2.token), &sarv1.SetDispatchSettingsRequest{IncidentId: c.inc, Settings: &sarv1.DispatchSettings{}})
+		if code := status.Code(err); code != codes.NotFound && code != codes.PermissionDenied {
+			t.Errorf("SetDispatchSettings by %s = %v, want NOT_FOUND or PERMISSION_DENIED", tc2.who, err)
+		}
+	}
+	// The task is untouched by all of that.
+	if got := must[*sarv1.GetTaskResponse](t, "GetTask")(tc.GetTask(e.as(c.op), ref)).GetTask(); got.GetVersion() != 1 {
+		t.Errorf("task after the refused calls is at version %d, want 1", got.GetVersion())
 	}
 	_, err := tc.GetTask(e.as(c.op), &sarv1.GetTaskRequest{IncidentId: other, TaskId: task.GetId()})
 	wantCode(t, "a task through another incident", err, codes.NotFound)
@@ -559,6 +585,64 @@ func TestTaskAuthorization(t *testing.T) {
 		if fv := fieldViolations(st); len(fv) == 0 || !strings.HasPrefix(fv[0], bad.field) {
 			t.Errorf("CreateTask(%v): field violations %v, want %s", bad.req, fv, bad.field)
 		}
+	}
+}
+
+// A server that dies after a task is stored but before its event reached
+// NATS loses nothing: the event waits in the incident's outbox, and another
+// replica's relay publishes it, once.
+func TestTaskEventSurvivesAServerDeath(t *testing.T) {
+	e := startEnv(t)
+	c := e.callout()
+	cfg := e.app.Config()
+	e.nats.Shutdown() // the publish cannot happen
+	task := e.offer(c, sarv1.TaskKind_TASK_KIND_STAND_BY, "blue-sky", "k9")
+	if n, _ := e.rdb.HLen(t.Context(), "sar:{"+c.inc+"}:outbox").Result(); n == 0 {
+		t.Fatalf("outbox after the task write with NATS down is empty")
+	}
+	if err := e.app.Close(); err != nil { // the server is gone before NATS returns
+		t.Fatalf("closing the server: %v", err)
+	}
+	e.nats.Start()
+	b, err := app.Start(context.Background(), cfg, testLogger(t))
+	if err != nil {
+		t.Fatalf("another replica: %v", err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	nc, err := nats.Connect(e.nats.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	subject := "sar.v1.inc." + c.inc + ".evt.task.blue-sky.k9"
+	count := func() int {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		oc, err := js.OrderedConsumer(ctx, dispatch.StreamName, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
+		if err != nil {
+			return 0
+		}
+		msgs, err := oc.Fetch(100, jetstream.FetchMaxWait(500*time.Millisecond))
+		if err != nil {
+			return 0
+		}
+		n := 0
+		for m := range msgs.Messages() {
+			ev := &sarv1.Event{}
+			if proto.Unmarshal(m.Data(), ev) == nil && ev.GetTaskChanged().GetTask().GetId() == task.GetId() {
+				n++
+			}
+		}
+		return n
+	}
+	eventually(t, "the task event published by the other replica", func() bool { return count() >= 1 })
+	eventually(t, "the outbox to drain", func() bool {
+		n, _ := e.rdb.HLen(context.Background(), "sar:{"+c.inc+"}:outbox").Result()
+		return n == 0
+	})
+	if n := count(); n != 1 {
+		t.Errorf("task events in the stream = %d, want exactly 1", n)
 	}
 }
 

@@ -28,6 +28,10 @@ const callerStatusPoll = 10 * time.Second
 func (s *incidentService) WatchCallerStatus(req *sarv1.WatchCallerStatusRequest, stream sarv1.IncidentService_WatchCallerStatusServer) error {
 	ctx := stream.Context()
 	token := tokenFromContext(ctx)
+	// Authorize before subscribing to anything.
+	if _, err := s.core.CallerStatus(ctx, req.GetIncidentId()); err != nil {
+		return err
+	}
 	bell, _, stop, err := s.core.WatchTasks(ctx, req.GetIncidentId())
 	if err != nil {
 		bell = nil // NATS down: the poll still updates

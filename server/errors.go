@@ -24,6 +24,7 @@ var codeOf = map[sar.Kind]codes.Code{
 	sar.KindUnavailable:        codes.Unavailable,
 	sar.KindResourceExhausted:  codes.ResourceExhausted,
 	sar.KindAborted:            codes.Aborted,
+	sar.KindOutOfRange:         codes.OutOfRange,
 }
 
 // Code returns the gRPC code of a domain error.

@@ -20,7 +20,7 @@ func TestWriteConflictsAreAborted(t *testing.T) {
 			t.Errorf("Code(%s conflict) = %v, want %v", name, got, codes.Aborted)
 		}
 	}
-	for k := range sar.KindAborted + 1 {
+	for k := range sar.KindOutOfRange + 1 {
 		if _, ok := codeOf[k]; !ok {
 			t.Errorf("kind %v has no gRPC code in the table", k)
 		}

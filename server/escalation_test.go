@@ -55,19 +55,18 @@ func TestEscalation(t *testing.T) {
 	task := e.offer(c, sarv1.TaskKind_TASK_KIND_GO_TO_POINT, "police-north", "patrol", func(r *sarv1.CreateTaskRequest) {
 		r.AnswerWithin, r.Point = within, ipp
 	})
-	// First miss: to the volunteers (the next agency in the incident's
-	// order), though the brigade and the villagers are nearer.
+	// First miss: to the nearest available team, the villagers.
 	esc := e.waitTask(c, task.GetId(), "first escalation", func(t *sarv1.Task) bool { return t.GetMissedOffers() == 1 })
-	if esc.GetState() != sarv1.TaskState_TASK_STATE_OFFERED || esc.GetTeam().GetAgencyId() != "blue-sky" || len(esc.GetMissedBy()) != 1 ||
+	if esc.GetState() != sarv1.TaskState_TASK_STATE_OFFERED || esc.GetTeam().GetAgencyId() != "shangcun" || len(esc.GetMissedBy()) != 1 ||
 		esc.GetTransitions()[len(esc.GetTransitions())-1].GetActor() != "system" || !strings.Contains(lastNote(esc), "police-north/patrol did not answer") {
-		t.Errorf("after the first missed offer: %v, want offered to blue-sky/k9 by the system, patrol missed", esc)
+		t.Errorf("after the first missed offer: %v, want offered to shangcun/elders by the system, patrol missed", esc)
 	}
 	// The patrol's phone learns the task went elsewhere.
 	if it := patrolPhone.next("offer"); it.GetTask().GetTeam().GetAgencyId() != "police-north" {
 		t.Errorf("patrol's first item = %v, want its offer", it.GetTask())
 	}
-	if it := patrolPhone.next("gone"); it.GetTask().GetId() != task.GetId() || it.GetTask().GetTeam().GetAgencyId() != "blue-sky" {
-		t.Errorf("patrol's second item = %v, want the task, now blue-sky's", it.GetTask())
+	if it := patrolPhone.next("gone"); it.GetTask().GetId() != task.GetId() || it.GetTask().GetTeam().GetAgencyId() != "shangcun" {
+		t.Errorf("patrol's second item = %v, want the task, now the villagers'", it.GetTask())
 	}
 	// Second miss: raised to the console.
 	un := e.waitTask(c, task.GetId(), "unanswered", func(t *sarv1.Task) bool { return t.GetState() == sarv1.TaskState_TASK_STATE_UNANSWERED })
@@ -87,8 +86,15 @@ func TestEscalation(t *testing.T) {
 	re := must[*sarv1.ReassignTaskResponse](t, "reassign")(e.tasks().ReassignTask(e.as(c.op), &sarv1.ReassignTaskRequest{IncidentId: c.inc, TaskId: task.GetId(),
 		Team: &sarv1.TeamRef{AgencyId: "shangcun", TeamId: "elders"}, AnswerWithin: durationpb.New(time.Minute)})).GetTask()
 	must[*sarv1.AcceptTaskResponse](t, "accept")(e.tasks().AcceptTask(e.as(c.rescuers["shangcun/elders"]), &sarv1.AcceptTaskRequest{IncidentId: c.inc, TaskId: re.GetId()}))
+	// A team on task is not offered more work: the elders finish first.
+	busy := e.offer(c, sarv1.TaskKind_TASK_KIND_STAND_BY, "police-north", "patrol", func(r *sarv1.CreateTaskRequest) { r.AnswerWithin = within })
+	if esc := e.waitTask(c, busy.GetId(), "escalation while the elders are on task", func(t *sarv1.Task) bool { return t.GetMissedOffers() == 1 }); esc.GetTeam().GetAgencyId() == "shangcun" {
+		t.Errorf("offer escalated to the elders while they are on task")
+	}
+	must[*sarv1.CompleteTaskResponse](t, "complete")(e.tasks().CompleteTask(e.as(c.rescuers["shangcun/elders"]), &sarv1.CompleteTaskRequest{IncidentId: c.inc, TaskId: re.GetId()}))
+	must[*sarv1.CancelTaskResponse](t, "cancel")(e.tasks().CancelTask(e.as(c.op), &sarv1.CancelTaskRequest{IncidentId: c.inc, TaskId: busy.GetId(), Reason: "test"}))
 
-	// A declined team and an unavailable one are skipped.
+	// A declined team, an unavailable one and one on task are skipped.
 	e.setStatus(c.op, "blue-sky", "k9", sarv1.TeamStatus_TEAM_STATUS_UNAVAILABLE, nil)
 	second := e.offer(c, sarv1.TaskKind_TASK_KIND_STAND_BY, "fire-north", "engine", func(r *sarv1.CreateTaskRequest) { r.AnswerWithin = within })
 	must[*sarv1.DeclineTaskResponse](t, "decline")(e.tasks().DeclineTask(e.as(c.rescuers["fire-north/engine"]), &sarv1.DeclineTaskRequest{IncidentId: c.inc, TaskId: second.GetId(), Reason: "engine in repair"}))
@@ -166,7 +172,7 @@ func TestDispatchSettings(t *testing.T) {
 		t.Errorf("a normal offer's answer time = %v, want the incident's 300ms", got)
 	}
 	// The brigade is first in the incident's order, though the volunteers
-	// and the villagers are nearer and assigned earlier.
+	// and the villagers are nearer.
 	esc := e.waitTask(c, task.GetId(), "escalation", func(t *sarv1.Task) bool { return t.GetMissedOffers() == 1 })
 	if esc.GetTeam().GetAgencyId() != "fire-north" {
 		t.Errorf("escalated to %v, want fire-north first in the incident's order", esc.GetTeam())

@@ -62,8 +62,8 @@ func TestSubjectFound(t *testing.T) {
 		}
 	}
 	for _, sg := range e.segments(c.op, &sarv1.ListSegmentsRequest{IncidentId: c.inc}).GetSegments() {
-		if sg.GetAssignedTeam() != nil {
-			t.Errorf("segment %d still assigned to %v after found", sg.GetId(), sg.GetAssignedTeam())
+		if sg.GetId() == seg && sg.GetAssignedTeam().GetTeamId() != "k9" {
+			t.Errorf("segment %d after found is assigned to %v, want k9 kept as the record of who searched it", sg.GetId(), sg.GetAssignedTeam())
 		}
 	}
 	// The patrol's phone: its task cancelled, then the notice with where.
@@ -81,11 +81,7 @@ func TestSubjectFound(t *testing.T) {
 		}) == 1
 	})
 
-	// A repeat changes nothing; the search is over, the evacuation is not.
-	again := must[*sarv1.ReportSubjectFoundResponse](t, "repeat")(e.inc.ReportSubjectFound(e.as(c.op), found))
-	if again.GetTasksCancelled() != 0 || !again.GetIncident().GetFound().GetTime().AsTime().Equal(inc.GetFound().GetTime().AsTime()) {
-		t.Errorf("repeated report = %v, want the first report kept and nothing cancelled", again)
-	}
+	// The search is over, the evacuation is not.
 	_, err = sc.SetSearchPlan(e.as(c.op), &sarv1.SetSearchPlanRequest{IncidentId: c.inc})
 	wantCode(t, "a search plan after found", err, codes.FailedPrecondition)
 	_, err = tc.CreateTask(e.as(c.op), &sarv1.CreateTaskRequest{IncidentId: c.inc, Kind: sarv1.TaskKind_TASK_KIND_SEARCH_SEGMENT, SegmentId: seg,
@@ -97,6 +93,13 @@ func TestSubjectFound(t *testing.T) {
 	if it := phone.next("evacuation task"); it.GetTask().GetId() != evac.GetId() {
 		t.Errorf("item = %v, want the evacuation task", it)
 	}
+	// A second team reports it too: nothing changes, the evacuation task
+	// stays, no second notice.
+	again := must[*sarv1.ReportSubjectFoundResponse](t, "repeat")(e.inc.ReportSubjectFound(e.as(c.rescuers["fire-north/engine"]), found))
+	if again.GetTasksCancelled() != 0 || !again.GetIncident().GetFound().GetTime().AsTime().Equal(inc.GetFound().GetTime().AsTime()) {
+		t.Errorf("repeated report = %v, want the first report kept and nothing cancelled", again)
+	}
+	phone.quiet("a repeated report", 500*time.Millisecond)
 	e.join(c.rescuers["police-north/patrol"], c.inc, "patrol-phone")
 	if ack := e.openDevice(c.rescuers["police-north/patrol"], c.inc, "patrol-phone").send(walk(1, 3, time.Now())...); len(ack.GetStored()) != 3 {
 		t.Errorf("fixes after found: ack %v, want stored (the evacuation is tracked)", ack)
@@ -119,6 +122,10 @@ func TestSubjectFound(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Errorf("task stream did not end after the incident closed")
+	}
+	closedInc := must[*sarv1.GetIncidentResponse](t, "GetIncident")(e.inc.GetIncident(e.as(c.op), &sarv1.GetIncidentRequest{IncidentId: c.inc})).GetIncident()
+	if f := closedInc.GetFound(); f.GetNote() != "" || f.GetPosition().GetLat() != 30.25 || f.GetCondition() != sarv1.SubjectCondition_SUBJECT_CONDITION_INJURED {
+		t.Errorf("found report after close = %v, want the note dropped, the position rounded to 0.01° and the condition kept", f)
 	}
 	tk := must[*sarv1.GetTaskResponse](t, "GetTask")(tc.GetTask(e.as(c.op), &sarv1.GetTaskRequest{IncidentId: c.inc, TaskId: rtb.GetId()})).GetTask()
 	if tk.GetState() != sarv1.TaskState_TASK_STATE_CANCELLED {

@@ -116,6 +116,10 @@ const taskFeedPoll = 5 * time.Second
 func (s *taskService) StreamTasks(req *sarv1.StreamTasksRequest, stream sarv1.TaskService_StreamTasksServer) error {
 	ctx := stream.Context()
 	token := tokenFromContext(ctx)
+	// Authorize and check the cursor before subscribing to anything.
+	if err := s.core.CheckTaskCursor(ctx, req.GetIncidentId(), req.GetCursor()); err != nil {
+		return err
+	}
 	// Subscribe before the first read: nothing written in between is missed.
 	bell, _, stop, err := s.core.WatchTasks(ctx, req.GetIncidentId())
 	if err != nil {
@@ -127,28 +131,28 @@ func (s *taskService) StreamTasks(req *sarv1.StreamTasksRequest, stream sarv1.Ta
 	cursor := req.GetCursor()
 	// The stream ends once the closing notice was sent; or, should a close
 	// have been cut short before its notice, when a closed incident's feed
-	// stayed quiet for a poll.
-	quietClosed := 0
+	// has not moved for two polls.
+	moved := time.Now()
 	send := func() (done bool, err error) {
 		entries, next, closed, err := s.core.TaskFeed(ctx, req.GetIncidentId(), cursor)
 		if err != nil {
 			return false, err
 		}
-		if closed && len(entries) == 0 {
-			quietClosed++
-		}
 		for _, e := range entries {
-			if e.Notice == sarv1.TaskNoticeKind_TASK_NOTICE_KIND_INCIDENT_CLOSED {
-				done = true
-			}
 			item := &sarv1.StreamTasksResponse{Cursor: e.ID, Time: timestamppb.New(time.UnixMilli(e.TimeMs)), Task: e.Task, Notice: e.Notice,
 				Incident: e.Incident}
 			if err := stream.Send(item); err != nil {
 				return false, err
 			}
+			if e.Notice == sarv1.TaskNoticeKind_TASK_NOTICE_KIND_INCIDENT_CLOSED {
+				done = true
+			}
+		}
+		if next != cursor {
+			moved = time.Now()
 		}
 		cursor = next
-		return done || quietClosed > 1, nil
+		return done || (closed && time.Since(moved) > 2*taskFeedPoll), nil
 	}
 	closed, err := send()
 	if err != nil {

@@ -222,6 +222,17 @@ func TestTaskFanOutAndLifecycle(t *testing.T) {
 	if tr := acc.GetTransitions()[1]; !strings.Contains(tr.GetNote(), "ETA 40m") || tr.GetActor() == "" {
 		t.Errorf("accept transition = %v, want the ETA and the actor", tr)
 	}
+	teamStatus := func() sarv1.TeamStatus {
+		for _, tm := range must[*sarv1.ListTeamsResponse](t, "ListTeams")(e.agency.ListTeams(e.as(c.op), &sarv1.ListTeamsRequest{AgencyId: "police-north"})).GetTeams() {
+			if tm.GetId() == "patrol" {
+				return tm.GetStatus()
+			}
+		}
+		return -1
+	}
+	if st := teamStatus(); st != sarv1.TeamStatus_TEAM_STATUS_ON_TASK {
+		t.Errorf("patrol's status after accepting = %v, want on task", st)
+	}
 	again := must[*sarv1.AcceptTaskResponse](t, "AcceptTask again")(tc.AcceptTask(e.as(patrol), &sarv1.AcceptTaskRequest{IncidentId: c.inc, TaskId: gully.GetId()})).GetTask()
 	if again.GetVersion() != 2 {
 		t.Errorf("a retried accept changed the task to version %d, want it unchanged", again.GetVersion())
@@ -238,6 +249,9 @@ func TestTaskFanOutAndLifecycle(t *testing.T) {
 		IncidentId: c.inc, TaskId: gully.GetId(), CoveredAreaM2: 120_000, Findings: "a blue scarf at the stream crossing"})).GetTask()
 	if done.GetState() != sarv1.TaskState_TASK_STATE_COMPLETED || done.GetFindings() == "" || len(done.GetTransitions()) != 4 {
 		t.Errorf("completed task = %v, want completed with findings and 4 transitions", done)
+	}
+	if st := teamStatus(); st != sarv1.TeamStatus_TEAM_STATUS_AVAILABLE {
+		t.Errorf("patrol's status after completing = %v, want available again", st)
 	}
 	for _, want := range []sarv1.TaskState{sarv1.TaskState_TASK_STATE_IN_PROGRESS, sarv1.TaskState_TASK_STATE_COMPLETED} {
 		if it := patrolPhone.next(want.String()); it.GetTask().GetState() != want {
@@ -356,6 +370,12 @@ func TestTaskStreamResumesFromCursor(t *testing.T) {
 	bad, _ = e.tasks().StreamTasks(e.as(k9), &sarv1.StreamTasksRequest{IncidentId: c.inc, Cursor: "x-1"})
 	if _, err := bad.Recv(); status.Code(err) != codes.InvalidArgument {
 		t.Errorf("StreamTasks with a bad cursor = %v, want INVALID_ARGUMENT", err)
+	}
+	// A cursor this feed never gave (another incident's, a skewed clock):
+	// the device must resync rather than wait for ids to catch up.
+	bad, _ = e.tasks().StreamTasks(e.as(k9), &sarv1.StreamTasksRequest{IncidentId: c.inc, Cursor: "99999999999999-0"})
+	if _, err := bad.Recv(); status.Code(err) != codes.OutOfRange {
+		t.Errorf("StreamTasks with a cursor past the end = %v, want OUT_OF_RANGE", err)
 	}
 }
 
@@ -480,6 +500,23 @@ func TestSegmentTasksFollowAssignments(t *testing.T) {
 	if a := assigned(); a != "" {
 		t.Errorf("segment after its task was cancelled is assigned to %q, want free", a)
 	}
+	// A retried creation of a segment task (same request id) answers with
+	// the task made the first time, not "the segment has a task".
+	req := &sarv1.CreateTaskRequest{IncidentId: c.inc, Kind: sarv1.TaskKind_TASK_KIND_SEARCH_SEGMENT, SegmentId: id,
+		Team: &sarv1.TeamRef{AgencyId: "blue-sky", TeamId: "k9"}, RequestId: "seg-retry"}
+	first := must[*sarv1.CreateTaskResponse](t, "create")(tc.CreateTask(e.as(c.op), req)).GetTask()
+	if again := must[*sarv1.CreateTaskResponse](t, "retry")(tc.CreateTask(e.as(c.op), req)).GetTask(); again.GetId() != first.GetId() {
+		t.Errorf("retried creation made %s, want the first task %s", again.GetId(), first.GetId())
+	}
+	// k9 declines; the patrol gets the segment with a new task; cancelling
+	// the stale declined task leaves the patrol's segment alone.
+	must[*sarv1.DeclineTaskResponse](t, "decline")(tc.DeclineTask(e.as(c.rescuers["blue-sky/k9"]), &sarv1.DeclineTaskRequest{IncidentId: c.inc, TaskId: first.GetId(), Reason: "no"}))
+	must[*sarv1.CreateTaskResponse](t, "create for the patrol")(tc.CreateTask(e.as(c.op), &sarv1.CreateTaskRequest{IncidentId: c.inc,
+		Kind: sarv1.TaskKind_TASK_KIND_SEARCH_SEGMENT, SegmentId: id, Team: &sarv1.TeamRef{AgencyId: "police-north", TeamId: "patrol"}}))
+	must[*sarv1.CancelTaskResponse](t, "cancel the declined")(tc.CancelTask(e.as(c.op), &sarv1.CancelTaskRequest{IncidentId: c.inc, TaskId: first.GetId(), Reason: "tidy up"}))
+	if a := assigned(); a != "police-north" {
+		t.Errorf("segment after cancelling a stale declined task is assigned to %q, want still the patrol", a)
+	}
 	// SuggestNextTask(assign) offers the task too.
 	sug := must[*sarv1.SuggestNextTaskResponse](t, "SuggestNextTask")(sc.SuggestNextTask(e.as(c.op), &sarv1.SuggestNextTaskRequest{IncidentId: c.inc,
 		Team: &sarv1.TeamRef{AgencyId: "blue-sky", TeamId: "k9"}, Position: &sarv1.LatLng{Lat: 30.2458, Lng: 119.7156}, Assign: true}))
@@ -575,6 +612,7 @@ func TestTaskAuthorization(t *testing.T) {
 		{&sarv1.CreateTaskRequest{IncidentId: c.inc, Kind: sarv1.TaskKind_TASK_KIND_STAND_BY, Team: &sarv1.TeamRef{AgencyId: "blue-sky", TeamId: "k9"},
 			Priority: 42}, "priority"},
 		{&sarv1.CreateTaskRequest{IncidentId: c.inc, Kind: sarv1.TaskKind_TASK_KIND_STAND_BY, Team: &sarv1.TeamRef{AgencyId: "nobody", TeamId: "k9"}}, "team"},
+		{&sarv1.CreateTaskRequest{IncidentId: c.inc, Kind: sarv1.TaskKind_TASK_KIND_STAND_BY, Team: &sarv1.TeamRef{AgencyId: "blue-sky"}}, "team.team_id"},
 	} {
 		_, err := tc.CreateTask(e.as(c.op), bad.req)
 		st := status.Convert(err)

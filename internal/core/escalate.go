@@ -163,12 +163,20 @@ func (s *Service) nextTeam(ctx context.Context, inc *sarv1.Incident, t *sarv1.Ta
 	for _, r := range append(slices.Clone(t.GetDeclinedBy()), t.GetMissedBy()...) {
 		excluded[teamRefOf(r)] = true
 	}
+	// Agencies named in the incident's escalation order come first, in
+	// that order; all others rank alike (nearest first).
+	order := inc.GetDispatch().GetEscalationOrder()
 	rank := map[string]int{}
-	order := append(slices.Clone(inc.GetDispatch().GetEscalationOrder()), inc.GetAgencyIds()...)
 	for i, a := range order {
 		if _, ok := rank[a]; !ok {
 			rank[a] = i
 		}
+	}
+	rankOf := func(a string) int {
+		if r, ok := rank[a]; ok {
+			return r
+		}
+		return len(order)
 	}
 	var teams []*sarv1.Team
 	for _, a := range inc.GetAgencyIds() {
@@ -189,9 +197,6 @@ func (s *Service) nextTeam(ctx context.Context, inc *sarv1.Incident, t *sarv1.Ta
 		}
 		if err != nil {
 			return nil, err
-		}
-		if _, ok := rank[a]; !ok {
-			rank[a] = len(order)
 		}
 		teams = append(teams, tm)
 	}
@@ -216,7 +221,7 @@ func (s *Service) nextTeam(ctx context.Context, inc *sarv1.Incident, t *sarv1.Ta
 			travel = geo.TravelSeconds(geo.DistanceM(at.GetLat(), at.GetLng(), pos.GetLat(), pos.GetLng()),
 				cmp.Or(tm.GetTravelSpeedMS(), DefaultTravelSpeed))
 		}
-		cands = append(cands, cand{ref, rank[tm.GetAgencyId()], travel})
+		cands = append(cands, cand{ref, rankOf(tm.GetAgencyId()), travel})
 	}
 	if len(cands) == 0 {
 		return nil, nil

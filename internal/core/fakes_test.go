@@ -62,6 +62,9 @@ type fakeStore struct {
 	TasksFn             func(ctx context.Context, incidentID string) ([]*sarv1.Task, error)
 	TaskFeedFn          func(ctx context.Context, incidentID, after string, count int) ([]sar.FeedEntry, error)
 	PutNoticeFn         func(ctx context.Context, kind sarv1.TaskNoticeKind, inc *sarv1.Incident, evs ...*sarv1.Event) (string, error)
+	NoticeSentFn        func(ctx context.Context, incidentID string, kind sarv1.TaskNoticeKind) (bool, error)
+	TaskByRequestFn     func(ctx context.Context, incidentID, requestID string) (*sarv1.Task, error)
+	FeedBoundsFn        func(ctx context.Context, incidentID string) (first, last, trimmed string, err error)
 	DueTasksFn          func(ctx context.Context, nowMs int64) (map[string][]string, error)
 }
 
@@ -343,6 +346,27 @@ func (f *fakeStore) PutNotice(ctx context.Context, kind sarv1.TaskNoticeKind, in
 		panic(notFaked("PutNotice"))
 	}
 	return f.PutNoticeFn(ctx, kind, inc, evs...)
+}
+
+func (f *fakeStore) NoticeSent(ctx context.Context, incidentID string, kind sarv1.TaskNoticeKind) (bool, error) {
+	if f.NoticeSentFn == nil {
+		panic(notFaked("NoticeSent"))
+	}
+	return f.NoticeSentFn(ctx, incidentID, kind)
+}
+
+func (f *fakeStore) TaskByRequest(ctx context.Context, incidentID, requestID string) (*sarv1.Task, error) {
+	if f.TaskByRequestFn == nil {
+		panic(notFaked("TaskByRequest"))
+	}
+	return f.TaskByRequestFn(ctx, incidentID, requestID)
+}
+
+func (f *fakeStore) FeedBounds(ctx context.Context, incidentID string) (first, last, trimmed string, err error) {
+	if f.FeedBoundsFn == nil {
+		panic(notFaked("FeedBounds"))
+	}
+	return f.FeedBoundsFn(ctx, incidentID)
 }
 
 func (f *fakeStore) DueTasks(ctx context.Context, nowMs int64) (map[string][]string, error) {

@@ -102,21 +102,23 @@ func (s *Service) ReportSubjectFound(ctx context.Context, req *sarv1.ReportSubje
 	if note := out.GetFound().GetNote(); note != "" {
 		reason += ": " + note
 	}
-	n, err := s.endTasks(ctx, p, out, reason, func(t *sarv1.Task) bool { return t.GetKind() == sarv1.TaskKind_TASK_KIND_RETURN_TO_BASE })
+	foundAt := out.GetFound().GetTime().AsTime()
+	n, err := s.endTasks(ctx, p, out, reason, func(t *sarv1.Task) bool {
+		// Returns to base go on; tasks made after the report are the
+		// evacuation's (a repeated report must not end them).
+		return t.GetKind() == sarv1.TaskKind_TASK_KIND_RETURN_TO_BASE || !t.GetCreateTime().AsTime().Before(foundAt)
+	})
 	if err != nil {
 		return nil, n, err
 	}
-	if ev != nil || n > 0 {
-		if err := s.notice(ctx, out, sarv1.TaskNoticeKind_TASK_NOTICE_KIND_SUBJECT_FOUND); err != nil {
-			return nil, n, err
-		}
+	if err := s.noticeOnce(ctx, out, sarv1.TaskNoticeKind_TASK_NOTICE_KIND_SUBJECT_FOUND); err != nil {
+		return nil, n, err
 	}
 	return out, n, nil
 }
 
 // endTasks cancels an incident's tasks that are not final (but those
-// keep wants), with reason; their segments are freed. It returns how
-// many it cancelled.
+// keep wants), with reason. It returns how many it cancelled.
 func (s *Service) endTasks(ctx context.Context, p *sarv1.Principal, inc *sarv1.Incident, reason string, keep func(*sarv1.Task) bool) (int, error) {
 	tasks, err := s.st.Tasks(ctx, inc.GetId())
 	if err != nil {
@@ -147,25 +149,34 @@ func (s *Service) cancelForEnd(ctx context.Context, p *sarv1.Principal, inc *sar
 		if finalTask(t.GetState()) || (keep != nil && keep(t)) {
 			return false, nil
 		}
+		beforeState := t.GetState()
 		w := sar.TaskWrite{IncidentID: inc.GetId(), Task: t, ExpectVersion: t.GetVersion(), FeedTeam: teamRefOf(t.GetTeam()),
 			AllowClosed: true}
 		t.OfferDeadline = nil
 		tr := s.transition(t, p, sarv1.TaskState_TASK_STATE_CANCELLED, reason)
-		if t.GetKind() == sarv1.TaskKind_TASK_KIND_SEARCH_SEGMENT {
-			free := true
-			seg, err := s.segmentForTask(ctx, inc, t, &free)
-			if err == nil {
-				w.Segments = seg
-			} // a closed incident's segments are kept as they were
-		}
+		// The segments keep their last assignment: with the search over,
+		// they are the record of who was sent where.
 		w.Event = s.taskEvent(inc.GetId(), t, tr)
 		_, err = s.putTask(ctx, w)
 		if errors.Is(err, sar.ErrTaskConflict) || errors.Is(err, sar.ErrSegmentsConflict) {
 			continue
 		}
+		if err == nil {
+			s.afterTaskChange(ctx, beforeState, t.GetTeam(), t)
+		}
 		return err == nil, err
 	}
 	return false, sar.ErrTaskConflict
+}
+
+// noticeOnce writes a notice unless it was written already (by an earlier
+// run of the same request).
+func (s *Service) noticeOnce(ctx context.Context, inc *sarv1.Incident, kind sarv1.TaskNoticeKind) error {
+	sent, err := s.st.NoticeSent(ctx, inc.GetId(), kind)
+	if err != nil || sent {
+		return err
+	}
+	return s.notice(ctx, inc, kind)
 }
 
 // notice tells every team (the task feed, and each agency on NATS).

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"math"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -263,15 +264,24 @@ func (s *Service) CloseIncident(ctx context.Context, req *sarv1.CloseIncidentReq
 		now := timestamppb.New(s.now())
 		inc.State, inc.Outcome, inc.CloseNote, inc.CloseTime, inc.UpdateTime =
 			sarv1.IncidentState_INCIDENT_STATE_CLOSED, req.GetOutcome(), req.GetNote(), now, now
+		if f := inc.GetFound(); f != nil {
+			// The record stays; where exactly and the note do not.
+			f.Note = ""
+			if ll := f.GetPosition(); ll != nil {
+				f.Position = &sarv1.LatLng{Lat: math.Round(ll.GetLat()*100) / 100, Lng: math.Round(ll.GetLng()*100) / 100}
+			}
+		}
 		ev = s.lifecycleEvent(inc, sarv1.IncidentChange_INCIDENT_CHANGE_CLOSED)
 		return ev, nil
 	})
 	if err != nil {
 		if sar.KindOf(err) == sar.KindFailedPrecondition {
 			// Closed already: complete what an interrupted close left open.
-			if cur, _, gerr := s.st.GetIncident(ctx, inc.GetId()); gerr == nil {
-				if n, _ := s.endTasks(ctx, p, cur, "incident closed", nil); n > 0 {
-					_ = s.notice(ctx, cur, sarv1.TaskNoticeKind_TASK_NOTICE_KIND_INCIDENT_CLOSED)
+			if cur, _, gerr := s.st.GetIncident(ctx, inc.GetId()); gerr == nil && cur.GetState() == sarv1.IncidentState_INCIDENT_STATE_CLOSED {
+				if _, err := s.endTasks(ctx, p, cur, "incident closed", nil); err != nil {
+					s.log.Warn("completing a close: tasks left open", "incident", inc.GetId(), "err", err)
+				} else if err := s.noticeOnce(ctx, cur, sarv1.TaskNoticeKind_TASK_NOTICE_KIND_INCIDENT_CLOSED); err != nil {
+					s.log.Warn("completing a close: notice not written", "incident", inc.GetId(), "err", err)
 				}
 			}
 		}
@@ -287,7 +297,7 @@ func (s *Service) CloseIncident(ctx context.Context, req *sarv1.CloseIncidentReq
 	if _, err := s.endTasks(ctx, p, out, reason, nil); err != nil {
 		return nil, err
 	}
-	if err := s.notice(ctx, out, sarv1.TaskNoticeKind_TASK_NOTICE_KIND_INCIDENT_CLOSED); err != nil {
+	if err := s.noticeOnce(ctx, out, sarv1.TaskNoticeKind_TASK_NOTICE_KIND_INCIDENT_CLOSED); err != nil {
 		return nil, err
 	}
 	return out, nil

@@ -123,6 +123,13 @@ type TaskStore interface {
 	// PutNotice appends a notice to every team (subject found, incident
 	// closed) to the task feed with its events.
 	PutNotice(ctx context.Context, kind sarv1.TaskNoticeKind, inc *sarv1.Incident, evs ...*sarv1.Event) (string, error)
+	// NoticeSent reports whether a notice of kind was written.
+	NoticeSent(ctx context.Context, incidentID string, kind sarv1.TaskNoticeKind) (bool, error)
+	// TaskByRequest returns the task a creation with requestID made, or nil.
+	TaskByRequest(ctx context.Context, incidentID, requestID string) (*sarv1.Task, error)
+	// FeedBounds returns the task feed's first and last entry ids and the
+	// newest trimmed one ("" when none).
+	FeedBounds(ctx context.Context, incidentID string) (first, last, trimmed string, err error)
 	// DueTasks returns the tasks of open incidents whose answer deadline
 	// has passed, by incident.
 	DueTasks(ctx context.Context, nowMs int64) (map[string][]string, error)

@@ -461,7 +461,7 @@ func (s *Service) putAssignment(ctx context.Context, p *sarv1.Principal, inc *sa
 	}
 	sm := summary(g.meta, g.meta.Version, len(g.g.Cells), g.g.RestOfWorld, g.g.CumulativePOS)
 	ev := s.gridEvent(incidentID, sarv1.SearchGridChange_SEARCH_GRID_CHANGE_SEGMENTS, sm, len(ss.Cells), desc)
-	w, err := s.segmentTaskChange(ctx, p, inc, ss)
+	w, before, beforeTeam, err := s.segmentTaskChange(ctx, p, inc, ss)
 	if err != nil {
 		return 0, err
 	}
@@ -481,16 +481,19 @@ func (s *Service) putAssignment(ctx context.Context, p *sarv1.Principal, inc *sa
 		}
 		return 0, err
 	}
+	if w.ExpectVersion != 0 {
+		s.afterTaskChange(ctx, before, beforeTeam, w.Task)
+	}
 	return seg.Version + 1, nil
 }
 
 // segmentTaskChange is the change of a segment's task that its new
 // assignment ss needs, or nil for none.
-func (s *Service) segmentTaskChange(ctx context.Context, p *sarv1.Principal, inc *sarv1.Incident, ss sar.StoredSegment) (*sar.TaskWrite, error) {
+func (s *Service) segmentTaskChange(ctx context.Context, p *sarv1.Principal, inc *sarv1.Incident, ss sar.StoredSegment) (w *sar.TaskWrite, before sarv1.TaskState, beforeTeam *sarv1.TeamRef, err error) {
 	incidentID := inc.GetId()
 	tasks, err := s.st.Tasks(ctx, incidentID)
 	if err != nil {
-		return nil, err
+		return nil, 0, nil, err
 	}
 	var open *sarv1.Task // the segment's task not yet ended (declined included)
 	for _, t := range tasks {
@@ -500,22 +503,28 @@ func (s *Service) segmentTaskChange(ctx context.Context, p *sarv1.Principal, inc
 		}
 	}
 	team := &sarv1.TeamRef{AgencyId: ss.Agency, TeamId: ss.Team}
+	if ss.Assigned() && ss.Team == "" {
+		return nil, 0, nil, nil // held by a whole agency: no team to offer a task to
+	}
+	if open != nil {
+		before, beforeTeam = open.GetState(), open.GetTeam()
+	}
 	switch {
 	case !ss.Assigned():
 		if open == nil || awaitsOperator(open.GetState()) {
-			return nil, nil
+			return nil, 0, nil, nil
 		}
-		w := &sar.TaskWrite{IncidentID: incidentID, Task: open, ExpectVersion: open.GetVersion(), FeedTeam: teamRefOf(open.GetTeam())}
+		w = &sar.TaskWrite{IncidentID: incidentID, Task: open, ExpectVersion: open.GetVersion(), FeedTeam: teamRefOf(open.GetTeam())}
 		open.OfferDeadline = nil
 		s.transition(open, p, sarv1.TaskState_TASK_STATE_CANCELLED, "segment freed")
-		return w, nil
+		return w, before, beforeTeam, nil
 	case open != nil && teamRefOf(open.GetTeam()) == teamRefOf(team) && !awaitsOperator(open.GetState()):
-		return nil, nil // the team has it already
+		return nil, 0, nil, nil // the team has it already
 	case open != nil && !slices.ContainsFunc(open.GetDeclinedBy(), func(r *sarv1.TeamRef) bool { return teamRefOf(r) == teamRefOf(team) }):
-		w := &sar.TaskWrite{IncidentID: incidentID, Task: open, ExpectVersion: open.GetVersion(), FeedTeam: teamRefOf(open.GetTeam())}
+		w = &sar.TaskWrite{IncidentID: incidentID, Task: open, ExpectVersion: open.GetVersion(), FeedTeam: teamRefOf(open.GetTeam())}
 		open.Team = team
 		s.offer(w, p, open, taskAnswerWithin(open), "segment reassigned")
-		return w, nil
+		return w, before, beforeTeam, nil
 	}
 	now := s.now()
 	t := &sarv1.Task{Id: sar.NewID(), IncidentId: incidentID, Kind: sarv1.TaskKind_TASK_KIND_SEARCH_SEGMENT,
@@ -523,9 +532,9 @@ func (s *Service) segmentTaskChange(ctx context.Context, p *sarv1.Principal, inc
 		CreatedBy: p.GetCredentialId(), CreatedByName: p.GetDisplayName(), CreateTime: timestamppb.New(now)}
 	t.Title = defaultTitle(t)
 	t.AnswerWithin = durationpb.New(incidentAnswerWithin(inc, t.GetPriority()))
-	w := &sar.TaskWrite{IncidentID: incidentID, Task: t}
+	w = &sar.TaskWrite{IncidentID: incidentID, Task: t}
 	s.offer(w, p, t, taskAnswerWithin(t), "")
-	return w, nil
+	return w, 0, nil, nil
 }
 
 // AssignSegment assigns a segment to a team, or frees it.

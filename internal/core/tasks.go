@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -200,6 +201,9 @@ func (s *Service) CreateTask(ctx context.Context, req *sarv1.CreateTaskRequest) 
 		}
 	} else {
 		validTeamRef(&fv, "team", req.GetTeam())
+		if req.GetTeam().GetTeamId() == "" {
+			fv = append(fv, sar.Field("team.team_id", "REQUIRED", "a task goes to one team: team_id is required"))
+		}
 	}
 	switch {
 	case kind == sarv1.TaskKind_TASK_KIND_SEARCH_SEGMENT && req.GetSegmentId() <= 0:
@@ -216,6 +220,15 @@ func (s *Service) CreateTask(ctx context.Context, req *sarv1.CreateTaskRequest) 
 	}
 	if len(fv) > 0 {
 		return nil, sar.Invalid("invalid task", fv...)
+	}
+	if r := req.GetRequestId(); r != "" {
+		prev, err := s.st.TaskByRequest(ctx, inc.GetId(), r)
+		if err != nil {
+			return nil, err
+		}
+		if prev != nil {
+			return prev, nil // a retry: the task the first request made
+		}
 	}
 	if !active(inc) {
 		return nil, errNotActive()
@@ -327,6 +340,9 @@ func (s *Service) segmentForTask(ctx context.Context, inc *sarv1.Incident, t *sa
 	}
 	ss := seg.Segments[i]
 	if free != nil && *free {
+		if ss.Agency != t.GetTeam().GetAgencyId() || ss.Team != t.GetTeam().GetTeamId() {
+			return nil, nil // another team holds it now: not this task's to free
+		}
 		ss.Agency, ss.Team, ss.AssignMs = "", "", 0
 	} else {
 		team := t.GetTeam()
@@ -473,6 +489,7 @@ func (s *Service) changeTask(ctx context.Context, c taskChange) (*sarv1.Task, er
 			return nil, errNotActive()
 		}
 		ver := t.GetVersion()
+		beforeState, beforeTeam := t.GetState(), t.GetTeam()
 		w := sar.TaskWrite{IncidentID: inc.GetId(), ExpectVersion: ver, FeedTeam: teamRefOf(t.GetTeam())}
 		tr, err := c.apply(p, t, &w)
 		if errors.Is(err, errNoChange) {
@@ -486,7 +503,7 @@ func (s *Service) changeTask(ctx context.Context, c taskChange) (*sarv1.Task, er
 			w.DeadlineMs = t.GetOfferDeadline().AsTime().UnixMilli() // still waiting for the answer
 		}
 		if c.segment != nil && t.GetKind() == sarv1.TaskKind_TASK_KIND_SEARCH_SEGMENT {
-			if free := c.segment(t); free != nil {
+			if free := c.segment(t); free != nil && !(*free && awaitsOperator(beforeState)) { // a declined task holds no segment
 				seg, err := s.segmentForTask(ctx, inc, t, free)
 				if err != nil && !(*free && sar.KindOf(err) == sar.KindNotFound) { // a segment gone from the cut: nothing to free
 					return nil, err
@@ -504,6 +521,7 @@ func (s *Service) changeTask(ctx context.Context, c taskChange) (*sarv1.Task, er
 		}
 		s.log.Info("task changed", "incident", inc.GetId(), "task", t.GetId(), "state", stateName(t.GetState()),
 			"team", teamRefOf(t.GetTeam()), "by", p.GetCredentialId())
+		s.afterTaskChange(ctx, beforeState, beforeTeam, res.Task)
 		return res.Task, nil
 	}
 	return nil, sar.ErrTaskConflict
@@ -654,6 +672,9 @@ func (s *Service) CancelTask(ctx context.Context, req *sarv1.CancelTaskRequest) 
 func (s *Service) ReassignTask(ctx context.Context, req *sarv1.ReassignTaskRequest) (*sarv1.Task, error) {
 	var fv []sar.FieldViolation
 	validTeamRef(&fv, "team", req.GetTeam())
+	if req.GetTeam().GetTeamId() == "" {
+		fv = append(fv, sar.Field("team.team_id", "REQUIRED", "a task goes to one team: team_id is required"))
+	}
 	s.validAnswerWithin(&fv, "answer_within", req.GetAnswerWithin())
 	text(&fv, "note", req.GetNote(), MaxTaskNoteLen, false)
 	if len(fv) > 0 {
@@ -731,8 +752,115 @@ func (s *Service) TaskFeed(ctx context.Context, incidentID, cursor string) (entr
 	return entries, next, inc.GetState() == sarv1.IncidentState_INCIDENT_STATE_CLOSED, nil
 }
 
+// CheckTaskCursor authorizes a task feed reader (a rescuer with a team of
+// the incident) and checks its cursor: one the feed gave, not past its
+// end, and not before entries the feed no longer keeps (OUT_OF_RANGE: the
+// device lists its tasks and starts again from an empty cursor).
+func (s *Service) CheckTaskCursor(ctx context.Context, incidentID, cursor string) error {
+	p, inc, err := s.visibleIncident(ctx, incidentID)
+	if err != nil {
+		return err
+	}
+	if p.GetRole() != sarv1.Role_ROLE_RESCUER || p.GetTeamId() == "" {
+		return sar.Errorf(sar.KindPermissionDenied, "the task feed is for team members' devices (operators use ListTasks and WatchIncident)")
+	}
+	if cursor == "" {
+		return nil
+	}
+	c, ok := parseStreamID(cursor)
+	if !ok {
+		return sar.Invalid("invalid cursor", sar.Field("cursor", "INVALID", "cursor must be one the feed gave"))
+	}
+	_, last, trimmed, err := s.st.FeedBounds(ctx, inc.GetId())
+	if err != nil {
+		return err
+	}
+	resync := "list the team's tasks (ListTasks) and start again from an empty cursor"
+	if l, ok := parseStreamID(last); !ok || streamIDLess(l, c) {
+		return &sar.Error{Kind: sar.KindOutOfRange, Message: "cursor is past the end of this incident's task feed: " + resync,
+			Fields: []sar.FieldViolation{sar.Field("cursor", "PAST_END", "not a cursor of this incident's feed")}}
+	}
+	if tr, ok := parseStreamID(trimmed); ok && streamIDLess(c, tr) {
+		return &sar.Error{Kind: sar.KindOutOfRange, Message: "the feed no longer holds what followed this cursor: " + resync,
+			Fields: []sar.FieldViolation{sar.Field("cursor", "TRIMMED", "items after it were dropped")}}
+	}
+	return nil
+}
+
+// parseStreamID parses a Redis stream id "<ms>-<seq>".
+func parseStreamID(s string) ([2]uint64, bool) {
+	ms, seq, ok := strings.Cut(s, "-")
+	if !ok {
+		return [2]uint64{}, false
+	}
+	a, err1 := strconv.ParseUint(ms, 10, 64)
+	b, err2 := strconv.ParseUint(seq, 10, 64)
+	return [2]uint64{a, b}, ok && err1 == nil && err2 == nil
+}
+
+func streamIDLess(a, b [2]uint64) bool { return a[0] < b[0] || (a[0] == b[0] && a[1] < b[1]) }
+
 // WatchTasks follows an incident's task changes and notices: the doorbell
 // of StreamTasks, which reads the feed itself.
 func (s *Service) WatchTasks(ctx context.Context, incidentID string) (events <-chan *sarv1.Event, dropped func() int, stop func(), err error) {
 	return s.bus.WatchTasks(ctx, incidentID)
+}
+
+// Teams on task: a team that accepts a task is marked on task (so that it
+// is not offered more work), and marked available again when that task
+// ends, unless someone set another status meanwhile. The team record lives
+// outside the incident, so this is a second write after the task's: best
+// effort, logged when it fails, and never undone by hand-set statuses.
+
+// onTaskNote is the status note that names the task a team is on.
+func onTaskNote(t *sarv1.Task) string { return "on task " + t.GetIncidentId() + "/" + t.GetId() }
+
+// teamOnTask marks the task's team on task.
+func (s *Service) teamOnTask(ctx context.Context, t *sarv1.Task) {
+	ref := t.GetTeam()
+	if ref.GetTeamId() == "" {
+		return
+	}
+	_, err := s.st.UpdateTeam(ctx, ref.GetAgencyId(), ref.GetTeamId(), func(tm *sarv1.Team) error {
+		if tm.GetStatus() == sarv1.TeamStatus_TEAM_STATUS_UNAVAILABLE {
+			return errNoChange // the team said it cannot go: keep what it said
+		}
+		tm.Status, tm.StatusNote, tm.StatusTime, tm.StatusBy = sarv1.TeamStatus_TEAM_STATUS_ON_TASK, onTaskNote(t), timestamppb.New(s.now()), systemActor
+		return nil
+	})
+	if err != nil && !errors.Is(err, errNoChange) {
+		s.log.Warn("team not marked on task", "team", teamRefOf(ref), "task", t.GetId(), "err", err)
+	}
+}
+
+// teamOffTask marks a team available again when the task it was put on
+// task for ended (or left it), if its status is still that one.
+func (s *Service) teamOffTask(ctx context.Context, ref *sarv1.TeamRef, t *sarv1.Task) {
+	if ref.GetTeamId() == "" {
+		return
+	}
+	_, err := s.st.UpdateTeam(ctx, ref.GetAgencyId(), ref.GetTeamId(), func(tm *sarv1.Team) error {
+		if tm.GetStatus() != sarv1.TeamStatus_TEAM_STATUS_ON_TASK || tm.GetStatusNote() != onTaskNote(t) {
+			return errNoChange
+		}
+		tm.Status, tm.StatusNote, tm.StatusTime, tm.StatusBy = sarv1.TeamStatus_TEAM_STATUS_AVAILABLE, "", timestamppb.New(s.now()), systemActor
+		return nil
+	})
+	if err != nil && !errors.Is(err, errNoChange) && sar.KindOf(err) != sar.KindNotFound {
+		s.log.Warn("team not marked available after its task", "team", teamRefOf(ref), "task", t.GetId(), "err", err)
+	}
+}
+
+// afterTaskChange keeps the team statuses in step with a task change from
+// before to after.
+func (s *Service) afterTaskChange(ctx context.Context, before sarv1.TaskState, beforeTeam *sarv1.TeamRef, after *sarv1.Task) {
+	working := func(st sarv1.TaskState) bool {
+		return st == sarv1.TaskState_TASK_STATE_ACCEPTED || st == sarv1.TaskState_TASK_STATE_IN_PROGRESS
+	}
+	switch {
+	case !working(before) && working(after.GetState()):
+		s.teamOnTask(ctx, after)
+	case working(before) && (!working(after.GetState()) || teamRefOf(beforeTeam) != teamRefOf(after.GetTeam())):
+		s.teamOffTask(ctx, beforeTeam, after)
+	}
 }

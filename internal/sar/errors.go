@@ -29,6 +29,7 @@ const (
 	KindUnavailable                    // a backend is down; retry with backoff
 	KindResourceExhausted              // a size or rate limit was hit
 	KindAborted                        // a concurrent change won; retry the whole read-modify-write
+	KindOutOfRange                     // past the end (or before the start) of what can be read; start again
 )
 
 var kindNames = map[Kind]string{
@@ -36,6 +37,7 @@ var kindNames = map[Kind]string{
 	KindPermissionDenied: "permission denied", KindUnauthenticated: "unauthenticated",
 	KindFailedPrecondition: "failed precondition", KindAlreadyExists: "already exists",
 	KindUnavailable: "unavailable", KindResourceExhausted: "resource exhausted", KindAborted: "aborted",
+	KindOutOfRange: "out of range",
 }
 
 func (k Kind) String() string { return kindNames[k] }

@@ -118,6 +118,40 @@ func (s *Store) PutNotice(ctx context.Context, kind sarv1.TaskNoticeKind, inc *s
 	return fid, nil
 }
 
+// NoticeSent reports whether a notice of kind was written for an incident.
+func (s *Store) NoticeSent(ctx context.Context, incidentID string, kind sarv1.TaskNoticeKind) (bool, error) {
+	ok, err := s.rdb.HExists(ctx, kInc(incidentID), "notice:"+kind.String()).Result()
+	return ok, fail(err, "incident")
+}
+
+// TaskByRequest returns the task a creation with requestID made, or nil.
+func (s *Store) TaskByRequest(ctx context.Context, incidentID, requestID string) (*sarv1.Task, error) {
+	id, err := s.rdb.HGet(ctx, kTaskReq(incidentID), requestID).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fail(err, "task")
+	}
+	return s.Task(ctx, incidentID, id)
+}
+
+// FeedBounds returns the ids of an incident's task feed's first and last
+// entries and of the newest entry trimmed away ("" when none).
+func (s *Store) FeedBounds(ctx context.Context, incidentID string) (first, last, trimmed string, err error) {
+	info, err := s.rdb.XInfoStream(ctx, kTaskFeed(incidentID)).Result()
+	if err != nil {
+		if strings.Contains(err.Error(), "no such key") {
+			return "", "", "", nil
+		}
+		return "", "", "", fail(err, "task feed")
+	}
+	if info.MaxDeletedEntryID != "0-0" {
+		trimmed = info.MaxDeletedEntryID
+	}
+	return info.FirstEntry.ID, info.LastGeneratedID, trimmed, nil
+}
+
 // Task returns one task with its version.
 func (s *Store) Task(ctx context.Context, incidentID, taskID string) (*sarv1.Task, error) {
 	if !sar.ValidID(taskID) {

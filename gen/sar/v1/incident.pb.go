@@ -468,8 +468,8 @@ func (ParticipantKind) EnumDescriptor() ([]byte, []int) {
 type DispatchSettings struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Agencies in the order a lapsed offer goes to them (the first with an
-	// available team gets it); agencies not named follow in the order they
-	// were assigned.
+	// available team gets it); the incident's other agencies follow, all
+	// alike (the nearest team first).
 	EscalationOrder []string `protobuf:"bytes,1,rep,name=escalation_order,json=escalationOrder,proto3" json:"escalation_order,omitempty"`
 	// How long a team has to answer an urgent offer (default 2 min).
 	AnswerWithinUrgent *durationpb.Duration `protobuf:"bytes,2,opt,name=answer_within_urgent,json=answerWithinUrgent,proto3" json:"answer_within_urgent,omitempty"`

@@ -681,12 +681,13 @@ type CreateTaskRequest struct {
 	// Where to go (required for TASK_KIND_GO_TO_POINT).
 	Point *LatLng `protobuf:"bytes,8,opt,name=point,proto3" json:"point,omitempty"`
 	// How long the team has to answer (default by priority: urgent 2 min,
-	// high 3 min, normal 5 min, low 15 min; 30 s to 24 h). An offer not
-	// answered in time goes to the next available team (the nearest by
-	// travel of the incident's agencies, in the incident's order of
-	// agencies, never one that declined or missed it); after the second
-	// missed offer, or with no team left, the task becomes unanswered: an
-	// alert for the console.
+	// high 3 min, normal 5 min, low 15 min, or the incident's dispatch
+	// settings; 30 s to 24 h). An offer not answered in time goes to the
+	// next available team of the incident (the agencies of the incident's
+	// escalation order first, then the others; the nearest by travel first;
+	// never one that declined or missed it, nor one on task); after the
+	// second missed offer, or with no team left, the task becomes
+	// unanswered: an alert for the console.
 	AnswerWithin *durationpb.Duration `protobuf:"bytes,9,opt,name=answer_within,json=answerWithin,proto3" json:"answer_within,omitempty"`
 	// Idempotency key: a retry with the same key returns the task created
 	// the first time (1-64 characters of A-Z, a-z, 0-9, '-' and '_').

@@ -155,9 +155,10 @@ func (b *Bus) Watch(ctx context.Context, incidentID string) (events <-chan *sarv
 }
 
 // WatchTasks follows only an incident's task changes and notices (the
-// doorbell of the task feeds: small, whatever the positions' rate).
-func (b *Bus) WatchTasks(ctx context.Context, incidentID string) (events <-chan *sarv1.Event, dropped func() int, stop func(), err error) {
-	return b.watch(ctx, incidentID, TaskSubjects(incidentID)...)
+// doorbell of the task feeds: small, whatever the positions' rate); with
+// an agency, only its team's tasks and the agency's notices.
+func (b *Bus) WatchTasks(ctx context.Context, incidentID, agency, team string) (events <-chan *sarv1.Event, dropped func() int, stop func(), err error) {
+	return b.watch(ctx, incidentID, TaskSubjects(incidentID, agency, team)...)
 }
 
 // watch subscribes to subjects of one incident. A message is passed on

@@ -60,9 +60,13 @@ const (
 )
 
 // TaskSubjects are the wildcards of one incident's task changes and
-// notices.
-func TaskSubjects(incidentID string) []string {
-	return []string{SubjectPrefix + incidentID + ".evt.task.>", SubjectPrefix + incidentID + ".evt.notice.>"}
+// notices; with an agency, only those of its team (and the agency's
+// notices).
+func TaskSubjects(incidentID, agency, team string) []string {
+	if agency == "" {
+		return []string{SubjectPrefix + incidentID + ".evt.task.>", SubjectPrefix + incidentID + ".evt.notice.>"}
+	}
+	return []string{SubjectPrefix + incidentID + ".evt.task." + token(agency) + "." + token(team), SubjectPrefix + incidentID + ".evt.notice." + agency}
 }
 
 // IncidentSubjects is the wildcard of everything about one incident.
@@ -96,6 +100,9 @@ func Subject(ev *sarv1.Event) (subject string, durable bool) {
 		tc := p.TaskChanged
 		if tc.GetNoticeAgency() != "" {
 			return base + ".evt.notice." + tc.GetNoticeAgency(), true
+		}
+		if from := tc.GetTakenFrom(); from != nil {
+			return base + ".evt.task." + token(from.GetAgencyId()) + "." + token(from.GetTeamId()), true
 		}
 		return base + ".evt.task." + token(tc.GetTask().GetTeam().GetAgencyId()) + "." + token(tc.GetTask().GetTeam().GetTeamId()), true
 	case *sarv1.Event_ParticipantJoined:

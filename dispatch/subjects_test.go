@@ -34,6 +34,9 @@ func TestSubject(t *testing.T) {
 		{&sarv1.Event{IncidentId: inc, Payload: &sarv1.Event_TaskChanged{TaskChanged: &sarv1.TaskChangedEvent{
 			Task: &sarv1.Task{}, NoticeAgency: "fire-1", Notice: sarv1.TaskNoticeKind_TASK_NOTICE_KIND_MESSAGE}}},
 			"sar.v1.inc." + inc + ".evt.notice.fire-1", true},
+		{&sarv1.Event{IncidentId: inc, Payload: &sarv1.Event_TaskChanged{TaskChanged: &sarv1.TaskChangedEvent{
+			Task: &sarv1.Task{Team: &sarv1.TeamRef{AgencyId: "vol", TeamId: "k9"}}, TakenFrom: &sarv1.TeamRef{AgencyId: "police", TeamId: "p1"}}}},
+			"sar.v1.inc." + inc + ".evt.task.police.p1", true},
 		{&sarv1.Event{IncidentId: inc, Payload: &sarv1.Event_IncidentChanged{IncidentChanged: &sarv1.IncidentChangedEvent{}}},
 			"sar.v1.inc." + inc + ".evt.incident", true},
 	} {

@@ -68,6 +68,18 @@ func TestEscalation(t *testing.T) {
 	if it := patrolPhone.next("gone"); it.GetTask().GetId() != task.GetId() || it.GetTask().GetTeam().GetAgencyId() != "shangcun" {
 		t.Errorf("patrol's second item = %v, want the task, now the villagers'", it.GetTask())
 	}
+	// The police's own subject says the task left it.
+	eventually(t, "the taken-from copy on the patrol's subject", func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		for i, ev := range rec.events {
+			if ev.GetTaskChanged().GetTakenFrom().GetTeamId() == "patrol" && strings.HasSuffix(rec.subj[i], ".evt.task.police-north.patrol") &&
+				ev.GetTaskChanged().GetTask().GetTeam().GetAgencyId() == "shangcun" {
+				return true
+			}
+		}
+		return false
+	})
 	// Second miss: raised to the console.
 	un := e.waitTask(c, task.GetId(), "unanswered", func(t *sarv1.Task) bool { return t.GetState() == sarv1.TaskState_TASK_STATE_UNANSWERED })
 	if un.GetMissedOffers() != 2 || len(un.GetMissedBy()) != 2 || un.GetOfferDeadline() != nil || len(un.GetTransitions()) != 3 {

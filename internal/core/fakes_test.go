@@ -410,7 +410,7 @@ func (b *fakeBus) Watch(ctx context.Context, incidentID string) (<-chan *sarv1.E
 	return b.WatchFn(ctx, incidentID)
 }
 
-func (b *fakeBus) WatchTasks(ctx context.Context, incidentID string) (<-chan *sarv1.Event, func() int, func(), error) {
+func (b *fakeBus) WatchTasks(ctx context.Context, incidentID, _, _ string) (<-chan *sarv1.Event, func() int, func(), error) {
 	return b.Watch(ctx, incidentID)
 }
 

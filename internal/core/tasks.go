@@ -163,8 +163,16 @@ func (s *Service) noticeEvents(inc *sarv1.Incident, t *sarv1.Task, kind sarv1.Ta
 }
 
 // putTask writes a task change with its events (in the store's outbox with
-// the change) and delivers them.
+// the change) and delivers them. A task taken from a team also goes, as a
+// copy, to that team's subject.
 func (s *Service) putTask(ctx context.Context, w sar.TaskWrite) (sar.TaskWriteResult, error) {
+	if from := w.FeedAlsoTeam; from != "" && w.Event.GetTaskChanged() != nil {
+		a, t, _ := strings.Cut(from, "/")
+		cp := s.newEvent(w.IncidentID)
+		cp.Payload = &sarv1.Event_TaskChanged{TaskChanged: &sarv1.TaskChangedEvent{Task: w.Task,
+			Transition: w.Event.GetTaskChanged().GetTransition(), TakenFrom: &sarv1.TeamRef{AgencyId: a, TeamId: t}}}
+		w.MoreEvents = append(w.MoreEvents, cp)
+	}
 	res, err := s.st.PutTask(ctx, w)
 	if err != nil {
 		return res, err
@@ -725,9 +733,22 @@ func (s *Service) ReassignTask(ctx context.Context, req *sarv1.ReassignTaskReque
 // returns the cursor to continue from (the last entry read, also when it
 // was not for this team).
 func (s *Service) TaskFeed(ctx context.Context, incidentID, cursor string) (entries []sar.FeedEntry, next string, closed bool, err error) {
-	p, inc, err := s.visibleIncident(ctx, incidentID)
+	// Read at every doorbell of every team device: the incident comes from
+	// the few-seconds cache the ingest path uses (an unassignment or a
+	// close is seen that much later; the feed itself is always read).
+	p, err := auth.Require(ctx, sarv1.Role_ROLE_RESCUER, sarv1.Role_ROLE_OPERATOR, sarv1.Role_ROLE_ADMIN, sarv1.Role_ROLE_CALLER)
 	if err != nil {
 		return nil, "", false, err
+	}
+	if !sar.ValidID(incidentID) {
+		return nil, "", false, sar.Invalid("invalid incident id", sar.Field("incident_id", "INVALID", "incident_id must be an incident id"))
+	}
+	inc, err := s.incident(ctx, incidentID)
+	if err != nil {
+		return nil, "", false, err
+	}
+	if !auth.CanSeeIncident(p, inc) {
+		return nil, "", false, sar.NotFound("incident")
 	}
 	if p.GetRole() != sarv1.Role_ROLE_RESCUER || p.GetTeamId() == "" {
 		return nil, "", false, sar.Errorf(sar.KindPermissionDenied, "the task feed is for team members' devices (operators use ListTasks and WatchIncident)")
@@ -801,9 +822,16 @@ func parseStreamID(s string) ([2]uint64, bool) {
 func streamIDLess(a, b [2]uint64) bool { return a[0] < b[0] || (a[0] == b[0] && a[1] < b[1]) }
 
 // WatchTasks follows an incident's task changes and notices: the doorbell
-// of StreamTasks, which reads the feed itself.
+// of the task and caller streams, which read the store themselves. A
+// rescuer with a team hears only its team's tasks and its agency's
+// notices (a task taken from the team comes on its subject too); others
+// hear all.
 func (s *Service) WatchTasks(ctx context.Context, incidentID string) (events <-chan *sarv1.Event, dropped func() int, stop func(), err error) {
-	return s.bus.WatchTasks(ctx, incidentID)
+	agency, team := "", ""
+	if p := auth.FromContext(ctx); p.GetRole() == sarv1.Role_ROLE_RESCUER && p.GetTeamId() != "" {
+		agency, team = p.GetAgencyId(), p.GetTeamId()
+	}
+	return s.bus.WatchTasks(ctx, incidentID, agency, team)
 }
 
 // Teams on task: a team that accepts a task is marked on task (so that it

@@ -2045,7 +2045,11 @@ type TaskChangedEvent struct {
 	Notice TaskNoticeKind `protobuf:"varint,4,opt,name=notice,proto3,enum=sar.v1.TaskNoticeKind" json:"notice,omitempty"`
 	// With a subject found or incident closed notice: the incident after
 	// the change (task is unset then).
-	Incident      *Incident `protobuf:"bytes,5,opt,name=incident,proto3" json:"incident,omitempty"`
+	Incident *Incident `protobuf:"bytes,5,opt,name=incident,proto3" json:"incident,omitempty"`
+	// Set on the copy published to the team a task was taken from
+	// (reassigned or escalated to another team), on that team's subject, so
+	// that its agency learns the task is no longer its own.
+	TakenFrom     *TeamRef `protobuf:"bytes,6,opt,name=taken_from,json=takenFrom,proto3" json:"taken_from,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2111,6 +2115,13 @@ func (x *TaskChangedEvent) GetNotice() TaskNoticeKind {
 func (x *TaskChangedEvent) GetIncident() *Incident {
 	if x != nil {
 		return x.Incident
+	}
+	return nil
+}
+
+func (x *TaskChangedEvent) GetTakenFrom() *TeamRef {
+	if x != nil {
+		return x.TakenFrom
 	}
 	return nil
 }
@@ -2258,7 +2269,7 @@ const file_sar_v1_task_proto_rawDesc = "" +
 	"\x04task\x18\x03 \x01(\v2\f.sar.v1.TaskR\x04task\x12.\n" +
 	"\x06notice\x18\x04 \x01(\x0e2\x16.sar.v1.TaskNoticeKindR\x06notice\x12\x1b\n" +
 	"\tcaught_up\x18\x05 \x01(\bR\bcaughtUp\x12,\n" +
-	"\bincident\x18\x06 \x01(\v2\x10.sar.v1.IncidentR\bincident\"\xef\x01\n" +
+	"\bincident\x18\x06 \x01(\v2\x10.sar.v1.IncidentR\bincident\"\x9f\x02\n" +
 	"\x10TaskChangedEvent\x12 \n" +
 	"\x04task\x18\x01 \x01(\v2\f.sar.v1.TaskR\x04task\x126\n" +
 	"\n" +
@@ -2266,7 +2277,9 @@ const file_sar_v1_task_proto_rawDesc = "" +
 	"transition\x12#\n" +
 	"\rnotice_agency\x18\x03 \x01(\tR\fnoticeAgency\x12.\n" +
 	"\x06notice\x18\x04 \x01(\x0e2\x16.sar.v1.TaskNoticeKindR\x06notice\x12,\n" +
-	"\bincident\x18\x05 \x01(\v2\x10.sar.v1.IncidentR\bincident*\xab\x01\n" +
+	"\bincident\x18\x05 \x01(\v2\x10.sar.v1.IncidentR\bincident\x12.\n" +
+	"\n" +
+	"taken_from\x18\x06 \x01(\v2\x0f.sar.v1.TeamRefR\ttakenFrom*\xab\x01\n" +
 	"\bTaskKind\x12\x19\n" +
 	"\x15TASK_KIND_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18TASK_KIND_SEARCH_SEGMENT\x10\x01\x12\x19\n" +
@@ -2411,33 +2424,34 @@ var file_sar_v1_task_proto_depIdxs = []int32{
 	4,  // 43: sar.v1.TaskChangedEvent.transition:type_name -> sar.v1.TaskTransition
 	3,  // 44: sar.v1.TaskChangedEvent.notice:type_name -> sar.v1.TaskNoticeKind
 	34, // 45: sar.v1.TaskChangedEvent.incident:type_name -> sar.v1.Incident
-	6,  // 46: sar.v1.TaskService.CreateTask:input_type -> sar.v1.CreateTaskRequest
-	8,  // 47: sar.v1.TaskService.GetTask:input_type -> sar.v1.GetTaskRequest
-	10, // 48: sar.v1.TaskService.ListTasks:input_type -> sar.v1.ListTasksRequest
-	12, // 49: sar.v1.TaskService.AcceptTask:input_type -> sar.v1.AcceptTaskRequest
-	14, // 50: sar.v1.TaskService.DeclineTask:input_type -> sar.v1.DeclineTaskRequest
-	16, // 51: sar.v1.TaskService.ReportTaskProgress:input_type -> sar.v1.ReportTaskProgressRequest
-	18, // 52: sar.v1.TaskService.CompleteTask:input_type -> sar.v1.CompleteTaskRequest
-	20, // 53: sar.v1.TaskService.CancelTask:input_type -> sar.v1.CancelTaskRequest
-	22, // 54: sar.v1.TaskService.SetDispatchSettings:input_type -> sar.v1.SetDispatchSettingsRequest
-	24, // 55: sar.v1.TaskService.ReassignTask:input_type -> sar.v1.ReassignTaskRequest
-	26, // 56: sar.v1.TaskService.StreamTasks:input_type -> sar.v1.StreamTasksRequest
-	7,  // 57: sar.v1.TaskService.CreateTask:output_type -> sar.v1.CreateTaskResponse
-	9,  // 58: sar.v1.TaskService.GetTask:output_type -> sar.v1.GetTaskResponse
-	11, // 59: sar.v1.TaskService.ListTasks:output_type -> sar.v1.ListTasksResponse
-	13, // 60: sar.v1.TaskService.AcceptTask:output_type -> sar.v1.AcceptTaskResponse
-	15, // 61: sar.v1.TaskService.DeclineTask:output_type -> sar.v1.DeclineTaskResponse
-	17, // 62: sar.v1.TaskService.ReportTaskProgress:output_type -> sar.v1.ReportTaskProgressResponse
-	19, // 63: sar.v1.TaskService.CompleteTask:output_type -> sar.v1.CompleteTaskResponse
-	21, // 64: sar.v1.TaskService.CancelTask:output_type -> sar.v1.CancelTaskResponse
-	23, // 65: sar.v1.TaskService.SetDispatchSettings:output_type -> sar.v1.SetDispatchSettingsResponse
-	25, // 66: sar.v1.TaskService.ReassignTask:output_type -> sar.v1.ReassignTaskResponse
-	27, // 67: sar.v1.TaskService.StreamTasks:output_type -> sar.v1.StreamTasksResponse
-	57, // [57:68] is the sub-list for method output_type
-	46, // [46:57] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	30, // 46: sar.v1.TaskChangedEvent.taken_from:type_name -> sar.v1.TeamRef
+	6,  // 47: sar.v1.TaskService.CreateTask:input_type -> sar.v1.CreateTaskRequest
+	8,  // 48: sar.v1.TaskService.GetTask:input_type -> sar.v1.GetTaskRequest
+	10, // 49: sar.v1.TaskService.ListTasks:input_type -> sar.v1.ListTasksRequest
+	12, // 50: sar.v1.TaskService.AcceptTask:input_type -> sar.v1.AcceptTaskRequest
+	14, // 51: sar.v1.TaskService.DeclineTask:input_type -> sar.v1.DeclineTaskRequest
+	16, // 52: sar.v1.TaskService.ReportTaskProgress:input_type -> sar.v1.ReportTaskProgressRequest
+	18, // 53: sar.v1.TaskService.CompleteTask:input_type -> sar.v1.CompleteTaskRequest
+	20, // 54: sar.v1.TaskService.CancelTask:input_type -> sar.v1.CancelTaskRequest
+	22, // 55: sar.v1.TaskService.SetDispatchSettings:input_type -> sar.v1.SetDispatchSettingsRequest
+	24, // 56: sar.v1.TaskService.ReassignTask:input_type -> sar.v1.ReassignTaskRequest
+	26, // 57: sar.v1.TaskService.StreamTasks:input_type -> sar.v1.StreamTasksRequest
+	7,  // 58: sar.v1.TaskService.CreateTask:output_type -> sar.v1.CreateTaskResponse
+	9,  // 59: sar.v1.TaskService.GetTask:output_type -> sar.v1.GetTaskResponse
+	11, // 60: sar.v1.TaskService.ListTasks:output_type -> sar.v1.ListTasksResponse
+	13, // 61: sar.v1.TaskService.AcceptTask:output_type -> sar.v1.AcceptTaskResponse
+	15, // 62: sar.v1.TaskService.DeclineTask:output_type -> sar.v1.DeclineTaskResponse
+	17, // 63: sar.v1.TaskService.ReportTaskProgress:output_type -> sar.v1.ReportTaskProgressResponse
+	19, // 64: sar.v1.TaskService.CompleteTask:output_type -> sar.v1.CompleteTaskResponse
+	21, // 65: sar.v1.TaskService.CancelTask:output_type -> sar.v1.CancelTaskResponse
+	23, // 66: sar.v1.TaskService.SetDispatchSettings:output_type -> sar.v1.SetDispatchSettingsResponse
+	25, // 67: sar.v1.TaskService.ReassignTask:output_type -> sar.v1.ReassignTaskResponse
+	27, // 68: sar.v1.TaskService.StreamTasks:output_type -> sar.v1.StreamTasksResponse
+	58, // [58:69] is the sub-list for method output_type
+	47, // [47:58] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_sar_v1_task_proto_init() }

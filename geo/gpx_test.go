@@ -26,22 +26,13 @@ type gpxPoint struct {
 	Sym  string  `xml:"sym"`
 }
 
-// mustReadGPX reads a tracklog from shared/data/tracks (beside the
-// repository's clone, as on the developers' machines and in CI) and returns
-// its track points as fixes, in file order, and its waypoints. The test is
-// skipped when the data is not there.
+// mustReadGPX reads a tracklog from testdata/ and returns its track points
+// as fixes, in file order, and its waypoints.
 func mustReadGPX(tb testing.TB, name string) ([]Fix, []gpxPoint) {
 	tb.Helper()
-	var data []byte
-	var err error
-	for _, dir := range []string{"../../shared/data/tracks", "/work/shared/data/tracks"} {
-		data, err = os.ReadFile(filepath.Join(dir, name))
-		if err == nil {
-			break
-		}
-	}
+	data, err := os.ReadFile(filepath.Join("testdata", name))
 	if err != nil {
-		tb.Skipf("tracklog %s not found: %v", name, err)
+		tb.Fatalf("tracklog %s: %v", name, err)
 	}
 	var f gpxFile
 	if err := xml.Unmarshal(data, &f); err != nil {

@@ -253,6 +253,9 @@ func (s *Service) SetTeamStatus(ctx context.Context, req *sarv1.SetTeamStatusReq
 	text(&fv, "note", req.GetNote(), sar.MaxTextLen, false)
 	if req.GetPosition() != nil {
 		validPoint(&fv, "position", req.GetPosition())
+		if req.GetClearPosition() {
+			fv = append(fv, sar.Field("clear_position", "CONFLICT", "give a position or clear it, not both"))
+		}
 	}
 	if len(fv) > 0 {
 		return nil, sar.Invalid("invalid team status", fv...)
@@ -267,7 +270,12 @@ func (s *Service) SetTeamStatus(ctx context.Context, req *sarv1.SetTeamStatusReq
 	now := timestamppb.New(s.now())
 	return s.st.UpdateTeam(ctx, req.GetAgencyId(), req.GetTeamId(), func(t *sarv1.Team) error {
 		t.Status, t.StatusNote, t.StatusTime, t.StatusBy = req.GetStatus(), strings.TrimSpace(req.GetNote()), now, p.GetCredentialId()
-		t.Position = req.GetPosition()
+		switch {
+		case req.GetPosition() != nil:
+			t.Position = req.GetPosition()
+		case req.GetClearPosition():
+			t.Position = nil
+		}
 		return nil
 	})
 }

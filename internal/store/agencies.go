@@ -142,6 +142,22 @@ func teamCell(t *sarv1.Team) uint64 {
 	return c
 }
 
+// unindexTeam removes a team's reference from an index cell, then reads
+// the team again and puts the reference back if the record now places the
+// team there: a concurrent move back into the cell (whose own add found
+// the reference still present) must not leave the team unindexed. The two
+// keys live in different slots, so this cannot be one script on Cluster.
+func (s *Store) unindexTeam(ctx context.Context, cell uint64, agencyID, teamID string) {
+	ref := teamRef(agencyID, teamID)
+	if err := s.rdb.SRem(ctx, kTeamCell(cell), ref).Err(); err != nil {
+		return
+	}
+	t, err := s.Team(ctx, agencyID, teamID)
+	if err == nil && teamCell(t) == cell {
+		_ = s.rdb.SAdd(ctx, kTeamCell(cell), ref).Err()
+	}
+}
+
 // Team returns one team of an agency.
 func (s *Store) Team(ctx context.Context, agencyID, teamID string) (*sarv1.Team, error) {
 	pb, err := s.rdb.HGet(ctx, kAgencyTeams(agencyID), teamID).Result()
@@ -203,7 +219,7 @@ func (s *Store) UpdateTeam(ctx context.Context, agencyID, teamID string, change 
 		}
 		if oldCell != 0 && oldCell != newCell {
 			// Best effort: a stale reference is skipped and removed on read.
-			_ = s.rdb.SRem(ctx, kTeamCell(oldCell), teamRef(agencyID, teamID)).Err()
+			s.unindexTeam(ctx, oldCell, agencyID, teamID)
 		}
 		return out, nil
 	}
@@ -259,7 +275,7 @@ func (s *Store) TeamsIn(ctx context.Context, cells []uint64) ([]*sarv1.Team, err
 			err = unmarshal(pb, t)
 		}
 		if err != nil || teamCell(t) != f.cell {
-			_ = s.rdb.SRem(ctx, kTeamCell(f.cell), teamRef(f.agency, f.t)).Err() // stale
+			s.unindexTeam(ctx, f.cell, f.agency, f.t) // stale
 			continue
 		}
 		out = append(out, t)

@@ -971,9 +971,11 @@ type SetTeamStatusRequest struct {
 	Status TeamStatus `protobuf:"varint,3,opt,name=status,proto3,enum=sar.v1.TeamStatus" json:"status,omitempty"`
 	// Optional note, at most 500 characters.
 	Note string `protobuf:"bytes,4,opt,name=note,proto3" json:"note,omitempty"`
-	// Where the team is now, optional; without it the team counts from its
-	// home.
-	Position      *LatLng `protobuf:"bytes,5,opt,name=position,proto3" json:"position,omitempty"`
+	// Where the team is now, optional; without it the last position given
+	// is kept (or the home counts, if none was).
+	Position *LatLng `protobuf:"bytes,5,opt,name=position,proto3" json:"position,omitempty"`
+	// Forget the last position given: the team counts from its home again.
+	ClearPosition bool `protobuf:"varint,6,opt,name=clear_position,json=clearPosition,proto3" json:"clear_position,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1041,6 +1043,13 @@ func (x *SetTeamStatusRequest) GetPosition() *LatLng {
 		return x.Position
 	}
 	return nil
+}
+
+func (x *SetTeamStatusRequest) GetClearPosition() bool {
+	if x != nil {
+		return x.ClearPosition
+	}
+	return false
 }
 
 // SetTeamStatusResponse is the response of SetTeamStatus.
@@ -1358,13 +1367,14 @@ const file_sar_v1_agency_proto_rawDesc = "" +
 	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
 	"updateMask\"6\n" +
 	"\x12UpdateTeamResponse\x12 \n" +
-	"\x04team\x18\x01 \x01(\v2\f.sar.v1.TeamR\x04team\"\xb8\x01\n" +
+	"\x04team\x18\x01 \x01(\v2\f.sar.v1.TeamR\x04team\"\xdf\x01\n" +
 	"\x14SetTeamStatusRequest\x12\x1b\n" +
 	"\tagency_id\x18\x01 \x01(\tR\bagencyId\x12\x17\n" +
 	"\ateam_id\x18\x02 \x01(\tR\x06teamId\x12*\n" +
 	"\x06status\x18\x03 \x01(\x0e2\x12.sar.v1.TeamStatusR\x06status\x12\x12\n" +
 	"\x04note\x18\x04 \x01(\tR\x04note\x12*\n" +
-	"\bposition\x18\x05 \x01(\v2\x0e.sar.v1.LatLngR\bposition\"9\n" +
+	"\bposition\x18\x05 \x01(\v2\x0e.sar.v1.LatLngR\bposition\x12%\n" +
+	"\x0eclear_position\x18\x06 \x01(\bR\rclearPosition\"9\n" +
 	"\x15SetTeamStatusResponse\x12 \n" +
 	"\x04team\x18\x01 \x01(\v2\f.sar.v1.TeamR\x04team\"\xed\x01\n" +
 	"\x10FindTeamsRequest\x12\"\n" +

@@ -143,6 +143,18 @@ func TestTeamsForACallout(t *testing.T) {
 	if got := e.findTeams(op, &sarv1.FindTeamsRequest{Near: away, MaxDistanceM: 1000}); strings.Join(got, " ") != "police-north/patrol" {
 		t.Errorf("FindTeams where the patrol went = %v, want the patrol", got)
 	}
+	// A status without a position keeps where the team is; clearing it
+	// brings the team back to its home.
+	e.setStatus(op, "police-north", "patrol", sarv1.TeamStatus_TEAM_STATUS_LIMITED, nil)
+	if got := e.findTeams(op, &sarv1.FindTeamsRequest{Near: away, MaxDistanceM: 1000}); strings.Join(got, " ") != "police-north/patrol" {
+		t.Errorf("FindTeams where the patrol went, after a status without a position = %v, want the patrol still there", got)
+	}
+	must[*sarv1.SetTeamStatusResponse](t, "clear")(e.agency.SetTeamStatus(e.as(op), &sarv1.SetTeamStatusRequest{AgencyId: "police-north", TeamId: "patrol",
+		Status: sarv1.TeamStatus_TEAM_STATUS_AVAILABLE, ClearPosition: true}))
+	if got := e.findTeams(op, &sarv1.FindTeamsRequest{Near: ipp}); len(got) == 0 || got[0] != "police-north/patrol" {
+		t.Errorf("FindTeams near the IPP after the patrol went home = %v, want it first again", got)
+	}
+	e.setStatus(op, "police-north", "patrol", sarv1.TeamStatus_TEAM_STATUS_AVAILABLE, away)
 	refs := e.rdb.SMembers(t.Context(), "sar:idx:teamcell:"+geo.CellString(oldCell)).Val()
 	for _, r := range refs {
 		if r == "police-north/patrol" {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"time"
 
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
@@ -55,37 +54,8 @@ func (s *incidentService) WatchCallerStatus(req *sarv1.WatchCallerStatusRequest,
 		return st.GetPhase() == sarv1.CallerPhase_CALLER_PHASE_CLOSED, nil
 	}
 	closed, err := send()
-	if err != nil {
+	if err != nil || closed {
 		return err
 	}
-	poll := time.NewTicker(callerStatusPoll)
-	defer poll.Stop()
-	recheck := time.NewTicker(s.recheck)
-	defer recheck.Stop()
-	for !closed {
-		select {
-		case <-s.draining:
-			return errDraining
-		case <-ctx.Done():
-			return status.FromContextError(ctx.Err()).Err()
-		case <-recheck.C:
-			if _, err := s.core.Authenticate(ctx, token); err != nil {
-				return err
-			}
-			continue
-		case _, ok := <-bell:
-			if !ok {
-				bell = nil
-				continue
-			}
-		case <-poll.C:
-		}
-		if closed, err = send(); err != nil {
-			if ctx.Err() != nil { // the client went away mid-read: not a storage failure
-				return status.FromContextError(ctx.Err()).Err()
-			}
-			return err
-		}
-	}
-	return nil
+	return follow(ctx, s.core, s.draining, token, s.recheck, callerStatusPoll, bell, send)
 }

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
+	"github.com/mountain-sar/sar/internal/core"
 )
 
 // errDraining ends long-lived streams when the server shuts down, so that
@@ -178,4 +179,46 @@ func (r *recentIDs) add(id string) bool {
 	r.next = (r.next + 1) % len(r.ring)
 	r.set[id] = struct{}{}
 	return true
+}
+
+// follow runs step at every doorbell and every poll until it reports done:
+// the loop of the streams that read the store themselves and use NATS only
+// to wake up. It checks the credential again every recheck interval, and
+// ends on shutdown (UNAVAILABLE, to reconnect elsewhere) or when the client
+// goes away.
+func follow(ctx context.Context, c *core.Service, draining <-chan struct{}, token string, recheckEvery, pollEvery time.Duration,
+	bell <-chan *sarv1.Event, step func() (done bool, err error)) error {
+	poll := time.NewTicker(pollEvery)
+	defer poll.Stop()
+	recheck := time.NewTicker(recheckEvery)
+	defer recheck.Stop()
+	for {
+		select {
+		case <-draining:
+			return errDraining
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		case <-recheck.C:
+			if _, err := c.Authenticate(ctx, token); err != nil {
+				return err
+			}
+			continue
+		case _, ok := <-bell:
+			if !ok {
+				bell = nil // NATS gone: the poll goes on
+				continue
+			}
+		case <-poll.C:
+		}
+		done, err := step()
+		if err != nil {
+			if ctx.Err() != nil { // the client went away mid-read: not a storage failure
+				return status.FromContextError(ctx.Err()).Err()
+			}
+			return err
+		}
+		if done {
+			return nil
+		}
+	}
 }

@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"time"
 
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
@@ -161,34 +160,8 @@ func (s *taskService) StreamTasks(req *sarv1.StreamTasksRequest, stream sarv1.Ta
 	if err := stream.Send(&sarv1.StreamTasksResponse{Cursor: cursor, CaughtUp: true}); err != nil {
 		return err
 	}
-	poll := time.NewTicker(taskFeedPoll)
-	defer poll.Stop()
-	recheck := time.NewTicker(s.recheck)
-	defer recheck.Stop()
-	for !closed {
-		select {
-		case <-s.draining:
-			return errDraining
-		case <-ctx.Done():
-			return status.FromContextError(ctx.Err()).Err()
-		case <-recheck.C:
-			if _, err := s.core.Authenticate(ctx, token); err != nil {
-				return err
-			}
-			continue
-		case _, ok := <-bell:
-			if !ok {
-				bell = nil
-				continue
-			}
-		case <-poll.C:
-		}
-		if closed, err = send(); err != nil {
-			if ctx.Err() != nil { // the client went away mid-read: not a storage failure
-				return status.FromContextError(ctx.Err()).Err()
-			}
-			return err
-		}
+	if closed {
+		return nil
 	}
-	return nil // the incident closed: its last items were sent
+	return follow(ctx, s.core, s.draining, token, s.recheck, taskFeedPoll, bell, send) // ends once the incident closed
 }

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
 	"github.com/mountain-sar/sar/geo"
@@ -236,26 +235,16 @@ func (s *Service) nextTeam(ctx context.Context, inc *sarv1.Incident, t *sarv1.Ta
 // priority in an incident: its dispatch settings, else the default.
 func incidentAnswerWithin(inc *sarv1.Incident, p sarv1.TaskPriority) time.Duration {
 	d := inc.GetDispatch()
-	var set interface{ AsDuration() time.Duration }
+	set := d.GetAnswerWithinNormal()
 	switch p {
 	case sarv1.TaskPriority_TASK_PRIORITY_URGENT:
-		if v := d.GetAnswerWithinUrgent(); v != nil {
-			set = v
-		}
+		set = d.GetAnswerWithinUrgent()
 	case sarv1.TaskPriority_TASK_PRIORITY_HIGH:
-		if v := d.GetAnswerWithinHigh(); v != nil {
-			set = v
-		}
+		set = d.GetAnswerWithinHigh()
 	case sarv1.TaskPriority_TASK_PRIORITY_LOW:
-		if v := d.GetAnswerWithinLow(); v != nil {
-			set = v
-		}
-	default:
-		if v := d.GetAnswerWithinNormal(); v != nil {
-			set = v
-		}
+		set = d.GetAnswerWithinLow()
 	}
-	if set != nil && set.AsDuration() > 0 {
+	if set.AsDuration() > 0 {
 		return set.AsDuration()
 	}
 	return answerWithin(p)
@@ -293,20 +282,6 @@ func (s *Service) SetDispatchSettings(ctx context.Context, req *sarv1.SetDispatc
 				"agency %q does not take part in the incident", a))
 		}
 	}
-	var ev *sarv1.Event
-	out, err := s.st.UpdateIncident(ctx, inc.GetId(), func(inc *sarv1.Incident) (*sarv1.Event, error) {
-		if !active(inc) {
-			return nil, errNotActive()
-		}
-		inc.Dispatch = set
-		inc.UpdateTime = timestamppb.New(s.now())
-		ev = s.lifecycleEvent(inc, sarv1.IncidentChange_INCIDENT_CHANGE_DISPATCH_SETTINGS)
-		return ev, nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	s.incs.del(inc.GetId())
-	s.deliver(ctx, ev)
-	return out, nil
+	return s.changeActiveIncident(ctx, inc.GetId(), sarv1.IncidentChange_INCIDENT_CHANGE_DISPATCH_SETTINGS,
+		func(inc *sarv1.Incident) { inc.Dispatch = set })
 }

@@ -337,21 +337,30 @@ func (s *Service) AssignAgencies(ctx context.Context, req *sarv1.AssignAgenciesR
 	if len(fv) > 0 {
 		return nil, sar.Invalid("invalid assignment", fv...)
 	}
+	return s.changeActiveIncident(ctx, inc.GetId(), sarv1.IncidentChange_INCIDENT_CHANGE_AGENCIES_ASSIGNED, func(inc *sarv1.Incident) {
+		inc.AgencyIds = union(inc.GetAgencyIds(), agencies)
+		inc.TeamRefs = union(inc.GetTeamRefs(), teams)
+	})
+}
+
+// changeActiveIncident applies change to an incident that is still active
+// (compare-and-set), announces it with a lifecycle event of kind, and
+// drops the cached copy.
+func (s *Service) changeActiveIncident(ctx context.Context, id string, kind sarv1.IncidentChange, change func(*sarv1.Incident)) (*sarv1.Incident, error) {
 	var ev *sarv1.Event
-	out, err := s.st.UpdateIncident(ctx, inc.GetId(), func(inc *sarv1.Incident) (*sarv1.Event, error) {
+	out, err := s.st.UpdateIncident(ctx, id, func(inc *sarv1.Incident) (*sarv1.Event, error) {
 		if !active(inc) {
 			return nil, errNotActive()
 		}
-		inc.AgencyIds = union(inc.GetAgencyIds(), agencies)
-		inc.TeamRefs = union(inc.GetTeamRefs(), teams)
+		change(inc)
 		inc.UpdateTime = timestamppb.New(s.now())
-		ev = s.lifecycleEvent(inc, sarv1.IncidentChange_INCIDENT_CHANGE_AGENCIES_ASSIGNED)
+		ev = s.lifecycleEvent(inc, kind)
 		return ev, nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	s.incs.del(inc.GetId())
+	s.incs.del(id)
 	s.deliver(ctx, ev)
 	return out, nil
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -456,7 +455,7 @@ type taskChange struct {
 	// apply changes the task read (and says which transition it made, nil
 	// for none); it returns errNoChange when the task already is as asked
 	// (a retried answer), which answers with the task unchanged.
-	apply func(p *sarv1.Principal, t *sarv1.Task, w *sar.TaskWrite) (*sarv1.TaskTransition, error)
+	apply func(p *sarv1.Principal, inc *sarv1.Incident, t *sarv1.Task, w *sar.TaskWrite) (*sarv1.TaskTransition, error)
 	// segment: what to do with a segment task's assignment: nil leaves it,
 	// else free it (true) or assign it to the task's team (false).
 	segment func(t *sarv1.Task) *bool
@@ -499,7 +498,7 @@ func (s *Service) changeTask(ctx context.Context, c taskChange) (*sarv1.Task, er
 		ver := t.GetVersion()
 		beforeState, beforeTeam := t.GetState(), t.GetTeam()
 		w := sar.TaskWrite{IncidentID: inc.GetId(), ExpectVersion: ver, FeedTeam: teamRefOf(t.GetTeam())}
-		tr, err := c.apply(p, t, &w)
+		tr, err := c.apply(p, inc, t, &w)
 		if errors.Is(err, errNoChange) {
 			return t, nil
 		}
@@ -555,7 +554,7 @@ func (s *Service) AcceptTask(ctx context.Context, req *sarv1.AcceptTaskRequest) 
 		return nil, sar.Invalid("invalid answer", fv...)
 	}
 	return s.changeTask(ctx, taskChange{incidentID: req.GetIncidentId(), taskID: req.GetTaskId(), expectVersion: req.GetExpectVersion(),
-		apply: func(p *sarv1.Principal, t *sarv1.Task, w *sar.TaskWrite) (*sarv1.TaskTransition, error) {
+		apply: func(p *sarv1.Principal, inc *sarv1.Incident, t *sarv1.Task, w *sar.TaskWrite) (*sarv1.TaskTransition, error) {
 			switch t.GetState() {
 			case sarv1.TaskState_TASK_STATE_ACCEPTED, sarv1.TaskState_TASK_STATE_IN_PROGRESS:
 				return nil, errNoChange // a retried yes
@@ -583,7 +582,7 @@ func (s *Service) DeclineTask(ctx context.Context, req *sarv1.DeclineTaskRequest
 	}
 	return s.changeTask(ctx, taskChange{incidentID: req.GetIncidentId(), taskID: req.GetTaskId(), expectVersion: req.GetExpectVersion(),
 		segment: freeSegment,
-		apply: func(p *sarv1.Principal, t *sarv1.Task, w *sar.TaskWrite) (*sarv1.TaskTransition, error) {
+		apply: func(p *sarv1.Principal, inc *sarv1.Incident, t *sarv1.Task, w *sar.TaskWrite) (*sarv1.TaskTransition, error) {
 			switch t.GetState() {
 			case sarv1.TaskState_TASK_STATE_DECLINED:
 				return nil, errNoChange
@@ -611,7 +610,7 @@ func (s *Service) ReportTaskProgress(ctx context.Context, req *sarv1.ReportTaskP
 		return nil, sar.Invalid("invalid progress", fv...)
 	}
 	return s.changeTask(ctx, taskChange{incidentID: req.GetIncidentId(), taskID: req.GetTaskId(),
-		apply: func(p *sarv1.Principal, t *sarv1.Task, w *sar.TaskWrite) (*sarv1.TaskTransition, error) {
+		apply: func(p *sarv1.Principal, inc *sarv1.Incident, t *sarv1.Task, w *sar.TaskWrite) (*sarv1.TaskTransition, error) {
 			note := strings.TrimSpace(req.GetNote())
 			switch t.GetState() {
 			case sarv1.TaskState_TASK_STATE_IN_PROGRESS:
@@ -641,7 +640,7 @@ func (s *Service) CompleteTask(ctx context.Context, req *sarv1.CompleteTaskReque
 		return nil, sar.Invalid("invalid completion", fv...)
 	}
 	return s.changeTask(ctx, taskChange{incidentID: req.GetIncidentId(), taskID: req.GetTaskId(),
-		apply: func(p *sarv1.Principal, t *sarv1.Task, w *sar.TaskWrite) (*sarv1.TaskTransition, error) {
+		apply: func(p *sarv1.Principal, inc *sarv1.Incident, t *sarv1.Task, w *sar.TaskWrite) (*sarv1.TaskTransition, error) {
 			switch t.GetState() {
 			case sarv1.TaskState_TASK_STATE_COMPLETED:
 				return nil, errNoChange
@@ -664,7 +663,7 @@ func (s *Service) CancelTask(ctx context.Context, req *sarv1.CancelTaskRequest) 
 	}
 	return s.changeTask(ctx, taskChange{incidentID: req.GetIncidentId(), taskID: req.GetTaskId(), operatorOnly: true,
 		segment: freeSegment,
-		apply: func(p *sarv1.Principal, t *sarv1.Task, w *sar.TaskWrite) (*sarv1.TaskTransition, error) {
+		apply: func(p *sarv1.Principal, inc *sarv1.Incident, t *sarv1.Task, w *sar.TaskWrite) (*sarv1.TaskTransition, error) {
 			switch {
 			case t.GetState() == sarv1.TaskState_TASK_STATE_CANCELLED:
 				return nil, errNoChange
@@ -689,10 +688,9 @@ func (s *Service) ReassignTask(ctx context.Context, req *sarv1.ReassignTaskReque
 		return nil, sar.Invalid("invalid reassignment", fv...)
 	}
 	to := &sarv1.TeamRef{AgencyId: req.GetTeam().GetAgencyId(), TeamId: req.GetTeam().GetTeamId()}
-	var incident *sarv1.Incident
 	return s.changeTask(ctx, taskChange{incidentID: req.GetIncidentId(), taskID: req.GetTaskId(), operatorOnly: true,
 		segment: assignSegment,
-		apply: func(p *sarv1.Principal, t *sarv1.Task, w *sar.TaskWrite) (*sarv1.TaskTransition, error) {
+		apply: func(p *sarv1.Principal, inc *sarv1.Incident, t *sarv1.Task, w *sar.TaskWrite) (*sarv1.TaskTransition, error) {
 			switch t.GetState() {
 			case sarv1.TaskState_TASK_STATE_OFFERED, sarv1.TaskState_TASK_STATE_DECLINED, sarv1.TaskState_TASK_STATE_ACCEPTED,
 				sarv1.TaskState_TASK_STATE_UNANSWERED:
@@ -706,14 +704,7 @@ func (s *Service) ReassignTask(ctx context.Context, req *sarv1.ReassignTaskReque
 				return nil, &sar.Error{Kind: sar.KindFailedPrecondition, Message: "that team declined this task",
 					Fields: []sar.FieldViolation{sar.Field("team", "DECLINED", "%s declined the task", teamRefOf(to))}}
 			}
-			if incident == nil {
-				inc, _, err := s.st.GetIncident(ctx, req.GetIncidentId())
-				if err != nil {
-					return nil, err
-				}
-				incident = inc
-			}
-			if err := s.checkTaskTeam(ctx, incident, to, "invalid reassignment"); err != nil {
+			if err := s.checkTaskTeam(ctx, inc, to, "invalid reassignment"); err != nil {
 				return nil, err
 			}
 			t.Team = to
@@ -788,7 +779,7 @@ func (s *Service) CheckTaskCursor(ctx context.Context, incidentID, cursor string
 	if cursor == "" {
 		return nil
 	}
-	c, ok := parseStreamID(cursor)
+	c, ok := sar.ParseFeedCursor(cursor)
 	if !ok {
 		return sar.Invalid("invalid cursor", sar.Field("cursor", "INVALID", "cursor must be one the feed gave"))
 	}
@@ -797,29 +788,16 @@ func (s *Service) CheckTaskCursor(ctx context.Context, incidentID, cursor string
 		return err
 	}
 	resync := "list the team's tasks (ListTasks) and start again from an empty cursor"
-	if l, ok := parseStreamID(last); !ok || streamIDLess(l, c) {
+	if l, ok := sar.ParseFeedCursor(last); !ok || l.Less(c) {
 		return &sar.Error{Kind: sar.KindOutOfRange, Message: "cursor is past the end of this incident's task feed: " + resync,
 			Fields: []sar.FieldViolation{sar.Field("cursor", "PAST_END", "not a cursor of this incident's feed")}}
 	}
-	if tr, ok := parseStreamID(trimmed); ok && streamIDLess(c, tr) {
+	if tr, ok := sar.ParseFeedCursor(trimmed); ok && c.Less(tr) {
 		return &sar.Error{Kind: sar.KindOutOfRange, Message: "the feed no longer holds what followed this cursor: " + resync,
 			Fields: []sar.FieldViolation{sar.Field("cursor", "TRIMMED", "items after it were dropped")}}
 	}
 	return nil
 }
-
-// parseStreamID parses a Redis stream id "<ms>-<seq>".
-func parseStreamID(s string) ([2]uint64, bool) {
-	ms, seq, ok := strings.Cut(s, "-")
-	if !ok {
-		return [2]uint64{}, false
-	}
-	a, err1 := strconv.ParseUint(ms, 10, 64)
-	b, err2 := strconv.ParseUint(seq, 10, 64)
-	return [2]uint64{a, b}, ok && err1 == nil && err2 == nil
-}
-
-func streamIDLess(a, b [2]uint64) bool { return a[0] < b[0] || (a[0] == b[0] && a[1] < b[1]) }
 
 // WatchTasks follows an incident's task changes and notices: the doorbell
 // of the task and caller streams, which read the store themselves. A

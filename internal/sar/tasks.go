@@ -1,6 +1,11 @@
 package sar
 
-import sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
+import (
+	"strconv"
+	"strings"
+
+	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
+)
 
 // TaskWrite is one change of a task, written atomically with what changes
 // with it. Version 0 creates the task.
@@ -51,6 +56,23 @@ type FeedEntry struct {
 	Task     *sarv1.Task     // a task change, or a message's task
 	Incident *sarv1.Incident // with a subject found or incident closed notice
 }
+
+// FeedCursor is a task feed cursor: a Redis stream id "<ms>-<seq>".
+type FeedCursor [2]uint64
+
+// ParseFeedCursor parses a feed cursor.
+func ParseFeedCursor(s string) (FeedCursor, bool) {
+	ms, seq, ok := strings.Cut(s, "-")
+	if !ok {
+		return FeedCursor{}, false
+	}
+	a, err1 := strconv.ParseUint(ms, 10, 64)
+	b, err2 := strconv.ParseUint(seq, 10, 64)
+	return FeedCursor{a, b}, err1 == nil && err2 == nil
+}
+
+// Less reports whether c comes before d in the feed.
+func (c FeedCursor) Less(d FeedCursor) bool { return c[0] < d[0] || (c[0] == d[0] && c[1] < d[1]) }
 
 // ErrTaskConflict says the task changed since it was read.
 var ErrTaskConflict = Errorf(KindAborted, "task changed concurrently; retry")

@@ -205,7 +205,7 @@ func (s *Store) Tasks(ctx context.Context, incidentID string) ([]*sarv1.Task, er
 func (s *Store) TaskFeed(ctx context.Context, incidentID, after string, count int) ([]sar.FeedEntry, error) {
 	start := "-"
 	if after != "" {
-		if !validStreamID(after) {
+		if _, ok := sar.ParseFeedCursor(after); !ok {
 			return nil, sar.Invalid("invalid cursor", sar.Field("cursor", "INVALID", "cursor must be one the feed gave"))
 		}
 		start = "(" + after
@@ -217,8 +217,9 @@ func (s *Store) TaskFeed(ctx context.Context, incidentID, after string, count in
 	out := make([]sar.FeedEntry, 0, len(msgs))
 	for _, m := range msgs {
 		e := sar.FeedEntry{ID: m.ID}
-		ms, _, _ := strings.Cut(m.ID, "-")
-		e.TimeMs, _ = strconv.ParseInt(ms, 10, 64)
+		if c, ok := sar.ParseFeedCursor(m.ID); ok {
+			e.TimeMs = int64(c[0]) // a stream id starts with its write time in ms
+		}
 		e.Team, _ = m.Values["team"].(string)
 		if k, _ := m.Values["kind"].(string); k != "task" {
 			e.Notice = sarv1.TaskNoticeKind(sarv1.TaskNoticeKind_value[k])
@@ -239,17 +240,6 @@ func (s *Store) TaskFeed(ctx context.Context, incidentID, after string, count in
 		out = append(out, e)
 	}
 	return out, nil
-}
-
-// validStreamID reports whether s is a Redis stream id "<ms>-<seq>".
-func validStreamID(s string) bool {
-	ms, seq, ok := strings.Cut(s, "-")
-	if !ok || len(s) > 41 {
-		return false
-	}
-	_, err1 := strconv.ParseUint(ms, 10, 64)
-	_, err2 := strconv.ParseUint(seq, 10, 64)
-	return err1 == nil && err2 == nil
 }
 
 // DueTasks returns, for every open incident, the ids of its tasks whose

@@ -14,14 +14,20 @@ help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: deps
-deps: ## Install what the tests need from Debian's packages when missing (redis-server)
-	@if ! command -v redis-server >/dev/null 2>&1; then \
-		echo "installing redis-server (Debian package)"; \
+deps: ## Install what the tests need from Debian's packages when missing (redis-server, chromium, a CJK font)
+	@missing=""; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	command -v chromium >/dev/null 2>&1 || [ -n "$${SAR_CHROMIUM:-}" ] || missing="$$missing chromium"; \
+	[ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing="$$missing fonts-wqy-microhei"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing (Debian packages):$$missing"; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 	@redis-server --version
+	@$${SAR_CHROMIUM:-chromium} --version
 	@# NATS needs no install: tests embed nats-server v2.15 in-process (Debian's nats-server is 2.9).
+	@# The share page's browser tests keep screenshots in artifacts/share/ (SAR_ARTIFACTS to move them).
 
 .PHONY: run
 run: build ## Run the server in embedded mode (no Redis or NATS needed)

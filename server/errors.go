@@ -71,5 +71,10 @@ func toStatus(log *slog.Logger, method string, err error) error {
 			st = d
 		}
 	}
+	if e.Reason != "" {
+		if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: e.Reason, Domain: sar.ErrorDomain}); err == nil {
+			st = d
+		}
+	}
 	return st.Err()
 }

@@ -27,10 +27,11 @@ type page struct {
 }
 
 // Pages serves the files of fsys (embedded, read once here) at their
-// paths, index.html at "/" and at its directory's path, with strict
-// headers. Responses carry an ETag of their content and "Cache-Control:
-// no-cache": a browser revalidates and gets 304 until the binary's files
-// change. Anything else is 404 (405 for a method other than GET and
+// paths, index.html at "/" and at its directory's path (with and without
+// the trailing slash), with strict headers. Responses carry an ETag of
+// their content and "Cache-Control: no-cache": a browser revalidates and
+// gets 304 until the binary's files change; the share page's files are
+// "no-store". Anything else is 404 (405 for a method other than GET and
 // HEAD); there are no directory listings.
 func Pages(fsys fs.FS) (http.Handler, error) {
 	files := map[string]page{}
@@ -50,7 +51,11 @@ func Pages(fsys fs.FS) (http.Handler, error) {
 		p := page{body: b, etag: `"` + base64.RawURLEncoding.EncodeToString(sum[:16]) + `"`, ctype: ctype}
 		files["/"+name] = p
 		if path.Base(name) == "index.html" {
-			files[strings.TrimSuffix("/"+name, "index.html")] = p
+			dir := strings.TrimSuffix("/"+name, "index.html")
+			files[dir] = p
+			if dir != "/" {
+				files[strings.TrimSuffix(dir, "/")] = p // "/share": the link has no slash before its "#"
+			}
 		}
 		return nil
 	})
@@ -73,7 +78,13 @@ func Pages(fsys fs.FS) (http.Handler, error) {
 		}
 		w.Header().Set("Content-Type", p.ctype)
 		w.Header().Set("ETag", p.etag)
-		w.Header().Set("Cache-Control", "no-cache")
+		if strings.HasPrefix(r.URL.Path, "/share") {
+			// The lost person's page: nothing of it is kept on the phone or
+			// on a proxy (a shared phone, a cache in between).
+			w.Header().Set("Cache-Control", "no-store")
+		} else {
+			w.Header().Set("Cache-Control", "no-cache")
+		}
 		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(p.body))
 	}), nil
 }

@@ -78,7 +78,14 @@ func TestPagesHandler(t *testing.T) {
 	if other, _ := get("GET", "/"); other.Header.Get("ETag") == etag {
 		t.Errorf("two files share the ETag %s", etag)
 	}
-	for _, path := range []string{"/nothing", "/console", "/console/missing.js", "/index.html/", "/../web.go"} {
+	// A directory's index answers at its path with and without the slash
+	// (a share link is "/share#token").
+	for _, path := range []string{"/console", "/console/"} {
+		if resp, body := get("GET", path); resp.StatusCode != 200 || body == "" {
+			t.Errorf("GET %s = %d, want the directory's index", path, resp.StatusCode)
+		}
+	}
+	for _, path := range []string{"/nothing", "/consol", "/console/missing.js", "/index.html/", "/../web.go"} {
 		resp, _ := get("GET", path)
 		if resp.StatusCode != 404 {
 			t.Errorf("GET %s = %d, want 404", path, resp.StatusCode)

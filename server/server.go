@@ -12,6 +12,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -50,6 +51,7 @@ import (
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
 	"github.com/mountain-sar/sar/internal/auth"
 	"github.com/mountain-sar/sar/internal/core"
+	"github.com/mountain-sar/sar/internal/sar"
 	"github.com/mountain-sar/sar/web"
 )
 
@@ -60,6 +62,16 @@ type Options struct {
 	MaxMsgBytes int                  // largest request message (default 1 MiB)
 	RateLimit   float64              // requests (and stream messages) per second per credential (default 50)
 	RateBurst   int                  // burst (default 100)
+	// LinkRateLimit and LinkRateBurst limit each share link's credential
+	// (default 2 per second, burst 30: a page sends a batch every few
+	// seconds and polls its status).
+	LinkRateLimit float64
+	LinkRateBurst int
+	// AddrRateLimit and AddrRateBurst limit, per client address, the calls
+	// refused for their credential and share-link calls (default 5 per
+	// second, burst 60).
+	AddrRateLimit float64
+	AddrRateBurst int
 	// WatchRecheck is how often watch streams re-check their credential
 	// (default 10 s).
 	WatchRecheck time.Duration
@@ -82,9 +94,10 @@ type Server struct {
 	cut      context.CancelFunc
 	draining chan struct{}
 	drain    sync.Once
-	limiters sync.Map // credential id -> *rate.Limiter
-	nLimiter int64
-	limMu    sync.Mutex
+	creds    *keyedLimiters // per credential id
+	links    *keyedLimiters // per share link's credential id
+	addrs    *keyedLimiters // per client address: refused and share-link calls
+	gw       *runtime.ServeMux
 }
 
 type tokenKey struct{}
@@ -108,11 +121,18 @@ func New(svc *core.Service, opt Options) *Server {
 	if opt.RateBurst == 0 {
 		opt.RateBurst = 100
 	}
+	opt.LinkRateLimit = cmp.Or(opt.LinkRateLimit, 2)
+	opt.LinkRateBurst = cmp.Or(opt.LinkRateBurst, 30)
+	opt.AddrRateLimit = cmp.Or(opt.AddrRateLimit, 5)
+	opt.AddrRateBurst = cmp.Or(opt.AddrRateBurst, 60)
 	if opt.WatchRecheck == 0 {
 		opt.WatchRecheck = 10 * time.Second
 	}
 	s := &Server{core: svc, opt: opt, log: opt.Log, health: health.NewServer(), draining: make(chan struct{}), mux: http.NewServeMux()}
 	s.base, s.cut = context.WithCancel(context.Background())
+	s.creds = newKeyedLimiters(opt.RateLimit, opt.RateBurst)
+	s.links = newKeyedLimiters(opt.LinkRateLimit, opt.LinkRateBurst)
+	s.addrs = newKeyedLimiters(opt.AddrRateLimit, opt.AddrRateBurst)
 
 	metrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram(
 		grpcprom.WithHistogramBuckets([]float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5})))
@@ -201,6 +221,7 @@ func (d doors) RegisterService(desc *grpc.ServiceDesc, impl any) {
 // gateway is the JSON gateway over the in-process channel.
 func (s *Server) gateway() http.Handler {
 	gw := runtime.NewServeMux()
+	s.gw = gw
 	ctx := context.Background()
 	for _, err := range []error{
 		sarv1gw.RegisterAuthServiceHandlerClient(ctx, gw, sarv1.NewAuthServiceClient(s.inproc)),
@@ -281,40 +302,41 @@ func gatewayPeer(ctx context.Context) context.Context {
 // takes.
 func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
 
-// authenticate resolves the bearer token of a call to its principal.
+// authenticate resolves the bearer token of a call to its principal. An
+// address that has spent its budget on refused credentials and share-link
+// calls gets ResourceExhausted for every call that would spend more; an
+// operator's or rescuer's valid credential still works from it (a command
+// post shares one address with whoever else is there).
 func (s *Server) authenticate(ctx context.Context) (context.Context, error) {
+	addr := clientAddr(ctx)
 	token, err := grpcauth.AuthFromMD(ctx, "bearer")
 	if err != nil {
-		return nil, status.Error(codes.Unauthenticated, "missing credential: send \"authorization: Bearer <token>\"")
+		return nil, s.refuse(addr, core.Unauthenticated(sar.CredentialRequired))
 	}
 	p, err := s.core.Authenticate(ctx, token)
 	if err != nil {
+		if sar.KindOf(err) == sar.KindUnauthenticated {
+			return nil, s.refuse(addr, err)
+		}
 		return nil, toStatus(s.log, "authenticate", err)
+	}
+	if linkTraffic(p) && !s.addrSpend(addr) {
+		return nil, errAddrLimited
 	}
 	ctx = auth.WithPrincipal(ctx, p)
 	return context.WithValue(ctx, tokenKey{}, token), nil
 }
 
-func (s *Server) limiter(ctx context.Context) *rate.Limiter {
-	p := auth.FromContext(ctx)
-	if p == nil {
-		return nil
+// refuse answers a refused credential, spending the address's budget;
+// once it is spent, with ResourceExhausted.
+func (s *Server) refuse(addr string, err error) error {
+	if !s.addrSpend(addr) {
+		return errAddrLimited
 	}
-	if l, ok := s.limiters.Load(p.GetCredentialId()); ok {
-		return l.(*rate.Limiter)
-	}
-	s.limMu.Lock()
-	defer s.limMu.Unlock()
-	if s.nLimiter > 100_000 { // bounded: start afresh rather than grow without end
-		s.limiters.Clear()
-		s.nLimiter = 0
-	}
-	l, loaded := s.limiters.LoadOrStore(p.GetCredentialId(), rate.NewLimiter(rate.Limit(s.opt.RateLimit), s.opt.RateBurst))
-	if !loaded {
-		s.nLimiter++
-	}
-	return l.(*rate.Limiter)
+	return toStatus(s.log, "authenticate", err)
 }
+
+var errAddrLimited = status.Error(codes.ResourceExhausted, "too many requests from this address; retry with backoff")
 
 func (s *Server) unaryLimit(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	if l := s.limiter(ctx); l != nil && !l.Allow() {
@@ -416,11 +438,20 @@ func (s *Server) Serve(gl, hl net.Listener) error {
 // body of any size into memory before gRPC's limit applies).
 func (s *Server) gatewayGuard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		addr := httpClientAddr(r)
 		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || !auth.WellFormed(token) {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusUnauthorized)
-			_, _ = w.Write([]byte(`{"code":16,"message":"missing or malformed credential: send \"Authorization: Bearer <token>\""}` + "\n"))
+		var refuse error
+		switch {
+		case !ok:
+			refuse = s.refuse(addr, core.Unauthenticated(sar.CredentialRequired))
+		case !auth.WellFormed(token):
+			// Answered exactly as a well-formed unknown token is: a client
+			// learns nothing from the shape of what it sent.
+			refuse = s.refuse(addr, core.Unauthenticated(sar.CredentialInvalid))
+		}
+		if refuse != nil {
+			_, m := runtime.MarshalerForRequest(s.gw, r)
+			runtime.HTTPError(r.Context(), s.gw, m, w, r, refuse)
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, int64(s.opt.MaxMsgBytes))

@@ -164,7 +164,7 @@ func (s *incidentService) AssignAgencies(ctx context.Context, req *sarv1.AssignA
 }
 
 func (s *incidentService) JoinIncident(ctx context.Context, req *sarv1.JoinIncidentRequest) (*sarv1.JoinIncidentResponse, error) {
-	return s.core.JoinIncident(ctx, req)
+	return s.core.JoinIncidentFrom(ctx, req, deviceKind(ctx))
 }
 
 func (s *incidentService) ListParticipants(ctx context.Context, req *sarv1.ListParticipantsRequest) (*sarv1.ListParticipantsResponse, error) {

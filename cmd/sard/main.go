@@ -39,6 +39,11 @@ type CLI struct {
 	Retention    time.Duration    `name:"retention" env:"SAR_RETENTION" default:"720h" help:"How long precise positions and tracks are kept after an incident closes."`
 	RateLimit    float64          `name:"rate-limit" env:"SAR_RATE_LIMIT" default:"50" help:"Requests (and stream messages) per second allowed per credential."`
 	RateBurst    int              `name:"rate-burst" env:"SAR_RATE_BURST" default:"100" help:"Burst allowed above --rate-limit."`
+	PublicURL    string           `name:"public-url" env:"SAR_PUBLIC_URL" help:"Base URL at which phones reach the HTTP listener, e.g. https://sar.example.org (share links start with it; browsers give the share page a position only over HTTPS). Empty: the HTTP listener's address."`
+	LinkRate     float64          `name:"link-rate-limit" env:"SAR_LINK_RATE_LIMIT" default:"2" help:"Requests per second allowed per share link (burst --link-rate-burst)."`
+	LinkBurst    int              `name:"link-rate-burst" env:"SAR_LINK_RATE_BURST" default:"30" help:"Burst allowed above --link-rate-limit."`
+	AddrRate     float64          `name:"addr-rate-limit" env:"SAR_ADDR_RATE_LIMIT" default:"5" help:"Per client address: requests per second refused for their credential, plus share-link requests (burst --addr-rate-burst)."`
+	AddrBurst    int              `name:"addr-rate-burst" env:"SAR_ADDR_RATE_BURST" default:"60" help:"Burst allowed above --addr-rate-limit."`
 	Shutdown     time.Duration    `name:"shutdown-timeout" env:"SAR_SHUTDOWN_TIMEOUT" default:"20s" help:"How long a graceful shutdown may take before calls are cut."`
 	Escalation   time.Duration    `name:"escalation-interval" env:"SAR_ESCALATION_INTERVAL" default:"1s" help:"How often this replica looks for task offers whose answer time passed (every replica looks; each lapsed offer is escalated once)."`
 	MinAnswer    time.Duration    `name:"min-answer-within" env:"SAR_MIN_ANSWER_WITHIN" default:"30s" help:"Shortest answer time a task offer may be given (drills may shorten it)."`
@@ -80,6 +85,7 @@ func run(cli CLI) error {
 	cfg.Resolution, cfg.TrackMax, cfg.Retention = cli.Resolution, cli.TrackMax, cli.Retention
 	cfg.RateLimit, cfg.RateBurst, cfg.ShutdownTimeout = cli.RateLimit, cli.RateBurst, cli.Shutdown
 	cfg.EscalationInterval, cfg.MinAnswerWithin = cli.Escalation, cli.MinAnswer
+	cfg.PublicURL, cfg.LinkRateLimit, cfg.LinkRateBurst, cfg.AddrRateLimit, cfg.AddrRateBurst = cli.PublicURL, cli.LinkRate, cli.LinkBurst, cli.AddrRate, cli.AddrBurst
 	a, err := app.Start(ctx, cfg, log)
 	if err != nil {
 		return err

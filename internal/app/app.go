@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"sync"
 	"time"
@@ -31,21 +32,32 @@ import (
 
 // Config is the server's configuration (see cmd/sard for flags).
 type Config struct {
-	GRPCAddr        string
-	HTTPAddr        string
-	RedisURL        string
-	RedisCluster    bool
-	NATSURL         string
-	NATSSeedFile    string // sard's nkey seed for its NATS connection
-	NATSAuthFile    string // embedded mode: nkey users for the embedded NATS server
-	NATSListen      string // embedded mode: client address of the embedded NATS server
-	DataDir         string
-	AdminToken      string
-	Resolution      int
-	TrackMax        int
-	Retention       time.Duration
-	RateLimit       float64
-	RateBurst       int
+	GRPCAddr     string
+	HTTPAddr     string
+	RedisURL     string
+	RedisCluster bool
+	NATSURL      string
+	NATSSeedFile string // sard's nkey seed for its NATS connection
+	NATSAuthFile string // embedded mode: nkey users for the embedded NATS server
+	NATSListen   string // embedded mode: client address of the embedded NATS server
+	DataDir      string
+	AdminToken   string
+	Resolution   int
+	TrackMax     int
+	Retention    time.Duration
+	RateLimit    float64
+	RateBurst    int
+	// PublicURL is the base URL at which phones reach the HTTP listener
+	// (through a TLS-terminating proxy in production): share links start
+	// with it. Empty: the HTTP listener's own address.
+	PublicURL string
+	// LinkRateLimit/LinkRateBurst limit each share link's credential;
+	// AddrRateLimit/AddrRateBurst each client address's refused and
+	// share-link calls (0: the server's defaults).
+	LinkRateLimit   float64
+	LinkRateBurst   int
+	AddrRateLimit   float64
+	AddrRateBurst   int
 	ShutdownTimeout time.Duration
 	RelayInterval   time.Duration
 	// EscalationInterval is how often this replica sweeps task offers
@@ -106,8 +118,16 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	defer func() {
 		if err != nil {
 			a.closeAll() // stop what was started before the failure
+			for _, l := range []net.Listener{a.grpcLis, a.httpLis} {
+				if l != nil {
+					_ = l.Close()
+				}
+			}
 		}
 	}()
+	if err := checkPublicURL(cfg.PublicURL); err != nil {
+		return nil, err
+	}
 	if cfg.AdminToken != "" && !auth.WellFormed(cfg.AdminToken) {
 		return nil, errors.New("admin token is malformed: make one with `sarctl token`")
 	}
@@ -177,10 +197,28 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 		return nil, err
 	}
 
+	// The listeners before the services: share links name the HTTP
+	// listener's address when no public URL is configured.
+	if a.grpcLis, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
+		return nil, fmt.Errorf("grpc listener: %w", err)
+	}
+	if a.httpLis, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return nil, fmt.Errorf("http listener: %w", err)
+	}
+	publicURL := cfg.PublicURL
+	if publicURL == "" {
+		publicURL = "http://" + a.HTTPAddr()
+		log.Warn("share links point at the HTTP listener, which phones elsewhere cannot reach: set --public-url to the HTTPS address phones use",
+			"public_url", publicURL)
+	} else if u, _ := url.Parse(publicURL); u.Scheme == "http" && !loopbackHost(u.Hostname()) {
+		log.Warn("--public-url is plain HTTP: phones' browsers give a position only to HTTPS pages, so share links will not get one",
+			"public_url", publicURL)
+	}
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ccfg := core.DefaultConfig()
-	ccfg.Resolution, ccfg.TrackMax = cfg.Resolution, cfg.TrackMax
+	ccfg.Resolution, ccfg.TrackMax, ccfg.PublicURL = cfg.Resolution, cfg.TrackMax, publicURL
 	if cfg.MinAnswerWithin > 0 {
 		ccfg.MinAnswerWithin = cfg.MinAnswerWithin
 	}
@@ -194,6 +232,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	}
 
 	a.Server = server.New(a.Core, server.Options{Log: log, Registry: reg, RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst,
+		LinkRateLimit: cfg.LinkRateLimit, LinkRateBurst: cfg.LinkRateBurst, AddrRateLimit: cfg.AddrRateLimit, AddrRateBurst: cfg.AddrRateBurst,
 		WatchRecheck: cfg.WatchRecheck,
 		Ready: func(ctx context.Context) error {
 			if err := st.Ping(ctx); err != nil {
@@ -204,13 +243,6 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 			}
 			return nil
 		}})
-	if a.grpcLis, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
-		return nil, fmt.Errorf("grpc listener: %w", err)
-	}
-	if a.httpLis, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
-		_ = a.grpcLis.Close()
-		return nil, fmt.Errorf("http listener: %w", err)
-	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a.cancel = cancel
 	relay := &dispatch.Relay{Bus: bus, Store: st, Log: log, Interval: cfg.RelayInterval}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"time"
 
@@ -27,4 +28,33 @@ type redisLogger struct{ log *slog.Logger }
 
 func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
 	l.log.WarnContext(ctx, "redis client", "msg", fmt.Sprintf(format, v...))
+}
+
+// checkPublicURL refuses a public base URL that cannot start a link: it
+// must be absolute http(s), with a host and no query or fragment.
+func checkPublicURL(s string) error {
+	if s == "" {
+		return nil
+	}
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		return fmt.Errorf("--public-url %q: %w", s, err)
+	case u.Scheme != "https" && u.Scheme != "http":
+		return fmt.Errorf("--public-url %q: must start with https:// (or http:// for a test on this machine)", s)
+	case u.Host == "":
+		return fmt.Errorf("--public-url %q: no host", s)
+	case u.RawQuery != "" || u.Fragment != "" || u.User != nil:
+		return fmt.Errorf("--public-url %q: only scheme, host, port and path are allowed", s)
+	}
+	return nil
+}
+
+// loopbackHost reports whether a host name is this machine.
+func loopbackHost(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
 }

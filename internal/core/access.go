@@ -2,6 +2,7 @@ package core
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"time"
 
@@ -18,9 +19,8 @@ func timeMs(ms int64) time.Time { return time.UnixMilli(ms) }
 // credentials are trusted for Config.CredentialCache, so a revocation takes
 // effect within that time on every replica.
 func (s *Service) Authenticate(ctx context.Context, token string) (*sarv1.Principal, error) {
-	unauth := sar.Errorf(sar.KindUnauthenticated, "invalid or expired credential")
 	if !auth.WellFormed(token) {
-		return nil, unauth
+		return nil, Unauthenticated(sar.CredentialInvalid)
 	}
 	hash, id := auth.HashToken(token)
 	if p, ok := s.creds.get(hash); ok {
@@ -28,20 +28,45 @@ func (s *Service) Authenticate(ctx context.Context, token string) (*sarv1.Princi
 			return p, nil
 		}
 		s.creds.del(hash)
-		return nil, unauth
+		return nil, Unauthenticated(sar.CredentialExpired)
 	}
 	stored, p, err := s.st.Credential(ctx, id)
-	if sar.KindOf(err) == sar.KindNotFound {
-		return nil, unauth
-	}
-	if err != nil {
+	switch {
+	case err == nil:
+	case sar.KindOf(err) != sar.KindNotFound:
 		return nil, err
+	case stored == "" || !auth.EqualHash(stored, hash):
+		// Unknown, or someone else's id with a forged secret: they learn
+		// nothing about the credential.
+		return nil, Unauthenticated(sar.CredentialInvalid)
+	case errors.Is(err, sar.ErrCredentialRevoked):
+		return nil, Unauthenticated(sar.CredentialRevoked)
+	case errors.Is(err, sar.ErrCredentialExpired):
+		return nil, Unauthenticated(sar.CredentialExpired)
+	default:
+		return nil, Unauthenticated(sar.CredentialInvalid)
 	}
 	if !auth.EqualHash(stored, hash) {
-		return nil, unauth
+		return nil, Unauthenticated(sar.CredentialInvalid)
 	}
 	s.creds.put(hash, p)
 	return p, nil
+}
+
+// Unauthenticated is the error of a refused credential, with its reason
+// (sar.CredentialInvalid, …): the same message for every reason, so that
+// logs and clients that ignore details see one thing.
+func Unauthenticated(reason string) error {
+	msg := "invalid credential"
+	switch reason {
+	case sar.CredentialExpired:
+		msg = "credential expired"
+	case sar.CredentialRevoked:
+		msg = "credential revoked"
+	case sar.CredentialRequired:
+		msg = "missing credential: send \"authorization: Bearer <token>\""
+	}
+	return &sar.Error{Kind: sar.KindUnauthenticated, Message: msg, Reason: reason}
 }
 
 // IssueCredential stores a new credential for p and returns its token.
@@ -156,9 +181,10 @@ func (s *Service) CreateShareLink(ctx context.Context, req *sarv1.CreateShareLin
 		name = "Caller"
 	}
 	part := &sarv1.Participant{Id: sar.NewID(), IncidentId: inc.GetId(), Kind: sarv1.ParticipantKind_PARTICIPANT_KIND_CALLER,
-		DisplayName: name, JoinTime: timestamppb.New(s.now())}
+		DisplayName: name, JoinTime: timestamppb.New(s.now()), LinkState: sarv1.CallerLinkState_CALLER_LINK_STATE_CREATED}
 	ev := s.newEvent(inc.GetId())
-	ev.Payload = &sarv1.Event_ParticipantJoined{ParticipantJoined: &sarv1.ParticipantJoinedEvent{Participant: part}}
+	ev.Payload = &sarv1.Event_ParticipantJoined{ParticipantJoined: &sarv1.ParticipantJoinedEvent{Participant: part,
+		Change: sarv1.ParticipantChange_PARTICIPANT_CHANGE_LINK_CREATED}}
 	if err := s.st.AddParticipant(ctx, part, ev); err != nil {
 		return nil, err
 	}
@@ -169,7 +195,14 @@ func (s *Service) CreateShareLink(ctx context.Context, req *sarv1.CreateShareLin
 		return nil, err
 	}
 	s.log.Info("share link created", "incident", inc.GetId(), "credential", cp.GetCredentialId(), "by", p.GetCredentialId())
-	return &sarv1.CreateShareLinkResponse{Token: token, UrlPath: s.cfg.ShareBasePath + "#" + token, Principal: cp, Participant: part}, nil
+	path := s.cfg.ShareBasePath + "#" + token
+	url := strings.TrimSuffix(s.cfg.PublicURL, "/") + path
+	qr, err := qrSVG(url)
+	if err != nil { // a URL of a few hundred bytes always fits a QR code
+		return nil, sar.Wrap(sar.KindInternal, err, "share link QR code")
+	}
+	return &sarv1.CreateShareLinkResponse{Token: token, UrlPath: path, Principal: cp, Participant: part,
+		Url: url, Texts: shareTexts(url, ttl), QrSvg: qr}, nil
 }
 
 // RevokeCredential revokes a credential the caller could have issued.

@@ -25,6 +25,10 @@ type Config struct {
 	CredentialCache time.Duration // how long a looked-up credential is trusted (10 s)
 	TrackMax        int           // breadcrumbs kept per participant (for GetTrack's limit)
 	ShareBasePath   string        // path of the share page ("/share")
+	// PublicURL is the base URL (scheme and host, no path) at which
+	// phones reach the share page: share links are PublicURL +
+	// ShareBasePath + "#" + token.
+	PublicURL string
 	// MinAnswerWithin is the shortest answer time a task offer may be
 	// given (30 s; drills and tests may shorten it).
 	MinAnswerWithin time.Duration

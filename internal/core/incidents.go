@@ -373,6 +373,13 @@ func union(a, b []string) []string {
 
 // JoinIncident binds the caller's device to its participant.
 func (s *Service) JoinIncident(ctx context.Context, req *sarv1.JoinIncidentRequest) (*sarv1.JoinIncidentResponse, error) {
+	return s.JoinIncidentFrom(ctx, req, "")
+}
+
+// JoinIncidentFrom is JoinIncident with the kind of device the request
+// came from (DeviceKind of its user agent): a caller's first join from a
+// device is the share link being opened on it.
+func (s *Service) JoinIncidentFrom(ctx context.Context, req *sarv1.JoinIncidentRequest, deviceKind string) (*sarv1.JoinIncidentResponse, error) {
 	p, inc, err := s.visibleIncident(ctx, req.GetIncidentId())
 	if err != nil {
 		return nil, err
@@ -396,6 +403,20 @@ func (s *Service) JoinIncident(ctx context.Context, req *sarv1.JoinIncidentReque
 	switch p.GetRole() {
 	case sarv1.Role_ROLE_CALLER:
 		args.CallerPartID = p.GetParticipantId()
+		cur, err := s.st.Participant(ctx, inc.GetId(), p.GetParticipantId())
+		if err != nil {
+			return nil, err
+		}
+		opened := proto.Clone(cur).(*sarv1.Participant)
+		opened.SearcherType, opened.DeviceIds, opened.LastFix = "", nil, nil
+		opened.LinkState, opened.DeviceKind = sarv1.CallerLinkState_CALLER_LINK_STATE_OPENED, cmp.Or(deviceKind, "other")
+		if opened.LinkOpenTime == nil {
+			opened.LinkOpenTime = timestamppb.New(s.now())
+		}
+		args.Opened = opened
+		args.Event = s.newEvent(inc.GetId())
+		args.Event.Payload = &sarv1.Event_ParticipantJoined{ParticipantJoined: &sarv1.ParticipantJoinedEvent{
+			Participant: withDevice(opened, req.GetDeviceId()), Change: sarv1.ParticipantChange_PARTICIPANT_CHANGE_LINK_OPENED}}
 	case sarv1.Role_ROLE_RESCUER:
 		name := strings.TrimSpace(req.GetDisplayName())
 		if name == "" {
@@ -407,7 +428,7 @@ func (s *Service) JoinIncident(ctx context.Context, req *sarv1.JoinIncidentReque
 		args.NewSearcherType = args.New.GetSearcherType()
 		args.Event = s.newEvent(inc.GetId())
 		args.Event.Payload = &sarv1.Event_ParticipantJoined{ParticipantJoined: &sarv1.ParticipantJoinedEvent{
-			Participant: withDevice(args.New, req.GetDeviceId())}}
+			Participant: withDevice(args.New, req.GetDeviceId()), Change: sarv1.ParticipantChange_PARTICIPANT_CHANGE_JOINED}}
 	default:
 		return nil, sar.Errorf(sar.KindPermissionDenied, "only rescuer and caller devices join incidents")
 	}
@@ -423,8 +444,12 @@ func (s *Service) JoinIncident(ctx context.Context, req *sarv1.JoinIncidentReque
 	}
 	if res.Created {
 		s.deliver(ctx, args.Event)
+		if args.Opened != nil {
+			s.log.Info("share link opened", "incident", inc.GetId(), "participant", args.CallerPartID, "device_kind", args.Opened.GetDeviceKind())
+		}
 	}
-	return &sarv1.JoinIncidentResponse{Participant: withDevice(res.Participant, req.GetDeviceId()), AckedThrough: res.AckedThrough}, nil
+	return &sarv1.JoinIncidentResponse{Participant: withDevice(res.Participant, req.GetDeviceId()), AckedThrough: res.AckedThrough,
+		ServerTime: timestamppb.New(s.now())}, nil
 }
 
 // rebindable returns the participant a rescuer may take a device from: one

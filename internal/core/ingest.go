@@ -138,6 +138,7 @@ func (s *Service) Ingest(ctx context.Context, p *sarv1.Principal, b *sarv1.FixBa
 			ack.Rejected = append(ack.Rejected, chk.refused[seq])
 		default:
 			ack.Stored = append(ack.Stored, seq)
+			ack.Cell = en.Fix.GetCell() // entries are in sequence order: the highest wins
 			stored = append(stored, en.Fix)
 		}
 	}

@@ -57,6 +57,9 @@ type Error struct {
 	Message string
 	Fields  []FieldViolation
 	Err     error
+	// Reason, when set, is a machine-readable cause that the client may
+	// act on (sent as google.rpc.ErrorInfo), e.g. "CREDENTIAL_EXPIRED".
+	Reason string
 }
 
 func (e *Error) Error() string {
@@ -108,3 +111,23 @@ func KindOf(err error) Kind {
 // NotFound is the one message for an object that does not exist or that the
 // caller may not see: the two must be indistinguishable.
 func NotFound(what string) *Error { return Errorf(KindNotFound, "%s not found", what) }
+
+// A credential that existed and no longer works: the store wraps these in
+// a KindNotFound error, so that only a caller that checked the secret can
+// tell its holder which it was.
+var (
+	ErrCredentialExpired = errors.New("credential expired")
+	ErrCredentialRevoked = errors.New("credential revoked")
+)
+
+// Reasons sent with UNAUTHENTICATED (google.rpc.ErrorInfo, domain
+// ErrorDomain) so that a share page can tell a lost person why their link
+// stopped working. A token that never existed, a malformed one and one
+// whose secret does not match all get CredentialInvalid.
+const (
+	ErrorDomain        = "sar.v1"
+	CredentialInvalid  = "CREDENTIAL_INVALID"
+	CredentialExpired  = "CREDENTIAL_EXPIRED"
+	CredentialRevoked  = "CREDENTIAL_REVOKED"
+	CredentialRequired = "CREDENTIAL_REQUIRED"
+)

@@ -13,9 +13,12 @@ type JoinArgs struct {
 	CredentialID string             // rescuer: finds or creates its participant
 	CallerPartID string             // caller: its existing participant
 	New          *sarv1.Participant // rescuer: the participant to create if none
-	Event        *sarv1.Event       // announces New if it is created
-	RebindFrom   string             // participant the device may be taken from
-	SearcherType string             // rescuer: recorded when set (kept otherwise)
+	// Opened is a caller's record with its link opened, stored (with
+	// Event) only if the device was not bound to it before.
+	Opened       *sarv1.Participant
+	Event        *sarv1.Event // announces New if it is created, or Opened if stored
+	RebindFrom   string       // participant the device may be taken from
+	SearcherType string       // rescuer: recorded when set (kept otherwise)
 	// NewSearcherType is recorded for a participant created by the join
 	// when SearcherType is empty.
 	NewSearcherType string
@@ -24,7 +27,7 @@ type JoinArgs struct {
 // JoinResult is what a join found or made.
 type JoinResult struct {
 	Participant  *sarv1.Participant
-	Created      bool
+	Created      bool // the event was queued: New created, or Opened stored
 	AckedThrough uint64
 }
 

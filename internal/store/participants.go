@@ -14,7 +14,7 @@ import (
 // Join binds a device to a participant of an open incident, idempotently.
 func (s *Store) Join(ctx context.Context, a sar.JoinArgs) (sar.JoinResult, error) {
 	id := a.IncidentID
-	if a.CallerPartID == "" {
+	if a.Event != nil {
 		if _, err := s.rdb.SAdd(ctx, kIdxOutbox, id).Result(); err != nil {
 			return sar.JoinResult{}, fail(err, "incident")
 		}
@@ -22,6 +22,9 @@ func (s *Store) Join(ctx context.Context, a sar.JoinArgs) (sar.JoinResult, error
 	newID, newPb, evID, evPb := "", "", "", ""
 	if a.New != nil {
 		newID, newPb, evID, evPb = a.New.GetId(), marshal(a.New), a.Event.GetId(), marshal(a.Event)
+	}
+	if a.CallerPartID != "" && a.Opened != nil {
+		newPb, evID, evPb = marshal(a.Opened), a.Event.GetId(), marshal(a.Event)
 	}
 	keys := []string{kInc(id), kParts(id), kPartCred(id), kDev(id), kSeq(id), kOutbox(id), kSearcher(id)}
 	res, err := joinScript.Run(ctx, s.rdb, keys, a.DeviceID, a.CredentialID, a.CallerPartID, newID, newPb, evID, evPb, a.RebindFrom,

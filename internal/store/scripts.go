@@ -61,6 +61,7 @@ var (
 	loadChangedScript       = script("load_changed")
 	updateGridSummaryScript = script("update_grid_summary")
 	putSegmentsScript       = script("put_segments")
+	revokeScript            = script("revoke_credential")
 )
 
 // LoadScripts loads every embedded Lua script into Redis (every master of

@@ -436,7 +436,16 @@ type CreateShareLinkResponse struct {
 	// The caller credential.
 	Principal *Principal `protobuf:"bytes,3,opt,name=principal,proto3" json:"principal,omitempty"`
 	// The caller participant created for the link.
-	Participant   *Participant `protobuf:"bytes,4,opt,name=participant,proto3" json:"participant,omitempty"`
+	Participant *Participant `protobuf:"bytes,4,opt,name=participant,proto3" json:"participant,omitempty"`
+	// The full link: the server's public base URL (--public-url) and
+	// url_path.
+	Url string `protobuf:"bytes,5,opt,name=url,proto3" json:"url,omitempty"`
+	// Text ready to send by SMS (or a messenger), one per language ("zh",
+	// "en"), the link included.
+	Texts []*ShareLinkText `protobuf:"bytes,6,rep,name=texts,proto3" json:"texts,omitempty"`
+	// A QR code of url as an SVG document, for showing on a screen next to
+	// someone who scans it.
+	QrSvg         string `protobuf:"bytes,7,opt,name=qr_svg,json=qrSvg,proto3" json:"qr_svg,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -499,6 +508,82 @@ func (x *CreateShareLinkResponse) GetParticipant() *Participant {
 	return nil
 }
 
+func (x *CreateShareLinkResponse) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *CreateShareLinkResponse) GetTexts() []*ShareLinkText {
+	if x != nil {
+		return x.Texts
+	}
+	return nil
+}
+
+func (x *CreateShareLinkResponse) GetQrSvg() string {
+	if x != nil {
+		return x.QrSvg
+	}
+	return ""
+}
+
+// ShareLinkText is the message that carries a share link, in one language.
+type ShareLinkText struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// BCP 47 language tag: "zh" or "en".
+	Language string `protobuf:"bytes,1,opt,name=language,proto3" json:"language,omitempty"`
+	// The message, link included.
+	Text          string `protobuf:"bytes,2,opt,name=text,proto3" json:"text,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ShareLinkText) Reset() {
+	*x = ShareLinkText{}
+	mi := &file_sar_v1_auth_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ShareLinkText) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ShareLinkText) ProtoMessage() {}
+
+func (x *ShareLinkText) ProtoReflect() protoreflect.Message {
+	mi := &file_sar_v1_auth_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ShareLinkText.ProtoReflect.Descriptor instead.
+func (*ShareLinkText) Descriptor() ([]byte, []int) {
+	return file_sar_v1_auth_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ShareLinkText) GetLanguage() string {
+	if x != nil {
+		return x.Language
+	}
+	return ""
+}
+
+func (x *ShareLinkText) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
 // RevokeCredentialRequest is the request of RevokeCredential.
 type RevokeCredentialRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -510,7 +595,7 @@ type RevokeCredentialRequest struct {
 
 func (x *RevokeCredentialRequest) Reset() {
 	*x = RevokeCredentialRequest{}
-	mi := &file_sar_v1_auth_proto_msgTypes[5]
+	mi := &file_sar_v1_auth_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -522,7 +607,7 @@ func (x *RevokeCredentialRequest) String() string {
 func (*RevokeCredentialRequest) ProtoMessage() {}
 
 func (x *RevokeCredentialRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_auth_proto_msgTypes[5]
+	mi := &file_sar_v1_auth_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -535,7 +620,7 @@ func (x *RevokeCredentialRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeCredentialRequest.ProtoReflect.Descriptor instead.
 func (*RevokeCredentialRequest) Descriptor() ([]byte, []int) {
-	return file_sar_v1_auth_proto_rawDescGZIP(), []int{5}
+	return file_sar_v1_auth_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RevokeCredentialRequest) GetCredentialId() string {
@@ -554,7 +639,7 @@ type RevokeCredentialResponse struct {
 
 func (x *RevokeCredentialResponse) Reset() {
 	*x = RevokeCredentialResponse{}
-	mi := &file_sar_v1_auth_proto_msgTypes[6]
+	mi := &file_sar_v1_auth_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -566,7 +651,7 @@ func (x *RevokeCredentialResponse) String() string {
 func (*RevokeCredentialResponse) ProtoMessage() {}
 
 func (x *RevokeCredentialResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_auth_proto_msgTypes[6]
+	mi := &file_sar_v1_auth_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -579,7 +664,7 @@ func (x *RevokeCredentialResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeCredentialResponse.ProtoReflect.Descriptor instead.
 func (*RevokeCredentialResponse) Descriptor() ([]byte, []int) {
-	return file_sar_v1_auth_proto_rawDescGZIP(), []int{6}
+	return file_sar_v1_auth_proto_rawDescGZIP(), []int{7}
 }
 
 // WhoAmIRequest is the request of WhoAmI.
@@ -591,7 +676,7 @@ type WhoAmIRequest struct {
 
 func (x *WhoAmIRequest) Reset() {
 	*x = WhoAmIRequest{}
-	mi := &file_sar_v1_auth_proto_msgTypes[7]
+	mi := &file_sar_v1_auth_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -603,7 +688,7 @@ func (x *WhoAmIRequest) String() string {
 func (*WhoAmIRequest) ProtoMessage() {}
 
 func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_auth_proto_msgTypes[7]
+	mi := &file_sar_v1_auth_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -616,7 +701,7 @@ func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoAmIRequest.ProtoReflect.Descriptor instead.
 func (*WhoAmIRequest) Descriptor() ([]byte, []int) {
-	return file_sar_v1_auth_proto_rawDescGZIP(), []int{7}
+	return file_sar_v1_auth_proto_rawDescGZIP(), []int{8}
 }
 
 // WhoAmIResponse is the response of WhoAmI.
@@ -630,7 +715,7 @@ type WhoAmIResponse struct {
 
 func (x *WhoAmIResponse) Reset() {
 	*x = WhoAmIResponse{}
-	mi := &file_sar_v1_auth_proto_msgTypes[8]
+	mi := &file_sar_v1_auth_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -642,7 +727,7 @@ func (x *WhoAmIResponse) String() string {
 func (*WhoAmIResponse) ProtoMessage() {}
 
 func (x *WhoAmIResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_auth_proto_msgTypes[8]
+	mi := &file_sar_v1_auth_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -655,7 +740,7 @@ func (x *WhoAmIResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoAmIResponse.ProtoReflect.Descriptor instead.
 func (*WhoAmIResponse) Descriptor() ([]byte, []int) {
-	return file_sar_v1_auth_proto_rawDescGZIP(), []int{8}
+	return file_sar_v1_auth_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *WhoAmIResponse) GetPrincipal() *Principal {
@@ -699,12 +784,18 @@ const file_sar_v1_auth_proto_rawDesc = "" +
 	"\vincident_id\x18\x01 \x01(\tR\n" +
 	"incidentId\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12+\n" +
-	"\x03ttl\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"\xb2\x01\n" +
+	"\x03ttl\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"\x88\x02\n" +
 	"\x17CreateShareLinkResponse\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x19\n" +
 	"\burl_path\x18\x02 \x01(\tR\aurlPath\x12/\n" +
 	"\tprincipal\x18\x03 \x01(\v2\x11.sar.v1.PrincipalR\tprincipal\x125\n" +
-	"\vparticipant\x18\x04 \x01(\v2\x13.sar.v1.ParticipantR\vparticipant\">\n" +
+	"\vparticipant\x18\x04 \x01(\v2\x13.sar.v1.ParticipantR\vparticipant\x12\x10\n" +
+	"\x03url\x18\x05 \x01(\tR\x03url\x12+\n" +
+	"\x05texts\x18\x06 \x03(\v2\x15.sar.v1.ShareLinkTextR\x05texts\x12\x15\n" +
+	"\x06qr_svg\x18\a \x01(\tR\x05qrSvg\"?\n" +
+	"\rShareLinkText\x12\x1a\n" +
+	"\blanguage\x18\x01 \x01(\tR\blanguage\x12\x12\n" +
+	"\x04text\x18\x02 \x01(\tR\x04text\">\n" +
 	"\x17RevokeCredentialRequest\x12#\n" +
 	"\rcredential_id\x18\x01 \x01(\tR\fcredentialId\"\x1a\n" +
 	"\x18RevokeCredentialResponse\"\x0f\n" +
@@ -739,7 +830,7 @@ func file_sar_v1_auth_proto_rawDescGZIP() []byte {
 }
 
 var file_sar_v1_auth_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_sar_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_sar_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_sar_v1_auth_proto_goTypes = []any{
 	(Role)(0),                        // 0: sar.v1.Role
 	(*Principal)(nil),                // 1: sar.v1.Principal
@@ -747,38 +838,40 @@ var file_sar_v1_auth_proto_goTypes = []any{
 	(*CreateCredentialResponse)(nil), // 3: sar.v1.CreateCredentialResponse
 	(*CreateShareLinkRequest)(nil),   // 4: sar.v1.CreateShareLinkRequest
 	(*CreateShareLinkResponse)(nil),  // 5: sar.v1.CreateShareLinkResponse
-	(*RevokeCredentialRequest)(nil),  // 6: sar.v1.RevokeCredentialRequest
-	(*RevokeCredentialResponse)(nil), // 7: sar.v1.RevokeCredentialResponse
-	(*WhoAmIRequest)(nil),            // 8: sar.v1.WhoAmIRequest
-	(*WhoAmIResponse)(nil),           // 9: sar.v1.WhoAmIResponse
-	(*timestamppb.Timestamp)(nil),    // 10: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),      // 11: google.protobuf.Duration
-	(*Participant)(nil),              // 12: sar.v1.Participant
+	(*ShareLinkText)(nil),            // 6: sar.v1.ShareLinkText
+	(*RevokeCredentialRequest)(nil),  // 7: sar.v1.RevokeCredentialRequest
+	(*RevokeCredentialResponse)(nil), // 8: sar.v1.RevokeCredentialResponse
+	(*WhoAmIRequest)(nil),            // 9: sar.v1.WhoAmIRequest
+	(*WhoAmIResponse)(nil),           // 10: sar.v1.WhoAmIResponse
+	(*timestamppb.Timestamp)(nil),    // 11: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 12: google.protobuf.Duration
+	(*Participant)(nil),              // 13: sar.v1.Participant
 }
 var file_sar_v1_auth_proto_depIdxs = []int32{
 	0,  // 0: sar.v1.Principal.role:type_name -> sar.v1.Role
-	10, // 1: sar.v1.Principal.expire_time:type_name -> google.protobuf.Timestamp
-	10, // 2: sar.v1.Principal.create_time:type_name -> google.protobuf.Timestamp
+	11, // 1: sar.v1.Principal.expire_time:type_name -> google.protobuf.Timestamp
+	11, // 2: sar.v1.Principal.create_time:type_name -> google.protobuf.Timestamp
 	0,  // 3: sar.v1.CreateCredentialRequest.role:type_name -> sar.v1.Role
-	11, // 4: sar.v1.CreateCredentialRequest.ttl:type_name -> google.protobuf.Duration
+	12, // 4: sar.v1.CreateCredentialRequest.ttl:type_name -> google.protobuf.Duration
 	1,  // 5: sar.v1.CreateCredentialResponse.principal:type_name -> sar.v1.Principal
-	11, // 6: sar.v1.CreateShareLinkRequest.ttl:type_name -> google.protobuf.Duration
+	12, // 6: sar.v1.CreateShareLinkRequest.ttl:type_name -> google.protobuf.Duration
 	1,  // 7: sar.v1.CreateShareLinkResponse.principal:type_name -> sar.v1.Principal
-	12, // 8: sar.v1.CreateShareLinkResponse.participant:type_name -> sar.v1.Participant
-	1,  // 9: sar.v1.WhoAmIResponse.principal:type_name -> sar.v1.Principal
-	2,  // 10: sar.v1.AuthService.CreateCredential:input_type -> sar.v1.CreateCredentialRequest
-	4,  // 11: sar.v1.AuthService.CreateShareLink:input_type -> sar.v1.CreateShareLinkRequest
-	6,  // 12: sar.v1.AuthService.RevokeCredential:input_type -> sar.v1.RevokeCredentialRequest
-	8,  // 13: sar.v1.AuthService.WhoAmI:input_type -> sar.v1.WhoAmIRequest
-	3,  // 14: sar.v1.AuthService.CreateCredential:output_type -> sar.v1.CreateCredentialResponse
-	5,  // 15: sar.v1.AuthService.CreateShareLink:output_type -> sar.v1.CreateShareLinkResponse
-	7,  // 16: sar.v1.AuthService.RevokeCredential:output_type -> sar.v1.RevokeCredentialResponse
-	9,  // 17: sar.v1.AuthService.WhoAmI:output_type -> sar.v1.WhoAmIResponse
-	14, // [14:18] is the sub-list for method output_type
-	10, // [10:14] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	13, // 8: sar.v1.CreateShareLinkResponse.participant:type_name -> sar.v1.Participant
+	6,  // 9: sar.v1.CreateShareLinkResponse.texts:type_name -> sar.v1.ShareLinkText
+	1,  // 10: sar.v1.WhoAmIResponse.principal:type_name -> sar.v1.Principal
+	2,  // 11: sar.v1.AuthService.CreateCredential:input_type -> sar.v1.CreateCredentialRequest
+	4,  // 12: sar.v1.AuthService.CreateShareLink:input_type -> sar.v1.CreateShareLinkRequest
+	7,  // 13: sar.v1.AuthService.RevokeCredential:input_type -> sar.v1.RevokeCredentialRequest
+	9,  // 14: sar.v1.AuthService.WhoAmI:input_type -> sar.v1.WhoAmIRequest
+	3,  // 15: sar.v1.AuthService.CreateCredential:output_type -> sar.v1.CreateCredentialResponse
+	5,  // 16: sar.v1.AuthService.CreateShareLink:output_type -> sar.v1.CreateShareLinkResponse
+	8,  // 17: sar.v1.AuthService.RevokeCredential:output_type -> sar.v1.RevokeCredentialResponse
+	10, // 18: sar.v1.AuthService.WhoAmI:output_type -> sar.v1.WhoAmIResponse
+	15, // [15:19] is the sub-list for method output_type
+	11, // [11:15] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_sar_v1_auth_proto_init() }
@@ -793,7 +886,7 @@ func file_sar_v1_auth_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sar_v1_auth_proto_rawDesc), len(file_sar_v1_auth_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   9,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,6 +22,65 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ParticipantChange is what a ParticipantJoinedEvent reports.
+type ParticipantChange int32
+
+const (
+	// Not set (read as JOINED).
+	ParticipantChange_PARTICIPANT_CHANGE_UNSPECIFIED ParticipantChange = 0
+	// A rescuer joined with a device.
+	ParticipantChange_PARTICIPANT_CHANGE_JOINED ParticipantChange = 1
+	// A share link was made for a caller: the participant exists, no phone
+	// has opened the link yet.
+	ParticipantChange_PARTICIPANT_CHANGE_LINK_CREATED ParticipantChange = 2
+	// The caller's share page joined from a device not seen before: the
+	// link was opened (Participant.device_kind says on what).
+	ParticipantChange_PARTICIPANT_CHANGE_LINK_OPENED ParticipantChange = 3
+)
+
+// Enum value maps for ParticipantChange.
+var (
+	ParticipantChange_name = map[int32]string{
+		0: "PARTICIPANT_CHANGE_UNSPECIFIED",
+		1: "PARTICIPANT_CHANGE_JOINED",
+		2: "PARTICIPANT_CHANGE_LINK_CREATED",
+		3: "PARTICIPANT_CHANGE_LINK_OPENED",
+	}
+	ParticipantChange_value = map[string]int32{
+		"PARTICIPANT_CHANGE_UNSPECIFIED":  0,
+		"PARTICIPANT_CHANGE_JOINED":       1,
+		"PARTICIPANT_CHANGE_LINK_CREATED": 2,
+		"PARTICIPANT_CHANGE_LINK_OPENED":  3,
+	}
+)
+
+func (x ParticipantChange) Enum() *ParticipantChange {
+	p := new(ParticipantChange)
+	*p = x
+	return p
+}
+
+func (x ParticipantChange) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ParticipantChange) Descriptor() protoreflect.EnumDescriptor {
+	return file_sar_v1_event_proto_enumTypes[0].Descriptor()
+}
+
+func (ParticipantChange) Type() protoreflect.EnumType {
+	return &file_sar_v1_event_proto_enumTypes[0]
+}
+
+func (x ParticipantChange) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ParticipantChange.Descriptor instead.
+func (ParticipantChange) EnumDescriptor() ([]byte, []int) {
+	return file_sar_v1_event_proto_rawDescGZIP(), []int{0}
+}
+
 // IncidentChange is what changed in an incident.
 type IncidentChange int32
 
@@ -71,11 +130,11 @@ func (x IncidentChange) String() string {
 }
 
 func (IncidentChange) Descriptor() protoreflect.EnumDescriptor {
-	return file_sar_v1_event_proto_enumTypes[0].Descriptor()
+	return file_sar_v1_event_proto_enumTypes[1].Descriptor()
 }
 
 func (IncidentChange) Type() protoreflect.EnumType {
-	return &file_sar_v1_event_proto_enumTypes[0]
+	return &file_sar_v1_event_proto_enumTypes[1]
 }
 
 func (x IncidentChange) Number() protoreflect.EnumNumber {
@@ -84,7 +143,7 @@ func (x IncidentChange) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use IncidentChange.Descriptor instead.
 func (IncidentChange) EnumDescriptor() ([]byte, []int) {
-	return file_sar_v1_event_proto_rawDescGZIP(), []int{0}
+	return file_sar_v1_event_proto_rawDescGZIP(), []int{1}
 }
 
 // Event is something that happened in an incident. It is the payload
@@ -374,11 +433,14 @@ func (x *PositionsEvent) GetBatchId() uint64 {
 	return 0
 }
 
-// ParticipantJoinedEvent says a participant (or a new device of one) joined.
+// ParticipantJoinedEvent says a participant joined, or, for a lost
+// person, how far the share link got.
 type ParticipantJoinedEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The participant.
-	Participant   *Participant `protobuf:"bytes,1,opt,name=participant,proto3" json:"participant,omitempty"`
+	Participant *Participant `protobuf:"bytes,1,opt,name=participant,proto3" json:"participant,omitempty"`
+	// What happened (unset in events written before it existed: JOINED).
+	Change        ParticipantChange `protobuf:"varint,2,opt,name=change,proto3,enum=sar.v1.ParticipantChange" json:"change,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -418,6 +480,13 @@ func (x *ParticipantJoinedEvent) GetParticipant() *Participant {
 		return x.Participant
 	}
 	return nil
+}
+
+func (x *ParticipantJoinedEvent) GetChange() ParticipantChange {
+	if x != nil {
+		return x.Change
+	}
+	return ParticipantChange_PARTICIPANT_CHANGE_UNSPECIFIED
 }
 
 // IncidentChangedEvent carries the incident after a lifecycle change.
@@ -501,12 +570,18 @@ const file_sar_v1_event_proto_rawDesc = "" +
 	"\x05fixes\x18\x06 \x03(\v2\x13.sar.v1.LocationFixR\x05fixes\x12.\n" +
 	"\blast_fix\x18\a \x01(\v2\x13.sar.v1.LocationFixR\alastFix\x12(\n" +
 	"\x10last_fix_changed\x18\b \x01(\bR\x0elastFixChanged\x12\x19\n" +
-	"\bbatch_id\x18\t \x01(\x04R\abatchId\"O\n" +
+	"\bbatch_id\x18\t \x01(\x04R\abatchId\"\x82\x01\n" +
 	"\x16ParticipantJoinedEvent\x125\n" +
-	"\vparticipant\x18\x01 \x01(\v2\x13.sar.v1.ParticipantR\vparticipant\"t\n" +
+	"\vparticipant\x18\x01 \x01(\v2\x13.sar.v1.ParticipantR\vparticipant\x121\n" +
+	"\x06change\x18\x02 \x01(\x0e2\x19.sar.v1.ParticipantChangeR\x06change\"t\n" +
 	"\x14IncidentChangedEvent\x12.\n" +
 	"\x06change\x18\x01 \x01(\x0e2\x16.sar.v1.IncidentChangeR\x06change\x12,\n" +
-	"\bincident\x18\x02 \x01(\v2\x10.sar.v1.IncidentR\bincident*\xdb\x01\n" +
+	"\bincident\x18\x02 \x01(\v2\x10.sar.v1.IncidentR\bincident*\x9f\x01\n" +
+	"\x11ParticipantChange\x12\"\n" +
+	"\x1ePARTICIPANT_CHANGE_UNSPECIFIED\x10\x00\x12\x1d\n" +
+	"\x19PARTICIPANT_CHANGE_JOINED\x10\x01\x12#\n" +
+	"\x1fPARTICIPANT_CHANGE_LINK_CREATED\x10\x02\x12\"\n" +
+	"\x1ePARTICIPANT_CHANGE_LINK_OPENED\x10\x03*\xdb\x01\n" +
 	"\x0eIncidentChange\x12\x1f\n" +
 	"\x1bINCIDENT_CHANGE_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17INCIDENT_CHANGE_CREATED\x10\x01\x12%\n" +
@@ -530,40 +605,42 @@ func file_sar_v1_event_proto_rawDescGZIP() []byte {
 	return file_sar_v1_event_proto_rawDescData
 }
 
-var file_sar_v1_event_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_sar_v1_event_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_sar_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_sar_v1_event_proto_goTypes = []any{
-	(IncidentChange)(0),            // 0: sar.v1.IncidentChange
-	(*Event)(nil),                  // 1: sar.v1.Event
-	(*PositionsEvent)(nil),         // 2: sar.v1.PositionsEvent
-	(*ParticipantJoinedEvent)(nil), // 3: sar.v1.ParticipantJoinedEvent
-	(*IncidentChangedEvent)(nil),   // 4: sar.v1.IncidentChangedEvent
-	(*timestamppb.Timestamp)(nil),  // 5: google.protobuf.Timestamp
-	(*SearchGridChangedEvent)(nil), // 6: sar.v1.SearchGridChangedEvent
-	(*TaskChangedEvent)(nil),       // 7: sar.v1.TaskChangedEvent
-	(ParticipantKind)(0),           // 8: sar.v1.ParticipantKind
-	(*LocationFix)(nil),            // 9: sar.v1.LocationFix
-	(*Participant)(nil),            // 10: sar.v1.Participant
-	(*Incident)(nil),               // 11: sar.v1.Incident
+	(ParticipantChange)(0),         // 0: sar.v1.ParticipantChange
+	(IncidentChange)(0),            // 1: sar.v1.IncidentChange
+	(*Event)(nil),                  // 2: sar.v1.Event
+	(*PositionsEvent)(nil),         // 3: sar.v1.PositionsEvent
+	(*ParticipantJoinedEvent)(nil), // 4: sar.v1.ParticipantJoinedEvent
+	(*IncidentChangedEvent)(nil),   // 5: sar.v1.IncidentChangedEvent
+	(*timestamppb.Timestamp)(nil),  // 6: google.protobuf.Timestamp
+	(*SearchGridChangedEvent)(nil), // 7: sar.v1.SearchGridChangedEvent
+	(*TaskChangedEvent)(nil),       // 8: sar.v1.TaskChangedEvent
+	(ParticipantKind)(0),           // 9: sar.v1.ParticipantKind
+	(*LocationFix)(nil),            // 10: sar.v1.LocationFix
+	(*Participant)(nil),            // 11: sar.v1.Participant
+	(*Incident)(nil),               // 12: sar.v1.Incident
 }
 var file_sar_v1_event_proto_depIdxs = []int32{
-	5,  // 0: sar.v1.Event.time:type_name -> google.protobuf.Timestamp
-	2,  // 1: sar.v1.Event.positions:type_name -> sar.v1.PositionsEvent
-	3,  // 2: sar.v1.Event.participant_joined:type_name -> sar.v1.ParticipantJoinedEvent
-	4,  // 3: sar.v1.Event.incident_changed:type_name -> sar.v1.IncidentChangedEvent
-	6,  // 4: sar.v1.Event.search_grid_changed:type_name -> sar.v1.SearchGridChangedEvent
-	7,  // 5: sar.v1.Event.task_changed:type_name -> sar.v1.TaskChangedEvent
-	8,  // 6: sar.v1.PositionsEvent.kind:type_name -> sar.v1.ParticipantKind
-	9,  // 7: sar.v1.PositionsEvent.fixes:type_name -> sar.v1.LocationFix
-	9,  // 8: sar.v1.PositionsEvent.last_fix:type_name -> sar.v1.LocationFix
-	10, // 9: sar.v1.ParticipantJoinedEvent.participant:type_name -> sar.v1.Participant
-	0,  // 10: sar.v1.IncidentChangedEvent.change:type_name -> sar.v1.IncidentChange
-	11, // 11: sar.v1.IncidentChangedEvent.incident:type_name -> sar.v1.Incident
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	6,  // 0: sar.v1.Event.time:type_name -> google.protobuf.Timestamp
+	3,  // 1: sar.v1.Event.positions:type_name -> sar.v1.PositionsEvent
+	4,  // 2: sar.v1.Event.participant_joined:type_name -> sar.v1.ParticipantJoinedEvent
+	5,  // 3: sar.v1.Event.incident_changed:type_name -> sar.v1.IncidentChangedEvent
+	7,  // 4: sar.v1.Event.search_grid_changed:type_name -> sar.v1.SearchGridChangedEvent
+	8,  // 5: sar.v1.Event.task_changed:type_name -> sar.v1.TaskChangedEvent
+	9,  // 6: sar.v1.PositionsEvent.kind:type_name -> sar.v1.ParticipantKind
+	10, // 7: sar.v1.PositionsEvent.fixes:type_name -> sar.v1.LocationFix
+	10, // 8: sar.v1.PositionsEvent.last_fix:type_name -> sar.v1.LocationFix
+	11, // 9: sar.v1.ParticipantJoinedEvent.participant:type_name -> sar.v1.Participant
+	0,  // 10: sar.v1.ParticipantJoinedEvent.change:type_name -> sar.v1.ParticipantChange
+	1,  // 11: sar.v1.IncidentChangedEvent.change:type_name -> sar.v1.IncidentChange
+	12, // 12: sar.v1.IncidentChangedEvent.incident:type_name -> sar.v1.Incident
+	13, // [13:13] is the sub-list for method output_type
+	13, // [13:13] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_sar_v1_event_proto_init() }
@@ -587,7 +664,7 @@ func file_sar_v1_event_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sar_v1_event_proto_rawDesc), len(file_sar_v1_event_proto_rawDesc)),
-			NumEnums:      1,
+			NumEnums:      2,
 			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   0,

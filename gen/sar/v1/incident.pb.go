@@ -464,6 +464,61 @@ func (ParticipantKind) EnumDescriptor() ([]byte, []int) {
 	return file_sar_v1_incident_proto_rawDescGZIP(), []int{6}
 }
 
+// CallerLinkState is how far a caller's share link got: the console tells
+// "link sent" from "page open, no position yet" (and from positions
+// arriving, in Participant.last_fix).
+type CallerLinkState int32
+
+const (
+	// Not a caller.
+	CallerLinkState_CALLER_LINK_STATE_UNSPECIFIED CallerLinkState = 0
+	// The link was made (and presumably sent); the page has not joined yet.
+	CallerLinkState_CALLER_LINK_STATE_CREATED CallerLinkState = 1
+	// The page was opened on a phone and joined.
+	CallerLinkState_CALLER_LINK_STATE_OPENED CallerLinkState = 2
+)
+
+// Enum value maps for CallerLinkState.
+var (
+	CallerLinkState_name = map[int32]string{
+		0: "CALLER_LINK_STATE_UNSPECIFIED",
+		1: "CALLER_LINK_STATE_CREATED",
+		2: "CALLER_LINK_STATE_OPENED",
+	}
+	CallerLinkState_value = map[string]int32{
+		"CALLER_LINK_STATE_UNSPECIFIED": 0,
+		"CALLER_LINK_STATE_CREATED":     1,
+		"CALLER_LINK_STATE_OPENED":      2,
+	}
+)
+
+func (x CallerLinkState) Enum() *CallerLinkState {
+	p := new(CallerLinkState)
+	*p = x
+	return p
+}
+
+func (x CallerLinkState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CallerLinkState) Descriptor() protoreflect.EnumDescriptor {
+	return file_sar_v1_incident_proto_enumTypes[7].Descriptor()
+}
+
+func (CallerLinkState) Type() protoreflect.EnumType {
+	return &file_sar_v1_incident_proto_enumTypes[7]
+}
+
+func (x CallerLinkState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CallerLinkState.Descriptor instead.
+func (CallerLinkState) EnumDescriptor() ([]byte, []int) {
+	return file_sar_v1_incident_proto_rawDescGZIP(), []int{7}
+}
+
 // DispatchSettings are an incident's rules for task offers.
 type DispatchSettings struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1037,7 +1092,17 @@ type Participant struct {
 	// Rescuer: the kind of searcher ("foot", "dog", "drone", …), which picks
 	// the sweep width of the search plan that the participant's track
 	// counts with. Default "foot".
-	SearcherType  string `protobuf:"bytes,10,opt,name=searcher_type,json=searcherType,proto3" json:"searcher_type,omitempty"`
+	SearcherType string `protobuf:"bytes,10,opt,name=searcher_type,json=searcherType,proto3" json:"searcher_type,omitempty"`
+	// Caller: how far the share link got. Whether positions arrive shows in
+	// last_fix.
+	LinkState CallerLinkState `protobuf:"varint,11,opt,name=link_state,json=linkState,proto3,enum=sar.v1.CallerLinkState" json:"link_state,omitempty"`
+	// Caller: the kind of device the share page was last opened on, read
+	// from its browser's user agent: "android", "ios", "harmonyos",
+	// "desktop" or "other", with "-wechat" appended inside WeChat's
+	// browser. The user agent itself is not stored.
+	DeviceKind string `protobuf:"bytes,12,opt,name=device_kind,json=deviceKind,proto3" json:"device_kind,omitempty"`
+	// Caller: when the share page was first opened (its first join).
+	LinkOpenTime  *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=link_open_time,json=linkOpenTime,proto3" json:"link_open_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1142,6 +1207,27 @@ func (x *Participant) GetSearcherType() string {
 	return ""
 }
 
+func (x *Participant) GetLinkState() CallerLinkState {
+	if x != nil {
+		return x.LinkState
+	}
+	return CallerLinkState_CALLER_LINK_STATE_UNSPECIFIED
+}
+
+func (x *Participant) GetDeviceKind() string {
+	if x != nil {
+		return x.DeviceKind
+	}
+	return ""
+}
+
+func (x *Participant) GetLinkOpenTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LinkOpenTime
+	}
+	return nil
+}
+
 var File_sar_v1_incident_proto protoreflect.FileDescriptor
 
 const file_sar_v1_incident_proto_rawDesc = "" +
@@ -1202,7 +1288,7 @@ const file_sar_v1_incident_proto_rawDesc = "" +
 	"\n" +
 	"created_by\x18\x0f \x01(\tR\tcreatedBy\x12*\n" +
 	"\x05found\x18\x10 \x01(\v2\x14.sar.v1.SubjectFoundR\x05found\x124\n" +
-	"\bdispatch\x18\x11 \x01(\v2\x18.sar.v1.DispatchSettingsR\bdispatch\"\xf1\x02\n" +
+	"\bdispatch\x18\x11 \x01(\v2\x18.sar.v1.DispatchSettingsR\bdispatch\"\x8c\x04\n" +
 	"\vParticipant\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
 	"\vincident_id\x18\x02 \x01(\tR\n" +
@@ -1216,7 +1302,12 @@ const file_sar_v1_incident_proto_rawDesc = "" +
 	"device_ids\x18\b \x03(\tR\tdeviceIds\x12.\n" +
 	"\blast_fix\x18\t \x01(\v2\x13.sar.v1.LocationFixR\alastFix\x12#\n" +
 	"\rsearcher_type\x18\n" +
-	" \x01(\tR\fsearcherType*\x85\x01\n" +
+	" \x01(\tR\fsearcherType\x126\n" +
+	"\n" +
+	"link_state\x18\v \x01(\x0e2\x17.sar.v1.CallerLinkStateR\tlinkState\x12\x1f\n" +
+	"\vdevice_kind\x18\f \x01(\tR\n" +
+	"deviceKind\x12@\n" +
+	"\x0elink_open_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\flinkOpenTime*\x85\x01\n" +
 	"\rIncidentState\x12\x1e\n" +
 	"\x1aINCIDENT_STATE_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13INCIDENT_STATE_OPEN\x10\x01\x12\x19\n" +
@@ -1262,7 +1353,11 @@ const file_sar_v1_incident_proto_rawDesc = "" +
 	"\x0fParticipantKind\x12 \n" +
 	"\x1cPARTICIPANT_KIND_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17PARTICIPANT_KIND_CALLER\x10\x01\x12\x1c\n" +
-	"\x18PARTICIPANT_KIND_RESCUER\x10\x02B\x82\x01\n" +
+	"\x18PARTICIPANT_KIND_RESCUER\x10\x02*q\n" +
+	"\x0fCallerLinkState\x12!\n" +
+	"\x1dCALLER_LINK_STATE_UNSPECIFIED\x10\x00\x12\x1d\n" +
+	"\x19CALLER_LINK_STATE_CREATED\x10\x01\x12\x1c\n" +
+	"\x18CALLER_LINK_STATE_OPENED\x10\x02B\x82\x01\n" +
 	"\n" +
 	"com.sar.v1B\rIncidentProtoP\x01Z,github.com/mountain-sar/sar/gen/sar/v1;sarv1\xa2\x02\x03SXX\xaa\x02\x06Sar.V1\xca\x02\x06Sar\\V1\xe2\x02\x12Sar\\V1\\GPBMetadata\xea\x02\aSar::V1b\x06proto3"
 
@@ -1278,7 +1373,7 @@ func file_sar_v1_incident_proto_rawDescGZIP() []byte {
 	return file_sar_v1_incident_proto_rawDescData
 }
 
-var file_sar_v1_incident_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
+var file_sar_v1_incident_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
 var file_sar_v1_incident_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_sar_v1_incident_proto_goTypes = []any{
 	(IncidentState)(0),            // 0: sar.v1.IncidentState
@@ -1288,50 +1383,53 @@ var file_sar_v1_incident_proto_goTypes = []any{
 	(Terrain)(0),                  // 4: sar.v1.Terrain
 	(Ecoregion)(0),                // 5: sar.v1.Ecoregion
 	(ParticipantKind)(0),          // 6: sar.v1.ParticipantKind
-	(*DispatchSettings)(nil),      // 7: sar.v1.DispatchSettings
-	(*SubjectFound)(nil),          // 8: sar.v1.SubjectFound
-	(*SubjectProfile)(nil),        // 9: sar.v1.SubjectProfile
-	(*PlanningPoint)(nil),         // 10: sar.v1.PlanningPoint
-	(*Incident)(nil),              // 11: sar.v1.Incident
-	(*Participant)(nil),           // 12: sar.v1.Participant
-	(*durationpb.Duration)(nil),   // 13: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
-	(*LatLng)(nil),                // 15: sar.v1.LatLng
-	(*TeamRef)(nil),               // 16: sar.v1.TeamRef
-	(*LocationFix)(nil),           // 17: sar.v1.LocationFix
+	(CallerLinkState)(0),          // 7: sar.v1.CallerLinkState
+	(*DispatchSettings)(nil),      // 8: sar.v1.DispatchSettings
+	(*SubjectFound)(nil),          // 9: sar.v1.SubjectFound
+	(*SubjectProfile)(nil),        // 10: sar.v1.SubjectProfile
+	(*PlanningPoint)(nil),         // 11: sar.v1.PlanningPoint
+	(*Incident)(nil),              // 12: sar.v1.Incident
+	(*Participant)(nil),           // 13: sar.v1.Participant
+	(*durationpb.Duration)(nil),   // 14: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
+	(*LatLng)(nil),                // 16: sar.v1.LatLng
+	(*TeamRef)(nil),               // 17: sar.v1.TeamRef
+	(*LocationFix)(nil),           // 18: sar.v1.LocationFix
 }
 var file_sar_v1_incident_proto_depIdxs = []int32{
-	13, // 0: sar.v1.DispatchSettings.answer_within_urgent:type_name -> google.protobuf.Duration
-	13, // 1: sar.v1.DispatchSettings.answer_within_high:type_name -> google.protobuf.Duration
-	13, // 2: sar.v1.DispatchSettings.answer_within_normal:type_name -> google.protobuf.Duration
-	13, // 3: sar.v1.DispatchSettings.answer_within_low:type_name -> google.protobuf.Duration
-	14, // 4: sar.v1.SubjectFound.time:type_name -> google.protobuf.Timestamp
-	15, // 5: sar.v1.SubjectFound.position:type_name -> sar.v1.LatLng
+	14, // 0: sar.v1.DispatchSettings.answer_within_urgent:type_name -> google.protobuf.Duration
+	14, // 1: sar.v1.DispatchSettings.answer_within_high:type_name -> google.protobuf.Duration
+	14, // 2: sar.v1.DispatchSettings.answer_within_normal:type_name -> google.protobuf.Duration
+	14, // 3: sar.v1.DispatchSettings.answer_within_low:type_name -> google.protobuf.Duration
+	15, // 4: sar.v1.SubjectFound.time:type_name -> google.protobuf.Timestamp
+	16, // 5: sar.v1.SubjectFound.position:type_name -> sar.v1.LatLng
 	1,  // 6: sar.v1.SubjectFound.condition:type_name -> sar.v1.SubjectCondition
-	16, // 7: sar.v1.SubjectFound.team:type_name -> sar.v1.TeamRef
+	17, // 7: sar.v1.SubjectFound.team:type_name -> sar.v1.TeamRef
 	3,  // 8: sar.v1.SubjectProfile.category:type_name -> sar.v1.SubjectCategory
-	14, // 9: sar.v1.SubjectProfile.last_seen_time:type_name -> google.protobuf.Timestamp
+	15, // 9: sar.v1.SubjectProfile.last_seen_time:type_name -> google.protobuf.Timestamp
 	4,  // 10: sar.v1.SubjectProfile.terrain:type_name -> sar.v1.Terrain
 	5,  // 11: sar.v1.SubjectProfile.ecoregion:type_name -> sar.v1.Ecoregion
-	15, // 12: sar.v1.PlanningPoint.position:type_name -> sar.v1.LatLng
-	14, // 13: sar.v1.PlanningPoint.time:type_name -> google.protobuf.Timestamp
+	16, // 12: sar.v1.PlanningPoint.position:type_name -> sar.v1.LatLng
+	15, // 13: sar.v1.PlanningPoint.time:type_name -> google.protobuf.Timestamp
 	0,  // 14: sar.v1.Incident.state:type_name -> sar.v1.IncidentState
-	10, // 15: sar.v1.Incident.initial_planning_point:type_name -> sar.v1.PlanningPoint
-	9,  // 16: sar.v1.Incident.subject:type_name -> sar.v1.SubjectProfile
-	14, // 17: sar.v1.Incident.create_time:type_name -> google.protobuf.Timestamp
-	14, // 18: sar.v1.Incident.update_time:type_name -> google.protobuf.Timestamp
-	14, // 19: sar.v1.Incident.close_time:type_name -> google.protobuf.Timestamp
+	11, // 15: sar.v1.Incident.initial_planning_point:type_name -> sar.v1.PlanningPoint
+	10, // 16: sar.v1.Incident.subject:type_name -> sar.v1.SubjectProfile
+	15, // 17: sar.v1.Incident.create_time:type_name -> google.protobuf.Timestamp
+	15, // 18: sar.v1.Incident.update_time:type_name -> google.protobuf.Timestamp
+	15, // 19: sar.v1.Incident.close_time:type_name -> google.protobuf.Timestamp
 	2,  // 20: sar.v1.Incident.outcome:type_name -> sar.v1.IncidentOutcome
-	8,  // 21: sar.v1.Incident.found:type_name -> sar.v1.SubjectFound
-	7,  // 22: sar.v1.Incident.dispatch:type_name -> sar.v1.DispatchSettings
+	9,  // 21: sar.v1.Incident.found:type_name -> sar.v1.SubjectFound
+	8,  // 22: sar.v1.Incident.dispatch:type_name -> sar.v1.DispatchSettings
 	6,  // 23: sar.v1.Participant.kind:type_name -> sar.v1.ParticipantKind
-	14, // 24: sar.v1.Participant.join_time:type_name -> google.protobuf.Timestamp
-	17, // 25: sar.v1.Participant.last_fix:type_name -> sar.v1.LocationFix
-	26, // [26:26] is the sub-list for method output_type
-	26, // [26:26] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	15, // 24: sar.v1.Participant.join_time:type_name -> google.protobuf.Timestamp
+	18, // 25: sar.v1.Participant.last_fix:type_name -> sar.v1.LocationFix
+	7,  // 26: sar.v1.Participant.link_state:type_name -> sar.v1.CallerLinkState
+	15, // 27: sar.v1.Participant.link_open_time:type_name -> google.protobuf.Timestamp
+	28, // [28:28] is the sub-list for method output_type
+	28, // [28:28] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_sar_v1_incident_proto_init() }
@@ -1347,7 +1445,7 @@ func file_sar_v1_incident_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sar_v1_incident_proto_rawDesc), len(file_sar_v1_incident_proto_rawDesc)),
-			NumEnums:      7,
+			NumEnums:      8,
 			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,

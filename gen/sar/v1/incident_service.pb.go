@@ -1151,7 +1151,11 @@ type JoinIncidentResponse struct {
 	Participant *Participant `protobuf:"bytes,1,opt,name=participant,proto3" json:"participant,omitempty"`
 	// The highest fix sequence of this device already processed in this
 	// incident: the device resumes after it.
-	AckedThrough  uint64 `protobuf:"varint,2,opt,name=acked_through,json=ackedThrough,proto3" json:"acked_through,omitempty"`
+	AckedThrough uint64 `protobuf:"varint,2,opt,name=acked_through,json=ackedThrough,proto3" json:"acked_through,omitempty"`
+	// The server's clock when it answered: a device whose clock is off
+	// corrects its fixes' times from the first one (batch acks carry it
+	// too).
+	ServerTime    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=server_time,json=serverTime,proto3" json:"server_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1198,6 +1202,13 @@ func (x *JoinIncidentResponse) GetAckedThrough() uint64 {
 		return x.AckedThrough
 	}
 	return 0
+}
+
+func (x *JoinIncidentResponse) GetServerTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ServerTime
+	}
+	return nil
 }
 
 // ListParticipantsRequest is the request of ListParticipants.
@@ -1559,10 +1570,12 @@ const file_sar_v1_incident_service_proto_rawDesc = "" +
 	"incidentId\x12\x1b\n" +
 	"\tdevice_id\x18\x02 \x01(\tR\bdeviceId\x12!\n" +
 	"\fdisplay_name\x18\x03 \x01(\tR\vdisplayName\x12#\n" +
-	"\rsearcher_type\x18\x04 \x01(\tR\fsearcherType\"r\n" +
+	"\rsearcher_type\x18\x04 \x01(\tR\fsearcherType\"\xaf\x01\n" +
 	"\x14JoinIncidentResponse\x125\n" +
 	"\vparticipant\x18\x01 \x01(\v2\x13.sar.v1.ParticipantR\vparticipant\x12#\n" +
-	"\racked_through\x18\x02 \x01(\x04R\fackedThrough\":\n" +
+	"\racked_through\x18\x02 \x01(\x04R\fackedThrough\x12;\n" +
+	"\vserver_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"serverTime\":\n" +
 	"\x17ListParticipantsRequest\x12\x1f\n" +
 	"\vincident_id\x18\x01 \x01(\tR\n" +
 	"incidentId\"S\n" +
@@ -1669,38 +1682,39 @@ var file_sar_v1_incident_service_proto_depIdxs = []int32{
 	27, // 15: sar.v1.ReportSubjectFoundResponse.incident:type_name -> sar.v1.Incident
 	27, // 16: sar.v1.AssignAgenciesResponse.incident:type_name -> sar.v1.Incident
 	33, // 17: sar.v1.JoinIncidentResponse.participant:type_name -> sar.v1.Participant
-	33, // 18: sar.v1.ListParticipantsResponse.participants:type_name -> sar.v1.Participant
-	24, // 19: sar.v1.WatchIncidentResponse.snapshot:type_name -> sar.v1.IncidentSnapshot
-	34, // 20: sar.v1.WatchIncidentResponse.event:type_name -> sar.v1.Event
-	27, // 21: sar.v1.IncidentSnapshot.incident:type_name -> sar.v1.Incident
-	33, // 22: sar.v1.IncidentSnapshot.participants:type_name -> sar.v1.Participant
-	1,  // 23: sar.v1.IncidentService.CreateIncident:input_type -> sar.v1.CreateIncidentRequest
-	3,  // 24: sar.v1.IncidentService.GetIncident:input_type -> sar.v1.GetIncidentRequest
-	5,  // 25: sar.v1.IncidentService.ListIncidents:input_type -> sar.v1.ListIncidentsRequest
-	7,  // 26: sar.v1.IncidentService.CloseIncident:input_type -> sar.v1.CloseIncidentRequest
-	14, // 27: sar.v1.IncidentService.ReportSubjectFound:input_type -> sar.v1.ReportSubjectFoundRequest
-	10, // 28: sar.v1.IncidentService.GetCallerStatus:input_type -> sar.v1.GetCallerStatusRequest
-	12, // 29: sar.v1.IncidentService.WatchCallerStatus:input_type -> sar.v1.WatchCallerStatusRequest
-	16, // 30: sar.v1.IncidentService.AssignAgencies:input_type -> sar.v1.AssignAgenciesRequest
-	18, // 31: sar.v1.IncidentService.JoinIncident:input_type -> sar.v1.JoinIncidentRequest
-	20, // 32: sar.v1.IncidentService.ListParticipants:input_type -> sar.v1.ListParticipantsRequest
-	22, // 33: sar.v1.IncidentService.WatchIncident:input_type -> sar.v1.WatchIncidentRequest
-	2,  // 34: sar.v1.IncidentService.CreateIncident:output_type -> sar.v1.CreateIncidentResponse
-	4,  // 35: sar.v1.IncidentService.GetIncident:output_type -> sar.v1.GetIncidentResponse
-	6,  // 36: sar.v1.IncidentService.ListIncidents:output_type -> sar.v1.ListIncidentsResponse
-	8,  // 37: sar.v1.IncidentService.CloseIncident:output_type -> sar.v1.CloseIncidentResponse
-	15, // 38: sar.v1.IncidentService.ReportSubjectFound:output_type -> sar.v1.ReportSubjectFoundResponse
-	11, // 39: sar.v1.IncidentService.GetCallerStatus:output_type -> sar.v1.GetCallerStatusResponse
-	13, // 40: sar.v1.IncidentService.WatchCallerStatus:output_type -> sar.v1.WatchCallerStatusResponse
-	17, // 41: sar.v1.IncidentService.AssignAgencies:output_type -> sar.v1.AssignAgenciesResponse
-	19, // 42: sar.v1.IncidentService.JoinIncident:output_type -> sar.v1.JoinIncidentResponse
-	21, // 43: sar.v1.IncidentService.ListParticipants:output_type -> sar.v1.ListParticipantsResponse
-	23, // 44: sar.v1.IncidentService.WatchIncident:output_type -> sar.v1.WatchIncidentResponse
-	34, // [34:45] is the sub-list for method output_type
-	23, // [23:34] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	30, // 18: sar.v1.JoinIncidentResponse.server_time:type_name -> google.protobuf.Timestamp
+	33, // 19: sar.v1.ListParticipantsResponse.participants:type_name -> sar.v1.Participant
+	24, // 20: sar.v1.WatchIncidentResponse.snapshot:type_name -> sar.v1.IncidentSnapshot
+	34, // 21: sar.v1.WatchIncidentResponse.event:type_name -> sar.v1.Event
+	27, // 22: sar.v1.IncidentSnapshot.incident:type_name -> sar.v1.Incident
+	33, // 23: sar.v1.IncidentSnapshot.participants:type_name -> sar.v1.Participant
+	1,  // 24: sar.v1.IncidentService.CreateIncident:input_type -> sar.v1.CreateIncidentRequest
+	3,  // 25: sar.v1.IncidentService.GetIncident:input_type -> sar.v1.GetIncidentRequest
+	5,  // 26: sar.v1.IncidentService.ListIncidents:input_type -> sar.v1.ListIncidentsRequest
+	7,  // 27: sar.v1.IncidentService.CloseIncident:input_type -> sar.v1.CloseIncidentRequest
+	14, // 28: sar.v1.IncidentService.ReportSubjectFound:input_type -> sar.v1.ReportSubjectFoundRequest
+	10, // 29: sar.v1.IncidentService.GetCallerStatus:input_type -> sar.v1.GetCallerStatusRequest
+	12, // 30: sar.v1.IncidentService.WatchCallerStatus:input_type -> sar.v1.WatchCallerStatusRequest
+	16, // 31: sar.v1.IncidentService.AssignAgencies:input_type -> sar.v1.AssignAgenciesRequest
+	18, // 32: sar.v1.IncidentService.JoinIncident:input_type -> sar.v1.JoinIncidentRequest
+	20, // 33: sar.v1.IncidentService.ListParticipants:input_type -> sar.v1.ListParticipantsRequest
+	22, // 34: sar.v1.IncidentService.WatchIncident:input_type -> sar.v1.WatchIncidentRequest
+	2,  // 35: sar.v1.IncidentService.CreateIncident:output_type -> sar.v1.CreateIncidentResponse
+	4,  // 36: sar.v1.IncidentService.GetIncident:output_type -> sar.v1.GetIncidentResponse
+	6,  // 37: sar.v1.IncidentService.ListIncidents:output_type -> sar.v1.ListIncidentsResponse
+	8,  // 38: sar.v1.IncidentService.CloseIncident:output_type -> sar.v1.CloseIncidentResponse
+	15, // 39: sar.v1.IncidentService.ReportSubjectFound:output_type -> sar.v1.ReportSubjectFoundResponse
+	11, // 40: sar.v1.IncidentService.GetCallerStatus:output_type -> sar.v1.GetCallerStatusResponse
+	13, // 41: sar.v1.IncidentService.WatchCallerStatus:output_type -> sar.v1.WatchCallerStatusResponse
+	17, // 42: sar.v1.IncidentService.AssignAgencies:output_type -> sar.v1.AssignAgenciesResponse
+	19, // 43: sar.v1.IncidentService.JoinIncident:output_type -> sar.v1.JoinIncidentResponse
+	21, // 44: sar.v1.IncidentService.ListParticipants:output_type -> sar.v1.ListParticipantsResponse
+	23, // 45: sar.v1.IncidentService.WatchIncident:output_type -> sar.v1.WatchIncidentResponse
+	35, // [35:46] is the sub-list for method output_type
+	24, // [24:35] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_sar_v1_incident_service_proto_init() }

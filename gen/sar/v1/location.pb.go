@@ -480,7 +480,11 @@ type FixAck struct {
 	Problem *Problem `protobuf:"bytes,8,opt,name=problem,proto3" json:"problem,omitempty"`
 	// The server's clock when it answered, so that a device can tell that
 	// its own clock is wrong (fix times are checked against the server's).
-	ServerTime    *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=server_time,json=serverTime,proto3" json:"server_time,omitempty"`
+	ServerTime *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=server_time,json=serverTime,proto3" json:"server_time,omitempty"`
+	// The H3 cell of the highest-sequence fix stored by this batch (empty
+	// when none was): a browser without an H3 library shows it, so that a
+	// lost person can read their cell out over a voice call.
+	Cell          string `protobuf:"bytes,10,opt,name=cell,proto3" json:"cell,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -576,6 +580,13 @@ func (x *FixAck) GetServerTime() *timestamppb.Timestamp {
 		return x.ServerTime
 	}
 	return nil
+}
+
+func (x *FixAck) GetCell() string {
+	if x != nil {
+		return x.Cell
+	}
+	return ""
 }
 
 // StreamFixesRequest is one message from a device on StreamFixes.
@@ -1075,7 +1086,7 @@ const file_sar_v1_location_proto_rawDesc = "" +
 	"\fFixRejection\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12,\n" +
 	"\x06reason\x18\x02 \x01(\x0e2\x14.sar.v1.RejectReasonR\x06reason\x124\n" +
-	"\tviolation\x18\x03 \x01(\v2\x16.sar.v1.FieldViolationR\tviolation\"\xd8\x02\n" +
+	"\tviolation\x18\x03 \x01(\v2\x16.sar.v1.FieldViolationR\tviolation\"\xec\x02\n" +
 	"\x06FixAck\x12\x1f\n" +
 	"\vincident_id\x18\x01 \x01(\tR\n" +
 	"incidentId\x12\x1b\n" +
@@ -1089,7 +1100,9 @@ const file_sar_v1_location_proto_rawDesc = "" +
 	"\brejected\x18\a \x03(\v2\x14.sar.v1.FixRejectionR\brejected\x12)\n" +
 	"\aproblem\x18\b \x01(\v2\x0f.sar.v1.ProblemR\aproblem\x12;\n" +
 	"\vserver_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"serverTime\"<\n" +
+	"serverTime\x12\x12\n" +
+	"\x04cell\x18\n" +
+	" \x01(\tR\x04cell\"<\n" +
 	"\x12StreamFixesRequest\x12&\n" +
 	"\x05batch\x18\x01 \x01(\v2\x10.sar.v1.FixBatchR\x05batch\"7\n" +
 	"\x13StreamFixesResponse\x12 \n" +

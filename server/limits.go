@@ -1,0 +1,96 @@
+package server
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"sync"
+
+	"golang.org/x/time/rate"
+	"google.golang.org/grpc/peer"
+
+	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
+	"github.com/mountain-sar/sar/internal/auth"
+)
+
+// keyedLimiters hands out one token bucket per key (a credential, a client
+// address). The map is bounded: past maxKeys it starts afresh rather than
+// grow without end, which at worst gives every key a full bucket again.
+type keyedLimiters struct {
+	mu    sync.Mutex
+	m     map[string]*rate.Limiter
+	limit rate.Limit
+	burst int
+}
+
+const maxLimiterKeys = 100_000
+
+func newKeyedLimiters(perSecond float64, burst int) *keyedLimiters {
+	return &keyedLimiters{m: map[string]*rate.Limiter{}, limit: rate.Limit(perSecond), burst: burst}
+}
+
+func (k *keyedLimiters) get(key string) *rate.Limiter {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	l, ok := k.m[key]
+	if !ok {
+		if len(k.m) >= maxLimiterKeys {
+			clear(k.m)
+		}
+		l = rate.NewLimiter(k.limit, k.burst)
+		k.m[key] = l
+	}
+	return l
+}
+
+// clientAddr is the address a call came from, without its port: the TCP
+// peer of a gRPC call, or the HTTP client of a JSON call (the gateway
+// appends the connection's address to X-Forwarded-For, and gatewayPeer
+// takes that last entry, which a client cannot forge).
+func clientAddr(ctx context.Context) string {
+	p, ok := peer.FromContext(ctx)
+	if !ok || p.Addr == nil {
+		return ""
+	}
+	return hostOf(p.Addr.String())
+}
+
+func hostOf(addr string) string {
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		return h
+	}
+	return addr
+}
+
+// The per-address budget covers the traffic that no credential of an
+// operator or rescuer vouches for: requests refused for their credential
+// (a guessing client) and share-link traffic, so that a leaked link cannot
+// flood an incident from one place. Operators and rescuers are limited per
+// credential only: a command post behind one address is not throttled.
+//
+// addrSpend spends one request of an address's budget and reports whether
+// there was budget for it.
+func (s *Server) addrSpend(addr string) bool {
+	return addr == "" || s.addrs.get(addr).Allow()
+}
+
+// linkTraffic reports whether a principal's calls count against its
+// address: callers (share links).
+func linkTraffic(p *sarv1.Principal) bool { return p.GetRole() == sarv1.Role_ROLE_CALLER }
+
+// limiter is the per-credential bucket of the call's principal (nil
+// before authentication): share links get the smaller link budget.
+func (s *Server) limiter(ctx context.Context) *rate.Limiter {
+	p := auth.FromContext(ctx)
+	if p == nil {
+		return nil
+	}
+	if linkTraffic(p) {
+		return s.links.get(p.GetCredentialId())
+	}
+	return s.creds.get(p.GetCredentialId())
+}
+
+// httpClientAddr is the address of an HTTP request's client, as the
+// gateway will name it (the connection's address).
+func httpClientAddr(r *http.Request) string { return hostOf(r.RemoteAddr) }

@@ -360,9 +360,21 @@ func seedByCells(lat, lng float64, c0 h3.Cell, a0 float64, d radial, rc float64,
 	// ring k is reached from ring k through cells that reach it too, so the
 	// flood misses none.
 	k := int(math.Ceil((rc+2*t.circumR)/(spacing*math.Sqrt(3)/2)*1.03)) + 1
-	rings, err := h3.GridDiskDistances(c0, k)
+	disk, err := h3.GridDisk(c0, k)
 	if err != nil {
 		return nil, fmt.Errorf("geo: grid disk of %s, k=%d: %w", c0, k, err)
+	}
+	// The two outer rings: the only cells of the disk a neighbour of the
+	// outer ring can be.
+	outer := make(map[h3.Cell]bool)
+	for _, kk := range []int{k - 1, k} {
+		ring, err := h3.GridRing(c0, kk)
+		if err != nil {
+			return nil, fmt.Errorf("geo: grid ring of %s, k=%d: %w", c0, kk, err)
+		}
+		for _, c := range ring {
+			outer[c] = kk == k
+		}
 	}
 	cells := make([]GridCell, 0, int(math.Pi*(rc+spacing)*(rc+spacing)/a0)+16)
 	// visit integrates the distribution over cell c and reports whether
@@ -419,28 +431,22 @@ func seedByCells(lat, lng float64, c0 h3.Cell, a0 float64, d radial, rc float64,
 		return true, nil
 	}
 	var frontier []h3.Cell
-	for i, ring := range rings {
-		for _, c := range ring {
-			if c == 0 {
-				continue
-			}
-			in, err := visit(c)
-			if err != nil {
-				return nil, err
-			}
-			if in && i == len(rings)-1 {
-				frontier = append(frontier, c)
-			}
+	for _, c := range disk {
+		if c == 0 {
+			continue
+		}
+		in, err := visit(c)
+		if err != nil {
+			return nil, err
+		}
+		if in && outer[c] {
+			frontier = append(frontier, c)
 		}
 	}
 	if len(frontier) > 0 {
-		// Cells of the two outer rings are the only ones a neighbour of
-		// the outer ring can share with the disk.
-		seen := make(map[h3.Cell]bool)
-		for _, ring := range rings[max(0, len(rings)-2):] {
-			for _, c := range ring {
-				seen[c] = true
-			}
+		seen := make(map[h3.Cell]bool, len(outer))
+		for c := range outer {
+			seen[c] = true
 		}
 		for len(frontier) > 0 {
 			c := frontier[len(frontier)-1]

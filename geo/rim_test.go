@@ -9,7 +9,7 @@ import (
 // Every cell whose centre lies within the cut radius must be in a seeded
 // grid, wherever the IPP is and at every resolution: the disk of cells is
 // filled by distance, not by a ring count estimated from the nominal cell
-// spacing (which left 64–70 cells out near 18.1 km in a hiker grid at
+// spacing (which left 64–91 cells out near 18.1 km in a hiker grid at
 // resolution 10, where neighbouring centres are up to 5.5 % further apart).
 // The reference set is an independent, generous grid disk (1.3 × the
 // nominal ring count) filtered by the haversine distance of H3's centres.

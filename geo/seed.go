@@ -348,21 +348,42 @@ func seedByCells(lat, lng float64, c0 h3.Cell, a0 float64, d radial, rc float64,
 	res := c0.Resolution()
 	am := fitAreas(ae, a0, 0.7*rc, res)
 	spacing := math.Sqrt(2 * a0 / math.Sqrt(3))
-	// A cell at grid distance k lies at least k·spacing·√3/2 from the
-	// origin cell's centre; 3 % margin for the slow change of cell size.
+	// The disk is filled by distance, not by ring count: a grid disk sized
+	// from the nominal spacing (a cell at grid distance k lies about
+	// k·spacing·√3/2 from the origin cell's centre) holds most cells, and
+	// every cell of its outer ring that still reaches the cut disk is
+	// flooded outwards, neighbour by neighbour, until no cell reaches it.
+	// H3 cells are not uniform: near the rim of a large disk the centres of
+	// neighbouring cells can be over 5 % further apart than at the IPP, so
+	// no fixed margin on k is safe. The cells reaching a disk (convex,
+	// around the origin cell) form a connected set, and any of them beyond
+	// ring k is reached from ring k through cells that reach it too, so the
+	// flood misses none.
 	k := int(math.Ceil((rc+2*t.circumR)/(spacing*math.Sqrt(3)/2)*1.03)) + 1
 	disk, err := h3.GridDisk(c0, k)
 	if err != nil {
 		return nil, fmt.Errorf("geo: grid disk of %s, k=%d: %w", c0, k, err)
 	}
-	cells := make([]GridCell, 0, int(math.Pi*(rc+spacing)*(rc+spacing)/a0)+16)
-	for _, c := range disk {
-		if c == 0 {
-			continue
+	// The two outer rings: the only cells of the disk a neighbour of the
+	// outer ring can be.
+	outer := make(map[h3.Cell]bool)
+	for _, kk := range []int{k - 1, k} {
+		ring, err := h3.GridRing(c0, kk)
+		if err != nil {
+			return nil, fmt.Errorf("geo: grid ring of %s, k=%d: %w", c0, kk, err)
 		}
+		for _, c := range ring {
+			outer[c] = kk == k
+		}
+	}
+	cells := make([]GridCell, 0, int(math.Pi*(rc+spacing)*(rc+spacing)/a0)+16)
+	// visit integrates the distribution over cell c and reports whether
+	// the cell reaches the cut disk (its circumscribed circle, with 10 %
+	// margin for cells shaped unlike the template, meets it).
+	visit := func(c h3.Cell) (bool, error) {
 		ctr, err := h3.CellToLatLng(c)
 		if err != nil {
-			return nil, fmt.Errorf("geo: centre of %s: %w", c, err)
+			return false, fmt.Errorf("geo: centre of %s: %w", c, err)
 		}
 		cx, cy := ae.forward(ctr.Lat, ctr.Lng)
 		r := math.Hypot(cx, cy)
@@ -372,8 +393,8 @@ func seedByCells(lat, lng float64, c0 h3.Cell, a0 float64, d radial, rc float64,
 		}
 		s := math.Sqrt(area / a0)
 		reach := t.circumR * s
-		if r-reach > rc {
-			continue
+		if r-1.1*reach > rc {
+			return false, nil
 		}
 		sub := subTri1
 		switch {
@@ -406,6 +427,47 @@ func seedByCells(lat, lng float64, c0 h3.Cell, a0 float64, d radial, rc float64,
 		}
 		if m > 0 {
 			cells = append(cells, GridCell{ID: uint64(c), POA: m, AreaM2: area})
+		}
+		return true, nil
+	}
+	var frontier []h3.Cell
+	for _, c := range disk {
+		if c == 0 {
+			continue
+		}
+		in, err := visit(c)
+		if err != nil {
+			return nil, err
+		}
+		if in && outer[c] {
+			frontier = append(frontier, c)
+		}
+	}
+	if len(frontier) > 0 {
+		seen := make(map[h3.Cell]bool, len(outer))
+		for c := range outer {
+			seen[c] = true
+		}
+		for len(frontier) > 0 {
+			c := frontier[len(frontier)-1]
+			frontier = frontier[:len(frontier)-1]
+			nb, err := h3.GridDisk(c, 1)
+			if err != nil {
+				return nil, fmt.Errorf("geo: neighbours of %s: %w", c, err)
+			}
+			for _, n := range nb {
+				if n == 0 || seen[n] {
+					continue
+				}
+				seen[n] = true
+				in, err := visit(n)
+				if err != nil {
+					return nil, err
+				}
+				if in {
+					frontier = append(frontier, n)
+				}
+			}
 		}
 	}
 	return cells, nil

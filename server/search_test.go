@@ -386,8 +386,9 @@ func TestSearchGridOverHTTP(t *testing.T) {
 	}
 	code, out := call("POST", "/search:plan", `{"subject":{"category":"SUBJECT_CATEGORY_CLIMBER"},"cut":0.5,"sweepWidthsM":{"dog":60}}`)
 	g, _ := out["grid"].(map[string]any)
-	if code != 200 || g["profile"] != "hiker/temperate/mountainous" || g["profileFallback"] != true || g["sweepWidthsM"] == nil {
-		t.Fatalf("POST search:plan = %d %v, want 200 with the hiker fallback named", code, out)
+	if code != 200 || g["profile"] != "climber/temperate/all" || g["profileFallback"] != false || g["profileRequested"] != "climber/temperate/mountainous" ||
+		g["profileReason"] == nil || len(g["profileDistancesKm"].([]any)) != 4 || g["sweepWidthsM"] == nil {
+		t.Fatalf("POST search:plan = %d %v, want 200 with the climber row (one for all terrains) named", code, out)
 	}
 	if sw := g["sweepWidthsM"].(map[string]any); sw["foot"] != 20.0 || sw["dog"] != 60.0 {
 		t.Errorf("sweep widths = %v, want foot 20 (default) and dog 60", sw)
@@ -395,6 +396,9 @@ func TestSearchGridOverHTTP(t *testing.T) {
 	code, out = call("GET", "/search/grid?sinceVersion=1", "")
 	if cells, _ := out["cells"].([]any); code != 200 || out["full"] == true || len(cells) != 0 {
 		t.Errorf("GET search/grid?sinceVersion=1 = %d %v, want no changed cells", code, out)
+	}
+	if sm, _ := out["grid"].(map[string]any); sm["profileRequested"] != "climber/temperate/mountainous" || sm["profileReason"] != g["profileReason"] {
+		t.Errorf("GET search/grid summary = %v, want the stored profile choice and its reason", sm)
 	}
 	code, out = call("POST", "/search/clues", `{"position":{"lat":30.25,"lng":119.72},"radiusM":200,"weight":5,"description":"footprints"}`)
 	if code != 200 || out["grid"].(map[string]any)["version"] != "2" {

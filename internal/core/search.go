@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"maps"
 	"math"
 	"regexp"
@@ -55,73 +56,127 @@ func sweepWidth(sm *sarv1.SearchGridSummary, typ string) float64 {
 	return DefaultSweepWidthM
 }
 
-// profileFor maps the API's subject profile onto a shipped ISRID profile,
-// falling back to hiker in temperate mountains.
-func profileFor(sp *sarv1.SubjectProfile) (geo.Profile, bool) {
-	var c geo.Category
-	switch sp.GetCategory() {
-	case sarv1.SubjectCategory_SUBJECT_CATEGORY_HIKER:
-		c = geo.Hiker
-	case sarv1.SubjectCategory_SUBJECT_CATEGORY_HUNTER:
-		c = geo.Hunter
-	case sarv1.SubjectCategory_SUBJECT_CATEGORY_DEMENTIA:
-		c = geo.Dementia
-	case sarv1.SubjectCategory_SUBJECT_CATEGORY_DESPONDENT:
-		c = geo.Despondent
-	case sarv1.SubjectCategory_SUBJECT_CATEGORY_GATHERER:
-		c = geo.Gatherer
-	case sarv1.SubjectCategory_SUBJECT_CATEGORY_MOUNTAIN_BIKER:
-		c = geo.MountainBiker
-	case sarv1.SubjectCategory_SUBJECT_CATEGORY_SKIER:
-		c = geo.SkierNordic // the alpine skier figures are not shipped
-	case sarv1.SubjectCategory_SUBJECT_CATEGORY_CHILD:
-		if sp.AgeYears != nil {
-			switch a := sp.GetAgeYears(); {
-			case a >= 1 && a <= 3:
-				c = geo.Child1to3
-			case a >= 4 && a <= 6:
-				c = geo.Child4to6
-			case a >= 7 && a <= 9:
-				c = geo.Child7to9
-			case a >= 10 && a <= 12:
-				c = geo.Child10to12
-			case a >= 13 && a <= 15:
-				c = geo.Child13to15
-			}
-		}
+// subjectCategories maps the API's categories onto ISRID categories; a
+// child is mapped by age (childBand), the others not listed here (other,
+// unspecified, values this server does not know) have no category of their
+// own and geo.ChooseProfile answers them with the most similar one.
+var subjectCategories = map[sarv1.SubjectCategory]geo.Category{
+	sarv1.SubjectCategory_SUBJECT_CATEGORY_HIKER:                   geo.Hiker,
+	sarv1.SubjectCategory_SUBJECT_CATEGORY_DEMENTIA:                geo.Dementia,
+	sarv1.SubjectCategory_SUBJECT_CATEGORY_HUNTER:                  geo.Hunter,
+	sarv1.SubjectCategory_SUBJECT_CATEGORY_CLIMBER:                 geo.Climber,
+	sarv1.SubjectCategory_SUBJECT_CATEGORY_MOUNTAIN_BIKER:          geo.MountainBiker,
+	sarv1.SubjectCategory_SUBJECT_CATEGORY_SKIER:                   geo.Skier,
+	sarv1.SubjectCategory_SUBJECT_CATEGORY_GATHERER:                geo.Gatherer,
+	sarv1.SubjectCategory_SUBJECT_CATEGORY_RUNNER:                  geo.Runner,
+	sarv1.SubjectCategory_SUBJECT_CATEGORY_DESPONDENT:              geo.Despondent,
+	sarv1.SubjectCategory_SUBJECT_CATEGORY_OTHER:                   geo.Other,
+	sarv1.SubjectCategory_SUBJECT_CATEGORY_SKIER_ALPINE:            geo.SkierAlpine,
+	sarv1.SubjectCategory_SUBJECT_CATEGORY_SKIER_NORDIC:            geo.SkierNordic,
+	sarv1.SubjectCategory_SUBJECT_CATEGORY_SNOWBOARDER:             geo.Snowboarder,
+	sarv1.SubjectCategory_SUBJECT_CATEGORY_SNOWMOBILER:             geo.Snowmobiler,
+	sarv1.SubjectCategory_SUBJECT_CATEGORY_ANGLER:                  geo.Angler,
+	sarv1.SubjectCategory_SUBJECT_CATEGORY_ATV:                     geo.ATV,
+	sarv1.SubjectCategory_SUBJECT_CATEGORY_CAMPER:                  geo.Camper,
+	sarv1.SubjectCategory_SUBJECT_CATEGORY_MENTAL_ILLNESS:          geo.MentalIllness,
+	sarv1.SubjectCategory_SUBJECT_CATEGORY_INTELLECTUAL_DISABILITY: geo.IntellectualDisability,
+	sarv1.SubjectCategory_SUBJECT_CATEGORY_AUTISTIC:                geo.Autistic,
+	sarv1.SubjectCategory_SUBJECT_CATEGORY_SUBSTANCE_ABUSE:         geo.SubstanceAbuse,
+	sarv1.SubjectCategory_SUBJECT_CATEGORY_HORSEBACK_RIDER:         geo.HorsebackRider,
+}
+
+// childBand is the ISRID age band of a child, with a note when the age is
+// outside the bands (under 1: the youngest band; over 15: the oldest, as
+// the most similar; ISRID files older teenagers by their activity).
+func childBand(sp *sarv1.SubjectProfile) (geo.Category, string) {
+	if sp.AgeYears == nil {
+		return geo.Child, ""
 	}
-	e, t := geo.Temperate, geo.Mountainous
+	switch a := sp.GetAgeYears(); {
+	case a < 1:
+		return geo.Child1to3, fmt.Sprintf("child aged %d: the youngest band (1–3)", a)
+	case a <= 3:
+		return geo.Child1to3, ""
+	case a <= 6:
+		return geo.Child4to6, ""
+	case a <= 9:
+		return geo.Child7to9, ""
+	case a <= 12:
+		return geo.Child10to12, ""
+	case a <= 15:
+		return geo.Child13to15, ""
+	default:
+		return geo.Child13to15, fmt.Sprintf("child aged %d: the oldest band (13–15), the most similar; a category by activity (hiker, …) may fit better", a)
+	}
+}
+
+// profileFor chooses the ISRID row for the API's subject profile (see
+// geo.ChooseProfile for the fallbacks): never silently another category.
+func profileFor(sp *sarv1.SubjectProfile) geo.Choice {
+	c, ok := subjectCategories[sp.GetCategory()]
+	var note string
+	switch {
+	case sp.GetCategory() == sarv1.SubjectCategory_SUBJECT_CATEGORY_CHILD:
+		c, note = childBand(sp)
+	case !ok:
+		c = "" // unspecified, or a value this server does not know
+	}
+	var e geo.Ecoregion
 	switch sp.GetEcoregion() {
+	case sarv1.Ecoregion_ECOREGION_TEMPERATE:
+		e = geo.Temperate
 	case sarv1.Ecoregion_ECOREGION_DRY:
 		e = geo.Dry
-	case sarv1.Ecoregion_ECOREGION_POLAR, sarv1.Ecoregion_ECOREGION_TROPICAL:
-		e = "" // no tables
+	case sarv1.Ecoregion_ECOREGION_POLAR:
+		e = geo.Polar
+	case sarv1.Ecoregion_ECOREGION_TROPICAL:
+		e = geo.Tropical
 	}
-	if sp.GetTerrain() == sarv1.Terrain_TERRAIN_FLAT {
+	var t geo.Terrain
+	switch sp.GetTerrain() {
+	case sarv1.Terrain_TERRAIN_MOUNTAINOUS:
+		t = geo.Mountainous
+	case sarv1.Terrain_TERRAIN_FLAT:
 		t = geo.Flat
 	}
-	if c != "" && e != "" {
-		if p, err := geo.LookupProfile(c, e, t); err == nil {
-			return p, false
-		}
+	ch := geo.ChooseProfile(c, e, t)
+	if note != "" {
+		ch.Requested.Category = geo.Child
+		ch.Fallback = true
+		ch.Reason = strings.TrimSuffix(note+"; "+ch.Reason, "; ")
 	}
-	p, _ := geo.LookupProfile(geo.Hiker, geo.Temperate, geo.Mountainous)
-	return p, true
+	return ch
 }
 
-func profileName(p geo.Profile) string {
-	return string(p.Category) + "/" + string(p.Ecoregion) + "/" + string(p.Terrain)
+// setProfile records the chosen row in a plan's summary.
+func setProfile(sm *sarv1.SearchGridSummary, ch geo.Choice) {
+	sm.Profile, sm.ProfileFallback = ch.Profile.Name(), ch.Fallback
+	sm.ProfileRequested, sm.ProfileReason = ch.Requested.Name(), ch.Reason
+	sm.ProfileDistancesKm = ch.Profile.DistanceKm[:]
 }
 
-// storedProfile returns the lost-person profile a plan was seeded with, if
-// it was seeded from one (not from a fix).
-func storedProfile(sm *sarv1.SearchGridSummary) (geo.Profile, bool, bool) {
-	parts := strings.Split(sm.GetProfile(), "/")
+// storedProfile returns the lost-person row a plan was seeded with, if it
+// was seeded from one (not from a fix) that is still shipped. A plan stored
+// before fallbacks were recorded (a fallback without profile_requested:
+// the old silent hiker row) is not reused: the subject is chosen again.
+func storedProfile(sm *sarv1.SearchGridSummary) (geo.Choice, bool) {
+	p, err := geo.ParseProfileName(sm.GetProfile())
+	if err != nil || (sm.GetProfileFallback() && sm.GetProfileRequested() == "") {
+		return geo.Choice{}, false
+	}
+	req := geo.Profile{Category: p.Category, Ecoregion: p.Ecoregion, Terrain: p.Terrain}
+	if q, err := parseRequested(sm.GetProfileRequested()); err == nil {
+		req = q
+	}
+	return geo.Choice{Requested: req, Profile: p, Fallback: sm.GetProfileFallback(), Reason: sm.GetProfileReason()}, true
+}
+
+func parseRequested(name string) (geo.Profile, error) {
+	parts := strings.Split(name, "/")
 	if len(parts) != 3 {
-		return geo.Profile{}, false, false
+		return geo.Profile{}, fmt.Errorf("requested profile %q", name)
 	}
-	p, err := geo.LookupProfile(geo.Category(parts[0]), geo.Ecoregion(parts[1]), geo.Terrain(parts[2]))
-	return p, sm.GetProfileFallback(), err == nil
+	return geo.Profile{Category: geo.Category(parts[0]), Ecoregion: geo.Ecoregion(parts[1]), Terrain: geo.Terrain(parts[2])}, nil
 }
 
 // validTypeTable checks a table per searcher type (sweep widths, speeds):
@@ -361,7 +416,8 @@ func staticSummary(sm *sarv1.SearchGridSummary) *sarv1.SearchGridSummary {
 		Origin: sm.GetOrigin(), OriginAccuracyM: sm.GetOriginAccuracyM(), Profile: sm.GetProfile(),
 		ProfileFallback: sm.GetProfileFallback(), SweepWidthsM: sm.GetSweepWidthsM(), FollowCallerFixes: sm.GetFollowCallerFixes(),
 		OriginParticipantId: sm.GetOriginParticipantId(), OriginTime: sm.GetOriginTime(), MaxSpeedsMS: sm.GetMaxSpeedsMS(),
-		Adjusted: sm.GetAdjusted()}
+		Adjusted: sm.GetAdjusted(), ProfileRequested: sm.GetProfileRequested(), ProfileReason: sm.GetProfileReason(),
+		ProfileDistancesKm: sm.GetProfileDistancesKm()}
 }
 
 func (s *Service) gridEvent(incidentID string, change sarv1.SearchGridChange, sm *sarv1.SearchGridSummary, cells int, desc string) *sarv1.Event {
@@ -430,16 +486,16 @@ func (s *Service) SetSearchPlan(ctx context.Context, req *sarv1.SetSearchPlanReq
 		sm.Profile = "fix"
 		g, err = geo.SeedFix(origin.GetLat(), origin.GetLng(), accuracy, opts...)
 	} else {
-		prof, fallback, ok := storedProfile(curSM)
+		ch, ok := storedProfile(curSM)
 		if req.GetSubject() != nil || !ok {
 			subject := req.GetSubject()
 			if subject == nil {
 				subject = inc.GetSubject()
 			}
-			prof, fallback = profileFor(subject)
+			ch = profileFor(subject)
 		}
-		sm.Profile, sm.ProfileFallback = profileName(prof), fallback
-		g, err = geo.Seed(origin.GetLat(), origin.GetLng(), prof, opts...)
+		setProfile(sm, ch)
+		g, err = geo.Seed(origin.GetLat(), origin.GetLng(), ch.Profile, opts...)
 	}
 	if err != nil {
 		return nil, geoError(err, "point", "search plan")
@@ -488,7 +544,7 @@ func (s *Service) SetSearchPlan(ctx context.Context, req *sarv1.SetSearchPlanReq
 		if err != nil {
 			return nil, err
 		}
-		s.log.Info("search grid seeded", "incident", inc.GetId(), "profile", sm.Profile, "cells", len(g.Cells), "version", out.GetVersion())
+		s.log.Info("search grid seeded", "incident", inc.GetId(), "profile", sm.Profile, "profile_reason", sm.ProfileReason, "cells", len(g.Cells), "version", out.GetVersion())
 		return out, nil
 	}
 	return nil, sar.ErrGridConflict

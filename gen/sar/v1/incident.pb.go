@@ -212,11 +212,12 @@ func (IncidentOutcome) EnumDescriptor() ([]byte, []int) {
 type SubjectCategory int32
 
 const (
-	// Not known; the search area falls back to hiker statistics.
+	// Not known; the search area uses hiker statistics (and says so).
 	SubjectCategory_SUBJECT_CATEGORY_UNSPECIFIED SubjectCategory = 0
 	// Hiker.
 	SubjectCategory_SUBJECT_CATEGORY_HIKER SubjectCategory = 1
-	// Child (see SubjectProfile.age_years).
+	// Child (see SubjectProfile.age_years; without an age the 7–9 band is
+	// used, and the plan says so).
 	SubjectCategory_SUBJECT_CATEGORY_CHILD SubjectCategory = 2
 	// Person with dementia.
 	SubjectCategory_SUBJECT_CATEGORY_DEMENTIA SubjectCategory = 3
@@ -226,7 +227,8 @@ const (
 	SubjectCategory_SUBJECT_CATEGORY_CLIMBER SubjectCategory = 5
 	// Mountain biker.
 	SubjectCategory_SUBJECT_CATEGORY_MOUNTAIN_BIKER SubjectCategory = 6
-	// Skier.
+	// Skier of unknown kind: nordic skier statistics are used (and the plan
+	// says so); prefer SKIER_ALPINE or SKIER_NORDIC.
 	SubjectCategory_SUBJECT_CATEGORY_SKIER SubjectCategory = 7
 	// Gatherer (mushrooms, herbs, berries...).
 	SubjectCategory_SUBJECT_CATEGORY_GATHERER SubjectCategory = 8
@@ -234,8 +236,33 @@ const (
 	SubjectCategory_SUBJECT_CATEGORY_RUNNER SubjectCategory = 9
 	// Despondent person.
 	SubjectCategory_SUBJECT_CATEGORY_DESPONDENT SubjectCategory = 10
-	// Anything else.
+	// Anything else; the search area uses hiker statistics (and says so).
 	SubjectCategory_SUBJECT_CATEGORY_OTHER SubjectCategory = 11
+	// Alpine (downhill) skier.
+	SubjectCategory_SUBJECT_CATEGORY_SKIER_ALPINE SubjectCategory = 12
+	// Nordic (cross-country) skier.
+	SubjectCategory_SUBJECT_CATEGORY_SKIER_NORDIC SubjectCategory = 13
+	// Snowboarder.
+	SubjectCategory_SUBJECT_CATEGORY_SNOWBOARDER SubjectCategory = 14
+	// Snowmobiler.
+	SubjectCategory_SUBJECT_CATEGORY_SNOWMOBILER SubjectCategory = 15
+	// Angler.
+	SubjectCategory_SUBJECT_CATEGORY_ANGLER SubjectCategory = 16
+	// All-terrain vehicle rider.
+	SubjectCategory_SUBJECT_CATEGORY_ATV SubjectCategory = 17
+	// Camper.
+	SubjectCategory_SUBJECT_CATEGORY_CAMPER SubjectCategory = 18
+	// Person with a mental illness.
+	SubjectCategory_SUBJECT_CATEGORY_MENTAL_ILLNESS SubjectCategory = 19
+	// Person with an intellectual disability ("mental retardation" in the
+	// 2008 tables).
+	SubjectCategory_SUBJECT_CATEGORY_INTELLECTUAL_DISABILITY SubjectCategory = 20
+	// Autistic person.
+	SubjectCategory_SUBJECT_CATEGORY_AUTISTIC SubjectCategory = 21
+	// Person under the influence of alcohol or drugs (substance abuse).
+	SubjectCategory_SUBJECT_CATEGORY_SUBSTANCE_ABUSE SubjectCategory = 22
+	// Horseback rider.
+	SubjectCategory_SUBJECT_CATEGORY_HORSEBACK_RIDER SubjectCategory = 23
 )
 
 // Enum value maps for SubjectCategory.
@@ -253,20 +280,44 @@ var (
 		9:  "SUBJECT_CATEGORY_RUNNER",
 		10: "SUBJECT_CATEGORY_DESPONDENT",
 		11: "SUBJECT_CATEGORY_OTHER",
+		12: "SUBJECT_CATEGORY_SKIER_ALPINE",
+		13: "SUBJECT_CATEGORY_SKIER_NORDIC",
+		14: "SUBJECT_CATEGORY_SNOWBOARDER",
+		15: "SUBJECT_CATEGORY_SNOWMOBILER",
+		16: "SUBJECT_CATEGORY_ANGLER",
+		17: "SUBJECT_CATEGORY_ATV",
+		18: "SUBJECT_CATEGORY_CAMPER",
+		19: "SUBJECT_CATEGORY_MENTAL_ILLNESS",
+		20: "SUBJECT_CATEGORY_INTELLECTUAL_DISABILITY",
+		21: "SUBJECT_CATEGORY_AUTISTIC",
+		22: "SUBJECT_CATEGORY_SUBSTANCE_ABUSE",
+		23: "SUBJECT_CATEGORY_HORSEBACK_RIDER",
 	}
 	SubjectCategory_value = map[string]int32{
-		"SUBJECT_CATEGORY_UNSPECIFIED":    0,
-		"SUBJECT_CATEGORY_HIKER":          1,
-		"SUBJECT_CATEGORY_CHILD":          2,
-		"SUBJECT_CATEGORY_DEMENTIA":       3,
-		"SUBJECT_CATEGORY_HUNTER":         4,
-		"SUBJECT_CATEGORY_CLIMBER":        5,
-		"SUBJECT_CATEGORY_MOUNTAIN_BIKER": 6,
-		"SUBJECT_CATEGORY_SKIER":          7,
-		"SUBJECT_CATEGORY_GATHERER":       8,
-		"SUBJECT_CATEGORY_RUNNER":         9,
-		"SUBJECT_CATEGORY_DESPONDENT":     10,
-		"SUBJECT_CATEGORY_OTHER":          11,
+		"SUBJECT_CATEGORY_UNSPECIFIED":             0,
+		"SUBJECT_CATEGORY_HIKER":                   1,
+		"SUBJECT_CATEGORY_CHILD":                   2,
+		"SUBJECT_CATEGORY_DEMENTIA":                3,
+		"SUBJECT_CATEGORY_HUNTER":                  4,
+		"SUBJECT_CATEGORY_CLIMBER":                 5,
+		"SUBJECT_CATEGORY_MOUNTAIN_BIKER":          6,
+		"SUBJECT_CATEGORY_SKIER":                   7,
+		"SUBJECT_CATEGORY_GATHERER":                8,
+		"SUBJECT_CATEGORY_RUNNER":                  9,
+		"SUBJECT_CATEGORY_DESPONDENT":              10,
+		"SUBJECT_CATEGORY_OTHER":                   11,
+		"SUBJECT_CATEGORY_SKIER_ALPINE":            12,
+		"SUBJECT_CATEGORY_SKIER_NORDIC":            13,
+		"SUBJECT_CATEGORY_SNOWBOARDER":             14,
+		"SUBJECT_CATEGORY_SNOWMOBILER":             15,
+		"SUBJECT_CATEGORY_ANGLER":                  16,
+		"SUBJECT_CATEGORY_ATV":                     17,
+		"SUBJECT_CATEGORY_CAMPER":                  18,
+		"SUBJECT_CATEGORY_MENTAL_ILLNESS":          19,
+		"SUBJECT_CATEGORY_INTELLECTUAL_DISABILITY": 20,
+		"SUBJECT_CATEGORY_AUTISTIC":                21,
+		"SUBJECT_CATEGORY_SUBSTANCE_ABUSE":         22,
+		"SUBJECT_CATEGORY_HORSEBACK_RIDER":         23,
 	}
 )
 
@@ -301,7 +352,7 @@ func (SubjectCategory) EnumDescriptor() ([]byte, []int) {
 type Terrain int32
 
 const (
-	// Not known; mountainous is assumed.
+	// Not known; mountainous is assumed (and the plan says so).
 	Terrain_TERRAIN_UNSPECIFIED Terrain = 0
 	// Mountainous terrain.
 	Terrain_TERRAIN_MOUNTAINOUS Terrain = 1
@@ -354,15 +405,17 @@ func (Terrain) EnumDescriptor() ([]byte, []int) {
 type Ecoregion int32
 
 const (
-	// Not known; temperate is assumed.
+	// Not known; temperate is assumed (and the plan says so).
 	Ecoregion_ECOREGION_UNSPECIFIED Ecoregion = 0
 	// Temperate.
 	Ecoregion_ECOREGION_TEMPERATE Ecoregion = 1
 	// Dry (desert).
 	Ecoregion_ECOREGION_DRY Ecoregion = 2
-	// Polar or alpine.
+	// Polar or alpine. ISRID has no rows for it: the temperate rows are used
+	// (and the plan says so).
 	Ecoregion_ECOREGION_POLAR Ecoregion = 3
-	// Tropical.
+	// Tropical. ISRID has no rows for it: the temperate rows are used (and
+	// the plan says so).
 	Ecoregion_ECOREGION_TROPICAL Ecoregion = 4
 )
 
@@ -1325,7 +1378,7 @@ const file_sar_v1_incident_proto_rawDesc = "" +
 	"\x1fINCIDENT_OUTCOME_FOUND_DECEASED\x10\x02\x12!\n" +
 	"\x1dINCIDENT_OUTCOME_SELF_RESCUED\x10\x03\x12\x1e\n" +
 	"\x1aINCIDENT_OUTCOME_SUSPENDED\x10\x04\x12 \n" +
-	"\x1cINCIDENT_OUTCOME_FALSE_ALARM\x10\x05*\xff\x02\n" +
+	"\x1cINCIDENT_OUTCOME_FALSE_ALARM\x10\x05*\x9b\x06\n" +
 	"\x0fSubjectCategory\x12 \n" +
 	"\x1cSUBJECT_CATEGORY_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16SUBJECT_CATEGORY_HIKER\x10\x01\x12\x1a\n" +
@@ -1339,7 +1392,19 @@ const file_sar_v1_incident_proto_rawDesc = "" +
 	"\x17SUBJECT_CATEGORY_RUNNER\x10\t\x12\x1f\n" +
 	"\x1bSUBJECT_CATEGORY_DESPONDENT\x10\n" +
 	"\x12\x1a\n" +
-	"\x16SUBJECT_CATEGORY_OTHER\x10\v*M\n" +
+	"\x16SUBJECT_CATEGORY_OTHER\x10\v\x12!\n" +
+	"\x1dSUBJECT_CATEGORY_SKIER_ALPINE\x10\f\x12!\n" +
+	"\x1dSUBJECT_CATEGORY_SKIER_NORDIC\x10\r\x12 \n" +
+	"\x1cSUBJECT_CATEGORY_SNOWBOARDER\x10\x0e\x12 \n" +
+	"\x1cSUBJECT_CATEGORY_SNOWMOBILER\x10\x0f\x12\x1b\n" +
+	"\x17SUBJECT_CATEGORY_ANGLER\x10\x10\x12\x18\n" +
+	"\x14SUBJECT_CATEGORY_ATV\x10\x11\x12\x1b\n" +
+	"\x17SUBJECT_CATEGORY_CAMPER\x10\x12\x12#\n" +
+	"\x1fSUBJECT_CATEGORY_MENTAL_ILLNESS\x10\x13\x12,\n" +
+	"(SUBJECT_CATEGORY_INTELLECTUAL_DISABILITY\x10\x14\x12\x1d\n" +
+	"\x19SUBJECT_CATEGORY_AUTISTIC\x10\x15\x12$\n" +
+	" SUBJECT_CATEGORY_SUBSTANCE_ABUSE\x10\x16\x12$\n" +
+	" SUBJECT_CATEGORY_HORSEBACK_RIDER\x10\x17*M\n" +
 	"\aTerrain\x12\x17\n" +
 	"\x13TERRAIN_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13TERRAIN_MOUNTAINOUS\x10\x01\x12\x10\n" +

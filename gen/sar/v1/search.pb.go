@@ -164,12 +164,17 @@ type SearchGridSummary struct {
 	// Probability that the searches so far would have found the subject,
 	// 1 − Π(1 − POSₖ) over every search batch.
 	ProbabilityOfSuccess float64 `protobuf:"fixed64,7,opt,name=probability_of_success,json=probabilityOfSuccess,proto3" json:"probability_of_success,omitempty"`
-	// Lost-person profile the grid was seeded with, as
-	// "category/ecoregion/terrain" (e.g. "hiker/temperate/mountainous"), or
-	// "fix" for a grid seeded from a point with its accuracy.
+	// Lost-person profile (ISRID row) the grid was seeded with, as
+	// "category/ecoregion/terrain" (e.g. "hiker/temperate/mountainous";
+	// "all" for a row the published table gives for every terrain or
+	// ecoregion, e.g. "climber/temperate/all"), or "fix" for a grid seeded
+	// from a point with its accuracy.
 	Profile string `protobuf:"bytes,8,opt,name=profile,proto3" json:"profile,omitempty"`
-	// Whether the requested profile has no statistics and the fallback
-	// (hiker, temperate, mountainous) was used instead.
+	// Whether no published row covers the requested subject, ecoregion and
+	// terrain, so another row was used: the same category in the nearest
+	// terrain or ecoregion, or for a subject without a category of its own
+	// (unspecified, other, child without age, skier of unknown kind) the
+	// most similar one. profile_reason says which and why.
 	ProfileFallback bool `protobuf:"varint,9,opt,name=profile_fallback,json=profileFallback,proto3" json:"profile_fallback,omitempty"`
 	// Where the grid was seeded from.
 	Origin *LatLng `protobuf:"bytes,10,opt,name=origin,proto3" json:"origin,omitempty"`
@@ -194,9 +199,21 @@ type SearchGridSummary struct {
 	// seeded. A caller's fix that only confirms the position then does not
 	// re-seed (it would drop them); one that moved or is markedly more
 	// accurate still does.
-	Adjusted      bool `protobuf:"varint,17,opt,name=adjusted,proto3" json:"adjusted,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Adjusted bool `protobuf:"varint,17,opt,name=adjusted,proto3" json:"adjusted,omitempty"`
+	// The lost-person profile asked for, as "category/ecoregion/terrain"
+	// with the defaults filled in (e.g. "climber/dry/mountainous",
+	// "child/temperate/mountainous" for a child without age); empty for a
+	// grid seeded from a fix.
+	ProfileRequested string `protobuf:"bytes,20,opt,name=profile_requested,json=profileRequested,proto3" json:"profile_requested,omitempty"`
+	// Why the profile used differs from the one asked for, in a sentence for
+	// the console (a fallback, a row given for all terrains, an assumed
+	// ecoregion or terrain); empty when they are the same.
+	ProfileReason string `protobuf:"bytes,21,opt,name=profile_reason,json=profileReason,proto3" json:"profile_reason,omitempty"`
+	// The 25, 50, 75 and 95 % distances (km) of the profile used; empty for
+	// a grid seeded from a fix.
+	ProfileDistancesKm []float64 `protobuf:"fixed64,22,rep,packed,name=profile_distances_km,json=profileDistancesKm,proto3" json:"profile_distances_km,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *SearchGridSummary) Reset() {
@@ -346,6 +363,27 @@ func (x *SearchGridSummary) GetAdjusted() bool {
 		return x.Adjusted
 	}
 	return false
+}
+
+func (x *SearchGridSummary) GetProfileRequested() string {
+	if x != nil {
+		return x.ProfileRequested
+	}
+	return ""
+}
+
+func (x *SearchGridSummary) GetProfileReason() string {
+	if x != nil {
+		return x.ProfileReason
+	}
+	return ""
+}
+
+func (x *SearchGridSummary) GetProfileDistancesKm() []float64 {
+	if x != nil {
+		return x.ProfileDistancesKm
+	}
+	return nil
 }
 
 // SearchCell is one H3 cell of the search grid.
@@ -2047,7 +2085,7 @@ var File_sar_v1_search_proto protoreflect.FileDescriptor
 
 const file_sar_v1_search_proto_rawDesc = "" +
 	"\n" +
-	"\x13sar/v1/search.proto\x12\x06sar.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13sar/v1/common.proto\x1a\x15sar/v1/incident.proto\"\x85\a\n" +
+	"\x13sar/v1/search.proto\x12\x06sar.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13sar/v1/common.proto\x1a\x15sar/v1/incident.proto\"\x8b\b\n" +
 	"\x11SearchGridSummary\x12\x1f\n" +
 	"\vincident_id\x18\x01 \x01(\tR\n" +
 	"incidentId\x12\x18\n" +
@@ -2071,7 +2109,10 @@ const file_sar_v1_search_proto_rawDesc = "" +
 	"\vorigin_time\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"originTime\x12O\n" +
 	"\x0emax_speeds_m_s\x18\x10 \x03(\v2*.sar.v1.SearchGridSummary.MaxSpeedsMSEntryR\vmaxSpeedsMS\x12\x1a\n" +
-	"\badjusted\x18\x11 \x01(\bR\badjusted\x1a?\n" +
+	"\badjusted\x18\x11 \x01(\bR\badjusted\x12+\n" +
+	"\x11profile_requested\x18\x14 \x01(\tR\x10profileRequested\x12%\n" +
+	"\x0eprofile_reason\x18\x15 \x01(\tR\rprofileReason\x120\n" +
+	"\x14profile_distances_km\x18\x16 \x03(\x01R\x12profileDistancesKm\x1a?\n" +
 	"\x11SweepWidthsMEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\x1a>\n" +

@@ -185,7 +185,8 @@ const (
 	SearchGridChange_SEARCH_GRID_CHANGE_CLUE SearchGridChange = 3
 	// Rescuers' tracks moved the probability of success (throttled).
 	SearchGridChange_SEARCH_GRID_CHANGE_COVERAGE SearchGridChange = 4
-	// A caller's live fix collapsed the grid to its accuracy disk.
+	// A caller's live fix collapsed the grid to its accuracy disk (the
+	// grid's followed_fix.decision says which rule applied).
 	SearchGridChange_SEARCH_GRID_CHANGE_CALLER_FIX SearchGridChange = 5
 	// Segments were cut or assigned.
 	SearchGridChange_SEARCH_GRID_CHANGE_SEGMENTS SearchGridChange = 6

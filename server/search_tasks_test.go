@@ -725,8 +725,8 @@ func TestSearchCallerFixCollapse(t *testing.T) {
 	// 3 km north of the IPP, at a cell's centre.
 	fixCell, lat, lng := cellCentre(t, ippLat+3000/111_195.0, ippLng)
 	base := time.Now().Add(-10 * time.Minute)
-	// A rescuer searched there before the caller's fix: that search does
-	// not count against the collapsed grid (the fix is newer evidence).
+	// A rescuer searched there before the caller's fix: that search counts
+	// against the collapsed grid too (coverage is kept, see followCaller).
 	e.createAgency("fire-north", "north", sarv1.AgencyKind_AGENCY_KIND_FIRE_BRIGADE)
 	must[*sarv1.AssignAgenciesResponse](t, "AssignAgencies")(e.inc.AssignAgencies(e.as(op), &sarv1.AssignAgenciesRequest{
 		IncidentId: id, AgencyIds: []string{"fire-north"}}))
@@ -737,8 +737,9 @@ func TestSearchCallerFixCollapse(t *testing.T) {
 		track[i] = callerFix(uint64(i+1), lat+float64(i-6)*20/111_195.0, lng, 5, base.Add(time.Duration(i-20)*10*time.Second))
 	}
 	e.openDevice(fireman, id, "fire-phone").send(track...)
-	if c := checkNormalised(t, "searched", e.grid(op, id, 0))[fixCell]; c.GetCoverage() <= 0.01 {
-		t.Fatalf("the fix's cell has coverage %v after the search, want some", c.GetCoverage())
+	searched := checkNormalised(t, "searched", e.grid(op, id, 0))[fixCell].GetCoverage()
+	if searched <= 0.01 {
+		t.Fatalf("the fix's cell has coverage %v after the search, want some", searched)
 	}
 	f1 := callerFix(1, lat, lng, 50, base)
 	if ack := dev.send(f1); len(ack.GetStored()) != 1 {
@@ -769,15 +770,20 @@ func TestSearchCallerFixCollapse(t *testing.T) {
 	if top != fixCell {
 		t.Errorf("highest POA in cell %s (%v), want the fix's cell %s (%v)", top, cells[top].GetPoa(), fixCell, cells[fixCell].GetPoa())
 	}
-	if sm.GetProbabilityOfSuccess() != 0 || sm.GetSeedVersion() <= hiker.GetSeedVersion() || sm.GetSeedVersion() != sm.GetVersion() {
-		t.Errorf("collapsed grid: POS %v, seed version %d, version %d; want 0 and a new seed version", sm.GetProbabilityOfSuccess(),
-			sm.GetSeedVersion(), sm.GetVersion())
+	if c := cells[fixCell].GetCoverage(); c != searched {
+		t.Errorf("the fix's cell has coverage %v after the collapse, want the %v searched before (kept)", c, searched)
+	}
+	if sm.GetProbabilityOfSuccess() <= 0 || sm.GetSeedVersion() <= hiker.GetSeedVersion() || sm.GetSeedVersion() != sm.GetVersion() ||
+		sm.GetFollowedFix().GetDecision() != sarv1.CallerFixDecision_CALLER_FIX_DECISION_PLAN_SUPERSEDED {
+		t.Errorf("collapsed grid: POS %v, seed version %d, version %d, rule %v; want the search counted, a new seed version, PLAN_SUPERSEDED",
+			sm.GetProbabilityOfSuccess(), sm.GetSeedVersion(), sm.GetVersion(), sm.GetFollowedFix().GetDecision())
 	}
 	eventually(t, "a CALLER_FIX grid event", func() bool {
 		for _, ev := range w.grid(sarv1.SearchGridChange_SEARCH_GRID_CHANGE_CALLER_FIX) {
 			if ev.GetGrid().GetSeedVersion() == sm.GetSeedVersion() && ev.GetGrid().GetOriginParticipantId() == callerPart {
-				if ev.GetGrid().GetProbabilityOfSuccess() != 0 || int(ev.GetGrid().GetCellCount()) != len(cells) || ev.GetGrid().GetProfile() != "fix" {
-					t.Errorf("CALLER_FIX event grid %v; want POS 0, %d cells, profile fix", ev.GetGrid(), len(cells))
+				if !relClose(ev.GetGrid().GetProbabilityOfSuccess(), sm.GetProbabilityOfSuccess(), 1e-9) || int(ev.GetGrid().GetCellCount()) != len(cells) ||
+					ev.GetGrid().GetProfile() != "fix" || ev.GetGrid().GetFollowedFix().GetDecision() != sarv1.CallerFixDecision_CALLER_FIX_DECISION_PLAN_SUPERSEDED {
+					t.Errorf("CALLER_FIX event grid %v; want POS %v, %d cells, profile fix, PLAN_SUPERSEDED", ev.GetGrid(), sm.GetProbabilityOfSuccess(), len(cells))
 				}
 				return true
 			}
@@ -792,15 +798,15 @@ func TestSearchCallerFixCollapse(t *testing.T) {
 	if s := seedOf(); s != seed {
 		t.Errorf("a fix 5 s later at the same place re-seeded the grid (seed version %d, was %d)", s, seed)
 	}
-	// 8 s after the first, 30 m west and more accurate: it would count
-	// (moved beyond half the accuracy, at a walking pace), but within 10 s
+	// 8 s after the first, 60 m west and more accurate: it would count
+	// (moved beyond both accuracies, at a walking pace), but within 10 s
 	// of the last collapse it is too soon.
-	dev.send(callerFix(3, lat, lng-30/(111_195.0*math.Cos(lat*math.Pi/180)), 20, base.Add(8*time.Second)))
+	dev.send(callerFix(3, lat, lng-60/(111_195.0*math.Cos(lat*math.Pi/180)), 20, base.Add(8*time.Second)))
 	if s := seedOf(); s != seed {
 		t.Errorf("a fix 8 s after the collapse re-seeded the grid (seed version %d, was %d); want at most one collapse per 10 s", s, seed)
 	}
-	// 15 s after the first, 100 m east: moved (a plausible pace after the
-	// fixes' accuracy).
+	// 15 s after the first, 100 m east: moved beyond both accuracies (a
+	// plausible pace after the fixes' accuracy).
 	lng3 := lng + 100/(111_195.0*math.Cos(lat*math.Pi/180))
 	dev.send(callerFix(4, lat, lng3, 50, base.Add(15*time.Second)))
 	var g3 *sarv1.SearchGridSummary
@@ -826,11 +832,14 @@ func TestSearchCallerFixCollapse(t *testing.T) {
 		t.Errorf("a 2 km fix re-seeded the grid (seed version %d, was %d; accuracy %v)", s.GetSeedVersion(), seed, s.GetOriginAccuracyM())
 	}
 	// More than 2 minutes after the last collapse, at the same place: it
-	// confirms the position.
+	// only confirms the position, which changes nothing.
+	before7 := e.grid(op, id, 0).GetGrid()
 	dev.send(callerFix(7, lat, lng3, 30, base.Add(3*time.Minute+30*time.Second)))
-	if s := e.grid(op, id, 0).GetGrid(); s.GetSeedVersion() <= seed || !s.GetOriginTime().AsTime().Equal(base.Add(3*time.Minute+30*time.Second)) {
-		t.Errorf("a confirming fix 3 min later did not re-seed (seed version %d, was %d; origin time %v)", s.GetSeedVersion(), seed,
-			s.GetOriginTime().AsTime())
+	if s := e.grid(op, id, 0).GetGrid(); s.GetSeedVersion() != seed || s.GetVersion() != before7.GetVersion() ||
+		!s.GetOriginTime().AsTime().Equal(base.Add(30*time.Second)) ||
+		s.GetLastCallerFix().GetDecision() != sarv1.CallerFixDecision_CALLER_FIX_DECISION_CONFIRMS {
+		t.Errorf("a confirming fix 3 min later: seed version %d (was %d), version %d (was %d), origin time %v, last decision %v; want unchanged, CONFIRMS",
+			s.GetSeedVersion(), seed, s.GetVersion(), before7.GetVersion(), s.GetOriginTime().AsTime(), s.GetLastCallerFix().GetDecision())
 	}
 
 	// Not following caller fixes any more: a settings change, the grid
@@ -869,18 +878,20 @@ func TestSearchCallerFixCollapse(t *testing.T) {
 		return err == nil
 	})
 	if s := p2.GetGrid(); s.GetProfile() != "fix" || !s.GetFollowCallerFixes() || s.GetOriginParticipantId() != link2.GetParticipant().GetId() ||
-		s.GetOriginAccuracyM() != 50 || s.GetSweepWidthsM()["foot"] != 20 || s.GetProbabilityOfSuccess() != 0 {
-		t.Errorf("plan from a caller's fix: %v; want profile fix, following, the caller's, ± 50 m, foot 20 m, POS 0", s)
+		s.GetOriginAccuracyM() != 50 || s.GetSweepWidthsM()["foot"] != 20 || s.GetProbabilityOfSuccess() != 0 ||
+		s.GetFollowedFix().GetDecision() != sarv1.CallerFixDecision_CALLER_FIX_DECISION_FIRST_FIX {
+		t.Errorf("plan from a caller's fix: %v; want profile fix, following, the caller's, ± 50 m, foot 20 m, POS 0, FIRST_FIX", s)
 	}
-	// The same fix made the same grid here, without any search, as the
-	// first incident's collapse over a searched area.
+	// The same fix made the same prior here, without any search, as the
+	// first incident's collapse over a searched area; there the search
+	// counts: weight = prior · e^(−coverage).
 	pure := checkNormalised(t, "plan from a caller's fix", p2)
 	if len(pure) != len(cells) {
 		t.Errorf("the same fix made %d cells without a search, %d over a searched area", len(pure), len(cells))
 	}
 	for c, pc := range pure {
-		if got := cells[c].GetPoa(); !relClose(got, pc.GetPoa(), 1e-9) {
-			t.Errorf("cell %s: POA %v after a search made before the fix, %v without; want equal", c, got, pc.GetPoa())
+		if got, want := cells[c].GetWeight(), pc.GetWeight()*math.Exp(-cells[c].GetCoverage()); !relClose(got, want, 1e-9) {
+			t.Errorf("cell %s: weight %v after a search made before the fix (coverage %v), want %v", c, got, cells[c].GetCoverage(), want)
 		}
 	}
 }

@@ -96,14 +96,16 @@ func BenchmarkSuggestNextTask(b *testing.B) {
 }
 
 // BenchmarkCallerFixCollapse re-seeds the grid to a caller's fix (50 m)
-// each time: the work a caller's batch triggers when the collapse is due.
+// each time, 200 m from the one before (a fix that moved): the work a
+// caller's batch triggers when the collapse is due.
 func BenchmarkCallerFixCollapse(b *testing.B) {
 	s, ctx, inc := benchService(b)
 	t0 := time.Now()
 	i := 0
 	for b.Loop() {
 		i++
-		f := &sarv1.LocationFix{Lat: 46.61, Lng: 7.91, HorizontalAccuracyM: 50, Time: timestamppb.New(t0.Add(time.Duration(i) * 3 * time.Minute))}
+		f := &sarv1.LocationFix{Lat: 46.61 + float64(i%2)*200/111_195, Lng: 7.91, HorizontalAccuracyM: 50,
+			Time: timestamppb.New(t0.Add(time.Duration(i) * 3 * time.Minute))}
 		before, _ := s.st.GridMeta(ctx, inc.GetId())
 		s.followCaller(ctx, inc, "caller", f)
 		if after, _ := s.st.GridMeta(ctx, inc.GetId()); after.SeedVersion == before.SeedVersion {

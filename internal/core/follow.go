@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,11 +19,9 @@ const (
 	// are kept as positions but do not replace the plan.
 	CallerFixMaxAccuracyM = 1000.0
 	// callerRefollowMin: a newer fix that moved or is markedly more
-	// accurate collapses the grid again after this long…
+	// accurate collapses the grid again only this long after the fix the
+	// grid follows (the share page sends a fix every few seconds).
 	callerRefollowMin = 10 * time.Second
-	// callerRefollowMax: …and any newer fix after this long (it confirms
-	// the position, undoing the drift of searches since).
-	callerRefollowMax = 2 * time.Minute
 	// callerBetterAccuracy: a fix this much more accurate counts as new.
 	callerBetterAccuracy = 0.7
 	// callerMaxSpeedMS: a fix implying that the caller moved faster than
@@ -30,65 +29,171 @@ const (
 	// follows is not followed: a GPS glitch, or the link opened on another
 	// phone somewhere else. Operators still see it and can seed from it.
 	callerMaxSpeedMS = 4.0
+	// callerNoteEvery: a fix that is not followed is written to the
+	// summary's last_caller_fix when its decision differs from the one
+	// stored, else at most this often (each write counts as a grid write
+	// that a concurrent seed or rebase must retry after).
+	callerNoteEvery = 30 * time.Second
 	// trailingEventDelta: a change of the probability of success smaller
 	// than the throttle's delta still gets a trailing event once tracks
 	// pause, unless it is below this.
 	trailingEventDelta = 1e-6
 )
 
-// callerCollapseDue reports whether a caller's fix should re-seed a grid
-// with summary sm.
-func callerCollapseDue(sm *sarv1.SearchGridSummary, f *sarv1.LocationFix) bool {
-	if !sm.GetFollowCallerFixes() {
-		return false
+// followedFix is the caller's fix a plan follows: the summary's
+// followed_fix, or for a grid stored before that field, its origin when a
+// caller's fix seeded it. nil when no caller's fix was ever followed.
+func followedFix(sm *sarv1.SearchGridSummary) *sarv1.CallerFix {
+	if ff := sm.GetFollowedFix(); ff != nil {
+		return ff
 	}
 	if sm.GetOriginParticipantId() == "" || sm.GetOriginTime() == nil {
-		return true // a plan from the IPP or an operator's point: the live fix is better evidence
+		return nil
 	}
-	dt := f.GetTime().AsTime().Sub(sm.GetOriginTime().AsTime())
-	if dt <= 0 {
-		return false
+	return &sarv1.CallerFix{ParticipantId: sm.GetOriginParticipantId(), Position: sm.GetOrigin(),
+		AccuracyM: sm.GetOriginAccuracyM(), Time: sm.GetOriginTime()}
+}
+
+// callerCollapseDue decides what a caller's fix f (of 1 km accuracy or
+// better) does to a grid with summary sm (nil: the incident has no plan):
+// whether it collapses the grid to the fix's disk, which rule applied, and
+// its distance from the fix the plan follows. The rule, in order:
+//
+//   - no plan: collapse (FIRST_FIX); a plan that does not follow caller
+//     fixes: nothing (UNSPECIFIED, not recorded);
+//   - a plan made without any followed fix (from the IPP or an operator's
+//     point): collapse (PLAN_SUPERSEDED), the live fix is better evidence;
+//   - otherwise against the followed fix F (time t₀, accuracy a₀), with
+//     the fix's accuracy a, distance d and Δt = t − t₀: not newer (OLDER);
+//     less than 10 s (TOO_SOON); d − a − a₀ > 4 m/s · Δt (IMPLAUSIBLE);
+//   - moved means d > max(a, a₀): the two positions are further apart
+//     than either fix's 68 % radius. A fix within that confirms F and
+//     never collapses, however late;
+//   - an operator's plan made after F (plan_time set) stands unless the
+//     fix moved (OPERATOR_PLAN_SUPERSEDED, else OPERATOR_PLAN_STANDS);
+//   - a grid seeded from F collapses when the fix moved (MOVED) or
+//     a ≤ 0.7 a₀ (MORE_ACCURATE), else not (CONFIRMS).
+func callerCollapseDue(sm *sarv1.SearchGridSummary, f *sarv1.LocationFix) (bool, sarv1.CallerFixDecision, float64) {
+	if sm == nil {
+		return true, sarv1.CallerFixDecision_CALLER_FIX_DECISION_FIRST_FIX, 0
 	}
-	if dt < callerRefollowMin {
-		return false
+	if !sm.GetFollowCallerFixes() {
+		return false, sarv1.CallerFixDecision_CALLER_FIX_DECISION_UNSPECIFIED, 0
 	}
-	acc, old := f.GetHorizontalAccuracyM(), sm.GetOriginAccuracyM()
-	d := geo.DistanceM(f.GetLat(), f.GetLng(), sm.GetOrigin().GetLat(), sm.GetOrigin().GetLng())
-	if d-acc-old > callerMaxSpeedMS*dt.Seconds() {
-		return false // implausible for a person on foot
+	ff := followedFix(sm)
+	if ff == nil {
+		return true, sarv1.CallerFixDecision_CALLER_FIX_DECISION_PLAN_SUPERSEDED, 0
 	}
-	moved := d > max(acc, old)/2
-	if moved || acc <= callerBetterAccuracy*old {
-		return true
+	acc, old := f.GetHorizontalAccuracyM(), ff.GetAccuracyM()
+	d := geo.DistanceM(f.GetLat(), f.GetLng(), ff.GetPosition().GetLat(), ff.GetPosition().GetLng())
+	dt := f.GetTime().AsTime().Sub(ff.GetTime().AsTime())
+	switch {
+	case dt <= 0:
+		return false, sarv1.CallerFixDecision_CALLER_FIX_DECISION_OLDER, d
+	case dt < callerRefollowMin:
+		return false, sarv1.CallerFixDecision_CALLER_FIX_DECISION_TOO_SOON, d
+	case d-acc-old > callerMaxSpeedMS*dt.Seconds():
+		return false, sarv1.CallerFixDecision_CALLER_FIX_DECISION_IMPLAUSIBLE, d // implausible for a person on foot
 	}
-	// Only confirms the position: worth it after a while, unless operators
-	// adjusted the grid or recorded clues since, which a re-seed would drop.
-	return dt >= callerRefollowMax && !sm.GetAdjusted()
+	moved := d > max(acc, old)
+	switch {
+	case sm.GetPlanTime() != nil && moved:
+		return true, sarv1.CallerFixDecision_CALLER_FIX_DECISION_OPERATOR_PLAN_SUPERSEDED, d
+	case sm.GetPlanTime() != nil:
+		return false, sarv1.CallerFixDecision_CALLER_FIX_DECISION_OPERATOR_PLAN_STANDS, d
+	case moved:
+		return true, sarv1.CallerFixDecision_CALLER_FIX_DECISION_MOVED, d
+	case acc <= callerBetterAccuracy*old:
+		return true, sarv1.CallerFixDecision_CALLER_FIX_DECISION_MORE_ACCURATE, d
+	}
+	return false, sarv1.CallerFixDecision_CALLER_FIX_DECISION_CONFIRMS, d
+}
+
+// decisionLabel is a decision's metric label ("moved", "confirms", …).
+func decisionLabel(d sarv1.CallerFixDecision) string {
+	return strings.ToLower(strings.TrimPrefix(d.String(), "CALLER_FIX_DECISION_"))
 }
 
 // followCaller collapses an incident's grid to a caller's new last known
-// position when the plan follows caller fixes (an incident without a plan
-// gets one). The fix is stored already; this is derived, so failures are
-// logged and counted, never returned.
+// position when the plan follows caller fixes and callerCollapseDue says
+// so (an incident without a plan gets one). A fix that is not followed
+// changes neither the grid nor its version: it is counted
+// (sar_caller_fixes_total) and noted in the summary's last_caller_fix
+// (throttled, no event). The fix is stored already; this is derived, so
+// failures are logged and counted, never returned.
+//
+// A collapse keeps the coverage recorded in the cells of the new disk:
+// it is a seed like SetSearchPlan's without reset_coverage, so a sweep
+// already made in a cell that stays in the area counts against the new
+// prior (the cell's POD stays, its POA is the disk's times e^(−coverage)).
+// The alternative, not counting searches made before the fix, is right
+// for a subject who walked into ground searched earlier. But coverage is
+// kept per cell without its time, so it cannot be told apart from the
+// common case: the caller stays put (injured, waiting) and teams sweep the
+// disk while the phone keeps saying so; a sharper or slightly moved fix
+// then collapsed the grid, and clearing threw those sweeps away and sent
+// the next task back over them. Search planning treats the subject as
+// stationary and every sweep as evidence, as SetSearchPlan does; an
+// operator who knows the subject moved into searched ground re-seeds with
+// SetSearchPlan(reset_coverage).
 func (s *Service) followCaller(ctx context.Context, inc *sarv1.Incident, participantID string, f *sarv1.LocationFix) {
 	acc := f.GetHorizontalAccuracyM()
 	if !finitePos(acc) || acc > CallerFixMaxAccuracyM {
+		s.met.CallerFixes.WithLabelValues("too_coarse").Inc()
 		return
 	}
 	warn := func(msg string, err error) {
 		s.met.GridErrors.Inc()
 		s.log.Warn(msg, "incident", inc.GetId(), "participant", participantID, "err", err)
 	}
+	cf := &sarv1.CallerFix{ParticipantId: participantID, Position: &sarv1.LatLng{Lat: f.GetLat(), Lng: f.GetLng()},
+		AccuracyM: acc, Time: f.GetTime()}
 	for attempt := 0; attempt < gridWriteTries; attempt++ {
 		meta, err := s.st.GridMeta(ctx, inc.GetId())
 		has := err == nil
-		switch {
-		case sar.KindOf(err) == sar.KindNotFound:
-		case err != nil:
+		if err != nil && sar.KindOf(err) != sar.KindNotFound {
 			warn("caller fix not applied to the search grid", err)
 			return
-		case !callerCollapseDue(meta.Summary, f):
+		}
+		due, decision, dist := callerCollapseDue(meta.Summary, f)
+		cf.Decision, cf.DistanceM = decision, dist
+		if !due {
+			if decision == sarv1.CallerFixDecision_CALLER_FIX_DECISION_UNSPECIFIED {
+				s.met.CallerFixes.WithLabelValues("not_following").Inc()
+				return
+			}
+			err := s.noteCallerFix(ctx, inc.GetId(), meta, cf)
+			if errors.Is(err, sar.ErrGridConflict) {
+				continue
+			}
+			s.met.CallerFixes.WithLabelValues(decisionLabel(decision)).Inc()
+			if err != nil && sar.KindOf(err) != sar.KindFailedPrecondition && sar.KindOf(err) != sar.KindNotFound {
+				warn("caller fix decision not noted in the search grid's summary", err)
+			}
 			return
+		}
+		// The coverage kept needs the cells: read the whole grid, and
+		// decide again on that snapshot (the write is checked against it).
+		var coverage map[uint64]float64
+		if has {
+			st, err := s.st.LoadGrid(ctx, inc.GetId(), 0)
+			if err != nil && sar.KindOf(err) != sar.KindNotFound {
+				warn("caller fix not applied to the search grid", err)
+				return
+			}
+			if err != nil {
+				continue // dropped meanwhile: decide again
+			}
+			if again, d2, _ := callerCollapseDue(st.Meta.Summary, f); !again || d2 != decision {
+				continue // changed meanwhile: decide again
+			}
+			meta = st.Meta
+			coverage = make(map[uint64]float64, len(st.Cells))
+			for c, cs := range st.Cells {
+				if cs.Coverage > 0 {
+					coverage[c] = cs.Coverage
+				}
+			}
 		}
 		res := int(inc.GetSearchResolution())
 		widths := map[string]float64{SearcherFoot: DefaultSweepWidthM}
@@ -108,19 +213,21 @@ func (s *Service) followCaller(ctx context.Context, inc *sarv1.Incident, partici
 			warn("caller fix not applied to the search grid", err)
 			return
 		}
-		// Searches made before the fix do not count against it: the disk's
-		// cells start with no coverage (their POD then shows the searches
-		// after the fix only), so the posterior is the disk itself.
+		// The disk is the new prior; the coverage its cells hold stays and
+		// counts against it (see above): z = Σ wᵢe^(−cᵢ) + row.
 		prior := make(map[uint64]float64, len(g.Cells))
+		z := g.RestOfWorld
 		for _, c := range g.Cells {
 			prior[c.ID] = c.POA
+			z += geo.Undetected(c.POA, coverage[c.ID])
 		}
 		sm := &sarv1.SearchGridSummary{IncidentId: inc.GetId(), Resolution: int32(res), CellCount: int32(len(g.Cells)),
 			Origin: &sarv1.LatLng{Lat: f.GetLat(), Lng: f.GetLng()}, OriginAccuracyM: acc, Profile: "fix", SweepWidthsM: widths,
-			MaxSpeedsMS: speeds, FollowCallerFixes: true, OriginParticipantId: participantID, OriginTime: f.GetTime()}
+			MaxSpeedsMS: speeds, FollowCallerFixes: true, OriginParticipantId: participantID, OriginTime: f.GetTime(),
+			FollowedFix: cf, LastCallerFix: cf}
 		w := sar.GridWrite{IncidentID: inc.GetId(), ExpectWriteVersion: meta.WriteVersion, ExpectVersion: meta.Version,
-			Seed: true, ClearCoverage: true, Summary: staticSummary(sm), Prior: prior, RestOfWorld: g.RestOfWorld}
-		out, err := s.writeSeed(ctx, w, sm, sarv1.SearchGridChange_SEARCH_GRID_CHANGE_CALLER_FIX, 1) // no coverage in the disk: z = 1
+			Seed: true, Summary: staticSummary(sm), Prior: prior, RestOfWorld: g.RestOfWorld}
+		out, err := s.writeSeed(ctx, w, sm, sarv1.SearchGridChange_SEARCH_GRID_CHANGE_CALLER_FIX, z)
 		if errors.Is(err, sar.ErrGridConflict) {
 			continue
 		}
@@ -130,11 +237,30 @@ func (s *Service) followCaller(ctx context.Context, inc *sarv1.Incident, partici
 			}
 			return
 		}
+		s.met.CallerFixes.WithLabelValues(decisionLabel(decision)).Inc()
 		s.log.Info("search grid collapsed to a caller's fix", "incident", inc.GetId(), "participant", participantID,
-			"accuracy_m", acc, "cells", len(g.Cells), "version", out.GetVersion())
+			"rule", decisionLabel(decision), "distance_m", dist, "accuracy_m", acc, "cells", len(g.Cells), "version", out.GetVersion())
 		return
 	}
 	warn("caller fix not applied to the search grid", sar.ErrGridConflict)
+}
+
+// noteCallerFix stores a caller's fix that was not followed as the
+// summary's last_caller_fix: when its decision differs from the one
+// stored, else at most every callerNoteEvery. It changes no cell and no
+// version, and makes no event. sar.ErrGridConflict: the grid was written
+// since meta was read.
+func (s *Service) noteCallerFix(ctx context.Context, id string, meta sar.GridMeta, cf *sarv1.CallerFix) error {
+	last := meta.Summary.GetLastCallerFix()
+	if last.GetDecision() == cf.GetDecision() && last.GetParticipantId() == cf.GetParticipantId() {
+		gap := cf.GetTime().AsTime().Sub(last.GetTime().AsTime())
+		if gap.Abs() < callerNoteEvery {
+			return nil
+		}
+	}
+	sm := staticSummary(meta.Summary)
+	sm.LastCallerFix = cf
+	return s.st.UpdateGridSummary(ctx, id, meta.WriteVersion, sm)
 }
 
 // trailer sends the trailing grid event of an incident whose coverage

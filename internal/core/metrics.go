@@ -12,6 +12,7 @@ type Metrics struct {
 	PublishErrors  prometheus.Counter
 	GridErrors     prometheus.Counter
 	Escalations    prometheus.Counter
+	CallerFixes    *prometheus.CounterVec
 }
 
 // NewMetrics makes the metrics and registers them with reg (nil: not
@@ -35,9 +36,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "sar_search_grid_update_errors_total", Help: "Fix batches whose search grid coverage update failed (the fixes are stored)."}),
 		Escalations: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sar_task_offers_lapsed_total", Help: "Task offers not answered in time and escalated (to another team, or to the console)."}),
+		CallerFixes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sar_caller_fixes_total", Help: "Callers' live fixes considered for the search grid, by decision (first_fix, plan_superseded, moved, more_accurate, operator_plan_superseded collapse it; confirms, operator_plan_stands, implausible, too_soon, older, too_coarse, not_following do not)."},
+			[]string{"decision"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.FixesStored, m.FixesDuplicate, m.FixesRejected, m.Batches, m.IngestSeconds, m.PublishErrors, m.GridErrors, m.Escalations)
+		reg.MustRegister(m.FixesStored, m.FixesDuplicate, m.FixesRejected, m.Batches, m.IngestSeconds, m.PublishErrors, m.GridErrors, m.Escalations, m.CallerFixes)
 	}
 	return m
 }

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
 	"github.com/mountain-sar/sar/geo"
 	"github.com/mountain-sar/sar/internal/auth"
@@ -417,7 +419,8 @@ func staticSummary(sm *sarv1.SearchGridSummary) *sarv1.SearchGridSummary {
 		ProfileFallback: sm.GetProfileFallback(), SweepWidthsM: sm.GetSweepWidthsM(), FollowCallerFixes: sm.GetFollowCallerFixes(),
 		OriginParticipantId: sm.GetOriginParticipantId(), OriginTime: sm.GetOriginTime(), MaxSpeedsMS: sm.GetMaxSpeedsMS(),
 		Adjusted: sm.GetAdjusted(), ProfileRequested: sm.GetProfileRequested(), ProfileReason: sm.GetProfileReason(),
-		ProfileDistancesKm: sm.GetProfileDistancesKm()}
+		ProfileDistancesKm: sm.GetProfileDistancesKm(), PlanTime: sm.GetPlanTime(), FollowedFix: sm.GetFollowedFix(),
+		LastCallerFix: sm.GetLastCallerFix()}
 }
 
 func (s *Service) gridEvent(incidentID string, change sarv1.SearchGridChange, sm *sarv1.SearchGridSummary, cells int, desc string) *sarv1.Event {
@@ -523,6 +526,10 @@ func (s *Service) SetSearchPlan(ctx context.Context, req *sarv1.SetSearchPlanReq
 		if req.FollowCallerFixes != nil {
 			sm.FollowCallerFixes = req.GetFollowCallerFixes()
 		}
+		// An operator's plan, made after the caller's fix the grid
+		// followed: it stands until a caller's fix moves (see followCaller).
+		sm.PlanTime = timestamppb.New(s.now())
+		sm.FollowedFix, sm.LastCallerFix = followedFix(snap.Summary), snap.Summary.GetLastCallerFix()
 		for k, w := range req.GetSweepWidthsM() {
 			sm.SweepWidthsM[k] = w
 		}

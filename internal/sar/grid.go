@@ -48,7 +48,7 @@ type GridWrite struct {
 	ExpectVersion      int64 // the version the change is numbered after (the event says ExpectVersion + 1)
 	Seed               bool  // drop the old cells first; SeedVersion becomes the new version
 	ResetCoverage      bool  // with Seed: forget coverage and tracker states
-	ClearCoverage      bool  // forget the coverage of the written cells (a caller's fix: searches before it do not count)
+	ClearCoverage      bool  // forget the coverage of the written cells (the domain no longer sets it: a caller's collapse keeps coverage)
 	Summary            *sarv1.SearchGridSummary
 	Prior              map[uint64]float64
 	RestOfWorld        float64

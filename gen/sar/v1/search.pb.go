@@ -23,6 +23,101 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// CallerFixDecision says whether a caller's live fix collapsed the search
+// grid to its accuracy disk, and which rule applied (see
+// SetSearchPlanRequest.follow_caller_fixes).
+type CallerFixDecision int32
+
+const (
+	// Not set.
+	CallerFixDecision_CALLER_FIX_DECISION_UNSPECIFIED CallerFixDecision = 0
+	// Collapsed: the incident had no plan yet.
+	CallerFixDecision_CALLER_FIX_DECISION_FIRST_FIX CallerFixDecision = 1
+	// Collapsed: the plan (from the initial planning point or an operator's
+	// point) was made without any caller's fix; the live fix supersedes it.
+	CallerFixDecision_CALLER_FIX_DECISION_PLAN_SUPERSEDED CallerFixDecision = 2
+	// Collapsed: the fix moved away from the followed fix by more than its
+	// accuracy and the followed fix's.
+	CallerFixDecision_CALLER_FIX_DECISION_MOVED CallerFixDecision = 3
+	// Collapsed: the fix is at most 70 % of the followed fix's accuracy.
+	CallerFixDecision_CALLER_FIX_DECISION_MORE_ACCURATE CallerFixDecision = 4
+	// Collapsed: an operator's plan made after the followed fix yields to a
+	// fix that moved away from it by more than its accuracy and the
+	// followed fix's.
+	CallerFixDecision_CALLER_FIX_DECISION_OPERATOR_PLAN_SUPERSEDED CallerFixDecision = 5
+	// Not followed: the fix confirms the followed position (within its
+	// accuracy or the followed fix's) and is not markedly more accurate.
+	CallerFixDecision_CALLER_FIX_DECISION_CONFIRMS CallerFixDecision = 6
+	// Not followed: an operator's plan made after the followed fix stands
+	// (the fix did not move by more than its accuracy and the followed
+	// fix's).
+	CallerFixDecision_CALLER_FIX_DECISION_OPERATOR_PLAN_STANDS CallerFixDecision = 7
+	// Not followed: it implies a move faster than 4 m/s since the followed
+	// fix (a glitch, or the link opened on another phone).
+	CallerFixDecision_CALLER_FIX_DECISION_IMPLAUSIBLE CallerFixDecision = 8
+	// Not followed yet: less than 10 s after the followed fix.
+	CallerFixDecision_CALLER_FIX_DECISION_TOO_SOON CallerFixDecision = 9
+	// Not followed: not newer than the followed fix.
+	CallerFixDecision_CALLER_FIX_DECISION_OLDER CallerFixDecision = 10
+)
+
+// Enum value maps for CallerFixDecision.
+var (
+	CallerFixDecision_name = map[int32]string{
+		0:  "CALLER_FIX_DECISION_UNSPECIFIED",
+		1:  "CALLER_FIX_DECISION_FIRST_FIX",
+		2:  "CALLER_FIX_DECISION_PLAN_SUPERSEDED",
+		3:  "CALLER_FIX_DECISION_MOVED",
+		4:  "CALLER_FIX_DECISION_MORE_ACCURATE",
+		5:  "CALLER_FIX_DECISION_OPERATOR_PLAN_SUPERSEDED",
+		6:  "CALLER_FIX_DECISION_CONFIRMS",
+		7:  "CALLER_FIX_DECISION_OPERATOR_PLAN_STANDS",
+		8:  "CALLER_FIX_DECISION_IMPLAUSIBLE",
+		9:  "CALLER_FIX_DECISION_TOO_SOON",
+		10: "CALLER_FIX_DECISION_OLDER",
+	}
+	CallerFixDecision_value = map[string]int32{
+		"CALLER_FIX_DECISION_UNSPECIFIED":              0,
+		"CALLER_FIX_DECISION_FIRST_FIX":                1,
+		"CALLER_FIX_DECISION_PLAN_SUPERSEDED":          2,
+		"CALLER_FIX_DECISION_MOVED":                    3,
+		"CALLER_FIX_DECISION_MORE_ACCURATE":            4,
+		"CALLER_FIX_DECISION_OPERATOR_PLAN_SUPERSEDED": 5,
+		"CALLER_FIX_DECISION_CONFIRMS":                 6,
+		"CALLER_FIX_DECISION_OPERATOR_PLAN_STANDS":     7,
+		"CALLER_FIX_DECISION_IMPLAUSIBLE":              8,
+		"CALLER_FIX_DECISION_TOO_SOON":                 9,
+		"CALLER_FIX_DECISION_OLDER":                    10,
+	}
+)
+
+func (x CallerFixDecision) Enum() *CallerFixDecision {
+	p := new(CallerFixDecision)
+	*p = x
+	return p
+}
+
+func (x CallerFixDecision) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CallerFixDecision) Descriptor() protoreflect.EnumDescriptor {
+	return file_sar_v1_search_proto_enumTypes[0].Descriptor()
+}
+
+func (CallerFixDecision) Type() protoreflect.EnumType {
+	return &file_sar_v1_search_proto_enumTypes[0]
+}
+
+func (x CallerFixDecision) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CallerFixDecision.Descriptor instead.
+func (CallerFixDecision) EnumDescriptor() ([]byte, []int) {
+	return file_sar_v1_search_proto_rawDescGZIP(), []int{0}
+}
+
 // ExportFormat is a map format.
 type ExportFormat int32
 
@@ -60,11 +155,11 @@ func (x ExportFormat) String() string {
 }
 
 func (ExportFormat) Descriptor() protoreflect.EnumDescriptor {
-	return file_sar_v1_search_proto_enumTypes[0].Descriptor()
+	return file_sar_v1_search_proto_enumTypes[1].Descriptor()
 }
 
 func (ExportFormat) Type() protoreflect.EnumType {
-	return &file_sar_v1_search_proto_enumTypes[0]
+	return &file_sar_v1_search_proto_enumTypes[1]
 }
 
 func (x ExportFormat) Number() protoreflect.EnumNumber {
@@ -73,7 +168,7 @@ func (x ExportFormat) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ExportFormat.Descriptor instead.
 func (ExportFormat) EnumDescriptor() ([]byte, []int) {
-	return file_sar_v1_search_proto_rawDescGZIP(), []int{0}
+	return file_sar_v1_search_proto_rawDescGZIP(), []int{1}
 }
 
 // SearchGridChange is why a search grid changed.
@@ -90,7 +185,8 @@ const (
 	SearchGridChange_SEARCH_GRID_CHANGE_CLUE SearchGridChange = 3
 	// Rescuers' tracks moved the probability of success (throttled).
 	SearchGridChange_SEARCH_GRID_CHANGE_COVERAGE SearchGridChange = 4
-	// A caller's live fix collapsed the grid to its accuracy disk.
+	// A caller's live fix collapsed the grid to its accuracy disk (the
+	// grid's followed_fix.decision says which rule applied).
 	SearchGridChange_SEARCH_GRID_CHANGE_CALLER_FIX SearchGridChange = 5
 	// Segments were cut or assigned.
 	SearchGridChange_SEARCH_GRID_CHANGE_SEGMENTS SearchGridChange = 6
@@ -129,11 +225,11 @@ func (x SearchGridChange) String() string {
 }
 
 func (SearchGridChange) Descriptor() protoreflect.EnumDescriptor {
-	return file_sar_v1_search_proto_enumTypes[1].Descriptor()
+	return file_sar_v1_search_proto_enumTypes[2].Descriptor()
 }
 
 func (SearchGridChange) Type() protoreflect.EnumType {
-	return &file_sar_v1_search_proto_enumTypes[1]
+	return &file_sar_v1_search_proto_enumTypes[2]
 }
 
 func (x SearchGridChange) Number() protoreflect.EnumNumber {
@@ -142,7 +238,7 @@ func (x SearchGridChange) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use SearchGridChange.Descriptor instead.
 func (SearchGridChange) EnumDescriptor() ([]byte, []int) {
-	return file_sar_v1_search_proto_rawDescGZIP(), []int{1}
+	return file_sar_v1_search_proto_rawDescGZIP(), []int{2}
 }
 
 // SearchGridSummary describes an incident's search grid as a whole.
@@ -196,9 +292,8 @@ type SearchGridSummary struct {
 	// the track filter (3 m/s for types not listed).
 	MaxSpeedsMS map[string]float64 `protobuf:"bytes,16,rep,name=max_speeds_m_s,json=maxSpeedsMS,proto3" json:"max_speeds_m_s,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
 	// Whether operators adjusted cells or recorded clues since the grid was
-	// seeded. A caller's fix that only confirms the position then does not
-	// re-seed (it would drop them); one that moved or is markedly more
-	// accurate still does.
+	// seeded. A caller's fix that collapses the grid (see
+	// SetSearchPlanRequest.follow_caller_fixes) replaces them.
 	Adjusted bool `protobuf:"varint,17,opt,name=adjusted,proto3" json:"adjusted,omitempty"`
 	// The lost-person profile asked for, as "category/ecoregion/terrain"
 	// with the defaults filled in (e.g. "climber/dry/mountainous",
@@ -212,8 +307,22 @@ type SearchGridSummary struct {
 	// The 25, 50, 75 and 95 % distances (km) of the profile used; empty for
 	// a grid seeded from a fix.
 	ProfileDistancesKm []float64 `protobuf:"fixed64,22,rep,packed,name=profile_distances_km,json=profileDistancesKm,proto3" json:"profile_distances_km,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// When an operator made this plan (SetSearchPlan); unset for a grid a
+	// caller's fix seeded. A plan made after followed_fix stands against a
+	// caller's fix until one moves away from followed_fix by more than its
+	// accuracy.
+	PlanTime *timestamppb.Timestamp `protobuf:"bytes,30,opt,name=plan_time,json=planTime,proto3" json:"plan_time,omitempty"`
+	// The newest caller's fix this plan followed: for a grid a caller's fix
+	// seeded, that fix (its decision says which rule collapsed the grid);
+	// for an operator's plan, the fix it was made after (kept from the
+	// grid it replaced). Unset when no caller's fix was ever followed.
+	FollowedFix *CallerFix `protobuf:"bytes,31,opt,name=followed_fix,json=followedFix,proto3" json:"followed_fix,omitempty"`
+	// The newest caller's fix considered for this plan and what it did
+	// (refreshed at most every 30 s while the decision stays the same; no
+	// event unless the grid changed).
+	LastCallerFix *CallerFix `protobuf:"bytes,32,opt,name=last_caller_fix,json=lastCallerFix,proto3" json:"last_caller_fix,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SearchGridSummary) Reset() {
@@ -386,6 +495,118 @@ func (x *SearchGridSummary) GetProfileDistancesKm() []float64 {
 	return nil
 }
 
+func (x *SearchGridSummary) GetPlanTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PlanTime
+	}
+	return nil
+}
+
+func (x *SearchGridSummary) GetFollowedFix() *CallerFix {
+	if x != nil {
+		return x.FollowedFix
+	}
+	return nil
+}
+
+func (x *SearchGridSummary) GetLastCallerFix() *CallerFix {
+	if x != nil {
+		return x.LastCallerFix
+	}
+	return nil
+}
+
+// CallerFix is a caller's live fix as the search plan saw it.
+type CallerFix struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The caller's participant.
+	ParticipantId string `protobuf:"bytes,1,opt,name=participant_id,json=participantId,proto3" json:"participant_id,omitempty"`
+	// Where.
+	Position *LatLng `protobuf:"bytes,2,opt,name=position,proto3" json:"position,omitempty"`
+	// Accuracy in metres (68 %).
+	AccuracyM float64 `protobuf:"fixed64,3,opt,name=accuracy_m,json=accuracyM,proto3" json:"accuracy_m,omitempty"`
+	// Time of the fix.
+	Time *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=time,proto3" json:"time,omitempty"`
+	// What the fix did to the search grid.
+	Decision CallerFixDecision `protobuf:"varint,5,opt,name=decision,proto3,enum=sar.v1.CallerFixDecision" json:"decision,omitempty"`
+	// Distance in metres from the fix the plan followed (0 without one).
+	DistanceM     float64 `protobuf:"fixed64,6,opt,name=distance_m,json=distanceM,proto3" json:"distance_m,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallerFix) Reset() {
+	*x = CallerFix{}
+	mi := &file_sar_v1_search_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallerFix) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallerFix) ProtoMessage() {}
+
+func (x *CallerFix) ProtoReflect() protoreflect.Message {
+	mi := &file_sar_v1_search_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallerFix.ProtoReflect.Descriptor instead.
+func (*CallerFix) Descriptor() ([]byte, []int) {
+	return file_sar_v1_search_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *CallerFix) GetParticipantId() string {
+	if x != nil {
+		return x.ParticipantId
+	}
+	return ""
+}
+
+func (x *CallerFix) GetPosition() *LatLng {
+	if x != nil {
+		return x.Position
+	}
+	return nil
+}
+
+func (x *CallerFix) GetAccuracyM() float64 {
+	if x != nil {
+		return x.AccuracyM
+	}
+	return 0
+}
+
+func (x *CallerFix) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *CallerFix) GetDecision() CallerFixDecision {
+	if x != nil {
+		return x.Decision
+	}
+	return CallerFixDecision_CALLER_FIX_DECISION_UNSPECIFIED
+}
+
+func (x *CallerFix) GetDistanceM() float64 {
+	if x != nil {
+		return x.DistanceM
+	}
+	return 0
+}
+
 // SearchCell is one H3 cell of the search grid.
 type SearchCell struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -412,7 +633,7 @@ type SearchCell struct {
 
 func (x *SearchCell) Reset() {
 	*x = SearchCell{}
-	mi := &file_sar_v1_search_proto_msgTypes[1]
+	mi := &file_sar_v1_search_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -424,7 +645,7 @@ func (x *SearchCell) String() string {
 func (*SearchCell) ProtoMessage() {}
 
 func (x *SearchCell) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_search_proto_msgTypes[1]
+	mi := &file_sar_v1_search_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -437,7 +658,7 @@ func (x *SearchCell) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchCell.ProtoReflect.Descriptor instead.
 func (*SearchCell) Descriptor() ([]byte, []int) {
-	return file_sar_v1_search_proto_rawDescGZIP(), []int{1}
+	return file_sar_v1_search_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *SearchCell) GetCell() string {
@@ -515,14 +736,21 @@ type SetSearchPlanRequest struct {
 	ResetCoverage bool `protobuf:"varint,7,opt,name=reset_coverage,json=resetCoverage,proto3" json:"reset_coverage,omitempty"`
 	// Whether a caller's live fix (from the share link) collapses the grid to
 	// the fix's accuracy disk. Unset keeps the current plan's setting; a new
-	// plan follows caller fixes. A fix collapses the grid when its accuracy
-	// is at most 1 km, and again when a newer fix moved by more than half
-	// its accuracy or is markedly more accurate (at most every 10 s), or
-	// confirms the position 2 minutes later (unless the grid was adjusted
-	// since), but not when it implies a move faster than 4 m/s (a glitch, or
-	// the link opened on another phone). An incident without a plan gets
-	// one from the first such fix. Searches made before the fix do not count
-	// against the collapsed area: the fix is newer evidence than they are.
+	// plan follows caller fixes. Only fixes of 1 km accuracy or better
+	// count. An incident without a plan gets one from the first such fix,
+	// and a plan made before any caller's fix was followed yields to it.
+	// After that a newer fix (at least 10 s after the followed one)
+	// collapses the grid again only when it moved away from the followed
+	// fix by more than its accuracy and the followed fix's (distance >
+	// max(accuracy, followed accuracy)), or is at most 70 % of the followed
+	// fix's accuracy; never when it only confirms the position, however
+	// late, and never when it implies a move faster than 4 m/s (a glitch, or
+	// the link opened on another phone). A plan an operator makes with
+	// SetSearchPlan after the followed fix stands until a fix moves (being
+	// more accurate is not enough). The summary's followed_fix and
+	// last_caller_fix say which rule applied. A collapse keeps the coverage
+	// recorded in the disk's cells: searches already made there count
+	// against the new prior, as with SetSearchPlan.
 	FollowCallerFixes *bool `protobuf:"varint,8,opt,name=follow_caller_fixes,json=followCallerFixes,proto3,oneof" json:"follow_caller_fixes,omitempty"`
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
@@ -530,7 +758,7 @@ type SetSearchPlanRequest struct {
 
 func (x *SetSearchPlanRequest) Reset() {
 	*x = SetSearchPlanRequest{}
-	mi := &file_sar_v1_search_proto_msgTypes[2]
+	mi := &file_sar_v1_search_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -542,7 +770,7 @@ func (x *SetSearchPlanRequest) String() string {
 func (*SetSearchPlanRequest) ProtoMessage() {}
 
 func (x *SetSearchPlanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_search_proto_msgTypes[2]
+	mi := &file_sar_v1_search_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -555,7 +783,7 @@ func (x *SetSearchPlanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSearchPlanRequest.ProtoReflect.Descriptor instead.
 func (*SetSearchPlanRequest) Descriptor() ([]byte, []int) {
-	return file_sar_v1_search_proto_rawDescGZIP(), []int{2}
+	return file_sar_v1_search_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *SetSearchPlanRequest) GetIncidentId() string {
@@ -625,7 +853,7 @@ type SetSearchPlanResponse struct {
 
 func (x *SetSearchPlanResponse) Reset() {
 	*x = SetSearchPlanResponse{}
-	mi := &file_sar_v1_search_proto_msgTypes[3]
+	mi := &file_sar_v1_search_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -637,7 +865,7 @@ func (x *SetSearchPlanResponse) String() string {
 func (*SetSearchPlanResponse) ProtoMessage() {}
 
 func (x *SetSearchPlanResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_search_proto_msgTypes[3]
+	mi := &file_sar_v1_search_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -650,7 +878,7 @@ func (x *SetSearchPlanResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSearchPlanResponse.ProtoReflect.Descriptor instead.
 func (*SetSearchPlanResponse) Descriptor() ([]byte, []int) {
-	return file_sar_v1_search_proto_rawDescGZIP(), []int{3}
+	return file_sar_v1_search_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *SetSearchPlanResponse) GetGrid() *SearchGridSummary {
@@ -684,7 +912,7 @@ type UpdateSearchSettingsRequest struct {
 
 func (x *UpdateSearchSettingsRequest) Reset() {
 	*x = UpdateSearchSettingsRequest{}
-	mi := &file_sar_v1_search_proto_msgTypes[4]
+	mi := &file_sar_v1_search_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -696,7 +924,7 @@ func (x *UpdateSearchSettingsRequest) String() string {
 func (*UpdateSearchSettingsRequest) ProtoMessage() {}
 
 func (x *UpdateSearchSettingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_search_proto_msgTypes[4]
+	mi := &file_sar_v1_search_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -709,7 +937,7 @@ func (x *UpdateSearchSettingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateSearchSettingsRequest.ProtoReflect.Descriptor instead.
 func (*UpdateSearchSettingsRequest) Descriptor() ([]byte, []int) {
-	return file_sar_v1_search_proto_rawDescGZIP(), []int{4}
+	return file_sar_v1_search_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *UpdateSearchSettingsRequest) GetIncidentId() string {
@@ -758,7 +986,7 @@ type UpdateSearchSettingsResponse struct {
 
 func (x *UpdateSearchSettingsResponse) Reset() {
 	*x = UpdateSearchSettingsResponse{}
-	mi := &file_sar_v1_search_proto_msgTypes[5]
+	mi := &file_sar_v1_search_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -770,7 +998,7 @@ func (x *UpdateSearchSettingsResponse) String() string {
 func (*UpdateSearchSettingsResponse) ProtoMessage() {}
 
 func (x *UpdateSearchSettingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_search_proto_msgTypes[5]
+	mi := &file_sar_v1_search_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -783,7 +1011,7 @@ func (x *UpdateSearchSettingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateSearchSettingsResponse.ProtoReflect.Descriptor instead.
 func (*UpdateSearchSettingsResponse) Descriptor() ([]byte, []int) {
-	return file_sar_v1_search_proto_rawDescGZIP(), []int{5}
+	return file_sar_v1_search_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *UpdateSearchSettingsResponse) GetGrid() *SearchGridSummary {
@@ -809,7 +1037,7 @@ type GetSearchGridRequest struct {
 
 func (x *GetSearchGridRequest) Reset() {
 	*x = GetSearchGridRequest{}
-	mi := &file_sar_v1_search_proto_msgTypes[6]
+	mi := &file_sar_v1_search_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -821,7 +1049,7 @@ func (x *GetSearchGridRequest) String() string {
 func (*GetSearchGridRequest) ProtoMessage() {}
 
 func (x *GetSearchGridRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_search_proto_msgTypes[6]
+	mi := &file_sar_v1_search_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -834,7 +1062,7 @@ func (x *GetSearchGridRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSearchGridRequest.ProtoReflect.Descriptor instead.
 func (*GetSearchGridRequest) Descriptor() ([]byte, []int) {
-	return file_sar_v1_search_proto_rawDescGZIP(), []int{6}
+	return file_sar_v1_search_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetSearchGridRequest) GetIncidentId() string {
@@ -878,7 +1106,7 @@ type GetSearchGridResponse struct {
 
 func (x *GetSearchGridResponse) Reset() {
 	*x = GetSearchGridResponse{}
-	mi := &file_sar_v1_search_proto_msgTypes[7]
+	mi := &file_sar_v1_search_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -890,7 +1118,7 @@ func (x *GetSearchGridResponse) String() string {
 func (*GetSearchGridResponse) ProtoMessage() {}
 
 func (x *GetSearchGridResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_search_proto_msgTypes[7]
+	mi := &file_sar_v1_search_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -903,7 +1131,7 @@ func (x *GetSearchGridResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSearchGridResponse.ProtoReflect.Descriptor instead.
 func (*GetSearchGridResponse) Descriptor() ([]byte, []int) {
-	return file_sar_v1_search_proto_rawDescGZIP(), []int{7}
+	return file_sar_v1_search_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetSearchGridResponse) GetGrid() *SearchGridSummary {
@@ -954,7 +1182,7 @@ type CellProbability struct {
 
 func (x *CellProbability) Reset() {
 	*x = CellProbability{}
-	mi := &file_sar_v1_search_proto_msgTypes[8]
+	mi := &file_sar_v1_search_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -966,7 +1194,7 @@ func (x *CellProbability) String() string {
 func (*CellProbability) ProtoMessage() {}
 
 func (x *CellProbability) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_search_proto_msgTypes[8]
+	mi := &file_sar_v1_search_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -979,7 +1207,7 @@ func (x *CellProbability) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CellProbability.ProtoReflect.Descriptor instead.
 func (*CellProbability) Descriptor() ([]byte, []int) {
-	return file_sar_v1_search_proto_rawDescGZIP(), []int{8}
+	return file_sar_v1_search_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CellProbability) GetCell() string {
@@ -1016,7 +1244,7 @@ type AdjustCellsRequest struct {
 
 func (x *AdjustCellsRequest) Reset() {
 	*x = AdjustCellsRequest{}
-	mi := &file_sar_v1_search_proto_msgTypes[9]
+	mi := &file_sar_v1_search_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1028,7 +1256,7 @@ func (x *AdjustCellsRequest) String() string {
 func (*AdjustCellsRequest) ProtoMessage() {}
 
 func (x *AdjustCellsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_search_proto_msgTypes[9]
+	mi := &file_sar_v1_search_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1041,7 +1269,7 @@ func (x *AdjustCellsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdjustCellsRequest.ProtoReflect.Descriptor instead.
 func (*AdjustCellsRequest) Descriptor() ([]byte, []int) {
-	return file_sar_v1_search_proto_rawDescGZIP(), []int{9}
+	return file_sar_v1_search_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *AdjustCellsRequest) GetIncidentId() string {
@@ -1083,7 +1311,7 @@ type AdjustCellsResponse struct {
 
 func (x *AdjustCellsResponse) Reset() {
 	*x = AdjustCellsResponse{}
-	mi := &file_sar_v1_search_proto_msgTypes[10]
+	mi := &file_sar_v1_search_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1095,7 +1323,7 @@ func (x *AdjustCellsResponse) String() string {
 func (*AdjustCellsResponse) ProtoMessage() {}
 
 func (x *AdjustCellsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_search_proto_msgTypes[10]
+	mi := &file_sar_v1_search_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1108,7 +1336,7 @@ func (x *AdjustCellsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdjustCellsResponse.ProtoReflect.Descriptor instead.
 func (*AdjustCellsResponse) Descriptor() ([]byte, []int) {
-	return file_sar_v1_search_proto_rawDescGZIP(), []int{10}
+	return file_sar_v1_search_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AdjustCellsResponse) GetGrid() *SearchGridSummary {
@@ -1138,7 +1366,7 @@ type RecordClueRequest struct {
 
 func (x *RecordClueRequest) Reset() {
 	*x = RecordClueRequest{}
-	mi := &file_sar_v1_search_proto_msgTypes[11]
+	mi := &file_sar_v1_search_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1150,7 +1378,7 @@ func (x *RecordClueRequest) String() string {
 func (*RecordClueRequest) ProtoMessage() {}
 
 func (x *RecordClueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_search_proto_msgTypes[11]
+	mi := &file_sar_v1_search_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1163,7 +1391,7 @@ func (x *RecordClueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordClueRequest.ProtoReflect.Descriptor instead.
 func (*RecordClueRequest) Descriptor() ([]byte, []int) {
-	return file_sar_v1_search_proto_rawDescGZIP(), []int{11}
+	return file_sar_v1_search_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RecordClueRequest) GetIncidentId() string {
@@ -1212,7 +1440,7 @@ type RecordClueResponse struct {
 
 func (x *RecordClueResponse) Reset() {
 	*x = RecordClueResponse{}
-	mi := &file_sar_v1_search_proto_msgTypes[12]
+	mi := &file_sar_v1_search_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1224,7 +1452,7 @@ func (x *RecordClueResponse) String() string {
 func (*RecordClueResponse) ProtoMessage() {}
 
 func (x *RecordClueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_search_proto_msgTypes[12]
+	mi := &file_sar_v1_search_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1237,7 +1465,7 @@ func (x *RecordClueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordClueResponse.ProtoReflect.Descriptor instead.
 func (*RecordClueResponse) Descriptor() ([]byte, []int) {
-	return file_sar_v1_search_proto_rawDescGZIP(), []int{12}
+	return file_sar_v1_search_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RecordClueResponse) GetGrid() *SearchGridSummary {
@@ -1265,7 +1493,7 @@ type ListSegmentsRequest struct {
 
 func (x *ListSegmentsRequest) Reset() {
 	*x = ListSegmentsRequest{}
-	mi := &file_sar_v1_search_proto_msgTypes[13]
+	mi := &file_sar_v1_search_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1277,7 +1505,7 @@ func (x *ListSegmentsRequest) String() string {
 func (*ListSegmentsRequest) ProtoMessage() {}
 
 func (x *ListSegmentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_search_proto_msgTypes[13]
+	mi := &file_sar_v1_search_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1290,7 +1518,7 @@ func (x *ListSegmentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSegmentsRequest.ProtoReflect.Descriptor instead.
 func (*ListSegmentsRequest) Descriptor() ([]byte, []int) {
-	return file_sar_v1_search_proto_rawDescGZIP(), []int{13}
+	return file_sar_v1_search_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListSegmentsRequest) GetIncidentId() string {
@@ -1345,7 +1573,7 @@ type SearchSegment struct {
 
 func (x *SearchSegment) Reset() {
 	*x = SearchSegment{}
-	mi := &file_sar_v1_search_proto_msgTypes[14]
+	mi := &file_sar_v1_search_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1357,7 +1585,7 @@ func (x *SearchSegment) String() string {
 func (*SearchSegment) ProtoMessage() {}
 
 func (x *SearchSegment) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_search_proto_msgTypes[14]
+	mi := &file_sar_v1_search_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1370,7 +1598,7 @@ func (x *SearchSegment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchSegment.ProtoReflect.Descriptor instead.
 func (*SearchSegment) Descriptor() ([]byte, []int) {
-	return file_sar_v1_search_proto_rawDescGZIP(), []int{14}
+	return file_sar_v1_search_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SearchSegment) GetId() int32 {
@@ -1461,7 +1689,7 @@ type ListSegmentsResponse struct {
 
 func (x *ListSegmentsResponse) Reset() {
 	*x = ListSegmentsResponse{}
-	mi := &file_sar_v1_search_proto_msgTypes[15]
+	mi := &file_sar_v1_search_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1473,7 +1701,7 @@ func (x *ListSegmentsResponse) String() string {
 func (*ListSegmentsResponse) ProtoMessage() {}
 
 func (x *ListSegmentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_search_proto_msgTypes[15]
+	mi := &file_sar_v1_search_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1486,7 +1714,7 @@ func (x *ListSegmentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSegmentsResponse.ProtoReflect.Descriptor instead.
 func (*ListSegmentsResponse) Descriptor() ([]byte, []int) {
-	return file_sar_v1_search_proto_rawDescGZIP(), []int{15}
+	return file_sar_v1_search_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListSegmentsResponse) GetGrid() *SearchGridSummary {
@@ -1548,7 +1776,7 @@ type SuggestNextTaskRequest struct {
 
 func (x *SuggestNextTaskRequest) Reset() {
 	*x = SuggestNextTaskRequest{}
-	mi := &file_sar_v1_search_proto_msgTypes[16]
+	mi := &file_sar_v1_search_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1560,7 +1788,7 @@ func (x *SuggestNextTaskRequest) String() string {
 func (*SuggestNextTaskRequest) ProtoMessage() {}
 
 func (x *SuggestNextTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_search_proto_msgTypes[16]
+	mi := &file_sar_v1_search_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1573,7 +1801,7 @@ func (x *SuggestNextTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SuggestNextTaskRequest.ProtoReflect.Descriptor instead.
 func (*SuggestNextTaskRequest) Descriptor() ([]byte, []int) {
-	return file_sar_v1_search_proto_rawDescGZIP(), []int{16}
+	return file_sar_v1_search_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SuggestNextTaskRequest) GetIncidentId() string {
@@ -1664,7 +1892,7 @@ type SuggestNextTaskResponse struct {
 
 func (x *SuggestNextTaskResponse) Reset() {
 	*x = SuggestNextTaskResponse{}
-	mi := &file_sar_v1_search_proto_msgTypes[17]
+	mi := &file_sar_v1_search_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1676,7 +1904,7 @@ func (x *SuggestNextTaskResponse) String() string {
 func (*SuggestNextTaskResponse) ProtoMessage() {}
 
 func (x *SuggestNextTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_search_proto_msgTypes[17]
+	mi := &file_sar_v1_search_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1689,7 +1917,7 @@ func (x *SuggestNextTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SuggestNextTaskResponse.ProtoReflect.Descriptor instead.
 func (*SuggestNextTaskResponse) Descriptor() ([]byte, []int) {
-	return file_sar_v1_search_proto_rawDescGZIP(), []int{17}
+	return file_sar_v1_search_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SuggestNextTaskResponse) GetSegment() *SearchSegment {
@@ -1767,7 +1995,7 @@ type AssignSegmentRequest struct {
 
 func (x *AssignSegmentRequest) Reset() {
 	*x = AssignSegmentRequest{}
-	mi := &file_sar_v1_search_proto_msgTypes[18]
+	mi := &file_sar_v1_search_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1779,7 +2007,7 @@ func (x *AssignSegmentRequest) String() string {
 func (*AssignSegmentRequest) ProtoMessage() {}
 
 func (x *AssignSegmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_search_proto_msgTypes[18]
+	mi := &file_sar_v1_search_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1792,7 +2020,7 @@ func (x *AssignSegmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssignSegmentRequest.ProtoReflect.Descriptor instead.
 func (*AssignSegmentRequest) Descriptor() ([]byte, []int) {
-	return file_sar_v1_search_proto_rawDescGZIP(), []int{18}
+	return file_sar_v1_search_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *AssignSegmentRequest) GetIncidentId() string {
@@ -1836,7 +2064,7 @@ type AssignSegmentResponse struct {
 
 func (x *AssignSegmentResponse) Reset() {
 	*x = AssignSegmentResponse{}
-	mi := &file_sar_v1_search_proto_msgTypes[19]
+	mi := &file_sar_v1_search_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1848,7 +2076,7 @@ func (x *AssignSegmentResponse) String() string {
 func (*AssignSegmentResponse) ProtoMessage() {}
 
 func (x *AssignSegmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_search_proto_msgTypes[19]
+	mi := &file_sar_v1_search_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1861,7 +2089,7 @@ func (x *AssignSegmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssignSegmentResponse.ProtoReflect.Descriptor instead.
 func (*AssignSegmentResponse) Descriptor() ([]byte, []int) {
-	return file_sar_v1_search_proto_rawDescGZIP(), []int{19}
+	return file_sar_v1_search_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *AssignSegmentResponse) GetSegment() *SearchSegment {
@@ -1894,7 +2122,7 @@ type ExportSearchGridRequest struct {
 
 func (x *ExportSearchGridRequest) Reset() {
 	*x = ExportSearchGridRequest{}
-	mi := &file_sar_v1_search_proto_msgTypes[20]
+	mi := &file_sar_v1_search_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1906,7 +2134,7 @@ func (x *ExportSearchGridRequest) String() string {
 func (*ExportSearchGridRequest) ProtoMessage() {}
 
 func (x *ExportSearchGridRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_search_proto_msgTypes[20]
+	mi := &file_sar_v1_search_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1919,7 +2147,7 @@ func (x *ExportSearchGridRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportSearchGridRequest.ProtoReflect.Descriptor instead.
 func (*ExportSearchGridRequest) Descriptor() ([]byte, []int) {
-	return file_sar_v1_search_proto_rawDescGZIP(), []int{20}
+	return file_sar_v1_search_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ExportSearchGridRequest) GetIncidentId() string {
@@ -1958,7 +2186,7 @@ type ExportSearchGridResponse struct {
 
 func (x *ExportSearchGridResponse) Reset() {
 	*x = ExportSearchGridResponse{}
-	mi := &file_sar_v1_search_proto_msgTypes[21]
+	mi := &file_sar_v1_search_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1970,7 +2198,7 @@ func (x *ExportSearchGridResponse) String() string {
 func (*ExportSearchGridResponse) ProtoMessage() {}
 
 func (x *ExportSearchGridResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_search_proto_msgTypes[21]
+	mi := &file_sar_v1_search_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1983,7 +2211,7 @@ func (x *ExportSearchGridResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportSearchGridResponse.ProtoReflect.Descriptor instead.
 func (*ExportSearchGridResponse) Descriptor() ([]byte, []int) {
-	return file_sar_v1_search_proto_rawDescGZIP(), []int{21}
+	return file_sar_v1_search_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ExportSearchGridResponse) GetContent() []byte {
@@ -2025,7 +2253,7 @@ type SearchGridChangedEvent struct {
 
 func (x *SearchGridChangedEvent) Reset() {
 	*x = SearchGridChangedEvent{}
-	mi := &file_sar_v1_search_proto_msgTypes[22]
+	mi := &file_sar_v1_search_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2037,7 +2265,7 @@ func (x *SearchGridChangedEvent) String() string {
 func (*SearchGridChangedEvent) ProtoMessage() {}
 
 func (x *SearchGridChangedEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_sar_v1_search_proto_msgTypes[22]
+	mi := &file_sar_v1_search_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2050,7 +2278,7 @@ func (x *SearchGridChangedEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchGridChangedEvent.ProtoReflect.Descriptor instead.
 func (*SearchGridChangedEvent) Descriptor() ([]byte, []int) {
-	return file_sar_v1_search_proto_rawDescGZIP(), []int{22}
+	return file_sar_v1_search_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SearchGridChangedEvent) GetChange() SearchGridChange {
@@ -2085,7 +2313,7 @@ var File_sar_v1_search_proto protoreflect.FileDescriptor
 
 const file_sar_v1_search_proto_rawDesc = "" +
 	"\n" +
-	"\x13sar/v1/search.proto\x12\x06sar.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13sar/v1/common.proto\x1a\x15sar/v1/incident.proto\"\x8b\b\n" +
+	"\x13sar/v1/search.proto\x12\x06sar.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13sar/v1/common.proto\x1a\x15sar/v1/incident.proto\"\xb5\t\n" +
 	"\x11SearchGridSummary\x12\x1f\n" +
 	"\vincident_id\x18\x01 \x01(\tR\n" +
 	"incidentId\x12\x18\n" +
@@ -2112,13 +2340,25 @@ const file_sar_v1_search_proto_rawDesc = "" +
 	"\badjusted\x18\x11 \x01(\bR\badjusted\x12+\n" +
 	"\x11profile_requested\x18\x14 \x01(\tR\x10profileRequested\x12%\n" +
 	"\x0eprofile_reason\x18\x15 \x01(\tR\rprofileReason\x120\n" +
-	"\x14profile_distances_km\x18\x16 \x03(\x01R\x12profileDistancesKm\x1a?\n" +
+	"\x14profile_distances_km\x18\x16 \x03(\x01R\x12profileDistancesKm\x127\n" +
+	"\tplan_time\x18\x1e \x01(\v2\x1a.google.protobuf.TimestampR\bplanTime\x124\n" +
+	"\ffollowed_fix\x18\x1f \x01(\v2\x11.sar.v1.CallerFixR\vfollowedFix\x129\n" +
+	"\x0flast_caller_fix\x18  \x01(\v2\x11.sar.v1.CallerFixR\rlastCallerFix\x1a?\n" +
 	"\x11SweepWidthsMEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\x1a>\n" +
 	"\x10MaxSpeedsMSEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xab\x01\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\x83\x02\n" +
+	"\tCallerFix\x12%\n" +
+	"\x0eparticipant_id\x18\x01 \x01(\tR\rparticipantId\x12*\n" +
+	"\bposition\x18\x02 \x01(\v2\x0e.sar.v1.LatLngR\bposition\x12\x1d\n" +
+	"\n" +
+	"accuracy_m\x18\x03 \x01(\x01R\taccuracyM\x12.\n" +
+	"\x04time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x125\n" +
+	"\bdecision\x18\x05 \x01(\x0e2\x19.sar.v1.CallerFixDecisionR\bdecision\x12\x1d\n" +
+	"\n" +
+	"distance_m\x18\x06 \x01(\x01R\tdistanceM\"\xab\x01\n" +
 	"\n" +
 	"SearchCell\x12\x12\n" +
 	"\x04cell\x18\x01 \x01(\tR\x04cell\x12\x10\n" +
@@ -2260,7 +2500,20 @@ const file_sar_v1_search_proto_rawDesc = "" +
 	"\x06change\x18\x01 \x01(\x0e2\x18.sar.v1.SearchGridChangeR\x06change\x12-\n" +
 	"\x04grid\x18\x02 \x01(\v2\x19.sar.v1.SearchGridSummaryR\x04grid\x12#\n" +
 	"\rcells_changed\x18\x03 \x01(\x05R\fcellsChanged\x12 \n" +
-	"\vdescription\x18\x04 \x01(\tR\vdescription*_\n" +
+	"\vdescription\x18\x04 \x01(\tR\vdescription*\xb2\x03\n" +
+	"\x11CallerFixDecision\x12#\n" +
+	"\x1fCALLER_FIX_DECISION_UNSPECIFIED\x10\x00\x12!\n" +
+	"\x1dCALLER_FIX_DECISION_FIRST_FIX\x10\x01\x12'\n" +
+	"#CALLER_FIX_DECISION_PLAN_SUPERSEDED\x10\x02\x12\x1d\n" +
+	"\x19CALLER_FIX_DECISION_MOVED\x10\x03\x12%\n" +
+	"!CALLER_FIX_DECISION_MORE_ACCURATE\x10\x04\x120\n" +
+	",CALLER_FIX_DECISION_OPERATOR_PLAN_SUPERSEDED\x10\x05\x12 \n" +
+	"\x1cCALLER_FIX_DECISION_CONFIRMS\x10\x06\x12,\n" +
+	"(CALLER_FIX_DECISION_OPERATOR_PLAN_STANDS\x10\a\x12#\n" +
+	"\x1fCALLER_FIX_DECISION_IMPLAUSIBLE\x10\b\x12 \n" +
+	"\x1cCALLER_FIX_DECISION_TOO_SOON\x10\t\x12\x1d\n" +
+	"\x19CALLER_FIX_DECISION_OLDER\x10\n" +
+	"*_\n" +
 	"\fExportFormat\x12\x1d\n" +
 	"\x19EXPORT_FORMAT_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15EXPORT_FORMAT_GEOJSON\x10\x01\x12\x15\n" +
@@ -2299,104 +2552,112 @@ func file_sar_v1_search_proto_rawDescGZIP() []byte {
 	return file_sar_v1_search_proto_rawDescData
 }
 
-var file_sar_v1_search_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_sar_v1_search_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_sar_v1_search_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_sar_v1_search_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_sar_v1_search_proto_goTypes = []any{
-	(ExportFormat)(0),                    // 0: sar.v1.ExportFormat
-	(SearchGridChange)(0),                // 1: sar.v1.SearchGridChange
-	(*SearchGridSummary)(nil),            // 2: sar.v1.SearchGridSummary
-	(*SearchCell)(nil),                   // 3: sar.v1.SearchCell
-	(*SetSearchPlanRequest)(nil),         // 4: sar.v1.SetSearchPlanRequest
-	(*SetSearchPlanResponse)(nil),        // 5: sar.v1.SetSearchPlanResponse
-	(*UpdateSearchSettingsRequest)(nil),  // 6: sar.v1.UpdateSearchSettingsRequest
-	(*UpdateSearchSettingsResponse)(nil), // 7: sar.v1.UpdateSearchSettingsResponse
-	(*GetSearchGridRequest)(nil),         // 8: sar.v1.GetSearchGridRequest
-	(*GetSearchGridResponse)(nil),        // 9: sar.v1.GetSearchGridResponse
-	(*CellProbability)(nil),              // 10: sar.v1.CellProbability
-	(*AdjustCellsRequest)(nil),           // 11: sar.v1.AdjustCellsRequest
-	(*AdjustCellsResponse)(nil),          // 12: sar.v1.AdjustCellsResponse
-	(*RecordClueRequest)(nil),            // 13: sar.v1.RecordClueRequest
-	(*RecordClueResponse)(nil),           // 14: sar.v1.RecordClueResponse
-	(*ListSegmentsRequest)(nil),          // 15: sar.v1.ListSegmentsRequest
-	(*SearchSegment)(nil),                // 16: sar.v1.SearchSegment
-	(*ListSegmentsResponse)(nil),         // 17: sar.v1.ListSegmentsResponse
-	(*SuggestNextTaskRequest)(nil),       // 18: sar.v1.SuggestNextTaskRequest
-	(*SuggestNextTaskResponse)(nil),      // 19: sar.v1.SuggestNextTaskResponse
-	(*AssignSegmentRequest)(nil),         // 20: sar.v1.AssignSegmentRequest
-	(*AssignSegmentResponse)(nil),        // 21: sar.v1.AssignSegmentResponse
-	(*ExportSearchGridRequest)(nil),      // 22: sar.v1.ExportSearchGridRequest
-	(*ExportSearchGridResponse)(nil),     // 23: sar.v1.ExportSearchGridResponse
-	(*SearchGridChangedEvent)(nil),       // 24: sar.v1.SearchGridChangedEvent
-	nil,                                  // 25: sar.v1.SearchGridSummary.SweepWidthsMEntry
-	nil,                                  // 26: sar.v1.SearchGridSummary.MaxSpeedsMSEntry
-	nil,                                  // 27: sar.v1.SetSearchPlanRequest.SweepWidthsMEntry
-	nil,                                  // 28: sar.v1.UpdateSearchSettingsRequest.SweepWidthsMEntry
-	nil,                                  // 29: sar.v1.UpdateSearchSettingsRequest.MaxSpeedsMSEntry
-	(*LatLng)(nil),                       // 30: sar.v1.LatLng
-	(*timestamppb.Timestamp)(nil),        // 31: google.protobuf.Timestamp
-	(*SubjectProfile)(nil),               // 32: sar.v1.SubjectProfile
-	(*TeamRef)(nil),                      // 33: sar.v1.TeamRef
-	(*durationpb.Duration)(nil),          // 34: google.protobuf.Duration
+	(CallerFixDecision)(0),               // 0: sar.v1.CallerFixDecision
+	(ExportFormat)(0),                    // 1: sar.v1.ExportFormat
+	(SearchGridChange)(0),                // 2: sar.v1.SearchGridChange
+	(*SearchGridSummary)(nil),            // 3: sar.v1.SearchGridSummary
+	(*CallerFix)(nil),                    // 4: sar.v1.CallerFix
+	(*SearchCell)(nil),                   // 5: sar.v1.SearchCell
+	(*SetSearchPlanRequest)(nil),         // 6: sar.v1.SetSearchPlanRequest
+	(*SetSearchPlanResponse)(nil),        // 7: sar.v1.SetSearchPlanResponse
+	(*UpdateSearchSettingsRequest)(nil),  // 8: sar.v1.UpdateSearchSettingsRequest
+	(*UpdateSearchSettingsResponse)(nil), // 9: sar.v1.UpdateSearchSettingsResponse
+	(*GetSearchGridRequest)(nil),         // 10: sar.v1.GetSearchGridRequest
+	(*GetSearchGridResponse)(nil),        // 11: sar.v1.GetSearchGridResponse
+	(*CellProbability)(nil),              // 12: sar.v1.CellProbability
+	(*AdjustCellsRequest)(nil),           // 13: sar.v1.AdjustCellsRequest
+	(*AdjustCellsResponse)(nil),          // 14: sar.v1.AdjustCellsResponse
+	(*RecordClueRequest)(nil),            // 15: sar.v1.RecordClueRequest
+	(*RecordClueResponse)(nil),           // 16: sar.v1.RecordClueResponse
+	(*ListSegmentsRequest)(nil),          // 17: sar.v1.ListSegmentsRequest
+	(*SearchSegment)(nil),                // 18: sar.v1.SearchSegment
+	(*ListSegmentsResponse)(nil),         // 19: sar.v1.ListSegmentsResponse
+	(*SuggestNextTaskRequest)(nil),       // 20: sar.v1.SuggestNextTaskRequest
+	(*SuggestNextTaskResponse)(nil),      // 21: sar.v1.SuggestNextTaskResponse
+	(*AssignSegmentRequest)(nil),         // 22: sar.v1.AssignSegmentRequest
+	(*AssignSegmentResponse)(nil),        // 23: sar.v1.AssignSegmentResponse
+	(*ExportSearchGridRequest)(nil),      // 24: sar.v1.ExportSearchGridRequest
+	(*ExportSearchGridResponse)(nil),     // 25: sar.v1.ExportSearchGridResponse
+	(*SearchGridChangedEvent)(nil),       // 26: sar.v1.SearchGridChangedEvent
+	nil,                                  // 27: sar.v1.SearchGridSummary.SweepWidthsMEntry
+	nil,                                  // 28: sar.v1.SearchGridSummary.MaxSpeedsMSEntry
+	nil,                                  // 29: sar.v1.SetSearchPlanRequest.SweepWidthsMEntry
+	nil,                                  // 30: sar.v1.UpdateSearchSettingsRequest.SweepWidthsMEntry
+	nil,                                  // 31: sar.v1.UpdateSearchSettingsRequest.MaxSpeedsMSEntry
+	(*LatLng)(nil),                       // 32: sar.v1.LatLng
+	(*timestamppb.Timestamp)(nil),        // 33: google.protobuf.Timestamp
+	(*SubjectProfile)(nil),               // 34: sar.v1.SubjectProfile
+	(*TeamRef)(nil),                      // 35: sar.v1.TeamRef
+	(*durationpb.Duration)(nil),          // 36: google.protobuf.Duration
 }
 var file_sar_v1_search_proto_depIdxs = []int32{
-	30, // 0: sar.v1.SearchGridSummary.origin:type_name -> sar.v1.LatLng
-	25, // 1: sar.v1.SearchGridSummary.sweep_widths_m:type_name -> sar.v1.SearchGridSummary.SweepWidthsMEntry
-	31, // 2: sar.v1.SearchGridSummary.origin_time:type_name -> google.protobuf.Timestamp
-	26, // 3: sar.v1.SearchGridSummary.max_speeds_m_s:type_name -> sar.v1.SearchGridSummary.MaxSpeedsMSEntry
-	30, // 4: sar.v1.SetSearchPlanRequest.point:type_name -> sar.v1.LatLng
-	32, // 5: sar.v1.SetSearchPlanRequest.subject:type_name -> sar.v1.SubjectProfile
-	27, // 6: sar.v1.SetSearchPlanRequest.sweep_widths_m:type_name -> sar.v1.SetSearchPlanRequest.SweepWidthsMEntry
-	2,  // 7: sar.v1.SetSearchPlanResponse.grid:type_name -> sar.v1.SearchGridSummary
-	28, // 8: sar.v1.UpdateSearchSettingsRequest.sweep_widths_m:type_name -> sar.v1.UpdateSearchSettingsRequest.SweepWidthsMEntry
-	29, // 9: sar.v1.UpdateSearchSettingsRequest.max_speeds_m_s:type_name -> sar.v1.UpdateSearchSettingsRequest.MaxSpeedsMSEntry
-	2,  // 10: sar.v1.UpdateSearchSettingsResponse.grid:type_name -> sar.v1.SearchGridSummary
-	2,  // 11: sar.v1.GetSearchGridResponse.grid:type_name -> sar.v1.SearchGridSummary
-	3,  // 12: sar.v1.GetSearchGridResponse.cells:type_name -> sar.v1.SearchCell
-	16, // 13: sar.v1.GetSearchGridResponse.segment:type_name -> sar.v1.SearchSegment
-	10, // 14: sar.v1.AdjustCellsRequest.set:type_name -> sar.v1.CellProbability
-	2,  // 15: sar.v1.AdjustCellsResponse.grid:type_name -> sar.v1.SearchGridSummary
-	30, // 16: sar.v1.RecordClueRequest.position:type_name -> sar.v1.LatLng
-	2,  // 17: sar.v1.RecordClueResponse.grid:type_name -> sar.v1.SearchGridSummary
-	30, // 18: sar.v1.SearchSegment.centroid:type_name -> sar.v1.LatLng
-	33, // 19: sar.v1.SearchSegment.assigned_team:type_name -> sar.v1.TeamRef
-	31, // 20: sar.v1.SearchSegment.assign_time:type_name -> google.protobuf.Timestamp
-	2,  // 21: sar.v1.ListSegmentsResponse.grid:type_name -> sar.v1.SearchGridSummary
-	16, // 22: sar.v1.ListSegmentsResponse.segments:type_name -> sar.v1.SearchSegment
-	33, // 23: sar.v1.SuggestNextTaskRequest.team:type_name -> sar.v1.TeamRef
-	30, // 24: sar.v1.SuggestNextTaskRequest.position:type_name -> sar.v1.LatLng
-	16, // 25: sar.v1.SuggestNextTaskResponse.segment:type_name -> sar.v1.SearchSegment
-	34, // 26: sar.v1.SuggestNextTaskResponse.travel:type_name -> google.protobuf.Duration
-	34, // 27: sar.v1.SuggestNextTaskResponse.search:type_name -> google.protobuf.Duration
-	30, // 28: sar.v1.SuggestNextTaskResponse.team_position:type_name -> sar.v1.LatLng
-	2,  // 29: sar.v1.SuggestNextTaskResponse.grid:type_name -> sar.v1.SearchGridSummary
-	33, // 30: sar.v1.AssignSegmentRequest.team:type_name -> sar.v1.TeamRef
-	16, // 31: sar.v1.AssignSegmentResponse.segment:type_name -> sar.v1.SearchSegment
-	0,  // 32: sar.v1.ExportSearchGridRequest.format:type_name -> sar.v1.ExportFormat
-	1,  // 33: sar.v1.SearchGridChangedEvent.change:type_name -> sar.v1.SearchGridChange
-	2,  // 34: sar.v1.SearchGridChangedEvent.grid:type_name -> sar.v1.SearchGridSummary
-	4,  // 35: sar.v1.SearchService.SetSearchPlan:input_type -> sar.v1.SetSearchPlanRequest
-	6,  // 36: sar.v1.SearchService.UpdateSearchSettings:input_type -> sar.v1.UpdateSearchSettingsRequest
-	8,  // 37: sar.v1.SearchService.GetSearchGrid:input_type -> sar.v1.GetSearchGridRequest
-	11, // 38: sar.v1.SearchService.AdjustCells:input_type -> sar.v1.AdjustCellsRequest
-	13, // 39: sar.v1.SearchService.RecordClue:input_type -> sar.v1.RecordClueRequest
-	15, // 40: sar.v1.SearchService.ListSegments:input_type -> sar.v1.ListSegmentsRequest
-	18, // 41: sar.v1.SearchService.SuggestNextTask:input_type -> sar.v1.SuggestNextTaskRequest
-	20, // 42: sar.v1.SearchService.AssignSegment:input_type -> sar.v1.AssignSegmentRequest
-	22, // 43: sar.v1.SearchService.ExportSearchGrid:input_type -> sar.v1.ExportSearchGridRequest
-	5,  // 44: sar.v1.SearchService.SetSearchPlan:output_type -> sar.v1.SetSearchPlanResponse
-	7,  // 45: sar.v1.SearchService.UpdateSearchSettings:output_type -> sar.v1.UpdateSearchSettingsResponse
-	9,  // 46: sar.v1.SearchService.GetSearchGrid:output_type -> sar.v1.GetSearchGridResponse
-	12, // 47: sar.v1.SearchService.AdjustCells:output_type -> sar.v1.AdjustCellsResponse
-	14, // 48: sar.v1.SearchService.RecordClue:output_type -> sar.v1.RecordClueResponse
-	17, // 49: sar.v1.SearchService.ListSegments:output_type -> sar.v1.ListSegmentsResponse
-	19, // 50: sar.v1.SearchService.SuggestNextTask:output_type -> sar.v1.SuggestNextTaskResponse
-	21, // 51: sar.v1.SearchService.AssignSegment:output_type -> sar.v1.AssignSegmentResponse
-	23, // 52: sar.v1.SearchService.ExportSearchGrid:output_type -> sar.v1.ExportSearchGridResponse
-	44, // [44:53] is the sub-list for method output_type
-	35, // [35:44] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	32, // 0: sar.v1.SearchGridSummary.origin:type_name -> sar.v1.LatLng
+	27, // 1: sar.v1.SearchGridSummary.sweep_widths_m:type_name -> sar.v1.SearchGridSummary.SweepWidthsMEntry
+	33, // 2: sar.v1.SearchGridSummary.origin_time:type_name -> google.protobuf.Timestamp
+	28, // 3: sar.v1.SearchGridSummary.max_speeds_m_s:type_name -> sar.v1.SearchGridSummary.MaxSpeedsMSEntry
+	33, // 4: sar.v1.SearchGridSummary.plan_time:type_name -> google.protobuf.Timestamp
+	4,  // 5: sar.v1.SearchGridSummary.followed_fix:type_name -> sar.v1.CallerFix
+	4,  // 6: sar.v1.SearchGridSummary.last_caller_fix:type_name -> sar.v1.CallerFix
+	32, // 7: sar.v1.CallerFix.position:type_name -> sar.v1.LatLng
+	33, // 8: sar.v1.CallerFix.time:type_name -> google.protobuf.Timestamp
+	0,  // 9: sar.v1.CallerFix.decision:type_name -> sar.v1.CallerFixDecision
+	32, // 10: sar.v1.SetSearchPlanRequest.point:type_name -> sar.v1.LatLng
+	34, // 11: sar.v1.SetSearchPlanRequest.subject:type_name -> sar.v1.SubjectProfile
+	29, // 12: sar.v1.SetSearchPlanRequest.sweep_widths_m:type_name -> sar.v1.SetSearchPlanRequest.SweepWidthsMEntry
+	3,  // 13: sar.v1.SetSearchPlanResponse.grid:type_name -> sar.v1.SearchGridSummary
+	30, // 14: sar.v1.UpdateSearchSettingsRequest.sweep_widths_m:type_name -> sar.v1.UpdateSearchSettingsRequest.SweepWidthsMEntry
+	31, // 15: sar.v1.UpdateSearchSettingsRequest.max_speeds_m_s:type_name -> sar.v1.UpdateSearchSettingsRequest.MaxSpeedsMSEntry
+	3,  // 16: sar.v1.UpdateSearchSettingsResponse.grid:type_name -> sar.v1.SearchGridSummary
+	3,  // 17: sar.v1.GetSearchGridResponse.grid:type_name -> sar.v1.SearchGridSummary
+	5,  // 18: sar.v1.GetSearchGridResponse.cells:type_name -> sar.v1.SearchCell
+	18, // 19: sar.v1.GetSearchGridResponse.segment:type_name -> sar.v1.SearchSegment
+	12, // 20: sar.v1.AdjustCellsRequest.set:type_name -> sar.v1.CellProbability
+	3,  // 21: sar.v1.AdjustCellsResponse.grid:type_name -> sar.v1.SearchGridSummary
+	32, // 22: sar.v1.RecordClueRequest.position:type_name -> sar.v1.LatLng
+	3,  // 23: sar.v1.RecordClueResponse.grid:type_name -> sar.v1.SearchGridSummary
+	32, // 24: sar.v1.SearchSegment.centroid:type_name -> sar.v1.LatLng
+	35, // 25: sar.v1.SearchSegment.assigned_team:type_name -> sar.v1.TeamRef
+	33, // 26: sar.v1.SearchSegment.assign_time:type_name -> google.protobuf.Timestamp
+	3,  // 27: sar.v1.ListSegmentsResponse.grid:type_name -> sar.v1.SearchGridSummary
+	18, // 28: sar.v1.ListSegmentsResponse.segments:type_name -> sar.v1.SearchSegment
+	35, // 29: sar.v1.SuggestNextTaskRequest.team:type_name -> sar.v1.TeamRef
+	32, // 30: sar.v1.SuggestNextTaskRequest.position:type_name -> sar.v1.LatLng
+	18, // 31: sar.v1.SuggestNextTaskResponse.segment:type_name -> sar.v1.SearchSegment
+	36, // 32: sar.v1.SuggestNextTaskResponse.travel:type_name -> google.protobuf.Duration
+	36, // 33: sar.v1.SuggestNextTaskResponse.search:type_name -> google.protobuf.Duration
+	32, // 34: sar.v1.SuggestNextTaskResponse.team_position:type_name -> sar.v1.LatLng
+	3,  // 35: sar.v1.SuggestNextTaskResponse.grid:type_name -> sar.v1.SearchGridSummary
+	35, // 36: sar.v1.AssignSegmentRequest.team:type_name -> sar.v1.TeamRef
+	18, // 37: sar.v1.AssignSegmentResponse.segment:type_name -> sar.v1.SearchSegment
+	1,  // 38: sar.v1.ExportSearchGridRequest.format:type_name -> sar.v1.ExportFormat
+	2,  // 39: sar.v1.SearchGridChangedEvent.change:type_name -> sar.v1.SearchGridChange
+	3,  // 40: sar.v1.SearchGridChangedEvent.grid:type_name -> sar.v1.SearchGridSummary
+	6,  // 41: sar.v1.SearchService.SetSearchPlan:input_type -> sar.v1.SetSearchPlanRequest
+	8,  // 42: sar.v1.SearchService.UpdateSearchSettings:input_type -> sar.v1.UpdateSearchSettingsRequest
+	10, // 43: sar.v1.SearchService.GetSearchGrid:input_type -> sar.v1.GetSearchGridRequest
+	13, // 44: sar.v1.SearchService.AdjustCells:input_type -> sar.v1.AdjustCellsRequest
+	15, // 45: sar.v1.SearchService.RecordClue:input_type -> sar.v1.RecordClueRequest
+	17, // 46: sar.v1.SearchService.ListSegments:input_type -> sar.v1.ListSegmentsRequest
+	20, // 47: sar.v1.SearchService.SuggestNextTask:input_type -> sar.v1.SuggestNextTaskRequest
+	22, // 48: sar.v1.SearchService.AssignSegment:input_type -> sar.v1.AssignSegmentRequest
+	24, // 49: sar.v1.SearchService.ExportSearchGrid:input_type -> sar.v1.ExportSearchGridRequest
+	7,  // 50: sar.v1.SearchService.SetSearchPlan:output_type -> sar.v1.SetSearchPlanResponse
+	9,  // 51: sar.v1.SearchService.UpdateSearchSettings:output_type -> sar.v1.UpdateSearchSettingsResponse
+	11, // 52: sar.v1.SearchService.GetSearchGrid:output_type -> sar.v1.GetSearchGridResponse
+	14, // 53: sar.v1.SearchService.AdjustCells:output_type -> sar.v1.AdjustCellsResponse
+	16, // 54: sar.v1.SearchService.RecordClue:output_type -> sar.v1.RecordClueResponse
+	19, // 55: sar.v1.SearchService.ListSegments:output_type -> sar.v1.ListSegmentsResponse
+	21, // 56: sar.v1.SearchService.SuggestNextTask:output_type -> sar.v1.SuggestNextTaskResponse
+	23, // 57: sar.v1.SearchService.AssignSegment:output_type -> sar.v1.AssignSegmentResponse
+	25, // 58: sar.v1.SearchService.ExportSearchGrid:output_type -> sar.v1.ExportSearchGridResponse
+	50, // [50:59] is the sub-list for method output_type
+	41, // [41:50] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_sar_v1_search_proto_init() }
@@ -2406,15 +2667,15 @@ func file_sar_v1_search_proto_init() {
 	}
 	file_sar_v1_common_proto_init()
 	file_sar_v1_incident_proto_init()
-	file_sar_v1_search_proto_msgTypes[2].OneofWrappers = []any{}
-	file_sar_v1_search_proto_msgTypes[4].OneofWrappers = []any{}
+	file_sar_v1_search_proto_msgTypes[3].OneofWrappers = []any{}
+	file_sar_v1_search_proto_msgTypes[5].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sar_v1_search_proto_rawDesc), len(file_sar_v1_search_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   28,
+			NumEnums:      3,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

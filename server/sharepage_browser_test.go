@@ -138,11 +138,20 @@ func TestSharePageInBrowser(t *testing.T) {
 	}
 	p.shot("en-5-delivered")
 
+	// The subject is reported found: the page hears it with its next send.
+	must[*sarv1.ReportSubjectFoundResponse](t, "ReportSubjectFound")(e.inc.ReportSubjectFound(e.as(op),
+		&sarv1.ReportSubjectFoundRequest{IncidentId: inc.GetId(), Position: &sarv1.LatLng{Lat: 30.2541, Lng: 119.7211},
+			Condition: sarv1.SubjectCondition_SUBJECT_CONDITION_UNINJURED}))
+	time.Sleep(5 * time.Second) // the page refreshes its status with a send at most every 5 s
+	p.at(30.2560, 119.7230, 9)
+	p.waitFor("the found message", "document.getElementById('phase').textContent.indexOf('found you')>=0")
+	p.shot("en-6-found")
+
 	// The incident closes: the page says so and stops.
 	must[*sarv1.CloseIncidentResponse](t, "CloseIncident")(e.inc.CloseIncident(e.as(op), &sarv1.CloseIncidentRequest{IncidentId: inc.GetId(), Outcome: sarv1.IncidentOutcome_INCIDENT_OUTCOME_FOUND_ALIVE}))
 	p.do(chromedp.Reload())
 	p.waitFor("the closed message", "document.getElementById('phase').textContent.indexOf('ended')>=0")
-	p.shot("en-6-closed")
+	p.shot("en-7-closed")
 }
 
 // TestSharePageFastClock: a phone whose clock runs 20 minutes fast still

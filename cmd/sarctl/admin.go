@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
+	qrcode "github.com/skip2/go-qrcode"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -182,16 +184,76 @@ func (c *incidentCloseCmd) Run(ctx context.Context, g *Globals, w io.Writer) err
 	})
 }
 
-type shareLinkCmd struct {
+type linkCmd struct {
+	Create linkCreateCmd `cmd:"" help:"Make a location-share link for the lost person of an incident: prints the link, the text to send by SMS (Chinese and English) and a QR code to scan from the screen."`
+	Revoke linkRevokeCmd `cmd:"" help:"Switch a share link off (its page then says so)."`
+}
+
+type linkCreateCmd struct {
 	ID   string        `arg:"" help:"Incident id."`
 	Name string        `help:"Name to show for the caller, e.g. \"Caller (mother)\"."`
 	TTL  time.Duration `name:"ttl" help:"How long the link works (1m to 336h); default 72h."`
+	SVG  string        `name:"svg" type:"path" help:"Also write the QR code as an SVG file here."`
+	JSON bool          `name:"json" help:"Print the whole response as JSON (token, participant, texts, QR SVG) instead."`
 }
 
-func (c *shareLinkCmd) Run(ctx context.Context, g *Globals, w io.Writer) error {
+func (c *linkCreateCmd) Run(ctx context.Context, g *Globals, w io.Writer) error {
+	cc, err := dial(g.Addr)
+	if err != nil {
+		return err
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(withToken(ctx, g.Token), g.Timeout)
+	defer cancel()
+	res, err := sarv1.NewAuthServiceClient(cc).CreateShareLink(ctx, &sarv1.CreateShareLinkRequest{
+		IncidentId: c.ID, DisplayName: c.Name, Ttl: durationOrNil(c.TTL)})
+	if err != nil {
+		return err
+	}
+	if c.SVG != "" {
+		if err := os.WriteFile(c.SVG, []byte(res.GetQrSvg()), 0o600); err != nil {
+			return err
+		}
+	}
+	if c.JSON {
+		b, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(res)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(w, "%s\n", b)
+		return err
+	}
+	return printLink(w, res)
+}
+
+// printLink shows a share link the way an officer on the phone needs it:
+// the link, the texts to paste into an SMS, and a QR code that a phone
+// held to the screen can scan.
+func printLink(w io.Writer, res *sarv1.CreateShareLinkResponse) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Share link for %s (participant %s, credential %s, valid until %s):\n\n  %s\n\n",
+		res.GetParticipant().GetDisplayName(), res.GetParticipant().GetId(), res.GetPrincipal().GetCredentialId(),
+		res.GetPrincipal().GetExpireTime().AsTime().Local().Format("2006-01-02 15:04 MST"), res.GetUrl())
+	for _, t := range res.GetTexts() {
+		fmt.Fprintf(&b, "SMS (%s):\n%s\n\n", t.GetLanguage(), t.GetText())
+	}
+	q, err := qrcode.New(res.GetUrl(), qrcode.Medium)
+	if err != nil {
+		return err
+	}
+	b.WriteString(q.ToSmallString(false))
+	fmt.Fprintf(&b, "\nRevoke with: sarctl link revoke %s\n", res.GetPrincipal().GetCredentialId())
+	_, err = io.WriteString(w, b.String())
+	return err
+}
+
+type linkRevokeCmd struct {
+	CredentialID string `arg:"" name:"credential-id" help:"The link's credential id (printed by 'link create')."`
+}
+
+func (c *linkRevokeCmd) Run(ctx context.Context, g *Globals, w io.Writer) error {
 	return g.call(ctx, w, func(ctx context.Context, cc *grpc.ClientConn) (proto.Message, error) {
-		return sarv1.NewAuthServiceClient(cc).CreateShareLink(ctx, &sarv1.CreateShareLinkRequest{
-			IncidentId: c.ID, DisplayName: c.Name, Ttl: durationOrNil(c.TTL)})
+		return sarv1.NewAuthServiceClient(cc).RevokeCredential(ctx, &sarv1.RevokeCredentialRequest{CredentialId: c.CredentialID})
 	})
 }
 

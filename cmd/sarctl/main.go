@@ -44,7 +44,7 @@ type CLI struct {
 	Team       teamCmd       `cmd:"" help:"Manage teams of an agency."`
 	Credential credentialCmd `cmd:"" help:"Issue credentials."`
 	Incident   incidentCmd   `cmd:"" help:"Open, list, read and close incidents."`
-	ShareLink  shareLinkCmd  `cmd:"" name:"share-link" help:"Make a location-share link for a lost person of an incident."`
+	Link       linkCmd       `cmd:"" help:"Location-share links for a lost person: create (link, SMS text, QR code) and revoke."`
 	Watch      watchCmd      `cmd:"" help:"Follow an incident's live events: one JSON line per message until Ctrl-C."`
 	Search     searchCmd     `cmd:"" help:"An incident's search plan: grid, clues, segments and task suggestions."`
 	Bench      benchCmd      `cmd:"" help:"Load tests against a running sard."`

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,8 +15,10 @@ import (
 	"github.com/alecthomas/kong"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
@@ -171,10 +175,34 @@ func testAdminCommands(t *testing.T, s *server) {
 	if got, want := who.GetPrincipal().GetTeamId(), "alpha"; got != want {
 		t.Errorf("whoami (rescuer) team = %q, want %q", got, want)
 	}
-	link := run(t, admin, &shareLinkCmd{ID: inc.GetId(), Name: "Caller"}, &sarv1.CreateShareLinkResponse{})
+	link := run(t, admin, &linkCreateCmd{ID: inc.GetId(), Name: "Caller", JSON: true}, &sarv1.CreateShareLinkResponse{})
 	if !auth.WellFormed(link.GetToken()) {
-		t.Errorf("share-link token %q is not well formed", link.GetToken())
+		t.Errorf("link create token %q is not well formed", link.GetToken())
 	}
+	// Without --json: what the officer reads and copies.
+	var out bytes.Buffer
+	svg := filepath.Join(t.TempDir(), "qr.svg")
+	if err := (&linkCreateCmd{ID: inc.GetId(), Name: "Caller (mother)", SVG: svg}).Run(t.Context(), admin, &out); err != nil {
+		t.Fatalf("link create: %v", err)
+	}
+	text := out.String()
+	for _, want := range []string{"/share#sar_", "SMS (zh):", "【山地搜救】", "SMS (en):", "Mountain rescue:", "█", "sarctl link revoke "} {
+		if !strings.Contains(text, want) {
+			t.Errorf("link create prints no %q:\n%s", want, text)
+		}
+	}
+	if b, err := os.ReadFile(svg); err != nil || !bytes.HasPrefix(b, []byte("<svg")) {
+		t.Errorf("--svg wrote %q, %v", b, err)
+	}
+	credID := text[strings.LastIndex(text, "link revoke ")+len("link revoke "):]
+	credID = strings.TrimSpace(credID)
+	run(t, admin, &linkRevokeCmd{CredentialID: credID}, &sarv1.RevokeCredentialResponse{})
+	i := strings.Index(text, "/share#")
+	revoked := text[i+len("/share#") : i+len("/share#")+47]
+	if err := (whoamiCmd{}).Run(t.Context(), s.globals(revoked), io.Discard); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("whoami with the revoked link: %v, want Unauthenticated", err)
+	}
+	run(t, s.globals(link.GetToken()), whoamiCmd{}, &sarv1.WhoAmIResponse{}) // the other link still works
 
 	// watch prints the snapshot as one JSON line; the writer ends the
 	// watch at its first line, as Ctrl-C would.

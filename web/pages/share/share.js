@@ -285,6 +285,7 @@
   function renderStatus() {
     var started = st.watchId !== null || st.lastSentAt > 0 || st.queued > 0;
     $('status').hidden = !started;
+    $('intro').hidden = st.watchId !== null || st.stopped; // "tap the button" once there is none
     if (!started) { return; }
     var state = $('state');
     var cls = 'state wait';
@@ -372,6 +373,7 @@
   function refused(err) {
     if (err.status === 401) {
       showNotice(err.reason === 'CREDENTIAL_EXPIRED' ? 'expired' : err.reason === 'CREDENTIAL_REVOKED' ? 'revoked' : 'invalid');
+      $('tips').hidden = true; // no position goes out: the advice about sending does not apply
       stop();
       return true;
     }
@@ -628,6 +630,9 @@
         if (through > st.acked) { st.acked = through; }
         if (ack.cell) { st.cell = ack.cell; }
         st.lastSentAt = Date.now();
+        store.setItem('sar-sent-' + st.qkey, String(st.lastSentAt));
+        if (st.cell) { store.setItem('sar-cell-' + st.qkey, st.cell); }
+        if (st.lastSentAt - statusAt > 5000) { pollStatus(); } // news rides on a working network
         memoryQueue = memoryQueue.filter(function (e) { return e.seq > st.acked; });
         st.queue.dropThrough(st.acked, function (left) {
           st.queued = Math.max(0, left) + memoryQueue.length;
@@ -700,6 +705,7 @@
   }
 
   var statusTimer = 0;
+  var statusAt = 0;
 
   function pollStatus() {
     if (statusTimer) { clearTimeout(statusTimer); statusTimer = 0; }
@@ -708,6 +714,7 @@
       if (err) {
         if (refused(err)) { return; }
       } else {
+        statusAt = Date.now();
         var s = res.status || {};
         st.phase = s.phase || '';
         st.teams = s.teamsOnTheWay || 0;
@@ -739,11 +746,13 @@
       store.setItem('sar-lang', st.lang);
       render();
     };
-    if (!st.token) { showNotice('badLink'); $('start').hidden = true; return; }
+    if (!st.token) { showNotice('badLink'); $('start').hidden = true; $('tips').hidden = true; return; }
     st.qkey = hashOf(st.token);
     st.device = deviceId();
     st.nextSeq = Math.max(1, parseInt(store.getItem('sar-seq-' + st.qkey) || '1', 10) || 1);
     st.lastT = parseInt(store.getItem('sar-last-' + st.qkey) || '0', 10) || 0;
+    st.lastSentAt = parseInt(store.getItem('sar-sent-' + st.qkey) || '0', 10) || 0;
+    st.cell = store.getItem('sar-cell-' + st.qkey) || '';
     if (navigator.getBattery) {
       navigator.getBattery().then(function (b) {
         var read = function () { st.battery = Math.round(b.level * 100); };

@@ -38,13 +38,20 @@ type env struct {
 	agency sarv1.AgencyServiceClient
 	inc    sarv1.IncidentServiceClient
 	loc    sarv1.LocationServiceClient
+	logTo  io.Writer // the server's log, at debug level, when set (else testLogger)
 }
 
 type envOption func(*app.Config)
 
 func startEnv(t *testing.T, opts ...envOption) *env {
 	t.Helper()
-	e := &env{t: t, redis: testenv.StartRedis(t, testenv.WithAOF()), nats: testenv.StartNATS(t)}
+	return startEnvLogging(t, nil, opts...)
+}
+
+// startEnvLogging is startEnv with the server's log written to w.
+func startEnvLogging(t *testing.T, w io.Writer, opts ...envOption) *env {
+	t.Helper()
+	e := &env{t: t, redis: testenv.StartRedis(t, testenv.WithAOF()), nats: testenv.StartNATS(t), logTo: w}
 	e.admin, _, _ = auth.NewToken()
 	cfg := app.Defaults()
 	cfg.GRPCAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
@@ -70,7 +77,11 @@ func testLogger(t *testing.T) *slog.Logger {
 func (e *env) start(cfg app.Config) {
 	t := e.t
 	t.Helper()
-	a, err := app.Start(context.Background(), cfg, testLogger(t))
+	log := testLogger(t)
+	if e.logTo != nil {
+		log = slog.New(slog.NewJSONHandler(e.logTo, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	a, err := app.Start(context.Background(), cfg, log)
 	if err != nil {
 		t.Fatalf("app.Start: %v", err)
 	}

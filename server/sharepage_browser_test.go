@@ -1,9 +1,11 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,7 +25,8 @@ import (
 // reload with fixes queued, the network back. Every fix must arrive once
 // and in order, in Redis and as NATS events.
 func TestSharePageInBrowser(t *testing.T) {
-	e := startEnv(t)
+	var logs lockedBuffer
+	e := startEnvLogging(t, &logs)
 	rec := e.recordNATS()
 	op := e.operator("north")
 	inc := e.createIncident(op)
@@ -152,6 +155,29 @@ func TestSharePageInBrowser(t *testing.T) {
 	p.do(chromedp.Reload())
 	p.waitFor("the closed message", "document.getElementById('phase').textContent.indexOf('ended')>=0")
 	p.shot("en-7-closed")
+
+	// The token never reaches a log: the page sends it only in a header.
+	if l := logs.String(); strings.Contains(l, link.GetToken()) || !strings.Contains(l, "share link opened") {
+		t.Errorf("the server's debug log holds the link's token, or misses the link's opening:\n%.2000s", l)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer that a logger and a test share.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // TestSharePageFastClock: a phone whose clock runs 20 minutes fast still

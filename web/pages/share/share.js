@@ -486,9 +486,13 @@
 
   // ---- positions ------------------------------------------------------------
 
+  // insecure reports a page that browsers give no position to. A browser
+  // too old to say (no isSecureContext) is given the benefit of the doubt.
+  function insecure() { return window.isSecureContext === false; }
+
   function start() {
     if (st.stopped) { return; }
-    if (!window.isSecureContext) { showNotice('insecure'); return; }
+    if (insecure()) { showNotice('insecure'); return; }
     if (!navigator.geolocation) { showNotice('unsupported'); return; }
     if (st.watchId !== null) { return; }
     store.setItem('sar-sharing-' + st.qkey, '1');
@@ -772,7 +776,7 @@
         if (e && e.seq >= st.nextSeq) { st.nextSeq = e.seq + 1; }
         q.dropThrough(0, function (left) { // counts what is queued
           st.queued = Math.max(0, left);
-          if (!window.isSecureContext) {
+          if (insecure()) {
             showNotice('insecure');
             $('start').hidden = true;
           } else if (!navigator.geolocation) {

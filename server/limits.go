@@ -62,16 +62,23 @@ func hostOf(addr string) string {
 	return addr
 }
 
-// The per-address budget covers the traffic that no credential of an
-// operator or rescuer vouches for: requests refused for their credential
-// (a guessing client) and share-link traffic, so that a leaked link cannot
-// flood an incident from one place. Operators and rescuers are limited per
-// credential only: a command post behind one address is not throttled.
+// Per client address there are two budgets, each of AddrRateLimit and
+// AddrRateBurst: one for calls refused for their credential (a guessing
+// client, a scanner without a token), one for share-link calls (so that a
+// leaked link cannot flood an incident from one place). They are apart so
+// that guessing from an address never throttles a real lost person's page
+// behind the same address (a carrier's NAT). Operators and rescuers are
+// limited per credential only: a command post behind one address is not
+// throttled.
 //
-// addrSpend spends one request of an address's budget and reports whether
-// there was budget for it.
-func (s *Server) addrSpend(addr string) bool {
+// refusedSpend and linkSpend spend one request of an address's budget and
+// report whether there was budget for it.
+func (s *Server) refusedSpend(addr string) bool {
 	return addr == "" || s.addrs.get(addr).Allow()
+}
+
+func (s *Server) linkSpend(addr string) bool {
+	return addr == "" || s.linkAddrs.get(addr).Allow()
 }
 
 // linkTraffic reports whether a principal's calls count against its

@@ -79,8 +79,9 @@ func Pages(fsys fs.FS) (http.Handler, error) {
 		w.Header().Set("Content-Type", p.ctype)
 		w.Header().Set("ETag", p.etag)
 		if strings.HasPrefix(r.URL.Path, "/share") {
-			// The lost person's page: nothing of it is kept on the phone or
-			// on a proxy (a shared phone, a cache in between).
+			// The lost person's page: no cache keeps it (a shared phone's
+			// browser cache, a proxy in between); the page itself keeps its
+			// queue of positions until they are acknowledged.
 			w.Header().Set("Cache-Control", "no-store")
 		} else {
 			w.Header().Set("Cache-Control", "no-cache")

@@ -68,8 +68,8 @@ type Options struct {
 	LinkRateLimit float64
 	LinkRateBurst int
 	// AddrRateLimit and AddrRateBurst limit, per client address, the calls
-	// refused for their credential and share-link calls (default 5 per
-	// second, burst 60).
+	// refused for their credential, and apart from them the share-link
+	// calls (default 5 per second, burst 60, each).
 	AddrRateLimit float64
 	AddrRateBurst int
 	// WatchRecheck is how often watch streams re-check their credential
@@ -81,23 +81,24 @@ type Options struct {
 
 // Server serves the sar.v1 API over gRPC and HTTP.
 type Server struct {
-	core     *core.Service
-	opt      Options
-	log      *slog.Logger
-	grpc     *grpc.Server
-	inproc   *inprocgrpc.Channel // the JSON gateway's door to the same services
-	health   *health.Server
-	mux      *http.ServeMux
-	mu       sync.Mutex // guards http, set by Serve
-	http     *http.Server
-	base     context.Context // every HTTP request's context descends from it
-	cut      context.CancelFunc
-	draining chan struct{}
-	drain    sync.Once
-	creds    *keyedLimiters // per credential id
-	links    *keyedLimiters // per share link's credential id
-	addrs    *keyedLimiters // per client address: refused and share-link calls
-	gw       *runtime.ServeMux
+	core      *core.Service
+	opt       Options
+	log       *slog.Logger
+	grpc      *grpc.Server
+	inproc    *inprocgrpc.Channel // the JSON gateway's door to the same services
+	health    *health.Server
+	mux       *http.ServeMux
+	mu        sync.Mutex // guards http, set by Serve
+	http      *http.Server
+	base      context.Context // every HTTP request's context descends from it
+	cut       context.CancelFunc
+	draining  chan struct{}
+	drain     sync.Once
+	creds     *keyedLimiters // per credential id
+	links     *keyedLimiters // per share link's credential id
+	addrs     *keyedLimiters // per client address: calls refused for their credential
+	linkAddrs *keyedLimiters // per client address: share-link calls
+	gw        *runtime.ServeMux
 }
 
 type tokenKey struct{}
@@ -133,6 +134,7 @@ func New(svc *core.Service, opt Options) *Server {
 	s.creds = newKeyedLimiters(opt.RateLimit, opt.RateBurst)
 	s.links = newKeyedLimiters(opt.LinkRateLimit, opt.LinkRateBurst)
 	s.addrs = newKeyedLimiters(opt.AddrRateLimit, opt.AddrRateBurst)
+	s.linkAddrs = newKeyedLimiters(opt.AddrRateLimit, opt.AddrRateBurst)
 
 	metrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram(
 		grpcprom.WithHistogramBuckets([]float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5})))
@@ -320,7 +322,7 @@ func (s *Server) authenticate(ctx context.Context) (context.Context, error) {
 		}
 		return nil, toStatus(s.log, "authenticate", err)
 	}
-	if linkTraffic(p) && !s.addrSpend(addr) {
+	if linkTraffic(p) && !s.linkSpend(addr) {
 		return nil, errAddrLimited
 	}
 	ctx = auth.WithPrincipal(ctx, p)
@@ -330,7 +332,7 @@ func (s *Server) authenticate(ctx context.Context) (context.Context, error) {
 // refuse answers a refused credential, spending the address's budget;
 // once it is spent, with ResourceExhausted.
 func (s *Server) refuse(addr string, err error) error {
-	if !s.addrSpend(addr) {
+	if !s.refusedSpend(addr) {
 		return errAddrLimited
 	}
 	return toStatus(s.log, "authenticate", err)

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -56,12 +59,8 @@ func TestSharePageInBrowser(t *testing.T) {
 	if part.GetDeviceKind() != "android" || part.GetLinkOpenTime() == nil {
 		t.Errorf("opened participant: device kind %q, open time %v; want android and a time", part.GetDeviceKind(), part.GetLinkOpenTime())
 	}
-	if n := rec.linkChanges(callerID, sarv1.ParticipantChange_PARTICIPANT_CHANGE_LINK_CREATED); n != 1 {
-		t.Errorf("%d LINK_CREATED events, want 1", n)
-	}
-	if n := rec.linkChanges(callerID, sarv1.ParticipantChange_PARTICIPANT_CHANGE_LINK_OPENED); n != 1 {
-		t.Errorf("%d LINK_OPENED events, want 1", n)
-	}
+	rec.waitLinkChanges(t, callerID, sarv1.ParticipantChange_PARTICIPANT_CHANGE_LINK_CREATED, 1)
+	rec.waitLinkChanges(t, callerID, sarv1.ParticipantChange_PARTICIPANT_CHANGE_LINK_OPENED, 1)
 
 	p.do(chromedp.Click(chromedp.ID("start")))
 	p.waitFor("the first fix acknowledged", "document.getElementById('state').className==='state ok'")
@@ -109,9 +108,14 @@ func TestSharePageInBrowser(t *testing.T) {
 	// The network returns: everything queued arrives, once, in order.
 	p.network(false, "")
 	p.waitFor("the queue drained", "document.getElementById('queued').hidden && document.getElementById('state').className==='state ok'")
-	fixes := e.waitTrack(op, inc.GetId(), callerID, 5)
-	time.Sleep(time.Second) // a duplicate send, if any, would land now
-	fixes = e.track(op, inc.GetId(), callerID)
+	e.waitTrack(op, inc.GetId(), callerID, 5)
+	time.Sleep(time.Second) // a late or repeated send, if any, would land now
+	fixes := e.track(op, inc.GetId(), callerID)
+	// The server drops a fix sent twice; its counter says whether the page
+	// sent one twice.
+	if d := e.metric("sar_fixes_duplicate_total"); d != 0 {
+		t.Errorf("the page sent %v fixes again after they were stored, want 0", d)
+	}
 	var seqs []uint64
 	for _, f := range fixes {
 		seqs = append(seqs, f.GetSequence())
@@ -140,6 +144,19 @@ func TestSharePageInBrowser(t *testing.T) {
 		t.Errorf("after the switch, headline = %q", h)
 	}
 	p.shot("en-5-delivered")
+
+	// A second link (the officer sent a new one) opened on the same phone
+	// is a participant of its own, with a device of its own.
+	link2 := must[*sarv1.CreateShareLinkResponse](t, "CreateShareLink")(e.auth.CreateShareLink(e.as(op),
+		&sarv1.CreateShareLinkRequest{IncidentId: inc.GetId(), DisplayName: "Caller (daughter)"}))
+	p.do(chromedp.Navigate(link2.GetUrl()), chromedp.Sleep(time.Second)) // only the fragment changes: the page reloads itself
+	p.waitFor("the second link's button", "!document.getElementById('start').disabled")
+	p.do(chromedp.Click(chromedp.ID("start")))
+	if f := e.waitTrack(op, inc.GetId(), link2.GetParticipant().GetId(), 1); f[0].GetSequence() != 1 {
+		t.Errorf("the second link's first fix has sequence %d, want 1 (its own device)", f[0].GetSequence())
+	}
+	p.do(chromedp.Navigate(link.GetUrl()), chromedp.Sleep(time.Second))
+	p.waitFor("the first link sharing again", "document.getElementById('state').className==='state ok'")
 
 	// The subject is reported found: the page hears it with its next send.
 	must[*sarv1.ReportSubjectFoundResponse](t, "ReportSubjectFound")(e.inc.ReportSubjectFound(e.as(op),
@@ -419,6 +436,43 @@ func (e *env) expireCredential(p *sarv1.Principal) {
 	if err := e.rdb.HSet(context.Background(), key, "pb", b).Err(); err != nil {
 		e.t.Fatal(err)
 	}
+}
+
+// waitLinkChanges waits until n events of a change came for a caller, and
+// fails if more come.
+func (r *natsRecorder) waitLinkChanges(t *testing.T, participant string, change sarv1.ParticipantChange, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for r.linkChanges(participant, change) < n && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if got := r.linkChanges(participant, change); got != n {
+		t.Errorf("%d %v events for %s, want %d", got, change, participant, n)
+	}
+}
+
+// metric reads a counter or gauge without labels from the server's
+// /metrics.
+func (e *env) metric(name string) float64 {
+	e.t.Helper()
+	resp, err := http.Get("http://" + e.app.HTTPAddr() + "/metrics")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				e.t.Fatalf("metric %s: %q", name, line)
+			}
+			return f
+		}
+	}
+	e.t.Fatalf("no metric %s on /metrics", name)
+	return 0
 }
 
 // linkChanges counts a caller's participant events of one change.

@@ -28,7 +28,9 @@ func active(inc *sarv1.Incident) bool {
 }
 
 // errNotActive is the error for a closed incident.
-func errNotActive() error { return sar.Errorf(sar.KindFailedPrecondition, "incident is closed") }
+func errNotActive() error {
+	return &sar.Error{Kind: sar.KindFailedPrecondition, Message: "incident is closed", Reason: sar.IncidentClosed}
+}
 
 // searching returns nil while the search runs; an error once the subject
 // was found or the incident closed.

@@ -130,4 +130,7 @@ const (
 	CredentialExpired  = "CREDENTIAL_EXPIRED"
 	CredentialRevoked  = "CREDENTIAL_REVOKED"
 	CredentialRequired = "CREDENTIAL_REQUIRED"
+	// IncidentClosed comes with FAILED_PRECONDITION when the incident is
+	// closed: a share page stops for it, and for nothing else.
+	IncidentClosed = "INCIDENT_CLOSED"
 )

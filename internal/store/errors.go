@@ -34,7 +34,13 @@ const (
 // here they are the error left when a caller gave up retrying.
 var scriptErrors = map[string]func(what string) error{
 	codeNotFound: func(what string) error { return sar.NotFound(what) },
-	codeClosed:   func(what string) error { return sar.Errorf(sar.KindFailedPrecondition, "%s is closed", what) },
+	codeClosed: func(what string) error {
+		e := sar.Errorf(sar.KindFailedPrecondition, "%s is closed", what)
+		if what == "incident" {
+			e.Reason = sar.IncidentClosed
+		}
+		return e
+	},
 	codeNotJoined: func(string) error {
 		return sar.Errorf(sar.KindFailedPrecondition, "device has not joined the incident (call JoinIncident)")
 	},

@@ -173,7 +173,11 @@
     lastSentAt: 0,
     lastFix: null,     // last queued fix {t, lat, lng, acc}
     lastPos: null,     // last position from the browser
-    lastT: 0,          // the time of the last queued reading (kept across reloads)
+    lastT: 0,          // the time and place of the last queued reading (kept across reloads)
+    lastLat: 0,
+    lastLng: 0,
+    cellSeq: 0,        // the sequence of the fix whose cell st.cell is
+    queuedSeq: 0,      // the sequence of the last queued fix
     cell: '',
     watchId: null,
     stopped: false,    // link dead or incident closed: nothing more is sent
@@ -306,7 +310,9 @@
     $('readout').hidden = !p;
     if (p) {
       $('coords').textContent = t('lat')(p.lat) + '  ' + t('lng')(p.lng);
-      $('cell').textContent = st.cell ? groups(st.cell) : '—';
+      // The cell only while it is the latest position's: read out after a
+      // move, an old cell would send rescuers where the person was.
+      $('cell').textContent = st.cell && st.cellSeq >= st.queuedSeq ? groups(st.cell) : '—';
     }
   }
 
@@ -377,7 +383,7 @@
       stop();
       return true;
     }
-    if (err.code === 9 || err.status === 404) { // FAILED_PRECONDITION: closed; NOT_FOUND: gone
+    if (err.reason === 'INCIDENT_CLOSED' || err.status === 404) { // closed, or gone after its retention
       st.phase = 'CALLER_PHASE_CLOSED';
       renderPhase();
       stop();
@@ -386,11 +392,19 @@
     return false;
   }
 
+  // stop ends sharing for good (the link is dead or the search closed)
+  // and forgets what the phone kept for this link: nothing of it can be
+  // sent any more.
   function stop() {
     st.stopped = true;
     if (st.watchId !== null && navigator.geolocation) { navigator.geolocation.clearWatch(st.watchId); }
     st.watchId = null;
     $('start').hidden = true;
+    var keys = ['sar-seq-', 'sar-last-', 'sar-sent-', 'sar-cell-', 'sar-sharing-', 'sar-device-', 'sar-queue-'];
+    for (var i = 0; i < keys.length; i++) { store.removeItem(keys[i] + st.qkey); }
+    if (st.queue) { st.queue.dropThrough(9007199254740991, function () {}); }
+    memoryQueue = [];
+    st.queued = 0;
     renderStatus();
   }
 
@@ -408,7 +422,11 @@
   // openQueue gives a queue of {seq, t, off, fix} kept in IndexedDB, or in
   // localStorage where IndexedDB is missing or refused (private modes).
   function openQueue(done) {
-    var fallback = function () { done(lsQueue()); };
+    var settled = false;
+    var finish = function (q) { if (!settled) { settled = true; done(q); } };
+    var fallback = function () { finish(lsQueue()); };
+    // Some browsers never answer an open (Safari 14): do not wait for ever.
+    setTimeout(fallback, 2000);
     var idb;
     try { idb = window.indexedDB; } catch (e) { idb = null; }
     if (!idb) { fallback(); return; }
@@ -417,7 +435,7 @@
     req.onupgradeneeded = function () { req.result.createObjectStore('fixes', { keyPath: 'id' }); };
     req.onerror = function () { fallback(); };
     req.onblocked = function () { fallback(); };
-    req.onsuccess = function () { done(idbQueue(req.result)); };
+    req.onsuccess = function () { finish(idbQueue(req.result)); };
   }
 
   function pad(n) { var s = String(n); while (s.length < 16) { s = '0' + s; } return s; }
@@ -533,12 +551,15 @@
   function consider() {
     var p = st.lastPos;
     if (!p || p.queued || st.stopped) { return; }
-    if (p.t <= st.lastT) { p.queued = true; return; } // this reading was queued already (before a reload)
+    if (p.t === st.lastT && p.lat === st.lastLat && p.lng === st.lastLng) {
+      p.queued = true; // this very reading was queued already (before a reload)
+      return;
+    }
     var last = st.lastFix;
     var wait = 0;
     if (last) {
       var changed = p.acc <= 0.7 * last.acc || metres(p, last) > Math.max(p.acc, last.acc, 20);
-      wait = (changed ? FIX_SOON_MS : FIX_EVERY_MS) - (Date.now() - last.at);
+      wait = (changed ? FIX_SOON_MS : FIX_EVERY_MS) - (mono() - last.at);
     }
     if (wait > 0) {
       if (considerTimer) { clearTimeout(considerTimer); }
@@ -546,12 +567,19 @@
       return;
     }
     p.queued = true;
-    p.at = Date.now();
+    p.at = mono();
     st.lastFix = p;
     st.lastT = p.t;
-    store.setItem('sar-last-' + st.qkey, String(p.t));
+    st.lastLat = p.lat;
+    st.lastLng = p.lng;
+    store.setItem('sar-last-' + st.qkey, JSON.stringify([p.t, p.lat, p.lng]));
     if (st.battery !== null) { p.fix.batteryPercent = st.battery; }
     enqueue(p.t, p.fix);
+  }
+
+  // mono is a clock that a change of the phone's time does not move.
+  function mono() {
+    return window.performance && performance.now ? performance.now() : Date.now();
   }
 
   function metres(a, b) {
@@ -582,10 +610,19 @@
   // enqueue gives a fix the next sequence number and queues it. The time
   // is corrected when it is sent, with the offset known then unless one
   // was known already.
-  function enqueue(tPhone, fix) {
-    var seq = st.nextSeq;
+  // nextSeq hands out the next sequence number. Another tab of the same
+  // link may have numbered fixes since: the counter in storage is the one
+  // both follow.
+  function nextSeq() {
+    var seq = Math.max(st.nextSeq, parseInt(store.getItem('sar-seq-' + st.qkey) || '1', 10) || 1, st.acked + 1);
     st.nextSeq = seq + 1;
     store.setItem('sar-seq-' + st.qkey, String(st.nextSeq));
+    st.queuedSeq = Math.max(st.queuedSeq, seq);
+    return seq;
+  }
+
+  function enqueue(tPhone, fix) {
+    var seq = nextSeq();
     var e = { seq: seq, t: tPhone, off: st.offsetKnown ? st.offset : null, fix: fix };
     st.queue.add(e, function (err) {
       if (err) { memoryQueue.push(e); } // storage full: still send it
@@ -601,49 +638,118 @@
 
   function pump() {
     if (st.inflight || st.stopped || !st.joined || st.retryTimer) { return; }
+    st.inflight = true;
     st.queue.first(BATCH_MAX, function (entries) {
-      entries = entries.concat(memoryQueue).filter(function (e) { return e.seq > st.acked; });
-      entries.sort(function (a, b) { return a.seq - b.seq; });
-      if (!entries.length || st.inflight) { return; }
-      st.inflight = true;
-      var fixes = [];
-      for (var i = 0; i < entries.length && i < BATCH_MAX; i++) {
-        var e = entries[i];
-        var f = {};
-        for (var k in e.fix) { if (Object.prototype.hasOwnProperty.call(e.fix, k)) { f[k] = e.fix[k]; } }
-        f.sequence = String(e.seq);
-        f.time = new Date(e.t + (e.off !== null && e.off !== undefined ? e.off : st.offset)).toISOString();
-        fixes.push(f);
-      }
-      var batch = { deviceId: st.device, batchId: String(entries[0].seq), fixes: fixes };
-      if (entries[0].seq > st.acked + 1) {
-        // Entries below it are gone from the phone (storage cleared): the
-        // server must not wait for them.
-        batch.skippedThrough = String(entries[0].seq - 1);
-      }
-      var sentAt = Date.now();
-      api('POST', '/v1/incidents/' + encodeURIComponent(st.incident) + '/fixes', batch, function (err, res) {
+      try {
+        send(entries.concat(memoryQueue));
+      } catch (e) {
         st.inflight = false;
-        if (err) { sendFailed(err); return; }
-        var ack = res.ack || {};
-        learnClock(ack.serverTime, sentAt);
-        st.retryMs = 0;
-        st.netDown = false;
-        clearNotice('error');
-        var through = parseInt(ack.ackedThrough || '0', 10);
-        if (through > st.acked) { st.acked = through; }
-        if (ack.cell) { st.cell = ack.cell; }
-        st.lastSentAt = Date.now();
-        store.setItem('sar-sent-' + st.qkey, String(st.lastSentAt));
-        if (st.cell) { store.setItem('sar-cell-' + st.qkey, st.cell); }
-        if (st.lastSentAt - statusAt > 5000) { pollStatus(); } // news rides on a working network
-        memoryQueue = memoryQueue.filter(function (e) { return e.seq > st.acked; });
-        st.queue.dropThrough(st.acked, function (left) {
-          st.queued = Math.max(0, left) + memoryQueue.length;
-          renderStatus();
-          if (st.queued > 0) { pump(); }
-        });
-      });
+        sendFailed({ status: 0 }); // a bug must not stop sending: retry later
+      }
+    });
+  }
+
+  function send(entries) {
+    entries = entries.filter(function (e) { return e.seq > st.acked; });
+    entries.sort(function (a, b) { return a.seq - b.seq; });
+    entries = entries.slice(0, BATCH_MAX);
+    if (!entries.length) { st.inflight = false; return; }
+    var fixes = [];
+    for (var i = 0; i < entries.length; i++) {
+      var e = entries[i];
+      var f = {};
+      for (var k in e.fix) { if (Object.prototype.hasOwnProperty.call(e.fix, k)) { f[k] = e.fix[k]; } }
+      f.sequence = String(e.seq);
+      f.time = new Date(e.t + (e.off !== null && e.off !== undefined ? e.off : st.offset)).toISOString();
+      fixes.push(f);
+    }
+    var batch = { deviceId: st.device, batchId: String(entries[0].seq), fixes: fixes };
+    if (entries[0].seq > st.acked + 1) {
+      // Entries below it are gone from the phone (storage cleared, or
+      // dropped as unsendable): the server must not wait for them.
+      batch.skippedThrough = String(entries[0].seq - 1);
+    }
+    var sentAt = Date.now();
+    api('POST', '/v1/incidents/' + encodeURIComponent(st.incident) + '/fixes', batch, function (err, res) {
+      st.inflight = false;
+      if (err) {
+        if (err.status === 400 && err.code === 3) {
+          // The server refuses the batch itself, as it will every time: drop
+          // its oldest fix (the next batch skips it) rather than stop.
+          dropFirst(entries[0].seq);
+          return;
+        }
+        sendFailed(err);
+        return;
+      }
+      acked(res.ack || {}, entries, sentAt);
+    });
+  }
+
+  // acked takes in a batch's ack: what is acknowledged leaves the queue; a
+  // fix refused for one of its optional fields or for its time is queued
+  // again once, without them or with the time of now, rather than lost.
+  function acked(ack, entries, sentAt) {
+    learnClock(ack.serverTime, sentAt);
+    st.retryMs = 0;
+    st.netDown = false;
+    clearNotice('error');
+    var before = st.acked;
+    // The server's number is the truth, even below ours (a restored
+    // backup): the next batch then declares what the phone no longer has.
+    st.acked = parseInt(ack.ackedThrough || '0', 10) || 0;
+    var stored = ack.stored || [];
+    if (stored.length) {
+      st.cell = ack.cell || st.cell;
+      st.cellSeq = parseInt(stored[stored.length - 1], 10) || 0;
+      store.setItem('sar-cell-' + st.qkey, JSON.stringify([st.cell, st.cellSeq]));
+    }
+    if (stored.length || (ack.duplicates || []).length) {
+      st.lastSentAt = Date.now();
+      store.setItem('sar-sent-' + st.qkey, String(st.lastSentAt));
+    }
+    var rejected = ack.rejected || [];
+    for (var i = 0; i < rejected.length; i++) {
+      var r = rejected[i];
+      var e = find(entries, parseInt(r.sequence, 10));
+      if (!e || e.retried) { continue; }
+      if (r.reason === 'REJECT_REASON_INVALID_FIELD') {
+        var f = {};
+        var keep = ['lat', 'lng', 'horizontalAccuracyM', 'source'];
+        for (var k = 0; k < keep.length; k++) { f[keep[k]] = e.fix[keep[k]]; }
+        requeue(e.t, e.off, f);
+      } else if (r.reason === 'REJECT_REASON_INVALID_TIME') {
+        requeue(Date.now(), st.offset, e.fix);
+      }
+    }
+    if (Date.now() - statusAt > 5000) { pollStatus(); } // news rides on a working network
+    memoryQueue = memoryQueue.filter(function (e) { return e.seq > st.acked; });
+    var progress = st.acked > before || stored.length > 0;
+    st.queue.dropThrough(st.acked, function (left) {
+      st.queued = Math.max(0, left) + memoryQueue.length;
+      renderStatus();
+      if (st.queued > 0) {
+        if (progress) { pump(); } else { sendFailed({ status: 200 }); } // no progress: back off
+      }
+    });
+  }
+
+  function find(entries, seq) {
+    for (var i = 0; i < entries.length; i++) { if (entries[i].seq === seq) { return entries[i]; } }
+    return null;
+  }
+
+  function requeue(t, off, fix) {
+    var e = { seq: nextSeq(), t: t, off: off, fix: fix, retried: true };
+    st.queue.add(e, function (err) { if (err) { memoryQueue.push(e); } });
+  }
+
+  function dropFirst(seq) {
+    memoryQueue = memoryQueue.filter(function (e) { return e.seq !== seq; });
+    st.queue.dropThrough(seq, function (left) {
+      st.queued = Math.max(0, left) + memoryQueue.length;
+      renderStatus();
+      pump();
     });
   }
 
@@ -652,7 +758,8 @@
     st.netDown = err.status === 0;
     st.retryMs = Math.min(RETRY_MAX_MS, st.retryMs ? st.retryMs * 2 : RETRY_MIN_MS);
     var wait = st.retryMs / 2 + Math.random() * st.retryMs / 2;
-    if (err.status !== 0) { showNotice('error'); }
+    if (err.status !== 0 && err.status !== 200) { showNotice('error'); }
+    if (st.retryTimer) { clearTimeout(st.retryTimer); }
     st.retryTimer = setTimeout(function () { st.retryTimer = 0; pump(); }, wait);
     renderStatus();
   }
@@ -711,10 +818,17 @@
   var statusTimer = 0;
   var statusAt = 0;
 
+  var statusInflight = false;
+
+  // pollStatus asks for the search's status now, and again every
+  // STATUS_EVERY_MS: one loop, however often it is called.
   function pollStatus() {
+    if (statusInflight) { return; }
     if (statusTimer) { clearTimeout(statusTimer); statusTimer = 0; }
     if (!st.incident || st.phase === 'CALLER_PHASE_CLOSED') { return; }
+    statusInflight = true;
     api('GET', '/v1/incidents/' + encodeURIComponent(st.incident) + '/caller-status', null, function (err, res) {
+      statusInflight = false;
       if (err) {
         if (refused(err)) { return; }
       } else {
@@ -732,14 +846,17 @@
 
   // ---- start-up ---------------------------------------------------------------
 
+  // deviceId is this phone's id for this link (a second link opened on the
+  // same phone is another caller's participant, and needs its own).
   function deviceId() {
-    var id = store.getItem('sar-device');
+    var key = 'sar-device-' + st.qkey;
+    var id = store.getItem(key);
     if (id && /^[A-Za-z0-9_-]{1,64}$/.test(id)) { return id; }
     var b = new Uint8Array(12);
     (window.crypto || window.msCrypto).getRandomValues(b);
     id = 'web-';
     for (var i = 0; i < b.length; i++) { id += ('0' + b[i].toString(16)).slice(-2); }
-    store.setItem('sar-device', id);
+    store.setItem(key, id);
     return id;
   }
 
@@ -754,9 +871,15 @@
     st.qkey = hashOf(st.token);
     st.device = deviceId();
     st.nextSeq = Math.max(1, parseInt(store.getItem('sar-seq-' + st.qkey) || '1', 10) || 1);
-    st.lastT = parseInt(store.getItem('sar-last-' + st.qkey) || '0', 10) || 0;
+    try {
+      var last = JSON.parse(store.getItem('sar-last-' + st.qkey) || '[0,0,0]');
+      st.lastT = last[0]; st.lastLat = last[1]; st.lastLng = last[2];
+    } catch (e) { /* none */ }
     st.lastSentAt = parseInt(store.getItem('sar-sent-' + st.qkey) || '0', 10) || 0;
-    st.cell = store.getItem('sar-cell-' + st.qkey) || '';
+    try {
+      var cell = JSON.parse(store.getItem('sar-cell-' + st.qkey) || '["",0]');
+      st.cell = String(cell[0] || ''); st.cellSeq = +cell[1] || 0;
+    } catch (e) { /* none */ }
     if (navigator.getBattery) {
       navigator.getBattery().then(function (b) {
         var read = function () { st.battery = Math.round(b.level * 100); };
@@ -764,6 +887,9 @@
         b.addEventListener('levelchange', read);
       }, function () { /* not given */ });
     }
+    // Another link opened in this tab changes only the fragment: start
+    // afresh for it.
+    window.addEventListener('hashchange', function () { location.reload(); });
     window.addEventListener('online', retryNow);
     window.addEventListener('offline', function () { st.netDown = true; renderStatus(); });
     document.addEventListener('visibilitychange', function () {

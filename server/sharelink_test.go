@@ -61,8 +61,8 @@ func TestShareLinkForTheOfficer(t *testing.T) {
 	if d := time.Since(j.GetServerTime().AsTime()); j.GetServerTime() == nil || d < 0 || d > 5*time.Second {
 		t.Errorf("JoinIncident server_time = %v, want the server's clock now", j.GetServerTime())
 	}
-	e.join(caller, inc.GetId(), "phone-1") // a reload: not opened again
-	e.join(caller, inc.GetId(), "phone-2") // the link forwarded to another phone
+	e.join(caller, inc.GetId(), "phone-1")                                                        // a reload: not opened again
+	e.join(caller, inc.GetId(), "phone-2")                                                        // the link forwarded to another phone
 	rec.waitLinkChanges(t, pt.GetId(), sarv1.ParticipantChange_PARTICIPANT_CHANGE_LINK_OPENED, 2) // two phones, one reloaded
 	rec.waitLinkChanges(t, pt.GetId(), sarv1.ParticipantChange_PARTICIPANT_CHANGE_LINK_CREATED, 1)
 	pt = e.participant(op, inc.GetId(), pt.GetId())

@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -106,5 +107,72 @@ func TestGatewayWrongMethodIs405(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusNotFound {
 		t.Errorf("GET unknown path = %d, want 404", resp.StatusCode)
+	}
+}
+
+// TestUnknownSegmentWritesNothing asks for a segment that does not exist,
+// before any segmentation was cut and after: NOT_FOUND, and no
+// segmentation stored, no event queued.
+func TestUnknownSegmentWritesNothing(t *testing.T) {
+	e := startEnv(t)
+	op, _, inc := e.officerOnIncident()
+	id, sc := inc.GetId(), e.search()
+	must[*sarv1.SetSearchPlanResponse](t, "SetSearchPlan")(sc.SetSearchPlan(e.as(op), &sarv1.SetSearchPlanRequest{IncidentId: id, Cut: 0.3}))
+	ctx := context.Background()
+	segs, outbox := "sar:{"+id+"}:segs", "sar:{"+id+"}:outbox"
+	state := func() (int64, string) {
+		n, _ := e.rdb.HLen(ctx, outbox).Result()
+		v, _ := e.rdb.HGet(ctx, segs, "ver").Result()
+		return n, v
+	}
+	refused := func(when string) {
+		t.Helper()
+		n0, v0 := state()
+		_, err := sc.GetSearchGrid(e.as(op), &sarv1.GetSearchGridRequest{IncidentId: id, SegmentId: 99999})
+		wantCode(t, when+": GetSearchGrid of segment 99999", err, codes.NotFound)
+		_, err = sc.AssignSegment(e.as(op), &sarv1.AssignSegmentRequest{IncidentId: id, SegmentId: 99999})
+		wantCode(t, when+": AssignSegment of segment 99999", err, codes.NotFound)
+		if n, v := state(); n != n0 || v != v0 {
+			t.Errorf("%s: refused requests wrote: outbox %d -> %d events, segmentation version %q -> %q", when, n0, n, v0, v)
+		}
+	}
+	refused("before any cut")
+	if n, _ := e.rdb.Exists(ctx, segs).Result(); n != 0 {
+		t.Errorf("a segmentation was stored by refused requests")
+	}
+	must[*sarv1.ListSegmentsResponse](t, "ListSegments")(sc.ListSegments(e.as(op), &sarv1.ListSegmentsRequest{IncidentId: id}))
+	refused("after the cut")
+}
+
+// TestUnknownEnumValuesRefused: a subject category, terrain or ecoregion
+// its enum does not declare is INVALID_ARGUMENT naming the field, at
+// CreateIncident and SetSearchPlan (no fallback profile seeded).
+func TestUnknownEnumValuesRefused(t *testing.T) {
+	e := startEnv(t)
+	op, _, inc := e.officerOnIncident()
+	for _, c := range []struct {
+		field string
+		subj  *sarv1.SubjectProfile
+	}{
+		{"subject.category", &sarv1.SubjectProfile{Category: 999}},
+		{"subject.terrain", &sarv1.SubjectProfile{Terrain: 77}},
+		{"subject.ecoregion", &sarv1.SubjectProfile{Ecoregion: 77}},
+	} {
+		_, err := e.inc.CreateIncident(e.as(op), &sarv1.CreateIncidentRequest{Title: "unknown enum", Subject: c.subj,
+			InitialPlanningPoint: &sarv1.PlanningPoint{Position: &sarv1.LatLng{Lat: 30.2458, Lng: 119.7156}}})
+		if st := wantCode(t, "CreateIncident with "+c.field, err, codes.InvalidArgument); !slices.Contains(fieldViolations(st), c.field) {
+			t.Errorf("CreateIncident with %s: fields %v, want it named", c.field, fieldViolations(st))
+		}
+		_, err = e.search().SetSearchPlan(e.as(op), &sarv1.SetSearchPlanRequest{IncidentId: inc.GetId(), Cut: 0.3, Subject: c.subj})
+		if st := wantCode(t, "SetSearchPlan with "+c.field, err, codes.InvalidArgument); !slices.Contains(fieldViolations(st), c.field) {
+			t.Errorf("SetSearchPlan with %s: fields %v, want it named", c.field, fieldViolations(st))
+		}
+	}
+	if _, err := e.search().GetSearchGrid(e.as(op), &sarv1.GetSearchGridRequest{IncidentId: inc.GetId()}); status.Code(err) == codes.OK {
+		t.Errorf("a search plan was seeded by refused requests")
+	}
+	list := must[*sarv1.ListIncidentsResponse](t, "ListIncidents")(e.inc.ListIncidents(e.as(op), &sarv1.ListIncidentsRequest{}))
+	if len(list.GetIncidents()) != 1 {
+		t.Errorf("incidents = %d, want only the valid one", len(list.GetIncidents()))
 	}
 }

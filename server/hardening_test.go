@@ -2,16 +2,20 @@ package server_test
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
 )
@@ -174,5 +178,69 @@ func TestUnknownEnumValuesRefused(t *testing.T) {
 	list := must[*sarv1.ListIncidentsResponse](t, "ListIncidents")(e.inc.ListIncidents(e.as(op), &sarv1.ListIncidentsRequest{}))
 	if len(list.GetIncidents()) != 1 {
 		t.Errorf("incidents = %d, want only the valid one", len(list.GetIncidents()))
+	}
+}
+
+// TestGatewayAgreesWithGRPC: over JSON, an unknown enum name is refused
+// (gRPC refuses the unknown number) rather than stored as UNSPECIFIED, and
+// a fix whose lat is null or missing is rejected as missing coordinates
+// rather than stored at latitude 0.
+func TestGatewayAgreesWithGRPC(t *testing.T) {
+	e := startEnv(t)
+	op, officer, inc := e.officerOnIncident()
+	base := "http://" + e.app.HTTPAddr()
+	post := func(token, path, body string) (int, map[string]any) {
+		t.Helper()
+		req, _ := http.NewRequest("POST", base+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("POST %s: %v", path, err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+	now := time.Now().UTC()
+	fix := func(seq int, extra string) string {
+		return fmt.Sprintf(`{"sequence":"%d","horizontalAccuracyM":5,"time":"%s"%s}`, seq, now.Add(time.Duration(seq-10)*time.Second).Format(time.RFC3339Nano), extra)
+	}
+	path := "/v1/incidents/" + inc.GetId() + "/fixes"
+	code, out := post(officer, path, `{"deviceId":"phone","fixes":[`+fix(1, `,"lat":30.1,"lng":119.7,"source":"FIX_SOURCE_TELEPATHY"`)+`]}`)
+	if code != http.StatusBadRequest || !strings.Contains(fmt.Sprint(out), "FIX_SOURCE_TELEPATHY") {
+		t.Errorf("fix with an unknown source name = %d %v, want 400 naming it", code, out)
+	}
+	// gRPC: the unknown number is a final rejection of that fix.
+	ack, err := e.loc.ReportFixes(e.as(officer), &sarv1.ReportFixesRequest{Batch: &sarv1.FixBatch{IncidentId: inc.GetId(), DeviceId: "phone",
+		Fixes: []*sarv1.LocationFix{{Sequence: 1, Lat: 30.1, Lng: 119.7, HorizontalAccuracyM: 5, Time: timestamppb.New(now), Source: 99}}}})
+	if err != nil || len(ack.GetAck().GetStored()) != 0 || len(ack.GetAck().GetRejected()) != 1 {
+		t.Errorf("gRPC fix with source 99 = %v, %v; want it rejected", ack, err)
+	}
+	code, out = post(officer, path, `{"deviceId":"phone","fixes":[`+fix(2, `,"lat":null,"lng":119.7`)+`,`+fix(3, `,"lng":119.7`)+`,`+fix(4, `,"lat":30.1`)+`,`+fix(5, `,"lat":0,"lng":119.7`)+`]}`)
+	ack2, _ := out["ack"].(map[string]any)
+	rejected, _ := ack2["rejected"].([]any)
+	stored, _ := ack2["stored"].([]any)
+	if code != 200 || len(rejected) != 3 || len(stored) != 1 || stored[0] != "5" {
+		t.Fatalf("fixes with lat null, lat missing, lng missing, lat 0 = %d %v; want 2-4 rejected, 5 (the equator) stored", code, out)
+	}
+	for _, r := range rejected {
+		if r.(map[string]any)["reason"] != "REJECT_REASON_INVALID_COORDINATES" {
+			t.Errorf("rejection %v, want INVALID_COORDINATES", r)
+		}
+	}
+	// An incident's subject with an unknown terrain name: refused, not made.
+	code, out = post(op, "/v1/incidents", `{"title":"x","subject":{"terrain":"TERRAIN_SWAMP"},"initialPlanningPoint":{"position":{"lat":30.2,"lng":119.7}}}`)
+	if code != http.StatusBadRequest {
+		t.Errorf("incident with an unknown terrain name = %d %v, want 400", code, out)
+	}
+	code, out = post(op, "/v1/incidents", `{"title":"x","initialPlanningPoint":{"position":{"lng":119.7}}}`)
+	if code != http.StatusBadRequest {
+		t.Errorf("incident whose planning point has no lat = %d %v, want 400", code, out)
+	}
+	list := must[*sarv1.ListIncidentsResponse](t, "ListIncidents")(e.inc.ListIncidents(e.as(op), &sarv1.ListIncidentsRequest{}))
+	if len(list.GetIncidents()) != 1 {
+		t.Errorf("incidents = %d, want only the first", len(list.GetIncidents()))
 	}
 }

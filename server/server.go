@@ -240,7 +240,8 @@ func (s *Server) gateway() http.Handler {
 			}
 		}
 	}
-	gw := runtime.NewServeMux(methodRouting(register)) // a wrong method: 405 with Allow
+	gw := runtime.NewServeMux(methodRouting(register), // a wrong method: 405 with Allow
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, newJSONIn())) // unknown enum names and missing coordinates refused
 	s.gw = gw
 	register(gw)
 	return gw

@@ -78,6 +78,8 @@ type Options struct {
 	WatchRecheck time.Duration
 	// Ready reports whether the backends answer (for /readyz and health).
 	Ready func(ctx context.Context) error
+	// ReadyInterval is how often gRPC health checks Ready (default 1 s).
+	ReadyInterval time.Duration
 }
 
 // Server serves the sar.v1 API over gRPC and HTTP.
@@ -99,6 +101,7 @@ type Server struct {
 	links    *keyedLimiters // per share link's credential id
 	addrs    *keyedLimiters // per client address: refused and share-link calls
 	gw       *runtime.ServeMux
+	bg       sync.WaitGroup // followReady
 }
 
 type tokenKey struct{}
@@ -128,6 +131,9 @@ func New(svc *core.Service, opt Options) *Server {
 	opt.AddrRateBurst = cmp.Or(opt.AddrRateBurst, 60)
 	if opt.WatchRecheck == 0 {
 		opt.WatchRecheck = 10 * time.Second
+	}
+	if opt.ReadyInterval <= 0 {
+		opt.ReadyInterval = time.Second
 	}
 	s := &Server{core: svc, opt: opt, log: opt.Log, health: health.NewServer(), draining: make(chan struct{}), mux: http.NewServeMux()}
 	s.base, s.cut = context.WithCancel(context.Background())
@@ -418,13 +424,9 @@ func (s *Server) Serve(gl, hl net.Listener) error {
 	default:
 	}
 	s.http = hs
+	s.setHealth(healthpb.HealthCheckResponse_SERVING)
+	s.bg.Go(s.followReady) // health follows the backends, as /readyz does (under mu: before Shutdown's Wait)
 	s.mu.Unlock()
-	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	for _, name := range []string{sarv1.AuthService_ServiceDesc.ServiceName, sarv1.AgencyService_ServiceDesc.ServiceName,
-		sarv1.IncidentService_ServiceDesc.ServiceName, sarv1.LocationService_ServiceDesc.ServiceName,
-		sarv1.SearchService_ServiceDesc.ServiceName, sarv1.TaskService_ServiceDesc.ServiceName} {
-		s.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
-	}
 	errc := make(chan error, 2)
 	go func() { errc <- s.grpc.Serve(gl) }()
 	go func() {
@@ -497,6 +499,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 	}
 	s.cut()
+	s.bg.Wait()
 	return err
 }
 

@@ -68,6 +68,7 @@ type Config struct {
 	// given (30 s).
 	MinAnswerWithin time.Duration
 	WatchRecheck    time.Duration // how often watch streams re-check their credential (10 s)
+	CredentialCache time.Duration // how long a looked-up credential is trusted (0: core's 10 s)
 	// Jurisdiction of the operator credential made in embedded mode.
 	EmbeddedJurisdiction string
 }
@@ -221,6 +222,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	ccfg.Resolution, ccfg.TrackMax, ccfg.PublicURL = cfg.Resolution, cfg.TrackMax, publicURL
 	if cfg.MinAnswerWithin > 0 {
 		ccfg.MinAnswerWithin = cfg.MinAnswerWithin
+	}
+	if cfg.CredentialCache > 0 {
+		ccfg.CredentialCache = cfg.CredentialCache
 	}
 	if err := st.LoadScripts(ctx); err != nil {
 		return nil, err

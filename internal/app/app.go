@@ -340,12 +340,14 @@ func redisClient(cfg Config) (redis.UniversalClient, error) {
 		if err != nil {
 			return nil, fmt.Errorf("redis cluster url: %w", err)
 		}
+		tuneRedisCluster(opt)
 		return redis.NewClusterClient(opt), nil
 	}
 	opt, err := redis.ParseURL(cfg.RedisURL)
 	if err != nil {
 		return nil, fmt.Errorf("redis url: %w", err)
 	}
+	tuneRedis(opt)
 	return redis.NewClient(opt), nil
 }
 

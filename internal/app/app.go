@@ -126,7 +126,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 			}
 		}
 	}()
-	if err := checkPublicURL(cfg.PublicURL); err != nil {
+	if err := cfg.Check(); err != nil { // bad flag values refused before anything starts
 		return nil, err
 	}
 	if cfg.AdminToken != "" && !auth.WellFormed(cfg.AdminToken) {

@@ -141,14 +141,19 @@ func (s *Store) LoadGrid(ctx context.Context, id string, since int64) (*sar.Grid
 	g := &sar.Grid{Meta: m, Cells: make(map[uint64]sar.GridCellState, len(vers.Val()))}
 	for k, v := range pri.Val() {
 		if c, ok := sar.ParseCellHex(k); ok {
-			w, _ := strconv.ParseFloat(v, 64)
+			w, err := parseFloat(v)
+			if err != nil {
+				return nil, err
+			}
 			g.Cells[c] = sar.GridCellState{Prior: w, InGrid: true}
 		}
 	}
 	for k, v := range cov.Val() {
 		if c, ok := sar.ParseCellHex(k); ok {
 			st := g.Cells[c]
-			st.Coverage, _ = strconv.ParseFloat(v, 64)
+			if st.Coverage, err = parseFloat(v); err != nil {
+				return nil, err
+			}
 			g.Cells[c] = st
 		}
 	}

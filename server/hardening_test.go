@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"slices"
 	"strings"
@@ -242,5 +243,30 @@ func TestGatewayAgreesWithGRPC(t *testing.T) {
 	list := must[*sarv1.ListIncidentsResponse](t, "ListIncidents")(e.inc.ListIncidents(e.as(op), &sarv1.ListIncidentsRequest{}))
 	if len(list.GetIncidents()) != 1 {
 		t.Errorf("incidents = %d, want only the first", len(list.GetIncidents()))
+	}
+}
+
+// TestSkippedThroughBounded: an empty batch that skips to 2^64-1, past
+// 2^53-1, or more than 1,000,000 past acked_through is refused and the
+// device goes on storing from where it was.
+func TestSkippedThroughBounded(t *testing.T) {
+	e := startEnv(t)
+	_, officer, inc := e.officerOnIncident()
+	report := func(skip uint64, fixes ...*sarv1.LocationFix) (*sarv1.ReportFixesResponse, error) {
+		return e.loc.ReportFixes(e.as(officer), &sarv1.ReportFixesRequest{Batch: &sarv1.FixBatch{IncidentId: inc.GetId(), DeviceId: "phone",
+			SkippedThrough: skip, Fixes: fixes}})
+	}
+	for _, skip := range []uint64{math.MaxUint64, 1 << 53, 1_000_001} {
+		_, err := report(skip)
+		if st := wantCode(t, fmt.Sprintf("skipped_through %d", skip), err, codes.InvalidArgument); !slices.Contains(fieldViolations(st), "batch.skipped_through") {
+			t.Errorf("skipped_through %d: fields %v, want batch.skipped_through", skip, fieldViolations(st))
+		}
+	}
+	r, err := report(0, walk(1, 2, time.Now())...)
+	if err != nil || r.GetAck().GetAckedThrough() != 2 || len(r.GetAck().GetStored()) != 2 {
+		t.Fatalf("after refused skips = %v, %v; want 1-2 stored", r, err)
+	}
+	if r, err = report(1_000_002); err != nil || r.GetAck().GetAckedThrough() != 1_000_002 {
+		t.Errorf("skip of exactly 1,000,000 = %v, %v; want acked through 1000002", r, err)
 	}
 }

@@ -180,6 +180,26 @@ func TestUnknownEnumValuesRefused(t *testing.T) {
 	if len(list.GetIncidents()) != 1 {
 		t.Errorf("incidents = %d, want only the valid one", len(list.GetIncidents()))
 	}
+	// Any request: an undeclared enum number is refused before the handler.
+	_, err := e.agency.CreateAgency(e.as(e.admin), &sarv1.CreateAgencyRequest{Agency: &sarv1.Agency{Id: "odd", Name: "odd", Kind: 99, Jurisdiction: "north"}})
+	if st := wantCode(t, "CreateAgency with kind 99", err, codes.InvalidArgument); !slices.Contains(fieldViolations(st), "agency.kind") {
+		t.Errorf("CreateAgency with kind 99: fields %v, want agency.kind", fieldViolations(st))
+	}
+	_, err = e.inc.CloseIncident(e.as(op), &sarv1.CloseIncidentRequest{IncidentId: inc.GetId(), Outcome: 77})
+	if st := wantCode(t, "CloseIncident with outcome 77", err, codes.InvalidArgument); !slices.Contains(fieldViolations(st), "outcome") {
+		t.Errorf("CloseIncident with outcome 77: fields %v, want outcome", fieldViolations(st))
+	}
+	_, err = e.inc.ListIncidents(e.as(op), &sarv1.ListIncidentsRequest{State: 77})
+	if st := wantCode(t, "ListIncidents with state 77", err, codes.InvalidArgument); !slices.Contains(fieldViolations(st), "state") {
+		t.Errorf("ListIncidents with state 77: fields %v, want state", fieldViolations(st))
+	}
+	_, err = e.agency.FindTeams(e.as(op), &sarv1.FindTeamsRequest{Near: &sarv1.LatLng{Lat: 30.2, Lng: 119.7}, Statuses: []sarv1.TeamStatus{1, 77}})
+	if st := wantCode(t, "FindTeams with status 77", err, codes.InvalidArgument); !slices.Contains(fieldViolations(st), "statuses[1]") {
+		t.Errorf("FindTeams with status 77: fields %v, want statuses[1]", fieldViolations(st))
+	}
+	if got := must[*sarv1.GetIncidentResponse](t, "GetIncident")(e.inc.GetIncident(e.as(op), &sarv1.GetIncidentRequest{IncidentId: inc.GetId()})); got.GetIncident().GetState() != sarv1.IncidentState_INCIDENT_STATE_OPEN {
+		t.Errorf("incident state after a refused close = %v, want open", got.GetIncident().GetState())
+	}
 }
 
 // TestGatewayAgreesWithGRPC: over JSON, an unknown enum name is refused

@@ -171,6 +171,7 @@ func New(svc *core.Service, opt Options) *Server {
 		recovery.UnaryServerInterceptor(recover),
 		selector.UnaryServerInterceptor(grpcauth.UnaryServerInterceptor(s.authenticate), authMatch),
 		s.unaryLimit,
+		s.unaryEnums, // an enum number its enum does not declare: INVALID_ARGUMENT
 		s.unaryErrors,
 	}
 	stream := []grpc.StreamServerInterceptor{
@@ -179,6 +180,7 @@ func New(svc *core.Service, opt Options) *Server {
 		recovery.StreamServerInterceptor(recover),
 		selector.StreamServerInterceptor(grpcauth.StreamServerInterceptor(s.authenticate), authMatch),
 		s.streamLimit,
+		s.streamEnums,
 		s.streamErrors,
 	}
 	// The gRPC door decodes bytes: a request that does not decode is

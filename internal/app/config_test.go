@@ -40,6 +40,9 @@ func TestConfigCheckedAtStart(t *testing.T) {
 		{"--escalation-interval", func(c *Config) { c.EscalationInterval = 0 }},
 		{"--min-answer-within", func(c *Config) { c.MinAnswerWithin = 0 }},
 		{"--data-dir", func(c *Config) { c.DataDir = "" }},
+		{"--link-rate-limit", func(c *Config) { c.LinkRateLimit = -1 }},
+		{"--addr-rate-burst", func(c *Config) { c.AddrRateBurst = -1 }},
+		{"--public-url", func(c *Config) { c.PublicURL = "ftp://sar.example.org" }},
 	} {
 		cfg := Defaults()
 		dir := filepath.Join(t.TempDir(), "data")

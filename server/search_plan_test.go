@@ -178,6 +178,8 @@ func TestSearchSettingsAndAssignmentRules(t *testing.T) {
 		IncidentId: id, Cut: 0.3, Point: &sarv1.LatLng{Lat: ippLat + 0.2, Lng: ippLng}}))
 	_, err = sc.AssignSegment(e.as(op), &sarv1.AssignSegmentRequest{IncidentId: id, SegmentId: stale, Team: police})
 	wantCode(t, "AssignSegment of a segment of the grid before the re-seed", err, codes.NotFound)
+	// The refused assignment wrote nothing; the next read cuts the new grid.
+	e.segments(op, &sarv1.ListSegmentsRequest{IncidentId: id})
 	within(t, 10*time.Second, "a SEGMENTS event warning of the assigned segment left outside the grid", func() bool {
 		for _, ev := range w.grid(sarv1.SearchGridChange_SEARCH_GRID_CHANGE_SEGMENTS) {
 			if strings.Contains(ev.GetDescription(), "1 assigned segments lie outside the current grid") {

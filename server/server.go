@@ -20,6 +20,7 @@ import (
 	"net"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -77,6 +78,8 @@ type Options struct {
 	WatchRecheck time.Duration
 	// Ready reports whether the backends answer (for /readyz and health).
 	Ready func(ctx context.Context) error
+	// ReadyInterval is how often gRPC health checks Ready (default 1 s).
+	ReadyInterval time.Duration
 }
 
 // Server serves the sar.v1 API over gRPC and HTTP.
@@ -99,6 +102,7 @@ type Server struct {
 	addrs     *keyedLimiters // per client address: calls refused for their credential
 	linkAddrs *keyedLimiters // per client address: share-link calls
 	gw        *runtime.ServeMux
+	bg        sync.WaitGroup // followReady
 }
 
 type tokenKey struct{}
@@ -128,6 +132,9 @@ func New(svc *core.Service, opt Options) *Server {
 	opt.AddrRateBurst = cmp.Or(opt.AddrRateBurst, 60)
 	if opt.WatchRecheck == 0 {
 		opt.WatchRecheck = 10 * time.Second
+	}
+	if opt.ReadyInterval <= 0 {
+		opt.ReadyInterval = time.Second
 	}
 	s := &Server{core: svc, opt: opt, log: opt.Log, health: health.NewServer(), draining: make(chan struct{}), mux: http.NewServeMux()}
 	s.base, s.cut = context.WithCancel(context.Background())
@@ -166,6 +173,7 @@ func New(svc *core.Service, opt Options) *Server {
 		recovery.UnaryServerInterceptor(recover),
 		selector.UnaryServerInterceptor(grpcauth.UnaryServerInterceptor(s.authenticate), authMatch),
 		s.unaryLimit,
+		s.unaryEnums, // an enum number its enum does not declare: INVALID_ARGUMENT
 		s.unaryErrors,
 	}
 	stream := []grpc.StreamServerInterceptor{
@@ -174,14 +182,19 @@ func New(svc *core.Service, opt Options) *Server {
 		recovery.StreamServerInterceptor(recover),
 		selector.StreamServerInterceptor(grpcauth.StreamServerInterceptor(s.authenticate), authMatch),
 		s.streamLimit,
+		s.streamEnums,
 		s.streamErrors,
 	}
+	// The gRPC door decodes bytes: a request that does not decode is
+	// refused INVALID_ARGUMENT after metrics and logging have seen it.
+	codec := newDecodeCodec()
 	s.grpc = grpc.NewServer(
+		grpc.ForceServerCodecV2(codec),
 		grpc.MaxRecvMsgSize(opt.MaxMsgBytes),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-		grpc.ChainUnaryInterceptor(unary...),
-		grpc.ChainStreamInterceptor(stream...),
+		grpc.ChainUnaryInterceptor(slices.Insert(slices.Clone(unary), 2, codec.unary)...),
+		grpc.ChainStreamInterceptor(slices.Insert(slices.Clone(stream), 2, codec.stream)...),
 	)
 	// The in-process door first does what the gRPC transport does before
 	// the chain (the message size limit, the peer), then the same chain.
@@ -222,21 +235,25 @@ func (d doors) RegisterService(desc *grpc.ServiceDesc, impl any) {
 
 // gateway is the JSON gateway over the in-process channel.
 func (s *Server) gateway() http.Handler {
-	gw := runtime.NewServeMux()
-	s.gw = gw
-	ctx := context.Background()
-	for _, err := range []error{
-		sarv1gw.RegisterAuthServiceHandlerClient(ctx, gw, sarv1.NewAuthServiceClient(s.inproc)),
-		sarv1gw.RegisterAgencyServiceHandlerClient(ctx, gw, sarv1.NewAgencyServiceClient(s.inproc)),
-		sarv1gw.RegisterIncidentServiceHandlerClient(ctx, gw, sarv1.NewIncidentServiceClient(s.inproc)),
-		sarv1gw.RegisterLocationServiceHandlerClient(ctx, gw, sarv1.NewLocationServiceClient(s.inproc)),
-		sarv1gw.RegisterSearchServiceHandlerClient(ctx, gw, sarv1.NewSearchServiceClient(s.inproc)),
-		sarv1gw.RegisterTaskServiceHandlerClient(ctx, gw, sarv1.NewTaskServiceClient(s.inproc)),
-	} {
-		if err != nil { // only a conflicting pattern, a bug: the routes are generated
-			panic(fmt.Sprintf("server: gateway: %v", err))
+	register := func(gw *runtime.ServeMux) {
+		ctx := context.Background()
+		for _, err := range []error{
+			sarv1gw.RegisterAuthServiceHandlerClient(ctx, gw, sarv1.NewAuthServiceClient(s.inproc)),
+			sarv1gw.RegisterAgencyServiceHandlerClient(ctx, gw, sarv1.NewAgencyServiceClient(s.inproc)),
+			sarv1gw.RegisterIncidentServiceHandlerClient(ctx, gw, sarv1.NewIncidentServiceClient(s.inproc)),
+			sarv1gw.RegisterLocationServiceHandlerClient(ctx, gw, sarv1.NewLocationServiceClient(s.inproc)),
+			sarv1gw.RegisterSearchServiceHandlerClient(ctx, gw, sarv1.NewSearchServiceClient(s.inproc)),
+			sarv1gw.RegisterTaskServiceHandlerClient(ctx, gw, sarv1.NewTaskServiceClient(s.inproc)),
+		} {
+			if err != nil { // only a conflicting pattern, a bug: the routes are generated
+				panic(fmt.Sprintf("server: gateway: %v", err))
+			}
 		}
 	}
+	gw := runtime.NewServeMux(methodRouting(register), // a wrong method: 405 with Allow
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, newJSONIn())) // unknown enum names and missing coordinates refused
+	s.gw = gw
+	register(gw)
 	return gw
 }
 
@@ -411,13 +428,9 @@ func (s *Server) Serve(gl, hl net.Listener) error {
 	default:
 	}
 	s.http = hs
+	s.setHealth(healthpb.HealthCheckResponse_SERVING)
+	s.bg.Go(s.followReady) // health follows the backends, as /readyz does (under mu: before Shutdown's Wait)
 	s.mu.Unlock()
-	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	for _, name := range []string{sarv1.AuthService_ServiceDesc.ServiceName, sarv1.AgencyService_ServiceDesc.ServiceName,
-		sarv1.IncidentService_ServiceDesc.ServiceName, sarv1.LocationService_ServiceDesc.ServiceName,
-		sarv1.SearchService_ServiceDesc.ServiceName, sarv1.TaskService_ServiceDesc.ServiceName} {
-		s.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
-	}
 	errc := make(chan error, 2)
 	go func() { errc <- s.grpc.Serve(gl) }()
 	go func() {
@@ -490,6 +503,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 	}
 	s.cut()
+	s.bg.Wait()
 	return err
 }
 

@@ -12,7 +12,9 @@ import (
 	"google.golang.org/grpc/status"
 
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
+	"github.com/mountain-sar/sar/internal/auth"
 	"github.com/mountain-sar/sar/internal/core"
+	"github.com/mountain-sar/sar/internal/sar"
 )
 
 // errDraining ends long-lived streams when the server shuts down, so that
@@ -27,6 +29,12 @@ var errDraining = status.Error(codes.Unavailable, "server is shutting down; reco
 func (s *locationService) StreamFixes(stream sarv1.LocationService_StreamFixesServer) error {
 	ctx := stream.Context()
 	token := tokenFromContext(ctx)
+	// held is the principal of the last check that could run. While the
+	// store is unavailable the re-check cannot run, and the stream keeps
+	// it (unless it expires): the batch then fails on the store itself,
+	// with a batch-level problem in its ack. A revocation takes effect at
+	// the first re-check that runs.
+	held := auth.FromContext(ctx)
 	type recv struct {
 		req *sarv1.StreamFixesRequest
 		err error
@@ -61,7 +69,12 @@ func (s *locationService) StreamFixes(stream sarv1.LocationService_StreamFixesSe
 			// Re-check the credential for every batch (cached briefly), so
 			// that a revoked device stops within the cache time.
 			p, err := s.core.Authenticate(ctx, token)
-			if err != nil {
+			switch {
+			case err == nil:
+				held = p
+			case sar.KindOf(err) == sar.KindUnavailable && held != nil && held.GetExpireTime().AsTime().After(time.Now()):
+				p = held
+			default:
 				return toStatus(s.log, "StreamFixes", err)
 			}
 			b := r.req.GetBatch()

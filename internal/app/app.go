@@ -68,6 +68,7 @@ type Config struct {
 	// given (30 s).
 	MinAnswerWithin time.Duration
 	WatchRecheck    time.Duration // how often watch streams re-check their credential (10 s)
+	CredentialCache time.Duration // how long a looked-up credential is trusted (0: core's 10 s)
 	// Jurisdiction of the operator credential made in embedded mode.
 	EmbeddedJurisdiction string
 }
@@ -125,7 +126,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 			}
 		}
 	}()
-	if err := checkPublicURL(cfg.PublicURL); err != nil {
+	if err := cfg.Check(); err != nil { // bad flag values refused before anything starts
 		return nil, err
 	}
 	if cfg.AdminToken != "" && !auth.WellFormed(cfg.AdminToken) {
@@ -221,6 +222,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	ccfg.Resolution, ccfg.TrackMax, ccfg.PublicURL = cfg.Resolution, cfg.TrackMax, publicURL
 	if cfg.MinAnswerWithin > 0 {
 		ccfg.MinAnswerWithin = cfg.MinAnswerWithin
+	}
+	if cfg.CredentialCache > 0 {
+		ccfg.CredentialCache = cfg.CredentialCache
 	}
 	if err := st.LoadScripts(ctx); err != nil {
 		return nil, err
@@ -336,12 +340,14 @@ func redisClient(cfg Config) (redis.UniversalClient, error) {
 		if err != nil {
 			return nil, fmt.Errorf("redis cluster url: %w", err)
 		}
+		tuneRedisCluster(opt)
 		return redis.NewClusterClient(opt), nil
 	}
 	opt, err := redis.ParseURL(cfg.RedisURL)
 	if err != nil {
 		return nil, fmt.Errorf("redis url: %w", err)
 	}
+	tuneRedis(opt)
 	return redis.NewClient(opt), nil
 }
 

@@ -80,9 +80,7 @@ func (s *Service) CreateIncident(ctx context.Context, req *sarv1.CreateIncidentR
 	if subj.AgeYears != nil && (subj.GetAgeYears() < 0 || subj.GetAgeYears() > 130) {
 		fv = append(fv, sar.Field("subject.age_years", "OUT_OF_RANGE", "age must be from 0 to 130"))
 	}
-	if _, ok := sarv1.SubjectCategory_name[int32(subj.GetCategory())]; !ok {
-		fv = append(fv, sar.Field("subject.category", "UNKNOWN_VALUE", "unknown category"))
-	}
+	validSubject(&fv, "subject", subj)
 	text(&fv, "subject.description", subj.GetDescription(), sar.MaxTextLen, false)
 	res := int(req.GetSearchResolution())
 	if res == 0 {

@@ -109,6 +109,10 @@ func (s *Service) Ingest(ctx context.Context, p *sarv1.Principal, b *sarv1.FixBa
 		return nil, err
 	}
 	chk := checkFixes(b.GetFixes(), s.window(inc), int(inc.GetSearchResolution()))
+	if skip := b.GetSkippedThrough(); skip > sar.MaxSequence {
+		return nil, sar.Invalid("invalid batch", sar.Field("batch.skipped_through", "OUT_OF_RANGE",
+			"skipped_through must be at most 2^53-1 (sequences are at most that)"))
+	}
 	if skip := b.GetSkippedThrough(); skip > 0 && len(chk.entries) > 0 && skip >= chk.entries[0].Sequence {
 		return nil, sar.Invalid("invalid batch", sar.Field("batch.skipped_through", "NOT_BELOW_BATCH",
 			"skipped_through must be below the batch's first sequence %d", chk.entries[0].Sequence))

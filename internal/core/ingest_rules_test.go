@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math"
 	"slices"
 	"testing"
 	"time"
@@ -165,6 +166,8 @@ func TestIngestRefusedBeforeTheStore(t *testing.T) {
 			&sarv1.FixBatch{IncidentId: inc.GetId(), DeviceId: "phone1", Fixes: []*sarv1.LocationFix{ruleFix(1, 30)}}, sar.KindPermissionDenied, ""},
 		{"skipped_through inside the batch", rescuer(), &sarv1.FixBatch{IncidentId: inc.GetId(), DeviceId: "phone1", SkippedThrough: 3,
 			Fixes: []*sarv1.LocationFix{ruleFix(2, 30)}}, sar.KindInvalid, ""},
+		{"skipped_through past 2^53-1 on an empty batch", rescuer(), &sarv1.FixBatch{IncidentId: inc.GetId(), DeviceId: "phone1",
+			SkippedThrough: math.MaxUint64}, sar.KindInvalid, "Lua would round it, and no sequence could follow it"},
 		{"too many fixes", rescuer(), &sarv1.FixBatch{IncidentId: inc.GetId(), DeviceId: "phone1",
 			Fixes: make([]*sarv1.LocationFix, sar.MaxBatchFixes+1)}, sar.KindResourceExhausted, ""},
 	} {

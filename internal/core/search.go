@@ -447,6 +447,9 @@ func (s *Service) SetSearchPlan(ctx context.Context, req *sarv1.SetSearchPlanReq
 		fv = append(fv, sar.Field("cut", "OUT_OF_RANGE", "cut must be above 0 and at most 0.95"))
 	}
 	validSweepWidths(&fv, req.GetSweepWidthsM())
+	if req.GetSubject() != nil {
+		validSubject(&fv, "subject", req.GetSubject())
+	}
 	// Defaults: the current plan's origin and profile, else the incident's.
 	cur, err := s.st.GridMeta(ctx, inc.GetId())
 	if err != nil && sar.KindOf(err) != sar.KindNotFound {
@@ -774,7 +777,7 @@ func (s *Service) segmentCells(ctx context.Context, inc *sarv1.Incident, id int,
 	if err != nil {
 		return nil, err
 	}
-	seg, g, err := s.segmentsFor(ctx, inc, g, segmentInput{}) // the same segments ListSegments shows
+	seg, g, err := s.segmentsFor(ctx, inc, g, segmentInput{need: id}) // the same segments ListSegments shows
 	if err != nil {
 		return nil, err
 	}

@@ -35,6 +35,9 @@ type segmentInput struct {
 	area    float64 // requested target area (0: keep)
 	initial float64 // target area if the incident has no segmentation yet (0: the default)
 	force   bool    // cut the unassigned part anew
+	// need is the segment id the request names (0: none). A cut without
+	// it is not stored: a request refused NOT_FOUND writes nothing.
+	need int
 }
 
 // segmentsFor returns the incident's segmentation for grid g, cutting the
@@ -71,6 +74,11 @@ func (s *Service) segmentsFor(ctx context.Context, inc *sarv1.Incident, g *grid,
 		next, err := cutSegments(seg, g, area)
 		if err != nil {
 			return nil, nil, err
+		}
+		if in.need != 0 {
+			if _, err := segmentIndex(next, in.need); err != nil {
+				return nil, nil, err
+			}
 		}
 		desc := fmt.Sprintf("%d segments of about %.2f km²", len(next.Segments), next.TargetAreaM2/1e6)
 		if n := outsideGrid(next, g.g); n > 0 {
@@ -569,7 +577,7 @@ func (s *Service) AssignSegment(ctx context.Context, req *sarv1.AssignSegmentReq
 		if err != nil {
 			return nil, err
 		}
-		seg, g, err := s.segmentsFor(ctx, inc, g, segmentInput{}) // ids of the current cut only
+		seg, g, err := s.segmentsFor(ctx, inc, g, segmentInput{need: int(req.GetSegmentId())}) // ids of the current cut only
 		if err != nil {
 			return nil, err
 		}

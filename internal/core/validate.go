@@ -6,6 +6,8 @@ import (
 	"sort"
 	"time"
 
+	"google.golang.org/protobuf/reflect/protoreflect"
+
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
 	"github.com/mountain-sar/sar/geo"
 	"github.com/mountain-sar/sar/internal/sar"
@@ -148,4 +150,22 @@ func checkFix(f *sarv1.LocationFix, path string, w fixWindow) *sarv1.FixRejectio
 		return bad(field, "source", "UNKNOWN_VALUE", "unknown fix source %d", f.GetSource())
 	}
 	return nil
+}
+
+// defined reports whether e is a value its enum declares: new values of a
+// regenerated enum pass without a change here.
+func defined(e protoreflect.Enum) bool { return e.Descriptor().Values().ByNumber(e.Number()) != nil }
+
+// validSubject refuses enum values of a subject profile that its enums do
+// not declare (a client built from a newer or a garbled schema): an
+// unknown category or terrain must not silently seed another profile.
+func validSubject(fv *[]sar.FieldViolation, path string, sp *sarv1.SubjectProfile) {
+	for _, f := range []struct {
+		name string
+		e    protoreflect.Enum
+	}{{"category", sp.GetCategory()}, {"terrain", sp.GetTerrain()}, {"ecoregion", sp.GetEcoregion()}} {
+		if !defined(f.e) {
+			*fv = append(*fv, sar.Field(path+"."+f.name, "UNKNOWN_VALUE", "unknown %s %d", f.name, f.e.Number()))
+		}
+	}
 }

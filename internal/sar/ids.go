@@ -12,11 +12,16 @@ import (
 
 // Limits that protect the server and keep keys and subjects well formed.
 const (
-	MaxBatchFixes   = 500  // fixes in one batch
-	MaxTitleLen     = 200  // incident title
-	MaxTextLen      = 4000 // free text fields
-	MaxNameLen      = 120  // display names
-	MaxSequence     = 1<<53 - 1
+	MaxBatchFixes = 500       // fixes in one batch
+	MaxTitleLen   = 200       // incident title
+	MaxTextLen    = 4000      // free text fields
+	MaxNameLen    = 120       // display names
+	MaxSequence   = 1<<53 - 1 // exact in a Lua (double) number
+	// MaxSkip is how far past the device's acked-through sequence
+	// FixBatch.skipped_through may reach (a million fixes: more than 11
+	// days at one a second), so a wrong value cannot push the device out
+	// of the sequences it can still use.
+	MaxSkip         = 1_000_000
 	MaxAccuracyM    = 100_000 // 100 km: anything coarser says nothing
 	MaxAltitudeM    = 12_000
 	MinAltitudeM    = -1_000

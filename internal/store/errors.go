@@ -26,6 +26,7 @@ const (
 	codePartsChanged = "SAR_PARTS_CHANGED"
 	codeStageLost    = "SAR_STAGE_LOST"
 	codeSegConflict  = "SAR_SEG_CONFLICT"
+	codeSkipTooFar   = "SAR_SKIP_TOO_FAR"
 )
 
 // scriptErrors is the one table from a script's error code to the domain
@@ -54,7 +55,11 @@ var scriptErrors = map[string]func(what string) error{
 		return sar.Errorf(sar.KindAborted, "%s is being changed concurrently; retry", what)
 	},
 	codeSegConflict: func(string) error { return sar.ErrSegmentsConflict },
-	codeStageLost:   func(what string) error { return sar.Errorf(sar.KindUnavailable, "%s write took too long; retry", what) },
+	codeSkipTooFar: func(string) error {
+		return sar.Invalid("invalid batch", sar.Field("batch.skipped_through", "TOO_FAR",
+			"skipped_through may be at most %d past the device's acked_through", sar.MaxSkip))
+	},
+	codeStageLost: func(what string) error { return sar.Errorf(sar.KindUnavailable, "%s write took too long; retry", what) },
 }
 
 // scriptCode returns the error code of a script's error reply, "" if err

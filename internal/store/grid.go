@@ -75,17 +75,6 @@ import (
 
 func ffmt(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
 
-func pfloat(v any) float64 {
-	s, _ := v.(string)
-	f, _ := strconv.ParseFloat(s, 64)
-	return f
-}
-
-func pint(v any) int64 {
-	s, _ := v.(string)
-	return parseInt(s)
-}
-
 func (s *Store) gridMeta(ctx context.Context, p redis.Cmdable, id string) *redis.SliceCmd {
 	return p.HMGet(ctx, kGrid(id), "pb", "ver", "seedver", "row", "z", "posb", "wver")
 }
@@ -95,8 +84,12 @@ func decodeMeta(vals []any) (sar.GridMeta, bool, error) {
 	if !ok {
 		return sar.GridMeta{}, false, nil
 	}
-	m := sar.GridMeta{Summary: &sarv1.SearchGridSummary{}, Version: pint(vals[1]), SeedVersion: pint(vals[2]),
-		RestOfWorld: pfloat(vals[3]), Z: pfloat(vals[4]), POSBase: pfloat(vals[5]), WriteVersion: pint(vals[6])}
+	var f fields
+	m := sar.GridMeta{Summary: &sarv1.SearchGridSummary{}, Version: f.int(vals[1]), SeedVersion: f.int(vals[2]),
+		RestOfWorld: f.float(vals[3]), Z: f.float(vals[4]), POSBase: f.float(vals[5]), WriteVersion: f.int(vals[6])}
+	if f.err != nil {
+		return sar.GridMeta{}, false, f.err
+	}
 	if err := unmarshal(pb, m.Summary); err != nil {
 		return sar.GridMeta{}, false, err
 	}
@@ -148,14 +141,19 @@ func (s *Store) LoadGrid(ctx context.Context, id string, since int64) (*sar.Grid
 	g := &sar.Grid{Meta: m, Cells: make(map[uint64]sar.GridCellState, len(vers.Val()))}
 	for k, v := range pri.Val() {
 		if c, ok := sar.ParseCellHex(k); ok {
-			w, _ := strconv.ParseFloat(v, 64)
+			w, err := parseFloat(v)
+			if err != nil {
+				return nil, err
+			}
 			g.Cells[c] = sar.GridCellState{Prior: w, InGrid: true}
 		}
 	}
 	for k, v := range cov.Val() {
 		if c, ok := sar.ParseCellHex(k); ok {
 			st := g.Cells[c]
-			st.Coverage, _ = strconv.ParseFloat(v, 64)
+			if st.Coverage, err = parseFloat(v); err != nil {
+				return nil, err
+			}
 			g.Cells[c] = st
 		}
 	}
@@ -216,7 +214,11 @@ func loadChangedReply(v any) (*sar.Grid, error) {
 		if !ok || !inGrid {
 			continue // dropped by a re-seed
 		}
-		g.Cells[c] = sar.GridCellState{Prior: pfloat(prior), Coverage: pfloat(cov), Version: ver, InGrid: true}
+		var f fields
+		g.Cells[c] = sar.GridCellState{Prior: f.float(prior), Coverage: f.float(cov), Version: ver, InGrid: true}
+		if f.err != nil {
+			return nil, f.err
+		}
 	}
 	return g, nil
 }
@@ -360,9 +362,12 @@ func (s *Store) coverageSnapshot(ctx context.Context, id string) (int64, map[str
 	}
 	out := make(map[string]float64, len(cov.Val()))
 	for k, v := range cov.Val() {
-		out[k], _ = strconv.ParseFloat(v, 64)
+		if out[k], err = parseFloat(v); err != nil {
+			return 0, nil, err
+		}
 	}
-	return parseInt(cver.Val()), out, nil
+	ver, err := parseInt(cver.Val())
+	return ver, out, err
 }
 
 // TrackerState returns a grid's meta, a searcher's stored tracker state and

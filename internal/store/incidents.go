@@ -159,7 +159,9 @@ func (s *Store) GetIncident(ctx context.Context, id string) (*sarv1.Incident, in
 	}
 	var ver int64
 	if v, ok := vals[1].(string); ok {
-		ver = parseInt(v)
+		if ver, err = parseInt(v); err != nil {
+			return nil, 0, err
+		}
 	}
 	return inc, ver, nil
 }

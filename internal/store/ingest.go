@@ -15,7 +15,11 @@ import (
 func (s *Store) Ingest(ctx context.Context, a sar.IngestArgs) (sar.IngestResult, error) {
 	id := a.IncidentID
 	keys := []string{kInc(id), kSeq(id), kDev(id), kLast(id), kTrack(id, a.ParticipantID), kCells(id), kCellTime(id), kGrid(id)}
-	args := make([]any, 0, 5+4*len(a.Fixes))
+	if a.SkippedThrough > sar.MaxSequence { // Lua numbers are doubles: never round a sequence
+		return sar.IngestResult{}, sar.Invalid("invalid batch", sar.Field("batch.skipped_through", "OUT_OF_RANGE",
+			"skipped_through must be at most 2^53-1"))
+	}
+	args := make([]any, 0, 6+4*len(a.Fixes))
 	args = append(args, a.DeviceID, a.ParticipantID, s.trackMax, strconv.FormatUint(a.SkippedThrough, 10), len(a.Fixes))
 	for _, f := range a.Fixes {
 		if f.Fix == nil {
@@ -24,6 +28,7 @@ func (s *Store) Ingest(ctx context.Context, a sar.IngestArgs) (sar.IngestResult,
 		}
 		args = append(args, strconv.FormatUint(f.Sequence, 10), f.TimeMs, f.Fix.GetCell(), marshal(f.Fix))
 	}
+	args = append(args, sar.MaxSkip)
 	res, err := ingestScript.Run(ctx, s.rdb, keys, args...).Result()
 	if err != nil {
 		return sar.IngestResult{}, fail(err, "incident")
@@ -89,7 +94,11 @@ func (s *Store) CellVisits(ctx context.Context, incidentID string) ([]sar.CellVi
 	out := make([]sar.CellVisit, 0, len(times.Val()))
 	for _, z := range times.Val() {
 		c := z.Member.(string)
-		out = append(out, sar.CellVisit{Cell: c, Fixes: parseInt(counts.Val()[c]), LastTimeMs: int64(z.Score)})
+		n, err := parseInt(counts.Val()[c])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, sar.CellVisit{Cell: c, Fixes: n, LastTimeMs: int64(z.Score)})
 	}
 	return out, nil
 }
@@ -103,5 +112,5 @@ func (s *Store) AckedThrough(ctx context.Context, incidentID, deviceID string) (
 	if err != nil {
 		return 0, fail(err, "incident")
 	}
-	return uint64(parseInt(v)), nil
+	return parseUint(v)
 }

@@ -28,8 +28,9 @@ func (s *Store) Segmentation(ctx context.Context, id string) (*sar.Segmentation,
 	if err := json.Unmarshal([]byte(js), out); err != nil {
 		return nil, sar.Wrap(sar.KindInternal, err, "corrupt segments")
 	}
-	out.Version = pint(vals[0])
-	return out, nil
+	var f fields
+	out.Version = f.int(vals[0])
+	return out, f.err
 }
 
 // PutSegmentation writes a segmentation if the stored one is still at

@@ -173,7 +173,9 @@ func (s *Store) Task(ctx context.Context, incidentID, taskID string) (*sarv1.Tas
 	if err := unmarshal(pb.Val(), t); err != nil {
 		return nil, err
 	}
-	t.Version = parseInt(ver.Val())
+	if t.Version, err = parseInt(ver.Val()); err != nil {
+		return nil, err
+	}
 	return t, nil
 }
 
@@ -194,7 +196,9 @@ func (s *Store) Tasks(ctx context.Context, incidentID string) ([]*sarv1.Task, er
 		if err := unmarshal(pb, t); err != nil {
 			return nil, err
 		}
-		t.Version = parseInt(vers.Val()[id])
+		if t.Version, err = parseInt(vers.Val()[id]); err != nil {
+			return nil, err
+		}
 		out = append(out, t)
 	}
 	return out, nil

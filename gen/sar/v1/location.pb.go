@@ -320,7 +320,10 @@ type FixBatch struct {
 	// The device gave up on every sequence up to and including this one that
 	// it has not sent (for example its outbox overflowed or was wiped): the
 	// server moves acked_through up to it, so later fixes are not held back
-	// by the gap. 0 when nothing was given up.
+	// by the gap. 0 when nothing was given up. It must be below the batch's
+	// first sequence, at most 2^53-1, and at most 1,000,000 past the
+	// device's acked_through; otherwise the batch is refused
+	// (INVALID_ARGUMENT) and nothing is written.
 	SkippedThrough uint64 `protobuf:"varint,5,opt,name=skipped_through,json=skippedThrough,proto3" json:"skipped_through,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache

@@ -13,14 +13,17 @@
 -- KEYS: 1 inc, 2 seq, 3 dev, 4 last, 5 trk (the participant's track),
 --       6 cells, 7 cellt, 8 grid
 -- ARGV: 1 device, 2 participant, 3 trackMax, 4 skippedThrough, 5 n, then
---       n times (seq, timeMs, cell, fixPb)
+--       n times (seq, timeMs, cell, fixPb), 6 + 4n maxSkip
+-- Sequences are at most 2^53-1 (checked before the call), so Lua's double
+-- numbers hold them exactly, and '%.0f' writes them back exactly.
+-- skippedThrough may reach at most maxSkip past the stored acked-through.
 -- Returns: {ackedBefore, ackedThrough, stored, lastChanged, lastValue,
 --       hasGrid}: the two sequences as decimal strings, stored a count,
 --       lastChanged and hasGrid 0 or 1 (hasGrid: the incident has a search
 --       plan, so the caller knows whether to add coverage without another
 --       round trip), lastValue the "<ms>|<LocationFix pb>" last position
 --       or "".
--- Errors: SAR_NOTFOUND, SAR_CLOSED, SAR_NOTJOINED.
+-- Errors: SAR_NOTFOUND, SAR_CLOSED, SAR_NOTJOINED, SAR_SKIP_TOO_FAR.
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return redis.error_reply('SAR_NOTFOUND no such incident') end
 if state ~= 'open' then return redis.error_reply('SAR_CLOSED incident is closed') end
@@ -28,8 +31,12 @@ if redis.call('HGET', KEYS[3], ARGV[1]) ~= ARGV[2] then
   return redis.error_reply('SAR_NOTJOINED device has not joined as the participant')
 end
 local before = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
-local wm = math.max(before, tonumber(ARGV[4]))
 local n = tonumber(ARGV[5])
+local skip = tonumber(ARGV[4])
+if skip > before + tonumber(ARGV[6 + n * 4]) then
+  return redis.error_reply('SAR_SKIP_TOO_FAR skipped_through is too far past acked_through')
+end
+local wm = math.max(before, skip)
 local zadd, counts, cellt = {}, {}, {}
 local bestT, best = -1, nil
 local stored = 0

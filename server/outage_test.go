@@ -1,0 +1,92 @@
+package server_test
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+
+	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
+	"github.com/mountain-sar/sar/internal/app"
+	"github.com/mountain-sar/sar/internal/testenv"
+)
+
+// TestHealthFollowsReadiness kills Redis: gRPC health, overall and per
+// service, goes NOT_SERVING as /readyz goes 503, and SERVING again when
+// Redis is back.
+func TestHealthFollowsReadiness(t *testing.T) {
+	e := startEnv(t)
+	hc := healthpb.NewHealthClient(e.conn)
+	services := []string{"", "sar.v1.LocationService", "sar.v1.IncidentService"}
+	healthIs := func(want healthpb.HealthCheckResponse_ServingStatus) func() bool {
+		return func() bool {
+			for _, svc := range services {
+				r, err := hc.Check(context.Background(), &healthpb.HealthCheckRequest{Service: svc})
+				if err != nil || r.GetStatus() != want {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	readyz := func() int {
+		resp, err := http.Get("http://" + e.app.HTTPAddr() + "/readyz")
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if !healthIs(healthpb.HealthCheckResponse_SERVING)() || readyz() != 200 {
+		t.Fatalf("before the outage: health not SERVING or /readyz %d", readyz())
+	}
+	e.redis.Stop(testenv.WithSIGKILL())
+	eventually(t, "health NOT_SERVING with Redis down", healthIs(healthpb.HealthCheckResponse_NOT_SERVING))
+	if c := readyz(); c != http.StatusServiceUnavailable {
+		t.Errorf("/readyz with Redis down = %d, want 503", c)
+	}
+	e.redis.Start()
+	eventually(t, "health SERVING with Redis back", healthIs(healthpb.HealthCheckResponse_SERVING))
+}
+
+// TestStreamKeepsPrincipalThroughRedisOutage: a device stream outlives its
+// credential's cache entry while Redis is down. The batch gets UNAVAILABLE
+// in its ack and the stream stays open; after Redis returns the same
+// stream stores again, and a revocation still ends it once the re-check
+// can run.
+func TestStreamKeepsPrincipalThroughRedisOutage(t *testing.T) {
+	e := startEnv(t, func(c *app.Config) { c.CredentialCache = 200 * time.Millisecond })
+	_, officer, inc := e.officerOnIncident()
+	d := e.openDevice(officer, inc.GetId(), "phone")
+	now := time.Now()
+	if ack := d.send(walk(1, 5, now)...); len(ack.GetStored()) != 5 {
+		t.Fatalf("before the outage ack = %v, want 5 stored", ack)
+	}
+	e.redis.Stop(testenv.WithSIGKILL())
+	time.Sleep(400 * time.Millisecond) // the cached credential expires
+	for range 3 {
+		ack := d.send(walk(6, 5, now)...)
+		if ack.GetProblem().GetCode() != uint32(codes.Unavailable) || len(ack.GetStored()) != 0 {
+			t.Fatalf("during the outage ack = %v, want UNAVAILABLE in the ack and the stream open", ack)
+		}
+	}
+	e.redis.Start()
+	eventually(t, "the same stream storing again", func() bool {
+		ack := d.send(walk(6, 5, now)...)
+		return ack.GetProblem() == nil && ack.GetAckedThrough() == 10
+	})
+	who := must[*sarv1.WhoAmIResponse](t, "WhoAmI")(e.auth.WhoAmI(e.as(officer), &sarv1.WhoAmIRequest{}))
+	must[*sarv1.RevokeCredentialResponse](t, "RevokeCredential")(e.auth.RevokeCredential(e.as(e.admin),
+		&sarv1.RevokeCredentialRequest{CredentialId: who.GetPrincipal().GetCredentialId()}))
+	time.Sleep(400 * time.Millisecond)
+	if err := d.stream.Send(&sarv1.StreamFixesRequest{Batch: &sarv1.FixBatch{IncidentId: inc.GetId(), DeviceId: "phone", Fixes: walk(11, 1, now)}}); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	if _, err := d.stream.Recv(); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("after revocation the stream ends with %v, want UNAUTHENTICATED", err)
+	}
+}

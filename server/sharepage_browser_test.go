@@ -505,3 +505,39 @@ func (r *natsRecorder) sequences(participant string) []uint64 {
 	}
 	return out
 }
+
+// TestSharePageRescuersOnTheWay: the page tells the lost person that a
+// team is on the way and how far the nearest rescuers are.
+func TestSharePageRescuersOnTheWay(t *testing.T) {
+	e := startEnv(t)
+	c := e.callout()
+	link := must[*sarv1.CreateShareLinkResponse](t, "CreateShareLink")(e.auth.CreateShareLink(e.as(c.op),
+		&sarv1.CreateShareLinkRequest{IncidentId: c.inc}))
+	k9 := c.rescuers["blue-sky/k9"]
+	e.join(k9, c.inc, "k9-phone")
+	task := e.offer(c, sarv1.TaskKind_TASK_KIND_GO_TO_POINT, "blue-sky", "k9", func(r *sarv1.CreateTaskRequest) { r.Point = ipp })
+	must[*sarv1.AcceptTaskResponse](t, "accept")(e.tasks().AcceptTask(e.as(k9), &sarv1.AcceptTaskRequest{IncidentId: c.inc, TaskId: task.GetId(),
+		Eta: durationpb.New(20 * time.Minute)}))
+	ack := must[*sarv1.ReportFixesResponse](t, "ReportFixes")(e.loc.ReportFixes(e.as(k9), &sarv1.ReportFixesRequest{Batch: &sarv1.FixBatch{
+		IncidentId: c.inc, DeviceId: "k9-phone", Fixes: []*sarv1.LocationFix{fixAt(1, east(1234))}}})).GetAck()
+	if len(ack.GetStored()) != 1 {
+		t.Fatalf("rescuer fix not stored: %v", ack)
+	}
+
+	origin := "http://" + e.app.HTTPAddr()
+	b := startBrowser(t)
+	p := newPhone(t, b, "zh-CN")
+	p.permission(origin, browser.PermissionSettingGranted)
+	p.at(ipp.GetLat(), ipp.GetLng(), 10)
+	p.do(chromedp.Navigate(link.GetUrl()))
+	p.waitFor("the button", "!document.getElementById('start').disabled")
+	p.do(chromedp.Click(chromedp.ID("start")))
+	e.waitTrack(c.op, c.inc, link.GetParticipant().GetId(), 1)
+	// The status read at the join knew no caller position yet; the next
+	// send brings a fresh one.
+	time.Sleep(5 * time.Second)
+	p.at(ipp.GetLat()+0.0003, ipp.GetLng(), 10)
+	p.waitFor("the team on the way", "document.getElementById('phase').textContent==='救援队已出发'")
+	p.waitFor("the nearest rescuers", "document.getElementById('nearest').textContent==='最近的救援人员离您约 1.2公里'")
+	p.shot("zh-12-on-the-way")
+}

@@ -14,11 +14,13 @@ package server
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -41,8 +43,6 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
-	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -77,6 +77,11 @@ type Options struct {
 	WatchRecheck time.Duration
 	// Ready reports whether the backends answer (for /readyz and health).
 	Ready func(ctx context.Context) error
+	// TLS, when set, secures both listeners (see server/tls.go).
+	TLS *tls.Config
+	// TrustedProxies are the addresses whose X-Forwarded-For is believed
+	// (see server/proxy.go).
+	TrustedProxies []netip.Prefix
 }
 
 // Server serves the sar.v1 API over gRPC and HTTP.
@@ -174,13 +179,13 @@ func New(svc *core.Service, opt Options) *Server {
 		s.streamLimit,
 		s.streamErrors,
 	}
-	s.grpc = grpc.NewServer(
+	s.grpc = grpc.NewServer(append(s.transportOptions(),
 		grpc.MaxRecvMsgSize(opt.MaxMsgBytes),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
-	)
+	)...)
 	// The in-process door first does what the gRPC transport does before
 	// the chain (the message size limit, the peer), then the same chain.
 	s.inproc = (&inprocgrpc.Channel{}).WithServerUnaryInterceptor(s.gatewayUnary).WithServerStreamInterceptor(s.gatewayStream)
@@ -241,18 +246,19 @@ func (s *Server) gateway() http.Handler {
 // gatewayUnary and gatewayStream stand, on the in-process door, for what the
 // gRPC transport does before the interceptors: refuse a message above the
 // size limit (the gateway guard caps the JSON body, not the query string or
-// the decoded message), and name the peer. The peer is the HTTP client, the
-// last X-Forwarded-For entry the gateway appended from the connection; the
-// metadata keeps the whole header as the gateway sent it.
+// the decoded message), and name the peer: the HTTP client, found in the
+// X-Forwarded-For the gateway appended the connection's address to
+// (gatewayPeer, server/proxy.go); the metadata keeps the whole header as
+// the gateway sent it.
 func (s *Server) gatewayUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	if err := s.checkSize(req); err != nil {
 		return nil, err
 	}
-	return handler(gatewayPeer(ctx), req)
+	return handler(s.gatewayPeer(ctx), req)
 }
 
 func (s *Server) gatewayStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	return handler(srv, &gatewayServerStream{ServerStream: ss, ctx: gatewayPeer(ss.Context()), s: s})
+	return handler(srv, &gatewayServerStream{ServerStream: ss, ctx: s.gatewayPeer(ss.Context()), s: s})
 }
 
 func (s *Server) checkSize(m any) error {
@@ -285,18 +291,6 @@ type httpAddr string
 func (a httpAddr) Network() string { return "http" }
 func (a httpAddr) String() string  { return string(a) }
 
-func gatewayPeer(ctx context.Context) context.Context {
-	xff := metadata.ValueFromIncomingContext(ctx, "x-forwarded-for")
-	if len(xff) == 0 {
-		return ctx
-	}
-	last := xff[len(xff)-1]
-	if i := strings.LastIndexByte(last, ','); i >= 0 {
-		last = last[i+1:]
-	}
-	return peer.NewContext(ctx, &peer.Peer{Addr: httpAddr(strings.TrimSpace(last))})
-}
-
 // Handle adds an HTTP handler (pages, more APIs) to the HTTP listener. The
 // embedded pages (package web) answer "/" and whatever no other pattern
 // takes.
@@ -308,7 +302,7 @@ func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, 
 // operator's or rescuer's valid credential still works from it (a command
 // post shares one address with whoever else is there).
 func (s *Server) authenticate(ctx context.Context) (context.Context, error) {
-	addr := clientAddr(ctx)
+	addr := s.clientAddr(ctx)
 	token, err := grpcauth.AuthFromMD(ctx, "bearer")
 	if err != nil {
 		return nil, s.refuse(addr, core.Unauthenticated(sar.CredentialRequired))
@@ -399,7 +393,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 // Serve serves gRPC on gl and HTTP (health, metrics, gateway, pages) on hl
 // until Shutdown. It returns when both have stopped.
 func (s *Server) Serve(gl, hl net.Listener) error {
-	hs := &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+	hs := &http.Server{Handler: s.httpHandler(), ErrorLog: s.httpErrorLog(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		BaseContext: func(net.Listener) context.Context { return s.base }}
 	s.mu.Lock()
 	select {
@@ -419,7 +413,7 @@ func (s *Server) Serve(gl, hl net.Listener) error {
 	errc := make(chan error, 2)
 	go func() { errc <- s.grpc.Serve(gl) }()
 	go func() {
-		err := hs.Serve(hl)
+		err := s.serveHTTP(hs, hl)
 		if errors.Is(err, http.ErrServerClosed) {
 			err = nil
 		}
@@ -438,7 +432,7 @@ func (s *Server) Serve(gl, hl net.Listener) error {
 // body of any size into memory before gRPC's limit applies).
 func (s *Server) gatewayGuard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		addr := httpClientAddr(r)
+		addr := s.httpClientAddr(r)
 		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		var refuse error
 		switch {

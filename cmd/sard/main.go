@@ -24,6 +24,8 @@ var version = "dev"
 
 // CLI is sard's command line; every flag has an environment fallback.
 type CLI struct {
+	TLSFlags // tls.go
+
 	GRPCAddr     string           `name:"grpc-addr" env:"SAR_GRPC_ADDR" default:"127.0.0.1:50051" help:"Address of the gRPC listener (devices, tools, other replicas' load balancer)."`
 	HTTPAddr     string           `name:"http-addr" env:"SAR_HTTP_ADDR" default:"127.0.0.1:8080" help:"Address of the HTTP listener: JSON gateway (/v1/...), pages, /healthz, /readyz, /metrics."`
 	RedisURL     string           `name:"redis-url" env:"SAR_REDIS_URL" help:"Redis URL, e.g. redis://:password@host:6379/0. Empty: start an embedded Redis (redis-server child process, or in-process miniredis if redis-server is not on the PATH)."`
@@ -86,10 +88,12 @@ func run(cli CLI) error {
 	cfg.RateLimit, cfg.RateBurst, cfg.ShutdownTimeout = cli.RateLimit, cli.RateBurst, cli.Shutdown
 	cfg.EscalationInterval, cfg.MinAnswerWithin = cli.Escalation, cli.MinAnswer
 	cfg.PublicURL, cfg.LinkRateLimit, cfg.LinkRateBurst, cfg.AddrRateLimit, cfg.AddrRateBurst = cli.PublicURL, cli.LinkRate, cli.LinkBurst, cli.AddrRate, cli.AddrBurst
+	cfg.Transport = cli.transport()
 	a, err := app.Start(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
+	go reloadOnSIGHUP(ctx, a, log)
 	if b := a.Embedded; b.OperatorToken != "" {
 		banner(a, b, cfg)
 	}
@@ -116,12 +120,11 @@ func banner(a *app.App, b app.Bootstrap, cfg app.Config) {
 			fmt.Fprintf(w, "            %s, %d nkey users from %s\n", b.NATSURL, b.NATSUsers, cfg.NATSAuthFile)
 		}
 	}
-	fmt.Fprintf(w, "    gRPC:   %s   (reflection on: grpcurl -plaintext %s list)\n", a.GRPCAddr(), a.GRPCAddr())
-	fmt.Fprintf(w, "    HTTP:   http://%s   (JSON API under /v1/, /healthz, /metrics)\n", a.HTTPAddr())
+	bannerTLS(w, a, b)
 	fmt.Fprintf(w, "    operator token (jurisdiction %q, 30 days):\n      %s\n", cfg.EmbeddedJurisdiction, b.OperatorToken)
 	if b.AdminToken != "" {
 		fmt.Fprintf(w, "    admin token (valid 24 h; set --admin-token to keep one):\n      %s\n", b.AdminToken)
 	}
-	fmt.Fprintln(w, "    try: curl -H \"Authorization: Bearer $TOKEN\" http://"+a.HTTPAddr()+"/v1/whoami")
+	fmt.Fprintln(w, "    try: curl "+curlTLS(b)+"-H \"Authorization: Bearer $TOKEN\" "+httpURL(a)+"/v1/whoami")
 	fmt.Fprintln(w, "")
 }

@@ -70,6 +70,7 @@ type Config struct {
 	WatchRecheck    time.Duration // how often watch streams re-check their credential (10 s)
 	// Jurisdiction of the operator credential made in embedded mode.
 	EmbeddedJurisdiction string
+	Transport            // TLS and proxies (tls.go)
 }
 
 // Defaults returns the default configuration.
@@ -95,6 +96,7 @@ type App struct {
 	served   chan error
 	cancel   context.CancelFunc
 	Embedded Bootstrap
+	tr       *transport
 
 	bg        sync.WaitGroup // background loops (relay, escalations)
 	closeOnce sync.Once
@@ -110,6 +112,9 @@ type Bootstrap struct {
 	NATSUsers     int    // embedded NATS: nkey users loaded from Config.NATSAuthFile
 	AdminToken    string // generated admin token ("" if configured or external)
 	OperatorToken string // operator credential of EmbeddedJurisdiction ("" if external)
+	// TLSFingerprint is the SHA-256 of the self-signed certificate
+	// (Transport.TLSSelfSigned), for clients to pin.
+	TLSFingerprint string
 }
 
 // Start starts everything and serves in the background.
@@ -136,6 +141,10 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 			"a half-embedded server would keep its events or its state to itself")
 	}
 	embeddedMode := cfg.RedisURL == ""
+	tr, err := a.setupTransport(cfg, embeddedMode)
+	if err != nil {
+		return nil, err
+	}
 	natsOpts, err := embeddedNATSOptions(&cfg)
 	if err != nil {
 		return nil, err
@@ -207,7 +216,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	}
 	publicURL := cfg.PublicURL
 	if publicURL == "" {
-		publicURL = "http://" + a.HTTPAddr()
+		publicURL = a.scheme() + "://" + a.HTTPAddr()
 		log.Warn("share links point at the HTTP listener, which phones elsewhere cannot reach: set --public-url to the HTTPS address phones use",
 			"public_url", publicURL)
 	} else if u, _ := url.Parse(publicURL); u.Scheme == "http" && !loopbackHost(u.Hostname()) {
@@ -233,7 +242,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 
 	a.Server = server.New(a.Core, server.Options{Log: log, Registry: reg, RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst,
 		LinkRateLimit: cfg.LinkRateLimit, LinkRateBurst: cfg.LinkRateBurst, AddrRateLimit: cfg.AddrRateLimit, AddrRateBurst: cfg.AddrRateBurst,
-		WatchRecheck: cfg.WatchRecheck,
+		WatchRecheck: cfg.WatchRecheck, TLS: tr.tls, TrustedProxies: tr.proxies,
 		Ready: func(ctx context.Context) error {
 			if err := st.Ping(ctx); err != nil {
 				return fmt.Errorf("redis: %w", err)
@@ -249,7 +258,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	a.bg.Go(func() { relay.Run(rctx) })
 	a.bg.Go(func() { a.Core.RunEscalations(rctx, cmp.Or(cfg.EscalationInterval, time.Second)) })
 	go func() { a.served <- a.Server.Serve(a.grpcLis, a.httpLis) }()
-	log.Info("sard serving", "grpc", a.GRPCAddr(), "http", a.HTTPAddr(),
+	log.Info("sard serving", "grpc", a.GRPCAddr(), "http", a.HTTPAddr(), "tls", a.UsesTLS(),
 		"redis", redactURL(cfg.RedisURL), "redis_cluster", cfg.RedisCluster, "nats", redactURL(cfg.NATSURL))
 	return a, nil
 }

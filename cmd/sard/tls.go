@@ -1,0 +1,80 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/mountain-sar/sar/internal/app"
+)
+
+// TLSFlags are sard's transport security flags.
+type TLSFlags struct {
+	TLSCert              string   `name:"tls-cert" env:"SAR_TLS_CERT" help:"PEM certificate (chain) of both listeners; TLS 1.2+. Reloaded when the file changes (checked every 10 s) or on SIGHUP, without dropping open streams."`
+	TLSKey               string   `name:"tls-key" env:"SAR_TLS_KEY" help:"PEM private key of --tls-cert."`
+	TLSSelfSigned        bool     `name:"tls-self-signed" env:"SAR_TLS_SELF_SIGNED" help:"Embedded mode only: serve TLS with a self-signed certificate for this machine's names and addresses (kept in <data-dir>/tls), for a LAN demo; its SHA-256 fingerprint is printed for clients to pin (--tls-pin)."`
+	PlaintextBehindProxy bool     `name:"plaintext-behind-proxy" env:"SAR_PLAINTEXT_BEHIND_PROXY" help:"Allow plaintext listeners on addresses other than loopback: only when a TLS-terminating proxy on a private network is the only way in."`
+	TrustedProxies       []string `name:"trusted-proxies" env:"SAR_TRUSTED_PROXIES" sep:"," help:"CIDRs or addresses of the reverse proxies / load balancers whose X-Forwarded-For is believed (per-address rate limits). Empty: the connection's address is the client."`
+}
+
+func (f TLSFlags) transport() app.Transport {
+	return app.Transport{TLSCertFile: f.TLSCert, TLSKeyFile: f.TLSKey, TLSSelfSigned: f.TLSSelfSigned,
+		PlaintextBehindProxy: f.PlaintextBehindProxy, TrustedProxies: f.TrustedProxies}
+}
+
+// reloadOnSIGHUP loads the certificate files again on each SIGHUP.
+func reloadOnSIGHUP(ctx context.Context, a *app.App, log *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			if !a.UsesTLS() {
+				log.Info("SIGHUP: TLS is off, nothing to reload")
+				continue
+			}
+			if err := a.ReloadTLS(); err != nil {
+				log.Error("SIGHUP: the certificate files do not load; still serving the previous certificate", "err", err)
+			} else {
+				log.Info("SIGHUP: certificate files checked")
+			}
+		}
+	}
+}
+
+func httpURL(a *app.App) string {
+	if a.UsesTLS() {
+		return "https://" + a.HTTPAddr()
+	}
+	return "http://" + a.HTTPAddr()
+}
+
+func curlTLS(b app.Bootstrap) string {
+	if b.TLSFingerprint != "" {
+		return "-k " // self-signed: curl cannot pin a certificate's SHA-256; check the fingerprint above
+	}
+	return ""
+}
+
+// bannerTLS prints the listeners and how they are secured.
+func bannerTLS(w io.Writer, a *app.App, b app.Bootstrap) {
+	if !a.UsesTLS() {
+		fmt.Fprintf(w, "    gRPC:   %s   (PLAINTEXT, loopback only; reflection on: grpcurl -plaintext %s list)\n", a.GRPCAddr(), a.GRPCAddr())
+		fmt.Fprintf(w, "    HTTP:   %s   (PLAINTEXT, loopback only; JSON API under /v1/, /healthz, /metrics)\n", httpURL(a))
+		fmt.Fprintln(w, "            phones' browsers give the share page a position only over HTTPS: --tls-self-signed for a LAN demo")
+		return
+	}
+	fmt.Fprintf(w, "    gRPC:   %s   (TLS)\n", a.GRPCAddr())
+	fmt.Fprintf(w, "    HTTP:   %s   (TLS; JSON API under /v1/, /healthz, /metrics)\n", httpURL(a))
+	if b.TLSFingerprint != "" {
+		fmt.Fprintf(w, "    self-signed certificate, SHA-256 fingerprint (browsers warn: compare it before accepting):\n      %s\n", b.TLSFingerprint)
+		fmt.Fprintf(w, "    clients: sarctl --addr %s --tls-pin %s ...\n", a.GRPCAddr(), b.TLSFingerprint)
+	}
+}

@@ -62,4 +62,3 @@ func TestSharePageOverHTTPS(t *testing.T) {
 	}
 	p.shot("en-https-sharing")
 }
-

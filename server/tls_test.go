@@ -287,3 +287,36 @@ func TestTLSCertificateRotation(t *testing.T) {
 		t.Errorf("the stream after a failed reload: %v", a)
 	}
 }
+
+// TestTransportRefusals: settings that would leave a door open, or that
+// contradict each other, stop the start with a reason.
+func TestTransportRefusals(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		set  func(*app.Config)
+		want string
+	}{
+		{"plaintext off loopback", func(c *app.Config) { c.HTTPAddr = "0.0.0.0:0" }, "refusing plaintext on 0.0.0.0:0"},
+		{"plaintext on all addresses", func(c *app.Config) { c.GRPCAddr = ":0" }, "refusing plaintext on :0"},
+		{"a certificate without a key", func(c *app.Config) { c.TLSCertFile = "x.crt" }, "both --tls-cert and --tls-key"},
+		{"missing files", func(c *app.Config) { c.TLSCertFile, c.TLSKeyFile = dir+"/no.crt", dir+"/no.key" }, "no such file"},
+		{"self-signed and files", func(c *app.Config) { c.TLSCertFile, c.TLSKeyFile, c.TLSSelfSigned = "a", "b", true }, "choose one"},
+		{"self-signed in production", func(c *app.Config) {
+			c.TLSSelfSigned, c.RedisURL, c.NATSURL = true, "redis://127.0.0.1:1", "nats://127.0.0.1:1"
+		}, "embedded-mode demo only"},
+		{"trusting everyone", func(c *app.Config) { c.TrustedProxies = []string{"0.0.0.0/0"} }, "trusts every address"},
+		{"a proxy by name", func(c *app.Config) { c.TrustedProxies = []string{"proxy.example.org"} }, "neither a CIDR nor an address"},
+	} {
+		cfg := app.Defaults()
+		cfg.GRPCAddr, cfg.HTTPAddr, cfg.DataDir = "127.0.0.1:0", "127.0.0.1:0", t.TempDir()
+		tc.set(&cfg)
+		a, err := app.Start(t.Context(), cfg, testLogger(t))
+		if err == nil {
+			_ = a.Close()
+			t.Errorf("%s: started", tc.name)
+		} else if !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want it to say %q", tc.name, err, tc.want)
+		}
+	}
+}

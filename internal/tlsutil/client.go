@@ -35,9 +35,6 @@ type Client struct {
 	Insecure bool
 }
 
-// ErrPlaintextRemote refuses plaintext to a remote address.
-var ErrPlaintextRemote = errors.New("refusing plaintext to a remote address: tokens and positions would cross the network readable by anyone on the path")
-
 // UsesTLS reports whether a connection to addr (host:port) will use TLS,
 // or an error if the settings contradict each other.
 func (c Client) UsesTLS(addr string) (bool, error) {
@@ -156,4 +153,18 @@ func Hint(err error, usedTLS bool) string {
 		return "the server seems to expect TLS: pass --tls (or --tls-ca-file / --tls-pin)"
 	}
 	return ""
+}
+
+// Flags are the clients' command-line flags (kong tags), shared by sarctl
+// and sarsim.
+type Flags struct {
+	TLS      bool   `name:"tls" env:"SAR_TLS" help:"Use TLS even to a loopback address (it is the default to any other address)."`
+	CAFile   string `name:"tls-ca-file" env:"SAR_TLS_CA_FILE" placeholder:"FILE" help:"PEM bundle of the CAs that sign sard's certificate (default: the system's roots). Implies TLS."`
+	Pin      string `name:"tls-pin" env:"SAR_TLS_PIN" placeholder:"SHA256" help:"SHA-256 fingerprint of sard's certificate (a self-signed one: sard prints it); only that certificate is accepted. Implies TLS."`
+	Insecure bool   `name:"insecure" env:"SAR_INSECURE" help:"Allow plaintext to an address that is not loopback (a trusted network only: tokens and positions cross it readable)."`
+}
+
+// Client is the connection security the flags ask for.
+func (f Flags) Client() Client {
+	return Client{TLS: f.TLS, CAFile: f.CAFile, Pin: f.Pin, Insecure: f.Insecure}
 }

@@ -24,8 +24,6 @@ var version = "dev"
 
 // CLI is sard's command line; every flag has an environment fallback.
 type CLI struct {
-	TLSFlags // tls.go
-
 	GRPCAddr     string           `name:"grpc-addr" env:"SAR_GRPC_ADDR" default:"127.0.0.1:50051" help:"Address of the gRPC listener (devices, tools, other replicas' load balancer)."`
 	HTTPAddr     string           `name:"http-addr" env:"SAR_HTTP_ADDR" default:"127.0.0.1:8080" help:"Address of the HTTP listener: JSON gateway (/v1/...), pages, /healthz, /readyz, /metrics."`
 	RedisURL     string           `name:"redis-url" env:"SAR_REDIS_URL" help:"Redis URL, e.g. redis://:password@host:6379/0. Empty: start an embedded Redis (redis-server child process, or in-process miniredis if redis-server is not on the PATH)."`
@@ -52,6 +50,8 @@ type CLI struct {
 	LogLevel     string           `name:"log-level" env:"SAR_LOG_LEVEL" default:"info" enum:"debug,info,warn,error" help:"Log level (debug, info, warn, error)."`
 	LogFormat    string           `name:"log-format" env:"SAR_LOG_FORMAT" default:"json" enum:"json,text" help:"Log format (json, text)."`
 	Version      kong.VersionFlag `help:"Print the version and exit."`
+
+	TLSFlags // tls.go: TLS, proxies, the backends' TLS and credentials
 }
 
 func main() {
@@ -88,7 +88,7 @@ func run(cli CLI) error {
 	cfg.RateLimit, cfg.RateBurst, cfg.ShutdownTimeout = cli.RateLimit, cli.RateBurst, cli.Shutdown
 	cfg.EscalationInterval, cfg.MinAnswerWithin = cli.Escalation, cli.MinAnswer
 	cfg.PublicURL, cfg.LinkRateLimit, cfg.LinkRateBurst, cfg.AddrRateLimit, cfg.AddrRateBurst = cli.PublicURL, cli.LinkRate, cli.LinkBurst, cli.AddrRate, cli.AddrBurst
-	cfg.Transport = cli.transport()
+	cfg.Transport, cfg.BackendSecurity = cli.transport(), cli.security()
 	a, err := app.Start(ctx, cfg, log)
 	if err != nil {
 		return err

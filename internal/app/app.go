@@ -71,6 +71,7 @@ type Config struct {
 	// Jurisdiction of the operator credential made in embedded mode.
 	EmbeddedJurisdiction string
 	Transport            // TLS and proxies (tls.go)
+	BackendSecurity      // Redis and NATS TLS and credentials (backends.go)
 }
 
 // Defaults returns the default configuration.
@@ -145,6 +146,11 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	if err != nil {
 		return nil, err
 	}
+	if embeddedMode && cfg.BackendSecurity.set() {
+		return nil, errors.New("the Redis and NATS TLS and credential settings are for --redis-url and --nats-url, not for embedded mode")
+	} else if !embeddedMode {
+		cfg.warnPlaintextBackends(cfg, log)
+	}
 	natsOpts, err := embeddedNATSOptions(&cfg)
 	if err != nil {
 		return nil, err
@@ -192,7 +198,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	if err := retry(ctx, "redis", log, func() error { return a.Redis.Ping(ctx).Err() }); err != nil {
 		return nil, fmt.Errorf("redis %s: %w", redactURL(cfg.RedisURL), err)
 	}
-	if a.NATS, err = natsConn(cfg.NATSURL, cfg.NATSSeedFile, log); err != nil {
+	if a.NATS, err = natsConn(cfg, log); err != nil {
 		return nil, err
 	}
 	a.closers = append(a.closers, func() { _ = a.NATS.Drain() })
@@ -345,17 +351,27 @@ func redisClient(cfg Config) (redis.UniversalClient, error) {
 		if err != nil {
 			return nil, fmt.Errorf("redis cluster url: %w", err)
 		}
+		if err := cfg.secureRedis(cfg.RedisURL, &opt.TLSConfig, &opt.Username, &opt.Password); err != nil {
+			return nil, err
+		}
 		return redis.NewClusterClient(opt), nil
 	}
 	opt, err := redis.ParseURL(cfg.RedisURL)
 	if err != nil {
 		return nil, fmt.Errorf("redis url: %w", err)
 	}
+	if err := cfg.secureRedis(cfg.RedisURL, &opt.TLSConfig, &opt.Username, &opt.Password); err != nil {
+		return nil, err
+	}
 	return redis.NewClient(opt), nil
 }
 
-func natsConn(url, seedFile string, log *slog.Logger) (*nats.Conn, error) {
-	var auth []nats.Option
+func natsConn(cfg Config, log *slog.Logger) (*nats.Conn, error) {
+	url, seedFile := cfg.NATSURL, cfg.NATSSeedFile
+	auth, err := cfg.natsOptions(seedFile)
+	if err != nil {
+		return nil, err
+	}
 	if seedFile != "" {
 		o, err := nats.NkeyOptionFromSeed(seedFile)
 		if err != nil {

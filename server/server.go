@@ -15,6 +15,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -79,6 +80,9 @@ type Options struct {
 	Ready func(ctx context.Context) error
 	// TLS, when set, secures both listeners (see server/tls.go).
 	TLS *tls.Config
+	// ClientCAs, with TLS, admits client certificates on the gRPC
+	// listener that these CAs signed (mutual TLS, see server/mtls.go).
+	ClientCAs *x509.CertPool
 	// TrustedProxies are the addresses whose X-Forwarded-For is believed
 	// (see server/proxy.go).
 	TrustedProxies []netip.Prefix
@@ -105,9 +109,13 @@ type Server struct {
 	gw       *runtime.ServeMux
 }
 
-type tokenKey struct{}
+type presentedKey struct{}
 
-func tokenFromContext(ctx context.Context) string { s, _ := ctx.Value(tokenKey{}).(string); return s }
+// presentedFromContext is what the call authenticated with (streams check it again).
+func presentedFromContext(ctx context.Context) core.Presented {
+	p, _ := ctx.Value(presentedKey{}).(core.Presented)
+	return p
+}
 
 // New builds a Server around the domain service.
 func New(svc *core.Service, opt Options) *Server {
@@ -305,6 +313,9 @@ func (s *Server) authenticate(ctx context.Context) (context.Context, error) {
 	addr := s.clientAddr(ctx)
 	token, err := grpcauth.AuthFromMD(ctx, "bearer")
 	if err != nil {
+		if id, ok := clientCertCredential(ctx); ok { // mutual TLS (mtls.go)
+			return s.authenticateCertificate(ctx, addr, id)
+		}
 		return nil, s.refuse(addr, core.Unauthenticated(sar.CredentialRequired))
 	}
 	p, err := s.core.Authenticate(ctx, token)
@@ -318,7 +329,7 @@ func (s *Server) authenticate(ctx context.Context) (context.Context, error) {
 		return nil, errAddrLimited
 	}
 	ctx = auth.WithPrincipal(ctx, p)
-	return context.WithValue(ctx, tokenKey{}, token), nil
+	return context.WithValue(ctx, presentedKey{}, core.Presented{Token: token}), nil
 }
 
 // refuse answers a refused credential, spending the address's budget;

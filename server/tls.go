@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"log"
 	"log/slog"
 	"net"
@@ -26,7 +27,11 @@ func (s *Server) transportOptions() []grpc.ServerOption {
 	if s.opt.TLS == nil {
 		return nil
 	}
-	return []grpc.ServerOption{grpc.Creds(credentials.NewTLS(s.opt.TLS.Clone()))}
+	cfg := s.opt.TLS.Clone()
+	if s.opt.ClientCAs != nil { // mutual TLS for the servers that have a certificate (mtls.go)
+		cfg.ClientCAs, cfg.ClientAuth = s.opt.ClientCAs, tls.VerifyClientCertIfGiven
+	}
+	return []grpc.ServerOption{grpc.Creds(credentials.NewTLS(cfg))}
 }
 
 // serveHTTP serves hs on l, over TLS when Options.TLS is set (HTTP/2 and

@@ -98,6 +98,9 @@ func dial(c tlsutil.Client, addr string) (*grpc.ClientConn, error) {
 
 // withToken returns ctx carrying the bearer token as call metadata.
 func withToken(ctx context.Context, token string) context.Context {
+	if token == "" { // a client certificate, or a refusal that says a token is missing
+		return ctx
+	}
 	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
 }
 

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -27,6 +28,11 @@ type Transport struct {
 	// certificate for this machine's names and addresses, kept in
 	// DataDir/tls (a LAN demo; Bootstrap.TLSFingerprint names it).
 	TLSSelfSigned bool
+	// TLSClientCAFile (PEM), with TLS, turns on mutual TLS on the gRPC
+	// listener: a client certificate these CAs signed, naming a
+	// credential in its URI SAN (spiffe://<domain>/sar/credential/<id>),
+	// authenticates as that credential (server/mtls.go).
+	TLSClientCAFile string
 	// PlaintextBehindProxy allows plaintext listeners on addresses that
 	// are not loopback: TLS is terminated by a proxy in front of sard.
 	PlaintextBehindProxy bool
@@ -37,9 +43,10 @@ type Transport struct {
 
 // transport is what setupTransport made.
 type transport struct {
-	tls     *tls.Config // nil: plaintext
-	certs   *tlsutil.CertReloader
-	proxies []netip.Prefix
+	tls       *tls.Config // nil: plaintext
+	clientCAs *x509.CertPool
+	certs     *tlsutil.CertReloader
+	proxies   []netip.Prefix
 }
 
 // setupTransport checks the transport settings and loads the certificate;
@@ -52,6 +59,14 @@ func (a *App) setupTransport(cfg Config, embeddedMode bool) (*transport, error) 
 		return nil, err
 	}
 	files := cfg.TLSCertFile != "" || cfg.TLSKeyFile != ""
+	if cfg.TLSClientCAFile != "" {
+		if !files && !cfg.TLSSelfSigned {
+			return nil, errors.New("--tls-client-ca (mutual TLS) needs TLS: --tls-cert and --tls-key")
+		}
+		if t.clientCAs, err = caPool(cfg.TLSClientCAFile); err != nil {
+			return nil, fmt.Errorf("tls client ca: %w", err)
+		}
+	}
 	switch {
 	case files && (cfg.TLSCertFile == "" || cfg.TLSKeyFile == ""):
 		return nil, errors.New("TLS needs both --tls-cert and --tls-key")

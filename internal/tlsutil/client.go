@@ -33,15 +33,18 @@ type Client struct {
 	Pin string
 	// Insecure allows plaintext to an address that is not loopback.
 	Insecure bool
+	// CertFile and KeyFile are a client certificate for mutual TLS
+	// (sard --tls-client-ca). Imply TLS.
+	CertFile, KeyFile string
 }
 
 // UsesTLS reports whether a connection to addr (host:port) will use TLS,
 // or an error if the settings contradict each other.
 func (c Client) UsesTLS(addr string) (bool, error) {
-	secured := c.TLS || c.CAFile != "" || c.Pin != ""
+	secured := c.TLS || c.CAFile != "" || c.Pin != "" || c.CertFile != ""
 	switch {
 	case c.Insecure && secured:
-		return false, errors.New("--insecure (plaintext) contradicts --tls, --tls-ca-file and --tls-pin")
+		return false, errors.New("--insecure (plaintext) contradicts --tls, --tls-ca-file, --tls-pin and --tls-client-cert")
 	case secured:
 		return true, nil
 	case IsLoopback(addr):
@@ -60,6 +63,13 @@ func (c Client) Config(addr string) (*tls.Config, error) {
 		return nil, err
 	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.CertFile != "" || c.KeyFile != "" {
+		pair, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls client certificate: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
 	if c.CAFile != "" {
 		pem, err := os.ReadFile(c.CAFile)
 		if err != nil {
@@ -161,10 +171,12 @@ type Flags struct {
 	TLS      bool   `name:"tls" env:"SAR_TLS" help:"Use TLS even to a loopback address (it is the default to any other address)."`
 	CAFile   string `name:"tls-ca-file" env:"SAR_TLS_CA_FILE" placeholder:"FILE" help:"PEM bundle of the CAs that sign sard's certificate (default: the system's roots). Implies TLS."`
 	Pin      string `name:"tls-pin" env:"SAR_TLS_PIN" placeholder:"SHA256" help:"SHA-256 fingerprint of sard's certificate (a self-signed one: sard prints it); only that certificate is accepted. Implies TLS."`
+	CertFile string `name:"tls-client-cert" env:"SAR_TLS_CLIENT_CERT" placeholder:"FILE" help:"PEM client certificate for mutual TLS (it names a credential: no --token needed). Implies TLS."`
+	KeyFile  string `name:"tls-client-key" env:"SAR_TLS_CLIENT_KEY" placeholder:"FILE" help:"PEM key of --tls-client-cert."`
 	Insecure bool   `name:"insecure" env:"SAR_INSECURE" help:"Allow plaintext to an address that is not loopback (a trusted network only: tokens and positions cross it readable)."`
 }
 
 // Client is the connection security the flags ask for.
 func (f Flags) Client() Client {
-	return Client{TLS: f.TLS, CAFile: f.CAFile, Pin: f.Pin, Insecure: f.Insecure}
+	return Client{TLS: f.TLS, CAFile: f.CAFile, Pin: f.Pin, Insecure: f.Insecure, CertFile: f.CertFile, KeyFile: f.KeyFile}
 }

@@ -40,7 +40,13 @@ func chromiumPath(t *testing.T) string {
 // secure context: that is how the insecure page is tested).
 func startBrowser(t *testing.T, hostMap ...string) context.Context {
 	t.Helper()
-	opts := append([]chromedp.ExecAllocatorOption{},
+	return startBrowserWith(t, nil, hostMap...)
+}
+
+// startBrowserWith is startBrowser with more command-line options.
+func startBrowserWith(t *testing.T, extra []chromedp.ExecAllocatorOption, hostMap ...string) context.Context {
+	t.Helper()
+	opts := append(append([]chromedp.ExecAllocatorOption{}, extra...),
 		chromedp.ExecPath(chromiumPath(t)),
 		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck,
 		chromedp.Flag("disable-dev-shm-usage", true),

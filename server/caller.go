@@ -26,7 +26,7 @@ const callerStatusPoll = 10 * time.Second
 // ends after the closed status.
 func (s *incidentService) WatchCallerStatus(req *sarv1.WatchCallerStatusRequest, stream sarv1.IncidentService_WatchCallerStatusServer) error {
 	ctx := stream.Context()
-	token := tokenFromContext(ctx)
+	presented := presentedFromContext(ctx)
 	// Authorize before subscribing to anything.
 	if _, err := s.core.CallerStatus(ctx, req.GetIncidentId()); err != nil {
 		return err
@@ -57,5 +57,5 @@ func (s *incidentService) WatchCallerStatus(req *sarv1.WatchCallerStatusRequest,
 	if err != nil || closed {
 		return err
 	}
-	return follow(ctx, s.core, s.draining, token, s.recheck, callerStatusPoll, bell, send)
+	return follow(ctx, s.core, s.draining, presented, s.recheck, callerStatusPoll, bell, send)
 }

@@ -3,11 +3,9 @@ package server
 import (
 	"context"
 	"net"
-	"net/http"
 	"sync"
 
 	"golang.org/x/time/rate"
-	"google.golang.org/grpc/peer"
 
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
 	"github.com/mountain-sar/sar/internal/auth"
@@ -41,18 +39,6 @@ func (k *keyedLimiters) get(key string) *rate.Limiter {
 		k.m[key] = l
 	}
 	return l
-}
-
-// clientAddr is the address a call came from, without its port: the TCP
-// peer of a gRPC call, or the HTTP client of a JSON call (the gateway
-// appends the connection's address to X-Forwarded-For, and gatewayPeer
-// takes that last entry, which a client cannot forge).
-func clientAddr(ctx context.Context) string {
-	p, ok := peer.FromContext(ctx)
-	if !ok || p.Addr == nil {
-		return ""
-	}
-	return hostOf(p.Addr.String())
 }
 
 func hostOf(addr string) string {
@@ -97,7 +83,3 @@ func (s *Server) limiter(ctx context.Context) *rate.Limiter {
 	}
 	return s.creds.get(p.GetCredentialId())
 }
-
-// httpClientAddr is the address of an HTTP request's client, as the
-// gateway will name it (the connection's address).
-func httpClientAddr(r *http.Request) string { return hostOf(r.RemoteAddr) }

@@ -14,11 +14,14 @@ package server
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -42,8 +45,6 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
-	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -80,6 +81,14 @@ type Options struct {
 	Ready func(ctx context.Context) error
 	// ReadyInterval is how often gRPC health checks Ready (default 1 s).
 	ReadyInterval time.Duration
+	// TLS, when set, secures both listeners (see server/tls.go).
+	TLS *tls.Config
+	// ClientCAs, with TLS, admits client certificates on the gRPC
+	// listener that these CAs signed (mutual TLS, see server/mtls.go).
+	ClientCAs *x509.CertPool
+	// TrustedProxies are the addresses whose X-Forwarded-For is believed
+	// (see server/proxy.go).
+	TrustedProxies []netip.Prefix
 }
 
 // Server serves the sar.v1 API over gRPC and HTTP.
@@ -105,9 +114,13 @@ type Server struct {
 	bg        sync.WaitGroup // followReady
 }
 
-type tokenKey struct{}
+type presentedKey struct{}
 
-func tokenFromContext(ctx context.Context) string { s, _ := ctx.Value(tokenKey{}).(string); return s }
+// presentedFromContext is what the call authenticated with (streams check it again).
+func presentedFromContext(ctx context.Context) core.Presented {
+	p, _ := ctx.Value(presentedKey{}).(core.Presented)
+	return p
+}
 
 // New builds a Server around the domain service.
 func New(svc *core.Service, opt Options) *Server {
@@ -188,14 +201,14 @@ func New(svc *core.Service, opt Options) *Server {
 	// The gRPC door decodes bytes: a request that does not decode is
 	// refused INVALID_ARGUMENT after metrics and logging have seen it.
 	codec := newDecodeCodec()
-	s.grpc = grpc.NewServer(
+	s.grpc = grpc.NewServer(append(s.transportOptions(),
 		grpc.ForceServerCodecV2(codec),
 		grpc.MaxRecvMsgSize(opt.MaxMsgBytes),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.ChainUnaryInterceptor(slices.Insert(slices.Clone(unary), 2, codec.unary)...),
 		grpc.ChainStreamInterceptor(slices.Insert(slices.Clone(stream), 2, codec.stream)...),
-	)
+	)...)
 	// The in-process door first does what the gRPC transport does before
 	// the chain (the message size limit, the peer), then the same chain.
 	s.inproc = (&inprocgrpc.Channel{}).WithServerUnaryInterceptor(s.gatewayUnary).WithServerStreamInterceptor(s.gatewayStream)
@@ -260,18 +273,19 @@ func (s *Server) gateway() http.Handler {
 // gatewayUnary and gatewayStream stand, on the in-process door, for what the
 // gRPC transport does before the interceptors: refuse a message above the
 // size limit (the gateway guard caps the JSON body, not the query string or
-// the decoded message), and name the peer. The peer is the HTTP client, the
-// last X-Forwarded-For entry the gateway appended from the connection; the
-// metadata keeps the whole header as the gateway sent it.
+// the decoded message), and name the peer: the HTTP client, found in the
+// X-Forwarded-For the gateway appended the connection's address to
+// (gatewayPeer, server/proxy.go); the metadata keeps the whole header as
+// the gateway sent it.
 func (s *Server) gatewayUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	if err := s.checkSize(req); err != nil {
 		return nil, err
 	}
-	return handler(gatewayPeer(ctx), req)
+	return handler(s.gatewayPeer(ctx), req)
 }
 
 func (s *Server) gatewayStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	return handler(srv, &gatewayServerStream{ServerStream: ss, ctx: gatewayPeer(ss.Context()), s: s})
+	return handler(srv, &gatewayServerStream{ServerStream: ss, ctx: s.gatewayPeer(ss.Context()), s: s})
 }
 
 func (s *Server) checkSize(m any) error {
@@ -304,18 +318,6 @@ type httpAddr string
 func (a httpAddr) Network() string { return "http" }
 func (a httpAddr) String() string  { return string(a) }
 
-func gatewayPeer(ctx context.Context) context.Context {
-	xff := metadata.ValueFromIncomingContext(ctx, "x-forwarded-for")
-	if len(xff) == 0 {
-		return ctx
-	}
-	last := xff[len(xff)-1]
-	if i := strings.LastIndexByte(last, ','); i >= 0 {
-		last = last[i+1:]
-	}
-	return peer.NewContext(ctx, &peer.Peer{Addr: httpAddr(strings.TrimSpace(last))})
-}
-
 // Handle adds an HTTP handler (pages, more APIs) to the HTTP listener. The
 // embedded pages (package web) answer "/" and whatever no other pattern
 // takes.
@@ -327,9 +329,12 @@ func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, 
 // operator's or rescuer's valid credential still works from it (a command
 // post shares one address with whoever else is there).
 func (s *Server) authenticate(ctx context.Context) (context.Context, error) {
-	addr := clientAddr(ctx)
+	addr := s.clientAddr(ctx)
 	token, err := grpcauth.AuthFromMD(ctx, "bearer")
 	if err != nil {
+		if id, ok := clientCertCredential(ctx); ok { // mutual TLS (mtls.go)
+			return s.authenticateCertificate(ctx, addr, id)
+		}
 		return nil, s.refuse(addr, core.Unauthenticated(sar.CredentialRequired))
 	}
 	p, err := s.core.Authenticate(ctx, token)
@@ -343,7 +348,7 @@ func (s *Server) authenticate(ctx context.Context) (context.Context, error) {
 		return nil, errAddrLimited
 	}
 	ctx = auth.WithPrincipal(ctx, p)
-	return context.WithValue(ctx, tokenKey{}, token), nil
+	return context.WithValue(ctx, presentedKey{}, core.Presented{Token: token}), nil
 }
 
 // refuse answers a refused credential, spending the address's budget;
@@ -418,7 +423,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 // Serve serves gRPC on gl and HTTP (health, metrics, gateway, pages) on hl
 // until Shutdown. It returns when both have stopped.
 func (s *Server) Serve(gl, hl net.Listener) error {
-	hs := &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+	hs := &http.Server{Handler: s.httpHandler(), ErrorLog: s.httpErrorLog(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		BaseContext: func(net.Listener) context.Context { return s.base }}
 	s.mu.Lock()
 	select {
@@ -434,7 +439,7 @@ func (s *Server) Serve(gl, hl net.Listener) error {
 	errc := make(chan error, 2)
 	go func() { errc <- s.grpc.Serve(gl) }()
 	go func() {
-		err := hs.Serve(hl)
+		err := s.serveHTTP(hs, hl)
 		if errors.Is(err, http.ErrServerClosed) {
 			err = nil
 		}
@@ -453,7 +458,7 @@ func (s *Server) Serve(gl, hl net.Listener) error {
 // body of any size into memory before gRPC's limit applies).
 func (s *Server) gatewayGuard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		addr := httpClientAddr(r)
+		addr := s.httpClientAddr(r)
 		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		var refuse error
 		switch {

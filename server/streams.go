@@ -28,7 +28,7 @@ var errDraining = status.Error(codes.Unavailable, "server is shutting down; reco
 // the device, and stored once).
 func (s *locationService) StreamFixes(stream sarv1.LocationService_StreamFixesServer) error {
 	ctx := stream.Context()
-	token := tokenFromContext(ctx)
+	presented := presentedFromContext(ctx)
 	// held is the principal of the last check that could run. While the
 	// store is unavailable the re-check cannot run, and the stream keeps
 	// it (unless it expires): the batch then fails on the store itself,
@@ -68,7 +68,7 @@ func (s *locationService) StreamFixes(stream sarv1.LocationService_StreamFixesSe
 			}
 			// Re-check the credential for every batch (cached briefly), so
 			// that a revoked device stops within the cache time.
-			p, err := s.core.Authenticate(ctx, token)
+			p, err := s.core.Reauthenticate(ctx, presented)
 			switch {
 			case err == nil:
 				held = p
@@ -113,7 +113,7 @@ func problemOf(err error) *sarv1.Problem {
 // published again by the outbox relay are sent once.
 func (s *incidentService) WatchIncident(req *sarv1.WatchIncidentRequest, stream sarv1.IncidentService_WatchIncidentServer) error {
 	ctx := stream.Context()
-	token := tokenFromContext(ctx)
+	presented := presentedFromContext(ctx)
 	inc, err := s.core.StartWatch(ctx, req.GetIncidentId())
 	if err != nil {
 		return err
@@ -146,7 +146,7 @@ func (s *incidentService) WatchIncident(req *sarv1.WatchIncidentRequest, stream 
 		case <-ctx.Done():
 			return status.FromContextError(ctx.Err()).Err()
 		case <-recheck.C:
-			if err := s.core.RecheckWatch(ctx, token, inc.GetId()); err != nil {
+			if err := s.core.RecheckWatch(ctx, presented, inc.GetId()); err != nil {
 				return err
 			}
 		case ev, ok := <-events:
@@ -199,7 +199,7 @@ func (r *recentIDs) add(id string) bool {
 // to wake up. It checks the credential again every recheck interval, and
 // ends on shutdown (UNAVAILABLE, to reconnect elsewhere) or when the client
 // goes away.
-func follow(ctx context.Context, c *core.Service, draining <-chan struct{}, token string, recheckEvery, pollEvery time.Duration,
+func follow(ctx context.Context, c *core.Service, draining <-chan struct{}, presented core.Presented, recheckEvery, pollEvery time.Duration,
 	bell <-chan *sarv1.Event, step func() (done bool, err error)) error {
 	poll := time.NewTicker(pollEvery)
 	defer poll.Stop()
@@ -212,7 +212,7 @@ func follow(ctx context.Context, c *core.Service, draining <-chan struct{}, toke
 		case <-ctx.Done():
 			return status.FromContextError(ctx.Err()).Err()
 		case <-recheck.C:
-			if _, err := c.Authenticate(ctx, token); err != nil {
+			if _, err := c.Reauthenticate(ctx, presented); err != nil {
 				return err
 			}
 			continue

@@ -114,7 +114,7 @@ const taskFeedPoll = 5 * time.Second
 // the stream ends after the items of a closed incident.
 func (s *taskService) StreamTasks(req *sarv1.StreamTasksRequest, stream sarv1.TaskService_StreamTasksServer) error {
 	ctx := stream.Context()
-	token := tokenFromContext(ctx)
+	presented := presentedFromContext(ctx)
 	// Authorize and check the cursor before subscribing to anything.
 	if err := s.core.CheckTaskCursor(ctx, req.GetIncidentId(), req.GetCursor()); err != nil {
 		return err
@@ -163,5 +163,5 @@ func (s *taskService) StreamTasks(req *sarv1.StreamTasksRequest, stream sarv1.Ta
 	if closed {
 		return nil
 	}
-	return follow(ctx, s.core, s.draining, token, s.recheck, taskFeedPoll, bell, send) // ends once the incident closed
+	return follow(ctx, s.core, s.draining, presented, s.recheck, taskFeedPoll, bell, send) // ends once the incident closed
 }

@@ -198,7 +198,7 @@ type linkCreateCmd struct {
 }
 
 func (c *linkCreateCmd) Run(ctx context.Context, g *Globals, w io.Writer) error {
-	cc, err := dial(g.Addr)
+	cc, err := dial(g.Client(), g.Addr)
 	if err != nil {
 		return err
 	}
@@ -265,7 +265,7 @@ type watchCmd struct {
 // Run prints the snapshot and then every event as one JSON line, until
 // Ctrl-C or the server ends the stream.
 func (c *watchCmd) Run(ctx context.Context, g *Globals, w io.Writer) error {
-	cc, err := dial(g.Addr)
+	cc, err := dial(g.Client(), g.Addr)
 	if err != nil {
 		return err
 	}

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
+	"github.com/mountain-sar/sar/internal/tlsutil"
 )
 
 type benchCmd struct {
@@ -45,7 +46,7 @@ func (c *benchIngestCmd) Run(ctx context.Context, g *Globals, w io.Writer) error
 	if c.Quiet {
 		log = io.Discard
 	}
-	res, err := runBench(ctx, benchOptions{Addr: g.Addr, Token: g.Token, Devices: c.Devices, Batch: c.Batch,
+	res, err := runBench(ctx, benchOptions{Addr: g.Addr, Token: g.Token, TLS: g.Client(), Devices: c.Devices, Batch: c.Batch,
 		Duration: c.Duration, Rate: c.Rate, Inflight: c.Inflight, Conns: c.Conns, RedisURL: c.RedisURL, Keep: c.Keep, Plan: c.Plan, Log: log})
 	if err != nil {
 		return err
@@ -62,6 +63,7 @@ func (c *benchIngestCmd) Run(ctx context.Context, g *Globals, w io.Writer) error
 // benchOptions configures one bench run.
 type benchOptions struct {
 	Addr, Token string
+	TLS         tlsutil.Client
 	Devices     int
 	Batch       int
 	Duration    time.Duration
@@ -196,7 +198,7 @@ func runBench(ctx context.Context, o benchOptions) (*benchResult, error) {
 		r.interval = time.Duration(float64(o.Devices*o.Batch) / o.Rate * float64(time.Second))
 	}
 
-	admin, err := dial(o.Addr)
+	admin, err := dial(o.TLS, o.Addr)
 	if err != nil {
 		return nil, err
 	}
@@ -251,7 +253,7 @@ func runBench(ctx context.Context, o benchOptions) (*benchResult, error) {
 		}
 	}()
 	for i := range conns {
-		if conns[i], err = dial(o.Addr); err != nil {
+		if conns[i], err = dial(o.TLS, o.Addr); err != nil {
 			return nil, err
 		}
 	}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/mountain-sar/sar/dispatch"
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
+	"github.com/mountain-sar/sar/internal/tlsutil"
 )
 
 type benchDispatchCmd struct {
@@ -47,7 +48,7 @@ func (c *benchDispatchCmd) Run(ctx context.Context, g *Globals, w io.Writer) err
 	if c.Quiet {
 		log = io.Discard
 	}
-	res, err := runDispatchBench(ctx, dispatchOptions{Addr: g.Addr, Token: g.Token, NATSURL: c.NATSURL, MetricsURL: c.MetricsURL,
+	res, err := runDispatchBench(ctx, dispatchOptions{Addr: g.Addr, Token: g.Token, TLS: g.Client(), NATSURL: c.NATSURL, MetricsURL: c.MetricsURL,
 		Agencies: c.Agencies, Teams: c.Teams, Devices: c.Devices, Rounds: c.Rounds, Concurrency: c.Concurrency, Kind: c.Kind,
 		Wait: c.Wait, Escalations: c.Escalations, AnswerWithin: c.AnswerWithin, Keep: c.Keep, Log: log})
 	if err != nil {
@@ -65,6 +66,7 @@ func (c *benchDispatchCmd) Run(ctx context.Context, g *Globals, w io.Writer) err
 // dispatchOptions configures one dispatch bench run.
 type dispatchOptions struct {
 	Addr, Token         string
+	TLS                 tlsutil.Client
 	NATSURL, MetricsURL string
 	Agencies, Teams     int
 	Devices             int // per team
@@ -257,7 +259,7 @@ func runDispatchBench(ctx context.Context, o dispatchOptions) (*dispatchResult, 
 	r := &dispatchRun{o: o, runID: newRunID(), titles: map[string]int{}}
 	runStart := time.Now()
 
-	admin, err := dial(o.Addr)
+	admin, err := dial(o.TLS, o.Addr)
 	if err != nil {
 		return nil, err
 	}
@@ -359,7 +361,7 @@ func runDispatchBench(ctx context.Context, o dispatchOptions) (*dispatchResult, 
 	}()
 	for _, tm := range r.teams {
 		for range o.Devices {
-			conn, err := dial(o.Addr)
+			conn, err := dial(o.TLS, o.Addr)
 			if err != nil {
 				return nil, err
 			}

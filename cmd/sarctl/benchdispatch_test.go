@@ -13,6 +13,7 @@ import (
 
 	"github.com/mountain-sar/sar/dispatch"
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
+	"github.com/mountain-sar/sar/internal/tlsutil"
 )
 
 func TestParseDispatchFlags(t *testing.T) {
@@ -118,7 +119,7 @@ func testBenchDispatch(t *testing.T, s *server) {
 	}
 
 	// Both incidents are closed, and the consumers deleted.
-	cc, err := dial(s.addr)
+	cc, err := dial(tlsutil.Client{}, s.addr)
 	if err != nil {
 		t.Fatal(err)
 	}

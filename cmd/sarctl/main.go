@@ -16,12 +16,12 @@ import (
 
 	"github.com/alecthomas/kong"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/mountain-sar/sar/internal/auth"
+	"github.com/mountain-sar/sar/internal/tlsutil"
 )
 
 // version is stamped at build time with -ldflags "-X main.version=...".
@@ -29,9 +29,11 @@ var version = "dev"
 
 // Globals are the flags every command shares.
 type Globals struct {
-	Addr    string        `name:"addr" env:"SAR_GRPC_ADDR" default:"127.0.0.1:50051" help:"gRPC address of sard (plaintext)."`
+	Addr    string        `name:"addr" env:"SAR_GRPC_ADDR" default:"127.0.0.1:50051" help:"gRPC address of sard (TLS unless it is loopback: see --tls, --insecure)."`
 	Token   string        `name:"token" env:"SAR_TOKEN" help:"Bearer token to call with: an admin token (from 'sarctl token', given to 'sard --admin-token') or an operator credential. Not needed by 'sarctl token'."`
 	Timeout time.Duration `name:"timeout" env:"SAR_TIMEOUT" default:"10s" help:"Deadline of each unary call."`
+
+	tlsutil.Flags
 }
 
 // CLI is sarctl's command line.
@@ -65,6 +67,9 @@ func main() {
 		kong.BindTo(io.Writer(os.Stdout), (*io.Writer)(nil)))
 	if err := kctx.Run(&cli.Globals); err != nil {
 		fmt.Fprintln(os.Stderr, "sarctl:", err)
+		if usedTLS, _ := cli.Client().UsesTLS(cli.Addr); tlsutil.Hint(err, usedTLS) != "" {
+			fmt.Fprintln(os.Stderr, "sarctl:", tlsutil.Hint(err, usedTLS))
+		}
 		stop()
 		os.Exit(1)
 	}
@@ -78,9 +83,13 @@ func (tokenCmd) Run(w io.Writer) error {
 	return err
 }
 
-// dial opens a (lazy) plaintext gRPC connection.
-func dial(addr string) (*grpc.ClientConn, error) {
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+// dial opens a (lazy) gRPC connection, secured as c says.
+func dial(c tlsutil.Client, addr string) (*grpc.ClientConn, error) {
+	creds, err := c.GRPCDialOption(addr)
+	if err != nil {
+		return nil, err
+	}
+	cc, err := grpc.NewClient(addr, creds)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
@@ -89,13 +98,16 @@ func dial(addr string) (*grpc.ClientConn, error) {
 
 // withToken returns ctx carrying the bearer token as call metadata.
 func withToken(ctx context.Context, token string) context.Context {
+	if token == "" { // a client certificate, or a refusal that says a token is missing
+		return ctx
+	}
 	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
 }
 
 // call dials the server, makes one unary call with the token and a
 // deadline, and prints the answer as indented protojson.
 func (g *Globals) call(ctx context.Context, w io.Writer, fn func(context.Context, *grpc.ClientConn) (proto.Message, error)) error {
-	cc, err := dial(g.Addr)
+	cc, err := dial(g.Client(), g.Addr)
 	if err != nil {
 		return err
 	}

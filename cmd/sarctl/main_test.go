@@ -26,6 +26,7 @@ import (
 	"github.com/mountain-sar/sar/internal/app"
 	"github.com/mountain-sar/sar/internal/auth"
 	"github.com/mountain-sar/sar/internal/testenv"
+	"github.com/mountain-sar/sar/internal/tlsutil"
 )
 
 func TestParseFlags(t *testing.T) {
@@ -258,7 +259,7 @@ func testBenchIngest(t *testing.T, s *server) {
 	}
 
 	// The stored fixes are in the incident's cells, as the server counts them.
-	cc, err := dial(s.addr)
+	cc, err := dial(tlsutil.Client{}, s.addr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -47,7 +47,7 @@ func (c *natsAuthCmd) Run(ctx context.Context, g *Globals, w io.Writer) error {
 }
 
 func listAllAgencies(ctx context.Context, g *Globals) ([]string, error) {
-	cc, err := dial(g.Addr)
+	cc, err := dial(g.Client(), g.Addr)
 	if err != nil {
 		return nil, err
 	}

@@ -181,7 +181,7 @@ type searchExportCmd struct {
 }
 
 func (c *searchExportCmd) Run(ctx context.Context, g *Globals, w io.Writer) error {
-	cc, err := dial(g.Addr)
+	cc, err := dial(g.Client(), g.Addr)
 	if err != nil {
 		return err
 	}

@@ -50,6 +50,8 @@ type CLI struct {
 	LogLevel     string           `name:"log-level" env:"SAR_LOG_LEVEL" default:"info" enum:"debug,info,warn,error" help:"Log level (debug, info, warn, error)."`
 	LogFormat    string           `name:"log-format" env:"SAR_LOG_FORMAT" default:"json" enum:"json,text" help:"Log format (json, text)."`
 	Version      kong.VersionFlag `help:"Print the version and exit."`
+
+	TLSFlags // tls.go: TLS, proxies, the backends' TLS and credentials
 }
 
 func main() {
@@ -86,10 +88,12 @@ func run(cli CLI) error {
 	cfg.RateLimit, cfg.RateBurst, cfg.ShutdownTimeout = cli.RateLimit, cli.RateBurst, cli.Shutdown
 	cfg.EscalationInterval, cfg.MinAnswerWithin = cli.Escalation, cli.MinAnswer
 	cfg.PublicURL, cfg.LinkRateLimit, cfg.LinkRateBurst, cfg.AddrRateLimit, cfg.AddrRateBurst = cli.PublicURL, cli.LinkRate, cli.LinkBurst, cli.AddrRate, cli.AddrBurst
+	cfg.Transport, cfg.BackendSecurity = cli.transport(), cli.security()
 	a, err := app.Start(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
+	go reloadOnSIGHUP(ctx, a, log)
 	if b := a.Embedded; b.OperatorToken != "" {
 		banner(a, b, cfg)
 	}
@@ -116,12 +120,11 @@ func banner(a *app.App, b app.Bootstrap, cfg app.Config) {
 			fmt.Fprintf(w, "            %s, %d nkey users from %s\n", b.NATSURL, b.NATSUsers, cfg.NATSAuthFile)
 		}
 	}
-	fmt.Fprintf(w, "    gRPC:   %s   (reflection on: grpcurl -plaintext %s list)\n", a.GRPCAddr(), a.GRPCAddr())
-	fmt.Fprintf(w, "    HTTP:   http://%s   (JSON API under /v1/, /healthz, /metrics)\n", a.HTTPAddr())
+	bannerTLS(w, a, b)
 	fmt.Fprintf(w, "    operator token (jurisdiction %q, 30 days):\n      %s\n", cfg.EmbeddedJurisdiction, b.OperatorToken)
 	if b.AdminToken != "" {
 		fmt.Fprintf(w, "    admin token (valid 24 h; set --admin-token to keep one):\n      %s\n", b.AdminToken)
 	}
-	fmt.Fprintln(w, "    try: curl -H \"Authorization: Bearer $TOKEN\" http://"+a.HTTPAddr()+"/v1/whoami")
+	fmt.Fprintln(w, "    try: curl "+curlTLS(b)+"-H \"Authorization: Bearer $TOKEN\" "+httpURL(a)+"/v1/whoami")
 	fmt.Fprintln(w, "")
 }

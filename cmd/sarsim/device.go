@@ -369,7 +369,7 @@ func (c *callerPhone) post(ctx context.Context, path string, in, out proto.Messa
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.d.o.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+c.d.o.HTTPAddr+path, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.d.httpBase+path, bytes.NewReader(body))
 	if err != nil {
 		return 0, err
 	}

@@ -18,7 +18,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -26,6 +25,7 @@ import (
 
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
 	"github.com/mountain-sar/sar/internal/sim"
+	"github.com/mountain-sar/sar/internal/tlsutil"
 )
 
 type drillCmd struct {
@@ -52,7 +52,7 @@ func (c *drillCmd) Run(ctx context.Context, g *Globals, w io.Writer) error {
 	if c.Quiet {
 		log = io.Discard
 	}
-	res, err := runDrill(ctx, drillOptions{Addr: g.Addr, HTTPAddr: g.HTTPAddr, Token: g.Token, Timeout: g.Timeout,
+	res, err := runDrill(ctx, drillOptions{Addr: g.Addr, HTTPAddr: g.HTTPAddr, TLS: g.Client(), Token: g.Token, Timeout: g.Timeout,
 		Jurisdiction: c.Jurisdiction, Teams: c.Teams, RescuersPerTeam: c.RescuersPerTeam, Duration: c.Duration,
 		Speedup: c.Speedup, FixInterval: c.FixInterval, BatchInterval: c.BatchInterval, Seed: c.Seed,
 		Lat: c.Lat, Lng: c.Lng, CallerAccuracy: c.CallerAccuracy, CallerFor: c.CallerFor, Flaky: c.Flaky,
@@ -68,6 +68,7 @@ func (c *drillCmd) Run(ctx context.Context, g *Globals, w io.Writer) error {
 // drillOptions configures one drill.
 type drillOptions struct {
 	Addr, HTTPAddr, Token string
+	TLS                   tlsutil.Client // for both addresses
 	Timeout               time.Duration
 	Jurisdiction          string
 	Teams                 int
@@ -212,6 +213,9 @@ type drill struct {
 	caller   *callerPhone
 	bg       sync.WaitGroup // teams asking for tasks
 
+	httpBase      string          // https://host:port (or http:// to loopback)
+	httpTransport *http.Transport // secured as drillOptions.TLS says
+
 	// The simulated clock: sim(t) = simStart + speedup·(t − wallStart).
 	wallStart, simStart time.Time
 	wallEnd             time.Time
@@ -301,7 +305,14 @@ func runDrill(ctx context.Context, o drillOptions) (*drillResult, error) {
 	_, _ = rand.Read(rb[:])
 	d := &drill{o: o, runID: "drill-" + hex.EncodeToString(rb[:]), frame: sim.Frame{Lat: o.Lat, Lng: o.Lng}, stop: make(chan struct{})}
 	var err error
-	if d.conn, err = grpc.NewClient(o.Addr, grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
+	creds, err := o.TLS.GRPCDialOption(o.Addr)
+	if err != nil {
+		return nil, err
+	}
+	if d.httpBase, d.httpTransport, err = httpTransport(o.TLS, o.HTTPAddr); err != nil {
+		return nil, err
+	}
+	if d.conn, err = grpc.NewClient(o.Addr, creds); err != nil {
 		return nil, fmt.Errorf("dial %s: %w", o.Addr, err)
 	}
 	defer d.conn.Close()
@@ -452,7 +463,7 @@ func (d *drill) setup(ctx context.Context, simSpan time.Duration) error {
 		at := sim.XY{X: r * math.Sin(a), Y: r * math.Cos(a)}
 		d.caller = &callerPhone{d: d, token: link.GetToken(), participant: link.GetParticipant().GetId(),
 			device: "browser-" + d.runID, phone: sim.NewCaller(o.Seed, d.frame, at, o.CallerAccuracy),
-			http: &http.Client{Timeout: o.Timeout}}
+			http: &http.Client{Timeout: o.Timeout, Transport: d.httpTransport}}
 		if err := d.caller.join(ctx); err != nil {
 			return err
 		}

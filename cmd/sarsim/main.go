@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/alecthomas/kong"
+
+	"github.com/mountain-sar/sar/internal/tlsutil"
 )
 
 // version is stamped at build time with -ldflags "-X main.version=...".
@@ -24,10 +26,12 @@ var version = "dev"
 // Globals are the flags every command shares (the same names and
 // environment as sarctl's).
 type Globals struct {
-	Addr     string        `name:"addr" env:"SAR_GRPC_ADDR" default:"127.0.0.1:50051" help:"gRPC address of sard (plaintext)."`
+	Addr     string        `name:"addr" env:"SAR_GRPC_ADDR" default:"127.0.0.1:50051" help:"gRPC address of sard (TLS unless it is loopback: see --tls, --insecure)."`
 	HTTPAddr string        `name:"http-addr" env:"SAR_HTTP_ADDR" default:"127.0.0.1:8080" help:"HTTP address of sard's JSON gateway (the share page reports there)."`
 	Token    string        `name:"token" env:"SAR_TOKEN" help:"An admin token: the one embedded sard prints at start ('admin token'), or the --admin-token sard was given."`
 	Timeout  time.Duration `name:"timeout" env:"SAR_TIMEOUT" default:"10s" help:"Deadline of each unary call."`
+
+	tlsutil.Flags // for both addresses
 }
 
 // CLI is sarsim's command line.
@@ -50,6 +54,9 @@ func main() {
 		kong.BindTo(io.Writer(os.Stdout), (*io.Writer)(nil)))
 	if err := kctx.Run(&cli.Globals); err != nil {
 		fmt.Fprintln(os.Stderr, "sarsim:", err)
+		if usedTLS, _ := cli.Client().UsesTLS(cli.Addr); tlsutil.Hint(err, usedTLS) != "" {
+			fmt.Fprintln(os.Stderr, "sarsim:", tlsutil.Hint(err, usedTLS))
+		}
 		stop()
 		os.Exit(1)
 	}

@@ -71,6 +71,8 @@ type Config struct {
 	CredentialCache time.Duration // how long a looked-up credential is trusted (0: core's 10 s)
 	// Jurisdiction of the operator credential made in embedded mode.
 	EmbeddedJurisdiction string
+	Transport            // TLS and proxies (tls.go)
+	BackendSecurity      // Redis and NATS TLS and credentials (backends.go)
 }
 
 // Defaults returns the default configuration.
@@ -96,6 +98,7 @@ type App struct {
 	served   chan error
 	cancel   context.CancelFunc
 	Embedded Bootstrap
+	tr       *transport
 
 	bg        sync.WaitGroup // background loops (relay, escalations)
 	closeOnce sync.Once
@@ -111,6 +114,9 @@ type Bootstrap struct {
 	NATSUsers     int    // embedded NATS: nkey users loaded from Config.NATSAuthFile
 	AdminToken    string // generated admin token ("" if configured or external)
 	OperatorToken string // operator credential of EmbeddedJurisdiction ("" if external)
+	// TLSFingerprint is the SHA-256 of the self-signed certificate
+	// (Transport.TLSSelfSigned), for clients to pin.
+	TLSFingerprint string
 }
 
 // Start starts everything and serves in the background.
@@ -137,6 +143,15 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 			"a half-embedded server would keep its events or its state to itself")
 	}
 	embeddedMode := cfg.RedisURL == ""
+	tr, err := a.setupTransport(cfg, embeddedMode)
+	if err != nil {
+		return nil, err
+	}
+	if embeddedMode && cfg.BackendSecurity.set() {
+		return nil, errors.New("the Redis and NATS TLS and credential settings are for --redis-url and --nats-url, not for embedded mode")
+	} else if !embeddedMode {
+		cfg.warnPlaintextBackends(cfg, log)
+	}
 	natsOpts, err := embeddedNATSOptions(&cfg)
 	if err != nil {
 		return nil, err
@@ -184,7 +199,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	if err := retry(ctx, "redis", log, func() error { return a.Redis.Ping(ctx).Err() }); err != nil {
 		return nil, fmt.Errorf("redis %s: %w", redactURL(cfg.RedisURL), err)
 	}
-	if a.NATS, err = natsConn(cfg.NATSURL, cfg.NATSSeedFile, log); err != nil {
+	if a.NATS, err = natsConn(cfg, log); err != nil {
 		return nil, err
 	}
 	a.closers = append(a.closers, func() { _ = a.NATS.Drain() })
@@ -208,7 +223,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	}
 	publicURL := cfg.PublicURL
 	if publicURL == "" {
-		publicURL = "http://" + a.HTTPAddr()
+		publicURL = a.scheme() + "://" + a.HTTPAddr()
 		log.Warn("share links point at the HTTP listener, which phones elsewhere cannot reach: set --public-url to the HTTPS address phones use",
 			"public_url", publicURL)
 	} else if u, _ := url.Parse(publicURL); u.Scheme == "http" && !loopbackHost(u.Hostname()) {
@@ -237,7 +252,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 
 	a.Server = server.New(a.Core, server.Options{Log: log, Registry: reg, RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst,
 		LinkRateLimit: cfg.LinkRateLimit, LinkRateBurst: cfg.LinkRateBurst, AddrRateLimit: cfg.AddrRateLimit, AddrRateBurst: cfg.AddrRateBurst,
-		WatchRecheck: cfg.WatchRecheck,
+		WatchRecheck: cfg.WatchRecheck, TLS: tr.tls, ClientCAs: tr.clientCAs, TrustedProxies: tr.proxies,
 		Ready: func(ctx context.Context) error {
 			if err := st.Ping(ctx); err != nil {
 				return fmt.Errorf("redis: %w", err)
@@ -253,7 +268,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	a.bg.Go(func() { relay.Run(rctx) })
 	a.bg.Go(func() { a.Core.RunEscalations(rctx, cmp.Or(cfg.EscalationInterval, time.Second)) })
 	go func() { a.served <- a.Server.Serve(a.grpcLis, a.httpLis) }()
-	log.Info("sard serving", "grpc", a.GRPCAddr(), "http", a.HTTPAddr(),
+	log.Info("sard serving", "grpc", a.GRPCAddr(), "http", a.HTTPAddr(), "tls", a.UsesTLS(),
 		"redis", redactURL(cfg.RedisURL), "redis_cluster", cfg.RedisCluster, "nats", redactURL(cfg.NATSURL))
 	return a, nil
 }
@@ -341,6 +356,9 @@ func redisClient(cfg Config) (redis.UniversalClient, error) {
 			return nil, fmt.Errorf("redis cluster url: %w", err)
 		}
 		tuneRedisCluster(opt)
+		if err := cfg.secureRedis(cfg.RedisURL, &opt.TLSConfig, &opt.Username, &opt.Password); err != nil {
+			return nil, err
+		}
 		return redis.NewClusterClient(opt), nil
 	}
 	opt, err := redis.ParseURL(cfg.RedisURL)
@@ -348,11 +366,18 @@ func redisClient(cfg Config) (redis.UniversalClient, error) {
 		return nil, fmt.Errorf("redis url: %w", err)
 	}
 	tuneRedis(opt)
+	if err := cfg.secureRedis(cfg.RedisURL, &opt.TLSConfig, &opt.Username, &opt.Password); err != nil {
+		return nil, err
+	}
 	return redis.NewClient(opt), nil
 }
 
-func natsConn(url, seedFile string, log *slog.Logger) (*nats.Conn, error) {
-	var auth []nats.Option
+func natsConn(cfg Config, log *slog.Logger) (*nats.Conn, error) {
+	url, seedFile := cfg.NATSURL, cfg.NATSSeedFile
+	auth, err := cfg.natsOptions(seedFile)
+	if err != nil {
+		return nil, err
+	}
 	if seedFile != "" {
 		o, err := nats.NkeyOptionFromSeed(seedFile)
 		if err != nil {

@@ -19,6 +19,9 @@ func redactURL(s string) string {
 	if err != nil {
 		return "(unparsable url)"
 	}
+	if _, has := u.User.Password(); u.User != nil && !has && u.User.Username() != "" {
+		u.User = url.User("xxxxx") // a user alone is a NATS token
+	}
 	return u.Redacted()
 }
 

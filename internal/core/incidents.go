@@ -506,8 +506,8 @@ func (s *Service) Snapshot(ctx context.Context, inc *sarv1.Incident) (*sarv1.Inc
 
 // RecheckWatch checks again that a watch stream's credential is valid and
 // still commands the incident (revocation, expiry, reassignment).
-func (s *Service) RecheckWatch(ctx context.Context, token, incidentID string) error {
-	p, err := s.Authenticate(ctx, token)
+func (s *Service) RecheckWatch(ctx context.Context, c Presented, incidentID string) error {
+	p, err := s.Reauthenticate(ctx, c)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,142 @@
+package server_test
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/pem"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
+	"github.com/mountain-sar/sar/internal/app"
+	"github.com/mountain-sar/sar/internal/auth"
+	"github.com/mountain-sar/sar/internal/testenv"
+)
+
+// TestBackendsOverTLS: sard reaches Redis over TLS (rediss://, the test
+// CA, an ACL user whose password is in a file) and NATS over TLS (the test
+// CA, user and password, NATS refusing plaintext); a wrong password or an
+// untrusted CA stops the start; no secret reaches the log.
+func TestBackendsOverTLS(t *testing.T) {
+	ca := newTestCA(t, "backends CA")
+	dir := t.TempDir()
+	certPEM, keyPEM := ca.issue(7, "127.0.0.1", "localhost")
+	file := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	certFile, keyFile := file("backend.crt", certPEM), file("backend.key", keyPEM)
+	caFile := file("ca.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.cert.Raw}))
+	const redisPW, natsPW = "redis-Secret-4711", "nats-Secret-0815"
+	redisPWFile, natsPWFile := file("redis.pw", []byte(redisPW+"\n")), file("nats.pw", []byte(natsPW+"\n"))
+
+	tlsPort := testenv.FreePort(t)
+	testenv.StartRedis(t, testenv.WithRedisArgs("--tls-port", strconv.Itoa(tlsPort),
+		"--tls-cert-file", certFile, "--tls-key-file", keyFile, "--tls-ca-cert-file", caFile, "--tls-auth-clients", "no",
+		"--user", "sard", "on", ">"+redisPW, "~*", "&*", "+@all"))
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := testenv.StartNATS(t, testenv.WithNATSServerOptions(func(o *natsserver.Options) {
+		o.TLS, o.TLSConfig, o.TLSTimeout = true, &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}, 2
+		o.Username, o.Password = "sard", natsPW
+	}))
+
+	base := func() app.Config {
+		cfg := app.Defaults()
+		cfg.GRPCAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
+		cfg.ShutdownTimeout = 5 * time.Second
+		cfg.RedisURL = "rediss://127.0.0.1:" + strconv.Itoa(tlsPort) + "/0"
+		cfg.RedisCAFile, cfg.RedisUser, cfg.RedisPasswordFile = caFile, "sard", redisPWFile
+		cfg.NATSURL = strings.Replace(n.URL(), "nats://", "tls://", 1)
+		cfg.NATSCAFile, cfg.NATSUser, cfg.NATSPasswordFile = caFile, "sard", natsPWFile
+		cfg.AdminToken, _, _ = auth.NewToken()
+		return cfg
+	}
+
+	t.Run("accepted", func(t *testing.T) {
+		var logs lockedBuffer
+		cfg := base()
+		a, err := app.Start(context.Background(), cfg, jsonLogger(&logs))
+		if err != nil {
+			t.Fatalf("app.Start: %v", err)
+		}
+		defer a.Close()
+		cc, err := grpc.NewClient(a.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cc.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		ctx = withBearer(ctx, cfg.AdminToken)
+		if _, err := sarv1.NewAgencyServiceClient(cc).CreateAgency(ctx, &sarv1.CreateAgencyRequest{Agency: &sarv1.Agency{
+			Id: "police-north", Name: "North", Jurisdiction: "north", Kind: sarv1.AgencyKind_AGENCY_KIND_POLICE_STATION}}); err != nil {
+			t.Fatalf("CreateAgency (Redis over TLS): %v", err)
+		}
+		resp, err := http.Get("http://" + a.HTTPAddr() + "/readyz")
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("readyz: %v %v", resp, err)
+		}
+		resp.Body.Close()
+		if s, err := a.NATS.TLSConnectionState(); err != nil || !s.HandshakeComplete {
+			t.Errorf("NATS connection TLS state: %v %v", s.HandshakeComplete, err)
+		}
+		_ = a.Close()
+		if l := logs.String(); strings.Contains(l, redisPW) || strings.Contains(l, natsPW) {
+			t.Errorf("a backend password is in the log:\n%.3000s", l)
+		}
+	})
+
+	for _, tc := range []struct {
+		name string
+		set  func(*app.Config)
+	}{
+		{"wrong redis password", func(c *app.Config) { c.RedisPasswordFile = file("bad.pw", []byte("nope")) }},
+		{"redis CA untrusted", func(c *app.Config) { c.RedisCAFile = file("other.pem", otherCAPEM(t)) }},
+		{"redis without TLS on its TLS port", func(c *app.Config) {
+			c.RedisURL, c.RedisCAFile = strings.Replace(c.RedisURL, "rediss://", "redis://", 1), ""
+		}},
+		{"wrong nats password", func(c *app.Config) { c.NATSPasswordFile = file("bad2.pw", []byte("nope")) }},
+		{"nats CA untrusted", func(c *app.Config) { c.NATSCAFile = file("other2.pem", otherCAPEM(t)) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := base()
+			tc.set(&cfg)
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			if a, err := app.Start(ctx, cfg, testLogger(t)); err == nil {
+				_ = a.Close()
+				t.Fatal("started")
+			}
+		})
+	}
+}
+
+func otherCAPEM(t *testing.T) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: newTestCA(t, "other CA").cert.Raw})
+}
+
+func jsonLogger(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+func withBearer(ctx context.Context, token string) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+}

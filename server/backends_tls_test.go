@@ -140,3 +140,63 @@ func jsonLogger(w io.Writer) *slog.Logger {
 func withBearer(ctx context.Context, token string) context.Context {
 	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
 }
+
+// TestNATSTokenOverTLS: sard logs in to a NATS server that requires TLS
+// and a token, with the token read from a file; a wrong token stops the
+// start, and the token never reaches the log.
+func TestNATSTokenOverTLS(t *testing.T) {
+	ca := newTestCA(t, "nats CA")
+	dir := t.TempDir()
+	certPEM, keyPEM := ca.issue(9, "127.0.0.1", "localhost")
+	file := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	caFile := file("ca.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.cert.Raw}))
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const token = "nats-Token-2718281828"
+	n := testenv.StartNATS(t, testenv.WithNATSServerOptions(func(o *natsserver.Options) {
+		o.TLS, o.TLSConfig, o.TLSTimeout = true, &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}, 2
+		o.Authorization = token
+	}))
+	r := testenv.StartRedis(t)
+	cfg := func(tokenFile string) app.Config {
+		c := app.Defaults()
+		c.GRPCAddr, c.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
+		c.ShutdownTimeout = 5 * time.Second
+		c.RedisURL = r.URL()
+		c.NATSURL = strings.Replace(n.URL(), "nats://", "tls://", 1)
+		c.NATSCAFile, c.NATSTokenFile = caFile, tokenFile
+		c.AdminToken, _, _ = auth.NewToken()
+		return c
+	}
+	var logs lockedBuffer
+	a, err := app.Start(context.Background(), cfg(file("token", []byte(token+"\n"))), jsonLogger(&logs))
+	if err != nil {
+		t.Fatalf("app.Start with the NATS token: %v", err)
+	}
+	if s, err := a.NATS.TLSConnectionState(); err != nil || !s.HandshakeComplete {
+		t.Errorf("NATS connection TLS state: %v %v", s.HandshakeComplete, err)
+	}
+	resp, err := http.Get("http://" + a.HTTPAddr() + "/readyz")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("readyz: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	_ = a.Close()
+	if strings.Contains(logs.String(), token) {
+		t.Errorf("the NATS token is in the log:\n%.3000s", logs.String())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if a, err := app.Start(ctx, cfg(file("bad-token", []byte("nope"))), testLogger(t)); err == nil {
+		_ = a.Close()
+		t.Fatal("started with a wrong NATS token")
+	}
+}

@@ -113,3 +113,68 @@ func BenchmarkCallerFixCollapse(b *testing.B) {
 		}
 	}
 }
+
+// benchFixes is a valid batch of n fixes from sequence first on, one a
+// millisecond from t0, about a metre apart (the cells change now and then).
+func benchFixes(first uint64, n int, t0 time.Time) []*sarv1.LocationFix {
+	out := make([]*sarv1.LocationFix, n)
+	for i := range out {
+		seq := first + uint64(i)
+		alt, batt, speed, head := 1650.0, int32(80), 1.4, 90.0
+		out[i] = &sarv1.LocationFix{Sequence: seq, Lat: 46.6 + float64(seq)*1e-5, Lng: 7.9, HorizontalAccuracyM: 8,
+			Time: timestamppb.New(t0.Add(time.Duration(i) * time.Millisecond)), AltitudeM: &alt, BatteryPercent: &batt,
+			SpeedMps: &speed, HeadingDeg: &head}
+	}
+	return out
+}
+
+// BenchmarkCheckFixes10 validates a batch of 10 valid fixes and computes
+// their cells (no I/O): the per-fix work of validate.go. Divide by 10 for
+// a fix.
+func BenchmarkCheckFixes10(b *testing.B) {
+	t0 := time.Now().Add(-time.Hour)
+	w := fixWindow{notBefore: t0.Add(-time.Hour), notAfter: time.Now().Add(time.Hour)}
+	fixes := benchFixes(1, 10, t0)
+	for b.Loop() {
+		if chk := checkFixes(fixes, w, 9); len(chk.entries) != 10 {
+			b.Fatal("fixes refused")
+		}
+	}
+}
+
+// BenchmarkIngestRescuer10 is Service.Ingest of a rescuer's batch of 10
+// new fixes on real Redis and NATS, on an incident with a search plan (so
+// each batch also adds coverage): the whole hot path of a batch. Divide by
+// 10 for a fix.
+func BenchmarkIngestRescuer10(b *testing.B) {
+	s, ctx, _ := benchService(b)
+	if _, err := s.CreateAgency(ctx, &sarv1.Agency{Id: "benchag", Name: "bench", Kind: sarv1.AgencyKind_AGENCY_KIND_VOLUNTEER_RESCUE, Jurisdiction: "bench"}); err != nil {
+		b.Fatal(err)
+	}
+	inc, err := s.CreateIncident(ctx, &sarv1.CreateIncidentRequest{Title: "bench", Jurisdiction: "bench", AgencyIds: []string{"benchag"},
+		InitialPlanningPoint: &sarv1.PlanningPoint{Position: &sarv1.LatLng{Lat: 46.6, Lng: 7.9}},
+		Subject:              &sarv1.SubjectProfile{Category: sarv1.SubjectCategory_SUBJECT_CATEGORY_HIKER}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := s.SetSearchPlan(ctx, &sarv1.SetSearchPlanRequest{IncidentId: inc.GetId()}); err != nil {
+		b.Fatal(err)
+	}
+	p := &sarv1.Principal{Role: sarv1.Role_ROLE_RESCUER, CredentialId: "benchcred", AgencyId: "benchag"}
+	rctx := auth.WithPrincipal(context.Background(), p)
+	if _, err := s.JoinIncident(rctx, &sarv1.JoinIncidentRequest{IncidentId: inc.GetId(), DeviceId: "phone"}); err != nil {
+		b.Fatal(err)
+	}
+	seq := uint64(1)
+	for b.Loop() {
+		batch := &sarv1.FixBatch{IncidentId: inc.GetId(), DeviceId: "phone", Fixes: benchFixes(seq, 10, time.Now())}
+		ack, err := s.Ingest(rctx, p, batch)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(ack.GetStored()) != 10 {
+			b.Fatalf("stored %d of 10", len(ack.GetStored()))
+		}
+		seq += 10
+	}
+}

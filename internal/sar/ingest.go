@@ -8,6 +8,9 @@ type IngestFix struct {
 	Sequence uint64
 	Fix      *sarv1.LocationFix // Cell already set; nil when refused
 	TimeMs   int64
+	// Pb is Fix's wire encoding, made once for the track and the positions
+	// event; empty: the store encodes Fix itself.
+	Pb []byte
 }
 
 // IngestArgs is one device's batch for the ingest script.

@@ -26,7 +26,11 @@ func (s *Store) Ingest(ctx context.Context, a sar.IngestArgs) (sar.IngestResult,
 			args = append(args, strconv.FormatUint(f.Sequence, 10), 0, "", "")
 			continue
 		}
-		args = append(args, strconv.FormatUint(f.Sequence, 10), f.TimeMs, f.Fix.GetCell(), marshal(f.Fix))
+		pb := f.Pb // encoded once by the caller (the same bytes go to the positions event)
+		if len(pb) == 0 {
+			pb = marshalBytes(f.Fix)
+		}
+		args = append(args, strconv.FormatUint(f.Sequence, 10), f.TimeMs, f.Fix.GetCell(), pb)
 	}
 	args = append(args, sar.MaxSkip)
 	res, err := ingestScript.Run(ctx, s.rdb, keys, args...).Result()

@@ -144,7 +144,7 @@ type benchResult struct {
 	ErrorSamples   []string `json:"error_samples,omitempty"`
 	FloorFixesPerS float64  `json:"floor_fixes_per_s"` // 0 if not measured
 	FloorDurationS float64  `json:"floor_duration_s"`
-	Ratio          float64  `json:"ratio"` // floor_fixes_per_s / fixes_per_s
+	Ratio          float64  `json:"ratio"`          // floor_fixes_per_s / fixes_per_s
 	SardCPUS       float64  `json:"sard_cpu_s"`     // sard's CPU seconds from the first send to the end of the run (-1: not read)
 	CPUUsPerFix    float64  `json:"cpu_us_per_fix"` // sard's CPU microseconds per stored fix (-1: not read)
 }

@@ -25,7 +25,9 @@ func TestReplyShapes(t *testing.T) {
 			t.Errorf("%s: %v, want an Internal error about the %s script reply", name, err, script)
 		}
 	}
-	ingest := func(v any) func() error { return func() error { _, err := ingestReply(v, sar.WantNothing); return err } }
+	ingest := func(v any) func() error {
+		return func() error { _, err := ingestReply(v, sar.WantNothing); return err }
+	}
 	check("ingest: not an array", "ingest", ingest("1"))
 	check("ingest: short", "ingest", ingest([]any{"1", "2"}))
 	check("ingest: number as string", "ingest", ingest([]any{"1", "2", "3", int64(0), "", int64(0)}))

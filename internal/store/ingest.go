@@ -30,15 +30,20 @@ func (s *Store) Ingest(ctx context.Context, a sar.IngestArgs) (sar.IngestResult,
 	args := make([]any, 0, 7+4*len(a.Fixes))
 	args = append(args, a.DeviceID, a.ParticipantID, s.trackMax, strconv.FormatUint(a.SkippedThrough, 10), len(a.Fixes))
 	for _, f := range a.Fixes {
+		if f.Sequence > sar.MaxSequence { // checked by the caller; never round one in Lua
+			return sar.IngestResult{}, sar.Invalid("invalid batch", sar.Field("batch.fixes", "OUT_OF_RANGE",
+				"sequences must be at most 2^53-1"))
+		}
+		seq := int64(f.Sequence) // exact (at most 2^53-1); written as its decimal, like FormatUint, without a string
 		if f.Fix == nil {
-			args = append(args, strconv.FormatUint(f.Sequence, 10), 0, "", "")
+			args = append(args, seq, 0, "", "")
 			continue
 		}
 		pb := f.Pb // encoded once by the caller (the same bytes go to the positions event)
 		if len(pb) == 0 {
 			pb = marshalBytes(f.Fix)
 		}
-		args = append(args, strconv.FormatUint(f.Sequence, 10), f.TimeMs, f.Fix.GetCell(), pb)
+		args = append(args, seq, f.TimeMs, f.Fix.GetCell(), pb)
 	}
 	args = append(args, sar.MaxSkip, want)
 	res, err := ingestScript.Run(ctx, s.rdb, keys, args...).Result()

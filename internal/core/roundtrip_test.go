@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
+	"github.com/mountain-sar/sar/internal/sar"
 )
 
 // roundTrips counts the round trips to Redis (a command or a pipeline)
@@ -100,5 +101,29 @@ func TestRescuerBatchRoundTrips(t *testing.T) {
 	}
 	if g1.meta.Version <= g0.meta.Version {
 		t.Fatalf("grid version %d after the batch, %d before: no coverage added", g1.meta.Version, g0.meta.Version)
+	}
+}
+
+// A caller's batch that moved its last position decides on the grid's meta
+// the ingest script answered with the batch: no read of its own.
+func TestCallerBatchUsesTheIngestScriptsGridMeta(t *testing.T) {
+	inc := ruleIncident()
+	var calls []sar.IngestArgs
+	f := ruleFix(1, 30.5)
+	meta := sar.GridMeta{Summary: &sarv1.SearchGridSummary{IncidentId: inc.GetId(), Resolution: 9}, Version: 3} // does not follow caller fixes
+	st := ingestStore(inc, sar.IngestResult{AckedThrough: 1, Stored: 1, LastChanged: true, Last: f, HasGrid: true,
+		Search: &sar.Searcher{Meta: meta, HasGrid: true}}, &calls)
+	st.GridMetaFn = func(context.Context, string) (sar.GridMeta, error) {
+		t.Error("GridMeta read: the ingest script answered it")
+		return meta, nil
+	}
+	s := newRuleService(t, st, &fakeBus{})
+	p := &sarv1.Principal{CredentialId: "cred1", Role: sarv1.Role_ROLE_CALLER, IncidentId: inc.GetId(), ParticipantId: "p1"}
+	if _, err := s.Ingest(context.Background(), p, &sarv1.FixBatch{IncidentId: inc.GetId(), DeviceId: "phone1",
+		Fixes: []*sarv1.LocationFix{f}}); err != nil {
+		t.Fatal(err)
+	}
+	if len(calls) != 1 || calls[0].Want != sar.WantGrid {
+		t.Fatalf("ingest calls %+v, want one asking for the grid (WantGrid)", calls)
 	}
 }

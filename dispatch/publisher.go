@@ -90,12 +90,18 @@ func message(ev *sarv1.Event) (*nats.Msg, bool, error) {
 	if err != nil {
 		return nil, false, fmt.Errorf("dispatch: marshal event: %w", err)
 	}
+	m, durable := encodedMessage(ev, data)
+	return m, durable, nil
+}
+
+// encodedMessage is the message of ev, whose wire encoding is data.
+func encodedMessage(ev *sarv1.Event, data []byte) (*nats.Msg, bool) {
 	subj, durable := Subject(ev)
 	m := nats.NewMsg(subj)
 	m.Data = data
 	m.Header.Set(jetstream.MsgIDHeader, ev.GetId())
 	m.Header.Set("Content-Type", "application/protobuf; proto=sar.v1.Event")
-	return m, durable, nil
+	return m, durable
 }
 
 // PublishLive publishes a high-rate event (positions) on core NATS: no
@@ -105,6 +111,17 @@ func (b *Bus) PublishLive(ev *sarv1.Event) error {
 	if err != nil {
 		return err
 	}
+	if err := b.nc.PublishMsg(m); err != nil {
+		return fmt.Errorf("dispatch: publish %s: %w", m.Subject, err)
+	}
+	return nil
+}
+
+// PublishLiveEncoded is PublishLive of ev already encoded as data (which
+// must decode to ev): the ingest path builds the bytes of a positions event
+// from the fixes' encodings it made for the track.
+func (b *Bus) PublishLiveEncoded(ev *sarv1.Event, data []byte) error {
+	m, _ := encodedMessage(ev, data)
 	if err := b.nc.PublishMsg(m); err != nil {
 		return fmt.Errorf("dispatch: publish %s: %w", m.Subject, err)
 	}

@@ -39,6 +39,10 @@ type benchIngestCmd struct {
 	Keep     bool          `help:"Leave the bench incident open (by default it is closed as a false alarm after the run)."`
 	Plan     bool          `help:"Seed a search plan (a 95 % hiker grid) on the bench incident first, so every batch also updates the search grid's coverage."`
 	Quiet    bool          `help:"No setup and progress lines on stderr."`
+	HTTPAddr string        `name:"http-addr" env:"SAR_HTTP_ADDR" default:"127.0.0.1:8080" help:"sard's HTTP address (its --http-addr): the default --metrics-url is http(s)://<http-addr>/metrics (https unless loopback, as for --addr)."`
+	// MetricsURL, when given, must answer; the default derived from
+	// HTTPAddr may not (then the CPU cost is reported as not read).
+	MetricsURL string `name:"metrics-url" env:"SAR_BENCH_METRICS_URL" help:"sard's Prometheus page: its process_cpu_seconds_total is read before and after the run, for cpu_us_per_fix (sard's CPU microseconds per stored fix). Default: derived from --http-addr."`
 }
 
 func (c *benchIngestCmd) Run(ctx context.Context, g *Globals, w io.Writer) error {
@@ -46,8 +50,17 @@ func (c *benchIngestCmd) Run(ctx context.Context, g *Globals, w io.Writer) error
 	if c.Quiet {
 		log = io.Discard
 	}
+	metrics, required := c.MetricsURL, c.MetricsURL != ""
+	if metrics == "" {
+		scheme, err := g.Client().Scheme(c.HTTPAddr)
+		if err != nil {
+			return fmt.Errorf("bench: --http-addr: %w", err)
+		}
+		metrics = scheme + "://" + c.HTTPAddr + "/metrics"
+	}
 	res, err := runBench(ctx, benchOptions{Addr: g.Addr, Token: g.Token, TLS: g.Client(), Devices: c.Devices, Batch: c.Batch,
-		Duration: c.Duration, Rate: c.Rate, Inflight: c.Inflight, Conns: c.Conns, RedisURL: c.RedisURL, Keep: c.Keep, Plan: c.Plan, Log: log})
+		Duration: c.Duration, Rate: c.Rate, Inflight: c.Inflight, Conns: c.Conns, RedisURL: c.RedisURL, Keep: c.Keep, Plan: c.Plan, Log: log,
+		MetricsURL: metrics, MetricsRequired: required})
 	if err != nil {
 		return err
 	}
@@ -74,6 +87,10 @@ type benchOptions struct {
 	Keep        bool
 	Plan        bool      // seed a search grid first
 	Log         io.Writer // setup and progress lines
+	// MetricsURL is sard's /metrics ("": CPU not measured); with
+	// MetricsRequired a failed read fails the run, else it is logged.
+	MetricsURL      string
+	MetricsRequired bool
 }
 
 func (o benchOptions) check() error {
@@ -127,7 +144,9 @@ type benchResult struct {
 	ErrorSamples   []string `json:"error_samples,omitempty"`
 	FloorFixesPerS float64  `json:"floor_fixes_per_s"` // 0 if not measured
 	FloorDurationS float64  `json:"floor_duration_s"`
-	Ratio          float64  `json:"ratio"` // floor_fixes_per_s / fixes_per_s
+	Ratio          float64  `json:"ratio"`          // floor_fixes_per_s / fixes_per_s
+	SardCPUS       float64  `json:"sard_cpu_s"`     // sard's CPU seconds from the first send to the end of the run (-1: not read)
+	CPUUsPerFix    float64  `json:"cpu_us_per_fix"` // sard's CPU microseconds per stored fix (-1: not read)
 }
 
 const (
@@ -310,6 +329,10 @@ func runBench(ctx context.Context, o benchOptions) (*benchResult, error) {
 	r.logf("bench %s: incident %s: %d devices x batches of %d, inflight %d, %d connections, %v, %s",
 		runID, r.incident, o.Devices, o.Batch, o.Inflight, nconn, o.Duration, pace)
 
+	cpu0, cpuRead, err := r.sardCPU(ctx)
+	if err != nil && o.MetricsRequired {
+		return nil, fmt.Errorf("bench: read --metrics-url: %w", err)
+	}
 	r.start = time.Now()
 	go r.watch(watch, watchDone)
 	var once sync.Once
@@ -346,6 +369,13 @@ func runBench(ctx context.Context, o benchOptions) (*benchResult, error) {
 	<-watchDone
 
 	res := r.result(elapsed, storedBatches, nconn)
+	res.SardCPUS, res.CPUUsPerFix = -1, -1
+	if cpu1, ok, _ := r.sardCPU(ctx); ok && cpuRead {
+		res.SardCPUS = round3(cpu1 - cpu0)
+		if res.Stored > 0 {
+			res.CPUUsPerFix = round3((cpu1 - cpu0) * 1e6 / float64(res.Stored))
+		}
+	}
 	if o.RedisURL != "" && ctx.Err() == nil {
 		r.logf("bench %s: measuring the floor: raw Redis pipelines of the same data from %d goroutines for %v", runID, o.Devices, o.Duration)
 		fps, secs, err := runFloor(ctx, o, runID)
@@ -358,6 +388,23 @@ func runBench(ctx context.Context, o benchOptions) (*benchResult, error) {
 		}
 	}
 	return res, nil
+}
+
+// sardCPU reads sard's process_cpu_seconds_total from o.MetricsURL; ok
+// is false (and err says why, also logged) when it was not read.
+func (r *benchRun) sardCPU(ctx context.Context) (v float64, ok bool, err error) {
+	if r.o.MetricsURL == "" {
+		return 0, false, nil
+	}
+	m, err := scrapeMetrics(ctx, r.o.MetricsURL, metricCPU)
+	if err == nil {
+		if v, ok := m[metricCPU]; ok {
+			return v, true, nil
+		}
+		err = fmt.Errorf("no %s on the page", metricCPU)
+	}
+	r.logf("bench: sard's CPU time not read from %s: %v", r.o.MetricsURL, err)
+	return 0, false, err
 }
 
 func (r *benchRun) result(elapsed time.Duration, storedBatches int64, nconn int) *benchResult {
@@ -595,6 +642,11 @@ func (res *benchResult) write(w io.Writer, asJSON bool) error {
 	if res.FloorFixesPerS > 0 {
 		fmt.Fprintf(w, "  floor       %.0f fixes/s of raw Redis pipelines (same data, %d goroutines, %.1f s): ratio floor/ours %.2f\n",
 			res.FloorFixesPerS, res.Devices, res.FloorDurationS, res.Ratio)
+	}
+	if res.CPUUsPerFix >= 0 {
+		fmt.Fprintf(w, "  sard CPU    %.2f s: cpu_us_per_fix %.1f (CPU µs per stored fix, from process_cpu_seconds_total)\n", res.SardCPUS, res.CPUUsPerFix)
+	} else {
+		fmt.Fprintf(w, "  sard CPU    not read (see --metrics-url): cpu_us_per_fix -1\n")
 	}
 	if !asJSON {
 		return nil

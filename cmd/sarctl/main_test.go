@@ -53,6 +53,8 @@ func TestParseFlags(t *testing.T) {
 		{"duration", in.Duration, 20 * time.Second},
 		{"inflight", in.Inflight, 1},
 		{"redis-url", in.RedisURL, ""},
+		{"http-addr", in.HTTPAddr, "127.0.0.1:8080"},
+		{"metrics-url", in.MetricsURL, ""},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
@@ -234,11 +236,17 @@ func testAdminCommands(t *testing.T, s *server) {
 
 func testBenchIngest(t *testing.T, s *server) {
 	o := benchOptions{Addr: s.addr, Token: s.admin, Devices: 4, Batch: 10, Duration: 2 * time.Second,
-		Inflight: 1, RedisURL: s.redis.URL(), Log: t.Output()}
+		Inflight: 1, RedisURL: s.redis.URL(), Log: t.Output(), MetricsURL: "http://" + s.httpAddr + "/metrics", MetricsRequired: true}
 	res, err := runBench(t.Context(), o)
 	if err != nil {
 		t.Fatalf("runBench: %v", err)
 	}
+	// sard's CPU per stored fix, read from its /metrics (see the JSON and
+	// text output below).
+	if res.CPUUsPerFix <= 0 || res.SardCPUS <= 0 {
+		t.Errorf("runBench: cpu_us_per_fix, sard_cpu_s = %v, %v, want > 0", res.CPUUsPerFix, res.SardCPUS)
+	}
+
 	if res.Sent <= 0 || res.Stored != res.Sent {
 		t.Errorf("runBench: stored, sent = %d, %d, want equal and > 0", res.Stored, res.Sent)
 	}
@@ -305,11 +313,17 @@ func testBenchIngest(t *testing.T, s *server) {
 	}
 	want := map[string]float64{"fixes_per_s": res.FixesPerS, "p50_ms": res.P50Ms, "p99_ms": res.P99Ms,
 		"stored": float64(res.Stored), "sent": float64(res.Sent), "floor_fixes_per_s": res.FloorFixesPerS, "ratio": res.Ratio,
-		"devices": 4, "batch": 10, "duration_s": res.DurationS, "errors": 0}
+		"devices": 4, "batch": 10, "duration_s": res.DurationS, "errors": 0, "cpu_us_per_fix": res.CPUUsPerFix}
 	for k, v := range want {
 		if got, ok := obj[k].(float64); !ok || got != v {
 			t.Errorf("JSON line[%q] = %v, want %v", k, obj[k], v)
 		}
+	}
+	if got, _ := obj["cpu_us_per_fix"].(float64); got <= 0 {
+		t.Errorf("JSON line[cpu_us_per_fix] = %v, want > 0", obj["cpu_us_per_fix"])
+	}
+	if !strings.Contains(out.String(), "  sard CPU ") || !strings.Contains(out.String(), "cpu_us_per_fix") {
+		t.Errorf("text output has no sard CPU line with cpu_us_per_fix:\n%s", out.String())
 	}
 }
 

@@ -136,7 +136,12 @@ func decisionLabel(d sarv1.CallerFixDecision) string {
 // stationary and every sweep as evidence, as SetSearchPlan does; an
 // operator who knows the subject moved into searched ground re-seeds with
 // SetSearchPlan(reset_coverage).
-func (s *Service) followCaller(ctx context.Context, inc *sarv1.Incident, participantID string, f *sarv1.LocationFix) {
+//
+// first is the grid as the ingest script read it with the batch (HasGrid
+// false: no plan then; nil: not read): the first attempt decides on it
+// without a read of its own; every write is checked against the version it was decided
+// on, so a grid written since is a conflict and the next attempt reads.
+func (s *Service) followCaller(ctx context.Context, inc *sarv1.Incident, participantID string, f *sarv1.LocationFix, first *sar.Searcher) {
 	acc := f.GetHorizontalAccuracyM()
 	if !finitePos(acc) || acc > CallerFixMaxAccuracyM {
 		s.met.CallerFixes.WithLabelValues("too_coarse").Inc()
@@ -149,7 +154,16 @@ func (s *Service) followCaller(ctx context.Context, inc *sarv1.Incident, partici
 	cf := &sarv1.CallerFix{ParticipantId: participantID, Position: &sarv1.LatLng{Lat: f.GetLat(), Lng: f.GetLng()},
 		AccuracyM: acc, Time: f.GetTime()}
 	for attempt := 0; attempt < gridWriteTries; attempt++ {
-		meta, err := s.st.GridMeta(ctx, inc.GetId())
+		var meta sar.GridMeta
+		var err error
+		switch {
+		case attempt == 0 && first != nil && first.HasGrid:
+			meta = first.Meta
+		case attempt == 0 && first != nil:
+			err = sar.NotFound("search grid")
+		default:
+			meta, err = s.st.GridMeta(ctx, inc.GetId())
+		}
 		has := err == nil
 		if err != nil && sar.KindOf(err) != sar.KindNotFound {
 			warn("caller fix not applied to the search grid", err)

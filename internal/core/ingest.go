@@ -1,12 +1,14 @@
 package core
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
-	"sort"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
@@ -117,9 +119,13 @@ func (s *Service) Ingest(ctx context.Context, p *sarv1.Principal, b *sarv1.FixBa
 		return nil, sar.Invalid("invalid batch", sar.Field("batch.skipped_through", "NOT_BELOW_BATCH",
 			"skipped_through must be below the batch's first sequence %d", chk.entries[0].Sequence))
 	}
+	want := sar.WantTracker // what coverTrack needs, read with the batch
+	if p.GetRole() == sarv1.Role_ROLE_CALLER {
+		want = sar.WantGrid // what followCaller needs
+	}
 	res, err := s.st.Ingest(ctx, sar.IngestArgs{
 		IncidentID: inc.GetId(), ParticipantID: pid, DeviceID: b.GetDeviceId(),
-		SkippedThrough: b.GetSkippedThrough(), Fixes: chk.entries,
+		SkippedThrough: b.GetSkippedThrough(), Fixes: chk.entries, Want: want,
 	})
 	if err != nil {
 		if sar.KindOf(err) == sar.KindFailedPrecondition {
@@ -130,7 +136,9 @@ func (s *Service) Ingest(ctx context.Context, p *sarv1.Principal, b *sarv1.FixBa
 	ack = &sarv1.FixAck{IncidentId: inc.GetId(), DeviceId: b.GetDeviceId(), BatchId: b.GetBatchId(),
 		AckedThrough: res.AckedThrough, ServerTime: timestamppb.New(s.now())}
 	// Each fix of the batch is named exactly once.
-	var stored []*sarv1.LocationFix
+	stored := make([]*sarv1.LocationFix, 0, len(chk.entries))
+	storedPb := make([][]byte, 0, len(chk.entries))
+	ack.Stored = make([]uint64, 0, len(chk.entries))
 	for _, en := range chk.entries {
 		switch seq := en.Sequence; {
 		case seq <= res.AckedBefore:
@@ -144,27 +152,30 @@ func (s *Service) Ingest(ctx context.Context, p *sarv1.Principal, b *sarv1.FixBa
 			ack.Stored = append(ack.Stored, seq)
 			ack.Cell = en.Fix.GetCell() // entries are in sequence order: the highest wins
 			stored = append(stored, en.Fix)
+			storedPb = append(storedPb, en.Pb)
 		}
 	}
 	ack.Duplicates = append(ack.Duplicates, chk.repeats...)
 	ack.Rejected = append(ack.Rejected, chk.badSeq...)
 	slices.Sort(ack.Duplicates)
-	sort.SliceStable(ack.Rejected, func(i, j int) bool { return ack.Rejected[i].GetSequence() < ack.Rejected[j].GetSequence() })
+	slices.SortStableFunc(ack.Rejected, func(a, b *sarv1.FixRejection) int { return cmp.Compare(a.GetSequence(), b.GetSequence()) })
 	s.met.FixesStored.Add(float64(len(ack.Stored)))
 	s.met.FixesDuplicate.Add(float64(len(ack.Duplicates)))
 	for _, r := range ack.Rejected {
 		s.met.FixesRejected.WithLabelValues(r.GetReason().String()).Inc()
 	}
 	if p.GetRole() == sarv1.Role_ROLE_CALLER && res.LastChanged && res.Last != nil {
-		s.followCaller(ctx, inc, pid, res.Last)
+		first := res.Search // the grid's meta, read with the batch
+		if first == nil && !res.HasGrid {
+			first = &sar.Searcher{} // no plan when the batch was stored
+		}
+		s.followCaller(ctx, inc, pid, res.Last, first)
 	}
 	if p.GetRole() == sarv1.Role_ROLE_RESCUER && res.HasGrid { // the script said whether there is a plan: no extra round trip without one
-		s.coverTrack(ctx, inc.GetId(), pid, stored)
+		s.coverTrack(ctx, inc.GetId(), pid, stored, res.Search)
 	}
 	if len(stored) > 0 {
-		ev := s.newEvent(inc.GetId())
-		ev.Payload = &sarv1.Event_Positions{Positions: s.positions(p, pid, b, stored, res)}
-		if err := s.bus.PublishLive(ev); err != nil {
+		if err := s.publishPositions(s.newEvent(inc.GetId()), s.positions(p, pid, b, nil, res), stored, storedPb); err != nil {
 			s.met.PublishErrors.Inc()
 			s.log.Warn("positions event not published", "incident", inc.GetId(), "err", err)
 		}
@@ -182,4 +193,72 @@ func (s *Service) positions(p *sarv1.Principal, pid string, b *sarv1.FixBatch, s
 		pe.AgencyId, pe.TeamId = p.GetAgencyId(), p.GetTeamId()
 	}
 	return pe
+}
+
+// encodedPublisher is a Publisher that can publish a live event already
+// encoded (dispatch.Bus): the positions event reuses the bytes of its
+// fixes made once for the track instead of encoding every fix again.
+type encodedPublisher interface {
+	PublishLiveEncoded(ev *sarv1.Event, data []byte) error
+}
+
+var (
+	eventPositionsField = (&sarv1.Event{}).ProtoReflect().Descriptor().Fields().ByName("positions").Number()
+	positionsFixesField = (&sarv1.PositionsEvent{}).ProtoReflect().Descriptor().Fields().ByName("fixes").Number()
+)
+
+// publishPositions sets pe's fixes to stored and publishes ev carrying pe.
+// pbs[i] is stored[i]'s wire encoding (or empty); when all are there and
+// the bus takes encoded events, the event's bytes are put together from
+// them (encodePositions) rather than encoding each fix a second time.
+func (s *Service) publishPositions(ev *sarv1.Event, pe *sarv1.PositionsEvent, stored []*sarv1.LocationFix, pbs [][]byte) error {
+	ep, ok := s.bus.(encodedPublisher)
+	var data []byte
+	if ok && !slices.ContainsFunc(pbs, func(b []byte) bool { return len(b) == 0 }) {
+		var err error
+		if data, err = encodePositions(ev, pe, pbs); err != nil {
+			data = nil // encode the whole event the ordinary way below
+		}
+	}
+	pe.Fixes = stored
+	ev.Payload = &sarv1.Event_Positions{Positions: pe}
+	if data == nil {
+		return s.bus.PublishLive(ev)
+	}
+	return ep.PublishLiveEncoded(ev, data)
+}
+
+// encodePositions is the wire encoding of ev with the payload pe holding
+// the fixes whose encodings are fixPbs, built from those bytes: ev and pe
+// (both without fixes or payload yet) are encoded, and the positions
+// field and each fixes field appended by hand. Fields out of number order
+// and a message's fields split are valid protobuf: any reader decodes
+// the same event as from proto.Marshal of the whole.
+func encodePositions(ev *sarv1.Event, pe *sarv1.PositionsEvent, fixPbs [][]byte) ([]byte, error) {
+	if ev.GetPayload() != nil || len(pe.GetFixes()) > 0 {
+		return nil, fmt.Errorf("encodePositions: event already has a payload or fixes")
+	}
+	peLen := proto.Size(pe)
+	for _, b := range fixPbs {
+		peLen += protowire.SizeTag(positionsFixesField) + protowire.SizeBytes(len(b))
+	}
+	head := proto.Size(ev)
+	out := make([]byte, 0, head+protowire.SizeTag(eventPositionsField)+protowire.SizeBytes(peLen))
+	out, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(out, ev)
+	if err != nil {
+		return nil, err
+	}
+	out = protowire.AppendTag(out, eventPositionsField, protowire.BytesType)
+	out = protowire.AppendVarint(out, uint64(peLen))
+	if out, err = (proto.MarshalOptions{UseCachedSize: true}).MarshalAppend(out, pe); err != nil {
+		return nil, err
+	}
+	for _, b := range fixPbs {
+		out = protowire.AppendTag(out, positionsFixesField, protowire.BytesType)
+		out = protowire.AppendBytes(out, b)
+	}
+	if len(out) != cap(out) { // the sizes above and the encoding disagree: never publish a garbled event
+		return nil, fmt.Errorf("encodePositions: %d bytes, %d expected", len(out), cap(out))
+	}
+	return out, nil
 }

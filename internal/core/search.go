@@ -883,10 +883,13 @@ func (s *Service) ExportSearchGrid(ctx context.Context, req *sarv1.ExportSearchG
 // them into swept length per cell, the sweep width into coverage, and the
 // store adds it (one script for the cells, one for the maintained total).
 // The positions are the record and this is derived, so failures are
-// logged and counted, never returned. Three round trips (the tracker
-// read, then the two scripts), more when another batch of the same
-// participant raced this one.
-func (s *Service) coverTrack(ctx context.Context, incidentID, participantID string, fixes []*sarv1.LocationFix) {
+// logged and counted, never returned. first is the grid's meta and the
+// tracker state as the ingest script read them with the batch (nil: read
+// them here): then two round trips (the two scripts), more when another
+// batch of the same participant raced this one (the coverage script
+// compares the tracker state, so a state read earlier is never applied
+// twice: it answers stale and the state is read again).
+func (s *Service) coverTrack(ctx context.Context, incidentID, participantID string, fixes []*sarv1.LocationFix, first *sar.Searcher) {
 	if len(fixes) == 0 {
 		return
 	}
@@ -900,10 +903,15 @@ func (s *Service) coverTrack(ctx context.Context, incidentID, participantID stri
 		s.log.Warn(msg, "incident", incidentID, "participant", participantID, "err", err)
 	}
 	for attempt := 0; attempt < 2; attempt++ {
-		sr, err := s.st.TrackerState(ctx, incidentID, participantID)
-		if err != nil {
-			warn("search grid coverage skipped", err)
-			return
+		var sr sar.Searcher
+		if attempt == 0 && first != nil {
+			sr = *first
+		} else {
+			var err error
+			if sr, err = s.st.TrackerState(ctx, incidentID, participantID); err != nil {
+				warn("search grid coverage skipped", err)
+				return
+			}
 		}
 		meta, before := sr.Meta, sr.Tracker
 		if !sr.HasGrid {

@@ -1,11 +1,14 @@
 package core
 
 import (
+	"cmp"
 	"fmt"
 	"math"
-	"sort"
+	"slices"
+	"strconv"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
@@ -37,32 +40,52 @@ func reject(seq uint64, reason sarv1.RejectReason, field, code, format string, a
 // the store and what is answered at once.
 type checkedBatch struct {
 	entries []sar.IngestFix                // valid sequence numbers, increasing, each once; Fix nil when refused
-	refused map[uint64]*sarv1.FixRejection // content rejections of entries, by sequence (final)
+	refused map[uint64]*sarv1.FixRejection // content rejections of entries, by sequence (final); nil when none
 	badSeq  []*sarv1.FixRejection          // sequence 0 or too large: never reach the store
 	repeats []uint64                       // a sequence that appears again in the batch
 }
 
+// fixPath is the field path of the i-th fix of a batch, built only for a
+// rejection (never on the path of a valid fix).
+func fixPath(i int) string { return "batch.fixes[" + strconv.Itoa(i) + "]" }
+
 // checkFixes sorts a batch by sequence (a device should send in order; a
 // shuffled batch is still taken whole), validates every fix on its own so
 // that an invalid fix never holds back the valid ones behind it, strips
-// what the client may not set (unknown fields, the cell), and computes the
-// H3 cell of each valid fix at resolution res.
+// what the client may not set (unknown fields, the cell), computes the
+// H3 cell of each valid fix at resolution res, and encodes each valid fix
+// once (IngestFix.Pb: the same bytes go to the track and to the positions
+// event).
 func checkFixes(fixes []*sarv1.LocationFix, w fixWindow, res int) checkedBatch {
-	out := checkedBatch{refused: map[uint64]*sarv1.FixRejection{}}
-	order := make([]int, len(fixes))
-	for i := range order {
-		order[i] = i
+	out := checkedBatch{entries: make([]sar.IngestFix, 0, len(fixes))}
+	bySeq := func(a, b *sarv1.LocationFix) int { return cmp.Compare(a.GetSequence(), b.GetSequence()) }
+	var order []int // nil: the batch is in order (the common case), no index to sort
+	if !slices.IsSortedFunc(fixes, bySeq) {
+		order = make([]int, len(fixes))
+		for i := range order {
+			order[i] = i
+		}
+		slices.SortStableFunc(order, func(a, b int) int { return bySeq(fixes[a], fixes[b]) })
 	}
-	sort.SliceStable(order, func(a, b int) bool { return fixes[order[a]].GetSequence() < fixes[order[b]].GetSequence() })
+	refuse := func(seq uint64, r *sarv1.FixRejection) {
+		if out.refused == nil {
+			out.refused = map[uint64]*sarv1.FixRejection{}
+		}
+		out.refused[seq] = r
+		out.entries = append(out.entries, sar.IngestFix{Sequence: seq})
+	}
 	var prev uint64
-	for _, i := range order {
+	for k := range fixes {
+		i := k
+		if order != nil {
+			i = order[k]
+		}
 		f := fixes[i]
-		path := fmt.Sprintf("batch.fixes[%d]", i)
 		seq := f.GetSequence()
 		switch {
 		case seq == 0 || seq > sar.MaxSequence:
 			out.badSeq = append(out.badSeq, reject(seq, sarv1.RejectReason_REJECT_REASON_INVALID_SEQUENCE,
-				path+".sequence", "OUT_OF_RANGE", "sequence must be between 1 and 2^53-1"))
+				fixPath(i)+".sequence", "OUT_OF_RANGE", "sequence must be between 1 and 2^53-1"))
 			continue
 		case seq == prev:
 			out.repeats = append(out.repeats, seq)
@@ -71,28 +94,31 @@ func checkFixes(fixes []*sarv1.LocationFix, w fixWindow, res int) checkedBatch {
 		prev = seq
 		f.ProtoReflect().SetUnknown(nil)
 		f.Cell = ""
-		if r := checkFix(f, path, w); r != nil {
-			out.refused[seq] = r
-			out.entries = append(out.entries, sar.IngestFix{Sequence: seq})
+		if r := checkFix(f, i, w); r != nil {
+			refuse(seq, r)
 			continue
 		}
 		cell, err := geo.CellAt(f.GetLat(), f.GetLng(), res)
 		if err != nil { // unreachable after checkFix, but never store a fix without its cell
-			out.refused[seq] = reject(seq, sarv1.RejectReason_REJECT_REASON_INVALID_COORDINATES, path, "NO_CELL", "no H3 cell for this position")
-			out.entries = append(out.entries, sar.IngestFix{Sequence: seq})
+			refuse(seq, reject(seq, sarv1.RejectReason_REJECT_REASON_INVALID_COORDINATES, fixPath(i), "NO_CELL", "no H3 cell for this position"))
 			continue
 		}
 		f.Cell = geo.CellString(cell)
-		out.entries = append(out.entries, sar.IngestFix{Sequence: seq, Fix: f, TimeMs: f.GetTime().AsTime().UnixMilli()})
+		pb, err := proto.Marshal(f)
+		if err != nil { // only invalid UTF-8 fails, and a fix has no free text: never store what cannot be read back
+			refuse(seq, reject(seq, sarv1.RejectReason_REJECT_REASON_INVALID_FIELD, fixPath(i), "UNENCODABLE", "the fix cannot be encoded"))
+			continue
+		}
+		out.entries = append(out.entries, sar.IngestFix{Sequence: seq, Fix: f, TimeMs: f.GetTime().AsTime().UnixMilli(), Pb: pb})
 	}
 	return out
 }
 
 // checkFix returns why one fix must be refused, or nil.
-func checkFix(f *sarv1.LocationFix, path string, w fixWindow) *sarv1.FixRejection {
+func checkFix(f *sarv1.LocationFix, i int, w fixWindow) *sarv1.FixRejection {
 	seq := f.GetSequence()
 	bad := func(reason sarv1.RejectReason, field, code, format string, args ...any) *sarv1.FixRejection {
-		return reject(seq, reason, path+"."+field, code, format, args...)
+		return reject(seq, reason, fixPath(i)+"."+field, code, format, args...)
 	}
 	const coord = sarv1.RejectReason_REJECT_REASON_INVALID_COORDINATES
 	switch lat, lng := f.GetLat(), f.GetLng(); {

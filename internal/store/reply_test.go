@@ -25,7 +25,9 @@ func TestReplyShapes(t *testing.T) {
 			t.Errorf("%s: %v, want an Internal error about the %s script reply", name, err, script)
 		}
 	}
-	ingest := func(v any) func() error { return func() error { _, err := ingestReply(v); return err } }
+	ingest := func(v any) func() error {
+		return func() error { _, err := ingestReply(v, sar.WantNothing); return err }
+	}
 	check("ingest: not an array", "ingest", ingest("1"))
 	check("ingest: short", "ingest", ingest([]any{"1", "2"}))
 	check("ingest: number as string", "ingest", ingest([]any{"1", "2", "3", int64(0), "", int64(0)}))
@@ -51,7 +53,7 @@ func TestReplyShapes(t *testing.T) {
 	check("put incident: string", "put incident", func() error { _, err := intReply("put incident", "2"); return err })
 
 	// Well-formed replies still read.
-	if r, err := ingestReply([]any{"1", "18446744073709551615", int64(3), int64(0), "", int64(1)}); err != nil ||
+	if r, err := ingestReply([]any{"1", "18446744073709551615", int64(3), int64(0), "", int64(1)}, sar.WantNothing); err != nil ||
 		r.AckedThrough != 18446744073709551615 || !r.HasGrid || r.Stored != 3 {
 		t.Errorf("ingestReply = %+v, %v", r, err)
 	}

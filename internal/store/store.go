@@ -45,14 +45,16 @@ func New(rdb redis.UniversalClient, opts ...Option) *Store {
 // Ping checks that Redis answers.
 func (s *Store) Ping(ctx context.Context) error { return s.rdb.Ping(ctx).Err() }
 
-func marshal(m proto.Message) string {
+func marshal(m proto.Message) string { return string(marshalBytes(m)) }
+
+func marshalBytes(m proto.Message) []byte {
 	b, err := proto.Marshal(m)
 	if err != nil {
 		// Only invalid UTF-8 in a string field makes Marshal fail; the edge
 		// validates strings, so this is a bug worth a crash in tests.
 		panic(fmt.Sprintf("store: marshal %T: %v", m, err))
 	}
-	return string(b)
+	return b
 }
 
 func unmarshal(s string, m proto.Message) error {

@@ -11,9 +11,11 @@
 -- counts; the last known position moves only forward in fix time.
 --
 -- KEYS: 1 inc, 2 seq, 3 dev, 4 last, 5 trk (the participant's track),
---       6 cells, 7 cellt, 8 grid
+--       6 cells, 7 cellt, 8 grid, 9 gtrk, 10 stype
 -- ARGV: 1 device, 2 participant, 3 trackMax, 4 skippedThrough, 5 n, then
---       n times (seq, timeMs, cell, fixPb), 6 + 4n maxSkip
+--       n times (seq, timeMs, cell, fixPb), 6 + 4n maxSkip, 7 + 4n want:
+--       'tracker' (a rescuer: what adding coverage needs), 'grid' (a
+--       caller: what following its fix needs) or '' (nothing more)
 -- Sequences are at most 2^53-1 (checked before the call), so Lua's double
 -- numbers hold them exactly, and '%.0f' writes them back exactly.
 -- skippedThrough may reach at most maxSkip past the stored acked-through.
@@ -23,6 +25,12 @@
 --       plan, so the caller knows whether to add coverage without another
 --       round trip), lastValue the "<ms>|<LocationFix pb>" last position
 --       or "".
+--       When want is 'tracker', the grid exists and fixes were stored,
+--       or want is 'grid', the grid exists and lastChanged is 1, the
+--       reply goes on with the grid's meta (HMGET grid pb ver seedver row
+--       z posb wver, as store.gridMeta reads it), and for 'tracker' the
+--       participant's tracker state and searcher type (nil when unset),
+--       read in this same atomic run: the next step needs no read.
 -- Errors: SAR_NOTFOUND, SAR_CLOSED, SAR_NOTJOINED, SAR_SKIP_TOO_FAR.
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return redis.error_reply('SAR_NOTFOUND no such incident') end
@@ -82,4 +90,15 @@ if best then
   end
   redis.call('ZADD', KEYS[7], unpack(zt))
 end
-return {string.format('%.0f', before), string.format('%.0f', wm), stored, changed, last or '', redis.call('EXISTS', KEYS[8])}
+local hasGrid = redis.call('EXISTS', KEYS[8])
+local out = {string.format('%.0f', before), string.format('%.0f', wm), stored, changed, last or '', hasGrid}
+local want = ARGV[7 + n * 4]
+if hasGrid == 1 and ((want == 'tracker' and stored > 0) or (want == 'grid' and changed == 1)) then
+  local meta = redis.call('HMGET', KEYS[8], 'pb', 'ver', 'seedver', 'row', 'z', 'posb', 'wver')
+  for i = 1, 7 do out[#out + 1] = meta[i] end
+  if want == 'tracker' then
+    out[#out + 1] = redis.call('HGET', KEYS[9], ARGV[2])
+    out[#out + 1] = redis.call('HGET', KEYS[10], ARGV[2])
+  end
+end
+return out

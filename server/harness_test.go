@@ -79,7 +79,7 @@ func (e *env) start(cfg app.Config) {
 	t.Helper()
 	log := testLogger(t)
 	if e.logTo != nil {
-		log = slog.New(slog.NewJSONHandler(e.logTo, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		log = jsonLogger(e.logTo)
 	}
 	a, err := app.Start(context.Background(), cfg, log)
 	if err != nil {

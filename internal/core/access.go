@@ -31,22 +31,20 @@ func (s *Service) Authenticate(ctx context.Context, token string) (*sarv1.Princi
 		return nil, Unauthenticated(sar.CredentialExpired)
 	}
 	stored, p, err := s.st.Credential(ctx, id)
-	switch {
-	case err == nil:
-	case sar.KindOf(err) != sar.KindNotFound:
+	if err != nil && sar.KindOf(err) != sar.KindNotFound {
 		return nil, err
+	}
+	// Unknown, or someone else's id with a forged secret: they learn
+	// nothing about the credential. Only the holder of the secret hears
+	// whether it was revoked or has expired.
+	switch {
 	case stored == "" || !auth.EqualHash(stored, hash):
-		// Unknown, or someone else's id with a forged secret: they learn
-		// nothing about the credential.
 		return nil, Unauthenticated(sar.CredentialInvalid)
 	case errors.Is(err, sar.ErrCredentialRevoked):
 		return nil, Unauthenticated(sar.CredentialRevoked)
 	case errors.Is(err, sar.ErrCredentialExpired):
 		return nil, Unauthenticated(sar.CredentialExpired)
-	default:
-		return nil, Unauthenticated(sar.CredentialInvalid)
-	}
-	if !auth.EqualHash(stored, hash) {
+	case err != nil:
 		return nil, Unauthenticated(sar.CredentialInvalid)
 	}
 	s.creds.put(hash, p)
@@ -54,8 +52,7 @@ func (s *Service) Authenticate(ctx context.Context, token string) (*sarv1.Princi
 }
 
 // Unauthenticated is the error of a refused credential, with its reason
-// (sar.CredentialInvalid, …): the same message for every reason, so that
-// logs and clients that ignore details see one thing.
+// (sar.CredentialInvalid, …) as ErrorInfo and a message that says it.
 func Unauthenticated(reason string) error {
 	msg := "invalid credential"
 	switch reason {

@@ -31,6 +31,8 @@ func TestRedisCluster(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = a.Close() })
 	e.app = a
+	e.rdb = redis.NewClusterClient(&redis.ClusterOptions{Addrs: cluster.Addrs()})
+	t.Cleanup(func() { _ = e.rdb.Close() })
 	e.connect()
 
 	e.createAgency("police-north", "north", sarv1.AgencyKind_AGENCY_KIND_POLICE_STATION)

@@ -64,6 +64,10 @@ type Config struct {
 	// whose answer deadline passed (1 s; every replica sweeps, each lapsed
 	// offer is escalated once).
 	EscalationInterval time.Duration
+	// SearchWorkSweep is how often this replica looks for search work
+	// that no replica progressed on for SearchWorkStale (its replica died)
+	// and does it (5 s and 15 s).
+	SearchWorkSweep, SearchWorkStale time.Duration
 	// MinAnswerWithin is the shortest answer time a task offer may be
 	// given (30 s).
 	MinAnswerWithin time.Duration
@@ -241,6 +245,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	if cfg.CredentialCache > 0 {
 		ccfg.CredentialCache = cfg.CredentialCache
 	}
+	if cfg.SearchWorkStale > 0 {
+		ccfg.WorkStaleAfter = cfg.SearchWorkStale
+	}
 	if err := st.LoadScripts(ctx); err != nil {
 		return nil, err
 	}
@@ -267,6 +274,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	relay := &dispatch.Relay{Bus: bus, Store: st, Log: log, Interval: cfg.RelayInterval}
 	a.bg.Go(func() { relay.Run(rctx) })
 	a.bg.Go(func() { a.Core.RunEscalations(rctx, cmp.Or(cfg.EscalationInterval, time.Second)) })
+	a.bg.Go(func() { a.Core.RunSearchWork(rctx, cmp.Or(cfg.SearchWorkSweep, 5*time.Second)) })
 	go func() { a.served <- a.Server.Serve(a.grpcLis, a.httpLis) }()
 	log.Info("sard serving", "grpc", a.GRPCAddr(), "http", a.HTTPAddr(), "tls", a.UsesTLS(),
 		"redis", redactURL(cfg.RedisURL), "redis_cluster", cfg.RedisCluster, "nats", redactURL(cfg.NATSURL))

@@ -110,7 +110,7 @@ func BenchmarkCallerFixCollapse(b *testing.B) {
 		f := &sarv1.LocationFix{Lat: 46.61 + float64(i%2)*200/111_195, Lng: 7.91, HorizontalAccuracyM: 50,
 			Time: timestamppb.New(t0.Add(time.Duration(i) * 3 * time.Minute))}
 		before, _ := s.st.GridMeta(ctx, inc.GetId())
-		s.followCaller(ctx, inc, "caller", f, nil)
+		s.followCaller(ctx, inc, "caller", f)
 		if after, _ := s.st.GridMeta(ctx, inc.GetId()); after.SeedVersion == before.SeedVersion {
 			b.Fatal("the fix did not collapse the grid")
 		}

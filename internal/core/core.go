@@ -32,12 +32,16 @@ type Config struct {
 	// MinAnswerWithin is the shortest answer time a task offer may be
 	// given (30 s; drills and tests may shorten it).
 	MinAnswerWithin time.Duration
+	// WorkStaleAfter is how long queued search work may see no progress
+	// before any replica's sweep takes it over (15 s).
+	WorkStaleAfter time.Duration
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{Resolution: 9, FutureSkew: 5 * time.Minute, PastMargin: 24 * time.Hour,
-		CredentialCache: 10 * time.Second, TrackMax: 5000, ShareBasePath: "/share", MinAnswerWithin: 30 * time.Second}
+		CredentialCache: 10 * time.Second, TrackMax: 5000, ShareBasePath: "/share", MinAnswerWithin: 30 * time.Second,
+		WorkStaleAfter: 15 * time.Second}
 }
 
 // Service carries out the API's use cases.
@@ -53,6 +57,8 @@ type Service struct {
 	met   *Metrics
 	// trailing sends the last coverage event once tracks pause.
 	trailing trailer
+	// work does the search work of acknowledged batches (searchwork.go).
+	work searchWorker
 }
 
 // New returns a Service.
@@ -66,6 +72,7 @@ func New(cfg Config, st Store, bus Bus, log *slog.Logger, met *Metrics) *Service
 		owner: newTTLCache[string](time.Hour, 200_000),
 	}
 	s.trailing.flush = s.flushGridEvent
+	s.work.do = s.workIncident
 	return s
 }
 

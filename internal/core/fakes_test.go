@@ -39,7 +39,11 @@ type fakeStore struct {
 	GridMetaFn          func(ctx context.Context, id string) (sar.GridMeta, error)
 	LoadGridFn          func(ctx context.Context, id string, since int64) (*sar.Grid, error)
 	PutGridFn           func(ctx context.Context, w sar.GridWrite) error
-	TrackerStateFn      func(ctx context.Context, id, participantID string) (sar.Searcher, error)
+	SearchWorkFn        func(ctx context.Context, incidentID string) ([]sar.WorkItem, error)
+	StaleWorkFn         func(ctx context.Context, beforeMs int64) ([]string, error)
+	CoverWorkFn         func(ctx context.Context, incidentID, participantID string, limit int) (sar.CoverWork, error)
+	FollowWorkFn        func(ctx context.Context, incidentID, participantID string) (sar.FollowWork, error)
+	WorkDoneFn          func(ctx context.Context, incidentID, member, gen string, nowMs int64) (bool, error)
 	AddCoverageFn       func(ctx context.Context, a sar.CoverageArgs) (sar.CoverageResult, error)
 	FlushGridEventFn    func(ctx context.Context, id string, minDelta float64, everyMs, nowMs int64) (sar.TrailingEvent, error)
 	UpdateGridSummaryFn func(ctx context.Context, id string, expectWriteVersion int64, sm *sarv1.SearchGridSummary) error
@@ -187,11 +191,39 @@ func (f *fakeStore) PutGrid(ctx context.Context, w sar.GridWrite) error {
 	return f.PutGridFn(ctx, w)
 }
 
-func (f *fakeStore) TrackerState(ctx context.Context, id, participantID string) (sar.Searcher, error) {
-	if f.TrackerStateFn == nil {
-		panic(notFaked("TrackerState"))
+func (f *fakeStore) SearchWork(ctx context.Context, incidentID string) ([]sar.WorkItem, error) {
+	if f.SearchWorkFn == nil {
+		panic(notFaked("SearchWork"))
 	}
-	return f.TrackerStateFn(ctx, id, participantID)
+	return f.SearchWorkFn(ctx, incidentID)
+}
+
+func (f *fakeStore) StaleWork(ctx context.Context, beforeMs int64) ([]string, error) {
+	if f.StaleWorkFn == nil {
+		panic(notFaked("StaleWork"))
+	}
+	return f.StaleWorkFn(ctx, beforeMs)
+}
+
+func (f *fakeStore) CoverWork(ctx context.Context, incidentID, participantID string, limit int) (sar.CoverWork, error) {
+	if f.CoverWorkFn == nil {
+		panic(notFaked("CoverWork"))
+	}
+	return f.CoverWorkFn(ctx, incidentID, participantID, limit)
+}
+
+func (f *fakeStore) FollowWork(ctx context.Context, incidentID, participantID string) (sar.FollowWork, error) {
+	if f.FollowWorkFn == nil {
+		panic(notFaked("FollowWork"))
+	}
+	return f.FollowWorkFn(ctx, incidentID, participantID)
+}
+
+func (f *fakeStore) WorkDone(ctx context.Context, incidentID, member, gen string, nowMs int64) (bool, error) {
+	if f.WorkDoneFn == nil {
+		panic(notFaked("WorkDone"))
+	}
+	return f.WorkDoneFn(ctx, incidentID, member, gen, nowMs)
 }
 
 func (f *fakeStore) AddCoverage(ctx context.Context, a sar.CoverageArgs) (sar.CoverageResult, error) {

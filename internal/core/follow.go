@@ -137,11 +137,10 @@ func decisionLabel(d sarv1.CallerFixDecision) string {
 // operator who knows the subject moved into searched ground re-seeds with
 // SetSearchPlan(reset_coverage).
 //
-// first is the grid as the ingest script read it with the batch (HasGrid
-// false: no plan then; nil: not read): the first attempt decides on it
-// without a read of its own; every write is checked against the version it was decided
-// on, so a grid written since is a conflict and the next attempt reads.
-func (s *Service) followCaller(ctx context.Context, inc *sarv1.Incident, participantID string, f *sarv1.LocationFix, first *sar.Searcher) {
+// Every write is checked against the version it was decided on, so a grid
+// written since is a conflict and the next attempt reads again. It runs
+// after the ack, as the incident's search work (searchwork.go).
+func (s *Service) followCaller(ctx context.Context, inc *sarv1.Incident, participantID string, f *sarv1.LocationFix) {
 	acc := f.GetHorizontalAccuracyM()
 	if !finitePos(acc) || acc > CallerFixMaxAccuracyM {
 		s.met.CallerFixes.WithLabelValues("too_coarse").Inc()
@@ -154,16 +153,7 @@ func (s *Service) followCaller(ctx context.Context, inc *sarv1.Incident, partici
 	cf := &sarv1.CallerFix{ParticipantId: participantID, Position: &sarv1.LatLng{Lat: f.GetLat(), Lng: f.GetLng()},
 		AccuracyM: acc, Time: f.GetTime()}
 	for attempt := 0; attempt < gridWriteTries; attempt++ {
-		var meta sar.GridMeta
-		var err error
-		switch {
-		case attempt == 0 && first != nil && first.HasGrid:
-			meta = first.Meta
-		case attempt == 0 && first != nil:
-			err = sar.NotFound("search grid")
-		default:
-			meta, err = s.st.GridMeta(ctx, inc.GetId())
-		}
+		meta, err := s.st.GridMeta(ctx, inc.GetId())
 		has := err == nil
 		if err != nil && sar.KindOf(err) != sar.KindNotFound {
 			warn("caller fix not applied to the search grid", err)
@@ -352,5 +342,10 @@ func (s *Service) flushGridEvent(id string) time.Duration {
 	return 0
 }
 
-// Close stops the background work of the service (trailing grid events).
-func (s *Service) Close() { s.trailing.close() }
+// Close stops the background work of the service: it finishes the search
+// work running (what it does not start stays queued in the store) and
+// stops the trailing grid events.
+func (s *Service) Close() {
+	s.work.close()
+	s.trailing.close()
+}

@@ -187,11 +187,11 @@ func TestFollowCallerConfirmingFixChangesNothing(t *testing.T) {
 	at := func(d time.Duration, northM float64) *sarv1.LocationFix {
 		return &sarv1.LocationFix{Lat: lat + northM/111_195, Lng: lng, HorizontalAccuracyM: 40, Time: timestamppb.New(t0.Add(d))}
 	}
-	s.followCaller(context.Background(), inc, "caller", at(25*time.Minute, 5), nil)
+	s.followCaller(context.Background(), inc, "caller", at(25*time.Minute, 5))
 	for i := range 5 { // the page keeps sending, every 3 s
-		s.followCaller(context.Background(), inc, "caller", at(25*time.Minute+time.Duration(i+1)*3*time.Second, 3), nil)
+		s.followCaller(context.Background(), inc, "caller", at(25*time.Minute+time.Duration(i+1)*3*time.Second, 3))
 	}
-	s.followCaller(context.Background(), inc, "caller", at(26*time.Minute, 0), nil)
+	s.followCaller(context.Background(), inc, "caller", at(26*time.Minute, 0))
 	if len(fs.writes) != 0 {
 		t.Fatalf("confirming fixes wrote the grid %d times (first: seed %v, clear coverage %v); want never", len(fs.writes),
 			fs.writes[0].Seed, fs.writes[0].ClearCoverage)
@@ -236,7 +236,7 @@ func TestFollowCallerMovedFixKeepsCoverage(t *testing.T) {
 	bus := &fakeBus{}
 	s := newRuleService(t, &fs.fakeStore, bus)
 	f := &sarv1.LocationFix{Lat: lat + 150/111_195.0, Lng: lng, HorizontalAccuracyM: 100, Time: timestamppb.New(t0.Add(10 * time.Minute))}
-	s.followCaller(context.Background(), ruleIncident(), "caller", f, nil)
+	s.followCaller(context.Background(), ruleIncident(), "caller", f)
 	if len(fs.writes) != 1 {
 		t.Fatalf("grid writes = %d, want 1", len(fs.writes))
 	}
@@ -297,7 +297,7 @@ func TestFollowCallerOperatorPlanStandsUntilMoved(t *testing.T) {
 	s := newRuleService(t, &fs.fakeStore, &fakeBus{})
 	inc := ruleIncident()
 	s.followCaller(context.Background(), inc, "caller", &sarv1.LocationFix{Lat: lat + 30/111_195.0, Lng: lng, HorizontalAccuracyM: 10,
-		Time: timestamppb.New(t0.Add(25 * time.Minute))}, nil)
+		Time: timestamppb.New(t0.Add(25 * time.Minute))})
 	if len(fs.writes) != 0 || fs.meta.Summary.GetLastCallerFix().GetDecision() != sarv1.CallerFixDecision_CALLER_FIX_DECISION_OPERATOR_PLAN_STANDS {
 		t.Fatalf("a confirming, sharper fix: %d grid writes, last decision %v; want none, OPERATOR_PLAN_STANDS", len(fs.writes),
 			fs.meta.Summary.GetLastCallerFix().GetDecision())
@@ -306,7 +306,7 @@ func TestFollowCallerOperatorPlanStandsUntilMoved(t *testing.T) {
 		t.Errorf("the operator's plan changed: %v", fs.meta.Summary)
 	}
 	s.followCaller(context.Background(), inc, "caller", &sarv1.LocationFix{Lat: lat + 400/111_195.0, Lng: lng, HorizontalAccuracyM: 30,
-		Time: timestamppb.New(t0.Add(27 * time.Minute))}, nil)
+		Time: timestamppb.New(t0.Add(27 * time.Minute))})
 	if len(fs.writes) != 1 ||
 		fs.writes[0].Summary.GetFollowedFix().GetDecision() != sarv1.CallerFixDecision_CALLER_FIX_DECISION_OPERATOR_PLAN_SUPERSEDED ||
 		fs.writes[0].Summary.GetPlanTime() != nil || fs.writes[0].ClearCoverage {

@@ -119,13 +119,13 @@ func (s *Service) Ingest(ctx context.Context, p *sarv1.Principal, b *sarv1.FixBa
 		return nil, sar.Invalid("invalid batch", sar.Field("batch.skipped_through", "NOT_BELOW_BATCH",
 			"skipped_through must be below the batch's first sequence %d", chk.entries[0].Sequence))
 	}
-	want := sar.WantTracker // what coverTrack needs, read with the batch
+	queue := sar.WorkCoverage // the search work the batch makes, queued with it (searchwork.go)
 	if p.GetRole() == sarv1.Role_ROLE_CALLER {
-		want = sar.WantGrid // what followCaller needs
+		queue = sar.WorkFollow
 	}
 	res, err := s.st.Ingest(ctx, sar.IngestArgs{
 		IncidentID: inc.GetId(), ParticipantID: pid, DeviceID: b.GetDeviceId(),
-		SkippedThrough: b.GetSkippedThrough(), Fixes: chk.entries, Want: want,
+		SkippedThrough: b.GetSkippedThrough(), Fixes: chk.entries, Queue: queue, NowMs: s.now().UnixMilli(),
 	})
 	if err != nil {
 		if sar.KindOf(err) == sar.KindFailedPrecondition {
@@ -164,15 +164,8 @@ func (s *Service) Ingest(ctx context.Context, p *sarv1.Principal, b *sarv1.FixBa
 	for _, r := range ack.Rejected {
 		s.met.FixesRejected.WithLabelValues(r.GetReason().String()).Inc()
 	}
-	if p.GetRole() == sarv1.Role_ROLE_CALLER && res.LastChanged && res.Last != nil {
-		first := res.Search // the grid's meta, read with the batch
-		if first == nil && !res.HasGrid {
-			first = &sar.Searcher{} // no plan when the batch was stored
-		}
-		s.followCaller(ctx, inc, pid, res.Last, first)
-	}
-	if p.GetRole() == sarv1.Role_ROLE_RESCUER && res.HasGrid { // the script said whether there is a plan: no extra round trip without one
-		s.coverTrack(ctx, inc.GetId(), pid, stored, res.Search)
+	if res.Queued {
+		s.work.kick(inc.GetId()) // after the ack: the device does not wait for the search work
 	}
 	if len(stored) > 0 {
 		if err := s.publishPositions(s.newEvent(inc.GetId()), s.positions(p, pid, b, nil, res), stored, storedPb); err != nil {

@@ -13,6 +13,7 @@ type Metrics struct {
 	GridErrors     prometheus.Counter
 	Escalations    prometheus.Counter
 	CallerFixes    *prometheus.CounterVec
+	SearchWorkLag  prometheus.Histogram
 }
 
 // NewMetrics makes the metrics and registers them with reg (nil: not
@@ -32,6 +33,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0002, 2, 14)}),
 		PublishErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sar_event_publish_errors_total", Help: "Live events that could not be handed to NATS."}),
+		SearchWorkLag: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "sar_search_work_lag_seconds", Help: "Time from a batch's acknowledgement to the start of its search work (coverage, following a caller), per queue entry: its oldest unfinished batch.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
 		GridErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sar_search_grid_update_errors_total", Help: "Fix batches whose search grid coverage update failed (the fixes are stored)."}),
 		Escalations: prometheus.NewCounter(prometheus.CounterOpts{
@@ -41,7 +45,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			[]string{"decision"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.FixesStored, m.FixesDuplicate, m.FixesRejected, m.Batches, m.IngestSeconds, m.PublishErrors, m.GridErrors, m.Escalations, m.CallerFixes)
+		reg.MustRegister(m.FixesStored, m.FixesDuplicate, m.FixesRejected, m.Batches, m.IngestSeconds, m.PublishErrors, m.GridErrors, m.Escalations, m.CallerFixes, m.SearchWorkLag)
 	}
 	return m
 }

@@ -67,9 +67,6 @@ type GridStore interface {
 	// PutGrid writes a seed or rebase by compare-and-set with its event:
 	// sar.ErrGridConflict or *sar.VersionMovedError when it lost.
 	PutGrid(ctx context.Context, w sar.GridWrite) error
-	// TrackerState returns the grid meta, a searcher's tracker state and
-	// searcher type in one round trip.
-	TrackerState(ctx context.Context, id, participantID string) (sar.Searcher, error)
 	// AddCoverage adds one searcher's batch of coverage.
 	AddCoverage(ctx context.Context, a sar.CoverageArgs) (sar.CoverageResult, error)
 	// FlushGridEvent claims a due trailing grid event.
@@ -81,6 +78,22 @@ type GridStore interface {
 	// PutSegmentation replaces the segments by compare-and-set on
 	// seg.Version (sar.ErrSegmentsConflict) and returns the new version.
 	PutSegmentation(ctx context.Context, id string, seg *sar.Segmentation, ev *sarv1.Event) (int64, error)
+}
+
+// WorkStore keeps the search work queued with acknowledged batches (see
+// searchwork.go and internal/store/searchwork.go).
+type WorkStore interface {
+	// SearchWork returns an incident's queue entries, oldest first.
+	SearchWork(ctx context.Context, incidentID string) ([]sar.WorkItem, error)
+	// StaleWork returns the open incidents with entries older than beforeMs.
+	StaleWork(ctx context.Context, beforeMs int64) ([]string, error)
+	// CoverWork reads a rescuer's entry and what crediting its track since
+	// the checkpoint needs (at most limit fixes), in one round trip.
+	CoverWork(ctx context.Context, incidentID, participantID string, limit int) (sar.CoverWork, error)
+	// FollowWork reads a caller's entry and last known position.
+	FollowWork(ctx context.Context, incidentID, participantID string) (sar.FollowWork, error)
+	// WorkDone ends an entry if its generation is still gen.
+	WorkDone(ctx context.Context, incidentID, member, gen string, nowMs int64) (bool, error)
 }
 
 // AgencyStore keeps agencies and their teams, with an index of where the
@@ -141,6 +154,7 @@ type Store interface {
 	IncidentStore
 	FixStore
 	GridStore
+	WorkStore
 	AgencyStore
 	CredentialStore
 }

@@ -2,7 +2,6 @@ package core
 
 import (
 	"context"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -15,17 +14,20 @@ import (
 )
 
 // roundTrips counts the round trips to Redis (a command or a pipeline)
-// and names them: the command, or the script's first line for EVALSHA.
+// made with a context carrying onRequest, and names them by their
+// commands: the request's own, not the background work's.
 type roundTrips struct {
 	mu    sync.Mutex
 	on    bool
 	names []string
 }
 
-func (h *roundTrips) note(cmds ...redis.Cmder) {
+type onRequest struct{}
+
+func (h *roundTrips) note(ctx context.Context, cmds ...redis.Cmder) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if !h.on {
+	if !h.on || ctx.Value(onRequest{}) == nil {
 		return
 	}
 	var parts []string
@@ -48,22 +50,21 @@ func (h *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next 
 
 func (h *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		h.note(cmd)
+		h.note(ctx, cmd)
 		return next(ctx, cmd)
 	}
 }
 
 func (h *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
-		h.note(cmds...)
+		h.note(ctx, cmds...)
 		return next(ctx, cmds)
 	}
 }
 
-// A rescuer's batch on an incident with a search plan costs three round
-// trips: the ingest script (which answers the grid's meta and the tracker
-// state) and the two coverage scripts; no separate read of the tracker
-// state. The coverage it adds is what the grid then shows.
+// A rescuer's batch on an incident with a search plan is acknowledged
+// after one round trip, the ingest script, which also queues its search
+// work; the worker then credits the coverage, and the queue ends empty.
 func TestRescuerBatchRoundTrips(t *testing.T) {
 	h := &roundTrips{}
 	s, ctx, _ := benchService(t, h)
@@ -71,6 +72,7 @@ func TestRescuerBatchRoundTrips(t *testing.T) {
 		t.Fatal(err) // else the first run of each script pays a NOSCRIPT round trip
 	}
 	rctx, p, inc := rescuerOnPlan(t, s, ctx)
+	rctx = context.WithValue(rctx, onRequest{}, true)
 	t0 := time.Now().Add(-time.Hour)
 	batch := func(seq uint64) *sarv1.FixBatch {
 		return &sarv1.FixBatch{IncidentId: inc.GetId(), DeviceId: "phone", Fixes: benchFixes(seq, 10, t0)}
@@ -78,10 +80,7 @@ func TestRescuerBatchRoundTrips(t *testing.T) {
 	if _, err := s.Ingest(rctx, p, batch(1)); err != nil { // warms the caches (incident, device owner)
 		t.Fatal(err)
 	}
-	g0, err := s.loadGrid(ctx, inc.GetId())
-	if err != nil {
-		t.Fatal(err)
-	}
+	g0 := waitCovered(t, s, ctx, inc.GetId(), 0)
 	h.start()
 	ack, err := s.Ingest(rctx, p, batch(11))
 	names := h.stop()
@@ -91,31 +90,46 @@ func TestRescuerBatchRoundTrips(t *testing.T) {
 	if len(ack.GetStored()) != 10 {
 		t.Fatalf("stored %v", ack.GetStored())
 	}
-	evalsha := slices.DeleteFunc(slices.Clone(names), func(n string) bool { return n != "evalsha" })
-	if len(names) != 3 || len(evalsha) != 3 {
-		t.Fatalf("round trips of a rescuer's batch: %q, want 3 script runs (ingest, coverage, coverage total)", names)
+	if len(names) != 1 || names[0] != "evalsha" {
+		t.Fatalf("round trips of a rescuer's batch before its ack: %q, want 1 script run (ingest)", names)
 	}
-	g1, err := s.loadGrid(ctx, inc.GetId())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if g1.meta.Version <= g0.meta.Version {
-		t.Fatalf("grid version %d after the batch, %d before: no coverage added", g1.meta.Version, g0.meta.Version)
+	waitCovered(t, s, ctx, inc.GetId(), g0)
+}
+
+// waitCovered waits until the incident's queue of search work is empty and
+// the grid's version is above after, and returns the version.
+func waitCovered(t *testing.T, s *Service, ctx context.Context, id string, after int64) int64 {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		items, err := s.st.SearchWork(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := s.loadGrid(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(items) == 0 && g.meta.Version > after {
+			return g.meta.Version
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("search work %+v, grid version %d: the coverage was not credited (want a version above %d)", items, g.meta.Version, after)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
-// A caller's batch that moved its last position decides on the grid's meta
-// the ingest script answered with the batch: no read of its own.
-func TestCallerBatchUsesTheIngestScriptsGridMeta(t *testing.T) {
+// A caller's batch queues its search work (following its position) with
+// the batch: nothing about the grid is read before the ack.
+func TestCallerBatchQueuesItsSearchWork(t *testing.T) {
 	inc := ruleIncident()
 	var calls []sar.IngestArgs
 	f := ruleFix(1, 30.5)
-	meta := sar.GridMeta{Summary: &sarv1.SearchGridSummary{IncidentId: inc.GetId(), Resolution: 9}, Version: 3} // does not follow caller fixes
-	st := ingestStore(inc, sar.IngestResult{AckedThrough: 1, Stored: 1, LastChanged: true, Last: f, HasGrid: true,
-		Search: &sar.Searcher{Meta: meta, HasGrid: true}}, &calls)
+	st := ingestStore(inc, sar.IngestResult{AckedThrough: 1, Stored: 1, LastChanged: true, Last: f, HasGrid: true}, &calls)
 	st.GridMetaFn = func(context.Context, string) (sar.GridMeta, error) {
-		t.Error("GridMeta read: the ingest script answered it")
-		return meta, nil
+		t.Error("GridMeta read before the ack")
+		return sar.GridMeta{}, nil
 	}
 	s := newRuleService(t, st, &fakeBus{})
 	p := &sarv1.Principal{CredentialId: "cred1", Role: sarv1.Role_ROLE_CALLER, IncidentId: inc.GetId(), ParticipantId: "p1"}
@@ -123,7 +137,7 @@ func TestCallerBatchUsesTheIngestScriptsGridMeta(t *testing.T) {
 		Fixes: []*sarv1.LocationFix{f}}); err != nil {
 		t.Fatal(err)
 	}
-	if len(calls) != 1 || calls[0].Want != sar.WantGrid {
-		t.Fatalf("ingest calls %+v, want one asking for the grid (WantGrid)", calls)
+	if len(calls) != 1 || calls[0].Queue != sar.WorkFollow || calls[0].NowMs == 0 {
+		t.Fatalf("ingest calls %+v, want one queueing the caller's search work", calls)
 	}
 }

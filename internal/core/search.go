@@ -2,7 +2,6 @@ package core
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -876,97 +875,4 @@ func (s *Service) ExportSearchGrid(ctx context.Context, req *sarv1.ExportSearchG
 		return nil, sar.Wrap(sar.KindInternal, err, "export failed")
 	}
 	return out, nil
-}
-
-// coverTrack credits a rescuer's newly stored fixes to the incident's
-// search grid: the tracker (state kept per participant in the store) turns
-// them into swept length per cell, the sweep width into coverage, and the
-// store adds it (one script for the cells, one for the maintained total).
-// The positions are the record and this is derived, so failures are
-// logged and counted, never returned. first is the grid's meta and the
-// tracker state as the ingest script read them with the batch (nil: read
-// them here): then two round trips (the two scripts), more when another
-// batch of the same participant raced this one (the coverage script
-// compares the tracker state, so a state read earlier is never applied
-// twice: it answers stale and the state is read again).
-func (s *Service) coverTrack(ctx context.Context, incidentID, participantID string, fixes []*sarv1.LocationFix, first *sar.Searcher) {
-	if len(fixes) == 0 {
-		return
-	}
-	gf := make([]geo.Fix, 0, len(fixes))
-	for _, f := range fixes {
-		gf = append(gf, geo.Fix{Lat: f.GetLat(), Lng: f.GetLng(), AccuracyM: f.GetHorizontalAccuracyM(), Time: f.GetTime().AsTime()})
-	}
-	slices.SortStableFunc(gf, func(a, b geo.Fix) int { return a.Time.Compare(b.Time) })
-	warn := func(msg string, err error) {
-		s.met.GridErrors.Inc()
-		s.log.Warn(msg, "incident", incidentID, "participant", participantID, "err", err)
-	}
-	for attempt := 0; attempt < 2; attempt++ {
-		var sr sar.Searcher
-		if attempt == 0 && first != nil {
-			sr = *first
-		} else {
-			var err error
-			if sr, err = s.st.TrackerState(ctx, incidentID, participantID); err != nil {
-				warn("search grid coverage skipped", err)
-				return
-			}
-		}
-		meta, before := sr.Meta, sr.Tracker
-		if !sr.HasGrid {
-			return // closed meanwhile
-		}
-		tr, err := geo.NewTracker(int(meta.Summary.GetResolution()), trackFilter(meta.Summary, sr.Type))
-		if err != nil {
-			warn("search grid coverage skipped", err)
-			return
-		}
-		if before != "" {
-			if err := json.Unmarshal([]byte(before), &tr.State); err != nil {
-				warn("corrupt tracker state reset", err)
-				tr.State = geo.TrackState{}
-			}
-		}
-		lengths := map[uint64]float64{}
-		if _, err := tr.Add(gf, lengths); err != nil {
-			warn("search grid coverage skipped", err)
-			return
-		}
-		w := sweepWidth(meta.Summary, sr.Type)
-		cov, err := geo.Coverage(lengths, w)
-		if err != nil {
-			warn("search grid coverage skipped", err)
-			return
-		}
-		after, err := json.Marshal(tr.State)
-		if err != nil {
-			warn("search grid coverage skipped", err)
-			return
-		}
-		res, err := s.st.AddCoverage(ctx, sar.CoverageArgs{IncidentID: incidentID, ParticipantID: participantID,
-			TrackerBefore: before, TrackerAfter: string(after), Coverage: cov,
-			EventDelta: gridEventDelta, EventEveryMs: gridEventEvery.Milliseconds(), NowMs: s.now().UnixMilli()})
-		if err != nil {
-			warn("search grid coverage not stored", err)
-			return
-		}
-		if res.TrackerStale {
-			continue
-		}
-		if res.EventDue {
-			sm := summary(meta, res.Version, -1, res.RestOfWorld, res.POS)
-			ev := s.gridEvent(incidentID, sarv1.SearchGridChange_SEARCH_GRID_CHANGE_COVERAGE, sm, res.Changed, "")
-			if err := s.st.PutEvent(ctx, ev); err != nil {
-				warn("search grid event not stored", err)
-				return
-			}
-			s.deliver(ctx, ev)
-		}
-		if res.Changed > 0 {
-			s.trailing.schedule(incidentID, gridEventEvery)
-		}
-		return
-	}
-	warn("search grid coverage skipped", errors.New("tracker state changed concurrently twice"))
 }

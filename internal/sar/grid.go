@@ -78,6 +78,12 @@ type CoverageArgs struct {
 	EventDelta    float64 // probability of success must move this much for an event…
 	EventEveryMs  int64   // …and this long after the previous one
 	NowMs         int64
+	// ThroughMs is the searcher's new coverage checkpoint: the time of the
+	// newest fix this coverage credits.
+	ThroughMs int64
+	// Member and Gen end the queue entry the coverage was computed for,
+	// if its generation is still Gen (Member "": leave the queue alone).
+	Member, Gen string
 }
 
 // CoverageResult is the grid after a batch of coverage.
@@ -89,6 +95,7 @@ type CoverageResult struct {
 	EventDue     bool    // the throttle says: announce it
 	NoGrid       bool
 	TrackerStale bool // another writer moved the tracker state: re-read and retry
+	Done         bool // the queue entry ended (nothing more was queued)
 }
 
 // Searcher is what coverage needs to know about one searcher.

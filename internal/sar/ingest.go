@@ -20,24 +20,12 @@ type IngestArgs struct {
 	DeviceID       string
 	SkippedThrough uint64      // sequences the device gave up on (below the batch's)
 	Fixes          []IngestFix // increasing sequence, each once
-	// Want asks the same atomic run for what the step after the batch
-	// needs, so that it costs no read of its own.
-	Want IngestWant
+	// Queue asks the same atomic run to queue the search work the batch
+	// makes (see WorkKind), so that it is done after the acknowledgement
+	// and survives the process.
+	Queue WorkKind
+	NowMs int64 // the queue entry's time
 }
-
-// IngestWant is what IngestResult.Search holds.
-type IngestWant int
-
-const (
-	WantNothing IngestWant = iota
-	// WantTracker (a rescuer): the grid's meta, the participant's tracker
-	// state and searcher type, when the incident has a search plan and
-	// fixes were stored.
-	WantTracker
-	// WantGrid (a caller): the grid's meta, when the incident has a search
-	// plan and the last position changed.
-	WantGrid
-)
 
 // IngestResult is what the script did. A sequence s of the batch was a
 // duplicate if s <= AckedBefore, was processed (stored or refused for good)
@@ -50,10 +38,7 @@ type IngestResult struct {
 	LastChanged  bool
 	Last         *sarv1.LocationFix // last known position after the batch, if any
 	HasGrid      bool               // the incident has a search plan
-	// Search is what IngestArgs.Want asked for, read atomically with the
-	// batch; nil when the condition of Want did not hold. Its HasGrid is
-	// true.
-	Search *Searcher
+	Queued       bool               // search work was queued
 }
 
 // CellVisit is one cell's visit count and newest fix time.

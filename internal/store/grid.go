@@ -407,13 +407,14 @@ func (s *Store) AddCoverage(ctx context.Context, a sar.CoverageArgs) (sar.Covera
 		cells = append(cells, c)
 	}
 	slices.Sort(cells) // a total independent of map order
-	args := make([]any, 0, 5+2*len(cells))
+	args := make([]any, 0, 8+2*len(cells))
 	args = append(args, a.ParticipantID, a.TrackerBefore, a.TrackerAfter, a.NowMs, len(cells))
 	for _, c := range cells {
 		args = append(args, sar.CellHex(c), ffmt(a.Coverage[c]))
 	}
-	res, err := coverageScript.Run(ctx, s.rdb, []string{kInc(id), kGrid(id), kGridPrior(id), kGridCov(id), kGridVer(id), kGridTrk(id)},
-		args...).Result()
+	args = append(args, a.ThroughMs, a.Member, a.Gen)
+	res, err := coverageScript.Run(ctx, s.rdb, []string{kInc(id), kGrid(id), kGridPrior(id), kGridCov(id), kGridVer(id), kGridTrk(id),
+		kGridThrough(id), kWork(id), kWorkTime(id)}, args...).Result()
 	if err != nil {
 		return sar.CoverageResult{}, fail(err, "incident")
 	}
@@ -424,16 +425,16 @@ func (s *Store) AddCoverage(ctx context.Context, a sar.CoverageArgs) (sar.Covera
 	case "stale":
 		return sar.CoverageResult{TrackerStale: true}, nil
 	}
-	if r.err == nil && r.len() != 7+3*len(cells) {
-		r.failf("%d elements, want 7 + 3 per cell (%d cells)", r.len(), len(cells))
+	if r.err == nil && r.len() != 8+3*len(cells) {
+		r.failf("%d elements, want 8 + 3 per cell (%d cells)", r.len(), len(cells))
 	}
-	out := sar.CoverageResult{Version: r.decimal(1), Changed: int(r.int(2))}
+	out := sar.CoverageResult{Version: r.decimal(1), Changed: int(r.int(2)), Done: r.flag(7)}
 	zver := r.str(3)
 	z, posb, row := r.float(4), r.float(5), r.float(6)
 	dz, changed := 0.0, 0
 	for i := range cells {
-		prior, _ := r.optStr(7+3*i, false)
-		before, after := r.float(8+3*i), r.float(9+3*i)
+		prior, _ := r.optStr(8+3*i, false)
+		before, after := r.float(9+3*i), r.float(10+3*i)
 		if r.err != nil {
 			return sar.CoverageResult{}, r.err
 		}

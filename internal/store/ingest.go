@@ -15,19 +15,16 @@ import (
 func (s *Store) Ingest(ctx context.Context, a sar.IngestArgs) (sar.IngestResult, error) {
 	id := a.IncidentID
 	keys := []string{kInc(id), kSeq(id), kDev(id), kLast(id), kTrack(id, a.ParticipantID), kCells(id), kCellTime(id), kGrid(id),
-		kGridTrk(id), kSearcher(id)}
+		kWork(id), kWorkTime(id), kGridThrough(id)}
 	if a.SkippedThrough > sar.MaxSequence { // Lua numbers are doubles: never round a sequence
 		return sar.IngestResult{}, sar.Invalid("invalid batch", sar.Field("batch.skipped_through", "OUT_OF_RANGE",
 			"skipped_through must be at most 2^53-1"))
 	}
-	want := ""
-	switch a.Want {
-	case sar.WantTracker:
-		want = "tracker"
-	case sar.WantGrid:
-		want = "grid"
+	mark := ""
+	if a.Queue != sar.WorkNone {
+		mark = string(a.Queue)
 	}
-	args := make([]any, 0, 7+4*len(a.Fixes))
+	args := make([]any, 0, 8+4*len(a.Fixes))
 	args = append(args, a.DeviceID, a.ParticipantID, s.trackMax, strconv.FormatUint(a.SkippedThrough, 10), len(a.Fixes))
 	for _, f := range a.Fixes {
 		if f.Sequence > sar.MaxSequence { // checked by the caller; never round one in Lua
@@ -45,50 +42,28 @@ func (s *Store) Ingest(ctx context.Context, a sar.IngestArgs) (sar.IngestResult,
 		}
 		args = append(args, seq, f.TimeMs, f.Fix.GetCell(), pb)
 	}
-	args = append(args, sar.MaxSkip, want)
+	args = append(args, sar.MaxSkip, mark, a.NowMs)
 	res, err := ingestScript.Run(ctx, s.rdb, keys, args...).Result()
 	if err != nil {
 		return sar.IngestResult{}, fail(err, "incident")
 	}
-	return ingestReply(res, a.Want)
+	return ingestReply(res)
 }
 
 // ingestReply reads the ingest script's reply (see lua/ingest.lua).
-func ingestReply(v any, want sar.IngestWant) (sar.IngestResult, error) {
-	r := newReply("ingest", v, 6)
+func ingestReply(v any) (sar.IngestResult, error) {
+	r := newReply("ingest", v, 7)
 	out := sar.IngestResult{
 		AckedBefore:  r.udecimal(0),
 		AckedThrough: r.udecimal(1),
 		Stored:       int(r.int(2)),
 		LastChanged:  r.flag(3),
 		HasGrid:      r.flag(5),
+		Queued:       r.flag(6),
 	}
 	last := r.str(4)
-	if r.err == nil && r.len() > 6 {
-		n := 13 // the grid's meta
-		if want == sar.WantTracker {
-			n = 15 // and the tracker state and searcher type
-		}
-		if r.len() != n || want == sar.WantNothing {
-			r.failf("%d elements, want 6 or %d", r.len(), n)
-		}
-		sr := &sar.Searcher{HasGrid: true}
-		meta := r.slice(6, 13)
-		if want == sar.WantTracker {
-			sr.Tracker, _ = r.optStr(13, true)
-			sr.Type, _ = r.optStr(14, true)
-		}
-		if r.err != nil {
-			return sar.IngestResult{}, r.err
-		}
-		m, ok, err := decodeMeta(meta)
-		if err != nil {
-			return sar.IngestResult{}, err
-		}
-		if !ok {
-			return sar.IngestResult{}, replyError("ingest", "grid meta without its summary")
-		}
-		sr.Meta, out.Search = m, sr
+	if r.err == nil && r.len() != 7 {
+		r.failf("%d elements, want 7", r.len())
 	}
 	if r.err != nil {
 		return sar.IngestResult{}, r.err

@@ -37,6 +37,9 @@ func kGridCov(id string) string       { return "sar:{" + id + "}:gcov" }        
 func kGridVer(id string) string       { return "sar:{" + id + "}:gver" }        // zset: cell hex scored by version of last change
 func kGridTrk(id string) string       { return "sar:{" + id + "}:gtrk" }        // hash: participant -> tracker state JSON
 func kSearcher(id string) string      { return "sar:{" + id + "}:stype" }       // hash: participant -> searcher type
+func kGridThrough(id string) string   { return "sar:{" + id + "}:gthr" }        // hash: participant -> fix ms its track is credited through
+func kWork(id string) string          { return "sar:{" + id + "}:work" }        // hash: search work "<kind>:<participant>" -> generation
+func kWorkTime(id string) string      { return "sar:{" + id + "}:workt" }       // zset: search work scored by oldest unfinished ms
 func kTasks(id string) string         { return "sar:{" + id + "}:tasks" }       // hash: task id -> Task pb
 func kTaskVer(id string) string       { return "sar:{" + id + "}:tver" }        // hash: task id -> version
 func kTaskReq(id string) string       { return "sar:{" + id + "}:treq" }        // hash: request id -> task id

@@ -26,14 +26,15 @@ func TestReplyShapes(t *testing.T) {
 		}
 	}
 	ingest := func(v any) func() error {
-		return func() error { _, err := ingestReply(v, sar.WantNothing); return err }
+		return func() error { _, err := ingestReply(v); return err }
 	}
 	check("ingest: not an array", "ingest", ingest("1"))
 	check("ingest: short", "ingest", ingest([]any{"1", "2"}))
-	check("ingest: number as string", "ingest", ingest([]any{"1", "2", "3", int64(0), "", int64(0)}))
-	check("ingest: flag 2", "ingest", ingest([]any{"1", "2", int64(3), int64(2), "", int64(0)}))
-	check("ingest: nil last", "ingest", ingest([]any{"1", "2", int64(3), int64(0), nil, int64(0)}))
-	check("ingest: sequence not decimal", "ingest", ingest([]any{"1.5", "2", int64(3), int64(0), "", int64(0)}))
+	check("ingest: number as string", "ingest", ingest([]any{"1", "2", "3", int64(0), "", int64(0), int64(0)}))
+	check("ingest: flag 2", "ingest", ingest([]any{"1", "2", int64(3), int64(2), "", int64(0), int64(0)}))
+	check("ingest: nil last", "ingest", ingest([]any{"1", "2", int64(3), int64(0), nil, int64(0), int64(0)}))
+	check("ingest: long", "ingest", ingest([]any{"1", "2", int64(3), int64(0), "", int64(0), int64(0), "x"}))
+	check("ingest: sequence not decimal", "ingest", ingest([]any{"1.5", "2", int64(3), int64(0), "", int64(0), int64(0)}))
 	join := func(v any) func() error { return func() error { _, err := joinReply(v); return err } }
 	check("join: short", "join", join([]any{"p", int64(1), "0", "pb"}))
 	check("join: nil pb", "join", join([]any{"p", int64(1), "0", nil, ""}))
@@ -50,11 +51,16 @@ func TestReplyShapes(t *testing.T) {
 	check("flush: wait without ms", "flush grid event", flush([]any{"wait"}))
 	check("flush: wait ms as string", "flush grid event", flush([]any{"wait", "5"}))
 	check("flush: due short", "flush grid event", flush([]any{"due", "", "3"}))
+	cover := func(v any) func() error { return func() error { _, err := coverReadReply(v); return err } }
+	check("cover read: unknown word", "cover read", cover([]any{"maybe"}))
+	check("cover read: short meta", "cover read", cover([]any{"ok", "1", "0", "", "", "0", "", "3"}))
+	check("cover read: half a fix", "cover read", cover(append([]any{"ok", "1", "0", "", "", "0"}, append(append([]any{}, meta...), "pb")...)))
+	check("cover read: checkpoint not decimal", "cover read", cover(append([]any{"ok", "1", "0", "", "", "1.5"}, meta...)))
 	check("put incident: string", "put incident", func() error { _, err := intReply("put incident", "2"); return err })
 
 	// Well-formed replies still read.
-	if r, err := ingestReply([]any{"1", "18446744073709551615", int64(3), int64(0), "", int64(1)}, sar.WantNothing); err != nil ||
-		r.AckedThrough != 18446744073709551615 || !r.HasGrid || r.Stored != 3 {
+	if r, err := ingestReply([]any{"1", "18446744073709551615", int64(3), int64(0), "", int64(1), int64(1)}); err != nil ||
+		r.AckedThrough != 18446744073709551615 || !r.HasGrid || r.Stored != 3 || !r.Queued {
 		t.Errorf("ingestReply = %+v, %v", r, err)
 	}
 	if g, err := loadChangedReply(append(append([]any{}, meta...), "8928308280fffff", "0.5", nil, "3", "8928308280bffff", nil, "1", "3")); err != nil ||

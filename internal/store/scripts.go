@@ -57,6 +57,8 @@ var (
 	putGridScript           = script("put_grid")
 	coverageScript          = script("coverage")
 	coverageTotalScript     = script("coverage_total")
+	coverReadScript         = script("cover_read")
+	workDoneScript          = script("work_done")
 	flushGridEventScript    = script("flush_grid_event")
 	loadChangedScript       = script("load_changed")
 	updateGridSummaryScript = script("update_grid_summary")

@@ -22,16 +22,25 @@
 -- counts the change of gcov (cver, which a seed or rebase that computed z
 -- from a coverage snapshot checks, see put_grid.lua), bumps the version of
 -- the grid and of the grid cells touched and notes the time of the last
--- coverage (covt, for the trailing event).
+-- coverage (covt, for the trailing event). With the tracker state it moves
+-- the searcher's coverage checkpoint (gthr: the fix time through which
+-- its track is credited) and, when member is given, ends the queue entry
+-- of the search work this batch did (as lua/work_done.lua: only if its
+-- generation is still gen), in the same atomic run: coverage is credited
+-- once, and the queue never forgets fixes not credited.
 --
--- KEYS: 1 inc, 2 grid, 3 gpri, 4 gcov, 5 gver, 6 gtrk
+-- KEYS: 1 inc, 2 grid, 3 gpri, 4 gcov, 5 gver, 6 gtrk, 7 gthr, 8 work,
+--       9 workt
 -- ARGV: 1 participant, 2 trackerBefore, 3 trackerAfter, 4 nowMs, 5 n,
---       then n times (cell, coverage to add: a finite number >= 0)
+--       then n times (cell, coverage to add: a finite number >= 0), then
+--       6 + 2n through (the new checkpoint, ms), 7 + 2n member ('' to
+--       leave the queue alone), 8 + 2n gen
 -- Returns: {'nogrid'}, {'stale'} (tracker state moved; nothing written) or
---       {'ok', ver, changed, zver, z, posb, row} followed by n times
+--       {'ok', ver, changed, zver, z, posb, row, done} followed by n times
 --       (prior or '', coverage before, coverage after) in the order asked
 --       (ver and zver decimal strings, changed the grid cells touched,
---       z, posb and row as stored, before '0' for a cell never covered).
+--       z, posb and row as stored, done 1 if the queue entry ended, before
+--       '0' for a cell never covered).
 if redis.call('HGET', KEYS[1], 'state') ~= 'open' then return {'nogrid'} end
 local m = redis.call('HMGET', KEYS[2], 'ver', 'zver', 'z', 'posb', 'row')
 if not m[1] then return {'nogrid'} end
@@ -61,6 +70,18 @@ for i = 1, n do
 end
 if n > 0 then redis.call('HINCRBY', KEYS[2], 'cver', 1) end
 redis.call('HSET', KEYS[6], ARGV[1], ARGV[3])
+redis.call('HSET', KEYS[7], ARGV[1], ARGV[6 + 2 * n])
+local done = 0
+local member = ARGV[7 + 2 * n]
+if member ~= '' then
+  if redis.call('HGET', KEYS[8], member) == ARGV[8 + 2 * n] then
+    redis.call('HDEL', KEYS[8], member)
+    redis.call('ZREM', KEYS[9], member)
+    done = 1
+  else
+    redis.call('ZADD', KEYS[9], 'XX', ARGV[4], member)
+  end
+end
 local ver = tonumber(m[1])
 if #changed > 0 then
   ver = redis.call('HINCRBY', KEYS[2], 'ver', 1)
@@ -76,6 +97,6 @@ if #changed > 0 then
   if #zv > 0 then redis.call('ZADD', KEYS[5], unpack(zv)) end
   redis.call('HSET', KEYS[2], 'covt', ARGV[4])
 end
-local head = {'ok', tostring(ver), #changed, m[2] or '0', m[3] or '0', m[4] or '0', m[5] or '0'}
+local head = {'ok', tostring(ver), #changed, m[2] or '0', m[3] or '0', m[4] or '0', m[5] or '0', done}
 for _, v in ipairs(out) do head[#head + 1] = v end
 return head

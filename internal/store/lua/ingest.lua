@@ -11,26 +11,29 @@
 -- counts; the last known position moves only forward in fix time.
 --
 -- KEYS: 1 inc, 2 seq, 3 dev, 4 last, 5 trk (the participant's track),
---       6 cells, 7 cellt, 8 grid, 9 gtrk, 10 stype
+--       6 cells, 7 cellt, 8 grid, 9 work, 10 workt, 11 gthr
 -- ARGV: 1 device, 2 participant, 3 trackMax, 4 skippedThrough, 5 n, then
---       n times (seq, timeMs, cell, fixPb), 6 + 4n maxSkip, 7 + 4n want:
---       'tracker' (a rescuer: what adding coverage needs), 'grid' (a
---       caller: what following its fix needs) or '' (nothing more)
+--       n times (seq, timeMs, cell, fixPb), 6 + 4n maxSkip, 7 + 4n mark,
+--       8 + 4n nowMs.
+-- mark asks for the search work the batch makes to be queued, in this
+-- same atomic run, so that it survives this process (see searchwork.go in
+-- internal/store): 'r' (a rescuer: coverage, when the incident has a
+-- search plan and fixes were stored), 'c' (a caller: following its last
+-- known position, when that moved) or '' (nothing). The queue is per
+-- incident: work (hash) member "<mark>:<participant>" -> a generation
+-- counted up by every batch, and workt (zset) member -> the time of its
+-- oldest unfinished batch or of the worker's last progress. A rescuer's
+-- first queued batch also sets its coverage checkpoint (gthr, the fix time
+-- through which its track was credited) to just before the batch's oldest
+-- fix, so that fixes stored before the plan are not credited.
 -- Sequences are at most 2^53-1 (checked before the call), so Lua's double
 -- numbers hold them exactly, and '%.0f' writes them back exactly.
 -- skippedThrough may reach at most maxSkip past the stored acked-through.
 -- Returns: {ackedBefore, ackedThrough, stored, lastChanged, lastValue,
---       hasGrid}: the two sequences as decimal strings, stored a count,
---       lastChanged and hasGrid 0 or 1 (hasGrid: the incident has a search
---       plan, so the caller knows whether to add coverage without another
---       round trip), lastValue the "<ms>|<LocationFix pb>" last position
---       or "".
---       When want is 'tracker', the grid exists and fixes were stored,
---       or want is 'grid', the grid exists and lastChanged is 1, the
---       reply goes on with the grid's meta (HMGET grid pb ver seedver row
---       z posb wver, as store.gridMeta reads it), and for 'tracker' the
---       participant's tracker state and searcher type (nil when unset),
---       read in this same atomic run: the next step needs no read.
+--       hasGrid, queued}: the two sequences as decimal strings, stored a
+--       count, lastChanged, hasGrid and queued 0 or 1 (hasGrid: the
+--       incident has a search plan; queued: search work was queued),
+--       lastValue the "<ms>|<LocationFix pb>" last position or "".
 -- Errors: SAR_NOTFOUND, SAR_CLOSED, SAR_NOTJOINED, SAR_SKIP_TOO_FAR.
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return redis.error_reply('SAR_NOTFOUND no such incident') end
@@ -47,6 +50,7 @@ end
 local wm = math.max(before, skip)
 local zadd, counts, cellt = {}, {}, {}
 local bestT, best = -1, nil
+local minT = nil
 local stored = 0
 for i = 0, n - 1 do
   local o = 6 + i * 4
@@ -62,6 +66,7 @@ for i = 0, n - 1 do
       counts[c] = (counts[c] or 0) + 1
       if not cellt[c] or t > cellt[c] then cellt[c] = t end
       if t > bestT then bestT, best = t, m end
+      if not minT or t < minT then minT = t end
       stored = stored + 1
     end
   end
@@ -91,14 +96,13 @@ if best then
   redis.call('ZADD', KEYS[7], unpack(zt))
 end
 local hasGrid = redis.call('EXISTS', KEYS[8])
-local out = {string.format('%.0f', before), string.format('%.0f', wm), stored, changed, last or '', hasGrid}
-local want = ARGV[7 + n * 4]
-if hasGrid == 1 and ((want == 'tracker' and stored > 0) or (want == 'grid' and changed == 1)) then
-  local meta = redis.call('HMGET', KEYS[8], 'pb', 'ver', 'seedver', 'row', 'z', 'posb', 'wver')
-  for i = 1, 7 do out[#out + 1] = meta[i] end
-  if want == 'tracker' then
-    out[#out + 1] = redis.call('HGET', KEYS[9], ARGV[2])
-    out[#out + 1] = redis.call('HGET', KEYS[10], ARGV[2])
-  end
+local mark = ARGV[7 + n * 4]
+local queued = 0
+if (mark == 'r' and hasGrid == 1 and stored > 0) or (mark == 'c' and changed == 1) then
+  local member = mark .. ':' .. ARGV[2]
+  redis.call('HINCRBY', KEYS[9], member, 1)
+  redis.call('ZADD', KEYS[10], 'NX', ARGV[8 + n * 4], member)
+  if mark == 'r' then redis.call('HSETNX', KEYS[11], ARGV[2], string.format('%.0f', minT - 1)) end
+  queued = 1
 end
-return out
+return {string.format('%.0f', before), string.format('%.0f', wm), stored, changed, last or '', hasGrid, queued}

@@ -132,7 +132,7 @@ func (s *Store) putIncident(ctx context.Context, inc *sarv1.Incident, ver int64,
 func closeKeys(id string, parts []string) (keys []string, args []any) {
 	keys = []string{kInc(id), kOutbox(id), kLast(id), kCells(id), kCellTime(id), kParts(id), kDev(id), kSeq(id), kPartCred(id),
 		kGrid(id), kGridPrior(id), kGridCov(id), kGridVer(id), kGridTrk(id), kSearcher(id), kSegs(id),
-		kTasks(id), kTaskVer(id), kTaskReq(id), kTaskFeed(id), kTaskDeadlines(id)}
+		kTasks(id), kTaskVer(id), kTaskReq(id), kTaskFeed(id), kTaskDeadlines(id), kGridThrough(id), kWork(id), kWorkTime(id)}
 	for _, p := range parts {
 		keys = append(keys, kTrack(id, p))
 		args = append(args, p)

@@ -8,7 +8,8 @@
 // probability) is not in Lua: Go computes it with the geo package and the
 // scripts store what Go computed (coverage is added atomically and the
 // change of the grid's total applied in a second run; seeds and rebases
-// are compare-and-set; see grid.go).
+// are compare-and-set; see grid.go). The search work a batch makes is
+// queued by the ingest script and done after the ack (searchwork.go).
 //
 // Every key of one incident carries the incident id as its hash tag
 // ("sar:{<incident>}:..."), and a script receives every key it touches in

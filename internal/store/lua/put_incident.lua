@@ -7,15 +7,16 @@
 -- participants, devices, sequences, the search grid and every track.
 --
 -- Every key is declared: on close the caller reads the participants first
--- and passes their track keys (KEYS[22] onwards) and ids (ARGV[8]
+-- and passes their track keys (KEYS[25] onwards) and ids (ARGV[8]
 -- onwards); the script refuses with SAR_PARTS_CHANGED, before writing
 -- anything, unless they are still exactly the incident's participants (a
 -- join between the read and the script), and the caller reads again.
 --
 -- KEYS: 1 inc, 2 outbox, 3 last, 4 cells, 5 cellt, 6 parts, 7 dev, 8 seq,
 --       9 pcred, 10 grid, 11 gpri, 12 gcov, 13 gver, 14 gtrk, 15 stype,
---       16 segs, 17 tasks, 18 tver, 19 treq, 20 feed, 21 tdl, then n track
---       keys (KEYS[3] onwards expire on close)
+--       16 segs, 17 tasks, 18 tver, 19 treq, 20 feed, 21 tdl, 22 gthr,
+--       23 work, 24 workt, then n track keys (KEYS[3] onwards expire on
+--       close)
 -- ARGV: 1 expectVer, 2 pb, 3 state ("open" or "closed"), 4 eventId,
 --       5 eventPb, 6 retentionSeconds, 7 n (participants passed; 0 unless
 --       closing), then n participant ids in the order of their track keys

@@ -1,0 +1,133 @@
+package core
+
+import (
+	"context"
+	"math"
+	"testing"
+	"time"
+
+	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
+	"github.com/mountain-sar/sar/internal/sar"
+)
+
+// The search work of acknowledged batches survives the replica that
+// acknowledged them: replica A stores thirty batches and dies before its
+// worker runs; replica B, started later, finds the queue entry stale and
+// credits the whole track, as much coverage as the track gives in one go.
+func TestSearchWorkSurvivesItsReplica(t *testing.T) {
+	a, ctx, _ := benchService(t)
+	rctx, p, inc := rescuerOnPlan(t, a, ctx)
+	g0, err := a.loadGrid(ctx, inc.GetId())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.work.close() // A dies after its acks: its worker never runs
+	t0 := time.Now().Add(-time.Hour)
+	var all []*sarv1.LocationFix
+	for b := range 30 {
+		fixes := benchFixes(uint64(b*10+1), 10, t0)
+		ack, err := a.Ingest(rctx, p, &sarv1.FixBatch{IncidentId: inc.GetId(), DeviceId: "phone", Fixes: fixes})
+		if err != nil || len(ack.GetStored()) != 10 {
+			t.Fatalf("batch %d: %v, %v", b, ack, err)
+		}
+		all = append(all, fixes...)
+	}
+	items, err := a.st.SearchWork(ctx, inc.GetId())
+	if err != nil || len(items) != 1 || items[0].Kind != sar.WorkCoverage {
+		t.Fatalf("queued search work %+v, %v; want the rescuer's one coverage entry for its thirty batches", items, err)
+	}
+	if g, err := a.loadGrid(ctx, inc.GetId()); err != nil || g.meta.Version != g0.meta.Version {
+		t.Fatalf("grid version %d before B ran (was %d), %v: coverage credited by a dead replica", g.meta.Version, g0.meta.Version, err)
+	}
+
+	cfg := DefaultConfig()
+	cfg.WorkStaleAfter = time.Millisecond
+	b := New(cfg, a.st, a.bus, a.log, nil)
+	t.Cleanup(b.Close)
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go b.RunSearchWork(sctx, 10*time.Millisecond)
+	waitCovered(t, b, ctx, inc.GetId(), g0.meta.Version)
+	checkCoverage(t, b, ctx, inc.GetId(), items[0].ParticipantID, all)
+}
+
+// Batch by batch (the worker keeping up) or all at once (behind, or after
+// a crash), a track is credited the same coverage: the tracker runs over
+// the stored track in order from its checkpoint either way.
+func TestSearchWorkPerBatchEqualsWholeTrack(t *testing.T) {
+	s, ctx, _ := benchService(t)
+	rctx, p, inc := rescuerOnPlan(t, s, ctx)
+	t0 := time.Now().Add(-time.Hour)
+	var all []*sarv1.LocationFix
+	var v int64
+	pid := ""
+	for b := range 30 {
+		fixes := benchFixes(uint64(b*10+1), 10, t0)
+		if _, err := s.Ingest(rctx, p, &sarv1.FixBatch{IncidentId: inc.GetId(), DeviceId: "phone", Fixes: fixes}); err != nil {
+			t.Fatal(err)
+		}
+		if pid == "" {
+			items, err := s.st.SearchWork(ctx, inc.GetId())
+			if err == nil && len(items) == 1 {
+				pid = items[0].ParticipantID
+			}
+		}
+		v = waitCovered(t, s, ctx, inc.GetId(), v)
+		all = append(all, fixes...)
+	}
+	if pid == "" {
+		pid = mustParticipant(t, s, ctx, inc.GetId())
+	}
+	checkCoverage(t, s, ctx, inc.GetId(), pid, all)
+}
+
+// mustParticipant returns the one rescuer participant of an incident.
+func mustParticipant(t *testing.T, s *Service, ctx context.Context, id string) string {
+	t.Helper()
+	ps, err := s.st.Participants(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range ps {
+		if p.GetKind() == sarv1.ParticipantKind_PARTICIPANT_KIND_RESCUER {
+			return p.GetId()
+		}
+	}
+	t.Fatal("no rescuer participant")
+	return ""
+}
+
+// checkCoverage compares the grid's coverage with what a fresh tracker
+// credits over the whole track at once.
+func checkCoverage(t *testing.T, s *Service, ctx context.Context, id, pid string, track []*sarv1.LocationFix) {
+	t.Helper()
+	g, err := s.loadGrid(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cw := sar.CoverWork{Searcher: sar.Searcher{Meta: g.meta, HasGrid: true}}
+	for _, f := range track {
+		cw.Fixes = append(cw.Fixes, sar.TrackFix{Fix: f, TimeMs: f.GetTime().AsTime().UnixMilli()})
+	}
+	want, err := s.coverage(cw, pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(want.Coverage) < 2 {
+		t.Fatalf("the whole track credits %d cells: the test walks too little", len(want.Coverage))
+	}
+	for c, w := range want.Coverage {
+		if got := g.coverage[c]; math.Abs(got-w) > 1e-9*math.Max(1, w) {
+			t.Errorf("cell %s: coverage %v, want %v", sar.CellHex(c), got, w)
+		}
+	}
+	for c, got := range g.coverage {
+		if _, ok := want.Coverage[c]; !ok {
+			t.Errorf("cell %s: coverage %v, want none", sar.CellHex(c), got)
+		}
+	}
+	items, err := s.st.SearchWork(ctx, id)
+	if err != nil || len(items) != 0 {
+		t.Errorf("search work left %+v, %v; want none", items, err)
+	}
+}

@@ -48,6 +48,7 @@ type CLI struct {
 	Escalation   time.Duration    `name:"escalation-interval" env:"SAR_ESCALATION_INTERVAL" default:"1s" help:"How often this replica looks for task offers whose answer time passed (every replica looks; each lapsed offer is escalated once)."`
 	MinAnswer    time.Duration    `name:"min-answer-within" env:"SAR_MIN_ANSWER_WITHIN" default:"30s" help:"Shortest answer time a task offer may be given (drills may shorten it)."`
 	LogLevel     string           `name:"log-level" env:"SAR_LOG_LEVEL" default:"info" enum:"debug,info,warn,error" help:"Log level (debug, info, warn, error)."`
+	DebugAddr    string           `name:"debug-addr" env:"SAR_DEBUG_ADDR" help:"Loopback address for Go's profiler (/debug/pprof/), e.g. 127.0.0.1:6060. Empty: off."`
 	LogFormat    string           `name:"log-format" env:"SAR_LOG_FORMAT" default:"json" enum:"json,text" help:"Log format (json, text)."`
 	Version      kong.VersionFlag `help:"Print the version and exit."`
 
@@ -89,6 +90,11 @@ func run(cli CLI) error {
 	cfg.EscalationInterval, cfg.MinAnswerWithin = cli.Escalation, cli.MinAnswer
 	cfg.PublicURL, cfg.LinkRateLimit, cfg.LinkRateBurst, cfg.AddrRateLimit, cfg.AddrRateBurst = cli.PublicURL, cli.LinkRate, cli.LinkBurst, cli.AddrRate, cli.AddrBurst
 	cfg.Transport, cfg.BackendSecurity = cli.transport(), cli.security()
+	stopDebug, err := serveDebug(cli.DebugAddr, log)
+	if err != nil {
+		return err
+	}
+	defer stopDebug()
 	a, err := app.Start(ctx, cfg, log)
 	if err != nil {
 		return err

@@ -64,6 +64,9 @@ type Config struct {
 	// whose answer deadline passed (1 s; every replica sweeps, each lapsed
 	// offer is escalated once).
 	EscalationInterval time.Duration
+	// RedisAutoPipeline sends the ingest script through go-redis's
+	// automatic pipelining (experimental in the library).
+	RedisAutoPipeline bool
 	// SearchWorkSweep is how often this replica looks for search work
 	// that no replica progressed on for SearchWorkStale (its replica died)
 	// and does it (5 s and 15 s).
@@ -207,7 +210,16 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 		return nil, err
 	}
 	a.closers = append(a.closers, func() { _ = a.NATS.Drain() })
-	st := store.New(a.Redis, store.WithTrackMax(cfg.TrackMax), store.WithRetention(cfg.Retention))
+	sopts := []store.Option{store.WithTrackMax(cfg.TrackMax), store.WithRetention(cfg.Retention)}
+	if cfg.RedisAutoPipeline {
+		ap, err := autoPipeline(a.Redis)
+		if err != nil {
+			return nil, err
+		}
+		sopts = append(sopts, store.WithAutoPipeline(ap))
+		log.Info("ingest batches are pipelined to Redis automatically (--redis-autopipeline)")
+	}
+	st := store.New(a.Redis, sopts...)
 	a.Store = st
 	bus, err := dispatch.New(a.NATS, dispatch.WithStreamMaxAge(cfg.Retention), dispatch.WithOutbox(st), dispatch.WithLogger(log))
 	if err != nil {
@@ -355,6 +367,24 @@ func (a *App) closeAll() {
 		a.closers[i]()
 	}
 	a.closers = nil
+}
+
+// autoPipeline returns the client's blocking automatic pipeliner.
+func autoPipeline(c redis.UniversalClient) (*redis.AutoPipeliner, error) {
+	var ap *redis.AutoPipeliner
+	var err error
+	switch c := c.(type) {
+	case *redis.Client:
+		ap, err = c.AutoPipeline()
+	case *redis.ClusterClient:
+		ap, err = c.AutoPipeline()
+	default:
+		return nil, fmt.Errorf("--redis-autopipeline: not supported on %T", c)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("--redis-autopipeline: %w", err)
+	}
+	return ap, nil
 }
 
 func redisClient(cfg Config) (redis.UniversalClient, error) {

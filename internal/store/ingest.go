@@ -43,7 +43,7 @@ func (s *Store) Ingest(ctx context.Context, a sar.IngestArgs) (sar.IngestResult,
 		args = append(args, seq, f.TimeMs, f.Fix.GetCell(), pb)
 	}
 	args = append(args, sar.MaxSkip, mark, a.NowMs)
-	res, err := ingestScript.Run(ctx, s.rdb, keys, args...).Result()
+	res, err := ingestScript.Run(ctx, s.ingest, keys, args...).Result()
 	if err != nil {
 		return sar.IngestResult{}, fail(err, "incident")
 	}

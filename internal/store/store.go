@@ -16,6 +16,9 @@ type Store struct {
 	rdb       redis.UniversalClient
 	trackMax  int
 	retention time.Duration
+	// ingest runs the ingest script: rdb, or an automatic pipeliner of
+	// rdb (WithAutoPipeline) that coalesces concurrent batches.
+	ingest redis.Scripter
 
 	// betweenCoverageSteps, if set (tests), runs in AddCoverage between
 	// the cells' increments and the total's update.
@@ -33,11 +36,23 @@ func WithTrackMax(n int) Option { return func(s *Store) { s.trackMax = n } }
 // an incident closes (default 30 days).
 func WithRetention(d time.Duration) Option { return func(s *Store) { s.retention = d } }
 
+// WithAutoPipeline runs the ingest script, the one command on every
+// device's batch, through go-redis's automatic pipelining: batches of many
+// devices arriving at once share one write and one read to Redis instead
+// of one each (a pipelined command's reply is its own, so nothing about a
+// batch's outcome changes). The library marks it experimental; it is off
+// unless --redis-autopipeline is given. The pipeliner is closed with the
+// client.
+func WithAutoPipeline(ap redis.Scripter) Option { return func(s *Store) { s.ingest = ap } }
+
 // New returns a Store on rdb.
 func New(rdb redis.UniversalClient, opts ...Option) *Store {
 	s := &Store{rdb: rdb, trackMax: 5000, retention: 30 * 24 * time.Hour}
 	for _, o := range opts {
 		o(s)
+	}
+	if s.ingest == nil {
+		s.ingest = rdb
 	}
 	return s
 }

@@ -182,6 +182,7 @@ func Hint(err error, usedTLS bool) string {
 	s := err.Error()
 	switch {
 	case usedTLS && (strings.Contains(s, "first record does not look like a TLS handshake") ||
+		strings.Contains(s, "server gave HTTP response to HTTPS client") ||
 		strings.Contains(s, "tls: ") && strings.Contains(s, "EOF")):
 		return "the server did not answer TLS: if it really serves plaintext (an embedded sard on a trusted network), pass --insecure"
 	case usedTLS && (strings.Contains(s, "certificate signed by unknown authority") || strings.Contains(s, "not the pinned one") ||

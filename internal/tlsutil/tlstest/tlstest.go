@@ -166,9 +166,10 @@ func WriteFile(tb testing.TB, name string, b []byte) string {
 type Sard struct {
 	*app.App
 	CA     *CA
-	Admin  string // the admin token
-	CAFile string // CA's certificate, as a file for clients' --tls-ca-file
-	Dir    string // where the certificate files are
+	Admin  string            // the admin token
+	CAFile string            // CA's certificate, as a file for clients' --tls-ca-file
+	Leaf   *x509.Certificate // the certificate sard serves (pins are made of it)
+	Dir    string            // where the certificate files are
 }
 
 // StartSard starts a Sard; set changes its configuration before the
@@ -177,6 +178,11 @@ func StartSard(tb testing.TB, set ...func(*app.Config)) *Sard {
 	tb.Helper()
 	s := &Sard{CA: NewCA(tb, "sard test CA"), Dir: tb.TempDir()}
 	c, k := s.CA.Issue("127.0.0.1", "localhost")
+	pair, err := tls.X509KeyPair(c, k)
+	if err != nil {
+		tb.Fatalf("tlstest: %v", err)
+	}
+	s.Leaf = pair.Leaf
 	s.CAFile = WriteFile(tb, filepath.Join(s.Dir, "ca.pem"), s.CA.PEM())
 	rdb, nats := testenv.StartRedis(tb), testenv.StartNATS(tb)
 	s.Admin, _, _ = auth.NewToken()

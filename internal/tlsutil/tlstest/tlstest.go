@@ -119,6 +119,16 @@ func (ca *CA) ClientCert(uris ...string) tls.Certificate {
 	return c
 }
 
+// Leaf parses a PEM certificate and key pair's certificate.
+func Leaf(tb testing.TB, certPEM, keyPEM []byte) *x509.Certificate {
+	tb.Helper()
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		tb.Fatalf("tlstest: %v", err)
+	}
+	return pair.Leaf
+}
+
 // CredentialURI is the URI SAN that names credential id to sard.
 func CredentialURI(id string) string { return "spiffe://sar.test/sar/credential/" + id }
 
@@ -178,11 +188,7 @@ func StartSard(tb testing.TB, set ...func(*app.Config)) *Sard {
 	tb.Helper()
 	s := &Sard{CA: NewCA(tb, "sard test CA"), Dir: tb.TempDir()}
 	c, k := s.CA.Issue("127.0.0.1", "localhost")
-	pair, err := tls.X509KeyPair(c, k)
-	if err != nil {
-		tb.Fatalf("tlstest: %v", err)
-	}
-	s.Leaf = pair.Leaf
+	s.Leaf = Leaf(tb, c, k)
 	s.CAFile = WriteFile(tb, filepath.Join(s.Dir, "ca.pem"), s.CA.PEM())
 	rdb, nats := testenv.StartRedis(tb), testenv.StartNATS(tb)
 	s.Admin, _, _ = auth.NewToken()

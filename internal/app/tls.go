@@ -28,10 +28,11 @@ type Transport struct {
 	// certificate for this machine's names and addresses, kept in
 	// DataDir/tls (a LAN demo; Bootstrap.TLSFingerprint names it).
 	TLSSelfSigned bool
-	// TLSClientCAFile (PEM), with TLS, turns on mutual TLS on the gRPC
-	// listener: a client certificate these CAs signed, naming a
+	// TLSClientCAFile (PEM), with TLS, turns on mutual TLS on both
+	// listeners: a client certificate these CAs signed, naming a
 	// credential in its URI SAN (spiffe://<domain>/sar/credential/<id>),
-	// authenticates as that credential (server/mtls.go).
+	// authenticates as that credential over gRPC and JSON
+	// (server/mtls.go). It is reloaded with the certificate.
 	TLSClientCAFile string
 	// PlaintextBehindProxy allows plaintext listeners on addresses that
 	// are not loopback: TLS is terminated by a proxy in front of sard.

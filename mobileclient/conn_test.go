@@ -3,7 +3,6 @@ package mobileclient
 import (
 	"context"
 	"errors"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -99,26 +98,13 @@ func TestTLS(t *testing.T) {
 // fails unless Insecure says otherwise; with Insecure it connects, but a
 // token is refused before anything is sent.
 func TestPlaintextRemote(t *testing.T) {
-	var host string
-	for _, h := range tlsutil.LocalHosts() {
-		if ip := net.ParseIP(h); ip != nil && ip.To4() != nil && !ip.IsLoopback() {
-			host = h
-			break
-		}
-	}
-	if host == "" {
-		t.Skip("this machine has no IPv4 address but loopback")
-	}
-	s := tlstest.StartSard(t, func(c *app.Config) {
-		c.TLSCertFile, c.TLSKeyFile, c.PlaintextBehindProxy = "", "", true
-		c.GRPCAddr, c.HTTPAddr = net.JoinHostPort(host, "0"), net.JoinHostPort(host, "0")
-	})
+	s := tlstest.StartPlaintextRemoteSard(t)
 	if _, err := whoami(t, mustNew(t, s.GRPCAddr(), &Config{})); status.Code(err) != codes.Unavailable ||
 		!strings.Contains(err.Error(), "does not look like a TLS handshake") {
 		t.Errorf("TLS to a plaintext server: %v, want Unavailable from the handshake", err)
 	}
 	if _, err := New(s.GRPCAddr(), &Config{Insecure: true, Token: s.Admin}); !errors.Is(err, ErrTokenInPlaintext) {
-		t.Errorf("a token in plaintext to %s: %v, want ErrTokenInPlaintext", host, err)
+		t.Errorf("a token in plaintext to %s: %v, want ErrTokenInPlaintext", s.GRPCAddr(), err)
 	}
 	if _, err := whoami(t, mustNew(t, s.GRPCAddr(), &Config{Insecure: true})); status.Code(err) != codes.Unauthenticated {
 		t.Errorf("Insecure without a token: %v, want Unauthenticated (the call got through, without a credential)", err)

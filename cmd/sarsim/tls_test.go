@@ -2,13 +2,11 @@ package main
 
 import (
 	"bytes"
-	"net"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/mountain-sar/sar/internal/app"
 	"github.com/mountain-sar/sar/internal/tlsutil"
 	"github.com/mountain-sar/sar/internal/tlsutil/tlstest"
 )
@@ -70,21 +68,8 @@ func TestDrillOverTLS(t *testing.T) {
 // not loopback (behind a proxy), sarsim speaks TLS and fails with a hint
 // to pass --insecure; with --insecure it plays.
 func TestDrillPlaintextRemote(t *testing.T) {
-	var host string
-	for _, h := range tlsutil.LocalHosts() {
-		if ip := net.ParseIP(h); ip != nil && ip.To4() != nil && !ip.IsLoopback() {
-			host = h
-			break
-		}
-	}
-	if host == "" {
-		t.Skip("this machine has no IPv4 address but loopback")
-	}
-	s := tlstest.StartSard(t, func(c *app.Config) {
-		c.TLSCertFile, c.TLSKeyFile, c.PlaintextBehindProxy = "", "", true
-		c.GRPCAddr, c.HTTPAddr = net.JoinHostPort(host, "0"), net.JoinHostPort(host, "0")
-	})
+	s := tlstest.StartPlaintextRemoteSard(t)
 	drill := func(c tlsutil.Client) drillOptions { return shortDrill(s.GRPCAddr(), s.HTTPAddr(), s.Admin, c) }
-	refused(t, "plaintext to "+host+" without --insecure", drill(tlsutil.Client{}), "pass --insecure")
+	refused(t, "plaintext to "+s.GRPCAddr()+" without --insecure", drill(tlsutil.Client{}), "pass --insecure")
 	playsOver(t, "--insecure", drill(tlsutil.Client{Insecure: true}))
 }

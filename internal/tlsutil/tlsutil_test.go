@@ -109,12 +109,11 @@ func TestUsesTLS(t *testing.T) {
 	}
 }
 
-// TestPin: a pinned certificate is accepted without a CA; another one is
-// refused, and so is a bad pin.
-func TestPin(t *testing.T) {
-	c, k, _ := NewSelfSigned([]string{"127.0.0.1"}, time.Hour)
-	other, _, _ := NewSelfSigned([]string{"127.0.0.1"}, time.Hour)
-	pair, err := tls.X509KeyPair(c, k)
+// serveTLS serves the pair on loopback (handshakes only) and returns a
+// function that makes a TLS handshake with it as cl says.
+func serveTLS(t *testing.T, certPEM, keyPEM []byte) func(cl Client) error {
+	t.Helper()
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +121,7 @@ func TestPin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
+	t.Cleanup(func() { _ = l.Close() })
 	go func() {
 		for {
 			conn, err := l.Accept()
@@ -133,7 +132,7 @@ func TestPin(t *testing.T) {
 			conn.Close()
 		}
 	}()
-	dial := func(cl Client) error {
+	return func(cl Client) error {
 		cfg, err := cl.Config(l.Addr().String())
 		if err != nil {
 			return err
@@ -144,6 +143,14 @@ func TestPin(t *testing.T) {
 		}
 		return err
 	}
+}
+
+// TestPin: a pinned certificate is accepted without a CA; another one is
+// refused, and so is a bad pin.
+func TestPin(t *testing.T) {
+	c, k, _ := NewSelfSigned([]string{"127.0.0.1"}, time.Hour)
+	other, _, _ := NewSelfSigned([]string{"127.0.0.1"}, time.Hour)
+	dial := serveTLS(t, c, k)
 	if err := dial(Client{Pin: Fingerprint(parsePEM(t, c))}); err != nil {
 		t.Errorf("the pinned certificate: %v", err)
 	}
@@ -203,36 +210,7 @@ func TestSelfSigned(t *testing.T) {
 func TestPublicKeyPinAndCABytes(t *testing.T) {
 	c, k, _ := NewSelfSigned([]string{"127.0.0.1"}, time.Hour)
 	other, _, _ := NewSelfSigned([]string{"127.0.0.1"}, time.Hour)
-	pair, err := tls.X509KeyPair(c, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{pair}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	go func() {
-		for {
-			conn, err := l.Accept()
-			if err != nil {
-				return
-			}
-			_ = conn.(*tls.Conn).Handshake()
-			conn.Close()
-		}
-	}()
-	dial := func(cl Client) error {
-		cfg, err := cl.Config(l.Addr().String())
-		if err != nil {
-			return err
-		}
-		conn, err := tls.Dial("tcp", l.Addr().String(), cfg)
-		if err == nil {
-			conn.Close()
-		}
-		return err
-	}
+	dial := serveTLS(t, c, k)
 	leaf := parsePEM(t, c)
 	for _, pin := range []string{SPKIHash(leaf), "sha256/" + SPKIHash(leaf), hexOf(t, SPKIHash(leaf))} {
 		if err := dial(Client{SPKIPin: pin}); err != nil {

@@ -28,6 +28,7 @@ import (
 	"github.com/mountain-sar/sar/internal/app"
 	"github.com/mountain-sar/sar/internal/auth"
 	"github.com/mountain-sar/sar/internal/testenv"
+	"github.com/mountain-sar/sar/internal/tlsutil"
 )
 
 // CA is a certificate authority made for one test.
@@ -208,4 +209,26 @@ func StartSard(tb testing.TB, set ...func(*app.Config)) *Sard {
 	tb.Cleanup(func() { _ = a.Close() })
 	s.App = a
 	return s
+}
+
+// StartPlaintextRemoteSard starts a Sard in plaintext on an address of
+// this machine that is not loopback, as behind a TLS-terminating proxy
+// (--plaintext-behind-proxy): what clients must not reach in plaintext
+// unless told. The test is skipped on a machine with no such address.
+func StartPlaintextRemoteSard(tb testing.TB) *Sard {
+	tb.Helper()
+	var host string
+	for _, h := range tlsutil.LocalHosts() {
+		if ip := net.ParseIP(h); ip != nil && ip.To4() != nil && !ip.IsLoopback() {
+			host = h
+			break
+		}
+	}
+	if host == "" {
+		tb.Skip("this machine has no IPv4 address but loopback")
+	}
+	return StartSard(tb, func(c *app.Config) {
+		c.TLSCertFile, c.TLSKeyFile, c.PlaintextBehindProxy = "", "", true
+		c.GRPCAddr, c.HTTPAddr = net.JoinHostPort(host, "0"), net.JoinHostPort(host, "0")
+	})
 }

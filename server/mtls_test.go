@@ -331,12 +331,13 @@ func TestMutualTLSGateway(t *testing.T) {
 func ptr[T any](v T) *T { return &v }
 
 // requestedCAs are the CA names addr's TLS handshake asks a client
-// certificate of (none: it asks for none).
+// certificate of (none: it asks for none); the handshake must offer
+// HTTP/2.
 func requestedCAs(t *testing.T, addr string, serverCA *testCA) []string {
 	t.Helper()
 	var names []string
 	asked := false
-	conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: serverCA.pool(),
+	conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: serverCA.pool(), NextProtos: []string{"h2", "http/1.1"},
 		GetClientCertificate: func(cri *tls.CertificateRequestInfo) (*tls.Certificate, error) {
 			asked = true
 			for _, raw := range cri.AcceptableCAs {
@@ -353,6 +354,9 @@ func requestedCAs(t *testing.T, addr string, serverCA *testCA) []string {
 		t.Fatalf("tls.Dial %s: %v", addr, err)
 	}
 	defer conn.Close()
+	if p := conn.ConnectionState().NegotiatedProtocol; p != "h2" {
+		t.Errorf("%s negotiated %q, want h2 (HTTP/2 kept with mutual TLS on)", addr, p)
+	}
 	if !asked {
 		return nil
 	}

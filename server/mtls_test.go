@@ -306,6 +306,15 @@ func TestMutualTLSGateway(t *testing.T) {
 			t.Errorf("GET /share with %s: %d, want 200", name, code)
 		}
 	}
+	// HTTP/1.1 alone (curl --http1.1, an older client) is still offered.
+	if conn, err := tls.Dial("tcp", e.app.HTTPAddr(), &tls.Config{RootCAs: serverCA.pool(), NextProtos: []string{"http/1.1"}}); err != nil {
+		t.Errorf("an HTTP/1.1 client: %v", err)
+	} else {
+		if p := conn.ConnectionState().NegotiatedProtocol; p != "http/1.1" {
+			t.Errorf("an HTTP/1.1 client negotiated %q", p)
+		}
+		conn.Close()
+	}
 	if names := requestedCAs(t, e.app.HTTPAddr(), serverCA); len(names) != 1 || names[0] != "CN=client CA" {
 		t.Errorf("the HTTP listener asks for certificates of %q, want the client CA only", names)
 	}

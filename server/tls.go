@@ -59,8 +59,9 @@ func (s *Server) serveHTTP(hs *http.Server, l net.Listener) error {
 // clientCAConfig is a GetConfigForClient callback: base with the current
 // client CAs (Options.ClientCAs, asked at each handshake, so a reloaded
 // bundle applies to the next connection) and mode. nextProtos, when set,
-// replaces base's ALPN protocols (net/http adds its own to base only). One
-// configuration is kept per pool, not a clone made at every handshake.
+// is the returned configuration's ALPN list, stated rather than left to
+// what net/http adds to base when it sets HTTP/2 up. One configuration
+// is kept per pool, not a clone made at every handshake.
 func (s *Server) clientCAConfig(base *tls.Config, mode tls.ClientAuthType, nextProtos []string) func(*tls.ClientHelloInfo) (*tls.Config, error) {
 	type forPool struct {
 		pool *x509.CertPool

@@ -2,8 +2,11 @@ package server
 
 import (
 	"context"
+	"crypto/x509"
+	"net/http"
 	"strings"
 
+	"github.com/fullstorydev/grpchan/inprocgrpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
 
@@ -13,24 +16,38 @@ import (
 )
 
 // Mutual TLS for server-to-server clients (an agency's system, a command
-// platform). With Options.ClientCAs, the gRPC listener asks for a client
-// certificate and verifies any that is sent against those CAs (browsers
-// and phones send none and use bearer tokens as before). A verified
-// certificate stands for a credential the way a bearer token does: its
-// URI SAN spiffe://<trust domain>/sar/credential/<credential id> names a
+// platform). With Options.ClientCAs, both listeners ask for a client
+// certificate (browsers and phones send none and use bearer tokens as
+// before). A certificate the client CAs signed stands for a credential the
+// way a bearer token does: its URI SAN
+// spiffe://<trust domain>/sar/credential/<credential id> names a
 // credential an admin issued (CreateCredential: role, scopes, expiry);
 // revoking or expiring that credential shuts the certificate out, as it
 // does the token. A call that carries a bearer token is authenticated by
-// the token; the certificate is used only when there is none. The JSON
-// gateway takes bearer tokens only.
+// the token; the certificate is used only when there is none.
+//
+// The gRPC listener verifies a certificate in the handshake. The HTTP
+// listener only requests one, so that a browser with some other
+// certificate still gets the share page; the JSON gateway verifies it
+// against the current client CAs at each request that has no token
+// (gatewayCertificate), and hands the verified certificate to the
+// in-process door, whose interceptors map it as for gRPC.
 
 // credentialPath is the path of a client certificate's SPIFFE ID.
 const credentialPath = "/sar/credential/"
 
-// clientCertCredential reports whether the call's connection presented
-// a verified client certificate, and the credential id it names ("" if
-// it names none, or more than one).
+// gatewayCertKey holds, on a JSON request's context, the verified client
+// certificate it came with.
+type gatewayCertKey struct{}
+
+// clientCertCredential reports whether the call came with a verified
+// client certificate (on its TLS connection, or on the JSON request the
+// gateway door passed on), and the credential id it names ("" if it names
+// none, or more than one).
 func clientCertCredential(ctx context.Context) (string, bool) {
+	if leaf, ok := ctx.Value(gatewayCertKey{}).(*x509.Certificate); ok {
+		return credentialOf(leaf), true
+	}
 	p, ok := peer.FromContext(ctx)
 	if !ok {
 		return "", false
@@ -39,8 +56,14 @@ func clientCertCredential(ctx context.Context) (string, bool) {
 	if !ok || len(ti.State.VerifiedChains) == 0 || len(ti.State.VerifiedChains[0]) == 0 {
 		return "", false
 	}
+	return credentialOf(ti.State.VerifiedChains[0][0]), true
+}
+
+// credentialOf is the credential id a verified certificate names in its
+// SPIFFE URI SAN, or "" if it names none, or two.
+func credentialOf(leaf *x509.Certificate) string {
 	id := ""
-	for _, u := range ti.State.VerifiedChains[0][0].URIs {
+	for _, u := range leaf.URIs {
 		if u.Scheme != "spiffe" || u.Host == "" {
 			continue
 		}
@@ -49,11 +72,46 @@ func clientCertCredential(ctx context.Context) (string, bool) {
 			continue
 		}
 		if id != "" && id != v {
-			return "", true // two credentials: neither
+			return "" // two credentials: neither
 		}
 		id = v
 	}
-	return id, true
+	return id
+}
+
+// gatewayCertificate verifies the client certificate of a JSON request
+// against the current client CAs, as the gRPC handshake does (chain,
+// validity, client-auth usage). It returns the request's context with
+// the verified certificate, nil when none was sent or mutual TLS is off,
+// or an error for one that does not verify.
+func (s *Server) gatewayCertificate(r *http.Request) (context.Context, error) {
+	if s.opt.ClientCAs == nil || r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		return nil, nil
+	}
+	certs := r.TLS.PeerCertificates
+	opts := x509.VerifyOptions{Roots: s.opt.ClientCAs(), Intermediates: x509.NewCertPool(),
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	for _, c := range certs[1:] {
+		opts.Intermediates.AddCert(c)
+	}
+	if _, err := certs[0].Verify(opts); err != nil {
+		return nil, err
+	}
+	return context.WithValue(r.Context(), gatewayCertKey{}, certs[0]), nil
+}
+
+// withGatewayCertificate passes the verified certificate of the JSON
+// request behind an in-process call on to the server side of the call
+// (inprocgrpc gives the handler none of the caller's context values).
+func withGatewayCertificate(ctx context.Context) context.Context {
+	client := inprocgrpc.ClientContext(ctx)
+	if client == nil {
+		return ctx
+	}
+	if leaf, ok := client.Value(gatewayCertKey{}).(*x509.Certificate); ok {
+		return context.WithValue(ctx, gatewayCertKey{}, leaf)
+	}
+	return ctx
 }
 
 // authenticateCertificate resolves a verified client certificate's

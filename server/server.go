@@ -83,9 +83,11 @@ type Options struct {
 	ReadyInterval time.Duration
 	// TLS, when set, secures both listeners (see server/tls.go).
 	TLS *tls.Config
-	// ClientCAs, with TLS, admits client certificates on the gRPC
-	// listener that these CAs signed (mutual TLS, see server/mtls.go).
-	ClientCAs *x509.CertPool
+	// ClientCAs, with TLS, admits client certificates that the CAs of
+	// the pool it returns signed, on both listeners (mutual TLS, see
+	// server/mtls.go). It is asked at every handshake and HTTP request,
+	// so a reloaded bundle applies to new connections at once.
+	ClientCAs func() *x509.CertPool
 	// TrustedProxies are the addresses whose X-Forwarded-For is believed
 	// (see server/proxy.go).
 	TrustedProxies []netip.Prefix
@@ -281,11 +283,11 @@ func (s *Server) gatewayUnary(ctx context.Context, req any, info *grpc.UnaryServ
 	if err := s.checkSize(req); err != nil {
 		return nil, err
 	}
-	return handler(s.gatewayPeer(ctx), req)
+	return handler(withGatewayCertificate(s.gatewayPeer(ctx)), req)
 }
 
 func (s *Server) gatewayStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	return handler(srv, &gatewayServerStream{ServerStream: ss, ctx: s.gatewayPeer(ss.Context()), s: s})
+	return handler(srv, &gatewayServerStream{ServerStream: ss, ctx: withGatewayCertificate(s.gatewayPeer(ss.Context())), s: s})
 }
 
 func (s *Server) checkSize(m any) error {
@@ -453,15 +455,29 @@ func (s *Server) Serve(gl, hl net.Listener) error {
 }
 
 // gatewayGuard protects the JSON gateway before it decodes a body: a request
-// without a well-formed bearer token is refused at once, and bodies are
-// capped at the gRPC message limit (the gateway would otherwise read a
-// body of any size into memory before gRPC's limit applies).
+// without a well-formed bearer token or a verified client certificate
+// (mtls.go) is refused at once, and bodies are capped at the gRPC message
+// limit (the gateway would otherwise read a body of any size into memory
+// before gRPC's limit applies).
 func (s *Server) gatewayGuard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		addr := s.httpClientAddr(r)
-		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		header := r.Header.Get("Authorization")
+		token, ok := strings.CutPrefix(header, "Bearer ")
 		var refuse error
 		switch {
+		case header == "" && r.TLS != nil && len(r.TLS.PeerCertificates) > 0:
+			ctx, err := s.gatewayCertificate(r)
+			if err != nil { // answered as a certificate the gRPC handshake refuses would be, were it a token
+				s.log.Debug("json gateway: client certificate refused", "addr", addr, "err", err)
+				refuse = s.refuse(addr, core.Unauthenticated(sar.CredentialInvalid))
+				break
+			}
+			if ctx != nil {
+				r = r.WithContext(ctx)
+			} else { // mutual TLS is off: a certificate is no credential
+				refuse = s.refuse(addr, core.Unauthenticated(sar.CredentialRequired))
+			}
 		case !ok:
 			refuse = s.refuse(addr, core.Unauthenticated(sar.CredentialRequired))
 		case !auth.WellFormed(token):

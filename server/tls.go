@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"log"
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -29,7 +31,9 @@ func (s *Server) transportOptions() []grpc.ServerOption {
 	}
 	cfg := s.opt.TLS.Clone()
 	if s.opt.ClientCAs != nil { // mutual TLS for the servers that have a certificate (mtls.go)
-		cfg.ClientCAs, cfg.ClientAuth = s.opt.ClientCAs, tls.VerifyClientCertIfGiven
+		// The handshake verifies a certificate that is sent; none is
+		// required (phones use tokens).
+		cfg.GetConfigForClient = s.clientCAConfig(cfg, tls.VerifyClientCertIfGiven, nil)
 	}
 	return []grpc.ServerOption{grpc.Creds(credentials.NewTLS(cfg))}
 }
@@ -41,7 +45,43 @@ func (s *Server) serveHTTP(hs *http.Server, l net.Listener) error {
 		return hs.Serve(l)
 	}
 	hs.TLSConfig = s.opt.TLS.Clone()
+	if s.opt.ClientCAs != nil {
+		// Request a client certificate, naming the client CAs (so a
+		// browser offers only a certificate of theirs, and with none
+		// asks nothing), but do not verify it in the handshake: a
+		// certificate the CAs did not sign must not cost a lost person
+		// the share page. The gateway verifies it (gatewayGuard).
+		hs.TLSConfig.GetConfigForClient = s.clientCAConfig(hs.TLSConfig, tls.RequestClientCert, []string{"h2", "http/1.1"})
+	}
 	return hs.ServeTLS(l, "", "")
+}
+
+// clientCAConfig is a GetConfigForClient callback: base with the current
+// client CAs (Options.ClientCAs, asked at each handshake, so a reloaded
+// bundle applies to the next connection) and mode. nextProtos, when set,
+// is the returned configuration's ALPN list, stated rather than left to
+// what net/http adds to base when it sets HTTP/2 up. One configuration
+// is kept per pool, not a clone made at every handshake.
+func (s *Server) clientCAConfig(base *tls.Config, mode tls.ClientAuthType, nextProtos []string) func(*tls.ClientHelloInfo) (*tls.Config, error) {
+	type forPool struct {
+		pool *x509.CertPool
+		cfg  *tls.Config
+	}
+	var cur atomic.Pointer[forPool]
+	return func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		pool := s.opt.ClientCAs()
+		if c := cur.Load(); c != nil && c.pool == pool {
+			return c.cfg, nil
+		}
+		cfg := base.Clone()
+		cfg.GetConfigForClient = nil
+		cfg.ClientCAs, cfg.ClientAuth = pool, mode
+		if nextProtos != nil {
+			cfg.NextProtos = nextProtos
+		}
+		cur.Store(&forPool{pool, cfg})
+		return cfg, nil
+	}
 }
 
 // httpHandler is the HTTP listener's handler: HSTS on every response that

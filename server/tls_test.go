@@ -2,19 +2,11 @@ package server_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -28,50 +20,30 @@ import (
 
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
 	"github.com/mountain-sar/sar/internal/app"
+	"github.com/mountain-sar/sar/internal/tlsutil/tlstest"
 )
 
-// testCA is a certificate authority made for one test.
+// testCA is a certificate authority made for one test (tlstest.CA under
+// the names this package's tests use).
 type testCA struct {
+	*tlstest.CA
 	t    *testing.T
 	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
 }
 
 func newTestCA(t *testing.T, name string) *testCA {
 	t.Helper()
-	key := must[*ecdsa.PrivateKey](t, "key")(ecdsa.GenerateKey(elliptic.P256(), rand.Reader))
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der := must[[]byte](t, "ca")(x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key))
-	return &testCA{t: t, cert: must[*x509.Certificate](t, "parse")(x509.ParseCertificate(der)), key: key}
+	ca := tlstest.NewCA(t, name)
+	return &testCA{CA: ca, t: t, cert: ca.Cert}
 }
 
-func (ca *testCA) pool() *x509.CertPool {
-	p := x509.NewCertPool()
-	p.AddCert(ca.cert)
-	return p
-}
+func (ca *testCA) pool() *x509.CertPool { return ca.Pool() }
 
 // issue makes a server certificate for hosts and returns it and its key
 // as PEM.
 func (ca *testCA) issue(serial int64, hosts ...string) (certPEM, keyPEM []byte) {
-	t := ca.t
-	t.Helper()
-	key := must[*ecdsa.PrivateKey](t, "key")(ecdsa.GenerateKey(elliptic.P256(), rand.Reader))
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: hosts[0]},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	for _, h := range hosts {
-		if ip := net.ParseIP(h); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, h)
-		}
-	}
-	der := must[[]byte](t, "cert")(x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key))
-	kder := must[[]byte](t, "key")(x509.MarshalPKCS8PrivateKey(key))
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
+	ca.t.Helper()
+	return ca.IssueSerial(serial, hosts...)
 }
 
 // certFiles writes a certificate and key where sard reads them.
@@ -79,19 +51,8 @@ type certFiles struct{ cert, key string }
 
 func writeCert(t *testing.T, f certFiles, certPEM, keyPEM []byte) {
 	t.Helper()
-	// Through a rename, as renewal tools do: sard never reads half a file.
-	for _, w := range []struct {
-		name string
-		b    []byte
-	}{{f.key, keyPEM}, {f.cert, certPEM}} {
-		tmp := w.name + ".tmp"
-		if err := os.WriteFile(tmp, w.b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(tmp, w.name); err != nil {
-			t.Fatal(err)
-		}
-	}
+	tlstest.WriteFile(t, f.key, keyPEM) // the key first: sard never sees a new certificate with the old key
+	tlstest.WriteFile(t, f.cert, certPEM)
 }
 
 // startTLSEnv starts a server whose listeners serve a certificate of ca

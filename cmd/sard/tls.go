@@ -16,7 +16,7 @@ import (
 type TLSFlags struct {
 	TLSCert              string `name:"tls-cert" env:"SAR_TLS_CERT" help:"PEM certificate (chain) of both listeners; TLS 1.2+. Reloaded when the file changes (checked every 10 s) or on SIGHUP, without dropping open streams."`
 	TLSKey               string `name:"tls-key" env:"SAR_TLS_KEY" help:"PEM private key of --tls-cert."`
-	TLSClientCA          string `name:"tls-client-ca" env:"SAR_TLS_CLIENT_CA" placeholder:"FILE" help:"PEM bundle of the CAs of servers' client certificates (mutual TLS on the gRPC listener): a certificate whose URI SAN is spiffe://<domain>/sar/credential/<id> authenticates as that credential (issued with 'sarctl credential'). Needs --tls-cert."`
+	TLSClientCA          string `name:"tls-client-ca" env:"SAR_TLS_CLIENT_CA" placeholder:"FILE" help:"PEM bundle of the CAs of servers' client certificates (mutual TLS on gRPC and the JSON gateway): a certificate whose URI SAN is spiffe://<domain>/sar/credential/<id> authenticates as that credential (issued with 'sarctl credential'). Reloaded with the certificate (file change, SIGHUP). Needs --tls-cert."`
 	TLSSelfSigned        bool   `name:"tls-self-signed" env:"SAR_TLS_SELF_SIGNED" help:"Embedded mode only: serve TLS with a self-signed certificate for this machine's names and addresses (kept in <data-dir>/tls), for a LAN demo; its SHA-256 fingerprint is printed for clients to pin (--tls-pin)."`
 	PlaintextBehindProxy bool   `name:"plaintext-behind-proxy" env:"SAR_PLAINTEXT_BEHIND_PROXY" help:"Allow plaintext listeners on addresses other than loopback: only when a TLS-terminating proxy on a private network is the only way in."`
 	BackendFlags
@@ -66,9 +66,9 @@ func reloadOnSIGHUP(ctx context.Context, a *app.App, log *slog.Logger) {
 				continue
 			}
 			if err := a.ReloadTLS(); err != nil {
-				log.Error("SIGHUP: the certificate files do not load; still serving the previous certificate", "err", err)
+				log.Error("SIGHUP: TLS files that do not load; what did not load stays as it was", "err", err)
 			} else {
-				log.Info("SIGHUP: certificate files checked")
+				log.Info("SIGHUP: certificate and client CA files checked")
 			}
 		}
 	}

@@ -271,7 +271,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 
 	a.Server = server.New(a.Core, server.Options{Log: log, Registry: reg, RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst,
 		LinkRateLimit: cfg.LinkRateLimit, LinkRateBurst: cfg.LinkRateBurst, AddrRateLimit: cfg.AddrRateLimit, AddrRateBurst: cfg.AddrRateBurst,
-		WatchRecheck: cfg.WatchRecheck, TLS: tr.tls, ClientCAs: tr.clientCAs, TrustedProxies: tr.proxies,
+		WatchRecheck: cfg.WatchRecheck, TLS: tr.tls, ClientCAs: tr.clientCAPool(), TrustedProxies: tr.proxies,
 		Ready: func(ctx context.Context) error {
 			if err := st.Ping(ctx); err != nil {
 				return fmt.Errorf("redis: %w", err)

@@ -28,10 +28,11 @@ type Transport struct {
 	// certificate for this machine's names and addresses, kept in
 	// DataDir/tls (a LAN demo; Bootstrap.TLSFingerprint names it).
 	TLSSelfSigned bool
-	// TLSClientCAFile (PEM), with TLS, turns on mutual TLS on the gRPC
-	// listener: a client certificate these CAs signed, naming a
+	// TLSClientCAFile (PEM), with TLS, turns on mutual TLS on both
+	// listeners: a client certificate these CAs signed, naming a
 	// credential in its URI SAN (spiffe://<domain>/sar/credential/<id>),
-	// authenticates as that credential (server/mtls.go).
+	// authenticates as that credential over gRPC and JSON
+	// (server/mtls.go). It is reloaded with the certificate.
 	TLSClientCAFile string
 	// PlaintextBehindProxy allows plaintext listeners on addresses that
 	// are not loopback: TLS is terminated by a proxy in front of sard.
@@ -44,7 +45,7 @@ type Transport struct {
 // transport is what setupTransport made.
 type transport struct {
 	tls       *tls.Config // nil: plaintext
-	clientCAs *x509.CertPool
+	clientCAs *tlsutil.CAReloader
 	certs     *tlsutil.CertReloader
 	proxies   []netip.Prefix
 }
@@ -63,8 +64,8 @@ func (a *App) setupTransport(cfg Config, embeddedMode bool) (*transport, error) 
 		if !files && !cfg.TLSSelfSigned {
 			return nil, errors.New("--tls-client-ca (mutual TLS) needs TLS: --tls-cert and --tls-key")
 		}
-		if t.clientCAs, err = caPool(cfg.TLSClientCAFile); err != nil {
-			return nil, fmt.Errorf("tls client ca: %w", err)
+		if t.clientCAs, err = tlsutil.NewCAReloader(cfg.TLSClientCAFile, a.log); err != nil {
+			return nil, err
 		}
 	}
 	switch {
@@ -118,22 +119,42 @@ func (a *App) setupTransport(cfg Config, embeddedMode bool) (*transport, error) 
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); t.certs.Watch(ctx, cmp.Or(cfg.TLSReloadInterval, 10*time.Second)) }()
+	interval := cmp.Or(cfg.TLSReloadInterval, 10*time.Second)
+	go func() { defer close(done); t.certs.Watch(ctx, interval) }()
 	a.closers = append(a.closers, func() { cancel(); <-done })
+	if t.clientCAs != nil {
+		caDone := make(chan struct{})
+		go func() { defer close(caDone); t.clientCAs.Watch(ctx, interval) }()
+		a.closers = append(a.closers, func() { cancel(); <-caDone })
+	}
 	return t, nil
 }
 
 // UsesTLS reports whether the listeners speak TLS.
 func (a *App) UsesTLS() bool { return a.tr != nil && a.tr.tls != nil }
 
-// ReloadTLS loads the certificate files again now (sard does on SIGHUP).
-// Open connections keep their certificate; new ones get the new one.
+// ReloadTLS loads the certificate files and the client CA bundle again
+// now (sard does on SIGHUP). Open connections keep what they were
+// admitted with; new ones get the new certificate and CAs.
 func (a *App) ReloadTLS() error {
 	if !a.UsesTLS() {
 		return errors.New("TLS is off: nothing to reload")
 	}
 	_, err := a.tr.certs.Reload()
+	if a.tr.clientCAs != nil {
+		_, caErr := a.tr.clientCAs.Reload()
+		err = errors.Join(err, caErr)
+	}
 	return err
+}
+
+// clientCAPool is the current client CA pool, for server.Options (nil: no
+// mutual TLS).
+func (t *transport) clientCAPool() func() *x509.CertPool {
+	if t.clientCAs == nil {
+		return nil
+	}
+	return t.clientCAs.Pool
 }
 
 // scheme is the HTTP listener's URL scheme.

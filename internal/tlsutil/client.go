@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -16,21 +17,28 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 )
 
-// Client is how a client (sarctl, sarsim) secures its connection to sard.
-// The zero value speaks TLS, verified against the system's roots, to any
-// address that is not loopback, and plaintext to loopback (an embedded
-// sard on a laptop).
+// Client is how a client (sarctl, sarsim, mobileclient) secures its
+// connection to sard. The zero value speaks TLS, verified against the
+// system's roots, to any address that is not loopback, and plaintext to
+// loopback (an embedded sard on a laptop).
 type Client struct {
 	// TLS forces TLS to a loopback address too.
 	TLS bool
 	// CAFile is a PEM bundle of the CAs that may sign sard's certificate
 	// (instead of the system's roots). Implies TLS.
 	CAFile string
+	// CAPEM is the same as PEM bytes (a phone app has no file to point
+	// at). With CAFile too, both are trusted. Implies TLS.
+	CAPEM []byte
 	// Pin is the SHA-256 fingerprint of sard's certificate (as sard
 	// --tls-self-signed prints it). The connection is accepted only with
 	// that certificate; with no CAFile the chain is not checked otherwise
 	// (a self-signed certificate). Implies TLS.
 	Pin string
+	// SPKIPin is the SHA-256 of sard's public key (SubjectPublicKeyInfo),
+	// base64 as SPKIHash writes it (or 64 hex digits): like Pin, but it
+	// survives a renewal that keeps the key. Implies TLS.
+	SPKIPin string
 	// Insecure allows plaintext to an address that is not loopback.
 	Insecure bool
 	// CertFile and KeyFile are a client certificate for mutual TLS
@@ -41,10 +49,10 @@ type Client struct {
 // UsesTLS reports whether a connection to addr (host:port) will use TLS,
 // or an error if the settings contradict each other.
 func (c Client) UsesTLS(addr string) (bool, error) {
-	secured := c.TLS || c.CAFile != "" || c.Pin != "" || c.CertFile != ""
+	secured := c.TLS || c.CAFile != "" || len(c.CAPEM) > 0 || c.Pin != "" || c.SPKIPin != "" || c.CertFile != ""
 	switch {
 	case c.Insecure && secured:
-		return false, errors.New("--insecure (plaintext) contradicts --tls, --tls-ca-file, --tls-pin and --tls-client-cert")
+		return false, ErrInsecureContradicts
 	case secured:
 		return true, nil
 	case IsLoopback(addr):
@@ -64,44 +72,65 @@ func (c Client) Config(addr string) (*tls.Config, error) {
 	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if c.CertFile != "" || c.KeyFile != "" {
-		pair, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		var pair tls.Certificate
+		pair, err = tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
 		if err != nil {
 			return nil, fmt.Errorf("tls client certificate: %w", err)
 		}
 		cfg.Certificates = []tls.Certificate{pair}
+	}
+	if c.CAFile != "" || len(c.CAPEM) > 0 {
+		cfg.RootCAs = x509.NewCertPool()
 	}
 	if c.CAFile != "" {
 		pem, err := os.ReadFile(c.CAFile)
 		if err != nil {
 			return nil, fmt.Errorf("tls ca file: %w", err)
 		}
-		cfg.RootCAs = x509.NewCertPool()
 		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
 			return nil, fmt.Errorf("tls ca file %s: no PEM certificate in it", c.CAFile)
 		}
 	}
+	if len(c.CAPEM) > 0 && !cfg.RootCAs.AppendCertsFromPEM(c.CAPEM) {
+		return nil, errors.New("tls ca bundle: no PEM certificate in it")
+	}
+	if c.Pin == "" && c.SPKIPin == "" {
+		return cfg, nil
+	}
+	var certPin, keyPin []byte
 	if c.Pin != "" {
-		want, err := ParseFingerprint(c.Pin)
-		if err != nil {
-			return nil, fmt.Errorf("--tls-pin: %w", err)
+		if certPin, err = ParseFingerprint(c.Pin); err != nil {
+			return nil, fmt.Errorf("tls pin: %w", err)
 		}
-		// Without a CA the pin is the whole check (a self-signed
-		// certificate has no chain); with one, both must hold.
-		cfg.InsecureSkipVerify = c.CAFile == ""
-		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
-			if len(cs.PeerCertificates) == 0 {
-				return errors.New("tls: the server sent no certificate")
-			}
-			got := sha256.Sum256(cs.PeerCertificates[0].Raw)
-			if !bytes.Equal(got[:], want) {
-				return fmt.Errorf("tls: the server's certificate %s is not the pinned one %s",
-					formatHex(got[:]), formatHex(want))
-			}
-			return nil
+	}
+	if c.SPKIPin != "" {
+		if keyPin, err = ParseSPKIPin(c.SPKIPin); err != nil {
+			return nil, fmt.Errorf("tls public key pin: %w", err)
 		}
+	}
+	// Without a CA the pin is the whole check (a self-signed certificate
+	// has no chain); with one, both must hold.
+	cfg.InsecureSkipVerify = cfg.RootCAs == nil
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return errors.New("tls: the server sent no certificate")
+		}
+		leaf := cs.PeerCertificates[0]
+		if got := sha256.Sum256(leaf.Raw); certPin != nil && !bytes.Equal(got[:], certPin) {
+			return fmt.Errorf("tls: the server's certificate %s is not the pinned one %s", formatHex(got[:]), formatHex(certPin))
+		}
+		if got := sha256.Sum256(leaf.RawSubjectPublicKeyInfo); keyPin != nil && !bytes.Equal(got[:], keyPin) {
+			return fmt.Errorf("tls: the server's public key %s is not the pinned one %s",
+				base64.StdEncoding.EncodeToString(got[:]), base64.StdEncoding.EncodeToString(keyPin))
+		}
+		return nil
 	}
 	return cfg, nil
 }
+
+// ErrInsecureContradicts is the answer to plaintext asked for together
+// with a TLS setting.
+var ErrInsecureContradicts = errors.New("tls: insecure (plaintext) contradicts the TLS settings: TLS, a CA bundle, a pin or a client certificate")
 
 // GRPCDialOption is the transport credentials for addr: TLS, or plaintext
 // where Client allows it.
@@ -153,6 +182,7 @@ func Hint(err error, usedTLS bool) string {
 	s := err.Error()
 	switch {
 	case usedTLS && (strings.Contains(s, "first record does not look like a TLS handshake") ||
+		strings.Contains(s, "server gave HTTP response to HTTPS client") ||
 		strings.Contains(s, "tls: ") && strings.Contains(s, "EOF")):
 		return "the server did not answer TLS: if it really serves plaintext (an embedded sard on a trusted network), pass --insecure"
 	case usedTLS && (strings.Contains(s, "certificate signed by unknown authority") || strings.Contains(s, "not the pinned one") ||

@@ -50,3 +50,20 @@ func ParseFingerprint(s string) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// ParseSPKIPin reads the SHA-256 of a public key (SubjectPublicKeyInfo),
+// written in base64 as SPKIHash returns it (optionally prefixed "sha256/",
+// as in HTTP public key pinning) or as 64 hex digits (colons allowed).
+func ParseSPKIPin(s string) ([]byte, error) {
+	s = strings.TrimSpace(s)
+	if len(s) > 7 && strings.EqualFold(s[:7], "sha256/") {
+		s = s[7:]
+	}
+	if b, err := base64.StdEncoding.DecodeString(s); err == nil && len(b) == sha256.Size {
+		return b, nil
+	}
+	if b, err := hex.DecodeString(strings.ReplaceAll(s, ":", "")); err == nil && len(b) == sha256.Size {
+		return b, nil
+	}
+	return nil, errors.New("a public key pin is the SHA-256 of the certificate's SubjectPublicKeyInfo: 44 base64 characters or 64 hex digits")
+}

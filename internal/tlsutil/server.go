@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -103,6 +104,11 @@ func (r *CertReloader) Reload() (bool, error) {
 // Watch calls Reload every interval until ctx ends (a renewal tool
 // rewrites the files; sard picks them up without a restart).
 func (r *CertReloader) Watch(ctx context.Context, interval time.Duration) {
+	every(ctx, interval, func() { _, _ = r.Reload() }) // a failure is logged once by Reload
+}
+
+// every calls f every interval until ctx ends.
+func every(ctx context.Context, interval time.Duration, f func()) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -110,7 +116,80 @@ func (r *CertReloader) Watch(ctx context.Context, interval time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			_, _ = r.Reload() // a failure is logged once by Reload
+			f()
 		}
 	}
+}
+
+// CAReloader serves a pool of CAs from a PEM bundle file and loads it
+// again when its content changes (Reload, Watch): the client CAs of
+// mutual TLS, rotated without a restart. A bundle that does not load (no
+// certificate in it, a file that is gone) leaves the current pool in
+// place.
+type CAReloader struct {
+	file string
+	log  *slog.Logger
+	cur  atomic.Pointer[x509.CertPool]
+
+	mu      sync.Mutex // serializes Reload
+	loaded  [32]byte   // digest of the file behind cur
+	refused [32]byte   // digest of the last bundle that did not load (logged once)
+}
+
+// NewCAReloader loads the bundle once; it fails if that does not work.
+func NewCAReloader(file string, log *slog.Logger) (*CAReloader, error) {
+	r := &CAReloader{file: file, log: log}
+	if _, err := r.Reload(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Pool is the current pool. A new pool is made at each change, never an
+// old one modified, so a caller may keep what it got.
+func (r *CAReloader) Pool() *x509.CertPool { return r.cur.Load() }
+
+// Reload reads the file and, if it changed, loads it. It reports whether
+// the pool changed.
+func (r *CAReloader) Reload() (bool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	b, err := os.ReadFile(r.file)
+	if err != nil {
+		return false, fmt.Errorf("tls client ca: %w", err)
+	}
+	sum := sha256.Sum256(b)
+	if r.cur.Load() != nil && sum == r.loaded {
+		return false, nil
+	}
+	pool, subjects := x509.NewCertPool(), []string(nil)
+	for rest := b; ; {
+		var blk *pem.Block
+		if blk, rest = pem.Decode(rest); blk == nil {
+			break
+		}
+		c, perr := x509.ParseCertificate(blk.Bytes)
+		if blk.Type != "CERTIFICATE" || perr != nil {
+			continue
+		}
+		pool.AddCert(c)
+		subjects = append(subjects, c.Subject.String())
+	}
+	if len(subjects) == 0 {
+		err = fmt.Errorf("tls client ca %s: no PEM certificate in it", r.file)
+		if sum != r.refused && r.cur.Load() != nil {
+			r.refused = sum
+			r.log.Error("tls: the changed client CA bundle does not load; still trusting the previous one", "err", err)
+		}
+		return false, err
+	}
+	r.cur.Store(pool)
+	r.loaded = sum
+	r.log.Info("tls: client CA bundle loaded", "file", r.file, "subjects", subjects)
+	return true, nil
+}
+
+// Watch calls Reload every interval until ctx ends.
+func (r *CAReloader) Watch(ctx context.Context, interval time.Duration) {
+	every(ctx, interval, func() { _, _ = r.Reload() }) // a failure is logged once by Reload
 }

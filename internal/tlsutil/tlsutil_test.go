@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/pem"
 	"io"
 	"log/slog"
@@ -107,12 +109,11 @@ func TestUsesTLS(t *testing.T) {
 	}
 }
 
-// TestPin: a pinned certificate is accepted without a CA; another one is
-// refused, and so is a bad pin.
-func TestPin(t *testing.T) {
-	c, k, _ := NewSelfSigned([]string{"127.0.0.1"}, time.Hour)
-	other, _, _ := NewSelfSigned([]string{"127.0.0.1"}, time.Hour)
-	pair, err := tls.X509KeyPair(c, k)
+// serveTLS serves the pair on loopback (handshakes only) and returns a
+// function that makes a TLS handshake with it as cl says.
+func serveTLS(t *testing.T, certPEM, keyPEM []byte) func(cl Client) error {
+	t.Helper()
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +121,7 @@ func TestPin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
+	t.Cleanup(func() { _ = l.Close() })
 	go func() {
 		for {
 			conn, err := l.Accept()
@@ -131,7 +132,7 @@ func TestPin(t *testing.T) {
 			conn.Close()
 		}
 	}()
-	dial := func(cl Client) error {
+	return func(cl Client) error {
 		cfg, err := cl.Config(l.Addr().String())
 		if err != nil {
 			return err
@@ -142,6 +143,14 @@ func TestPin(t *testing.T) {
 		}
 		return err
 	}
+}
+
+// TestPin: a pinned certificate is accepted without a CA; another one is
+// refused, and so is a bad pin.
+func TestPin(t *testing.T) {
+	c, k, _ := NewSelfSigned([]string{"127.0.0.1"}, time.Hour)
+	other, _, _ := NewSelfSigned([]string{"127.0.0.1"}, time.Hour)
+	dial := serveTLS(t, c, k)
 	if err := dial(Client{Pin: Fingerprint(parsePEM(t, c))}); err != nil {
 		t.Errorf("the pinned certificate: %v", err)
 	}
@@ -192,5 +201,102 @@ func TestSelfSigned(t *testing.T) {
 	}
 	if !IsLoopback("[::1]:1") || IsLoopback(net.JoinHostPort("192.0.2.1", "1")) {
 		t.Error("IsLoopback")
+	}
+}
+
+// TestPublicKeyPinAndCABytes: a pinned public key, and a CA bundle given
+// as bytes, are each accepted for the server that matches and refused
+// for another.
+func TestPublicKeyPinAndCABytes(t *testing.T) {
+	c, k, _ := NewSelfSigned([]string{"127.0.0.1"}, time.Hour)
+	other, _, _ := NewSelfSigned([]string{"127.0.0.1"}, time.Hour)
+	dial := serveTLS(t, c, k)
+	leaf := parsePEM(t, c)
+	for _, pin := range []string{SPKIHash(leaf), "sha256/" + SPKIHash(leaf), hexOf(t, SPKIHash(leaf))} {
+		if err := dial(Client{SPKIPin: pin}); err != nil {
+			t.Errorf("the pinned public key as %q: %v", pin, err)
+		}
+	}
+	if err := dial(Client{SPKIPin: SPKIHash(parsePEM(t, other))}); err == nil || !strings.Contains(err.Error(), "public key") {
+		t.Errorf("another public key than the pinned one: %v", err)
+	}
+	if err := dial(Client{SPKIPin: "c2hvcnQ="}); err == nil {
+		t.Error("a short public key pin was accepted")
+	}
+	if err := dial(Client{CAPEM: c}); err != nil {
+		t.Errorf("the certificate as its own CA, as bytes: %v", err)
+	}
+	if err := dial(Client{CAPEM: other}); err == nil {
+		t.Error("a CA bundle of another certificate was accepted")
+	}
+	if err := dial(Client{CAPEM: []byte("not PEM")}); err == nil || !strings.Contains(err.Error(), "no PEM certificate") {
+		t.Errorf("a CA bundle without a certificate: %v", err)
+	}
+	if _, err := (Client{Insecure: true, SPKIPin: SPKIHash(leaf)}).UsesTLS("192.0.2.1:1"); err != ErrInsecureContradicts {
+		t.Errorf("insecure with a public key pin: %v, want ErrInsecureContradicts", err)
+	}
+}
+
+func hexOf(t *testing.T, b64 string) string {
+	t.Helper()
+	b, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// TestCAReloader: a changed bundle is picked up by Reload and by Watch;
+// one without a certificate leaves the current pool.
+func TestCAReloader(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "clients.pem")
+	c1, _, _ := NewSelfSigned([]string{"one.test"}, time.Hour)
+	c2, _, _ := NewSelfSigned([]string{"two.test"}, time.Hour)
+	write(t, f, c1)
+	r, err := NewCAReloader(f, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	trusts := func(c []byte) bool {
+		_, err := parsePEM(t, c).Verify(x509.VerifyOptions{Roots: r.Pool(), DNSName: parsePEM(t, c).DNSNames[0]})
+		return err == nil
+	}
+	if !trusts(c1) || trusts(c2) {
+		t.Fatalf("the first bundle: trusts one %v, two %v; want true, false", trusts(c1), trusts(c2))
+	}
+	write(t, f, c2)
+	if changed, err := r.Reload(); !changed || err != nil {
+		t.Fatalf("Reload after a change: %v, %v", changed, err)
+	}
+	if trusts(c1) || !trusts(c2) {
+		t.Errorf("after the reload: trusts one %v, two %v; want false, true", trusts(c1), trusts(c2))
+	}
+	if changed, err := r.Reload(); changed || err != nil {
+		t.Errorf("Reload without a change: %v, %v", changed, err)
+	}
+	write(t, f, []byte("half a bundle"))
+	if _, err := r.Reload(); err == nil {
+		t.Error("a bundle without a certificate loaded")
+	}
+	if !trusts(c2) {
+		t.Error("after a bad bundle the pool changed")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go r.Watch(ctx, 20*time.Millisecond)
+	write(t, f, append(append([]byte{}, c1...), c2...))
+	deadline := time.Now().Add(5 * time.Second)
+	for !trusts(c1) {
+		if time.Now().After(deadline) {
+			t.Fatal("Watch did not load the changed bundle")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !trusts(c2) {
+		t.Error("the bundle of both does not trust two")
+	}
+	if _, err := NewCAReloader(filepath.Join(dir, "missing.pem"), quiet()); err == nil {
+		t.Error("NewCAReloader of a missing file: no error")
 	}
 }

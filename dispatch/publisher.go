@@ -67,8 +67,20 @@ func New(nc *nats.Conn, opts ...Option) (*Bus, error) {
 func (b *Bus) Conn() *nats.Conn { return b.nc }
 
 // EnsureStream creates or updates the SAR_EVENTS stream. The duplicate
-// window is long so that the outbox relay's re-publishes are dropped.
+// window is long so that the outbox relay's re-publishes are dropped. The
+// stream's replicas are raised to the configured count, never lowered: a
+// replica started with a smaller count (a default left in place) must not
+// take the copies the others rely on.
 func (b *Bus) EnsureStream(ctx context.Context) error {
+	replicas := b.replicas
+	if s, err := b.js.Stream(ctx, StreamName); err == nil {
+		if have := s.CachedInfo().Config.Replicas; have > replicas {
+			b.log.Warn("SAR_EVENTS keeps more copies than configured: left as it is", "stream_replicas", have, "configured", replicas)
+			replicas = have
+		}
+	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("dispatch: look up stream %s: %w", StreamName, err)
+	}
 	_, err := b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        StreamName,
 		Description: "sar.v1 incident lifecycle and participant events",
@@ -77,7 +89,7 @@ func (b *Bus) EnsureStream(ctx context.Context) error {
 		Retention:   jetstream.LimitsPolicy,
 		MaxAge:      b.streamAge,
 		Duplicates:  time.Hour,
-		Replicas:    b.replicas,
+		Replicas:    replicas,
 	})
 	if err != nil {
 		return fmt.Errorf("dispatch: ensure stream %s: %w", StreamName, err)

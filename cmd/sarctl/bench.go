@@ -9,6 +9,7 @@ import (
 	"math"
 	mrand "math/rand/v2"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,6 +35,7 @@ type benchIngestCmd struct {
 	Rate     float64       `default:"0" help:"Target total fixes per second over all devices, paced by a ticker per device (ticks are skipped, not queued, when the server falls behind); 0 sends as fast as acknowledgements allow."`
 	Inflight int           `default:"1" help:"Unacknowledged batches allowed per stream."`
 	Conns    int           `default:"0" help:"gRPC connections the devices share; 0 gives each device its own connection, like real phones."`
+	Addrs    []string      `name:"addrs" env:"SAR_BENCH_ADDRS" sep:"," placeholder:"ADDR,..." help:"gRPC addresses of several sard replicas (of one Redis and NATS), comma-separated: devices and their connections are spread over them round-robin; setup and the watcher use the first. Default: --addr alone. Give --metrics-url one page per replica to read their CPU."`
 	RedisURL string        `name:"redis-url" env:"SAR_BENCH_REDIS_URL" help:"Redis the server writes to. If given, also measure the floor: the same fixes written straight to Redis by as many goroutines, in one pipeline per batch of the commands the server's ingest script writes (no Lua, validation, gRPC or NATS), under keys 'bench:{<run>}:*' that are deleted afterwards."`
 	JSON     bool          `name:"json" help:"Print the result as one JSON object on the last line of stdout."`
 	Keep     bool          `help:"Leave the bench incident open (by default it is closed as a false alarm after the run)."`
@@ -42,7 +44,7 @@ type benchIngestCmd struct {
 	HTTPAddr string        `name:"http-addr" env:"SAR_HTTP_ADDR" default:"127.0.0.1:8080" help:"sard's HTTP address (its --http-addr): the default --metrics-url is http(s)://<http-addr>/metrics (https unless loopback, as for --addr)."`
 	// MetricsURL, when given, must answer; the default derived from
 	// HTTPAddr may not (then the CPU cost is reported as not read).
-	MetricsURL string `name:"metrics-url" env:"SAR_BENCH_METRICS_URL" help:"sard's Prometheus page: its process_cpu_seconds_total is read before and after the run, for cpu_us_per_fix (sard's CPU microseconds per stored fix). Default: derived from --http-addr."`
+	MetricsURL string `name:"metrics-url" env:"SAR_BENCH_METRICS_URL" help:"sard's Prometheus page: its process_cpu_seconds_total is read before and after the run, for cpu_us_per_fix (sard's CPU microseconds per stored fix). With --addrs, one page per replica, comma-separated: their CPU is summed. Default: derived from --http-addr (one sard only)."`
 }
 
 func (c *benchIngestCmd) Run(ctx context.Context, g *Globals, w io.Writer) error {
@@ -51,14 +53,16 @@ func (c *benchIngestCmd) Run(ctx context.Context, g *Globals, w io.Writer) error
 		log = io.Discard
 	}
 	metrics, required := c.MetricsURL, c.MetricsURL != ""
-	if metrics == "" {
+	if metrics == "" && len(c.Addrs) > 1 {
+		fmt.Fprintln(log, "bench: several --addrs and no --metrics-url: sard's CPU is not read (give one /metrics page per replica)")
+	} else if metrics == "" {
 		scheme, err := g.Client().Scheme(c.HTTPAddr)
 		if err != nil {
 			return fmt.Errorf("bench: --http-addr: %w", err)
 		}
 		metrics = scheme + "://" + c.HTTPAddr + "/metrics"
 	}
-	res, err := runBench(ctx, benchOptions{Addr: g.Addr, Token: g.Token, TLS: g.Client(), Devices: c.Devices, Batch: c.Batch,
+	res, err := runBench(ctx, benchOptions{Addr: g.Addr, Addrs: c.Addrs, Token: g.Token, TLS: g.Client(), Devices: c.Devices, Batch: c.Batch,
 		Duration: c.Duration, Rate: c.Rate, Inflight: c.Inflight, Conns: c.Conns, RedisURL: c.RedisURL, Keep: c.Keep, Plan: c.Plan, Log: log,
 		MetricsURL: metrics, MetricsRequired: required})
 	if err != nil {
@@ -76,6 +80,7 @@ func (c *benchIngestCmd) Run(ctx context.Context, g *Globals, w io.Writer) error
 // benchOptions configures one bench run.
 type benchOptions struct {
 	Addr, Token string
+	Addrs       []string // several replicas: devices spread round-robin (setup on the first); empty: Addr
 	TLS         tlsutil.Client
 	Devices     int
 	Batch       int
@@ -87,8 +92,9 @@ type benchOptions struct {
 	Keep        bool
 	Plan        bool      // seed a search grid first
 	Log         io.Writer // setup and progress lines
-	// MetricsURL is sard's /metrics ("": CPU not measured); with
-	// MetricsRequired a failed read fails the run, else it is logged.
+	// MetricsURL is sard's /metrics, or comma-separated those of the
+	// replicas, summed ("": CPU not measured); with MetricsRequired a
+	// failed read fails the run, else it is logged.
 	MetricsURL      string
 	MetricsRequired bool
 }
@@ -109,6 +115,13 @@ func (o benchOptions) check() error {
 		return errors.New("bench: --inflight must be from 1 to 1000")
 	case o.Conns < 0:
 		return errors.New("bench: --conns must be 0 or more")
+	case o.Conns > 0 && o.Conns < len(o.Addrs):
+		return errors.New("bench: --conns must be at least the number of --addrs, so that every replica gets devices")
+	}
+	for _, a := range o.Addrs {
+		if strings.TrimSpace(a) == "" {
+			return errors.New("bench: --addrs has an empty address")
+		}
 	}
 	return nil
 }
@@ -120,6 +133,7 @@ type benchResult struct {
 	Batch          int      `json:"batch"`
 	Inflight       int      `json:"inflight"`
 	Conns          int      `json:"conns"`
+	Replicas       int      `json:"replicas"` // sard addresses the devices were spread over
 	RateTarget     float64  `json:"rate_target"`
 	DurationS      float64  `json:"duration_s"` // from the first send to the last device's end of stream
 	Sent           int64    `json:"sent"`       // fixes sent
@@ -212,6 +226,11 @@ func runBench(ctx context.Context, o benchOptions) (*benchResult, error) {
 		o.Log = io.Discard
 	}
 	runID := newRunID()
+	if len(o.Addrs) > 0 {
+		o.Addr = o.Addrs[0] // setup and the watcher
+	} else {
+		o.Addrs = []string{o.Addr}
+	}
 	r := &benchRun{o: o, byID: map[string]*benchDevice{}, stop: make(chan struct{})}
 	if o.Rate > 0 {
 		r.interval = time.Duration(float64(o.Devices*o.Batch) / o.Rate * float64(time.Second))
@@ -271,8 +290,8 @@ func runBench(ctx context.Context, o benchOptions) (*benchResult, error) {
 			}
 		}
 	}()
-	for i := range conns {
-		if conns[i], err = dial(o.TLS, o.Addr); err != nil {
+	for i := range conns { // round-robin over the replicas
+		if conns[i], err = dial(o.TLS, o.Addrs[i%len(o.Addrs)]); err != nil {
 			return nil, err
 		}
 	}
@@ -326,8 +345,8 @@ func runBench(ctx context.Context, o benchOptions) (*benchResult, error) {
 	if o.Rate > 0 {
 		pace = fmt.Sprintf("paced at %.0f fixes/s (one batch per device every %v)", o.Rate, r.interval)
 	}
-	r.logf("bench %s: incident %s: %d devices x batches of %d, inflight %d, %d connections, %v, %s",
-		runID, r.incident, o.Devices, o.Batch, o.Inflight, nconn, o.Duration, pace)
+	r.logf("bench %s: incident %s: %d devices x batches of %d, inflight %d, %d connections to %d sard, %v, %s",
+		runID, r.incident, o.Devices, o.Batch, o.Inflight, nconn, len(o.Addrs), o.Duration, pace)
 
 	cpu0, cpuRead, err := r.sardCPU(ctx)
 	if err != nil && o.MetricsRequired {
@@ -390,26 +409,32 @@ func runBench(ctx context.Context, o benchOptions) (*benchResult, error) {
 	return res, nil
 }
 
-// sardCPU reads sard's process_cpu_seconds_total from o.MetricsURL; ok
-// is false (and err says why, also logged) when it was not read.
+// sardCPU reads sard's process_cpu_seconds_total from o.MetricsURL (the
+// sum over the replicas' pages when it names several); ok is false (and
+// err says why, also logged) when it was not read from every page.
 func (r *benchRun) sardCPU(ctx context.Context) (v float64, ok bool, err error) {
 	if r.o.MetricsURL == "" {
 		return 0, false, nil
 	}
-	m, err := scrapeMetrics(ctx, r.o.MetricsURL, metricCPU)
-	if err == nil {
-		if v, ok := m[metricCPU]; ok {
-			return v, true, nil
+	for url := range strings.SplitSeq(r.o.MetricsURL, ",") {
+		url = strings.TrimSpace(url)
+		m, err := scrapeMetrics(ctx, url, metricCPU)
+		if err == nil {
+			if one, ok := m[metricCPU]; ok {
+				v += one
+				continue
+			}
+			err = fmt.Errorf("no %s on the page", metricCPU)
 		}
-		err = fmt.Errorf("no %s on the page", metricCPU)
+		r.logf("bench: sard's CPU time not read from %s: %v", url, err)
+		return 0, false, err
 	}
-	r.logf("bench: sard's CPU time not read from %s: %v", r.o.MetricsURL, err)
-	return 0, false, err
+	return v, true, nil
 }
 
 func (r *benchRun) result(elapsed time.Duration, storedBatches int64, nconn int) *benchResult {
 	res := &benchResult{IncidentID: r.incident, Devices: r.o.Devices, Batch: r.o.Batch, Inflight: r.o.Inflight,
-		Conns: nconn, RateTarget: r.o.Rate, DurationS: round3(elapsed.Seconds()),
+		Conns: nconn, Replicas: len(r.o.Addrs), RateTarget: r.o.Rate, DurationS: round3(elapsed.Seconds()),
 		Sent: r.sent.Load(), Stored: r.stored.Load(), Batches: r.batches.Load(), AckedBatches: r.acked.Load(),
 		Rejected: r.rejected.Load(), Duplicates: r.duplicates.Load(), Problems: r.problems.Load(),
 		StreamErrors: r.failures.Load(), Unacked: r.unacked.Load(), LatencySamples: len(r.latMs),
@@ -627,8 +652,8 @@ func (res *benchResult) write(w io.Writer, asJSON bool) error {
 	if res.RateTarget > 0 {
 		pace = fmt.Sprintf("target %.0f fixes/s", res.RateTarget)
 	}
-	fmt.Fprintf(w, "bench ingest: %d devices x batches of %d, inflight %d, %d connections, %.1f s, %s (incident %s)\n",
-		res.Devices, res.Batch, res.Inflight, res.Conns, res.DurationS, pace, res.IncidentID)
+	fmt.Fprintf(w, "bench ingest: %d devices x batches of %d, inflight %d, %d connections to %d sard, %.1f s, %s (incident %s)\n",
+		res.Devices, res.Batch, res.Inflight, res.Conns, res.Replicas, res.DurationS, pace, res.IncidentID)
 	fmt.Fprintf(w, "  sent        %d fixes in %d batches; %d batches acknowledged\n", res.Sent, res.Batches, res.AckedBatches)
 	fmt.Fprintf(w, "  stored      %d fixes: %.0f fixes/s\n", res.Stored, res.FixesPerS)
 	fmt.Fprintf(w, "  ingest->event latency (%d events): p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  max %.2f ms; %d stored batches without an event\n",

@@ -33,6 +33,7 @@ type CLI struct {
 	NATSSeed     string           `name:"nats-nkey-seed-file" env:"SAR_NATS_NKEY_SEED_FILE" help:"File with sard's own NATS nkey seed (the _sard.nk of 'sarctl nats-auth'). With --nats-url: when the NATS server has the generated users. Embedded mode with --nats-auth: default _sard.nk next to that file."`
 	NATSAuth     string           `name:"nats-auth" env:"SAR_NATS_AUTH" help:"Embedded mode only: nats-server authorization file from 'sarctl nats-auth' (nkey users of the agencies and of sard); the embedded NATS server admits only these users."`
 	NATSListen   string           `name:"nats-listen" env:"SAR_NATS_LISTEN" help:"Embedded mode only: address the embedded NATS server listens on for agencies' systems, e.g. 0.0.0.0:4222 (needs --nats-auth unless on loopback). Default: a private loopback port."`
+	NATSReplicas int              `name:"nats-replicas" env:"SAR_NATS_REPLICAS" default:"1" help:"Copies of the SAR_EVENTS JetStream stream on a NATS cluster (1-5): 3 on a cluster of 3 nodes, so that a lost node loses no event. Raised on an existing stream, never lowered. Embedded mode: 1."`
 	DataDir      string           `name:"data-dir" env:"SAR_DATA_DIR" default:"data" help:"Directory for the embedded backends' data (NATS JetStream store, Redis append-only file)."`
 	AdminToken   string           `name:"admin-token" env:"SAR_ADMIN_TOKEN" help:"Bootstrap admin bearer token (make one with 'sarctl token'); installed at every start. Embedded mode makes one if empty."`
 	Resolution   int              `name:"resolution" env:"SAR_RESOLUTION" default:"9" help:"Default H3 resolution of search cells (about 0.1 km² at 9); incidents may choose 5-12."`
@@ -86,6 +87,7 @@ func run(cli CLI) error {
 	cfg.GRPCAddr, cfg.HTTPAddr, cfg.RedisURL, cfg.RedisCluster = cli.GRPCAddr, cli.HTTPAddr, cli.RedisURL, cli.RedisCluster
 	cfg.NATSURL, cfg.DataDir, cfg.AdminToken = cli.NATSURL, cli.DataDir, cli.AdminToken
 	cfg.NATSSeedFile, cfg.NATSAuthFile, cfg.NATSListen = cli.NATSSeed, cli.NATSAuth, cli.NATSListen
+	cfg.NATSReplicas = cli.NATSReplicas
 	cfg.Resolution, cfg.TrackMax, cfg.Retention = cli.Resolution, cli.TrackMax, cli.Retention
 	cfg.RateLimit, cfg.RateBurst, cfg.ShutdownTimeout = cli.RateLimit, cli.RateBurst, cli.Shutdown
 	cfg.EscalationInterval, cfg.MinAnswerWithin = cli.Escalation, cli.MinAnswer

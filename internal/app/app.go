@@ -40,6 +40,10 @@ type Config struct {
 	NATSSeedFile string // sard's nkey seed for its NATS connection
 	NATSAuthFile string // embedded mode: nkey users for the embedded NATS server
 	NATSListen   string // embedded mode: client address of the embedded NATS server
+	// NATSReplicas is how many NATS nodes keep a copy of the SAR_EVENTS
+	// stream (JetStream R1, R3 or R5): 3 on a NATS cluster of 3 or more
+	// nodes, so that losing a node loses no event. 1 in embedded mode.
+	NATSReplicas int
 	DataDir      string
 	AdminToken   string
 	Resolution   int
@@ -86,7 +90,7 @@ type Config struct {
 func Defaults() Config {
 	return Config{GRPCAddr: "127.0.0.1:50051", HTTPAddr: "127.0.0.1:8080", DataDir: "data",
 		Resolution: 9, TrackMax: 5000, Retention: 30 * 24 * time.Hour, RateLimit: 50, RateBurst: 100,
-		ShutdownTimeout: 20 * time.Second, RelayInterval: 2 * time.Second, EscalationInterval: time.Second, MinAnswerWithin: 30 * time.Second,
+		NATSReplicas: 1, ShutdownTimeout: 20 * time.Second, RelayInterval: 2 * time.Second, EscalationInterval: time.Second, MinAnswerWithin: 30 * time.Second,
 		EmbeddedJurisdiction: "local"}
 }
 
@@ -221,9 +225,14 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	}
 	st := store.New(a.Redis, sopts...)
 	a.Store = st
-	bus, err := dispatch.New(a.NATS, dispatch.WithStreamMaxAge(cfg.Retention), dispatch.WithOutbox(st), dispatch.WithLogger(log))
+	bus, err := dispatch.New(a.NATS, dispatch.WithStreamMaxAge(cfg.Retention), dispatch.WithOutbox(st), dispatch.WithLogger(log),
+		dispatch.WithReplicas(cfg.NATSReplicas))
 	if err != nil {
 		return nil, err
+	}
+	if cluster := a.NATS.ConnectedClusterName(); cluster != "" && cfg.NATSReplicas == 1 {
+		log.Warn("NATS is a cluster but SAR_EVENTS keeps one copy: the events on a node that is lost are lost with it; set --nats-replicas 3",
+			"nats_cluster", cluster)
 	}
 	if err := retry(ctx, "jetstream", log, func() error { return bus.EnsureStream(ctx) }); err != nil {
 		return nil, err

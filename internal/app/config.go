@@ -66,6 +66,12 @@ func (c Config) Check() error {
 			}
 		}
 	}
+	switch {
+	case c.NATSReplicas < 1 || c.NATSReplicas > 5:
+		bad("nats-replicas", c.NATSReplicas, "must be from 1 to 5 (JetStream's limit; 3 on a NATS cluster of 3 nodes)")
+	case c.NATSReplicas > 1 && c.NATSURL == "":
+		bad("nats-replicas", c.NATSReplicas, "the embedded NATS server is one node: replicas need --nats-url of a NATS cluster")
+	}
 	if c.RedisURL == "" && strings.TrimSpace(c.DataDir) == "" {
 		bad("data-dir", strconv.Quote(c.DataDir), "embedded mode keeps its data there: name a directory")
 	}

@@ -30,6 +30,9 @@ func TestConfigCheckedAtStart(t *testing.T) {
 		{"--redis-url", func(c *Config) { c.RedisURL, c.NATSURL = "redis://:s3cret@host:6379/notadb", "nats://host:4222" }},
 		{"--nats-url", func(c *Config) { c.RedisURL, c.NATSURL = "redis://host:6379", "nats://a:4222,host-without-scheme" }},
 		{"--nats-url", func(c *Config) { c.RedisURL, c.NATSURL = "redis://host:6379", "http://host:4222" }},
+		{"--nats-replicas", func(c *Config) { c.NATSReplicas = 0 }},
+		{"--nats-replicas", func(c *Config) { c.NATSReplicas = 6 }},
+		{"--nats-replicas", func(c *Config) { c.NATSReplicas = 3 }}, // embedded: one node
 		{"--resolution", func(c *Config) { c.Resolution = 13 }},
 		{"--track-max", func(c *Config) { c.TrackMax = 0 }},
 		{"--retention", func(c *Config) { c.Retention = 0 }},

@@ -29,6 +29,8 @@ type CLI struct {
 	RedisURL     string           `name:"redis-url" env:"SAR_REDIS_URL" help:"Redis URL, e.g. redis://:password@host:6379/0. Empty: start an embedded Redis (redis-server child process, or in-process miniredis if redis-server is not on the PATH)."`
 	RedisCluster bool             `name:"redis-cluster" env:"SAR_REDIS_CLUSTER" help:"Treat --redis-url as a Redis Cluster seed list: redis://host1:6379?addr=host2:6379&addr=host3:6379."`
 	RedisPipe    bool             `name:"redis-autopipeline" env:"SAR_REDIS_AUTOPIPELINE" help:"Send devices' batches to Redis through go-redis's automatic pipelining (concurrent batches share round trips; experimental in go-redis, see docs/bench.md)."`
+	RedisWait    int              `name:"redis-wait-replicas" env:"SAR_REDIS_WAIT_REPLICAS" default:"0" help:"Acknowledge a batch only once this many replicas of its Redis master hold it (Redis WAIT, in the batch's round trip): no acknowledged fix is lost when a master fails over. 0: do not wait."`
+	RedisWaitFor time.Duration    `name:"redis-wait-timeout" env:"SAR_REDIS_WAIT_TIMEOUT" default:"500ms" help:"How long a batch waits for --redis-wait-replicas before it is refused as unavailable (the device resends it)."`
 	NATSURL      string           `name:"nats-url" env:"SAR_NATS_URL" help:"NATS URL(s), comma-separated, e.g. nats://host:4222. JetStream must be enabled. Empty: start an embedded NATS server with JetStream."`
 	NATSSeed     string           `name:"nats-nkey-seed-file" env:"SAR_NATS_NKEY_SEED_FILE" help:"File with sard's own NATS nkey seed (the _sard.nk of 'sarctl nats-auth'). With --nats-url: when the NATS server has the generated users. Embedded mode with --nats-auth: default _sard.nk next to that file."`
 	NATSAuth     string           `name:"nats-auth" env:"SAR_NATS_AUTH" help:"Embedded mode only: nats-server authorization file from 'sarctl nats-auth' (nkey users of the agencies and of sard); the embedded NATS server admits only these users."`
@@ -94,6 +96,7 @@ func run(cli CLI) error {
 	cfg.PublicURL, cfg.LinkRateLimit, cfg.LinkRateBurst, cfg.AddrRateLimit, cfg.AddrRateBurst = cli.PublicURL, cli.LinkRate, cli.LinkBurst, cli.AddrRate, cli.AddrBurst
 	cfg.Transport, cfg.BackendSecurity = cli.transport(), cli.security()
 	cfg.RedisAutoPipeline = cli.RedisPipe
+	cfg.RedisWaitReplicas, cfg.RedisWaitTimeout = cli.RedisWait, cli.RedisWaitFor
 	stopDebug, err := serveDebug(cli.DebugAddr, log)
 	if err != nil {
 		return err

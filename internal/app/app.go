@@ -71,6 +71,11 @@ type Config struct {
 	// RedisAutoPipeline sends the ingest script through go-redis's
 	// automatic pipelining (experimental in the library).
 	RedisAutoPipeline bool
+	// RedisWaitReplicas, if above 0, acknowledges a batch only once that
+	// many replicas of its Redis master hold it, waiting at most
+	// RedisWaitTimeout (WAIT; see store.WithWaitReplicas).
+	RedisWaitReplicas int
+	RedisWaitTimeout  time.Duration
 	// SearchWorkSweep is how often this replica looks for search work
 	// that no replica progressed on for SearchWorkStale (its replica died)
 	// and does it (5 s and 15 s).
@@ -215,7 +220,11 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	}
 	a.closers = append(a.closers, func() { _ = a.NATS.Drain() })
 	sopts := []store.Option{store.WithTrackMax(cfg.TrackMax), store.WithRetention(cfg.Retention)}
-	if cfg.RedisAutoPipeline {
+	if cfg.RedisWaitReplicas > 0 {
+		sopts = append(sopts, store.WithWaitReplicas(cfg.RedisWaitReplicas, cfg.RedisWaitTimeout))
+		log.Info("batches are acknowledged once Redis replicas hold them", "redis_wait_replicas", cfg.RedisWaitReplicas,
+			"redis_wait_timeout", cfg.RedisWaitTimeout.String())
+	} else if cfg.RedisAutoPipeline {
 		ap, err := autoPipeline(a.Redis)
 		if err != nil {
 			return nil, err

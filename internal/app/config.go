@@ -117,6 +117,20 @@ func (c Config) Check() error {
 	positive("shutdown-timeout", c.ShutdownTimeout)
 	positive("escalation-interval", c.EscalationInterval)
 	positive("min-answer-within", c.MinAnswerWithin)
+	if c.RedisWaitReplicas < 0 || c.RedisWaitReplicas > 16 {
+		bad("redis-wait-replicas", c.RedisWaitReplicas, "must be 0 (do not wait) to 16")
+	}
+	if c.RedisWaitReplicas > 0 {
+		if c.RedisURL == "" {
+			bad("redis-wait-replicas", c.RedisWaitReplicas, "needs --redis-url: the embedded Redis has no replicas")
+		}
+		if c.RedisWaitTimeout <= 0 || c.RedisWaitTimeout > 2*time.Second {
+			bad("redis-wait-timeout", c.RedisWaitTimeout, "must be above 0 and at most 2s (a device waits for its ack meanwhile)")
+		}
+		if c.RedisAutoPipeline {
+			bad("redis-autopipeline", true, "cannot be used with --redis-wait-replicas (WAIT holds its connection)")
+		}
+	}
 	if c.RelayInterval < 0 || c.WatchRecheck < 0 || c.CredentialCache < 0 {
 		errs = append(errs, errors.New("relay interval, watch re-check and credential cache must not be negative"))
 	}

@@ -131,6 +131,9 @@ func (s *Service) Ingest(ctx context.Context, p *sarv1.Principal, b *sarv1.FixBa
 		if sar.KindOf(err) == sar.KindFailedPrecondition {
 			s.incs.del(inc.GetId()) // closed: drop the cached copy
 		}
+		if res.Queued { // stored but not confirmed (replicas): the device resends, the work is queued
+			s.work.kick(inc.GetId())
+		}
 		return nil, err
 	}
 	ack = &sarv1.FixAck{IncidentId: inc.GetId(), DeviceId: b.GetDeviceId(), BatchId: b.GetBatchId(),

@@ -43,11 +43,64 @@ func (s *Store) Ingest(ctx context.Context, a sar.IngestArgs) (sar.IngestResult,
 		args = append(args, seq, f.TimeMs, f.Fix.GetCell(), pb)
 	}
 	args = append(args, sar.MaxSkip, mark, a.NowMs)
+	if s.waitReplicas > 0 {
+		return s.ingestReplicated(ctx, keys, args)
+	}
 	res, err := ingestScript.Run(ctx, s.ingest, keys, args...).Result()
 	if err != nil {
 		return sar.IngestResult{}, fail(err, "incident")
 	}
 	return ingestReply(res)
+}
+
+// ingestReplicated runs the ingest script and WAIT in one pipeline on one
+// connection to the incident's master (see WithWaitReplicas). A batch the
+// script stored but fewer than waitReplicas replicas acknowledged in time
+// returns its result with an Unavailable error, so that the caller can
+// still start its search work.
+func (s *Store) ingestReplicated(ctx context.Context, keys []string, args []any) (sar.IngestResult, error) {
+	var c *redis.Client
+	switch r := s.rdb.(type) {
+	case *redis.Client:
+		c = r
+	case *redis.ClusterClient:
+		var err error
+		if c, err = r.MasterForKey(ctx, keys[0]); err != nil {
+			return sar.IngestResult{}, fail(err, "incident")
+		}
+	default:
+		return sar.IngestResult{}, sar.Errorf(sar.KindInternal, "waiting for Redis replicas needs a Redis client, not %T", s.rdb)
+	}
+	run := func() (ev, wait *redis.Cmd, err error) {
+		_, err = c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			ev = ingestScript.EvalSha(ctx, p, keys, args...)
+			wait = p.Do(ctx, "wait", s.waitReplicas, s.waitTimeout.Milliseconds())
+			return nil
+		})
+		return ev, wait, err
+	}
+	ev, wait, err := run()
+	if err != nil && redis.HasErrorPrefix(ev.Err(), "NOSCRIPT") { // Redis restarted without its scripts
+		if err := ingestScript.Load(ctx, c).Err(); err != nil {
+			return sar.IngestResult{}, fail(err, "incident")
+		}
+		ev, wait, err = run()
+	}
+	if ev.Err() != nil {
+		return sar.IngestResult{}, fail(ev.Err(), "incident")
+	}
+	out, rerr := ingestReply(ev.Val())
+	if rerr != nil {
+		return sar.IngestResult{}, rerr
+	}
+	if err != nil && wait.Err() != nil {
+		return out, sar.Wrap(sar.KindUnavailable, wait.Err(), "the batch's copy to the Redis replicas could not be confirmed; resend it")
+	}
+	if n, _ := wait.Int64(); n < int64(s.waitReplicas) {
+		return out, sar.Errorf(sar.KindUnavailable,
+			"the batch is stored but only %d of %d Redis replicas confirmed it within %v; resend it", n, s.waitReplicas, s.waitTimeout)
+	}
+	return out, nil
 }
 
 // ingestReply reads the ingest script's reply (see lua/ingest.lua).

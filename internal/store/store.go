@@ -19,6 +19,10 @@ type Store struct {
 	// ingest runs the ingest script: rdb, or an automatic pipeliner of
 	// rdb (WithAutoPipeline) that coalesces concurrent batches.
 	ingest redis.Scripter
+	// waitReplicas, if above 0, is how many replicas must hold a batch
+	// before it is acknowledged (WithWaitReplicas).
+	waitReplicas int
+	waitTimeout  time.Duration
 
 	// betweenCoverageSteps, if set (tests), runs in AddCoverage between
 	// the cells' increments and the total's update.
@@ -44,6 +48,19 @@ func WithRetention(d time.Duration) Option { return func(s *Store) { s.retention
 // unless --redis-autopipeline is given. The pipeliner is closed with the
 // client.
 func WithAutoPipeline(ap redis.Scripter) Option { return func(s *Store) { s.ingest = ap } }
+
+// WithWaitReplicas makes every batch wait, before it is acknowledged, until
+// n replicas of its Redis master hold it (Redis's WAIT, sent in the same
+// round trip as the ingest script, on the same connection), for at most
+// timeout. Redis replicates asynchronously: without it, a batch
+// acknowledged just before its master fails can be missing on the replica
+// that takes over. A batch not copied in time is refused as Unavailable
+// (it is stored on the master): the device resends it, and the resend is
+// acknowledged once the copies exist (its fixes as duplicates). It turns
+// automatic pipelining off for ingest (WAIT holds the connection).
+func WithWaitReplicas(n int, timeout time.Duration) Option {
+	return func(s *Store) { s.waitReplicas, s.waitTimeout = n, timeout }
+}
 
 // New returns a Store on rdb.
 func New(rdb redis.UniversalClient, opts ...Option) *Store {

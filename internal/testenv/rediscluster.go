@@ -1,7 +1,10 @@
 package testenv
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -21,20 +24,76 @@ const (
 type RedisCluster struct {
 	tb    testing.TB
 	nodes []*Redis
+	tls   bool
+}
+
+// RedisTLS names the PEM files of a TLS-only Redis: its certificate and
+// key, and the CA bundle that signed them. The certificate must name
+// 127.0.0.1 and, since cluster nodes present it to each other as client
+// certificates on the bus, allow both server and client authentication
+// (extended key usages serverAuth and clientAuth).
+type RedisTLS struct {
+	CertFile, KeyFile, CAFile string
+}
+
+// ClusterOption configures StartRedisCluster.
+type ClusterOption func(*clusterConfig)
+
+type clusterConfig struct {
+	tls            *RedisTLS
+	user, password string
+}
+
+// WithClusterTLS runs every node TLS only (--port 0 --tls-port N
+// --tls-cluster yes --tls-replication yes): clients, the cluster bus and
+// replication all speak TLS, and the nodes announce their TLS ports. URL
+// then starts with rediss://.
+func WithClusterTLS(files RedisTLS) ClusterOption {
+	return func(c *clusterConfig) { c.tls = &files }
+}
+
+// WithClusterACL makes user, with password, the nodes' only user, allowed
+// every command and key; the default user is off, so a client that does
+// not log in as user is refused. The password is not part of URL.
+func WithClusterACL(user, password string) ClusterOption {
+	return func(c *clusterConfig) { c.user, c.password = user, password }
 }
 
 // StartRedisCluster starts a Redis Cluster of masters nodes (3 if masters
 // is 0 or less), gives each an even share of the 16384 slots, joins them and
 // waits until every node reports cluster_state:ok and sees the same slot
 // map. The nodes are stopped when the test ends.
-func StartRedisCluster(tb testing.TB, masters int) *RedisCluster {
+func StartRedisCluster(tb testing.TB, masters int, opts ...ClusterOption) *RedisCluster {
 	tb.Helper()
 	if masters <= 0 {
 		masters = 3
 	}
-	c := &RedisCluster{tb: tb}
+	var cfg clusterConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
+	var (
+		args []string
+		resp respClient
+	)
+	if cfg.tls != nil {
+		pem, err := os.ReadFile(cfg.tls.CAFile)
+		if err != nil {
+			tb.Fatalf("testenv: redis cluster CA file: %v", err)
+		}
+		roots := x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			tb.Fatalf("testenv: redis cluster CA file %s: no PEM certificate", cfg.tls.CAFile)
+		}
+		resp.tls = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	}
+	if cfg.user != "" {
+		args = append(args, "--user", "default", "off", "--user", cfg.user, "on", ">"+cfg.password, "~*", "&*", "+@all")
+		resp.user, resp.password = cfg.user, cfg.password
+	}
+	c := &RedisCluster{tb: tb, tls: cfg.tls != nil}
 	for range masters {
-		c.nodes = append(c.nodes, newRedis(tb, nil, true))
+		c.nodes = append(c.nodes, newRedis(tb, args, true, cfg.tls, resp))
 	}
 	if err := c.form(); err != nil {
 		for _, n := range c.nodes {
@@ -57,11 +116,16 @@ func (c *RedisCluster) Addrs() []string {
 
 // URL returns the cluster's URL as go-redis's redis.ParseClusterURL reads
 // it: the first node as host and the others as addr parameters, such as
-// "redis://127.0.0.1:40123?addr=127.0.0.1:40125&addr=127.0.0.1:40127".
+// "redis://127.0.0.1:40123?addr=127.0.0.1:40125&addr=127.0.0.1:40127"
+// (rediss:// with WithClusterTLS).
 func (c *RedisCluster) URL() string {
 	addrs := c.Addrs()
 	var b strings.Builder
-	b.WriteString("redis://" + addrs[0])
+	if c.tls {
+		b.WriteString("rediss://" + addrs[0])
+	} else {
+		b.WriteString("redis://" + addrs[0])
+	}
 	for i, a := range addrs[1:] {
 		if i == 0 {
 			b.WriteString("?addr=" + a)
@@ -91,12 +155,12 @@ func (c *RedisCluster) form() error {
 	n := len(c.nodes)
 	want := make(map[string]clusterNode, n) // by node id
 	for i, node := range c.nodes {
-		id, err := respString(node.Addr(), timeout, "CLUSTER", "MYID")
+		id, err := node.resp.str(node.Addr(), timeout, "CLUSTER", "MYID")
 		if err != nil {
 			return fmt.Errorf("CLUSTER MYID on %s: %w", node.Addr(), err)
 		}
 		first, last := slotRange(i, n)
-		if _, err := respDo(node.Addr(), timeout, "CLUSTER", "ADDSLOTSRANGE", strconv.Itoa(first), strconv.Itoa(last)); err != nil {
+		if _, err := node.resp.do(node.Addr(), timeout, "CLUSTER", "ADDSLOTSRANGE", strconv.Itoa(first), strconv.Itoa(last)); err != nil {
 			return fmt.Errorf("CLUSTER ADDSLOTSRANGE %d %d on %s: %w", first, last, node.Addr(), err)
 		}
 		slots := strconv.Itoa(first)
@@ -110,7 +174,7 @@ func (c *RedisCluster) form() error {
 	// must be given since it is not the default port+10000.
 	first := c.nodes[0]
 	for _, node := range c.nodes[1:] {
-		_, err := respDo(first.Addr(), timeout, "CLUSTER", "MEET", loopback, strconv.Itoa(node.port), strconv.Itoa(node.busPort))
+		_, err := first.resp.do(first.Addr(), timeout, "CLUSTER", "MEET", loopback, strconv.Itoa(node.port), strconv.Itoa(node.busPort))
 		if err != nil {
 			return fmt.Errorf("CLUSTER MEET %s from %s: %w", node.Addr(), first.Addr(), err)
 		}
@@ -140,14 +204,14 @@ type clusterNode struct {
 // the nodes of want, connected, healthy masters with their slots.
 func (c *RedisCluster) agree(want map[string]clusterNode) error {
 	for _, node := range c.nodes {
-		info, err := respString(node.Addr(), time.Second, "CLUSTER", "INFO")
+		info, err := node.resp.str(node.Addr(), time.Second, "CLUSTER", "INFO")
 		if err != nil {
 			return fmt.Errorf("CLUSTER INFO on %s: %w", node.Addr(), err)
 		}
 		if !strings.Contains(info, "cluster_state:ok\r\n") {
 			return fmt.Errorf("CLUSTER INFO on %s: cluster_state is not ok:\n%s", node.Addr(), info)
 		}
-		nodes, err := respString(node.Addr(), time.Second, "CLUSTER", "NODES")
+		nodes, err := node.resp.str(node.Addr(), time.Second, "CLUSTER", "NODES")
 		if err != nil {
 			return fmt.Errorf("CLUSTER NODES on %s: %w", node.Addr(), err)
 		}

@@ -2,10 +2,18 @@ package server_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,6 +23,7 @@ import (
 	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
@@ -199,4 +208,148 @@ func TestNATSTokenOverTLS(t *testing.T) {
 		_ = a.Close()
 		t.Fatal("started with a wrong NATS token")
 	}
+}
+
+// TestRedisClusterOverTLS: sard runs on a three-master Redis Cluster whose
+// nodes speak TLS only (client port, bus and replication) and serve only an
+// ACL user. Each node has a certificate of its own: node 0's names only
+// "localhost" (the seed host of --redis-url), node 1's only 127.0.0.1 (the
+// address the cluster announces), node 2's both. go-redis alone checks every
+// node against the seed host and fails on node 1; sard checks each node
+// against its own address or a seed host. Fixes ingested on incidents spread
+// over the masters are read back; an untrusted CA and a wrong password stop
+// the start with a clear error; no password reaches the log.
+func TestRedisClusterOverTLS(t *testing.T) {
+	ca := newTestCA(t, "cluster CA")
+	dir := t.TempDir()
+	file := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	caFile := file("ca.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.cert.Raw}))
+	var nodes []testenv.RedisTLS
+	for i, hosts := range [][]string{{"localhost"}, {"127.0.0.1"}, {"localhost", "127.0.0.1"}} {
+		c, k := ca.issueNode(int64(10+i), hosts...)
+		nodes = append(nodes, testenv.RedisTLS{CertFile: file(fmt.Sprintf("node%d.crt", i), c),
+			KeyFile: file(fmt.Sprintf("node%d.key", i), k), CAFile: caFile})
+	}
+	const redisPW = "cluster-Secret-31415"
+	pwFile := file("redis.pw", []byte(redisPW+"\n"))
+	cluster := testenv.StartRedisCluster(t, 3, testenv.WithClusterTLS(nodes...), testenv.WithClusterACL("sard", redisPW))
+	seed := "rediss://" + net.JoinHostPort("localhost", strings.Split(cluster.Addrs()[0], ":")[1]) // node 0 by the name its certificate holds
+	nc := testenv.StartNATS(t)
+
+	base := func() app.Config {
+		cfg := app.Defaults()
+		cfg.GRPCAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
+		cfg.ShutdownTimeout = 5 * time.Second
+		cfg.RateLimit, cfg.RateBurst = 10000, 10000
+		cfg.RedisURL, cfg.RedisCluster = seed, true
+		cfg.RedisCAFile, cfg.RedisUser, cfg.RedisPasswordFile = caFile, "sard", pwFile
+		cfg.NATSURL = nc.URL()
+		cfg.AdminToken, _, _ = auth.NewToken()
+		return cfg
+	}
+
+	var logs lockedBuffer
+	cfg := base()
+	e := &env{t: t, nats: nc, admin: cfg.AdminToken, logTo: &logs}
+	a, err := app.Start(context.Background(), cfg, jsonLogger(&logs))
+	if err != nil {
+		t.Fatalf("app.Start on the TLS cluster: %v", err)
+	}
+	t.Cleanup(func() { _ = a.Close() })
+	e.app = a
+	e.connect()
+
+	e.createAgency("police-north", "north", sarv1.AgencyKind_AGENCY_KIND_POLICE_STATION)
+	op := e.operator("north")
+	officer := e.rescuer("police-north", "")
+	cc, ok := a.Redis.(*redis.ClusterClient)
+	if !ok {
+		t.Fatalf("sard's Redis client is a %T, want a *redis.ClusterClient", a.Redis)
+	}
+	masters := map[string]bool{}
+	for i := 0; i < 12 && len(masters) < 3; i++ { // until incidents live on every master
+		inc := e.createIncident(op, "police-north")
+		part := e.join(officer, inc.GetId(), "phone").GetParticipant().GetId()
+		d := e.openDevice(officer, inc.GetId(), "phone")
+		if ack := d.send(walk(1, 10, time.Now())...); len(ack.GetStored()) != 10 {
+			t.Fatalf("ingest on the TLS cluster: ack = %v, want 10 stored", ack)
+		}
+		d.close()
+		track := must[*sarv1.GetTrackResponse](t, "GetTrack")(e.loc.GetTrack(e.as(op),
+			&sarv1.GetTrackRequest{IncidentId: inc.GetId(), ParticipantId: part})).GetFixes()
+		if len(track) != 10 || track[0].GetSequence() != 1 || track[9].GetSequence() != 10 {
+			t.Fatalf("GetTrack of %s = %d fixes, want sequences 1-10", inc.GetId(), len(track))
+		}
+		node, err := cc.MasterForKey(context.Background(), "sar:{"+inc.GetId()+"}:inc")
+		if err != nil {
+			t.Fatalf("MasterForKey: %v", err)
+		}
+		masters[node.Options().Addr] = true
+	}
+	if len(masters) != 3 {
+		t.Errorf("incidents landed on masters %v, want all 3 (the nodes have no plaintext port: each was reached over TLS)", masters)
+	}
+	_ = a.Close()
+	if strings.Contains(logs.String(), redisPW) {
+		t.Errorf("the Redis password is in the log:\n%.3000s", logs.String())
+	}
+
+	for _, tc := range []struct {
+		name string
+		set  func(*app.Config)
+		want []string
+	}{
+		{"CA untrusted", func(c *app.Config) { c.RedisCAFile = file("other.pem", otherCAPEM(t)) },
+			[]string{"certificate", "unknown authority", "--redis-ca-file"}},
+		{"wrong password", func(c *app.Config) { c.RedisPasswordFile = file("bad.pw", []byte("nope")) },
+			[]string{"WRONGPASS"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := base()
+			tc.set(&cfg)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			a, err := app.Start(ctx, cfg, testLogger(t))
+			if err == nil {
+				_ = a.Close()
+				t.Fatal("started")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("app.Start = %v, want it to say %q", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), redisPW) {
+				t.Errorf("app.Start = %v, holds the password", err)
+			}
+		})
+	}
+}
+
+// issueNode makes a certificate for a Redis Cluster node: server and
+// client authentication (the nodes show it to each other on the bus).
+func (ca *testCA) issueNode(serial int64, hosts ...string) (certPEM, keyPEM []byte) {
+	t := ca.t
+	t.Helper()
+	key := must[*ecdsa.PrivateKey](t, "key")(ecdsa.GenerateKey(elliptic.P256(), rand.Reader))
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: hosts[0]},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	der := must[[]byte](t, "cert")(x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key))
+	kder := must[[]byte](t, "key")(x509.MarshalPKCS8PrivateKey(key))
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
 }

@@ -196,7 +196,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 		return nil, err
 	}
 	a.closers = append(a.closers, func() { _ = a.Redis.Close() })
-	if err := retry(ctx, "redis", log, func() error { return a.Redis.Ping(ctx).Err() }); err != nil {
+	if err := retry(ctx, "redis", log, func() error { return pingRedis(ctx, a.Redis) }); err != nil {
 		return nil, fmt.Errorf("redis %s: %w", redactURL(cfg.RedisURL), err)
 	}
 	if a.NATS, err = natsConn(cfg, log); err != nil {

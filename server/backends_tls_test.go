@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -22,12 +23,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/mountain-sar/sar/dispatch"
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
 	"github.com/mountain-sar/sar/internal/app"
 	"github.com/mountain-sar/sar/internal/auth"
@@ -352,4 +357,242 @@ func (ca *testCA) issueNode(serial int64, hosts ...string) (certPEM, keyPEM []by
 	der := must[[]byte](t, "cert")(x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key))
 	kder := must[[]byte](t, "key")(x509.MarshalPKCS8PrivateKey(key))
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
+}
+
+// natsTLSFiles makes a CA and a NATS server certificate for 127.0.0.1 and
+// returns the server's TLS configuration and the CA file.
+func natsTLSFiles(t *testing.T) (*tls.Config, string) {
+	t.Helper()
+	ca := newTestCA(t, "nats CA")
+	certPEM, keyPEM := ca.issue(11, "127.0.0.1", "localhost")
+	pair := must[tls.Certificate](t, "key pair")(tls.X509KeyPair(certPEM, keyPEM))
+	caFile := filepath.Join(t.TempDir(), "nats-ca.pem")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.cert.Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}, caFile
+}
+
+// startOnNATS starts sard on a fresh Redis and the NATS server n (over
+// TLS, trusting caFile), with set applied, logging JSON to logs.
+func startOnNATS(t *testing.T, n *testenv.NATS, caFile string, logs io.Writer, set func(*app.Config)) (*app.App, app.Config, error) {
+	t.Helper()
+	cfg := app.Defaults()
+	cfg.GRPCAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.ShutdownTimeout = 5 * time.Second
+	cfg.RateLimit, cfg.RateBurst = 10000, 10000
+	cfg.RedisURL = testenv.StartRedis(t).URL()
+	cfg.NATSURL = strings.Replace(n.URL(), "nats://", "tls://", 1)
+	cfg.NATSCAFile = caFile
+	cfg.AdminToken, _, _ = auth.NewToken()
+	set(&cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	a, err := app.Start(ctx, cfg, jsonLogger(logs))
+	if err == nil {
+		t.Cleanup(func() { _ = a.Close() })
+	}
+	return a, cfg, err
+}
+
+// ingestIsPublished has an officer's phone send fixes to a running sard
+// and waits for their live positions on observer, a NATS connection of
+// another user: sard published them over its own connection.
+func ingestIsPublished(t *testing.T, a *app.App, admin string, observer *nats.Conn) {
+	t.Helper()
+	if s, err := a.NATS.TLSConnectionState(); err != nil || !s.HandshakeComplete {
+		t.Fatalf("sard's NATS connection: TLS handshake complete %v, %v; want TLS", s.HandshakeComplete, err)
+	}
+	sub := must[*nats.Subscription](t, "subscribe")(observer.SubscribeSync(dispatch.SubjectPrefix + "*.pos.>"))
+	if err := observer.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, app: a, admin: admin}
+	e.connect()
+	_, officer, inc := e.officerOnIncident()
+	d := e.openDevice(officer, inc.GetId(), "phone")
+	defer d.close()
+	if ack := d.send(walk(1, 3, time.Now())...); len(ack.GetStored()) != 3 {
+		t.Fatalf("ingest ack = %v, want 3 stored", ack)
+	}
+	msg, err := sub.NextMsg(10 * time.Second)
+	if err != nil {
+		t.Fatalf("live positions on NATS: %v", err)
+	}
+	if want := dispatch.SubjectPrefix + inc.GetId() + ".pos."; !strings.HasPrefix(msg.Subject, want) {
+		t.Errorf("position subject = %s, want %s...", msg.Subject, want)
+	}
+}
+
+// TestNATSNkeyOverTLS: sard logs in to a NATS server that requires TLS
+// and nkey users with its seed file (--nats-nkey-seed-file), ingests and
+// publishes; an unknown seed and an untrusted CA stop the start; the seed
+// never reaches the log.
+func TestNATSNkeyOverTLS(t *testing.T) {
+	serverTLS, caFile := natsTLSFiles(t)
+	dir := t.TempDir()
+	user := func(name string) (pub, seedFile string, seed []byte) {
+		kp := must[nkeys.KeyPair](t, "nkey")(nkeys.CreateUser())
+		pub = must[string](t, "public key")(kp.PublicKey())
+		seed = must[[]byte](t, "seed")(kp.Seed())
+		seedFile = filepath.Join(dir, name+".nk")
+		if err := os.WriteFile(seedFile, append(seed, '\n'), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return pub, seedFile, seed
+	}
+	sardPub, sardSeedFile, sardSeed := user("sard")
+	obsPub, obsSeedFile, _ := user("observer")
+	_, strangerSeedFile, _ := user("stranger")
+	n := testenv.StartNATS(t, testenv.WithNATSServerOptions(func(o *natsserver.Options) {
+		o.TLS, o.TLSConfig, o.TLSTimeout = true, serverTLS.Clone(), 2
+		o.Nkeys = []*natsserver.NkeyUser{{Nkey: sardPub}, {Nkey: obsPub}}
+	}))
+	tlsURL := strings.Replace(n.URL(), "nats://", "tls://", 1)
+
+	var logs lockedBuffer
+	a, cfg, err := startOnNATS(t, n, caFile, &logs, func(c *app.Config) { c.NATSSeedFile = sardSeedFile })
+	if err != nil {
+		t.Fatalf("app.Start with an nkey seed over TLS: %v", err)
+	}
+	obsKey := must[nats.Option](t, "observer seed")(nats.NkeyOptionFromSeed(obsSeedFile))
+	observer := must[*nats.Conn](t, "observer connects")(nats.Connect(tlsURL, nats.RootCAs(caFile), obsKey))
+	defer observer.Close()
+	ingestIsPublished(t, a, cfg.AdminToken, observer)
+	_ = a.Close()
+	if strings.Contains(logs.String(), string(sardSeed)) {
+		t.Errorf("sard's nkey seed is in the log:\n%.3000s", logs.String())
+	}
+
+	for _, tc := range []struct {
+		name string
+		set  func(*app.Config)
+		want string
+	}{
+		{"unknown seed", func(c *app.Config) { c.NATSSeedFile = strangerSeedFile }, "Authorization Violation"},
+		{"CA untrusted", func(c *app.Config) {
+			c.NATSSeedFile = sardSeedFile
+			c.NATSCAFile = filepath.Join(dir, "other.pem")
+			if err := os.WriteFile(c.NATSCAFile, otherCAPEM(t), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, "--nats-ca-file"},
+		{"seed and password", func(c *app.Config) {
+			c.NATSSeedFile, c.NATSUser, c.NATSPassword = sardSeedFile, "sard", "x"
+		}, "authenticate one way"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs lockedBuffer
+			_, _, err := startOnNATS(t, n, caFile, &logs, tc.set)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("app.Start = %v, want an error saying %q", err, tc.want)
+			}
+			if strings.Contains(logs.String(), string(sardSeed)) {
+				t.Errorf("sard's nkey seed is in the log:\n%.3000s", logs.String())
+			}
+		})
+	}
+}
+
+// TestNATSCredsOverTLS: sard logs in with a creds file (user JWT and seed)
+// to a NATS server in operator mode (decentralized auth: an operator, an
+// account with JetStream, users signed by the account) that requires TLS;
+// it ingests and publishes. A creds file whose JWT expired, whose seed is
+// another user's, or that is no creds file stops the start with a clear
+// error; neither the seed nor the JWT reaches the log.
+func TestNATSCredsOverTLS(t *testing.T) {
+	serverTLS, caFile := natsTLSFiles(t)
+	dir := t.TempDir()
+	operator := must[nkeys.KeyPair](t, "operator")(nkeys.CreateOperator())
+	opPub := must[string](t, "operator key")(operator.PublicKey())
+	// The system account, which JetStream needs in operator mode.
+	sys := must[nkeys.KeyPair](t, "system account")(nkeys.CreateAccount())
+	sysPub := must[string](t, "system account key")(sys.PublicKey())
+	sysJWT := must[string](t, "system account JWT")(jwt.NewAccountClaims(sysPub).Encode(operator))
+	oc := jwt.NewOperatorClaims(opPub)
+	oc.SystemAccount = sysPub
+	opClaims := must[*jwt.OperatorClaims](t, "operator claims")(jwt.DecodeOperatorClaims(must[string](t, "operator JWT")(oc.Encode(operator))))
+	account := must[nkeys.KeyPair](t, "account")(nkeys.CreateAccount())
+	accPub := must[string](t, "account key")(account.PublicKey())
+	ac := jwt.NewAccountClaims(accPub)
+	ac.Name = "SAR"
+	ac.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: -1, DiskStorage: -1, Streams: -1, Consumer: -1}
+	accJWT := must[string](t, "account JWT")(ac.Encode(operator))
+	creds := func(name string, expires time.Time) (file string, seed []byte, token string) {
+		kp := must[nkeys.KeyPair](t, "user")(nkeys.CreateUser())
+		uc := jwt.NewUserClaims(must[string](t, "user key")(kp.PublicKey()))
+		uc.Name = name
+		if !expires.IsZero() {
+			uc.Expires = expires.Unix()
+		}
+		token = must[string](t, "user JWT")(uc.Encode(account))
+		seed = must[[]byte](t, "seed")(kp.Seed())
+		file = filepath.Join(dir, name+".creds")
+		if err := os.WriteFile(file, must[[]byte](t, "creds")(jwt.FormatUserConfig(token, seed)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return file, seed, token
+	}
+	sardCreds, sardSeed, sardJWT := creds("sard", time.Time{})
+	obsCreds, _, _ := creds("observer", time.Time{})
+	expiredCreds, _, _ := creds("expired", time.Now().Add(-time.Minute))
+	// The JWT of one user with the seed of another.
+	_, otherSeed, _ := creds("other", time.Time{})
+	mixed := filepath.Join(dir, "mixed.creds")
+	sardFile := must[[]byte](t, "read creds")(os.ReadFile(sardCreds))
+	if err := os.WriteFile(mixed, bytes.Replace(sardFile, sardSeed, otherSeed, 1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	notCreds := filepath.Join(dir, "not.creds")
+	if err := os.WriteFile(notCreds, []byte("user: sard\npassword: x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	n := testenv.StartNATS(t, testenv.WithNATSServerOptions(func(o *natsserver.Options) {
+		o.TLS, o.TLSConfig, o.TLSTimeout = true, serverTLS.Clone(), 2
+		o.TrustedOperators, o.SystemAccount = []*jwt.OperatorClaims{opClaims}, sysPub
+		r := &natsserver.MemAccResolver{}
+		_ = r.Store(sysPub, sysJWT) // MemAccResolver.Store never fails
+		_ = r.Store(accPub, accJWT)
+		o.AccountResolver = r
+	}))
+	tlsURL := strings.Replace(n.URL(), "nats://", "tls://", 1)
+	if nc, err := nats.Connect(tlsURL, nats.RootCAs(caFile)); err == nil {
+		nc.Close()
+		t.Fatal("a client without credentials got in: the server is not in operator mode")
+	}
+
+	var logs lockedBuffer
+	a, cfg, err := startOnNATS(t, n, caFile, &logs, func(c *app.Config) { c.NATSCredsFile = sardCreds })
+	if err != nil {
+		t.Fatalf("app.Start with a creds file over TLS: %v", err)
+	}
+	observer := must[*nats.Conn](t, "observer connects")(nats.Connect(tlsURL, nats.RootCAs(caFile), nats.UserCredentials(obsCreds)))
+	defer observer.Close()
+	ingestIsPublished(t, a, cfg.AdminToken, observer)
+	_ = a.Close()
+	if l := logs.String(); strings.Contains(l, string(sardSeed)) || strings.Contains(l, sardJWT) {
+		t.Errorf("sard's seed or JWT is in the log:\n%.3000s", l)
+	}
+
+	for _, tc := range []struct {
+		file string
+		want string
+	}{
+		{expiredCreds, "expired"},
+		{mixed, "its seed is of user"},
+		{notCreds, "no user JWT"},
+		{filepath.Join(dir, "missing.creds"), "no such file"},
+	} {
+		t.Run(filepath.Base(tc.file), func(t *testing.T) {
+			var logs lockedBuffer
+			_, _, err := startOnNATS(t, n, caFile, &logs, func(c *app.Config) { c.NATSCredsFile = tc.file })
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "nats creds file") {
+				t.Fatalf("app.Start = %v, want a nats creds file error saying %q", err, tc.want)
+			}
+			if l := err.Error() + logs.String(); strings.Contains(l, string(otherSeed)) || strings.Contains(l, sardJWT) {
+				t.Errorf("a seed or JWT is in the error or the log: %v\n%.3000s", err, logs.String())
+			}
+		})
+	}
 }

@@ -385,7 +385,7 @@ func natsConn(cfg Config, log *slog.Logger) (*nats.Conn, error) {
 		}
 		auth = append(auth, o)
 	}
-	nc, err := nats.Connect(url, append(auth,
+	nc, err := connectNATS(url, append(auth,
 		nats.Name("sard"),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250*time.Millisecond),

@@ -29,6 +29,7 @@ import (
 	"github.com/nats-io/nkeys"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
@@ -395,20 +396,23 @@ func startOnNATS(t *testing.T, n *testenv.NATS, caFile string, logs io.Writer, s
 	return a, cfg, err
 }
 
-// ingestIsPublished has an officer's phone send fixes to a running sard
-// and waits for their live positions on observer, a NATS connection of
-// another user: sard published them over its own connection.
-func ingestIsPublished(t *testing.T, a *app.App, admin string, observer *nats.Conn) {
+// natsOverTLS fails the test unless sard's NATS connection is TLS.
+func natsOverTLS(t *testing.T, a *app.App) {
 	t.Helper()
 	if s, err := a.NATS.TLSConnectionState(); err != nil || !s.HandshakeComplete {
 		t.Fatalf("sard's NATS connection: TLS handshake complete %v, %v; want TLS", s.HandshakeComplete, err)
 	}
+}
+
+// ingestIsPublished has an officer's phone send fixes to sard through e's
+// gRPC clients and waits for their live positions on observer, a NATS
+// connection of another user: sard published them over its own connection.
+func ingestIsPublished(t *testing.T, e *env, observer *nats.Conn) {
+	t.Helper()
 	sub := must[*nats.Subscription](t, "subscribe")(observer.SubscribeSync(dispatch.SubjectPrefix + "*.pos.>"))
 	if err := observer.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, app: a, admin: admin}
-	e.connect()
 	_, officer, inc := e.officerOnIncident()
 	d := e.openDevice(officer, inc.GetId(), "phone")
 	defer d.close()
@@ -458,7 +462,10 @@ func TestNATSNkeyOverTLS(t *testing.T) {
 	obsKey := must[nats.Option](t, "observer seed")(nats.NkeyOptionFromSeed(obsSeedFile))
 	observer := must[*nats.Conn](t, "observer connects")(nats.Connect(tlsURL, nats.RootCAs(caFile), obsKey))
 	defer observer.Close()
-	ingestIsPublished(t, a, cfg.AdminToken, observer)
+	natsOverTLS(t, a)
+	e := &env{t: t, app: a, admin: cfg.AdminToken}
+	e.connect()
+	ingestIsPublished(t, e, observer)
 	_ = a.Close()
 	if strings.Contains(logs.String(), string(sardSeed)) {
 		t.Errorf("sard's nkey seed is in the log:\n%.3000s", logs.String())
@@ -569,7 +576,10 @@ func TestNATSCredsOverTLS(t *testing.T) {
 	}
 	observer := must[*nats.Conn](t, "observer connects")(nats.Connect(tlsURL, nats.RootCAs(caFile), nats.UserCredentials(obsCreds)))
 	defer observer.Close()
-	ingestIsPublished(t, a, cfg.AdminToken, observer)
+	natsOverTLS(t, a)
+	e := &env{t: t, app: a, admin: cfg.AdminToken}
+	e.connect()
+	ingestIsPublished(t, e, observer)
 	_ = a.Close()
 	if l := logs.String(); strings.Contains(l, string(sardSeed)) || strings.Contains(l, sardJWT) {
 		t.Errorf("sard's seed or JWT is in the log:\n%.3000s", l)
@@ -594,5 +604,70 @@ func TestNATSCredsOverTLS(t *testing.T) {
 				t.Errorf("a seed or JWT is in the error or the log: %v\n%.3000s", err, logs.String())
 			}
 		})
+	}
+}
+
+// TestEmbeddedNATSListenerTLS: in embedded mode with TLS on, --nats-listen
+// serves TLS only, with sard's certificate, and serves the new one after a
+// reload; sard itself connects in-process and publishes what an agency's
+// system, connected over TLS, receives. (Without TLS, --nats-listen off
+// loopback is refused at start: TestNATSAuthSettingsRefused.)
+func TestEmbeddedNATSListenerTLS(t *testing.T) {
+	ca := newTestCA(t, "sard CA")
+	dir := t.TempDir()
+	certs := certFiles{filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")}
+	c, k := ca.issue(100, "127.0.0.1", "localhost")
+	writeCert(t, certs, c, k)
+	caFile := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.cert.Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := app.Defaults()
+	cfg.GRPCAddr, cfg.HTTPAddr, cfg.DataDir = "127.0.0.1:0", "127.0.0.1:0", t.TempDir()
+	cfg.ShutdownTimeout = 5 * time.Second
+	cfg.RateLimit, cfg.RateBurst = 10000, 10000
+	cfg.TLSCertFile, cfg.TLSKeyFile, cfg.TLSReloadInterval = certs.cert, certs.key, time.Hour
+	cfg.NATSListen = net.JoinHostPort("127.0.0.1", strconv.Itoa(testenv.FreePort(t)))
+	cfg.AdminToken, _, _ = auth.NewToken()
+	a, err := app.Start(context.Background(), cfg, testLogger(t))
+	if err != nil {
+		t.Fatalf("app.Start in embedded mode with TLS and --nats-listen: %v", err)
+	}
+	t.Cleanup(func() { _ = a.Close() })
+	if want := "tls://" + cfg.NATSListen; a.Embedded.NATSURL != want {
+		t.Errorf("Embedded.NATSURL = %s, want %s", a.Embedded.NATSURL, want)
+	}
+	if nc, err := nats.Connect("nats://" + cfg.NATSListen); err == nil {
+		nc.Close()
+		t.Fatal("a plaintext client got in to the NATS listener of a TLS server")
+	}
+	serial := func() int64 {
+		t.Helper()
+		nc := must[*nats.Conn](t, "NATS over TLS")(nats.Connect(a.Embedded.NATSURL, nats.RootCAs(caFile)))
+		defer nc.Close()
+		s := must[tls.ConnectionState](t, "TLS state")(nc.TLSConnectionState())
+		return s.PeerCertificates[0].SerialNumber.Int64()
+	}
+	if got := serial(); got != 100 {
+		t.Errorf("NATS listener serves certificate serial %d, want sard's, 100", got)
+	}
+
+	observer := must[*nats.Conn](t, "agency connects over TLS")(nats.Connect(a.Embedded.NATSURL, nats.RootCAs(caFile)))
+	defer observer.Close()
+	e := &env{t: t, app: a, admin: cfg.AdminToken}
+	e.conn = must[*grpc.ClientConn](t, "grpc.NewClient")(grpc.NewClient(a.GRPCAddr(),
+		grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: ca.pool()}))))
+	t.Cleanup(func() { _ = e.conn.Close() })
+	e.auth, e.agency = sarv1.NewAuthServiceClient(e.conn), sarv1.NewAgencyServiceClient(e.conn)
+	e.inc, e.loc = sarv1.NewIncidentServiceClient(e.conn), sarv1.NewLocationServiceClient(e.conn)
+	ingestIsPublished(t, e, observer)
+
+	c, k = ca.issue(101, "127.0.0.1", "localhost")
+	writeCert(t, certs, c, k)
+	if err := a.ReloadTLS(); err != nil {
+		t.Fatalf("ReloadTLS: %v", err)
+	}
+	if got := serial(); got != 101 {
+		t.Errorf("after the reload the NATS listener serves serial %d, want 101", got)
 	}
 }

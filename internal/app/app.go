@@ -168,7 +168,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	} else if !embeddedMode {
 		cfg.warnPlaintextBackends(cfg, log)
 	}
-	natsOpts, err := embeddedNATSOptions(&cfg)
+	natsOpts, err := embeddedNATSOptions(&cfg, tr.tls)
 	if err != nil {
 		return nil, err
 	}
@@ -190,20 +190,25 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 			log.Info("embedded Redis: started redis-server child process", "url", r.URL, "data", r.Dir)
 		}
 	}
+	var natsLocal []nats.Option
 	if cfg.NATSURL == "" {
 		n, err := embedded.StartNATS(cfg.DataDir, natsOpts)
 		if err != nil {
 			return nil, err
 		}
 		a.closers = append(a.closers, n.Close)
-		cfg.NATSURL, a.Embedded.NATSEmbedded, a.Embedded.NATSURL, a.Embedded.NATSUsers = n.URL, true, n.URL, n.Users
+		cfg.NATSURL, a.Embedded.NATSEmbedded, a.Embedded.NATSURL, a.Embedded.NATSUsers = n.URL, true, n.ListenURL, n.Users
+		if natsOpts.TLS != nil { // its listener speaks TLS only: sard connects in-process
+			natsLocal = append(natsLocal, nats.InProcessServer(n))
+		}
 		log.Info("embedded NATS: started in-process with JetStream", "url", n.URL, "data", n.Dir)
 		if n.Users > 0 {
 			log.Info("embedded NATS: nkey users loaded; sard connects with its own seed",
 				"auth", cfg.NATSAuthFile, "users", n.Users, "seed", cfg.NATSSeedFile)
 		}
 		if cfg.NATSListen != "" {
-			log.Info("embedded NATS: listening for agencies' systems", "listen", cfg.NATSListen, "users", n.Users)
+			log.Info("embedded NATS: listening for agencies' systems", "listen", cfg.NATSListen, "url", n.ListenURL,
+				"users", n.Users, "tls", natsOpts.TLS != nil)
 		}
 	}
 
@@ -212,10 +217,10 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 		return nil, err
 	}
 	a.closers = append(a.closers, func() { _ = a.Redis.Close() })
-	if err := retry(ctx, "redis", log, func() error { return a.Redis.Ping(ctx).Err() }); err != nil {
+	if err := retry(ctx, "redis", log, func() error { return pingRedis(ctx, a.Redis) }); err != nil {
 		return nil, fmt.Errorf("redis %s: %w", redactURL(cfg.RedisURL), err)
 	}
-	if a.NATS, err = natsConn(cfg, log); err != nil {
+	if a.NATS, err = natsConn(cfg, log, natsLocal...); err != nil {
 		return nil, err
 	}
 	a.closers = append(a.closers, func() { _ = a.NATS.Drain() })
@@ -428,12 +433,13 @@ func redisClient(cfg Config) (redis.UniversalClient, error) {
 	return redis.NewClient(opt), nil
 }
 
-func natsConn(cfg Config, log *slog.Logger) (*nats.Conn, error) {
+func natsConn(cfg Config, log *slog.Logger, local ...nats.Option) (*nats.Conn, error) {
 	url, seedFile := cfg.NATSURL, cfg.NATSSeedFile
 	auth, err := cfg.natsOptions(seedFile)
 	if err != nil {
 		return nil, err
 	}
+	auth = append(auth, local...)
 	if seedFile != "" {
 		o, err := nats.NkeyOptionFromSeed(seedFile)
 		if err != nil {
@@ -441,7 +447,7 @@ func natsConn(cfg Config, log *slog.Logger) (*nats.Conn, error) {
 		}
 		auth = append(auth, o)
 	}
-	nc, err := nats.Connect(url, append(auth,
+	nc, err := connectNATS(url, append(auth,
 		nats.Name("sard"),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250*time.Millisecond),

@@ -9,9 +9,13 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
+	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 )
 
 // BackendSecurity authenticates and encrypts sard's connections to an
@@ -137,8 +141,8 @@ func (b BackendSecurity) natsOptions(seedFile string) ([]nats.Option, error) {
 	}
 	switch {
 	case b.NATSCredsFile != "":
-		if _, err := os.Stat(b.NATSCredsFile); err != nil {
-			return nil, fmt.Errorf("nats creds file: %w", err)
+		if err := checkCreds(b.NATSCredsFile, time.Now()); err != nil {
+			return nil, fmt.Errorf("nats creds file %s: %w", b.NATSCredsFile, err)
 		}
 		opts = append(opts, nats.UserCredentials(b.NATSCredsFile))
 	case token != "":
@@ -147,6 +151,63 @@ func (b BackendSecurity) natsOptions(seedFile string) ([]nats.Option, error) {
 		opts = append(opts, nats.UserInfo(b.NATSUser, password))
 	}
 	return opts, nil
+}
+
+// checkCreds checks a NATS credentials file at start, as the server would
+// at each connect: a user JWT, not expired, and the seed of the same user.
+// Its errors never quote the file.
+func checkCreds(file string, now time.Time) error {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	noJWT := errors.New("no user JWT in it (want the file 'nsc generate creds' writes)")
+	token, err := nkeys.ParseDecoratedJWT(b) // without the markers: the whole file
+	if err != nil {
+		return noJWT
+	}
+	claims, err := jwt.DecodeUserClaims(token)
+	if err != nil {
+		return noJWT
+	}
+	kp, err := nkeys.ParseDecoratedUserNKey(b)
+	if err != nil {
+		return errors.New("no user nkey seed in it (want the file 'nsc generate creds' writes)")
+	}
+	defer kp.Wipe()
+	pub, err := kp.PublicKey()
+	if err != nil {
+		return errors.New("its nkey seed is not a user seed")
+	}
+	switch {
+	case pub != claims.Subject:
+		return fmt.Errorf("its seed is of user %s, its JWT of user %s", pub, claims.Subject)
+	case claims.Expires != 0 && now.Unix() >= claims.Expires:
+		return fmt.Errorf("its JWT (user %s) expired at %s: issue new credentials", claims.Subject, time.Unix(claims.Expires, 0).UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// connectNATS connects to NATS with opts, which retry a failed first
+// connect in the background (nats.RetryOnFailedConnect) so that sard may
+// start before NATS. It tries once without that first: a server that
+// refuses sard's credentials or whose certificate sard refuses stops the
+// start at once, with the reason, instead of a JetStream timeout later.
+func connectNATS(url string, opts ...nats.Option) (*nats.Conn, error) {
+	nc, err := nats.Connect(url, append(slices.Clip(opts), nats.RetryOnFailedConnect(false))...)
+	switch {
+	case err == nil:
+		return nc, nil
+	case errors.Is(err, nats.ErrAuthorization), errors.Is(err, nats.ErrAuthExpired), errors.Is(err, nats.ErrAuthRevoked),
+		errors.Is(err, nats.ErrAccountAuthExpired):
+		return nil, fmt.Errorf("%w (check sard's NATS credentials: --nats-creds-file, --nats-nkey-seed-file, "+
+			"--nats-user and --nats-password-file, or --nats-token-file)", err)
+	case errors.Is(err, nats.ErrSecureConnRequired), errors.Is(err, nats.ErrSecureConnWanted):
+		return nil, fmt.Errorf("%w (the server and sard disagree on TLS: use tls:// URLs or --nats-ca-file for a server that requires TLS)", err)
+	case certRefused(err):
+		return nil, fmt.Errorf("%w (is --nats-ca-file the CA bundle of NATS's certificate, and does it name the host of --nats-url?)", err)
+	}
+	return nats.Connect(url, opts...)
 }
 
 func caPool(file string) (*x509.CertPool, error) {

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -19,7 +20,12 @@ import (
 // the embedded server's options. In embedded mode with --nats-auth, sard's
 // seed defaults to the _sard.nk next to the file and must be one of its
 // users.
-func embeddedNATSOptions(cfg *Config) (embedded.NATSOptions, error) {
+//
+// --nats-listen carries live positions, tasks and notices: when sard serves
+// TLS (listenerTLS, with --tls-cert/--tls-key or --tls-self-signed), the
+// NATS listener serves TLS only, with the same certificate (reloaded with
+// it); without TLS it stays on loopback.
+func embeddedNATSOptions(cfg *Config, listenerTLS *tls.Config) (embedded.NATSOptions, error) {
 	var o embedded.NATSOptions
 	if cfg.NATSURL != "" {
 		switch {
@@ -43,7 +49,16 @@ func embeddedNATSOptions(cfg *Config) (embedded.NATSOptions, error) {
 			return o, fmt.Errorf("--nats-listen %s opens the embedded NATS server to the network: give it users with "+
 				"--nats-auth (from 'sarctl nats-auth'), or listen on loopback", cfg.NATSListen)
 		}
+		if !loopback && listenerTLS == nil {
+			return o, fmt.Errorf("--nats-listen %s would carry positions, tasks and notices over the network in plaintext: "+
+				"turn TLS on (--tls-cert and --tls-key, or --tls-self-signed for a demo; the NATS listener serves the same certificate), "+
+				"listen on loopback, or run your own nats-server with TLS and give --nats-url", cfg.NATSListen)
+		}
 		o.Listen = cfg.NATSListen
+		if listenerTLS != nil {
+			o.TLS = listenerTLS.Clone()
+			o.TLS.NextProtos = nil // the listeners' h2 and http/1.1 mean nothing to NATS
+		}
 	}
 	if cfg.NATSAuthFile == "" {
 		if cfg.NATSSeedFile != "" {

@@ -198,6 +198,8 @@ func TestNATSAuthSettingsRefused(t *testing.T) {
 		},
 			"--nats-listen is for the embedded NATS server only"},
 		{"open listen without users", func(c *Config) { c.NATSListen = "0.0.0.0:4222" }, "give it users with --nats-auth"},
+		{"open listen without TLS", func(c *Config) { c.NATSListen, c.NATSAuthFile = "0.0.0.0:4222", authFile },
+			"--nats-listen 0.0.0.0:4222 would carry positions, tasks and notices over the network in plaintext"},
 		{"seed without users", func(c *Config) { c.NATSSeedFile = otherSeed }, "--nats-nkey-seed-file without --nats-auth"},
 		{"seed not a user", func(c *Config) { c.NATSAuthFile, c.NATSSeedFile = authFile, otherSeed }, "is not a user of --nats-auth"},
 		{"missing auth file", func(c *Config) { c.NATSAuthFile = filepath.Join(t.TempDir(), "none.conf") }, "--nats-auth"},

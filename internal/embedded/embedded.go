@@ -6,12 +6,14 @@ package embedded
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -22,10 +24,14 @@ import (
 
 // NATS is an embedded NATS server.
 type NATS struct {
-	srv   *natsserver.Server
-	URL   string
-	Dir   string
-	Users int // nkey users, 0 without authorization
+	srv *natsserver.Server
+	// URL is how sard reaches it: nats://, on loopback; with TLS, the
+	// scheme of an in-process connection (InProcessConn).
+	URL string
+	// ListenURL is how other systems reach it: URL, or tls://... with TLS.
+	ListenURL string
+	Dir       string
+	Users     int // nkey users, 0 without authorization
 }
 
 // NATSOptions configure the embedded NATS server.
@@ -36,6 +42,9 @@ type NATSOptions struct {
 	// Users are nkey users with their permissions (LoadAuthorization);
 	// none: every client may do anything.
 	Users []*natsserver.NkeyUser
+	// TLS, if set, is the listener's TLS configuration: every client over
+	// the network must speak TLS. In-process connections need none.
+	TLS *tls.Config
 }
 
 // LoadAuthorization reads the nkey users of a nats-server authorization
@@ -83,6 +92,9 @@ func StartNATS(dir string, opts ...NATSOptions) (*NATS, error) {
 		}
 	}
 	so.Nkeys = o.Users
+	if o.TLS != nil {
+		so.TLS, so.TLSConfig, so.TLSTimeout = true, o.TLS, 2
+	}
 	srv, err := natsserver.NewServer(so)
 	if err != nil {
 		return nil, fmt.Errorf("embedded: nats: %w", err)
@@ -92,15 +104,24 @@ func StartNATS(dir string, opts ...NATSOptions) (*NATS, error) {
 		srv.Shutdown()
 		return nil, fmt.Errorf("embedded: nats did not start in 10s on %s:%d (address in use?)", so.Host, so.Port)
 	}
-	url := srv.ClientURL()
+	// sard's own URL: nats:// even with TLS, where sard connects in-process.
+	url := "nats://" + strings.TrimPrefix(strings.TrimPrefix(srv.ClientURL(), "tls://"), "nats://")
 	if ip := net.ParseIP(so.Host); ip != nil && ip.IsUnspecified() {
 		// Listening on every interface: sard itself connects over loopback.
 		if a, ok := srv.Addr().(*net.TCPAddr); ok {
 			url = "nats://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(a.Port))
 		}
 	}
-	return &NATS{srv: srv, URL: url, Dir: store, Users: len(so.Nkeys)}, nil
+	n := &NATS{srv: srv, URL: url, ListenURL: url, Dir: store, Users: len(so.Nkeys)}
+	if o.TLS != nil {
+		n.ListenURL = "tls://" + strings.TrimPrefix(url, "nats://")
+	}
+	return n, nil
 }
+
+// InProcessConn is a client connection inside this process, which never
+// crosses a network (nats.InProcessServer).
+func (n *NATS) InProcessConn() (net.Conn, error) { return n.srv.InProcessConn() }
 
 // Close stops the server.
 func (n *NATS) Close() {

@@ -70,11 +70,13 @@ func WithSIGKILL() StopOption {
 // It keeps its port and working directory across Stop and Start.
 type Redis struct {
 	tb       testing.TB
-	bin      string   // path of redis-server
-	dir      string   // working directory: AOF, nodes.conf and the log
-	logPath  string   // the server's stdout and stderr, across restarts
-	args     []string // extra arguments, from RedisOptions
-	cluster  bool     // a cluster node: busPort is its cluster bus port
+	bin      string     // path of redis-server
+	dir      string     // working directory: AOF, nodes.conf and the log
+	logPath  string     // the server's stdout and stderr, across restarts
+	args     []string   // extra arguments, from RedisOptions
+	cluster  bool       // a cluster node: busPort is its cluster bus port
+	tls      *RedisTLS  // TLS only: port is the TLS port, there is no plaintext one
+	resp     respClient // how testenv's own commands reach it
 	port     int
 	busPort  int
 	starts   int       // how many times the process was started
@@ -99,12 +101,12 @@ func StartRedis(tb testing.TB, opts ...RedisOption) *Redis {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	return newRedis(tb, cfg.args, false)
+	return newRedis(tb, cfg.args, false, nil, respClient{})
 }
 
 // newRedis starts a redis-server with args, as a cluster node if cluster is
-// true.
-func newRedis(tb testing.TB, args []string, cluster bool) *Redis {
+// true, TLS only if tlsFiles is set; resp is how testenv talks to it.
+func newRedis(tb testing.TB, args []string, cluster bool, tlsFiles *RedisTLS, resp respClient) *Redis {
 	tb.Helper()
 	r := &Redis{
 		tb:      tb,
@@ -112,6 +114,8 @@ func newRedis(tb testing.TB, args []string, cluster bool) *Redis {
 		dir:     tb.TempDir(),
 		args:    args,
 		cluster: cluster,
+		tls:     tlsFiles,
+		resp:    resp,
 	}
 	r.logPath = filepath.Join(r.dir, "redis-server.log")
 	// Registered after TempDir, so it runs before the directory is removed.
@@ -213,12 +217,29 @@ func (r *Redis) Restart(opts ...StopOption) {
 func (r *Redis) argv() []string {
 	args := []string{
 		"--port", strconv.Itoa(r.port),
+	}
+	if r.tls != nil {
+		args = []string{
+			"--port", "0", // no plaintext listener at all
+			"--tls-port", strconv.Itoa(r.port),
+			"--tls-cert-file", r.tls.CertFile,
+			"--tls-key-file", r.tls.KeyFile,
+			"--tls-ca-cert-file", r.tls.CAFile,
+			"--tls-auth-clients", "no", // clients need no certificate; cluster peers always do
+		}
+		if r.cluster {
+			// The bus and replication over TLS too; the nodes then announce
+			// their TLS ports.
+			args = append(args, "--tls-cluster", "yes", "--tls-replication", "yes")
+		}
+	}
+	args = append(args,
 		"--bind", loopback,
 		"--dir", r.dir,
 		"--save", "", // no RDB snapshots; WithAOF persists instead
 		"--daemonize", "no",
 		"--logfile", "", // log to stdout, that is to r.logPath
-	}
+	)
 	if r.cluster {
 		args = append(args,
 			"--cluster-enabled", "yes",
@@ -307,14 +328,14 @@ func (r *Redis) waitReady(run *redisRun) error {
 // ping checks that the server on r.Addr() answers PING (not LOADING) and is
 // the process pid, not some other server that took the port meanwhile.
 func (r *Redis) ping(pid int) error {
-	pong, err := respString(r.Addr(), time.Second, "PING")
+	pong, err := r.resp.str(r.Addr(), time.Second, "PING")
 	if err != nil {
 		return err
 	}
 	if pong != "PONG" {
 		return fmt.Errorf("PING = %q, want PONG", pong)
 	}
-	info, err := respString(r.Addr(), time.Second, "INFO", "server")
+	info, err := r.resp.str(r.Addr(), time.Second, "INFO", "server")
 	if err != nil {
 		return err
 	}
@@ -340,7 +361,7 @@ func (r *Redis) stop(kill bool) error {
 		// On success SHUTDOWN closes the connection without a reply, so a
 		// read error is expected; an error reply means it refused.
 		var refused respError
-		if _, e := respDo(r.Addr(), shutdownTimeout, "SHUTDOWN"); errors.As(e, &refused) {
+		if _, e := r.resp.do(r.Addr(), shutdownTimeout, "SHUTDOWN"); errors.As(e, &refused) {
 			err = fmt.Errorf("SHUTDOWN: %w", e)
 		} else {
 			select {

@@ -1,7 +1,11 @@
 package testenv
 
 import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -21,20 +25,83 @@ const (
 type RedisCluster struct {
 	tb    testing.TB
 	nodes []*Redis
+	tls   bool
+}
+
+// RedisTLS names the PEM files of a TLS-only Redis: its certificate and
+// key, and the CA bundle that signed them. Since cluster nodes present
+// their certificates to each other as client certificates on the bus, a
+// certificate must allow both server and client authentication (extended
+// key usages serverAuth and clientAuth). testenv's own commands check that
+// it chains to the CA, not the names in it: tests may give nodes
+// certificates for other names than 127.0.0.1.
+type RedisTLS struct {
+	CertFile, KeyFile, CAFile string
+}
+
+// ClusterOption configures StartRedisCluster.
+type ClusterOption func(*clusterConfig)
+
+type clusterConfig struct {
+	tls            []RedisTLS
+	user, password string
+}
+
+// WithClusterTLS runs every node TLS only (--port 0 --tls-port N
+// --tls-cluster yes --tls-replication yes): clients, the cluster bus and
+// replication all speak TLS, and the nodes announce their TLS ports. URL
+// then starts with rediss://. Give one RedisTLS for every node, or one per
+// node (the CA file of the first is testenv's).
+func WithClusterTLS(files ...RedisTLS) ClusterOption {
+	return func(c *clusterConfig) { c.tls = files }
+}
+
+// WithClusterACL makes user, with password, the nodes' only user, allowed
+// every command and key; the default user is off, so a client that does
+// not log in as user is refused. The password is not part of URL.
+func WithClusterACL(user, password string) ClusterOption {
+	return func(c *clusterConfig) { c.user, c.password = user, password }
 }
 
 // StartRedisCluster starts a Redis Cluster of masters nodes (3 if masters
 // is 0 or less), gives each an even share of the 16384 slots, joins them and
 // waits until every node reports cluster_state:ok and sees the same slot
 // map. The nodes are stopped when the test ends.
-func StartRedisCluster(tb testing.TB, masters int) *RedisCluster {
+func StartRedisCluster(tb testing.TB, masters int, opts ...ClusterOption) *RedisCluster {
 	tb.Helper()
 	if masters <= 0 {
 		masters = 3
 	}
-	c := &RedisCluster{tb: tb}
-	for range masters {
-		c.nodes = append(c.nodes, newRedis(tb, nil, true))
+	var cfg clusterConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
+	var (
+		args []string
+		resp respClient
+	)
+	switch len(cfg.tls) {
+	case 0:
+	case 1, masters:
+		roots, err := readCAs(cfg.tls[0].CAFile)
+		if err != nil {
+			tb.Fatalf("testenv: redis cluster CA file: %v", err)
+		}
+		resp.tls = chainOnly(roots)
+	default:
+		tb.Fatalf("testenv: WithClusterTLS with %d files for %d nodes: give one, or one per node", len(cfg.tls), masters)
+	}
+	if cfg.user != "" {
+		args = append(args, "--user", "default", "off", "--user", cfg.user, "on", ">"+cfg.password, "~*", "&*", "+@all")
+		resp.user, resp.password = cfg.user, cfg.password
+	}
+	c := &RedisCluster{tb: tb, tls: len(cfg.tls) > 0}
+	for i := range masters {
+		var files *RedisTLS
+		if len(cfg.tls) > 0 {
+			files = &cfg.tls[min(i, len(cfg.tls)-1)]
+		}
+		c.nodes = append(c.nodes, newRedis(tb, args, true, files, resp))
 	}
 	if err := c.form(); err != nil {
 		for _, n := range c.nodes {
@@ -44,6 +111,38 @@ func StartRedisCluster(tb testing.TB, masters int) *RedisCluster {
 		tb.Fatalf("testenv: form a redis cluster of %d masters: %v", masters, err)
 	}
 	return c
+}
+
+func readCAs(file string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s: no PEM certificate", file)
+	}
+	return roots, nil
+}
+
+// chainOnly is a TLS client configuration that accepts a server whose
+// certificate chains to roots, whatever names it holds.
+func chainOnly(roots *x509.CertPool) *tls.Config {
+	return &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		InsecureSkipVerify: true, // the chain is checked below; the names are the test's business
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return errors.New("no server certificate")
+			}
+			inter := x509.NewCertPool()
+			for _, c := range cs.PeerCertificates[1:] {
+				inter.AddCert(c)
+			}
+			_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter})
+			return err
+		},
+	}
 }
 
 // Addrs returns the nodes' host:port addresses.
@@ -57,11 +156,16 @@ func (c *RedisCluster) Addrs() []string {
 
 // URL returns the cluster's URL as go-redis's redis.ParseClusterURL reads
 // it: the first node as host and the others as addr parameters, such as
-// "redis://127.0.0.1:40123?addr=127.0.0.1:40125&addr=127.0.0.1:40127".
+// "redis://127.0.0.1:40123?addr=127.0.0.1:40125&addr=127.0.0.1:40127"
+// (rediss:// with WithClusterTLS).
 func (c *RedisCluster) URL() string {
 	addrs := c.Addrs()
 	var b strings.Builder
-	b.WriteString("redis://" + addrs[0])
+	if c.tls {
+		b.WriteString("rediss://" + addrs[0])
+	} else {
+		b.WriteString("redis://" + addrs[0])
+	}
 	for i, a := range addrs[1:] {
 		if i == 0 {
 			b.WriteString("?addr=" + a)
@@ -91,12 +195,12 @@ func (c *RedisCluster) form() error {
 	n := len(c.nodes)
 	want := make(map[string]clusterNode, n) // by node id
 	for i, node := range c.nodes {
-		id, err := respString(node.Addr(), timeout, "CLUSTER", "MYID")
+		id, err := node.resp.str(node.Addr(), timeout, "CLUSTER", "MYID")
 		if err != nil {
 			return fmt.Errorf("CLUSTER MYID on %s: %w", node.Addr(), err)
 		}
 		first, last := slotRange(i, n)
-		if _, err := respDo(node.Addr(), timeout, "CLUSTER", "ADDSLOTSRANGE", strconv.Itoa(first), strconv.Itoa(last)); err != nil {
+		if _, err := node.resp.do(node.Addr(), timeout, "CLUSTER", "ADDSLOTSRANGE", strconv.Itoa(first), strconv.Itoa(last)); err != nil {
 			return fmt.Errorf("CLUSTER ADDSLOTSRANGE %d %d on %s: %w", first, last, node.Addr(), err)
 		}
 		slots := strconv.Itoa(first)
@@ -110,7 +214,7 @@ func (c *RedisCluster) form() error {
 	// must be given since it is not the default port+10000.
 	first := c.nodes[0]
 	for _, node := range c.nodes[1:] {
-		_, err := respDo(first.Addr(), timeout, "CLUSTER", "MEET", loopback, strconv.Itoa(node.port), strconv.Itoa(node.busPort))
+		_, err := first.resp.do(first.Addr(), timeout, "CLUSTER", "MEET", loopback, strconv.Itoa(node.port), strconv.Itoa(node.busPort))
 		if err != nil {
 			return fmt.Errorf("CLUSTER MEET %s from %s: %w", node.Addr(), first.Addr(), err)
 		}
@@ -140,14 +244,14 @@ type clusterNode struct {
 // the nodes of want, connected, healthy masters with their slots.
 func (c *RedisCluster) agree(want map[string]clusterNode) error {
 	for _, node := range c.nodes {
-		info, err := respString(node.Addr(), time.Second, "CLUSTER", "INFO")
+		info, err := node.resp.str(node.Addr(), time.Second, "CLUSTER", "INFO")
 		if err != nil {
 			return fmt.Errorf("CLUSTER INFO on %s: %w", node.Addr(), err)
 		}
 		if !strings.Contains(info, "cluster_state:ok\r\n") {
 			return fmt.Errorf("CLUSTER INFO on %s: cluster_state is not ok:\n%s", node.Addr(), info)
 		}
-		nodes, err := respString(node.Addr(), time.Second, "CLUSTER", "NODES")
+		nodes, err := node.resp.str(node.Addr(), time.Second, "CLUSTER", "NODES")
 		if err != nil {
 			return fmt.Errorf("CLUSTER NODES on %s: %w", node.Addr(), err)
 		}

@@ -2,7 +2,19 @@ package testenv
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -98,4 +110,114 @@ func TestRedisCluster(t *testing.T) {
 			t.Errorf("PING %s after Stop = nil, want an error", addr)
 		}
 	}
+}
+
+// TestRedisClusterTLS: with WithClusterTLS and WithClusterACL every node
+// speaks TLS only, announces its TLS port, and serves only the ACL user.
+func TestRedisClusterTLS(t *testing.T) {
+	ctx := t.Context()
+	files, roots := writeTestCerts(t)
+	c := StartRedisCluster(t, 3, WithClusterTLS(files), WithClusterACL("sard", "cluster-Secret-1"))
+	if !strings.HasPrefix(c.URL(), "rediss://") {
+		t.Fatalf("URL() = %s, want rediss://", c.URL())
+	}
+	opts, err := redis.ParseClusterURL(c.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.TLSConfig.RootCAs, opts.Username, opts.Password = roots, "sard", "cluster-Secret-1"
+	client := redis.NewClusterClient(opts)
+	t.Cleanup(func() { client.Close() })
+
+	// CLUSTER SLOTS names the TLS ports, the only ones the nodes have.
+	slots, err := client.ClusterSlots(ctx).Result()
+	if err != nil {
+		t.Fatalf("CLUSTER SLOTS = %v", err)
+	}
+	var announced []string
+	for _, s := range slots {
+		for _, n := range s.Nodes {
+			announced = append(announced, n.Addr)
+		}
+	}
+	slices.Sort(announced)
+	want := slices.Sorted(slices.Values(c.Addrs()))
+	if !slices.Equal(announced, want) {
+		t.Errorf("CLUSTER SLOTS addresses = %v, want the TLS ports %v", announced, want)
+	}
+	for i := range 30 {
+		if err := client.Set(ctx, fmt.Sprintf("incident:%d", i), i, 0).Err(); err != nil {
+			t.Fatalf("SET over TLS = %v", err)
+		}
+	}
+	err = client.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+		if n, err := m.DBSize(ctx).Result(); err != nil || n == 0 {
+			return fmt.Errorf("DBSIZE on %s = %d, %v; want keys", m.Options().Addr, n, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
+	}
+	for _, addr := range c.Addrs() {
+		if _, err := respDo(addr, time.Second, "PING"); err == nil {
+			t.Errorf("plaintext PING %s = nil, want an error (TLS only)", addr)
+		}
+		anon := respClient{tls: &tls.Config{RootCAs: roots}}
+		if _, err := anon.do(addr, time.Second, "PING"); err == nil || !strings.Contains(err.Error(), "NOAUTH") {
+			t.Errorf("PING %s over TLS without AUTH = %v, want NOAUTH", addr, err)
+		}
+	}
+}
+
+// writeTestCerts writes a CA and a certificate it signed for 127.0.0.1,
+// for servers and clients, and returns the files and the CA as a pool.
+func writeTestCerts(t *testing.T) (RedisTLS, *x509.CertPool) {
+	t.Helper()
+	dir := t.TempDir()
+	now := time.Now()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "testenv CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := RedisTLS{CertFile: filepath.Join(dir, "node.crt"), KeyFile: filepath.Join(dir, "node.key"), CAFile: filepath.Join(dir, "ca.pem")}
+	for name, b := range map[string][]byte{
+		f.CertFile: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		f.KeyFile:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}),
+		f.CAFile:   pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+	} {
+		if err := os.WriteFile(name, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca)
+	return f, roots
 }

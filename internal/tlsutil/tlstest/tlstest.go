@@ -82,7 +82,20 @@ func (ca *CA) Issue(hosts ...string) (certPEM, keyPEM []byte) {
 // certificates apart by it).
 func (ca *CA) IssueSerial(serial int64, hosts ...string) (certPEM, keyPEM []byte) {
 	ca.tb.Helper()
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: hosts[0]}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	return ca.issueHost(serial, hosts, x509.ExtKeyUsageServerAuth)
+}
+
+// IssueNode makes a certificate for a server that is also its peers'
+// client (a Redis Cluster node shows it on the cluster bus): server and
+// client authentication, for hosts.
+func (ca *CA) IssueNode(hosts ...string) (certPEM, keyPEM []byte) {
+	ca.tb.Helper()
+	return ca.issueHost(ca.serial.Add(1), hosts, x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth)
+}
+
+func (ca *CA) issueHost(serial int64, hosts []string, usage ...x509.ExtKeyUsage) (certPEM, keyPEM []byte) {
+	ca.tb.Helper()
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: hosts[0]}, ExtKeyUsage: usage}
 	for _, h := range hosts {
 		if ip := net.ParseIP(h); ip != nil {
 			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)

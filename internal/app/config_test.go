@@ -32,7 +32,17 @@ func TestConfigCheckedAtStart(t *testing.T) {
 		{"--nats-url", func(c *Config) { c.RedisURL, c.NATSURL = "redis://host:6379", "http://host:4222" }},
 		{"--nats-replicas", func(c *Config) { c.NATSReplicas = 0 }},
 		{"--nats-replicas", func(c *Config) { c.NATSReplicas = 6 }},
-		{"--nats-replicas", func(c *Config) { c.NATSReplicas = 3 }}, // embedded: one node
+		{"--nats-replicas", func(c *Config) { c.NATSReplicas = 3 }},                                             // embedded: one node
+		{"--redis-wait-replicas", func(c *Config) { c.RedisWaitReplicas, c.RedisWaitTimeout = 1, time.Second }}, // embedded: no replicas
+		{"--redis-wait-replicas", func(c *Config) {
+			c.RedisURL, c.NATSURL, c.RedisWaitReplicas, c.RedisWaitTimeout = "redis://host:6379", "nats://host:4222", 17, time.Second
+		}},
+		{"--redis-wait-timeout", func(c *Config) {
+			c.RedisURL, c.NATSURL, c.RedisWaitReplicas, c.RedisWaitTimeout = "redis://host:6379", "nats://host:4222", 1, 3*time.Second
+		}},
+		{"--redis-autopipeline", func(c *Config) {
+			c.RedisURL, c.NATSURL, c.RedisWaitReplicas, c.RedisWaitTimeout, c.RedisAutoPipeline = "redis://host:6379", "nats://host:4222", 1, time.Second, true
+		}},
 		{"--resolution", func(c *Config) { c.Resolution = 13 }},
 		{"--track-max", func(c *Config) { c.TrackMax = 0 }},
 		{"--retention", func(c *Config) { c.Retention = 0 }},

@@ -36,6 +36,8 @@ const (
 	// coverReadFixes is the most fixes one coverage step reads; a longer
 	// backlog (a phone back after hours) takes several steps.
 	coverReadFixes = 2000
+	// workRounds bounds the passes over one incident's queue per kick.
+	workRounds = 1000
 )
 
 // searchWorker runs the queued search work of the incidents this replica
@@ -98,7 +100,10 @@ func (w *searchWorker) close() {
 // workIncident does an incident's queued search work until its queue is
 // empty. It returns false when the store failed (the entries stay queued).
 func (s *Service) workIncident(ctx context.Context, id string) bool {
-	for {
+	for round := 0; ; round++ {
+		if round == workRounds {
+			return true // the next kick or the sweep goes on: never a hot loop
+		}
 		items, err := s.st.SearchWork(ctx, id)
 		if err != nil {
 			s.workFailed(id, "", err)
@@ -197,8 +202,9 @@ func (s *Service) coverWork(ctx context.Context, id, pid string) error {
 		if err != nil {
 			return err
 		}
-		if !cw.Queued {
-			return nil
+		if !cw.Queued { // done by another process (or a stray time entry, dropped)
+			_, err := s.st.WorkDone(ctx, id, member, "", s.now().UnixMilli())
+			return err
 		}
 		if step == 0 && cw.SinceMs > 0 {
 			s.met.SearchWorkLag.Observe(max(0, s.now().Sub(time.UnixMilli(cw.SinceMs)).Seconds()))
@@ -294,8 +300,13 @@ func (s *Service) coverage(cw sar.CoverWork, pid string) (sar.CoverageArgs, erro
 // position, not on the batches: a position applied twice (a replica died
 // between the two steps) is only confirmed the second time.
 func (s *Service) followWork(ctx context.Context, inc *sarv1.Incident, pid string) error {
+	member := sar.WorkMember(sar.WorkFollow, pid)
 	fw, err := s.st.FollowWork(ctx, inc.GetId(), pid)
-	if err != nil || !fw.Queued {
+	if err != nil {
+		return err
+	}
+	if !fw.Queued { // done by another process (or a stray time entry, dropped)
+		_, err := s.st.WorkDone(ctx, inc.GetId(), member, "", s.now().UnixMilli())
 		return err
 	}
 	if fw.SinceMs > 0 {
@@ -304,6 +315,6 @@ func (s *Service) followWork(ctx context.Context, inc *sarv1.Incident, pid strin
 	if fw.Last != nil {
 		s.followCaller(ctx, inc, pid, fw.Last)
 	}
-	_, err = s.st.WorkDone(ctx, inc.GetId(), sar.WorkMember(sar.WorkFollow, pid), fw.Gen, s.now().UnixMilli())
+	_, err = s.st.WorkDone(ctx, inc.GetId(), member, fw.Gen, s.now().UnixMilli())
 	return err
 }

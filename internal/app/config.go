@@ -54,6 +54,9 @@ func (c Config) Check() error {
 		if err != nil {
 			bad("redis-url", redactURL(c.RedisURL), "not a Redis URL (redis://[:password@]host:port[/db], rediss://... or unix://...): "+redactErr(err, c.RedisURL))
 		}
+		if u, uerr := url.Parse(c.RedisURL); err == nil && uerr == nil && u.Query().Has("skip_verify") {
+			bad("redis-url", redactURL(c.RedisURL), "skip_verify turns off the check of Redis's certificate, so anyone on the path could read and change the positions: give its CA with --redis-ca-file instead")
+		}
 	}
 	if c.NATSURL != "" {
 		for _, one := range strings.Split(c.NATSURL, ",") {

@@ -28,6 +28,12 @@ func TestConfigCheckedAtStart(t *testing.T) {
 		{"--nats-listen", func(c *Config) { c.NATSListen = "0.0.0.0" }},
 		{"--redis-url", func(c *Config) { c.RedisURL, c.NATSURL = "http://:s3cret@host:6379", "nats://host:4222" }},
 		{"--redis-url", func(c *Config) { c.RedisURL, c.NATSURL = "redis://:s3cret@host:6379/notadb", "nats://host:4222" }},
+		{"--redis-url", func(c *Config) {
+			c.RedisURL, c.NATSURL = "rediss://:s3cret@host:6380/0?skip_verify=true", "nats://host:4222"
+		}},
+		{"--redis-url", func(c *Config) {
+			c.RedisURL, c.RedisCluster, c.NATSURL = "rediss://h1:6380?addr=h2:6380&skip_verify=true", true, "nats://host:4222"
+		}},
 		{"--nats-url", func(c *Config) { c.RedisURL, c.NATSURL = "redis://host:6379", "nats://a:4222,host-without-scheme" }},
 		{"--nats-url", func(c *Config) { c.RedisURL, c.NATSURL = "redis://host:6379", "http://host:4222" }},
 		{"--nats-replicas", func(c *Config) { c.NATSReplicas = 0 }},

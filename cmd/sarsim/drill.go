@@ -575,9 +575,22 @@ func (d *drill) summarise(ctx context.Context, res *drillResult) {
 	}
 	search := sarv1.NewSearchServiceClient(d.conn)
 	if err := d.call(ctx, func(ctx context.Context) error {
-		resp, err := search.ListSegments(ctx, &sarv1.ListSegmentsRequest{IncidentId: d.incident})
-		if err != nil {
-			return err
+		// The server credits coverage after each ack: the summary waits
+		// (up to 15 s) until the grid holds every fix acknowledged.
+		var resp *sarv1.ListSegmentsResponse
+		for deadline := time.Now().Add(15 * time.Second); ; {
+			var err error
+			if resp, err = search.ListSegments(ctx, &sarv1.ListSegmentsRequest{IncidentId: d.incident}); err != nil {
+				return err
+			}
+			if resp.GetGrid().GetSearchWorkPending() == 0 || time.Now().After(deadline) {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(50 * time.Millisecond):
+			}
 		}
 		res.Segments = len(resp.GetSegments())
 		for _, s := range resp.GetSegments() {

@@ -39,6 +39,11 @@ func TestSearchWorkSurvivesItsReplica(t *testing.T) {
 	if g, err := a.loadGrid(ctx, inc.GetId()); err != nil || g.meta.Version != g0.meta.Version {
 		t.Fatalf("grid version %d before B ran (was %d), %v: coverage credited by a dead replica", g.meta.Version, g0.meta.Version, err)
 	}
+	if r, err := a.GetSearchGrid(ctx, &sarv1.GetSearchGridRequest{IncidentId: inc.GetId()}); err != nil ||
+		r.GetGrid().GetSearchWorkPending() != 1 || r.GetGrid().GetSearchWorkSince().AsTime().Before(time.Now().Add(-time.Minute)) {
+		t.Fatalf("GetSearchGrid before B ran: pending %d since %v, %v; want 1, just now", r.GetGrid().GetSearchWorkPending(),
+			r.GetGrid().GetSearchWorkSince(), err)
+	}
 
 	cfg := DefaultConfig()
 	cfg.WorkStaleAfter = time.Millisecond
@@ -49,6 +54,10 @@ func TestSearchWorkSurvivesItsReplica(t *testing.T) {
 	go b.RunSearchWork(sctx, 10*time.Millisecond)
 	waitCovered(t, b, ctx, inc.GetId(), g0.meta.Version)
 	checkCoverage(t, b, ctx, inc.GetId(), items[0].ParticipantID, all)
+	if r, err := b.GetSearchGrid(ctx, &sarv1.GetSearchGridRequest{IncidentId: inc.GetId()}); err != nil ||
+		r.GetGrid().GetSearchWorkPending() != 0 || r.GetGrid().GetSearchWorkSince() != nil {
+		t.Fatalf("GetSearchGrid after B ran: pending %d since %v, %v; want none", r.GetGrid().GetSearchWorkPending(), r.GetGrid().GetSearchWorkSince(), err)
+	}
 }
 
 // Batch by batch (the worker keeping up) or all at once (behind, or after

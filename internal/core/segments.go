@@ -259,6 +259,7 @@ func (s *Service) ListSegments(ctx context.Context, req *sarv1.ListSegmentsReque
 	if req.GetResegment() && !auth.CanCommandIncident(p, inc) {
 		return nil, sar.Errorf(sar.KindPermissionDenied, "only the incident's operators may cut segments anew")
 	}
+	work := s.pendingWork(ctx, inc.GetId()) // before the grid (see GetSearchGrid)
 	g, err := s.loadGrid(ctx, inc.GetId())
 	if err != nil {
 		return nil, err
@@ -271,8 +272,10 @@ func (s *Service) ListSegments(ctx context.Context, req *sarv1.ListSegmentsReque
 	if err != nil {
 		return nil, err
 	}
-	return &sarv1.ListSegmentsResponse{Grid: summary(g.meta, g.meta.Version, len(g.g.Cells), g.g.RestOfWorld, g.g.CumulativePOS),
-		Segments: rankedSegments(g, seg), SegmentationVersion: seg.Version, TargetAreaM2: seg.TargetAreaM2}, nil
+	out := &sarv1.ListSegmentsResponse{Grid: summary(g.meta, g.meta.Version, len(g.g.Cells), g.g.RestOfWorld, g.g.CumulativePOS),
+		Segments: rankedSegments(g, seg), SegmentationVersion: seg.Version, TargetAreaM2: seg.TargetAreaM2}
+	work(out.Grid)
+	return out, nil
 }
 
 // takesPart reports whether a team (or its whole agency) is assigned to

@@ -321,8 +321,17 @@ type SearchGridSummary struct {
 	// (refreshed at most every 30 s while the decision stays the same; no
 	// event unless the grid changed).
 	LastCallerFix *CallerFix `protobuf:"bytes,32,opt,name=last_caller_fix,json=lastCallerFix,proto3" json:"last_caller_fix,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Search work still to do when this grid was read (GetSearchGrid,
+	// ListSegments): how many participants have acknowledged fixes not yet
+	// credited as coverage, or a caller's position not yet applied (the
+	// work runs after each batch's acknowledgement, usually within
+	// milliseconds). 0: the grid holds every acknowledged fix.
+	SearchWorkPending uint32 `protobuf:"varint,33,opt,name=search_work_pending,json=searchWorkPending,proto3" json:"search_work_pending,omitempty"`
+	// When the oldest of that work was acknowledged (or last progressed);
+	// unset when none is pending. A time far behind says the grid lags.
+	SearchWorkSince *timestamppb.Timestamp `protobuf:"bytes,34,opt,name=search_work_since,json=searchWorkSince,proto3" json:"search_work_since,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *SearchGridSummary) Reset() {
@@ -512,6 +521,20 @@ func (x *SearchGridSummary) GetFollowedFix() *CallerFix {
 func (x *SearchGridSummary) GetLastCallerFix() *CallerFix {
 	if x != nil {
 		return x.LastCallerFix
+	}
+	return nil
+}
+
+func (x *SearchGridSummary) GetSearchWorkPending() uint32 {
+	if x != nil {
+		return x.SearchWorkPending
+	}
+	return 0
+}
+
+func (x *SearchGridSummary) GetSearchWorkSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SearchWorkSince
 	}
 	return nil
 }
@@ -2313,7 +2336,8 @@ var File_sar_v1_search_proto protoreflect.FileDescriptor
 
 const file_sar_v1_search_proto_rawDesc = "" +
 	"\n" +
-	"\x13sar/v1/search.proto\x12\x06sar.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13sar/v1/common.proto\x1a\x15sar/v1/incident.proto\"\xb5\t\n" +
+	"\x13sar/v1/search.proto\x12\x06sar.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13sar/v1/common.proto\x1a\x15sar/v1/incident.proto\"\xad\n" +
+	"\n" +
 	"\x11SearchGridSummary\x12\x1f\n" +
 	"\vincident_id\x18\x01 \x01(\tR\n" +
 	"incidentId\x12\x18\n" +
@@ -2343,7 +2367,9 @@ const file_sar_v1_search_proto_rawDesc = "" +
 	"\x14profile_distances_km\x18\x16 \x03(\x01R\x12profileDistancesKm\x127\n" +
 	"\tplan_time\x18\x1e \x01(\v2\x1a.google.protobuf.TimestampR\bplanTime\x124\n" +
 	"\ffollowed_fix\x18\x1f \x01(\v2\x11.sar.v1.CallerFixR\vfollowedFix\x129\n" +
-	"\x0flast_caller_fix\x18  \x01(\v2\x11.sar.v1.CallerFixR\rlastCallerFix\x1a?\n" +
+	"\x0flast_caller_fix\x18  \x01(\v2\x11.sar.v1.CallerFixR\rlastCallerFix\x12.\n" +
+	"\x13search_work_pending\x18! \x01(\rR\x11searchWorkPending\x12F\n" +
+	"\x11search_work_since\x18\" \x01(\v2\x1a.google.protobuf.TimestampR\x0fsearchWorkSince\x1a?\n" +
 	"\x11SweepWidthsMEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\x1a>\n" +
@@ -2601,63 +2627,64 @@ var file_sar_v1_search_proto_depIdxs = []int32{
 	33, // 4: sar.v1.SearchGridSummary.plan_time:type_name -> google.protobuf.Timestamp
 	4,  // 5: sar.v1.SearchGridSummary.followed_fix:type_name -> sar.v1.CallerFix
 	4,  // 6: sar.v1.SearchGridSummary.last_caller_fix:type_name -> sar.v1.CallerFix
-	32, // 7: sar.v1.CallerFix.position:type_name -> sar.v1.LatLng
-	33, // 8: sar.v1.CallerFix.time:type_name -> google.protobuf.Timestamp
-	0,  // 9: sar.v1.CallerFix.decision:type_name -> sar.v1.CallerFixDecision
-	32, // 10: sar.v1.SetSearchPlanRequest.point:type_name -> sar.v1.LatLng
-	34, // 11: sar.v1.SetSearchPlanRequest.subject:type_name -> sar.v1.SubjectProfile
-	29, // 12: sar.v1.SetSearchPlanRequest.sweep_widths_m:type_name -> sar.v1.SetSearchPlanRequest.SweepWidthsMEntry
-	3,  // 13: sar.v1.SetSearchPlanResponse.grid:type_name -> sar.v1.SearchGridSummary
-	30, // 14: sar.v1.UpdateSearchSettingsRequest.sweep_widths_m:type_name -> sar.v1.UpdateSearchSettingsRequest.SweepWidthsMEntry
-	31, // 15: sar.v1.UpdateSearchSettingsRequest.max_speeds_m_s:type_name -> sar.v1.UpdateSearchSettingsRequest.MaxSpeedsMSEntry
-	3,  // 16: sar.v1.UpdateSearchSettingsResponse.grid:type_name -> sar.v1.SearchGridSummary
-	3,  // 17: sar.v1.GetSearchGridResponse.grid:type_name -> sar.v1.SearchGridSummary
-	5,  // 18: sar.v1.GetSearchGridResponse.cells:type_name -> sar.v1.SearchCell
-	18, // 19: sar.v1.GetSearchGridResponse.segment:type_name -> sar.v1.SearchSegment
-	12, // 20: sar.v1.AdjustCellsRequest.set:type_name -> sar.v1.CellProbability
-	3,  // 21: sar.v1.AdjustCellsResponse.grid:type_name -> sar.v1.SearchGridSummary
-	32, // 22: sar.v1.RecordClueRequest.position:type_name -> sar.v1.LatLng
-	3,  // 23: sar.v1.RecordClueResponse.grid:type_name -> sar.v1.SearchGridSummary
-	32, // 24: sar.v1.SearchSegment.centroid:type_name -> sar.v1.LatLng
-	35, // 25: sar.v1.SearchSegment.assigned_team:type_name -> sar.v1.TeamRef
-	33, // 26: sar.v1.SearchSegment.assign_time:type_name -> google.protobuf.Timestamp
-	3,  // 27: sar.v1.ListSegmentsResponse.grid:type_name -> sar.v1.SearchGridSummary
-	18, // 28: sar.v1.ListSegmentsResponse.segments:type_name -> sar.v1.SearchSegment
-	35, // 29: sar.v1.SuggestNextTaskRequest.team:type_name -> sar.v1.TeamRef
-	32, // 30: sar.v1.SuggestNextTaskRequest.position:type_name -> sar.v1.LatLng
-	18, // 31: sar.v1.SuggestNextTaskResponse.segment:type_name -> sar.v1.SearchSegment
-	36, // 32: sar.v1.SuggestNextTaskResponse.travel:type_name -> google.protobuf.Duration
-	36, // 33: sar.v1.SuggestNextTaskResponse.search:type_name -> google.protobuf.Duration
-	32, // 34: sar.v1.SuggestNextTaskResponse.team_position:type_name -> sar.v1.LatLng
-	3,  // 35: sar.v1.SuggestNextTaskResponse.grid:type_name -> sar.v1.SearchGridSummary
-	35, // 36: sar.v1.AssignSegmentRequest.team:type_name -> sar.v1.TeamRef
-	18, // 37: sar.v1.AssignSegmentResponse.segment:type_name -> sar.v1.SearchSegment
-	1,  // 38: sar.v1.ExportSearchGridRequest.format:type_name -> sar.v1.ExportFormat
-	2,  // 39: sar.v1.SearchGridChangedEvent.change:type_name -> sar.v1.SearchGridChange
-	3,  // 40: sar.v1.SearchGridChangedEvent.grid:type_name -> sar.v1.SearchGridSummary
-	6,  // 41: sar.v1.SearchService.SetSearchPlan:input_type -> sar.v1.SetSearchPlanRequest
-	8,  // 42: sar.v1.SearchService.UpdateSearchSettings:input_type -> sar.v1.UpdateSearchSettingsRequest
-	10, // 43: sar.v1.SearchService.GetSearchGrid:input_type -> sar.v1.GetSearchGridRequest
-	13, // 44: sar.v1.SearchService.AdjustCells:input_type -> sar.v1.AdjustCellsRequest
-	15, // 45: sar.v1.SearchService.RecordClue:input_type -> sar.v1.RecordClueRequest
-	17, // 46: sar.v1.SearchService.ListSegments:input_type -> sar.v1.ListSegmentsRequest
-	20, // 47: sar.v1.SearchService.SuggestNextTask:input_type -> sar.v1.SuggestNextTaskRequest
-	22, // 48: sar.v1.SearchService.AssignSegment:input_type -> sar.v1.AssignSegmentRequest
-	24, // 49: sar.v1.SearchService.ExportSearchGrid:input_type -> sar.v1.ExportSearchGridRequest
-	7,  // 50: sar.v1.SearchService.SetSearchPlan:output_type -> sar.v1.SetSearchPlanResponse
-	9,  // 51: sar.v1.SearchService.UpdateSearchSettings:output_type -> sar.v1.UpdateSearchSettingsResponse
-	11, // 52: sar.v1.SearchService.GetSearchGrid:output_type -> sar.v1.GetSearchGridResponse
-	14, // 53: sar.v1.SearchService.AdjustCells:output_type -> sar.v1.AdjustCellsResponse
-	16, // 54: sar.v1.SearchService.RecordClue:output_type -> sar.v1.RecordClueResponse
-	19, // 55: sar.v1.SearchService.ListSegments:output_type -> sar.v1.ListSegmentsResponse
-	21, // 56: sar.v1.SearchService.SuggestNextTask:output_type -> sar.v1.SuggestNextTaskResponse
-	23, // 57: sar.v1.SearchService.AssignSegment:output_type -> sar.v1.AssignSegmentResponse
-	25, // 58: sar.v1.SearchService.ExportSearchGrid:output_type -> sar.v1.ExportSearchGridResponse
-	50, // [50:59] is the sub-list for method output_type
-	41, // [41:50] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	33, // 7: sar.v1.SearchGridSummary.search_work_since:type_name -> google.protobuf.Timestamp
+	32, // 8: sar.v1.CallerFix.position:type_name -> sar.v1.LatLng
+	33, // 9: sar.v1.CallerFix.time:type_name -> google.protobuf.Timestamp
+	0,  // 10: sar.v1.CallerFix.decision:type_name -> sar.v1.CallerFixDecision
+	32, // 11: sar.v1.SetSearchPlanRequest.point:type_name -> sar.v1.LatLng
+	34, // 12: sar.v1.SetSearchPlanRequest.subject:type_name -> sar.v1.SubjectProfile
+	29, // 13: sar.v1.SetSearchPlanRequest.sweep_widths_m:type_name -> sar.v1.SetSearchPlanRequest.SweepWidthsMEntry
+	3,  // 14: sar.v1.SetSearchPlanResponse.grid:type_name -> sar.v1.SearchGridSummary
+	30, // 15: sar.v1.UpdateSearchSettingsRequest.sweep_widths_m:type_name -> sar.v1.UpdateSearchSettingsRequest.SweepWidthsMEntry
+	31, // 16: sar.v1.UpdateSearchSettingsRequest.max_speeds_m_s:type_name -> sar.v1.UpdateSearchSettingsRequest.MaxSpeedsMSEntry
+	3,  // 17: sar.v1.UpdateSearchSettingsResponse.grid:type_name -> sar.v1.SearchGridSummary
+	3,  // 18: sar.v1.GetSearchGridResponse.grid:type_name -> sar.v1.SearchGridSummary
+	5,  // 19: sar.v1.GetSearchGridResponse.cells:type_name -> sar.v1.SearchCell
+	18, // 20: sar.v1.GetSearchGridResponse.segment:type_name -> sar.v1.SearchSegment
+	12, // 21: sar.v1.AdjustCellsRequest.set:type_name -> sar.v1.CellProbability
+	3,  // 22: sar.v1.AdjustCellsResponse.grid:type_name -> sar.v1.SearchGridSummary
+	32, // 23: sar.v1.RecordClueRequest.position:type_name -> sar.v1.LatLng
+	3,  // 24: sar.v1.RecordClueResponse.grid:type_name -> sar.v1.SearchGridSummary
+	32, // 25: sar.v1.SearchSegment.centroid:type_name -> sar.v1.LatLng
+	35, // 26: sar.v1.SearchSegment.assigned_team:type_name -> sar.v1.TeamRef
+	33, // 27: sar.v1.SearchSegment.assign_time:type_name -> google.protobuf.Timestamp
+	3,  // 28: sar.v1.ListSegmentsResponse.grid:type_name -> sar.v1.SearchGridSummary
+	18, // 29: sar.v1.ListSegmentsResponse.segments:type_name -> sar.v1.SearchSegment
+	35, // 30: sar.v1.SuggestNextTaskRequest.team:type_name -> sar.v1.TeamRef
+	32, // 31: sar.v1.SuggestNextTaskRequest.position:type_name -> sar.v1.LatLng
+	18, // 32: sar.v1.SuggestNextTaskResponse.segment:type_name -> sar.v1.SearchSegment
+	36, // 33: sar.v1.SuggestNextTaskResponse.travel:type_name -> google.protobuf.Duration
+	36, // 34: sar.v1.SuggestNextTaskResponse.search:type_name -> google.protobuf.Duration
+	32, // 35: sar.v1.SuggestNextTaskResponse.team_position:type_name -> sar.v1.LatLng
+	3,  // 36: sar.v1.SuggestNextTaskResponse.grid:type_name -> sar.v1.SearchGridSummary
+	35, // 37: sar.v1.AssignSegmentRequest.team:type_name -> sar.v1.TeamRef
+	18, // 38: sar.v1.AssignSegmentResponse.segment:type_name -> sar.v1.SearchSegment
+	1,  // 39: sar.v1.ExportSearchGridRequest.format:type_name -> sar.v1.ExportFormat
+	2,  // 40: sar.v1.SearchGridChangedEvent.change:type_name -> sar.v1.SearchGridChange
+	3,  // 41: sar.v1.SearchGridChangedEvent.grid:type_name -> sar.v1.SearchGridSummary
+	6,  // 42: sar.v1.SearchService.SetSearchPlan:input_type -> sar.v1.SetSearchPlanRequest
+	8,  // 43: sar.v1.SearchService.UpdateSearchSettings:input_type -> sar.v1.UpdateSearchSettingsRequest
+	10, // 44: sar.v1.SearchService.GetSearchGrid:input_type -> sar.v1.GetSearchGridRequest
+	13, // 45: sar.v1.SearchService.AdjustCells:input_type -> sar.v1.AdjustCellsRequest
+	15, // 46: sar.v1.SearchService.RecordClue:input_type -> sar.v1.RecordClueRequest
+	17, // 47: sar.v1.SearchService.ListSegments:input_type -> sar.v1.ListSegmentsRequest
+	20, // 48: sar.v1.SearchService.SuggestNextTask:input_type -> sar.v1.SuggestNextTaskRequest
+	22, // 49: sar.v1.SearchService.AssignSegment:input_type -> sar.v1.AssignSegmentRequest
+	24, // 50: sar.v1.SearchService.ExportSearchGrid:input_type -> sar.v1.ExportSearchGridRequest
+	7,  // 51: sar.v1.SearchService.SetSearchPlan:output_type -> sar.v1.SetSearchPlanResponse
+	9,  // 52: sar.v1.SearchService.UpdateSearchSettings:output_type -> sar.v1.UpdateSearchSettingsResponse
+	11, // 53: sar.v1.SearchService.GetSearchGrid:output_type -> sar.v1.GetSearchGridResponse
+	14, // 54: sar.v1.SearchService.AdjustCells:output_type -> sar.v1.AdjustCellsResponse
+	16, // 55: sar.v1.SearchService.RecordClue:output_type -> sar.v1.RecordClueResponse
+	19, // 56: sar.v1.SearchService.ListSegments:output_type -> sar.v1.ListSegmentsResponse
+	21, // 57: sar.v1.SearchService.SuggestNextTask:output_type -> sar.v1.SuggestNextTaskResponse
+	23, // 58: sar.v1.SearchService.AssignSegment:output_type -> sar.v1.AssignSegmentResponse
+	25, // 59: sar.v1.SearchService.ExportSearchGrid:output_type -> sar.v1.ExportSearchGridResponse
+	51, // [51:60] is the sub-list for method output_type
+	42, // [42:51] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_sar_v1_search_proto_init() }

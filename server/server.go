@@ -105,6 +105,8 @@ type Server struct {
 	base      context.Context // every HTTP request's context descends from it
 	cut       context.CancelFunc
 	draining  chan struct{}
+	drainCtx  context.Context // ends with draining: ends StreamFixes streams waiting in Recv (streams.go)
+	drained   context.CancelFunc
 	drain     sync.Once
 	creds     *keyedLimiters // per credential id
 	links     *keyedLimiters // per share link's credential id
@@ -151,6 +153,7 @@ func New(svc *core.Service, opt Options) *Server {
 	}
 	s := &Server{core: svc, opt: opt, log: opt.Log, health: health.NewServer(), draining: make(chan struct{}), mux: http.NewServeMux()}
 	s.base, s.cut = context.WithCancel(context.Background())
+	s.drainCtx, s.drained = context.WithCancel(context.Background())
 	s.creds = newKeyedLimiters(opt.RateLimit, opt.RateBurst)
 	s.links = newKeyedLimiters(opt.LinkRateLimit, opt.LinkRateBurst)
 	s.addrs = newKeyedLimiters(opt.AddrRateLimit, opt.AddrRateBurst)
@@ -217,7 +220,7 @@ func New(svc *core.Service, opt Options) *Server {
 	sarv1.RegisterAuthServiceServer(both, &authService{core: svc})
 	sarv1.RegisterAgencyServiceServer(both, &agencyService{core: svc})
 	sarv1.RegisterIncidentServiceServer(both, &incidentService{core: svc, log: s.log, draining: s.draining, recheck: opt.WatchRecheck})
-	sarv1.RegisterLocationServiceServer(both, &locationService{core: svc, log: s.log, draining: s.draining})
+	sarv1.RegisterLocationServiceServer(both, &locationService{core: svc, log: s.log, drainCtx: s.drainCtx})
 	sarv1.RegisterSearchServiceServer(both, &searchService{core: svc})
 	sarv1.RegisterTaskServiceServer(both, &taskService{core: svc, log: s.log, draining: s.draining, recheck: opt.WatchRecheck})
 	healthpb.RegisterHealthServer(s.grpc, s.health)
@@ -488,7 +491,7 @@ func (s *Server) gatewayGuard(next http.Handler) http.Handler {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.health.Shutdown()
 	s.mu.Lock()
-	s.drain.Do(func() { close(s.draining) })
+	s.drain.Do(func() { close(s.draining); s.drained() })
 	s.mu.Unlock()
 	done := make(chan struct{})
 	go func() { s.grpc.GracefulStop(); close(done) }()

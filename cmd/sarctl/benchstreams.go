@@ -119,6 +119,7 @@ const (
 	metricHeapInuse  = "go_memstats_heap_inuse_bytes"
 	metricStackInuse = "go_memstats_stack_inuse_bytes"
 	metricGoSys      = "go_memstats_sys_bytes"
+	metricGCCycles   = "go_gc_duration_seconds_count"
 )
 
 // memSample is one reading of sard's memory. Sizes in MiB.
@@ -131,6 +132,9 @@ type memSample struct {
 	GoSysMiB   float64 `json:"go_sys_mib"` // all the Go runtime obtained from the OS
 	Goroutines float64 `json:"goroutines"`
 	OpenFDs    float64 `json:"open_fds"`
+	CPUS       float64 `json:"cpu_s"`     // process_cpu_seconds_total
+	GCCycles   float64 `json:"gc_cycles"` // completed since sard started
+	Acked      int64   `json:"acked"`     // batches the bench had acknowledged by then
 }
 
 // Phases of a run, in order.
@@ -171,11 +175,16 @@ type streamsResult struct {
 	// sard's memory: before the run, at the plateau (the median of the
 	// readings in the second half of the hold, every stream open and
 	// sending), the peak reading, and after the streams closed.
-	Before        memSample   `json:"before"`
-	Plateau       memSample   `json:"plateau"`
-	Peak          memSample   `json:"peak"` // the reading with the highest RSS
-	After         memSample   `json:"after"`
-	PerStreamKiB  float64     `json:"per_stream_kib"` // (plateau RSS - before RSS) / devices
+	Before       memSample `json:"before"`
+	Plateau      memSample `json:"plateau"`
+	Peak         memSample `json:"peak"` // the reading with the highest RSS
+	After        memSample `json:"after"`
+	PerStreamKiB float64   `json:"per_stream_kib"` // (plateau RSS - before RSS) / devices
+	// sard's CPU and GC cycles over the hold (from the first to the last
+	// reading in it): what the streams cost it, the collector included.
+	HoldCPUS      float64     `json:"hold_cpu_s"`
+	CPUMsPerBatch float64     `json:"cpu_ms_per_batch"` // hold_cpu_s / batches acknowledged between those readings
+	HoldGCs       float64     `json:"hold_gcs"`
 	PlateauRSSMiB float64     `json:"plateau_rss_mib"`
 	PeakRSSMiB    float64     `json:"peak_rss_mib"`
 	Samples       []memSample `json:"samples"`
@@ -228,7 +237,8 @@ func (r *streamsRun) setPhase(p string) {
 
 // readMem reads sard's /metrics once and keeps the reading.
 func (r *streamsRun) readMem(ctx context.Context) (memSample, error) {
-	m, err := scrapeMetrics(ctx, r.o.MetricsURL, metricRSS, metricFDs, metricGoroutines, metricHeapInuse, metricStackInuse, metricGoSys)
+	m, err := scrapeMetrics(ctx, r.o.MetricsURL, metricRSS, metricFDs, metricGoroutines, metricHeapInuse, metricStackInuse, metricGoSys,
+		metricCPU, metricGCCycles)
 	if err != nil {
 		return memSample{}, err
 	}
@@ -240,7 +250,8 @@ func (r *streamsRun) readMem(ctx context.Context) (memSample, error) {
 	defer r.memMu.Unlock()
 	s := memSample{AtS: round3(time.Since(r.start).Seconds()), Phase: r.phase, RSSMiB: round3(m[metricRSS] / mib),
 		HeapMiB: round3(m[metricHeapInuse] / mib), StackMiB: round3(m[metricStackInuse] / mib), GoSysMiB: round3(m[metricGoSys] / mib),
-		Goroutines: m[metricGoroutines], OpenFDs: m[metricFDs]}
+		Goroutines: m[metricGoroutines], OpenFDs: m[metricFDs], CPUS: m[metricCPU], GCCycles: m[metricGCCycles],
+		Acked: r.acked.Load()}
 	r.samples = append(r.samples, s)
 	return s, nil
 }
@@ -416,9 +427,12 @@ func runStreamsBench(ctx context.Context, o streamsOptions) (*streamsResult, err
 	res.Before, res.After = before, after
 	// The plateau: the median (by RSS) of the readings in the second half
 	// of the hold, when every device has sent and its stream is warm.
-	var plateau []memSample
+	var plateau, hold []memSample
 	mid := (holdStart + (holdEnd-holdStart)/2).Seconds()
 	for _, s := range r.samples {
+		if s.Phase == phaseHold {
+			hold = append(hold, s)
+		}
 		if s.Phase == phaseHold && s.AtS >= mid {
 			plateau = append(plateau, s)
 		}
@@ -440,6 +454,13 @@ func runStreamsBench(ctx context.Context, o streamsOptions) (*streamsResult, err
 		res.PerStreamKiB = round3((res.Plateau.RSSMiB - before.RSSMiB) * 1024 / float64(o.Devices))
 	}
 	res.PeakRSSMiB = res.Peak.RSSMiB
+	if len(hold) > 1 {
+		first, last := hold[0], hold[len(hold)-1]
+		res.HoldCPUS, res.HoldGCs = round3(last.CPUS-first.CPUS), last.GCCycles-first.GCCycles
+		if n := last.Acked - first.Acked; n > 0 {
+			res.CPUMsPerBatch = round3(res.HoldCPUS * 1000 / float64(n))
+		}
+	}
 	res.Samples = r.samples
 	return res, nil
 }
@@ -607,6 +628,7 @@ func (res *streamsResult) write(w io.Writer, asJSON bool) error {
 			row.s.RSSMiB, row.s.HeapMiB, row.s.StackMiB, row.s.GoSysMiB, row.s.Goroutines, row.s.OpenFDs)
 	}
 	fmt.Fprintf(w, "  per stream  %.1f KiB of sard's RSS ((plateau - before) / devices)\n", res.PerStreamKiB)
+	fmt.Fprintf(w, "  sard CPU    %.2f s in the hold (%.2f ms per batch), %.0f GC cycles\n", res.HoldCPUS, res.CPUMsPerBatch, res.HoldGCs)
 	if !asJSON {
 		return nil
 	}

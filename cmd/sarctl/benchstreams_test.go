@@ -88,6 +88,9 @@ func TestBenchStreams(t *testing.T) {
 		t.Errorf("rss before %v, plateau %v, peak %v, after %v MiB: want all read and peak >= plateau",
 			res.Before.RSSMiB, res.Plateau.RSSMiB, res.Peak.RSSMiB, res.After.RSSMiB)
 	}
+	if res.HoldCPUS <= 0 || res.CPUMsPerBatch <= 0 || res.Plateau.CPUS <= 0 {
+		t.Errorf("hold CPU %v s, %v ms per batch, plateau cpu_s %v: want sard's CPU read", res.HoldCPUS, res.CPUMsPerBatch, res.Plateau.CPUS)
+	}
 	if res.Plateau.Phase != phaseHold {
 		t.Errorf("plateau reading from phase %q, want %q", res.Plateau.Phase, phaseHold)
 	}
@@ -116,7 +119,8 @@ func TestBenchStreams(t *testing.T) {
 		t.Fatalf("last line %q: not JSON: %v", lines[len(lines)-1], err)
 	}
 	for k, v := range map[string]float64{"devices": devices, "streams": devices, "plateau_rss_mib": res.PlateauRSSMiB,
-		"peak_rss_mib": res.PeakRSSMiB, "per_stream_kib": res.PerStreamKiB, "ack_p99_ms": res.AckP99Ms, "errors": 0} {
+		"peak_rss_mib": res.PeakRSSMiB, "per_stream_kib": res.PerStreamKiB, "ack_p99_ms": res.AckP99Ms, "hold_cpu_s": res.HoldCPUS,
+		"errors": 0} {
 		if got, ok := obj[k].(float64); !ok || got != v {
 			t.Errorf("JSON line[%q] = %v, want %v", k, obj[k], v)
 		}

@@ -207,6 +207,7 @@ func New(svc *core.Service, opt Options) *Server {
 	s.grpc = grpc.NewServer(append(s.transportOptions(),
 		grpc.ForceServerCodecV2(codec),
 		grpc.MaxRecvMsgSize(opt.MaxMsgBytes),
+		grpc.ReadBufferSize(readBufferSize),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.ChainUnaryInterceptor(slices.Insert(slices.Clone(unary), 2, codec.unary)...),
@@ -238,6 +239,17 @@ func New(svc *core.Service, opt Options) *Server {
 	s.mux.Handle("/", pages) // the least specific pattern: only what nothing else takes
 	return s
 }
+
+// readBufferSize is each gRPC connection's read buffer. gRPC-Go's default
+// is 32 KiB. On a plaintext TCP connection it comes from a pool and is held
+// only while data is waiting, but on a TLS connection it is a bufio.Reader
+// of its own for the connection's life: 160 MiB for 5,000 phones that each
+// keep a connection open. The frames devices send are small (a batch of
+// 10 fixes is about 1 KiB), the TLS connection buffers a whole record
+// itself, and a frame larger than the buffer is read into its own buffer
+// without passing through it, so 4 KiB costs a few more reads only for
+// the rare large batch. (docs/bench.md, memory benchmark.)
+const readBufferSize = 4 << 10
 
 // doors registers a service on the gRPC server and on the JSON gateway's
 // in-process channel: one implementation behind both.

@@ -2,16 +2,19 @@ package server_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/mountain-sar/sar/dispatch"
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
+	"github.com/mountain-sar/sar/internal/app"
 	"github.com/mountain-sar/sar/internal/testenv"
 )
 
@@ -166,6 +169,32 @@ func TestGracefulShutdownFinishesBatches(t *testing.T) {
 	n, err := e.rdb.ZCard(context.Background(), "sar:{"+inc.GetId()+"}:trk:"+e.participantOf(inc.GetId(), "phone")).Result()
 	if err != nil || int(n) != stored {
 		t.Fatalf("track holds %d, %v; want the %d acknowledged fixes", n, err, stored)
+	}
+}
+
+// TestShutdownWakesIdleStreams stops the server while device streams wait
+// for their next batch (the handler is in Recv, with no goroutine of its
+// own watching for shutdown): each ends at once with the draining
+// UNAVAILABLE, not cut by the shutdown timeout, and Close returns cleanly.
+func TestShutdownWakesIdleStreams(t *testing.T) {
+	e := startEnv(t, func(c *app.Config) { c.ShutdownTimeout = time.Minute })
+	_, officer, inc := e.officerOnIncident()
+	// Each sends a batch (so the server holds its stream), then waits.
+	devices := []*device{e.openDevice(officer, inc.GetId(), "phone-1"), e.openDevice(officer, inc.GetId(), "phone-2")}
+	for _, d := range devices {
+		d.send(walk(1, 10, time.Now())...)
+	}
+	done := make(chan error, 1)
+	go func() { done <- e.app.Close() }()
+	for _, d := range devices {
+		_, err := d.stream.Recv()
+		wantCode(t, d.id+" stream at shutdown", err, codes.Unavailable)
+		if msg := status.Convert(err).Message(); !strings.Contains(msg, "shutting down") {
+			t.Errorf("%s stream at shutdown: %q, want the draining message (shutting down; reconnect)", d.id, msg)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Close: %v", err)
 	}
 }
 

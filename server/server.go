@@ -107,6 +107,8 @@ type Server struct {
 	base      context.Context // every HTTP request's context descends from it
 	cut       context.CancelFunc
 	draining  chan struct{}
+	drainCtx  context.Context // ends with draining: ends StreamFixes streams waiting in Recv (streams.go)
+	drained   context.CancelFunc
 	drain     sync.Once
 	creds     *keyedLimiters // per credential id
 	links     *keyedLimiters // per share link's credential id
@@ -153,6 +155,7 @@ func New(svc *core.Service, opt Options) *Server {
 	}
 	s := &Server{core: svc, opt: opt, log: opt.Log, health: health.NewServer(), draining: make(chan struct{}), mux: http.NewServeMux()}
 	s.base, s.cut = context.WithCancel(context.Background())
+	s.drainCtx, s.drained = context.WithCancel(context.Background())
 	s.creds = newKeyedLimiters(opt.RateLimit, opt.RateBurst)
 	s.links = newKeyedLimiters(opt.LinkRateLimit, opt.LinkRateBurst)
 	s.addrs = newKeyedLimiters(opt.AddrRateLimit, opt.AddrRateBurst)
@@ -206,6 +209,7 @@ func New(svc *core.Service, opt Options) *Server {
 	s.grpc = grpc.NewServer(append(s.transportOptions(),
 		grpc.ForceServerCodecV2(codec),
 		grpc.MaxRecvMsgSize(opt.MaxMsgBytes),
+		grpc.ReadBufferSize(readBufferSize),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.ChainUnaryInterceptor(slices.Insert(slices.Clone(unary), 2, codec.unary)...),
@@ -219,7 +223,7 @@ func New(svc *core.Service, opt Options) *Server {
 	sarv1.RegisterAuthServiceServer(both, &authService{core: svc})
 	sarv1.RegisterAgencyServiceServer(both, &agencyService{core: svc})
 	sarv1.RegisterIncidentServiceServer(both, &incidentService{core: svc, log: s.log, draining: s.draining, recheck: opt.WatchRecheck})
-	sarv1.RegisterLocationServiceServer(both, &locationService{core: svc, log: s.log, draining: s.draining})
+	sarv1.RegisterLocationServiceServer(both, &locationService{core: svc, log: s.log, drainCtx: s.drainCtx})
 	sarv1.RegisterSearchServiceServer(both, &searchService{core: svc})
 	sarv1.RegisterTaskServiceServer(both, &taskService{core: svc, log: s.log, draining: s.draining, recheck: opt.WatchRecheck})
 	healthpb.RegisterHealthServer(s.grpc, s.health)
@@ -237,6 +241,17 @@ func New(svc *core.Service, opt Options) *Server {
 	s.mux.Handle("/", pages) // the least specific pattern: only what nothing else takes
 	return s
 }
+
+// readBufferSize is each gRPC connection's read buffer. gRPC-Go's default
+// is 32 KiB. On a plaintext TCP connection it comes from a pool and is held
+// only while data is waiting, but on a TLS connection it is a bufio.Reader
+// of its own for the connection's life: 160 MiB for 5,000 phones that each
+// keep a connection open. The frames devices send are small (a batch of
+// 10 fixes is about 1 KiB), the TLS connection buffers a whole record
+// itself, and a frame larger than the buffer is read into its own buffer
+// without passing through it, so 4 KiB costs a few more reads only for
+// the rare large batch. (docs/bench.md, memory benchmark.)
+const readBufferSize = 4 << 10
 
 // doors registers a service on the gRPC server and on the JSON gateway's
 // in-process channel: one implementation behind both.
@@ -504,7 +519,7 @@ func (s *Server) gatewayGuard(next http.Handler) http.Handler {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.health.Shutdown()
 	s.mu.Lock()
-	s.drain.Do(func() { close(s.draining) })
+	s.drain.Do(func() { close(s.draining); s.drained() })
 	s.mu.Unlock()
 	done := make(chan struct{})
 	go func() { s.grpc.GracefulStop(); close(done) }()

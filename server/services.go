@@ -179,7 +179,7 @@ type locationService struct {
 	sarv1.UnimplementedLocationServiceServer
 	core     *core.Service
 	log      *slog.Logger
-	draining <-chan struct{}
+	drainCtx context.Context // ends when the server begins to shut down
 }
 
 func (s *locationService) ReportFixes(ctx context.Context, req *sarv1.ReportFixesRequest) (*sarv1.ReportFixesResponse, error) {

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"io"
+	"sync"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -26,68 +28,120 @@ var errDraining = status.Error(codes.Unavailable, "server is shutting down; reco
 // acknowledged; on shutdown it finishes the batch in hand and ends the
 // stream with UNAVAILABLE (a batch not yet acknowledged is sent again by
 // the device, and stored once).
+//
+// A stream is one goroutine, the handler's, which waits in Recv between
+// batches. (With thousands of phones each holding a stream open and
+// sending every few seconds, a second goroutine per stream, to wait in
+// Recv while the handler watched for shutdown, was a third of sard's
+// goroutine stacks.) Shutdown ends a stream whose handler waits in Recv
+// itself: see recvCut.
 func (s *locationService) StreamFixes(stream sarv1.LocationService_StreamFixesServer) error {
 	ctx := stream.Context()
 	presented := presentedFromContext(ctx)
+	cut := newRecvCut(ctx)
+	defer context.AfterFunc(s.drainCtx, cut.drain)()
 	// held is the principal of the last check that could run. While the
 	// store is unavailable the re-check cannot run, and the stream keeps
 	// it (unless it expires): the batch then fails on the store itself,
 	// with a batch-level problem in its ack. A revocation takes effect at
 	// the first re-check that runs.
 	held := auth.FromContext(ctx)
-	type recv struct {
-		req *sarv1.StreamFixesRequest
-		err error
-	}
-	in := make(chan recv)
-	go func() {
-		for {
-			req, err := stream.Recv()
-			select {
-			case in <- recv{req, err}:
-			case <-ctx.Done():
-				return
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
 	for {
-		select {
-		case <-s.draining:
+		if !cut.wait() {
 			return errDraining
-		case <-ctx.Done():
-			return status.FromContextError(ctx.Err()).Err()
-		case r := <-in:
-			if errors.Is(r.err, io.EOF) {
-				return nil
-			}
-			if r.err != nil {
-				return r.err
-			}
-			// Re-check the credential for every batch (cached briefly), so
-			// that a revoked device stops within the cache time.
-			p, err := s.core.Reauthenticate(ctx, presented)
-			switch {
-			case err == nil:
-				held = p
-			case sar.KindOf(err) == sar.KindUnavailable && held != nil && held.GetExpireTime().AsTime().After(time.Now()):
-				p = held
-			default:
-				return toStatus(s.log, "StreamFixes", err)
-			}
-			b := r.req.GetBatch()
-			ack, err := s.core.Ingest(ctx, p, b)
-			if err != nil {
-				ack = &sarv1.FixAck{IncidentId: b.GetIncidentId(), DeviceId: b.GetDeviceId(), BatchId: b.GetBatchId(),
-					Problem: problemOf(toStatus(s.log, "StreamFixes", err))}
-			}
-			if err := stream.Send(&sarv1.StreamFixesResponse{Ack: ack}); err != nil {
-				return err
-			}
+		}
+		req, err := stream.Recv()
+		if cut.ended() { // by shutdown, while waiting: a batch read meanwhile is not stored, the device sends it again
+			return errDraining
+		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		// Re-check the credential for every batch (cached briefly), so
+		// that a revoked device stops within the cache time.
+		p, err := s.core.Reauthenticate(ctx, presented)
+		switch {
+		case err == nil:
+			held = p
+		case sar.KindOf(err) == sar.KindUnavailable && held != nil && held.GetExpireTime().AsTime().After(time.Now()):
+			p = held
+		default:
+			return toStatus(s.log, "StreamFixes", err)
+		}
+		b := req.GetBatch()
+		ack, err := s.core.Ingest(ctx, p, b)
+		if err != nil {
+			ack = &sarv1.FixAck{IncidentId: b.GetIncidentId(), DeviceId: b.GetDeviceId(), BatchId: b.GetBatchId(),
+				Problem: problemOf(toStatus(s.log, "StreamFixes", err))}
+		}
+		if err := stream.Send(&sarv1.StreamFixesResponse{Ack: ack}); err != nil {
+			return err
 		}
 	}
+}
+
+// recvCut ends, at shutdown, a stream whose handler waits in Recv, and
+// leaves one that is storing a batch to finish it: the handler says when
+// it waits; drain, called at shutdown, then writes the stream's
+// UNAVAILABLE status on the gRPC transport's stream, which ends the
+// stream and so wakes the Recv. A handler that is busy finishes its batch,
+// acknowledges it, and stops before reading the next (wait says so).
+//
+// The transport's stream is the grpc.ServerTransportStream in the call's
+// context; its WriteStatus is not part of that interface, so it is found
+// by its method (TestShutdownWakesIdleStreams fails if a gRPC release
+// loses it). Without it (a stream that did not come through the gRPC
+// transport, such as the in-process door) a waiting stream is not cut:
+// it ends with its context.
+type recvCut struct {
+	mu       sync.Mutex
+	end      func(*status.Status) error // the transport stream's WriteStatus, or nil
+	waiting  bool                       // in Recv
+	draining bool                       // shutdown began
+	cut      bool                       // drain ended the stream
+}
+
+// statusWriter is what the gRPC transport's stream can do besides
+// grpc.ServerTransportStream.
+type statusWriter interface {
+	WriteStatus(*status.Status) error
+}
+
+func newRecvCut(ctx context.Context) *recvCut {
+	c := &recvCut{}
+	if w, ok := grpc.ServerTransportStreamFromContext(ctx).(statusWriter); ok {
+		c.end = w.WriteStatus
+	}
+	return c
+}
+
+// drain is called at shutdown.
+func (c *recvCut) drain() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.draining = true
+	if c.waiting && c.end != nil {
+		c.cut = c.end(status.Convert(errDraining)) == nil
+	}
+}
+
+// wait is called before Recv; false: the server is shutting down.
+func (c *recvCut) wait() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.waiting = !c.draining
+	return c.waiting
+}
+
+// ended is called when Recv returns: whether drain ended the stream.
+func (c *recvCut) ended() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.waiting = false
+	return c.cut
 }
 
 // problemOf renders a batch-level status for a stream acknowledgement.

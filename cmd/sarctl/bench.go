@@ -26,6 +26,7 @@ import (
 type benchCmd struct {
 	Ingest   benchIngestCmd   `cmd:"" help:"Drive simulated rescuer devices over gRPC against a running sard (on real Redis and NATS) and report fixes/s and ingest-to-event latency."`
 	Dispatch benchDispatchCmd `cmd:"" help:"Create tasks for many teams against a running sard (on real Redis and NATS) and time their delivery to each team's JetStream consumer and StreamTasks devices; then time the escalation of lapsed offers."`
+	Streams  benchStreamsCmd  `cmd:"" help:"Hold many device streams open against a running sard (one connection per device, a small batch every --interval from each) and report sard's resident memory (before, plateau, peak, after) and the batch-to-ack latency."`
 }
 
 type benchIngestCmd struct {

@@ -311,6 +311,8 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	a.bg.Go(func() { a.Core.RunEscalations(rctx, cmp.Or(cfg.EscalationInterval, time.Second)) })
 	a.bg.Go(func() { a.Core.RunSearchWork(rctx, cmp.Or(cfg.SearchWorkSweep, 5*time.Second)) })
 	go func() { a.served <- a.Server.Serve(a.grpcLis, a.httpLis) }()
+	limit, known := openFileLimit()
+	warnOpenFileLimit(log, limit, known)
 	log.Info("sard serving", "grpc", a.GRPCAddr(), "http", a.HTTPAddr(), "tls", a.UsesTLS(),
 		"redis", redactURL(cfg.RedisURL), "redis_cluster", cfg.RedisCluster, "nats", redactURL(cfg.NATSURL))
 	return a, nil

@@ -61,3 +61,19 @@ func loopbackHost(h string) bool {
 	ip := net.ParseIP(h)
 	return ip != nil && ip.IsLoopback()
 }
+
+// minOpenFiles is the open-file limit below which sard warns at start:
+// every device holds a connection (a file) while it streams, and Redis,
+// NATS and the listeners need some more.
+const minOpenFiles = 8192
+
+// warnOpenFileLimit warns when the open-file limit would refuse devices
+// early. Go has already raised the soft limit to the hard one; what is
+// left to raise is the hard limit (systemd's LimitNOFILE, ulimit -Hn,
+// the container's nofile).
+func warnOpenFileLimit(log *slog.Logger, n uint64, known bool) {
+	if known && n < minOpenFiles {
+		log.Warn("the open-file limit is low: each connected device holds one open file, so connections beyond it are refused; raise the hard limit (systemd LimitNOFILE, ulimit -Hn)",
+			"open_files_limit", n, "recommended_at_least", minOpenFiles)
+	}
+}

@@ -38,12 +38,16 @@ const (
 	coverReadFixes = 2000
 	// workRounds bounds the passes over one incident's queue per kick.
 	workRounds = 1000
+	// workDelay is how long a kicked worker waits before a pass, so that
+	// the batches arriving meanwhile share it.
+	workDelay = 100 * time.Millisecond
 )
 
 // searchWorker runs the queued search work of the incidents this replica
 // kicked (one goroutine per incident at a time).
 type searchWorker struct {
 	do      func(ctx context.Context, incidentID string) bool // one pass; false: stop (failure)
+	delay   time.Duration                                     // before each pass (workDelay)
 	mu      sync.Mutex
 	running map[string]bool
 	again   map[string]bool
@@ -73,6 +77,13 @@ func (w *searchWorker) kick(id string) {
 func (w *searchWorker) run(id string) {
 	defer w.wg.Done()
 	for {
+		// Wait a moment first, so that the batches of the incident's
+		// devices that arrive meanwhile are credited in the same pass
+		// (one read of each track, one coverage write per participant):
+		// at a few batches a second per incident, crediting batch by
+		// batch costs several times the CPU. The grid's events are
+		// throttled to one per 5 s anyway.
+		time.Sleep(w.delay)
 		ctx, cancel := context.WithTimeout(context.Background(), workTimeout)
 		ok := w.do(ctx, id)
 		cancel()

@@ -72,7 +72,7 @@ func New(cfg Config, st Store, bus Bus, log *slog.Logger, met *Metrics) *Service
 		owner: newTTLCache[string](time.Hour, 200_000),
 	}
 	s.trailing.flush = s.flushGridEvent
-	s.work.do, s.work.delay = s.workIncident, workDelay
+	s.work.do, s.work.delay, s.work.stop = s.workIncident, workDelay, make(chan struct{})
 	return s
 }
 

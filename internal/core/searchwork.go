@@ -53,6 +53,10 @@ type searchWorker struct {
 	again   map[string]bool
 	closed  bool
 	wg      sync.WaitGroup
+	// stop ends the passes running when the service closes: what they did
+	// not finish stays queued in the store, for another replica's sweep.
+	stop      chan struct{} // made by New
+	closeOnce sync.Once
 }
 
 // kick makes sure the incident's queue is worked on after this call.
@@ -83,8 +87,18 @@ func (w *searchWorker) run(id string) {
 		// at a few batches a second per incident, crediting batch by
 		// batch costs several times the CPU. The grid's events are
 		// throttled to one per 5 s anyway.
-		time.Sleep(w.delay)
+		select {
+		case <-time.After(w.delay):
+		case <-w.stop:
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), workTimeout)
+		go func() {
+			select {
+			case <-w.stop:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
 		ok := w.do(ctx, id)
 		cancel()
 		w.mu.Lock()
@@ -100,11 +114,12 @@ func (w *searchWorker) run(id string) {
 	}
 }
 
-// close stops taking kicks and waits for the passes running.
+// close stops taking kicks, ends the passes running and waits for them.
 func (w *searchWorker) close() {
 	w.mu.Lock()
 	w.closed = true
 	w.mu.Unlock()
+	w.closeOnce.Do(func() { close(w.stop) })
 	w.wg.Wait()
 }
 
@@ -163,6 +178,9 @@ func (s *Service) workIncident(ctx context.Context, id string) bool {
 }
 
 func (s *Service) workFailed(id, participantID string, err error) {
+	if errors.Is(err, context.Canceled) {
+		return // the service is closing: the work stays queued, nothing failed
+	}
 	s.met.GridErrors.Inc()
 	s.log.Warn("search work failed; it stays queued", "incident", id, "participant", participantID, "err", err)
 }

@@ -2,6 +2,7 @@ package core
 
 import (
 	"context"
+	"errors"
 	"math"
 	"testing"
 	"time"
@@ -138,5 +139,30 @@ func checkCoverage(t *testing.T, s *Service, ctx context.Context, id, pid string
 	items, err := s.st.SearchWork(ctx, id)
 	if err != nil || len(items) != 0 {
 		t.Errorf("search work left %+v, %v; want none", items, err)
+	}
+}
+
+// Closing the service ends the passes running (their work stays queued in
+// the store) instead of waiting out their timeout, and takes no more kicks.
+func TestSearchWorkerCloseEndsPasses(t *testing.T) {
+	started := make(chan struct{})
+	ended := make(chan error, 1)
+	calls := 0
+	w := &searchWorker{stop: make(chan struct{}), do: func(ctx context.Context, id string) bool {
+		calls++
+		close(started)
+		<-ctx.Done() // a pass stuck on a store that does not answer
+		ended <- ctx.Err()
+		return false
+	}}
+	w.kick("inc1")
+	<-started
+	w.close()
+	if err := <-ended; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the pass ended with %v, want it cancelled by close", err)
+	}
+	w.kick("inc1")
+	if calls != 1 {
+		t.Fatalf("%d passes, want 1 (no kicks after close)", calls)
 	}
 }

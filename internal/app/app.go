@@ -216,6 +216,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	if a.Redis, err = redisClient(cfg); err != nil {
 		return nil, err
 	}
+	if a.Embedded.RedisKind == "miniredis" {
+		a.Redis.AddHook(store.FlaglessScripts()) // miniredis does not read Redis 7's script flags line
+	}
 	a.closers = append(a.closers, func() { _ = a.Redis.Close() })
 	if err := retry(ctx, "redis", log, func() error { return pingRedis(ctx, a.Redis) }); err != nil {
 		return nil, fmt.Errorf("redis %s: %w", redactURL(cfg.RedisURL), err)

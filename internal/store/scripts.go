@@ -91,3 +91,84 @@ func (s *Store) LoadScripts(ctx context.Context) error {
 	}
 	return fail(err, "scripts")
 }
+
+// FlaglessScripts is a go-redis hook for a server that does not read Redis
+// 7's script flags line ("#!lua flags=no-writes"), such as the in-process
+// miniredis of the embedded mode: it removes that line from the scripts
+// this package sends (EVAL, EVAL_RO, SCRIPT LOAD) and sends EVALSHA and
+// EVALSHA_RO of such a script with the hash of the script without it. On
+// Redis itself the line stays: read-only scripts keep running on replicas
+// and when Redis is out of memory.
+func FlaglessScripts() redis.Hook { return flaglessHook{} }
+
+// flaglessSHA maps the hash of each script with a flags line to the hash
+// of the same script without it.
+var flaglessSHA = func() map[string]string {
+	out := map[string]string{}
+	for name, sc := range scripts {
+		src, _ := luaFiles.ReadFile("lua/" + name + ".lua")
+		if stripped, ok := stripFlags(string(src)); ok {
+			out[sc.Hash()] = redis.NewScript(stripped).Hash()
+		}
+	}
+	return out
+}()
+
+func stripFlags(src string) (string, bool) {
+	if !strings.HasPrefix(src, "#!") {
+		return src, false
+	}
+	_, rest, _ := strings.Cut(src, "\n")
+	return rest, true
+}
+
+type flaglessHook struct{}
+
+func (flaglessHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (flaglessHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		unflag(cmd)
+		return next(ctx, cmd)
+	}
+}
+
+func (flaglessHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, c := range cmds {
+			unflag(c)
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// unflag rewrites one command in place (see FlaglessScripts).
+func unflag(cmd redis.Cmder) {
+	args := cmd.Args()
+	if len(args) < 2 {
+		return
+	}
+	at := 1
+	switch strings.ToLower(cmd.Name()) {
+	case "eval", "eval_ro":
+	case "script":
+		if s, _ := args[1].(string); !strings.EqualFold(s, "load") || len(args) < 3 {
+			return
+		}
+		at = 2
+	case "evalsha", "evalsha_ro":
+		if sha, ok := args[1].(string); ok {
+			if to, ok := flaglessSHA[sha]; ok {
+				args[1] = to
+			}
+		}
+		return
+	default:
+		return
+	}
+	if src, ok := args[at].(string); ok {
+		if stripped, ok := stripFlags(src); ok {
+			args[at] = stripped
+		}
+	}
+}

@@ -3,11 +3,14 @@ package core
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
+	"sync"
 	"testing"
 	"time"
 
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
+	"github.com/mountain-sar/sar/internal/auth"
 	"github.com/mountain-sar/sar/internal/sar"
 )
 
@@ -165,4 +168,66 @@ func TestSearchWorkerCloseEndsPasses(t *testing.T) {
 	if calls != 1 {
 		t.Fatalf("%d passes, want 1 (no kicks after close)", calls)
 	}
+}
+
+// An operator's adjustments go through while eight rescuers' tracks keep
+// the grid's coverage moving as fast as batches come (no wait before a
+// pass): a rebase is not starved by the search work.
+func TestRebaseNotStarvedByCoverage(t *testing.T) {
+	s, ctx, _ := benchService(t)
+	s.work.delay = 0 // coverage as often as batches come
+	rctx, p, inc := rescuerOnPlan(t, s, ctx)
+	g, err := s.loadGrid(ctx, inc.GetId())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cells []string
+	for _, c := range g.g.Cells {
+		if len(cells) < 5 {
+			cells = append(cells, sar.CellHex(c.ID))
+		}
+	}
+	type dev struct {
+		ctx context.Context
+		p   *sarv1.Principal
+		id  string
+	}
+	devs := []dev{{rctx, p, "phone"}}
+	for i := range 7 {
+		pi := &sarv1.Principal{Role: sarv1.Role_ROLE_RESCUER, CredentialId: fmt.Sprintf("benchcred%d", i+2), AgencyId: "benchag"}
+		ci := auth.WithPrincipal(context.Background(), pi)
+		id := fmt.Sprintf("phone%d", i+2)
+		if _, err := s.JoinIncident(ci, &sarv1.JoinIncidentRequest{IncidentId: inc.GetId(), DeviceId: id}); err != nil {
+			t.Fatal(err)
+		}
+		devs = append(devs, dev{ci, pi, id})
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	t0 := time.Now().Add(-20 * time.Hour)
+	for _, d := range devs {
+		wg.Go(func() {
+			for seq := uint64(1); ; seq += 50 {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := s.Ingest(d.ctx, d.p, &sarv1.FixBatch{IncidentId: inc.GetId(), DeviceId: d.id, Fixes: benchFixes(seq, 50, t0)}); err != nil {
+					t.Errorf("%s: %v", d.id, err)
+					return
+				}
+			}
+		})
+	}
+	time.Sleep(200 * time.Millisecond) // the tracks are flowing
+	for i, c := range cells {
+		if _, err := s.AdjustCells(ctx, &sarv1.AdjustCellsRequest{IncidentId: inc.GetId(),
+			Set: []*sarv1.CellProbability{{Cell: c, Poa: 0.001 * float64(i+1)}}}); err != nil {
+			t.Errorf("adjustment %d under coverage: %v", i, err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	waitCovered(t, s, ctx, inc.GetId(), 0)
 }

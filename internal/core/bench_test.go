@@ -23,6 +23,12 @@ import (
 // cells at resolution 9).
 func benchService(b testing.TB, hooks ...redis.Hook) (*Service, context.Context, *sarv1.Incident) {
 	b.Helper()
+	return benchServiceStore(b, nil, hooks...)
+}
+
+// benchServiceStore is benchService with store options.
+func benchServiceStore(b testing.TB, sopts []store.Option, hooks ...redis.Hook) (*Service, context.Context, *sarv1.Incident) {
+	b.Helper()
 	r := testenv.StartRedis(b)
 	n := testenv.StartNATS(b)
 	opt, _ := redis.ParseURL(r.URL())
@@ -44,7 +50,7 @@ func benchService(b testing.TB, hooks ...redis.Hook) (*Service, context.Context,
 	if err := bus.EnsureStream(ctx); err != nil {
 		b.Fatal(err)
 	}
-	s := New(DefaultConfig(), store.New(rdb), bus, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	s := New(DefaultConfig(), store.New(rdb, sopts...), bus, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	b.Cleanup(s.Close)
 	ctx = auth.WithPrincipal(ctx, &sarv1.Principal{Role: sarv1.Role_ROLE_ADMIN, CredentialId: "bench"})
 	inc, err := s.CreateIncident(ctx, &sarv1.CreateIncidentRequest{Title: "bench", Jurisdiction: "bench",

@@ -119,8 +119,9 @@ func decisionLabel(d sarv1.CallerFixDecision) string {
 // so (an incident without a plan gets one). A fix that is not followed
 // changes neither the grid nor its version: it is counted
 // (sar_caller_fixes_total) and noted in the summary's last_caller_fix
-// (throttled, no event). The fix is stored already; this is derived, so
-// failures are logged and counted, never returned.
+// (throttled, no event). The fix is stored already; this is derived. It
+// returns the store's failures (the search work then stays queued and is
+// done again: deciding on the same fix twice only confirms it).
 //
 // A collapse keeps the coverage recorded in the cells of the new disk:
 // it is a seed like SetSearchPlan's without reset_coverage, so a sweep
@@ -140,11 +141,11 @@ func decisionLabel(d sarv1.CallerFixDecision) string {
 // Every write is checked against the version it was decided on, so a grid
 // written since is a conflict and the next attempt reads again. It runs
 // after the ack, as the incident's search work (searchwork.go).
-func (s *Service) followCaller(ctx context.Context, inc *sarv1.Incident, participantID string, f *sarv1.LocationFix) {
+func (s *Service) followCaller(ctx context.Context, inc *sarv1.Incident, participantID string, f *sarv1.LocationFix) error {
 	acc := f.GetHorizontalAccuracyM()
 	if !finitePos(acc) || acc > CallerFixMaxAccuracyM {
 		s.met.CallerFixes.WithLabelValues("too_coarse").Inc()
-		return
+		return nil
 	}
 	warn := func(msg string, err error) {
 		s.met.GridErrors.Inc()
@@ -156,15 +157,14 @@ func (s *Service) followCaller(ctx context.Context, inc *sarv1.Incident, partici
 		meta, err := s.st.GridMeta(ctx, inc.GetId())
 		has := err == nil
 		if err != nil && sar.KindOf(err) != sar.KindNotFound {
-			warn("caller fix not applied to the search grid", err)
-			return
+			return err // the store failed: the work stays queued
 		}
 		due, decision, dist := callerCollapseDue(meta.Summary, f)
 		cf.Decision, cf.DistanceM = decision, dist
 		if !due {
 			if decision == sarv1.CallerFixDecision_CALLER_FIX_DECISION_UNSPECIFIED {
 				s.met.CallerFixes.WithLabelValues("not_following").Inc()
-				return
+				return nil
 			}
 			err := s.noteCallerFix(ctx, inc.GetId(), meta, cf)
 			if errors.Is(err, sar.ErrGridConflict) {
@@ -174,7 +174,7 @@ func (s *Service) followCaller(ctx context.Context, inc *sarv1.Incident, partici
 			if err != nil && sar.KindOf(err) != sar.KindFailedPrecondition && sar.KindOf(err) != sar.KindNotFound {
 				warn("caller fix decision not noted in the search grid's summary", err)
 			}
-			return
+			return nil
 		}
 		// The coverage kept needs the cells: read the whole grid, and
 		// decide again on that snapshot (the write is checked against it).
@@ -182,8 +182,7 @@ func (s *Service) followCaller(ctx context.Context, inc *sarv1.Incident, partici
 		if has {
 			st, err := s.st.LoadGrid(ctx, inc.GetId(), 0)
 			if err != nil && sar.KindOf(err) != sar.KindNotFound {
-				warn("caller fix not applied to the search grid", err)
-				return
+				return err
 			}
 			if err != nil {
 				continue // dropped meanwhile: decide again
@@ -214,8 +213,8 @@ func (s *Service) followCaller(ctx context.Context, inc *sarv1.Incident, partici
 		}
 		g, err := geo.SeedFix(f.GetLat(), f.GetLng(), acc, geo.WithResolution(res), geo.WithMaxCells(MaxGridCells))
 		if err != nil {
-			warn("caller fix not applied to the search grid", err)
-			return
+			warn("caller fix not applied to the search grid", err) // the fix itself: trying again will not help
+			return nil
 		}
 		// The disk is the new prior; the coverage its cells hold stays and
 		// counts against it (see above): z = Σ wᵢe^(−cᵢ) + row.
@@ -235,18 +234,18 @@ func (s *Service) followCaller(ctx context.Context, inc *sarv1.Incident, partici
 		if errors.Is(err, sar.ErrGridConflict) {
 			continue
 		}
+		if sar.KindOf(err) == sar.KindFailedPrecondition { // closed meanwhile
+			return nil
+		}
 		if err != nil {
-			if sar.KindOf(err) != sar.KindFailedPrecondition { // closed meanwhile
-				warn("caller fix not applied to the search grid", err)
-			}
-			return
+			return err
 		}
 		s.met.CallerFixes.WithLabelValues(decisionLabel(decision)).Inc()
 		s.log.Info("search grid collapsed to a caller's fix", "incident", inc.GetId(), "participant", participantID,
 			"rule", decisionLabel(decision), "distance_m", dist, "accuracy_m", acc, "cells", len(g.Cells), "version", out.GetVersion())
-		return
+		return nil
 	}
-	warn("caller fix not applied to the search grid", sar.ErrGridConflict)
+	return sar.ErrGridConflict // the work stays queued: the next pass decides again
 }
 
 // noteCallerFix stores a caller's fix that was not followed as the

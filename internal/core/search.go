@@ -734,7 +734,13 @@ func searchCell(c uint64, w, total, cov, area float64, ver int64) *sarv1.SearchC
 // GetSearchGrid returns an incident's grid, or the cells changed after a
 // version, or a segment's cells.
 func (s *Service) GetSearchGrid(ctx context.Context, req *sarv1.GetSearchGridRequest) (*sarv1.GetSearchGridResponse, error) {
-	work := s.pendingWork(ctx, req.GetIncidentId()) // before the grid: 0 then means the grid holds every fix acknowledged so far
+	if _, _, err := s.readableIncident(ctx, req.GetIncidentId()); err != nil {
+		return nil, err
+	}
+	work, err := s.pendingWork(ctx, req.GetIncidentId()) // before the grid: 0 then means the grid holds every fix acknowledged so far
+	if err != nil {
+		return nil, err
+	}
 	out, err := s.getSearchGrid(ctx, req)
 	if err == nil {
 		work(out.GetGrid())
@@ -743,17 +749,19 @@ func (s *Service) GetSearchGrid(ctx context.Context, req *sarv1.GetSearchGridReq
 }
 
 // pendingWork reads the search work queued for an incident's grid and
-// returns what notes it in a summary read after. It only informs: a
-// failed read leaves the fields unset.
-func (s *Service) pendingWork(ctx context.Context, id string) func(*sarv1.SearchGridSummary) {
+// returns what notes it in a summary read after.
+func (s *Service) pendingWork(ctx context.Context, id string) (func(*sarv1.SearchGridSummary), error) {
 	items, err := s.st.SearchWork(ctx, id)
+	if err != nil {
+		return nil, err
+	}
 	return func(sm *sarv1.SearchGridSummary) {
-		if sm == nil || err != nil || len(items) == 0 {
+		if sm == nil || len(items) == 0 {
 			return
 		}
 		sm.SearchWorkPending = uint32(len(items))
 		sm.SearchWorkSince = timestamppb.New(time.UnixMilli(items[0].SinceMs)) // oldest first
-	}
+	}, nil
 }
 
 func (s *Service) getSearchGrid(ctx context.Context, req *sarv1.GetSearchGridRequest) (*sarv1.GetSearchGridResponse, error) {

@@ -91,6 +91,15 @@ func (w *searchWorker) run(id string) {
 		case <-time.After(w.delay):
 		case <-w.stop:
 		}
+		select {
+		case <-w.stop: // closing: the work stays queued
+			w.mu.Lock()
+			delete(w.running, id)
+			delete(w.again, id)
+			w.mu.Unlock()
+			return
+		default:
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), workTimeout)
 		go func() {
 			select {
@@ -264,6 +273,9 @@ func (s *Service) coverWork(ctx context.Context, id, pid string) error {
 		if res.TrackerStale {
 			continue // another process credited a step meanwhile: read again
 		}
+		if res.Changed > 0 { // first, so that a failure below does not skip it
+			s.trailing.schedule(id, gridEventEvery)
+		}
 		if res.EventDue {
 			sm := summary(cw.Searcher.Meta, res.Version, -1, res.RestOfWorld, res.POS)
 			ev := s.gridEvent(id, sarv1.SearchGridChange_SEARCH_GRID_CHANGE_COVERAGE, sm, res.Changed, "")
@@ -271,9 +283,6 @@ func (s *Service) coverWork(ctx context.Context, id, pid string) error {
 				return err
 			}
 			s.deliver(ctx, ev)
-		}
-		if res.Changed > 0 {
-			s.trailing.schedule(id, gridEventEvery)
 		}
 		if res.Done || ctx.Err() != nil {
 			return ctx.Err()
@@ -342,7 +351,9 @@ func (s *Service) followWork(ctx context.Context, inc *sarv1.Incident, pid strin
 		s.met.SearchWorkLag.Observe(max(0, s.now().Sub(time.UnixMilli(fw.SinceMs)).Seconds()))
 	}
 	if fw.Last != nil {
-		s.followCaller(ctx, inc, pid, fw.Last)
+		if err := s.followCaller(ctx, inc, pid, fw.Last); err != nil {
+			return err // the entry stays: the next pass (or the sweep) applies the position
+		}
 	}
 	_, err = s.st.WorkDone(ctx, inc.GetId(), member, fw.Gen, s.now().UnixMilli())
 	return err

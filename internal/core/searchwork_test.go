@@ -12,6 +12,7 @@ import (
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
 	"github.com/mountain-sar/sar/internal/auth"
 	"github.com/mountain-sar/sar/internal/sar"
+	"github.com/mountain-sar/sar/internal/store"
 )
 
 // The search work of acknowledged batches survives the replica that
@@ -230,4 +231,43 @@ func TestRebaseNotStarvedByCoverage(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	waitCovered(t, s, ctx, inc.GetId(), 0)
+}
+
+// Fixes not yet credited outlive the track's trim: with 20 breadcrumbs
+// kept per participant, a replica stores 80 fixes and dies before its
+// worker runs; the replica that takes the work over still credits all 80.
+func TestUncreditedFixesOutliveTheTrim(t *testing.T) {
+	a, ctx, _ := benchServiceStore(t, []store.Option{store.WithTrackMax(20)})
+	rctx, p, inc := rescuerOnPlan(t, a, ctx)
+	g0, err := a.loadGrid(ctx, inc.GetId())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.work.close()
+	t0 := time.Now().Add(-time.Hour)
+	var all []*sarv1.LocationFix
+	for b := range 8 {
+		fixes := benchFixes(uint64(b*10+1), 10, t0)
+		if _, err := a.Ingest(rctx, p, &sarv1.FixBatch{IncidentId: inc.GetId(), DeviceId: "phone", Fixes: fixes}); err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, benchFixes(uint64(b*10+1), 10, t0)...)
+	}
+	pid := mustParticipant(t, a, ctx, inc.GetId())
+	cfg := DefaultConfig()
+	cfg.WorkStaleAfter = time.Millisecond
+	b := New(cfg, a.st, a.bus, a.log, nil)
+	t.Cleanup(b.Close)
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go b.RunSearchWork(sctx, 10*time.Millisecond)
+	waitCovered(t, b, ctx, inc.GetId(), g0.meta.Version)
+	checkCoverage(t, b, ctx, inc.GetId(), pid, all)
+	// Credited, the track is trimmed back to its bound at the next batch.
+	if _, err := b.Ingest(rctx, p, &sarv1.FixBatch{IncidentId: inc.GetId(), DeviceId: "phone", Fixes: benchFixes(81, 10, t0)}); err != nil {
+		t.Fatal(err)
+	}
+	if fx, err := b.st.Track(ctx, inc.GetId(), pid, 0, 1000); err != nil || len(fx) > 40 {
+		t.Fatalf("track holds %d fixes (%v), want it trimmed once credited", len(fx), err)
+	}
 }

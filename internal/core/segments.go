@@ -259,7 +259,10 @@ func (s *Service) ListSegments(ctx context.Context, req *sarv1.ListSegmentsReque
 	if req.GetResegment() && !auth.CanCommandIncident(p, inc) {
 		return nil, sar.Errorf(sar.KindPermissionDenied, "only the incident's operators may cut segments anew")
 	}
-	work := s.pendingWork(ctx, inc.GetId()) // before the grid (see GetSearchGrid)
+	work, err := s.pendingWork(ctx, inc.GetId()) // before the grid (see GetSearchGrid)
+	if err != nil {
+		return nil, err
+	}
 	g, err := s.loadGrid(ctx, inc.GetId())
 	if err != nil {
 		return nil, err

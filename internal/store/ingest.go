@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"strconv"
 
 	"github.com/redis/go-redis/v9"
@@ -59,6 +60,15 @@ func (s *Store) Ingest(ctx context.Context, a sar.IngestArgs) (sar.IngestResult,
 // returns its result with an Unavailable error, so that the caller can
 // still start its search work.
 func (s *Store) ingestReplicated(ctx context.Context, keys []string, args []any) (sar.IngestResult, error) {
+	res, err := s.ingestReplicatedOnce(ctx, keys, args)
+	if cc, ok := s.rdb.(*redis.ClusterClient); ok && err != nil && redis.HasErrorPrefix(errors.Unwrap(err), "MOVED") {
+		cc.ReloadState(ctx) // a failover or resharding moved the slot: ask the cluster, and try the new master once
+		res, err = s.ingestReplicatedOnce(ctx, keys, args)
+	}
+	return res, err
+}
+
+func (s *Store) ingestReplicatedOnce(ctx context.Context, keys []string, args []any) (sar.IngestResult, error) {
 	var c *redis.Client
 	switch r := s.rdb.(type) {
 	case *redis.Client:

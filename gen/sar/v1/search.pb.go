@@ -324,8 +324,10 @@ type SearchGridSummary struct {
 	// Search work still to do when this grid was read (GetSearchGrid,
 	// ListSegments): how many participants have acknowledged fixes not yet
 	// credited as coverage, or a caller's position not yet applied (the
-	// work runs after each batch's acknowledgement, usually within
-	// milliseconds). 0: the grid holds every acknowledged fix.
+	// work runs after each batch's acknowledgement, usually within a few
+	// hundred milliseconds). 0: every fix acknowledged before the call is
+	// credited in the cells (the probability of success follows within one
+	// more round trip of the server).
 	SearchWorkPending uint32 `protobuf:"varint,33,opt,name=search_work_pending,json=searchWorkPending,proto3" json:"search_work_pending,omitempty"`
 	// When the oldest of that work was acknowledged (or last progressed);
 	// unset when none is pending. A time far behind says the grid lags.

@@ -70,7 +70,8 @@ for i = 1, n do
 end
 if n > 0 then redis.call('HINCRBY', KEYS[2], 'cver', 1) end
 redis.call('HSET', KEYS[6], ARGV[1], ARGV[3])
-redis.call('HSET', KEYS[7], ARGV[1], ARGV[6 + 2 * n])
+local thr = tonumber(redis.call('HGET', KEYS[7], ARGV[1]) or '0')
+if tonumber(ARGV[6 + 2 * n]) > thr then redis.call('HSET', KEYS[7], ARGV[1], ARGV[6 + 2 * n]) end
 local done = 0
 local member = ARGV[7 + 2 * n]
 if member ~= '' then

@@ -20,12 +20,15 @@
 -- internal/store): 'r' (a rescuer: coverage, when the incident has a
 -- search plan and fixes were stored), 'c' (a caller: following its last
 -- known position, when that moved) or '' (nothing). The queue is per
--- incident: work (hash) member "<mark>:<participant>" -> a generation
--- counted up by every batch, and workt (zset) member -> the time of its
+-- incident: work (hash) member "<mark>:<participant>" -> a generation,
+-- unique in the incident (field '#' counts them), new with every batch,
+-- and workt (zset) member -> the time of its
 -- oldest unfinished batch or of the worker's last progress. A rescuer's
 -- first queued batch also sets its coverage checkpoint (gthr, the fix time
 -- through which its track was credited) to just before the batch's oldest
--- fix, so that fixes stored before the plan are not credited.
+-- fix, so that fixes stored before the plan are not credited. The track's
+-- trim keeps the fixes after the checkpoint while coverage is queued (up
+-- to 4 x trackMax), so that the worker finds every fix it must credit.
 -- Sequences are at most 2^53-1 (checked before the call), so Lua's double
 -- numbers hold them exactly, and '%.0f' writes them back exactly.
 -- skippedThrough may reach at most maxSkip past the stored acked-through.
@@ -84,8 +87,20 @@ if best then
   end
   redis.call('ZADD', KEYS[5], unpack(zadd))
   local keep = tonumber(ARGV[3])
-  if redis.call('ZCARD', KEYS[5]) > keep + math.floor(keep / 10) then
-    redis.call('ZREMRANGEBYRANK', KEYS[5], 0, -(keep + 1))
+  local size = redis.call('ZCARD', KEYS[5])
+  if size > keep + math.floor(keep / 10) then
+    -- Fixes not yet credited as coverage stay (the worker reads them from
+    -- the track): with coverage queued or about to be, trim only at or
+    -- below the checkpoint, up to a hard bound of 4 x keep.
+    local covering = redis.call('HEXISTS', KEYS[9], 'r:' .. ARGV[2]) == 1 or
+      (ARGV[7 + n * 4] == 'r' and redis.call('EXISTS', KEYS[8]) == 1)
+    if covering and size <= 4 * keep then
+      local edge = redis.call('ZRANGE', KEYS[5], -(keep + 1), -(keep + 1), 'WITHSCORES')[2]
+      local thr = tonumber(redis.call('HGET', KEYS[11], ARGV[2]) or (minT - 1))
+      redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', math.min(tonumber(edge), thr))
+    else
+      redis.call('ZREMRANGEBYRANK', KEYS[5], 0, -(keep + 1))
+    end
   end
   local zt = {'GT'}
   for c, cnt in pairs(counts) do
@@ -100,7 +115,9 @@ local mark = ARGV[7 + n * 4]
 local queued = 0
 if (mark == 'r' and hasGrid == 1 and stored > 0) or (mark == 'c' and changed == 1) then
   local member = mark .. ':' .. ARGV[2]
-  redis.call('HINCRBY', KEYS[9], member, 1)
+  -- A generation unique in the incident (the '#' field counts them), so
+  -- that a worker's stale read never matches an entry queued anew.
+  redis.call('HSET', KEYS[9], member, redis.call('HINCRBY', KEYS[9], '#', 1))
   redis.call('ZADD', KEYS[10], 'NX', ARGV[8 + n * 4], member)
   if mark == 'r' then redis.call('HSETNX', KEYS[11], ARGV[2], string.format('%.0f', minT - 1)) end
   queued = 1

@@ -460,6 +460,7 @@ func TestSearchGridAdjustWhileTracksArrive(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("streaming batches: %v", err)
 	}
+	e.settle(id) // the coverage is credited after the acks
 	g := e.grid(op, id, 0)
 	cells := checkNormalised(t, "after concurrent changes", g)
 	var swept float64

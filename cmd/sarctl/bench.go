@@ -8,7 +8,6 @@ import (
 	"io"
 	"math"
 	mrand "math/rand/v2"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -49,19 +48,15 @@ type benchIngestCmd struct {
 }
 
 func (c *benchIngestCmd) Run(ctx context.Context, g *Globals, w io.Writer) error {
-	var log io.Writer = os.Stderr
-	if c.Quiet {
-		log = io.Discard
-	}
+	log := progressLog(c.Quiet)
 	metrics, required := c.MetricsURL, c.MetricsURL != ""
 	if metrics == "" && len(c.Addrs) > 1 {
 		fmt.Fprintln(log, "bench: several --addrs and no --metrics-url: sard's CPU is not read (give one /metrics page per replica)")
 	} else if metrics == "" {
-		scheme, err := g.Client().Scheme(c.HTTPAddr)
-		if err != nil {
-			return fmt.Errorf("bench: --http-addr: %w", err)
+		var err error
+		if metrics, err = g.metricsURL(c.HTTPAddr); err != nil {
+			return err
 		}
-		metrics = scheme + "://" + c.HTTPAddr + "/metrics"
 	}
 	res, err := runBench(ctx, benchOptions{Addr: g.Addr, Addrs: c.Addrs, Token: g.Token, TLS: g.Client(), Devices: c.Devices, Batch: c.Batch,
 		Duration: c.Duration, Rate: c.Rate, Inflight: c.Inflight, Conns: c.Conns, RedisURL: c.RedisURL, Keep: c.Keep, Plan: c.Plan, Log: log,
@@ -69,13 +64,7 @@ func (c *benchIngestCmd) Run(ctx context.Context, g *Globals, w io.Writer) error
 	if err != nil {
 		return err
 	}
-	if err := res.write(w, c.JSON); err != nil {
-		return err
-	}
-	if res.Errors > 0 {
-		return fmt.Errorf("bench: %d errors", res.Errors)
-	}
-	return nil
+	return report(w, c.JSON, res, res.Errors)
 }
 
 // benchOptions configures one bench run.

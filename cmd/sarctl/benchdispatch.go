@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -44,23 +43,14 @@ type benchDispatchCmd struct {
 }
 
 func (c *benchDispatchCmd) Run(ctx context.Context, g *Globals, w io.Writer) error {
-	var log io.Writer = os.Stderr
-	if c.Quiet {
-		log = io.Discard
-	}
+	log := progressLog(c.Quiet)
 	res, err := runDispatchBench(ctx, dispatchOptions{Addr: g.Addr, Token: g.Token, TLS: g.Client(), NATSURL: c.NATSURL, MetricsURL: c.MetricsURL,
 		Agencies: c.Agencies, Teams: c.Teams, Devices: c.Devices, Rounds: c.Rounds, Concurrency: c.Concurrency, Kind: c.Kind,
 		Wait: c.Wait, Escalations: c.Escalations, AnswerWithin: c.AnswerWithin, Keep: c.Keep, Log: log})
 	if err != nil {
 		return err
 	}
-	if err := res.write(w, c.JSON); err != nil {
-		return err
-	}
-	if res.Errors > 0 {
-		return fmt.Errorf("bench: %d errors", res.Errors)
-	}
-	return nil
+	return report(w, c.JSON, res, res.Errors)
 }
 
 // dispatchOptions configures one dispatch bench run.

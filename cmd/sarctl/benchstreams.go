@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	mrand "math/rand/v2"
-	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -43,17 +42,13 @@ type benchStreamsCmd struct {
 }
 
 func (c *benchStreamsCmd) Run(ctx context.Context, g *Globals, w io.Writer) error {
-	var log io.Writer = os.Stderr
-	if c.Quiet {
-		log = io.Discard
-	}
+	log := progressLog(c.Quiet)
 	metrics := c.MetricsURL
 	if metrics == "" {
-		scheme, err := g.Client().Scheme(c.HTTPAddr)
-		if err != nil {
-			return fmt.Errorf("bench: --http-addr: %w", err)
+		var err error
+		if metrics, err = g.metricsURL(c.HTTPAddr); err != nil {
+			return err
 		}
-		metrics = scheme + "://" + c.HTTPAddr + "/metrics"
 	}
 	res, err := runStreamsBench(ctx, streamsOptions{Addr: g.Addr, Token: g.Token, TLS: g.Client(), Devices: c.Devices, Batch: c.Batch,
 		Interval: c.Interval, Duration: c.Duration, Conns: c.Conns, Sample: c.Sample, Setup: c.Setup, MetricsURL: metrics,
@@ -61,13 +56,7 @@ func (c *benchStreamsCmd) Run(ctx context.Context, g *Globals, w io.Writer) erro
 	if err != nil {
 		return err
 	}
-	if err := res.write(w, c.JSON); err != nil {
-		return err
-	}
-	if res.Errors > 0 {
-		return fmt.Errorf("bench: %d errors", res.Errors)
-	}
-	return nil
+	return report(w, c.JSON, res, res.Errors)
 }
 
 // streamsOptions configures one run of bench streams.

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -123,4 +124,35 @@ func scrapeMetrics(ctx context.Context, url string, names ...string) (map[string
 		}
 	}
 	return out, sc.Err()
+}
+
+// progressLog is where a bench writes its setup and progress lines:
+// stderr, or nowhere with --quiet.
+func progressLog(quiet bool) io.Writer {
+	if quiet {
+		return io.Discard
+	}
+	return os.Stderr
+}
+
+// metricsURL is sard's Prometheus page derived from its --http-addr
+// (https unless loopback, as for --addr).
+func (g *Globals) metricsURL(httpAddr string) (string, error) {
+	scheme, err := g.Client().Scheme(httpAddr)
+	if err != nil {
+		return "", fmt.Errorf("bench: --http-addr: %w", err)
+	}
+	return scheme + "://" + httpAddr + "/metrics", nil
+}
+
+// report writes a bench's result and fails the command if the run had
+// errors.
+func report(w io.Writer, asJSON bool, res interface{ write(io.Writer, bool) error }, errs int64) error {
+	if err := res.write(w, asJSON); err != nil {
+		return err
+	}
+	if errs > 0 {
+		return fmt.Errorf("bench: %d errors", errs)
+	}
+	return nil
 }

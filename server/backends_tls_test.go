@@ -32,6 +32,7 @@ import (
 	"github.com/mountain-sar/sar/internal/app"
 	"github.com/mountain-sar/sar/internal/auth"
 	"github.com/mountain-sar/sar/internal/testenv"
+	"github.com/mountain-sar/sar/internal/tlsutil/tlstest"
 )
 
 // TestBackendsOverTLS: sard reaches Redis over TLS (rediss://, the test
@@ -42,15 +43,9 @@ func TestBackendsOverTLS(t *testing.T) {
 	ca := newTestCA(t, "backends CA")
 	dir := t.TempDir()
 	certPEM, keyPEM := ca.issue(7, "127.0.0.1", "localhost")
-	file := func(name string, b []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	file := func(name string, b []byte) string { return tlstest.WriteFile(t, filepath.Join(dir, name), b) }
 	certFile, keyFile := file("backend.crt", certPEM), file("backend.key", keyPEM)
-	caFile := file("ca.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.cert.Raw}))
+	caFile := file("ca.pem", ca.PEM())
 	const redisPW, natsPW = "redis-Secret-4711", "nats-Secret-0815"
 	redisPWFile, natsPWFile := file("redis.pw", []byte(redisPW+"\n")), file("nats.pw", []byte(natsPW+"\n"))
 
@@ -157,14 +152,8 @@ func TestNATSTokenOverTLS(t *testing.T) {
 	ca := newTestCA(t, "nats CA")
 	dir := t.TempDir()
 	certPEM, keyPEM := ca.issue(9, "127.0.0.1", "localhost")
-	file := func(name string, b []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	caFile := file("ca.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.cert.Raw}))
+	file := func(name string, b []byte) string { return tlstest.WriteFile(t, filepath.Join(dir, name), b) }
+	caFile := file("ca.pem", ca.PEM())
 	pair, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		t.Fatal(err)
@@ -222,14 +211,8 @@ func TestNATSTokenOverTLS(t *testing.T) {
 func TestRedisClusterOverTLS(t *testing.T) {
 	ca := newTestCA(t, "cluster CA")
 	dir := t.TempDir()
-	file := func(name string, b []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	caFile := file("ca.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.cert.Raw}))
+	file := func(name string, b []byte) string { return tlstest.WriteFile(t, filepath.Join(dir, name), b) }
+	caFile := file("ca.pem", ca.PEM())
 	var nodes []testenv.RedisTLS
 	for i, hosts := range [][]string{{"localhost"}, {"127.0.0.1"}, {"localhost", "127.0.0.1"}} {
 		c, k := ca.IssueNode(hosts...)
@@ -340,7 +323,7 @@ func natsTLSFiles(t *testing.T) (*tls.Config, string) {
 	certPEM, keyPEM := ca.issue(11, "127.0.0.1", "localhost")
 	pair := must[tls.Certificate](t, "key pair")(tls.X509KeyPair(certPEM, keyPEM))
 	caFile := filepath.Join(t.TempDir(), "nats-ca.pem")
-	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.cert.Raw}), 0o600); err != nil {
+	if err := os.WriteFile(caFile, ca.PEM(), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}, caFile
@@ -591,7 +574,7 @@ func TestEmbeddedNATSListenerTLS(t *testing.T) {
 	c, k := ca.issue(100, "127.0.0.1", "localhost")
 	writeCert(t, certs, c, k)
 	caFile := filepath.Join(dir, "ca.pem")
-	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.cert.Raw}), 0o600); err != nil {
+	if err := os.WriteFile(caFile, ca.PEM(), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cfg := app.Defaults()

@@ -734,14 +734,15 @@ func searchCell(c uint64, w, total, cov, area float64, ver int64) *sarv1.SearchC
 // GetSearchGrid returns an incident's grid, or the cells changed after a
 // version, or a segment's cells.
 func (s *Service) GetSearchGrid(ctx context.Context, req *sarv1.GetSearchGridRequest) (*sarv1.GetSearchGridResponse, error) {
-	if _, _, err := s.readableIncident(ctx, req.GetIncidentId()); err != nil {
-		return nil, err
-	}
-	work, err := s.pendingWork(ctx, req.GetIncidentId()) // before the grid: 0 then means the grid holds every fix acknowledged so far
+	_, inc, err := s.readableIncident(ctx, req.GetIncidentId())
 	if err != nil {
 		return nil, err
 	}
-	out, err := s.getSearchGrid(ctx, req)
+	work, err := s.pendingWork(ctx, inc.GetId()) // before the grid: 0 then means the grid holds every fix acknowledged so far
+	if err != nil {
+		return nil, err
+	}
+	out, err := s.getSearchGrid(ctx, inc, req)
 	if err == nil {
 		work(out.GetGrid())
 	}
@@ -764,11 +765,7 @@ func (s *Service) pendingWork(ctx context.Context, id string) (func(*sarv1.Searc
 	}, nil
 }
 
-func (s *Service) getSearchGrid(ctx context.Context, req *sarv1.GetSearchGridRequest) (*sarv1.GetSearchGridResponse, error) {
-	_, inc, err := s.readableIncident(ctx, req.GetIncidentId())
-	if err != nil {
-		return nil, err
-	}
+func (s *Service) getSearchGrid(ctx context.Context, inc *sarv1.Incident, req *sarv1.GetSearchGridRequest) (*sarv1.GetSearchGridResponse, error) {
 	since := req.GetSinceVersion()
 	if since < 0 {
 		return nil, sar.Invalid("invalid since_version", sar.Field("since_version", "OUT_OF_RANGE", "since_version must be at least 0"))

@@ -370,24 +370,6 @@ func (s *Store) coverageSnapshot(ctx context.Context, id string) (int64, map[str
 	return ver, out, err
 }
 
-// TrackerState returns a grid's meta, a searcher's stored tracker state and
-// searcher type in one round trip.
-func (s *Store) TrackerState(ctx context.Context, id, participantID string) (sar.Searcher, error) {
-	var meta *redis.SliceCmd
-	var trk, typ *redis.StringCmd
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		meta = s.gridMeta(ctx, p, id)
-		trk = p.HGet(ctx, kGridTrk(id), participantID)
-		typ = p.HGet(ctx, kSearcher(id), participantID)
-		return nil
-	})
-	if err != nil && err != redis.Nil {
-		return sar.Searcher{}, fail(err, "search grid")
-	}
-	m, ok, err := decodeMeta(meta.Val())
-	return sar.Searcher{Meta: m, HasGrid: ok, Tracker: trk.Val(), Type: typ.Val()}, err
-}
-
 // AddCoverage adds a batch of coverage to a grid and saves the searcher's
 // tracker state, in two script runs and no retry, however many batches
 // race on the same cells. lua/coverage.lua increments each cell's coverage

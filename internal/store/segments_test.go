@@ -117,9 +117,8 @@ func TestJoinSearcherTypeAndRefusal(t *testing.T) {
 	if err != nil || len(ps) != 1 || ps[0].GetSearcherType() != "dog" {
 		t.Errorf("Participants = %+v, %v; want one, of type dog", ps, err)
 	}
-	sr, err := s.TrackerState(ctx, id, a.Participant.GetId())
-	if err != nil || sr.Type != "dog" || sr.HasGrid {
-		t.Errorf("TrackerState = %+v, %v; want type dog, no grid", sr, err)
+	if typ, err := rdb.HGet(ctx, kSearcher(id), a.Participant.GetId()).Result(); err != nil || typ != "dog" || rdb.Exists(ctx, kGrid(id)).Val() != 0 {
+		t.Errorf("searcher type %q, %v; want dog, no grid", typ, err)
 	}
 }
 

@@ -31,6 +31,7 @@ type benchStreamsCmd struct {
 	Interval time.Duration `default:"10s" help:"Time between a device's batches; each device starts at a random phase, so the batches spread evenly."`
 	Duration time.Duration `default:"2m" help:"How long the streams are held open once all are open; then each device closes its stream after its last ack."`
 	Conns    int           `default:"0" help:"gRPC connections the devices share; 0 gives each device its own connection, as phones have (sard then holds one connection per device)."`
+	Report   bool          `help:"Devices send each batch as one ReportFixes call on their kept-alive connection instead of holding a StreamFixes stream open between batches."`
 	Sample   time.Duration `default:"5s" help:"How often sard's /metrics is read."`
 	Setup    int           `default:"16" help:"Credential and join calls in flight during setup."`
 	JSON     bool          `name:"json" help:"Print the result as one JSON object on the last line of stdout."`
@@ -51,8 +52,8 @@ func (c *benchStreamsCmd) Run(ctx context.Context, g *Globals, w io.Writer) erro
 		}
 	}
 	res, err := runStreamsBench(ctx, streamsOptions{Addr: g.Addr, Token: g.Token, TLS: g.Client(), Devices: c.Devices, Batch: c.Batch,
-		Interval: c.Interval, Duration: c.Duration, Conns: c.Conns, Sample: c.Sample, Setup: c.Setup, MetricsURL: metrics,
-		Keep: c.Keep, Log: log})
+		Interval: c.Interval, Duration: c.Duration, Conns: c.Conns, Report: c.Report, Sample: c.Sample, Setup: c.Setup,
+		MetricsURL: metrics, Keep: c.Keep, Log: log})
 	if err != nil {
 		return err
 	}
@@ -68,6 +69,7 @@ type streamsOptions struct {
 	Interval    time.Duration
 	Duration    time.Duration // the hold, from the last stream opened
 	Conns       int           // 0: one per device
+	Report      bool          // ReportFixes calls instead of a held stream
 	Sample      time.Duration
 	Setup       int // calls in flight during setup
 	MetricsURL  string
@@ -141,6 +143,7 @@ type streamsResult struct {
 	IncidentID   string   `json:"incident_id"`
 	Devices      int      `json:"devices"`
 	Conns        int      `json:"conns"`
+	Mode         string   `json:"mode"` // "stream" (StreamFixes held open) or "report" (a ReportFixes call per batch)
 	Batch        int      `json:"batch"`
 	IntervalS    float64  `json:"interval_s"`
 	HoldS        float64  `json:"hold_s"`   // every stream open
@@ -494,17 +497,24 @@ func setupBenchIncident(ctx context.Context, admin *grpc.ClientConn, runID strin
 // run opens the device's stream, then sends a batch every interval from a
 // random phase and waits for its ack, until the hold is over; then it
 // closes the stream. One batch in flight, as a phone that sends its next
-// batch only after the last was acknowledged.
+// batch only after the last was acknowledged. With --report there is no
+// stream: each batch is one ReportFixes call on the device's connection.
 func (d *streamDevice) run(r *streamsRun) {
 	ctx, cancel := context.WithCancel(withToken(r.cut, d.token))
 	defer cancel()
-	stream, err := sarv1.NewLocationServiceClient(d.conn).StreamFixes(ctx)
-	r.opened.Done()
-	if err != nil {
-		r.failures.Add(1)
-		r.sample("%s: open stream: %v", d.id, err)
-		return
+	client := sarv1.NewLocationServiceClient(d.conn)
+	var stream sarv1.LocationService_StreamFixesClient
+	if !r.o.Report {
+		var err error
+		stream, err = client.StreamFixes(ctx)
+		if err != nil {
+			r.opened.Done()
+			r.failures.Add(1)
+			r.sample("%s: open stream: %v", d.id, err)
+			return
+		}
 	}
+	r.opened.Done()
 	r.streams.Add(1)
 	select {
 	case <-time.After(time.Duration(mrand.Int64N(int64(r.o.Interval)))):
@@ -517,36 +527,51 @@ func (d *streamDevice) run(r *streamsRun) {
 	for id := uint64(1); ; id++ {
 		select {
 		case <-r.stop:
-			d.close(r, stream)
+			if stream != nil {
+				d.close(r, stream)
+			}
 			return
 		default:
 		}
-		req := &sarv1.StreamFixesRequest{Batch: &sarv1.FixBatch{IncidentId: r.incident, DeviceId: d.id, BatchId: id,
-			Fixes: w.Batch(seq, r.o.Batch, time.Now())}}
+		batch := &sarv1.FixBatch{IncidentId: r.incident, DeviceId: d.id, BatchId: id, Fixes: w.Batch(seq, r.o.Batch, time.Now())}
 		at := time.Now()
-		if err := stream.Send(req); err != nil {
-			_, err = stream.Recv() // the stream's own error
-			r.failures.Add(1)
-			r.sample("%s: send batch %d: %v", d.id, id, err)
-			return
-		}
 		r.batches.Add(1)
 		r.sent.Add(int64(r.o.Batch))
 		seq += uint64(r.o.Batch)
-		resp, err := stream.Recv()
-		if err != nil {
-			r.failures.Add(1)
-			r.sample("%s: batch %d: %v", d.id, id, err)
-			return
+		if stream != nil {
+			if err := stream.Send(&sarv1.StreamFixesRequest{Batch: batch}); err != nil {
+				_, err = stream.Recv() // the stream's own error
+				r.failures.Add(1)
+				r.sample("%s: send batch %d: %v", d.id, id, err)
+				return
+			}
+			resp, err := stream.Recv()
+			if err != nil {
+				r.failures.Add(1)
+				r.sample("%s: batch %d: %v", d.id, id, err)
+				return
+			}
+			d.acked(r, id, at, resp.GetAck())
+		} else {
+			resp, err := client.ReportFixes(ctx, &sarv1.ReportFixesRequest{Batch: batch})
+			if err != nil { // a batch-level problem is the call's status; the device goes on
+				r.problems.Add(1)
+				r.sample("%s: batch %d refused: %v", d.id, id, err)
+			} else {
+				d.acked(r, id, at, resp.GetAck())
+			}
 		}
-		d.ackMs = append(d.ackMs, ms(time.Since(at)))
-		r.acked.Add(1)
-		r.count(d, id, resp.GetAck())
 		select {
 		case <-tick.C:
 		case <-r.stop:
 		}
 	}
+}
+
+func (d *streamDevice) acked(r *streamsRun, id uint64, at time.Time, ack *sarv1.FixAck) {
+	d.ackMs = append(d.ackMs, ms(time.Since(at)))
+	r.acked.Add(1)
+	r.count(d, id, ack)
 }
 
 // close ends the stream and waits for the server's end of it.
@@ -579,11 +604,14 @@ func (r *streamsRun) count(d *streamDevice, id uint64, ack *sarv1.FixAck) {
 }
 
 func (r *streamsRun) result(nconn int, openS float64, hold time.Duration) *streamsResult {
-	res := &streamsResult{IncidentID: r.incident, Devices: r.o.Devices, Conns: nconn, Batch: r.o.Batch,
+	res := &streamsResult{IncidentID: r.incident, Devices: r.o.Devices, Conns: nconn, Mode: "stream", Batch: r.o.Batch,
 		IntervalS: r.o.Interval.Seconds(), HoldS: round3(hold.Seconds()), OpenS: round3(openS),
 		Streams: r.streams.Load(), Batches: r.batches.Load(), Acked: r.acked.Load(), Sent: r.sent.Load(), Stored: r.stored.Load(),
 		Expected: int64(float64(r.o.Devices) * hold.Seconds() / r.o.Interval.Seconds()),
 		Rejected: r.rejected.Load(), Duplicates: r.duplicates.Load(), Problems: r.problems.Load(), StreamErrors: r.failures.Load()}
+	if r.o.Report {
+		res.Mode = "report"
+	}
 	res.Errors = res.Rejected + res.Duplicates + res.Problems + res.StreamErrors
 	res.ErrorSamples = r.errSamples
 	var acks []float64
@@ -598,8 +626,12 @@ func (r *streamsRun) result(nconn int, openS float64, hold time.Duration) *strea
 // write prints a summary, and with asJSON the result as one JSON object on
 // the last line.
 func (res *streamsResult) write(w io.Writer, asJSON bool) error {
-	fmt.Fprintf(w, "bench streams: %d devices on %d connections, a batch of %d every %.0f s, held %.1f s (opened in %.1f s; incident %s)\n",
-		res.Devices, res.Conns, res.Batch, res.IntervalS, res.HoldS, res.OpenS, res.IncidentID)
+	how := "a stream each"
+	if res.Mode == "report" {
+		how = "a ReportFixes call per batch"
+	}
+	fmt.Fprintf(w, "bench streams: %d devices on %d connections (%s), a batch of %d every %.0f s, held %.1f s (opened in %.1f s; incident %s)\n",
+		res.Devices, res.Conns, how, res.Batch, res.IntervalS, res.HoldS, res.OpenS, res.IncidentID)
 	fmt.Fprintf(w, "  streams     %d open; %d batches sent (about %d expected in the hold), %d acknowledged; %d of %d fixes stored\n",
 		res.Streams, res.Batches, res.Expected, res.Acked, res.Stored, res.Sent)
 	fmt.Fprintf(w, "  batch->ack  p50 %.2f ms  p99 %.2f ms  max %.2f ms\n", res.AckP50Ms, res.AckP99Ms, res.AckMaxMs)

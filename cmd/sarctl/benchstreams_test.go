@@ -61,8 +61,8 @@ func TestBenchStreams(t *testing.T) {
 	if err != nil {
 		t.Fatalf("runStreamsBench: %v", err)
 	}
-	if res.Streams != devices || res.Conns != devices {
-		t.Errorf("streams, connections = %d, %d, want %d each (one per device)", res.Streams, res.Conns, devices)
+	if res.Streams != devices || res.Conns != devices || res.Mode != "stream" {
+		t.Errorf("streams, connections, mode = %d, %d, %q, want %d each (one per device), stream", res.Streams, res.Conns, res.Mode, devices)
 	}
 	if res.Errors != 0 {
 		t.Errorf("errors = %d, want 0; samples: %q", res.Errors, res.ErrorSamples)
@@ -138,5 +138,28 @@ func TestBenchStreams(t *testing.T) {
 	if res.Conns != 3 || res.Streams != 6 || res.Errors != 0 || res.Acked != res.Batches || res.Batches < 6 {
 		t.Errorf("--conns 3, 6 devices: connections %d, streams %d, errors %d, batches %d acked %d; want 3, 6, 0, at least 6 all acked",
 			res.Conns, res.Streams, res.Errors, res.Batches, res.Acked)
+	}
+
+	// --report: no stream; each batch is one ReportFixes call, all stored.
+	const handled = `grpc_server_handled_total{grpc_code="OK",grpc_method="ReportFixes",grpc_service="sar.v1.LocationService",grpc_type="unary"}`
+	calls := func() float64 {
+		m, err := scrapeMetrics(t.Context(), o.MetricsURL, handled)
+		if err != nil {
+			t.Fatalf("read sard's metrics: %v", err)
+		}
+		return m[handled]
+	}
+	callsBefore := calls()
+	o.Conns, o.Devices, o.Duration, o.Report = 0, 6, 400*time.Millisecond, true
+	res, err = runStreamsBench(t.Context(), o)
+	if err != nil {
+		t.Fatalf("runStreamsBench(--report): %v", err)
+	}
+	if res.Mode != "report" || res.Conns != 6 || res.Errors != 0 || res.Batches < 6 || res.Acked != res.Batches || res.Stored != res.Sent {
+		t.Errorf("--report, 6 devices: mode %q, connections %d, errors %d, batches %d acked %d, fixes sent %d stored %d; "+
+			"want report, 6, 0, at least 6 all acked, all stored", res.Mode, res.Conns, res.Errors, res.Batches, res.Acked, res.Sent, res.Stored)
+	}
+	if got := calls() - callsBefore; got != float64(res.Batches) {
+		t.Errorf("sard answered %v ReportFixes calls with OK during the --report run, want one per batch (%d)", got, res.Batches)
 	}
 }

@@ -209,7 +209,7 @@ func New(svc *core.Service, opt Options) *Server {
 	s.grpc = grpc.NewServer(append(s.transportOptions(),
 		grpc.ForceServerCodecV2(codec),
 		grpc.MaxRecvMsgSize(opt.MaxMsgBytes),
-		grpc.ReadBufferSize(readBufferSize),
+		grpc.ReadBufferSize(s.readBufferSize()),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.ChainUnaryInterceptor(slices.Insert(slices.Clone(unary), 2, codec.unary)...),
@@ -244,14 +244,19 @@ func New(svc *core.Service, opt Options) *Server {
 
 // readBufferSize is each gRPC connection's read buffer. gRPC-Go's default
 // is 32 KiB. On a plaintext TCP connection it comes from a pool and is held
-// only while data is waiting, but on a TLS connection it is a bufio.Reader
-// of its own for the connection's life: 160 MiB for 5,000 phones that each
-// keep a connection open. The frames devices send are small (a batch of
-// 10 fixes is about 1 KiB), the TLS connection buffers a whole record
-// itself, and a frame larger than the buffer is read into its own buffer
-// without passing through it, so 4 KiB costs a few more reads only for
-// the rare large batch. (docs/bench.md, memory benchmark.)
-const readBufferSize = 4 << 10
+// only while data is waiting; 4 KiB keeps that pool small. On a TLS
+// connection it would be a bufio.Reader of its own for the connection's
+// life (160 MiB at 32 KiB, 20 MiB at 4 KiB, for 5,000 phones that each
+// keep a connection open), and it buys nothing there: the TLS connection
+// already reads a whole record at a time and hands the framer its bytes
+// from memory, so over TLS there is none. (docs/bench.md, memory
+// benchmark.)
+func (s *Server) readBufferSize() int {
+	if s.opt.TLS != nil {
+		return 0
+	}
+	return 4 << 10
+}
 
 // doors registers a service on the gRPC server and on the JSON gateway's
 // in-process channel: one implementation behind both.

@@ -1,9 +1,14 @@
 package main
 
 import (
+	"fmt"
 	"log/slog"
 	"math"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"runtime/debug"
 	"testing"
 )
@@ -55,5 +60,50 @@ func TestSetMemoryLimit(t *testing.T) {
 	t.Setenv("AUTOMEMLIMIT", "most")
 	if _, _, err := setMemoryLimit("", log); err == nil {
 		t.Error("AUTOMEMLIMIT=most: no error")
+	}
+}
+
+// TestMemoryLimitFromContainer runs this test binary in a cgroup (v1) with
+// a 600 MiB memory limit and checks that sard's start takes 90 % of it.
+// It needs a writable cgroup v1 memory hierarchy (root on a cgroup v1
+// machine, as CI's); elsewhere it is skipped.
+func TestMemoryLimitFromContainer(t *testing.T) {
+	if os.Getenv("SARD_MEMLIMIT_CHILD") == "1" {
+		t.Setenv("GOMEMLIMIT", "")
+		os.Unsetenv("GOMEMLIMIT")
+		os.Unsetenv("AUTOMEMLIMIT")
+		limit, from, err := setMemoryLimit("", slog.New(slog.DiscardHandler))
+		fmt.Printf("limit=%d from=%s err=%v\n", limit, from, err)
+		return
+	}
+	own := ""
+	if b, err := os.ReadFile("/proc/self/cgroup"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if parts := strings.SplitN(line, ":", 3); len(parts) == 3 && parts[1] == "memory" {
+				own = parts[2]
+			}
+		}
+	}
+	base := filepath.Join("/sys/fs/cgroup/memory", own)
+	dir := filepath.Join(base, fmt.Sprintf("sard-test-%d", os.Getpid()))
+	if own == "" || os.Mkdir(dir, 0o755) != nil {
+		t.Skip("no writable cgroup v1 memory hierarchy here")
+	}
+	t.Cleanup(func() { _ = os.Remove(dir) })
+	const max = 600 << 20
+	if err := os.WriteFile(filepath.Join(dir, "memory.limit_in_bytes"), []byte(strconv.Itoa(max)), 0o644); err != nil {
+		t.Skipf("cannot set a cgroup memory limit: %v", err)
+	}
+	// The shell moves itself into the cgroup, then becomes the test binary.
+	cmd := exec.Command("sh", "-c", `echo $$ > "$1/cgroup.procs" && exec "$2" -test.run '^TestMemoryLimitFromContainer$'`,
+		"sh", dir, os.Args[0])
+	cmd.Env = append(os.Environ(), "SARD_MEMLIMIT_CHILD=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	want := fmt.Sprintf("limit=%d from=container err=<nil>", int64(max*0.9))
+	if !strings.Contains(string(out), want) {
+		t.Errorf("in a cgroup limited to 600 MiB: %s; want %q", out, want)
 	}
 }

@@ -408,7 +408,7 @@ func (r *benchRun) sardCPU(ctx context.Context) (v float64, ok bool, err error) 
 	}
 	for url := range strings.SplitSeq(r.o.MetricsURL, ",") {
 		url = strings.TrimSpace(url)
-		m, err := scrapeMetrics(ctx, url, metricCPU)
+		m, err := scrapeMetrics(ctx, r.o.TLS, url, metricCPU)
 		if err == nil {
 			if one, ok := m[metricCPU]; ok {
 				v += one

@@ -12,6 +12,7 @@ import (
 	"github.com/mountain-sar/sar/internal/app"
 	"github.com/mountain-sar/sar/internal/auth"
 	"github.com/mountain-sar/sar/internal/testenv"
+	"github.com/mountain-sar/sar/internal/tlsutil"
 )
 
 // bench ingest --addrs spreads its devices over several replicas of one
@@ -56,7 +57,7 @@ func TestBenchIngestAcrossReplicas(t *testing.T) {
 	}
 	var total float64
 	for _, page := range pages {
-		m, err := scrapeMetrics(t.Context(), page, "sar_fixes_stored_total")
+		m, err := scrapeMetrics(t.Context(), tlsutil.Client{}, page, "sar_fixes_stored_total")
 		if err != nil {
 			t.Fatalf("scrape %s: %v", page, err)
 		}

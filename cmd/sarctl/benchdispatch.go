@@ -384,7 +384,7 @@ func runDispatchBench(ctx context.Context, o dispatchOptions) (*dispatchResult, 
 	r.sentAt, r.createMs = make([]time.Duration, n), make([]float64, n)
 	var cpu0 map[string]float64
 	if o.MetricsURL != "" {
-		if cpu0, err = scrapeMetrics(ctx, o.MetricsURL, metricCPU); err != nil {
+		if cpu0, err = scrapeMetrics(ctx, o.TLS, o.MetricsURL, metricCPU); err != nil {
 			return nil, fmt.Errorf("bench: read --metrics-url: %w", err)
 		}
 	}
@@ -413,7 +413,7 @@ func runDispatchBench(ctx context.Context, o dispatchOptions) (*dispatchResult, 
 		r.logf("  round %d: %d tasks created, consumers have %d, devices %d", round+1, want, r.consFirst.Load(), r.devFirst.Load())
 	}
 	if o.MetricsURL != "" {
-		if cpu1, err := scrapeMetrics(ctx, o.MetricsURL, metricCPU); err == nil {
+		if cpu1, err := scrapeMetrics(ctx, o.TLS, o.MetricsURL, metricCPU); err == nil {
 			res.SardCPUS = round3(cpu1[metricCPU] - cpu0[metricCPU])
 			if created > 0 {
 				res.SardCPUMsPerTask = round3(res.SardCPUS * 1000 / float64(created))
@@ -686,7 +686,7 @@ func (r *dispatchRun) escalations(ctx, actx context.Context, js jetstream.JetStr
 
 	var lapsed0 map[string]float64
 	if o.MetricsURL != "" {
-		if lapsed0, err = scrapeMetrics(ctx, o.MetricsURL, metricLapsed); err != nil {
+		if lapsed0, err = scrapeMetrics(ctx, o.TLS, o.MetricsURL, metricLapsed); err != nil {
 			return fmt.Errorf("bench: read --metrics-url: %w", err)
 		}
 	}
@@ -749,7 +749,7 @@ func (r *dispatchRun) escalations(ctx, actx context.Context, js jetstream.JetStr
 	if o.MetricsURL != "" {
 		// The counter is added to after each sweep: give it a moment.
 		for until := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-			m, err := scrapeMetrics(ctx, o.MetricsURL, metricLapsed)
+			m, err := scrapeMetrics(ctx, o.TLS, o.MetricsURL, metricLapsed)
 			if err == nil {
 				res.LapsedMetricDelta = m[metricLapsed] - lapsed0[metricLapsed]
 			}

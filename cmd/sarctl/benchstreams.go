@@ -229,7 +229,7 @@ func (r *streamsRun) setPhase(p string) {
 
 // readMem reads sard's /metrics once and keeps the reading.
 func (r *streamsRun) readMem(ctx context.Context) (memSample, error) {
-	m, err := scrapeMetrics(ctx, r.o.MetricsURL, metricRSS, metricFDs, metricGoroutines, metricHeapInuse, metricStackInuse, metricGoSys,
+	m, err := scrapeMetrics(ctx, r.o.TLS, r.o.MetricsURL, metricRSS, metricFDs, metricGoroutines, metricHeapInuse, metricStackInuse, metricGoSys,
 		metricCPU, metricGCCycles)
 	if err != nil {
 		return memSample{}, err

@@ -143,7 +143,7 @@ func TestBenchStreams(t *testing.T) {
 	// --report: no stream; each batch is one ReportFixes call, all stored.
 	const handled = `grpc_server_handled_total{grpc_code="OK",grpc_method="ReportFixes",grpc_service="sar.v1.LocationService",grpc_type="unary"}`
 	calls := func() float64 {
-		m, err := scrapeMetrics(t.Context(), o.MetricsURL, handled)
+		m, err := scrapeMetrics(t.Context(), o.TLS, o.MetricsURL, handled)
 		if err != nil {
 			t.Fatalf("read sard's metrics: %v", err)
 		}

@@ -20,6 +20,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
+
+	"github.com/mountain-sar/sar/internal/tlsutil"
 )
 
 // Helpers shared by the benches (bench ingest, bench dispatch).
@@ -90,21 +92,33 @@ func closeBenchIncident(ctx context.Context, incidents sarv1.IncidentServiceClie
 
 // scrapeMetrics reads the named samples (without labels) from a
 // Prometheus text endpoint, such as sard's /metrics. A name missing from
-// the page is missing from the map.
-func scrapeMetrics(ctx context.Context, url string, names ...string) (map[string]float64, error) {
+// the page is missing from the map. An https page is checked as the
+// bench's gRPC connections are (--tls-ca-file, pins, client certificate),
+// else against the system's roots.
+func scrapeMetrics(ctx context.Context, tc tlsutil.Client, page string, names ...string) (map[string]float64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, page, nil)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	client := http.DefaultClient
+	if req.URL.Scheme == "https" {
+		tc.TLS = true // the page's scheme says so, loopback or not
+		cfg, err := tc.Config(req.URL.Host)
+		if err != nil {
+			return nil, err
+		}
+		client = &http.Client{Transport: &http.Transport{TLSClientConfig: cfg, Proxy: http.ProxyFromEnvironment}}
+		defer client.CloseIdleConnections()
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
+		return nil, fmt.Errorf("GET %s: %s", page, resp.Status)
 	}
 	want := map[string]bool{}
 	for _, n := range names {

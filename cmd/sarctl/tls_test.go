@@ -6,13 +6,17 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"io"
 	"log/slog"
 	"math/big"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -137,5 +141,28 @@ func TestClientCertificate(t *testing.T) {
 	f.CertFile, f.KeyFile = "", ""
 	if err := (whoamiCmd{}).Run(t.Context(), &Globals{Addr: a.GRPCAddr(), Timeout: 5 * time.Second, Flags: f}, &out); err == nil {
 		t.Error("whoami with neither certificate nor token: no error")
+	}
+}
+
+// The bench's /metrics reads over https trust what its gRPC connections
+// trust (--tls-ca-file, a pin), not only the system's roots.
+func TestScrapeMetricsOverTLS(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total 12.5\n")
+	}))
+	defer srv.Close()
+	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	page := srv.URL + "/metrics"
+
+	m, err := scrapeMetrics(t.Context(), tlsutil.Client{CAPEM: ca}, page, metricCPU)
+	if err != nil || m[metricCPU] != 12.5 {
+		t.Fatalf("scrapeMetrics with the server's CA = %v, %v; want %s 12.5", m, err, metricCPU)
+	}
+	if _, err := scrapeMetrics(t.Context(), tlsutil.Client{}, page, metricCPU); err == nil {
+		t.Error("scrapeMetrics of a self-signed page without its CA: no error")
+	}
+	pin := sha256.Sum256(srv.Certificate().Raw)
+	if _, err := scrapeMetrics(t.Context(), tlsutil.Client{Pin: hex.EncodeToString(pin[:])}, page, metricCPU); err != nil {
+		t.Errorf("scrapeMetrics with the certificate's pin: %v", err)
 	}
 }

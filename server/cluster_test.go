@@ -39,9 +39,23 @@ func TestRedisCluster(t *testing.T) {
 	e.createAgency("fire-north", "north", sarv1.AgencyKind_AGENCY_KIND_FIRE_BRIGADE)
 	op := e.operator("north")
 	officer := e.rescuer("police-north", "")
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cluster.Addrs()})
+	defer cc.Close()
+	ctx := context.Background()
+	masterOf := func(inc *sarv1.Incident) string {
+		node, err := cc.MasterForKey(ctx, "sar:{"+inc.GetId()+"}:inc")
+		if err != nil {
+			t.Fatalf("MasterForKey: %v", err)
+		}
+		return node.Options().Addr
+	}
+	// At least 6 incidents, and more until they are on two masters or
+	// more (6 random ones all land on one of 3 masters in 0.4 % of runs).
 	var incidents []*sarv1.Incident
-	for range 6 { // enough incidents to land on every master
+	masters := map[string]bool{}
+	for len(incidents) < 6 || len(masters) < 2 && len(incidents) < 20 {
 		inc := e.createIncident(op, "police-north", "fire-north")
+		masters[masterOf(inc)] = true
 		incidents = append(incidents, inc)
 		e.join(officer, inc.GetId(), "phone")
 		d := e.openDevice(officer, inc.GetId(), "phone")
@@ -53,26 +67,31 @@ func TestRedisCluster(t *testing.T) {
 		}
 		d.close()
 	}
-	list := must[*sarv1.ListIncidentsResponse](t, "ListIncidents")(e.inc.ListIncidents(e.as(op), &sarv1.ListIncidentsRequest{PageSize: 4}))
-	if len(list.GetIncidents()) != 4 || list.GetNextPageToken() == "" {
-		t.Fatalf("first page = %d incidents, token %q; want 4 and a token", len(list.GetIncidents()), list.GetNextPageToken())
-	}
-	rest := must[*sarv1.ListIncidentsResponse](t, "ListIncidents")(e.inc.ListIncidents(e.as(op), &sarv1.ListIncidentsRequest{PageSize: 4, PageToken: list.GetNextPageToken()}))
-	if len(rest.GetIncidents()) != 2 {
-		t.Fatalf("second page = %d incidents, want 2", len(rest.GetIncidents()))
-	}
+	// Pages of 4 across the masters: every incident once, full pages
+	// until the last.
 	seen := map[string]bool{}
-	for _, inc := range append(list.GetIncidents(), rest.GetIncidents()...) {
-		seen[inc.GetId()] = true
+	token := ""
+	for page := 0; ; page++ {
+		list := must[*sarv1.ListIncidentsResponse](t, "ListIncidents")(e.inc.ListIncidents(e.as(op),
+			&sarv1.ListIncidentsRequest{PageSize: 4, PageToken: token}))
+		for _, inc := range list.GetIncidents() {
+			seen[inc.GetId()] = true
+		}
+		token = list.GetNextPageToken()
+		if token == "" {
+			if want := len(incidents) - 4*page; len(list.GetIncidents()) != want {
+				t.Errorf("last page (%d) = %d incidents, want %d", page, len(list.GetIncidents()), want)
+			}
+			break
+		}
+		if len(list.GetIncidents()) != 4 || page > len(incidents)/4 {
+			t.Fatalf("page %d = %d incidents with a next-page token; want 4, and at most %d pages", page, len(list.GetIncidents()), len(incidents)/4+1)
+		}
 	}
-	if len(seen) != 6 {
-		t.Errorf("pages hold %d distinct incidents, want 6", len(seen))
+	if len(seen) != len(incidents) {
+		t.Errorf("pages hold %d distinct incidents, want %d", len(seen), len(incidents))
 	}
 
-	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cluster.Addrs()})
-	defer cc.Close()
-	ctx := context.Background()
-	masters := map[string]bool{}
 	for _, inc := range incidents {
 		slot, err := cc.ClusterKeySlot(ctx, "sar:{"+inc.GetId()+"}:inc").Result()
 		if err != nil {
@@ -83,11 +102,6 @@ func TestRedisCluster(t *testing.T) {
 				t.Errorf("key %s in slot %d, want the incident's slot %d", suffix, s, slot)
 			}
 		}
-		node, err := cc.MasterForKey(ctx, "sar:{"+inc.GetId()+"}:inc")
-		if err != nil {
-			t.Fatalf("MasterForKey: %v", err)
-		}
-		masters[node.Options().Addr] = true
 		if n, err := cc.HLen(ctx, "sar:{"+inc.GetId()+"}:seq").Result(); err != nil || n != 1 {
 			t.Errorf("device sequences of %s = %d, %v; want 1", inc.GetId(), n, err)
 		}

@@ -91,6 +91,11 @@ func TestRedisCluster(t *testing.T) {
 	if len(seen) != len(incidents) {
 		t.Errorf("pages hold %d distinct incidents, want %d", len(seen), len(incidents))
 	}
+	for _, inc := range incidents {
+		if !seen[inc.GetId()] {
+			t.Errorf("incident %s missing from the pages", inc.GetId())
+		}
+	}
 
 	for _, inc := range incidents {
 		slot, err := cc.ClusterKeySlot(ctx, "sar:{"+inc.GetId()+"}:inc").Result()

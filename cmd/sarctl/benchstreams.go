@@ -14,6 +14,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
@@ -148,7 +149,7 @@ type streamsResult struct {
 	IntervalS    float64  `json:"interval_s"`
 	HoldS        float64  `json:"hold_s"`   // every stream open
 	OpenS        float64  `json:"open_s"`   // first stream opened -> last
-	Streams      int64    `json:"streams"`  // opened
+	Streams      int64    `json:"streams"`  // opened (with --report: devices connected and sending)
 	Batches      int64    `json:"batches"`  // sent
 	Expected     int64    `json:"expected"` // devices x hold / interval: what the hold alone should see sent, about
 	Acked        int64    `json:"acked"`
@@ -160,7 +161,7 @@ type streamsResult struct {
 	Rejected     int64    `json:"rejected"`
 	Duplicates   int64    `json:"duplicates"`
 	Problems     int64    `json:"problems"`      // batches refused whole
-	StreamErrors int64    `json:"stream_errors"` // streams that failed to open or broke
+	StreamErrors int64    `json:"stream_errors"` // streams that failed to open or broke; with --report, calls failed on the connection
 	Errors       int64    `json:"errors"`        // sum of the four above
 	ErrorSamples []string `json:"error_samples,omitempty"`
 
@@ -554,11 +555,15 @@ func (d *streamDevice) run(r *streamsRun) {
 			d.acked(r, id, at, resp.GetAck())
 		} else {
 			resp, err := client.ReportFixes(ctx, &sarv1.ReportFixesRequest{Batch: batch})
-			if err != nil { // a batch-level problem is the call's status; the device goes on
+			switch status.Code(err) {
+			case codes.OK:
+				d.acked(r, id, at, resp.GetAck())
+			case codes.Unavailable, codes.Canceled, codes.DeadlineExceeded: // the connection, not the batch
+				r.failures.Add(1)
+				r.sample("%s: batch %d: %v", d.id, id, err)
+			default: // a batch-level problem is the call's status; the device goes on
 				r.problems.Add(1)
 				r.sample("%s: batch %d refused: %v", d.id, id, err)
-			} else {
-				d.acked(r, id, at, resp.GetAck())
 			}
 		}
 		select {
@@ -632,7 +637,7 @@ func (res *streamsResult) write(w io.Writer, asJSON bool) error {
 	}
 	fmt.Fprintf(w, "bench streams: %d devices on %d connections (%s), a batch of %d every %.0f s, held %.1f s (opened in %.1f s; incident %s)\n",
 		res.Devices, res.Conns, how, res.Batch, res.IntervalS, res.HoldS, res.OpenS, res.IncidentID)
-	fmt.Fprintf(w, "  streams     %d open; %d batches sent (about %d expected in the hold), %d acknowledged; %d of %d fixes stored\n",
+	fmt.Fprintf(w, "  devices     %d sending; %d batches sent (about %d expected in the hold), %d acknowledged; %d of %d fixes stored\n",
 		res.Streams, res.Batches, res.Expected, res.Acked, res.Stored, res.Sent)
 	fmt.Fprintf(w, "  batch->ack  p50 %.2f ms  p99 %.2f ms  max %.2f ms\n", res.AckP50Ms, res.AckP99Ms, res.AckMaxMs)
 	fmt.Fprintf(w, "  errors      %d (rejected %d, duplicates %d, refused batches %d, stream errors %d)\n",

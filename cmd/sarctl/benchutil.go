@@ -90,9 +90,11 @@ func closeBenchIncident(ctx context.Context, incidents sarv1.IncidentServiceClie
 	}
 }
 
-// scrapeMetrics reads the named samples (without labels) from a
-// Prometheus text endpoint, such as sard's /metrics. A name missing from
-// the page is missing from the map. An https page is checked as the
+// scrapeMetrics reads the named samples from a Prometheus text endpoint,
+// such as sard's /metrics: a name is matched against the line up to its
+// value, so a labelled series is named with its labels as the page
+// prints them (client_golang sorts them). A name missing from the page is
+// missing from the map. An https page is checked as the
 // bench's gRPC connections are (--tls-ca-file, pins, client certificate),
 // else against the system's roots.
 func scrapeMetrics(ctx context.Context, tc tlsutil.Client, page string, names ...string) (map[string]float64, error) {
@@ -104,7 +106,7 @@ func scrapeMetrics(ctx context.Context, tc tlsutil.Client, page string, names ..
 	}
 	client := http.DefaultClient
 	if req.URL.Scheme == "https" {
-		tc.TLS = true // the page's scheme says so, loopback or not
+		tc.TLS, tc.Insecure = true, false // the page's scheme says so, loopback or not, whatever --insecure says of gRPC
 		cfg, err := tc.Config(req.URL.Host)
 		if err != nil {
 			return nil, err

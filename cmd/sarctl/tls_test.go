@@ -161,6 +161,10 @@ func TestScrapeMetricsOverTLS(t *testing.T) {
 	if _, err := scrapeMetrics(t.Context(), tlsutil.Client{}, page, metricCPU); err == nil {
 		t.Error("scrapeMetrics of a self-signed page without its CA: no error")
 	}
+	// --insecure is about gRPC: an https page is still read over TLS.
+	if _, err := scrapeMetrics(t.Context(), tlsutil.Client{CAPEM: ca, Insecure: true}, page, metricCPU); err != nil {
+		t.Errorf("scrapeMetrics of an https page with --insecure set: %v", err)
+	}
 	pin := sha256.Sum256(srv.Certificate().Raw)
 	if _, err := scrapeMetrics(t.Context(), tlsutil.Client{Pin: hex.EncodeToString(pin[:])}, page, metricCPU); err != nil {
 		t.Errorf("scrapeMetrics with the certificate's pin: %v", err)

@@ -52,7 +52,7 @@ type CLI struct {
 	Escalation   time.Duration    `name:"escalation-interval" env:"SAR_ESCALATION_INTERVAL" default:"1s" help:"How often this replica looks for task offers whose answer time passed (every replica looks; each lapsed offer is escalated once)."`
 	MinAnswer    time.Duration    `name:"min-answer-within" env:"SAR_MIN_ANSWER_WITHIN" default:"30s" help:"Shortest answer time a task offer may be given (drills may shorten it)."`
 	LogLevel     string           `name:"log-level" env:"SAR_LOG_LEVEL" default:"info" enum:"debug,info,warn,error" help:"Log level (debug, info, warn, error)."`
-	MemoryLimit  string           `name:"memory-limit" env:"SAR_MEMORY_LIMIT" help:"Soft memory limit of sard's Go runtime, e.g. 160MiB or 1GB: near it the collector works harder instead of letting the heap grow. Empty: GOMEMLIMIT if set, else 90 % of the container's memory limit (cgroup; AUTOMEMLIMIT=0.8 sets another ratio, AUTOMEMLIMIT=off none), else none."`
+	MemoryLimit  string           `name:"memory-limit" env:"SAR_MEMORY_LIMIT" help:"Soft memory limit of sard's Go runtime, e.g. 160MiB or 1GB (at least 64MiB): near it the collector works harder instead of letting the heap grow. Empty: GOMEMLIMIT if set, else 90 % of the container's memory limit (cgroup; AUTOMEMLIMIT=0.8 sets another ratio, AUTOMEMLIMIT=off none), else none."`
 	DebugAddr    string           `name:"debug-addr" env:"SAR_DEBUG_ADDR" help:"Loopback address for Go's profiler (/debug/pprof/), e.g. 127.0.0.1:6060. Empty: off."`
 	LogFormat    string           `name:"log-format" env:"SAR_LOG_FORMAT" default:"json" enum:"json,text" help:"Log format (json, text)."`
 	Version      kong.VersionFlag `help:"Print the version and exit."`

@@ -34,6 +34,7 @@ type benchIngestCmd struct {
 	Duration time.Duration `default:"20s" help:"How long the devices send; then they stop, wait for their acks, close their streams, and the run ends."`
 	Rate     float64       `default:"0" help:"Target total fixes per second over all devices, paced by a ticker per device (ticks are skipped, not queued, when the server falls behind); 0 sends as fast as acknowledgements allow."`
 	Inflight int           `default:"1" help:"Unacknowledged batches allowed per stream."`
+	Report   bool          `help:"Devices send each batch as one ReportFixes call on their connection, waiting for its answer, instead of on a StreamFixes stream (--inflight 1)."`
 	Conns    int           `default:"0" help:"gRPC connections the devices share; 0 gives each device its own connection, like real phones."`
 	Addrs    []string      `name:"addrs" env:"SAR_BENCH_ADDRS" sep:"," placeholder:"ADDR,..." help:"gRPC addresses of several sard replicas (of one Redis and NATS), comma-separated: devices and their connections are spread over them round-robin; setup and the watcher use the first. Default: --addr alone. Give --metrics-url one page per replica to read their CPU."`
 	RedisURL string        `name:"redis-url" env:"SAR_BENCH_REDIS_URL" help:"Redis the server writes to. If given, also measure the floor: the same fixes written straight to Redis by as many goroutines, in one pipeline per batch of the commands the server's ingest script writes (no Lua, validation, gRPC or NATS), under keys 'bench:{<run>}:*' that are deleted afterwards."`
@@ -59,7 +60,7 @@ func (c *benchIngestCmd) Run(ctx context.Context, g *Globals, w io.Writer) error
 		}
 	}
 	res, err := runBench(ctx, benchOptions{Addr: g.Addr, Addrs: c.Addrs, Token: g.Token, TLS: g.Client(), Devices: c.Devices, Batch: c.Batch,
-		Duration: c.Duration, Rate: c.Rate, Inflight: c.Inflight, Conns: c.Conns, RedisURL: c.RedisURL, Keep: c.Keep, Plan: c.Plan, Log: log,
+		Duration: c.Duration, Rate: c.Rate, Inflight: c.Inflight, Report: c.Report, Conns: c.Conns, RedisURL: c.RedisURL, Keep: c.Keep, Plan: c.Plan, Log: log,
 		MetricsURL: metrics, MetricsRequired: required})
 	if err != nil {
 		return err
@@ -77,6 +78,7 @@ type benchOptions struct {
 	Duration    time.Duration
 	Rate        float64 // total fixes/s; 0: as fast as possible
 	Inflight    int
+	Report      bool   // ReportFixes calls instead of a stream
 	Conns       int    // 0: one per device
 	RedisURL    string // "": no floor
 	Keep        bool
@@ -103,6 +105,8 @@ func (o benchOptions) check() error {
 		return errors.New("bench: --rate must be 0 or more")
 	case o.Inflight < 1 || o.Inflight > 1000:
 		return errors.New("bench: --inflight must be from 1 to 1000")
+	case o.Report && o.Inflight != 1:
+		return errors.New("bench: --report sends one call at a time per device: --inflight must be 1")
 	case o.Conns < 0:
 		return errors.New("bench: --conns must be 0 or more")
 	case o.Conns > 0 && o.Conns < len(o.Addrs):
@@ -122,6 +126,7 @@ type benchResult struct {
 	Devices        int      `json:"devices"`
 	Batch          int      `json:"batch"`
 	Inflight       int      `json:"inflight"`
+	Mode           string   `json:"mode"` // "stream" (StreamFixes) or "report" (a ReportFixes call per batch)
 	Conns          int      `json:"conns"`
 	Replicas       int      `json:"replicas"` // sard addresses the devices were spread over
 	RateTarget     float64  `json:"rate_target"`
@@ -423,12 +428,15 @@ func (r *benchRun) sardCPU(ctx context.Context) (v float64, ok bool, err error) 
 }
 
 func (r *benchRun) result(elapsed time.Duration, storedBatches int64, nconn int) *benchResult {
-	res := &benchResult{IncidentID: r.incident, Devices: r.o.Devices, Batch: r.o.Batch, Inflight: r.o.Inflight,
+	res := &benchResult{IncidentID: r.incident, Devices: r.o.Devices, Batch: r.o.Batch, Inflight: r.o.Inflight, Mode: "stream",
 		Conns: nconn, Replicas: len(r.o.Addrs), RateTarget: r.o.Rate, DurationS: round3(elapsed.Seconds()),
 		Sent: r.sent.Load(), Stored: r.stored.Load(), Batches: r.batches.Load(), AckedBatches: r.acked.Load(),
 		Rejected: r.rejected.Load(), Duplicates: r.duplicates.Load(), Problems: r.problems.Load(),
 		StreamErrors: r.failures.Load(), Unacked: r.unacked.Load(), LatencySamples: len(r.latMs),
 		EventsMissing: storedBatches - r.eventsSeen.Load()}
+	if r.o.Report {
+		res.Mode = "report"
+	}
 	res.Errors = res.Rejected + res.Duplicates + res.Problems + res.StreamErrors + res.Unacked
 	res.ErrorSamples = r.errSamples
 	if s := elapsed.Seconds(); s > 0 {
@@ -511,6 +519,10 @@ type batchRec struct {
 // run streams batches until the run stops, then closes the stream after
 // the last ack.
 func (d *benchDevice) run(r *benchRun) {
+	if r.o.Report {
+		d.report(r)
+		return
+	}
 	// The stream outlives Ctrl-C and --duration by the drain time, so that
 	// the batches in flight are acknowledged and the stream ends cleanly.
 	ctx, cancel := context.WithTimeout(withToken(context.Background(), d.token), r.o.Duration+drainTimeout)
@@ -609,28 +621,90 @@ func (d *benchDevice) receive(r *benchRun, stream sarv1.LocationService_StreamFi
 			r.sample("%s: ack for batch %d that was not sent", d.id, resp.GetAck().GetBatchId())
 			return
 		}
-		ack := resp.GetAck()
-		if ack.GetBatchId() != b.id {
+		d.record(r, b, now, resp.GetAck())
+	}
+}
+
+// record counts the ack of batch b, received at now.
+func (d *benchDevice) record(r *benchRun, b batchRec, now time.Duration, ack *sarv1.FixAck) {
+	if ack.GetBatchId() != b.id {
+		r.failures.Add(1)
+		r.sample("%s: ack for batch %d, want %d", d.id, ack.GetBatchId(), b.id)
+	}
+	d.ackMs = append(d.ackMs, ms(now-b.at))
+	r.acked.Add(1)
+	r.stored.Add(int64(len(ack.GetStored())))
+	if len(ack.GetStored()) > 0 {
+		d.storedBatches++
+	}
+	if n := len(ack.GetDuplicates()); n > 0 {
+		r.duplicates.Add(int64(n))
+		r.sample("%s: batch %d: %d duplicates", d.id, b.id, n)
+	}
+	if n := len(ack.GetRejected()); n > 0 {
+		r.rejected.Add(int64(n))
+		r.sample("%s: batch %d: %d rejected, first: %v", d.id, b.id, n, ack.GetRejected()[0].GetViolation())
+	}
+	if p := ack.GetProblem(); p != nil {
+		r.problems.Add(1)
+		r.sample("%s: batch %d refused: %s: %s", d.id, b.id, codes.Code(p.GetCode()), p.GetMessage())
+	}
+}
+
+// report sends each batch as one ReportFixes call and waits for its
+// answer, until the run stops. A batch-level problem is the call's
+// status (counted as a refused batch; the device goes on); a failure of
+// the connection ends the device, as a broken stream does.
+func (d *benchDevice) report(r *benchRun) {
+	ctx := withToken(context.Background(), d.token)
+	client := sarv1.NewLocationServiceClient(d.conn)
+	var tick <-chan time.Time
+	if r.interval > 0 {
+		select {
+		case <-time.After(time.Duration(mrand.Int64N(int64(r.interval) + 1))):
+		case <-r.stop:
+			return
+		}
+		t := time.NewTicker(r.interval)
+		defer t.Stop()
+		tick = t.C
+	}
+	w := newWalker(d.seed)
+	seq := uint64(1)
+	for id := uint64(1); ; id++ {
+		if tick != nil {
+			select {
+			case <-tick:
+			case <-r.stop:
+				return
+			}
+		}
+		select {
+		case <-r.stop:
+			return
+		default:
+		}
+		batch := &sarv1.FixBatch{IncidentId: r.incident, DeviceId: d.id, BatchId: id, Fixes: w.Batch(seq, r.o.Batch, time.Now())}
+		at := r.since()
+		d.mu.Lock()
+		d.sentAt = append(d.sentAt, at) // index id-1
+		d.mu.Unlock()
+		r.sent.Add(int64(r.o.Batch))
+		r.batches.Add(1)
+		seq += uint64(r.o.Batch)
+		cctx, cancel := context.WithTimeout(ctx, drainTimeout)
+		resp, err := client.ReportFixes(cctx, &sarv1.ReportFixesRequest{Batch: batch})
+		cancel()
+		switch status.Code(err) {
+		case codes.OK:
+			d.record(r, batchRec{id: id, n: r.o.Batch, at: at}, r.since(), resp.GetAck())
+		case codes.Unavailable, codes.Canceled, codes.DeadlineExceeded:
 			r.failures.Add(1)
-			r.sample("%s: ack for batch %d, want %d", d.id, ack.GetBatchId(), b.id)
-		}
-		d.ackMs = append(d.ackMs, ms(now-b.at))
-		r.acked.Add(1)
-		r.stored.Add(int64(len(ack.GetStored())))
-		if len(ack.GetStored()) > 0 {
-			d.storedBatches++
-		}
-		if n := len(ack.GetDuplicates()); n > 0 {
-			r.duplicates.Add(int64(n))
-			r.sample("%s: batch %d: %d duplicates", d.id, b.id, n)
-		}
-		if n := len(ack.GetRejected()); n > 0 {
-			r.rejected.Add(int64(n))
-			r.sample("%s: batch %d: %d rejected, first: %v", d.id, b.id, n, ack.GetRejected()[0].GetViolation())
-		}
-		if p := ack.GetProblem(); p != nil {
+			r.sample("%s: batch %d: %v", d.id, id, err)
+			return
+		default:
 			r.problems.Add(1)
-			r.sample("%s: batch %d refused: %s: %s", d.id, b.id, codes.Code(p.GetCode()), p.GetMessage())
+			r.sample("%s: batch %d refused: %v", d.id, id, err)
 		}
 	}
 }
@@ -642,8 +716,12 @@ func (res *benchResult) write(w io.Writer, asJSON bool) error {
 	if res.RateTarget > 0 {
 		pace = fmt.Sprintf("target %.0f fixes/s", res.RateTarget)
 	}
-	fmt.Fprintf(w, "bench ingest: %d devices x batches of %d, inflight %d, %d connections to %d sard, %.1f s, %s (incident %s)\n",
-		res.Devices, res.Batch, res.Inflight, res.Conns, res.Replicas, res.DurationS, pace, res.IncidentID)
+	how := "StreamFixes"
+	if res.Mode == "report" {
+		how = "a ReportFixes call per batch"
+	}
+	fmt.Fprintf(w, "bench ingest: %d devices x batches of %d (%s), inflight %d, %d connections to %d sard, %.1f s, %s (incident %s)\n",
+		res.Devices, res.Batch, how, res.Inflight, res.Conns, res.Replicas, res.DurationS, pace, res.IncidentID)
 	fmt.Fprintf(w, "  sent        %d fixes in %d batches; %d batches acknowledged\n", res.Sent, res.Batches, res.AckedBatches)
 	fmt.Fprintf(w, "  stored      %d fixes: %.0f fixes/s\n", res.Stored, res.FixesPerS)
 	fmt.Fprintf(w, "  ingest->event latency (%d events): p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  max %.2f ms; %d stored batches without an event\n",

@@ -144,6 +144,7 @@ func TestAgainstServer(t *testing.T) {
 	t.Run("SearchCommands", func(t *testing.T) { testSearchCommands(t, s) })
 	t.Run("BenchIngest", func(t *testing.T) { testBenchIngest(t, s) })
 	t.Run("BenchIngestPaced", func(t *testing.T) { testBenchIngestPaced(t, s) })
+	t.Run("BenchIngestReport", func(t *testing.T) { testBenchIngestReport(t, s) })
 	t.Run("BenchDispatch", func(t *testing.T) { testBenchDispatch(t, s) })
 }
 
@@ -324,6 +325,41 @@ func testBenchIngest(t *testing.T, s *server) {
 	}
 	if !strings.Contains(out.String(), "  sard CPU ") || !strings.Contains(out.String(), "cpu_us_per_fix") {
 		t.Errorf("text output has no sard CPU line with cpu_us_per_fix:\n%s", out.String())
+	}
+}
+
+// --report: each batch is one ReportFixes call; every fix stored, every
+// batch's event seen, and sard answered one call per batch.
+func testBenchIngestReport(t *testing.T, s *server) {
+	o := benchOptions{Addr: s.addr, Token: s.admin, Devices: 3, Batch: 10, Duration: time.Second, Inflight: 1, Report: true,
+		Log: t.Output(), MetricsURL: "http://" + s.httpAddr + "/metrics", MetricsRequired: true}
+	const handled = `grpc_server_handled_total{grpc_code="OK",grpc_method="ReportFixes",grpc_service="sar.v1.LocationService",grpc_type="unary"}`
+	calls := func() float64 {
+		m, err := scrapeMetrics(t.Context(), o.TLS, o.MetricsURL, handled)
+		if err != nil {
+			t.Fatalf("read sard's metrics: %v", err)
+		}
+		return m[handled]
+	}
+	before := calls()
+	res, err := runBench(t.Context(), o)
+	if err != nil {
+		t.Fatalf("runBench(--report): %v", err)
+	}
+	if res.Mode != "report" || res.Sent <= 0 || res.Stored != res.Sent || res.AckedBatches != res.Batches || res.Errors != 0 {
+		t.Errorf("runBench(--report): mode %q, stored %d of %d sent, %d of %d batches acked, errors %d (%q); want report, all stored and acked, no errors",
+			res.Mode, res.Stored, res.Sent, res.AckedBatches, res.Batches, res.Errors, res.ErrorSamples)
+	}
+	if res.LatencySamples == 0 || res.EventsMissing != 0 || res.CPUUsPerFix <= 0 {
+		t.Errorf("runBench(--report): latency samples %d, events missing %d, cpu_us_per_fix %v; want > 0, 0, > 0",
+			res.LatencySamples, res.EventsMissing, res.CPUUsPerFix)
+	}
+	if got := calls() - before; got != float64(res.Batches) {
+		t.Errorf("sard answered %v ReportFixes calls with OK during the run, want one per batch (%d)", got, res.Batches)
+	}
+	o.Inflight = 2
+	if _, err := runBench(t.Context(), o); err == nil || !strings.Contains(err.Error(), "--inflight") {
+		t.Errorf("runBench(--report --inflight 2) = %v, want refused", err)
 	}
 }
 

@@ -90,3 +90,67 @@ func TestStreamKeepsPrincipalThroughRedisOutage(t *testing.T) {
 		t.Errorf("after revocation the stream ends with %v, want UNAUTHENTICATED", err)
 	}
 }
+
+// TestWatchKeepsPrincipalThroughRedisOutage: a console's WatchIncident
+// stream outlives a Redis outage longer than its credential's cache entry
+// and several re-checks, and after Redis returns it carries the events
+// of the same incident; a revocation still ends it once the re-check can
+// run.
+func TestWatchKeepsPrincipalThroughRedisOutage(t *testing.T) {
+	e := startEnv(t, func(c *app.Config) { c.CredentialCache = 200 * time.Millisecond })
+	op, officer, inc := e.officerOnIncident()
+	w, err := e.inc.WatchIncident(e.as(op), &sarv1.WatchIncidentRequest{IncidentId: inc.GetId()})
+	if err != nil {
+		t.Fatalf("WatchIncident: %v", err)
+	}
+	if m, err := w.Recv(); err != nil || m.GetSnapshot() == nil {
+		t.Fatalf("first watch message = %v, %v; want the snapshot", m, err)
+	}
+	msgs, ended := make(chan *sarv1.WatchIncidentResponse, 64), make(chan error, 1)
+	go func() {
+		for {
+			m, err := w.Recv()
+			if err != nil {
+				ended <- err
+				return
+			}
+			msgs <- m
+		}
+	}()
+
+	e.redis.Stop(testenv.WithSIGKILL())
+	select { // five re-checks (every 200 ms here), past the cache entry
+	case err := <-ended:
+		t.Fatalf("the watch ended during the Redis outage: %v", err)
+	case <-time.After(time.Second):
+	}
+	e.redis.Start()
+
+	d := e.openDevice(officer, inc.GetId(), "phone")
+	eventually(t, "a batch stored after the outage", func() bool {
+		ack := d.send(walk(1, 5, time.Now())...)
+		return ack.GetProblem() == nil && ack.GetAckedThrough() == 5
+	})
+	deadline := time.After(10 * time.Second)
+	for got := false; !got; {
+		select {
+		case m := <-msgs:
+			got = m.GetEvent().GetPositions() != nil
+		case err := <-ended:
+			t.Fatalf("the watch ended after the outage: %v", err)
+		case <-deadline:
+			t.Fatal("no positions event on the watch after the outage")
+		}
+	}
+
+	must[*sarv1.RevokeCredentialResponse](t, "RevokeCredential")(e.auth.RevokeCredential(e.as(e.admin),
+		&sarv1.RevokeCredentialRequest{CredentialId: e.principal(op).GetCredentialId()}))
+	select {
+	case err := <-ended:
+		if status.Code(err) != codes.Unauthenticated {
+			t.Errorf("after revocation the watch ends with %v, want UNAUTHENTICATED", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("the watch still open 10 s after its credential was revoked")
+	}
+}

@@ -66,7 +66,7 @@ func (s *locationService) StreamFixes(stream sarv1.LocationService_StreamFixesSe
 		switch {
 		case err == nil:
 			held = p
-		case sar.KindOf(err) == sar.KindUnavailable && held != nil && held.GetExpireTime().AsTime().After(time.Now()):
+		case heldThrough(err, held):
 			p = held
 		default:
 			return toStatus(s.log, "StreamFixes", err)
@@ -193,6 +193,7 @@ func (s *incidentService) WatchIncident(req *sarv1.WatchIncidentRequest, stream 
 	defer recheck.Stop()
 	seen := newRecentIDs(4096)
 	lost := 0
+	held := auth.FromContext(ctx)
 	for {
 		select {
 		case <-s.draining:
@@ -200,7 +201,12 @@ func (s *incidentService) WatchIncident(req *sarv1.WatchIncidentRequest, stream 
 		case <-ctx.Done():
 			return status.FromContextError(ctx.Err()).Err()
 		case <-recheck.C:
-			if err := s.core.RecheckWatch(ctx, presented, inc.GetId()); err != nil {
+			// While the store is unavailable the re-check cannot run: the
+			// stream goes on with the credential it holds, until that
+			// expires, rather than send every console to reconnect (and
+			// read a snapshot) against a store that is just coming back.
+			// A revocation takes effect at the first re-check that runs.
+			if err := s.core.RecheckWatch(ctx, presented, inc.GetId()); err != nil && !heldThrough(err, held) {
 				return err
 			}
 		case ev, ok := <-events:
@@ -221,6 +227,13 @@ func (s *incidentService) WatchIncident(req *sarv1.WatchIncidentRequest, stream 
 			}
 		}
 	}
+}
+
+// heldThrough reports whether a stream may go on after a credential
+// re-check failed with err: the store was unavailable, so the check could
+// not run, and the credential the stream holds has not expired.
+func heldThrough(err error, held *sarv1.Principal) bool {
+	return sar.KindOf(err) == sar.KindUnavailable && held != nil && held.GetExpireTime().AsTime().After(time.Now())
 }
 
 // recentIDs remembers the last n event ids, to drop repeats.

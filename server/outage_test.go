@@ -154,3 +154,34 @@ func TestWatchKeepsPrincipalThroughRedisOutage(t *testing.T) {
 		t.Error("the watch still open 10 s after its credential was revoked")
 	}
 }
+
+// TestTaskStreamThroughRedisOutage: a team phone's StreamTasks outlives a
+// Redis outage longer than its credential's cache entry and several
+// re-checks and polls, and the next task offered after Redis returns
+// reaches it on the same stream.
+func TestTaskStreamThroughRedisOutage(t *testing.T) {
+	e := startEnv(t, func(c *app.Config) { c.CredentialCache = 200 * time.Millisecond })
+	c := e.callout()
+	phone := e.streamTasks(c.rescuers["blue-sky/k9"], c.inc, "")
+	phone.backlog()
+
+	e.redis.Stop(testenv.WithSIGKILL())
+	select { // five re-checks (every 200 ms here), past the cache entry
+	case err := <-phone.err:
+		t.Fatalf("the task stream ended during the Redis outage: %v", err)
+	case <-time.After(time.Second):
+	}
+	e.redis.Start()
+
+	var task *sarv1.Task
+	eventually(t, "a task offered after the outage", func() bool {
+		r, err := e.tasks().CreateTask(e.as(c.op), &sarv1.CreateTaskRequest{IncidentId: c.inc, Kind: sarv1.TaskKind_TASK_KIND_STAND_BY,
+			Team: &sarv1.TeamRef{AgencyId: "blue-sky", TeamId: "k9"}, Title: "after the outage",
+			Instructions: "Wait at the north ridge trailhead", Point: &sarv1.LatLng{Lat: 30.25, Lng: 119.72}})
+		task = r.GetTask()
+		return err == nil
+	})
+	if it := phone.next("the task after the outage"); it.GetTask().GetId() != task.GetId() {
+		t.Errorf("phone got %v after the outage, want the task %s", it, task.GetId())
+	}
+}

@@ -265,13 +265,18 @@ func (r *recentIDs) add(id string) bool {
 // the loop of the streams that read the store themselves and use NATS only
 // to wake up. It checks the credential again every recheck interval, and
 // ends on shutdown (UNAVAILABLE, to reconnect elsewhere) or when the client
-// goes away.
+// goes away. While the store is unavailable, neither the re-check nor the
+// step can run: the stream waits with the credential it holds (until that
+// expires) and reads again at the next doorbell or poll, so that a Redis
+// restart or failover does not send every phone to reconnect at once. A
+// revocation takes effect at the first re-check that runs.
 func follow(ctx context.Context, c *core.Service, draining <-chan struct{}, presented core.Presented, recheckEvery, pollEvery time.Duration,
 	bell <-chan *sarv1.Event, step func() (done bool, err error)) error {
 	poll := time.NewTicker(pollEvery)
 	defer poll.Stop()
 	recheck := time.NewTicker(recheckEvery)
 	defer recheck.Stop()
+	held := auth.FromContext(ctx)
 	for {
 		select {
 		case <-draining:
@@ -279,7 +284,11 @@ func follow(ctx context.Context, c *core.Service, draining <-chan struct{}, pres
 		case <-ctx.Done():
 			return status.FromContextError(ctx.Err()).Err()
 		case <-recheck.C:
-			if _, err := c.Reauthenticate(ctx, presented); err != nil {
+			p, err := c.Reauthenticate(ctx, presented)
+			switch {
+			case err == nil:
+				held = p
+			case !heldThrough(err, held):
 				return err
 			}
 			continue
@@ -294,6 +303,9 @@ func follow(ctx context.Context, c *core.Service, draining <-chan struct{}, pres
 		if err != nil {
 			if ctx.Err() != nil { // the client went away mid-read: not a storage failure
 				return status.FromContextError(ctx.Err()).Err()
+			}
+			if heldThrough(err, held) {
+				continue // the store is unavailable: read again at the next doorbell or poll
 			}
 			return err
 		}

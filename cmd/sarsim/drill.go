@@ -42,6 +42,7 @@ type drillCmd struct {
 	CallerAccuracy  float64       `name:"caller-accuracy" env:"SARSIM_CALLER_ACCURACY" default:"600" help:"Accuracy in metres of the lost person's browser fixes (a coarse network fix in a valley). At most 1000 m collapses the search area to the fix."`
 	CallerFor       time.Duration `name:"caller-for" env:"SARSIM_CALLER_FOR" default:"5m" help:"Simulated time the lost person's phone reports before its battery dies; 0: no share link."`
 	Flaky           float64       `env:"SARSIM_FLAKY" default:"0.02" help:"Chance that a rescuer phone loses its connection after sending a batch, before the ack: it reconnects and resends from its last ack."`
+	FixCall         string        `name:"fix-call" env:"SARSIM_FIX_CALL" default:"report" enum:"report,stream" help:"How rescuer phones send their batches: report (a ReportFixes call per batch on the kept-alive connection, as the rescuer app does) or stream (on a StreamFixes stream held open)."`
 	Close           bool          `help:"Close the incident at the end (outcome found alive)."`
 	JSON            bool          `name:"json" help:"Print the summary as one JSON object on the last line of stdout."`
 	Quiet           bool          `help:"No setup and progress lines on stderr."`
@@ -56,7 +57,7 @@ func (c *drillCmd) Run(ctx context.Context, g *Globals, w io.Writer) error {
 		Jurisdiction: c.Jurisdiction, Teams: c.Teams, RescuersPerTeam: c.RescuersPerTeam, Duration: c.Duration,
 		Speedup: c.Speedup, FixInterval: c.FixInterval, BatchInterval: c.BatchInterval, Seed: c.Seed,
 		Lat: c.Lat, Lng: c.Lng, CallerAccuracy: c.CallerAccuracy, CallerFor: c.CallerFor, Flaky: c.Flaky,
-		Close: c.Close, Log: log})
+		FixCall: c.FixCall, Close: c.Close, Log: log})
 	if res != nil {
 		if werr := res.write(w, c.JSON); werr != nil && err == nil {
 			err = werr
@@ -82,6 +83,7 @@ type drillOptions struct {
 	CallerAccuracy        float64
 	CallerFor             time.Duration
 	Flaky                 float64
+	FixCall               string // "report" (ReportFixes, the default) or "stream" (StreamFixes)
 	Close                 bool
 	Log                   io.Writer
 }
@@ -120,6 +122,11 @@ func (o *drillOptions) check() error {
 		return errors.New("drill: --caller-for must be 0 or more")
 	case !(o.Flaky >= 0 && o.Flaky < 1):
 		return errors.New("drill: --flaky must be from 0 to below 1")
+	case o.FixCall != "" && o.FixCall != "report" && o.FixCall != "stream":
+		return errors.New("drill: --fix-call must be report or stream")
+	}
+	if o.FixCall == "" {
+		o.FixCall = "report"
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = 10 * time.Second

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -50,6 +53,7 @@ func TestParseFlags(t *testing.T) {
 		{"lat", dr.Lat, 46.5935},
 		{"jurisdiction", dr.Jurisdiction, "local"},
 		{"close", dr.Close, true},
+		{"fix-call", dr.FixCall, "report"},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
@@ -71,6 +75,7 @@ func TestOptionsChecked(t *testing.T) {
 		"batch > 500 fixes": func(o *drillOptions) { o.FixInterval, o.BatchInterval = 100*time.Millisecond, time.Minute },
 		"0,0":               func(o *drillOptions) { o.Lat, o.Lng = 0, 0 },
 		"flaky 1":           func(o *drillOptions) { o.Flaky = 1 },
+		"fix-call carrier":  func(o *drillOptions) { o.FixCall = "carrier pigeon" },
 	} {
 		o := good
 		bad(&o)
@@ -85,8 +90,14 @@ func TestOptionsChecked(t *testing.T) {
 // API what it left: the incident with its agencies, a participant for the
 // caller and for every rescuer, every fix made stored exactly once, a
 // segment assigned to every team, the caller's last position, coverage,
-// and the incident closed.
+// and the incident closed; with the phones sending a ReportFixes call per
+// batch (the default, as the rescuer app does), and on StreamFixes streams.
 func TestDrillAgainstServer(t *testing.T) {
+	t.Run("ReportFixes", func(t *testing.T) { testDrill(t, "report") })
+	t.Run("StreamFixes", func(t *testing.T) { testDrill(t, "stream") })
+}
+
+func testDrill(t *testing.T, fixCall string) {
 	rdb, broker := testenv.StartRedis(t), testenv.StartNATS(t)
 	admin, _, _ := auth.NewToken()
 	cfg := app.Defaults()
@@ -104,7 +115,15 @@ func TestDrillAgainstServer(t *testing.T) {
 	o := drillOptions{Addr: a.GRPCAddr(), HTTPAddr: a.HTTPAddr(), Token: admin, Timeout: 10 * time.Second,
 		Jurisdiction: "valley", Teams: teams, RescuersPerTeam: perTeam, Duration: 4 * time.Second, Speedup: 150,
 		FixInterval: time.Second, BatchInterval: 10 * time.Second, Seed: 3, Lat: 46.5935, Lng: 7.9091,
-		CallerAccuracy: 600, CallerFor: 3 * time.Minute, Flaky: 0.1, Close: true, Log: &log}
+		CallerAccuracy: 600, CallerFor: 3 * time.Minute, Flaky: 0.1, FixCall: fixCall, Close: true, Log: &log}
+	handled := func() float64 { // sard's answers to the phones' fixes, from its /metrics
+		m := `grpc_server_handled_total{grpc_code="OK",grpc_method="ReportFixes",grpc_service="sar.v1.LocationService",grpc_type="unary"}`
+		if fixCall == "stream" {
+			m = `grpc_server_msg_sent_total{grpc_method="StreamFixes",grpc_service="sar.v1.LocationService",grpc_type="bidi_stream"}`
+		}
+		return scrapeMetric(t, "http://"+a.HTTPAddr()+"/metrics", m)
+	}
+	before := handled()
 	res, err := runDrill(t.Context(), o)
 	if err != nil {
 		t.Fatalf("runDrill: %v\n%s", err, log.String())
@@ -197,6 +216,9 @@ func TestDrillAgainstServer(t *testing.T) {
 	if r.Reconnects == 0 {
 		t.Errorf("no reconnects with --flaky 0.1 over %d batches: the resend path was not exercised", r.Batches)
 	}
+	if got := handled() - before; got < float64(r.Batches)/2 {
+		t.Errorf("sard answered %v batches by --fix-call %s, want most of the %d the phones sent that way", got, fixCall, r.Batches)
+	}
 	c := res.Caller
 	if c == nil || c.Sent != 19 || c.Stored != c.Sent || c.Unacked != 0 { // a fix every 10 s for 3 minutes, and the first
 		t.Errorf("caller's counts %+v, want 19 fixes sent and stored", c)
@@ -223,4 +245,28 @@ func TestDrillAgainstServer(t *testing.T) {
 	if g := segs.GetGrid(); g.GetProfile() != "fix" || g.GetProbabilityOfSuccess() <= 0 || res.POS != g.GetProbabilityOfSuccess() {
 		t.Errorf("grid %v (summary POS %v): want one seeded from the caller's fix, with some probability of success from the sweeps", g, res.POS)
 	}
+}
+
+// scrapeMetric reads one sample, named as the page prints it (labels
+// included), from a Prometheus text page.
+func scrapeMetric(t *testing.T, url, name string) float64 {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("%s: %q: %v", name, v, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("%s not on %s (%v)", name, url, sc.Err())
+	return 0
 }

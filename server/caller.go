@@ -57,5 +57,5 @@ func (s *incidentService) WatchCallerStatus(req *sarv1.WatchCallerStatusRequest,
 	if err != nil || closed {
 		return err
 	}
-	return follow(ctx, s.core, s.draining, presented, s.recheck, callerStatusPoll, bell, send)
+	return follow(ctx, s.core, s.draining, presented, s.recheck, s.grace, callerStatusPoll, bell, send)
 }

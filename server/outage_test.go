@@ -13,6 +13,7 @@ import (
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
 	"github.com/mountain-sar/sar/internal/app"
 	"github.com/mountain-sar/sar/internal/testenv"
+	"github.com/mountain-sar/sar/server"
 )
 
 // TestHealthFollowsReadiness kills Redis: gRPC health, overall and per
@@ -91,45 +92,55 @@ func TestStreamKeepsPrincipalThroughRedisOutage(t *testing.T) {
 	}
 }
 
-// TestWatchKeepsPrincipalThroughRedisOutage: a console's WatchIncident
-// stream outlives a Redis outage longer than its credential's cache entry
-// and several re-checks, and after Redis returns it carries the events
-// of the same incident; a revocation still ends it once the re-check can
-// run.
-func TestWatchKeepsPrincipalThroughRedisOutage(t *testing.T) {
-	e := startEnv(t, func(c *app.Config) { c.CredentialCache = 200 * time.Millisecond })
+// TestWatchRidesOutARedisOutage: a console's WatchIncident stream outlives
+// a Redis outage longer than its credential's cache entry and several
+// re-checks, and after Redis returns it carries the events of the same
+// incident; a revocation still ends it once the re-check can run. An
+// outage longer than the grace ends a watch with UNAVAILABLE (its console
+// reconnects to a replica that has its store).
+func TestWatchRidesOutARedisOutage(t *testing.T) {
+	e := startEnv(t, func(c *app.Config) { c.CredentialCache, c.WatchGrace = 200*time.Millisecond, 2*time.Second })
 	op, officer, inc := e.officerOnIncident()
-	w, err := e.inc.WatchIncident(e.as(op), &sarv1.WatchIncidentRequest{IncidentId: inc.GetId()})
-	if err != nil {
-		t.Fatalf("WatchIncident: %v", err)
-	}
-	if m, err := w.Recv(); err != nil || m.GetSnapshot() == nil {
-		t.Fatalf("first watch message = %v, %v; want the snapshot", m, err)
-	}
-	msgs, ended := make(chan *sarv1.WatchIncidentResponse, 64), make(chan error, 1)
-	go func() {
-		for {
-			m, err := w.Recv()
-			if err != nil {
-				ended <- err
-				return
-			}
-			msgs <- m
+	d := e.openDevice(officer, inc.GetId(), "phone")
+	watch := func(token string) (msgs chan *sarv1.WatchIncidentResponse, ended chan error) {
+		w, err := e.inc.WatchIncident(e.as(token), &sarv1.WatchIncidentRequest{IncidentId: inc.GetId()})
+		if err != nil {
+			t.Fatalf("WatchIncident: %v", err)
 		}
-	}()
+		if m, err := w.Recv(); err != nil || m.GetSnapshot() == nil {
+			t.Fatalf("first watch message = %v, %v; want the snapshot", m, err)
+		}
+		msgs, ended = make(chan *sarv1.WatchIncidentResponse, 64), make(chan error, 1)
+		go func() {
+			for {
+				m, err := w.Recv()
+				if err != nil {
+					ended <- err
+					return
+				}
+				msgs <- m
+			}
+		}()
+		return msgs, ended
+	}
+	msgs, ended := watch(op)
 
 	e.redis.Stop(testenv.WithSIGKILL())
-	select { // five re-checks (every 200 ms here), past the cache entry
+	select { // five re-checks (every 200 ms here), past the cache entry, within the grace
 	case err := <-ended:
-		t.Fatalf("the watch ended during the Redis outage: %v", err)
+		t.Fatalf("the watch ended during a 1 s Redis outage: %v", err)
 	case <-time.After(time.Second):
 	}
 	e.redis.Start()
 
-	d := e.openDevice(officer, inc.GetId(), "phone")
+	now := time.Now()
+	seq := uint64(1)
 	eventually(t, "a batch stored after the outage", func() bool {
-		ack := d.send(walk(1, 5, time.Now())...)
-		return ack.GetProblem() == nil && ack.GetAckedThrough() == 5
+		ack := d.send(walk(seq, 5, now)...)
+		if ack.GetProblem() == nil {
+			seq = ack.GetAckedThrough() + 1
+		}
+		return ack.GetProblem() == nil && ack.GetAckedThrough() >= 5
 	})
 	deadline := time.After(10 * time.Second)
 	for got := false; !got; {
@@ -153,35 +164,47 @@ func TestWatchKeepsPrincipalThroughRedisOutage(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Error("the watch still open 10 s after its credential was revoked")
 	}
+
+	// Past the grace (2 s here) the watch ends.
+	_, ended = watch(e.operator("north"))
+	e.redis.Stop(testenv.WithSIGKILL())
+	defer e.redis.Start()
+	select {
+	case err := <-ended:
+		if status.Code(err) != codes.Unavailable {
+			t.Errorf("a watch past the outage grace ends with %v, want UNAVAILABLE", err)
+		}
+	case <-time.After(6 * time.Second):
+		t.Error("the watch still open 6 s into a Redis outage, with a grace of 2 s")
+	}
 }
 
-// TestTaskStreamThroughRedisOutage: a team phone's StreamTasks outlives a
-// Redis outage longer than its credential's cache entry and several
-// re-checks and polls, and the next task offered after Redis returns
-// reaches it on the same stream.
-func TestTaskStreamThroughRedisOutage(t *testing.T) {
+// TestTaskStreamRidesOutARedisOutage: a team phone's StreamTasks outlives
+// a Redis outage longer than its credential's cache entry, several
+// re-checks and a poll of its feed, and the next task offered after Redis
+// returns reaches it on the same stream.
+func TestTaskStreamRidesOutARedisOutage(t *testing.T) {
 	e := startEnv(t, func(c *app.Config) { c.CredentialCache = 200 * time.Millisecond })
 	c := e.callout()
 	phone := e.streamTasks(c.rescuers["blue-sky/k9"], c.inc, "")
 	phone.backlog()
 
 	e.redis.Stop(testenv.WithSIGKILL())
-	select { // five re-checks (every 200 ms here), past the cache entry
+	select { // re-checks every 200 ms, and the feed's poll (every 5 s) fails once
 	case err := <-phone.err:
 		t.Fatalf("the task stream ended during the Redis outage: %v", err)
-	case <-time.After(time.Second):
+	case <-time.After(server.TaskFeedPoll + time.Second):
 	}
 	e.redis.Start()
 
-	var task *sarv1.Task
+	const title = "after the outage"
 	eventually(t, "a task offered after the outage", func() bool {
-		r, err := e.tasks().CreateTask(e.as(c.op), &sarv1.CreateTaskRequest{IncidentId: c.inc, Kind: sarv1.TaskKind_TASK_KIND_STAND_BY,
-			Team: &sarv1.TeamRef{AgencyId: "blue-sky", TeamId: "k9"}, Title: "after the outage",
+		_, err := e.tasks().CreateTask(e.as(c.op), &sarv1.CreateTaskRequest{IncidentId: c.inc, Kind: sarv1.TaskKind_TASK_KIND_STAND_BY,
+			Team: &sarv1.TeamRef{AgencyId: "blue-sky", TeamId: "k9"}, Title: title,
 			Instructions: "Wait at the north ridge trailhead", Point: &sarv1.LatLng{Lat: 30.25, Lng: 119.72}})
-		task = r.GetTask()
 		return err == nil
 	})
-	if it := phone.next("the task after the outage"); it.GetTask().GetId() != task.GetId() {
-		t.Errorf("phone got %v after the outage, want the task %s", it, task.GetId())
+	if it := phone.next("the task after the outage"); it.GetTask().GetTitle() != title {
+		t.Errorf("phone got %v after the outage, want the task %q", it, title)
 	}
 }

@@ -77,6 +77,9 @@ type Options struct {
 	// WatchRecheck is how often watch streams re-check their credential
 	// (default 10 s).
 	WatchRecheck time.Duration
+	// WatchOutageGrace is how long a watch stream rides out a store
+	// outage since its last successful check or read (default 30 s).
+	WatchOutageGrace time.Duration
 	// Ready reports whether the backends answer (for /readyz and health).
 	Ready func(ctx context.Context) error
 	// ReadyInterval is how often gRPC health checks Ready (default 1 s).
@@ -150,6 +153,9 @@ func New(svc *core.Service, opt Options) *Server {
 	if opt.WatchRecheck == 0 {
 		opt.WatchRecheck = 10 * time.Second
 	}
+	if opt.WatchOutageGrace == 0 {
+		opt.WatchOutageGrace = 30 * time.Second
+	}
 	if opt.ReadyInterval <= 0 {
 		opt.ReadyInterval = time.Second
 	}
@@ -222,10 +228,10 @@ func New(svc *core.Service, opt Options) *Server {
 	both := doors{s.grpc, inproc}
 	sarv1.RegisterAuthServiceServer(both, &authService{core: svc})
 	sarv1.RegisterAgencyServiceServer(both, &agencyService{core: svc})
-	sarv1.RegisterIncidentServiceServer(both, &incidentService{core: svc, log: s.log, draining: s.draining, recheck: opt.WatchRecheck})
+	sarv1.RegisterIncidentServiceServer(both, &incidentService{core: svc, log: s.log, draining: s.draining, recheck: opt.WatchRecheck, grace: opt.WatchOutageGrace})
 	sarv1.RegisterLocationServiceServer(both, &locationService{core: svc, log: s.log, drainCtx: s.drainCtx})
 	sarv1.RegisterSearchServiceServer(both, &searchService{core: svc})
-	sarv1.RegisterTaskServiceServer(both, &taskService{core: svc, log: s.log, draining: s.draining, recheck: opt.WatchRecheck})
+	sarv1.RegisterTaskServiceServer(both, &taskService{core: svc, log: s.log, draining: s.draining, recheck: opt.WatchRecheck, grace: opt.WatchOutageGrace})
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 	metrics.InitializeMetrics(s.grpc)

@@ -113,6 +113,7 @@ type incidentService struct {
 	log      *slog.Logger
 	draining <-chan struct{}
 	recheck  time.Duration // how often a watch stream re-checks its credential
+	grace    time.Duration // how long a watch stream rides out a store outage
 }
 
 func (s *incidentService) CreateIncident(ctx context.Context, req *sarv1.CreateIncidentRequest) (*sarv1.CreateIncidentResponse, error) {

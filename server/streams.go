@@ -66,7 +66,7 @@ func (s *locationService) StreamFixes(stream sarv1.LocationService_StreamFixesSe
 		switch {
 		case err == nil:
 			held = p
-		case heldThrough(err, held):
+		case sar.KindOf(err) == sar.KindUnavailable && held != nil && held.GetExpireTime().AsTime().After(time.Now()):
 			p = held
 		default:
 			return toStatus(s.log, "StreamFixes", err)
@@ -193,7 +193,7 @@ func (s *incidentService) WatchIncident(req *sarv1.WatchIncidentRequest, stream 
 	defer recheck.Stop()
 	seen := newRecentIDs(4096)
 	lost := 0
-	held := auth.FromContext(ctx)
+	hold := newOutageHold(ctx, s.grace)
 	for {
 		select {
 		case <-s.draining:
@@ -202,11 +202,13 @@ func (s *incidentService) WatchIncident(req *sarv1.WatchIncidentRequest, stream 
 			return status.FromContextError(ctx.Err()).Err()
 		case <-recheck.C:
 			// While the store is unavailable the re-check cannot run: the
-			// stream goes on with the credential it holds, until that
-			// expires, rather than send every console to reconnect (and
-			// read a snapshot) against a store that is just coming back.
-			// A revocation takes effect at the first re-check that runs.
-			if err := s.core.RecheckWatch(ctx, presented, inc.GetId()); err != nil && !heldThrough(err, held) {
+			// stream rides out a short outage (see outageHold) rather than
+			// send every console to reconnect (and read a snapshot)
+			// against a store that is just coming back.
+			err := s.core.RecheckWatch(ctx, presented, inc.GetId())
+			if err == nil {
+				hold.ok(nil)
+			} else if !hold.through(err) {
 				return err
 			}
 		case ev, ok := <-events:
@@ -214,8 +216,12 @@ func (s *incidentService) WatchIncident(req *sarv1.WatchIncidentRequest, stream 
 				return status.FromContextError(context.Cause(ctx)).Err()
 			}
 			if n := dropped(); n > lost {
-				lost = n
-				if err := sendSnapshot(); err != nil {
+				// NATS dropped events for this slow watcher: a fresh
+				// snapshot, or, while the store cannot give one, another
+				// try with the next event.
+				if err := sendSnapshot(); err == nil {
+					lost = n
+				} else if !hold.through(err) {
 					return err
 				}
 			}
@@ -229,11 +235,39 @@ func (s *incidentService) WatchIncident(req *sarv1.WatchIncidentRequest, stream 
 	}
 }
 
-// heldThrough reports whether a stream may go on after a credential
-// re-check failed with err: the store was unavailable, so the check could
-// not run, and the credential the stream holds has not expired.
-func heldThrough(err error, held *sarv1.Principal) bool {
-	return sar.KindOf(err) == sar.KindUnavailable && held != nil && held.GetExpireTime().AsTime().After(time.Now())
+// outageHold lets a watch stream go on while the store is unavailable:
+// the credential re-check and the stream's reads cannot run, so the stream
+// keeps the credential it holds and tries again later. It does so for
+// grace (Options.WatchOutageGrace, 30 s: about a Redis failover or
+// restart) since its last successful check or read, and never past the
+// credential's expiry; then the stream ends with UNAVAILABLE, so that a
+// replica that lost its store neither keeps serving (a revocation cannot
+// reach it) nor silently stalls its streams, whose clients reconnect to a
+// healthy replica. A revocation takes effect at the first re-check that
+// runs.
+type outageHold struct {
+	held   *sarv1.Principal
+	grace  time.Duration
+	lastOK time.Time
+}
+
+func newOutageHold(ctx context.Context, grace time.Duration) *outageHold {
+	return &outageHold{held: auth.FromContext(ctx), grace: grace, lastOK: time.Now()}
+}
+
+// ok records a successful check (with its principal, if it gave one) or
+// read.
+func (h *outageHold) ok(p *sarv1.Principal) {
+	if p != nil {
+		h.held = p
+	}
+	h.lastOK = time.Now()
+}
+
+// through reports whether the stream may go on after err.
+func (h *outageHold) through(err error) bool {
+	return sar.KindOf(err) == sar.KindUnavailable && h.held != nil &&
+		h.held.GetExpireTime().AsTime().After(time.Now()) && time.Since(h.lastOK) < h.grace
 }
 
 // recentIDs remembers the last n event ids, to drop repeats.
@@ -266,17 +300,16 @@ func (r *recentIDs) add(id string) bool {
 // to wake up. It checks the credential again every recheck interval, and
 // ends on shutdown (UNAVAILABLE, to reconnect elsewhere) or when the client
 // goes away. While the store is unavailable, neither the re-check nor the
-// step can run: the stream waits with the credential it holds (until that
-// expires) and reads again at the next doorbell or poll, so that a Redis
-// restart or failover does not send every phone to reconnect at once. A
-// revocation takes effect at the first re-check that runs.
-func follow(ctx context.Context, c *core.Service, draining <-chan struct{}, presented core.Presented, recheckEvery, pollEvery time.Duration,
+// step can run: the stream rides out a short outage (outageHold) and reads
+// again at the next doorbell or poll, so that a Redis restart or failover
+// does not send every phone to reconnect at once.
+func follow(ctx context.Context, c *core.Service, draining <-chan struct{}, presented core.Presented, recheckEvery, grace, pollEvery time.Duration,
 	bell <-chan *sarv1.Event, step func() (done bool, err error)) error {
 	poll := time.NewTicker(pollEvery)
 	defer poll.Stop()
 	recheck := time.NewTicker(recheckEvery)
 	defer recheck.Stop()
-	held := auth.FromContext(ctx)
+	hold := newOutageHold(ctx, grace)
 	for {
 		select {
 		case <-draining:
@@ -287,8 +320,8 @@ func follow(ctx context.Context, c *core.Service, draining <-chan struct{}, pres
 			p, err := c.Reauthenticate(ctx, presented)
 			switch {
 			case err == nil:
-				held = p
-			case !heldThrough(err, held):
+				hold.ok(p)
+			case !hold.through(err):
 				return err
 			}
 			continue
@@ -304,11 +337,12 @@ func follow(ctx context.Context, c *core.Service, draining <-chan struct{}, pres
 			if ctx.Err() != nil { // the client went away mid-read: not a storage failure
 				return status.FromContextError(ctx.Err()).Err()
 			}
-			if heldThrough(err, held) {
+			if hold.through(err) {
 				continue // the store is unavailable: read again at the next doorbell or poll
 			}
 			return err
 		}
+		hold.ok(nil)
 		if done {
 			return nil
 		}

@@ -17,6 +17,7 @@ type taskService struct {
 	log      *slog.Logger
 	draining chan struct{}
 	recheck  time.Duration
+	grace    time.Duration // how long a task stream rides out a store outage
 }
 
 func (s *taskService) CreateTask(ctx context.Context, req *sarv1.CreateTaskRequest) (*sarv1.CreateTaskResponse, error) {
@@ -163,5 +164,5 @@ func (s *taskService) StreamTasks(req *sarv1.StreamTasksRequest, stream sarv1.Ta
 	if closed {
 		return nil
 	}
-	return follow(ctx, s.core, s.draining, presented, s.recheck, taskFeedPoll, bell, send) // ends once the incident closed
+	return follow(ctx, s.core, s.draining, presented, s.recheck, s.grace, taskFeedPoll, bell, send) // ends once the incident closed
 }

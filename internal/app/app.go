@@ -84,6 +84,7 @@ type Config struct {
 	// given (30 s).
 	MinAnswerWithin time.Duration
 	WatchRecheck    time.Duration // how often watch streams re-check their credential (10 s)
+	WatchGrace      time.Duration // how long watch streams ride out a Redis outage (30 s)
 	CredentialCache time.Duration // how long a looked-up credential is trusted (0: core's 10 s)
 	// Jurisdiction of the operator credential made in embedded mode.
 	EmbeddedJurisdiction string
@@ -297,7 +298,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 
 	a.Server = server.New(a.Core, server.Options{Log: log, Registry: reg, RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst,
 		LinkRateLimit: cfg.LinkRateLimit, LinkRateBurst: cfg.LinkRateBurst, AddrRateLimit: cfg.AddrRateLimit, AddrRateBurst: cfg.AddrRateBurst,
-		WatchRecheck: cfg.WatchRecheck, TLS: tr.tls, ClientCAs: tr.clientCAPool(), TrustedProxies: tr.proxies,
+		WatchRecheck: cfg.WatchRecheck, WatchOutageGrace: cfg.WatchGrace, TLS: tr.tls, ClientCAs: tr.clientCAPool(), TrustedProxies: tr.proxies,
 		Ready: func(ctx context.Context) error {
 			if err := st.Ping(ctx); err != nil {
 				return fmt.Errorf("redis: %w", err)

@@ -134,7 +134,7 @@ func (c Config) Check() error {
 			bad("redis-autopipeline", true, "cannot be used with --redis-wait-replicas (WAIT holds its connection)")
 		}
 	}
-	if c.RelayInterval < 0 || c.WatchRecheck < 0 || c.CredentialCache < 0 {
+	if c.RelayInterval < 0 || c.WatchRecheck < 0 || c.WatchGrace < 0 || c.CredentialCache < 0 {
 		errs = append(errs, errors.New("relay interval, watch re-check and credential cache must not be negative"))
 	}
 	if c.EmbeddedJurisdiction != "" && !sar.ValidSlug(c.EmbeddedJurisdiction) {

@@ -689,22 +689,43 @@ func (d *benchDevice) report(r *benchRun) {
 		d.mu.Lock()
 		d.sentAt = append(d.sentAt, at) // index id-1
 		d.mu.Unlock()
-		r.sent.Add(int64(r.o.Batch))
-		r.batches.Add(1)
 		seq += uint64(r.o.Batch)
-		cctx, cancel := context.WithTimeout(ctx, drainTimeout)
-		resp, err := client.ReportFixes(cctx, &sarv1.ReportFixesRequest{Batch: batch})
-		cancel()
-		switch status.Code(err) {
-		case codes.OK:
-			d.record(r, batchRec{id: id, n: r.o.Batch, at: at}, r.since(), resp.GetAck())
-		case codes.Unavailable, codes.Canceled, codes.DeadlineExceeded:
-			r.failures.Add(1)
-			r.sample("%s: batch %d: %v", d.id, id, err)
-			return
-		default:
-			r.problems.Add(1)
-			r.sample("%s: batch %d refused: %v", d.id, id, err)
+		// The per-credential rate limit refuses a call (RESOURCE_EXHAUSTED)
+		// where it makes a stream's next message wait: the same batch is
+		// sent again after a pause, as a phone would. A batch still
+		// refused when the run stops was never taken: it is not counted.
+		pause := 10 * time.Millisecond
+		for {
+			cctx, cancel := context.WithTimeout(ctx, drainTimeout)
+			resp, err := client.ReportFixes(cctx, &sarv1.ReportFixesRequest{Batch: batch})
+			cancel()
+			if code := status.Code(err); code != codes.ResourceExhausted {
+				r.sent.Add(int64(r.o.Batch))
+				r.batches.Add(1)
+			}
+			switch status.Code(err) {
+			case codes.OK:
+				d.record(r, batchRec{id: id, n: r.o.Batch, at: at}, r.since(), resp.GetAck())
+			case codes.ResourceExhausted:
+				select {
+				case <-time.After(pause):
+					pause = min(2*pause, time.Second)
+					continue
+				case <-r.stop:
+					return
+				}
+			case codes.Unavailable, codes.Canceled, codes.DeadlineExceeded:
+				// As a broken stream: the device stops, its batch in
+				// flight unacknowledged.
+				r.failures.Add(1)
+				r.unacked.Add(1)
+				r.sample("%s: batch %d: %v", d.id, id, err)
+				return
+			default:
+				r.problems.Add(1)
+				r.sample("%s: batch %d refused: %v", d.id, id, err)
+			}
+			break
 		}
 	}
 }

@@ -81,7 +81,7 @@ type server struct {
 	redis       *testenv.Redis
 }
 
-func startServer(t *testing.T) *server {
+func startServer(t *testing.T, mods ...func(*app.Config)) *server {
 	t.Helper()
 	s := &server{redis: testenv.StartRedis(t)}
 	nats := testenv.StartNATS(t)
@@ -93,6 +93,9 @@ func startServer(t *testing.T) *server {
 	cfg.ShutdownTimeout = 5 * time.Second
 	// Offers may lapse after 1 s, swept twice a second (bench dispatch).
 	cfg.MinAnswerWithin, cfg.EscalationInterval = time.Second, 500*time.Millisecond
+	for _, m := range mods {
+		m(&cfg)
+	}
 	a, err := app.Start(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatalf("app.Start: %v", err)
@@ -360,6 +363,29 @@ func testBenchIngestReport(t *testing.T, s *server) {
 	o.Inflight = 2
 	if _, err := runBench(t.Context(), o); err == nil || !strings.Contains(err.Error(), "--inflight") {
 		t.Errorf("runBench(--report --inflight 2) = %v, want refused", err)
+	}
+}
+
+// TestBenchIngestReportRateLimited: against sard's per-credential rate
+// limit, which refuses a call where it makes a stream wait, --report
+// devices send the refused batch again after a pause: every fix stored
+// once, no sequence gap, no error.
+func TestBenchIngestReportRateLimited(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Redis, NATS and sard")
+	}
+	s := startServer(t, func(c *app.Config) { c.RateLimit, c.RateBurst = 20, 5 })
+	o := benchOptions{Addr: s.addr, Token: s.admin, Devices: 2, Batch: 10, Duration: 1500 * time.Millisecond, Inflight: 1,
+		Report: true, Log: t.Output()}
+	res, err := runBench(t.Context(), o)
+	if err != nil {
+		t.Fatalf("runBench(--report): %v", err)
+	}
+	// Unpaced, each device meets the limit (20 calls a second) within its
+	// first quarter second.
+	if res.Errors != 0 || res.Stored != res.Sent || res.AckedBatches != res.Batches || res.Batches < 2*20 {
+		t.Errorf("--report against a limit of 20/s: %d batches (%d acked), %d of %d fixes stored, errors %d (%q); "+
+			"want over 40 batches, all acked and stored, no errors", res.Batches, res.AckedBatches, res.Stored, res.Sent, res.Errors, res.ErrorSamples)
 	}
 }
 

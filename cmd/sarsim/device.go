@@ -246,7 +246,8 @@ func (r *rescuer) run(d *drill) {
 		r.send(d, true)
 		next = next.Add(d.o.BatchInterval)
 	}
-	// The drill is over: send what is left (a few tries), then hang up.
+	// The drill is over: send what is left (a few tries, a little apart),
+	// then hang up.
 	for try := 0; try < 5; try++ {
 		r.mu.Lock()
 		left := len(r.box.fixes)
@@ -254,6 +255,7 @@ func (r *rescuer) run(d *drill) {
 		if left == 0 {
 			break
 		}
+		time.Sleep(time.Duration(try) * 100 * time.Millisecond)
 		r.send(d, false)
 	}
 	r.mu.Lock()
@@ -325,10 +327,10 @@ func (r *rescuer) report(d *drill, batch *sarv1.FixBatch, flaky bool) {
 	ack := resp.GetAck()
 	switch st := status.Convert(err); st.Code() {
 	case codes.OK:
-	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled, codes.ResourceExhausted:
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled: // the connection, or sard gone: as a broken stream
 		r.lost(d, "report: %v", err)
 		return
-	default:
+	default: // refused (a store outage, the rate limit): as a stream's ack says it
 		ack = &sarv1.FixAck{IncidentId: batch.GetIncidentId(), DeviceId: batch.GetDeviceId(), BatchId: batch.GetBatchId(),
 			Problem: &sarv1.Problem{Code: uint32(st.Code()), Message: st.Message()}}
 	}

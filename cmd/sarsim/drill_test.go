@@ -116,14 +116,15 @@ func testDrill(t *testing.T, fixCall string) {
 		Jurisdiction: "valley", Teams: teams, RescuersPerTeam: perTeam, Duration: 4 * time.Second, Speedup: 150,
 		FixInterval: time.Second, BatchInterval: 10 * time.Second, Seed: 3, Lat: 46.5935, Lng: 7.9091,
 		CallerAccuracy: 600, CallerFor: 3 * time.Minute, Flaky: 0.1, FixCall: fixCall, Close: true, Log: &log}
-	handled := func() float64 { // sard's answers to the phones' fixes, from its /metrics
-		m := `grpc_server_handled_total{grpc_code="OK",grpc_method="ReportFixes",grpc_service="sar.v1.LocationService",grpc_type="unary"}`
-		if fixCall == "stream" {
-			m = `grpc_server_msg_sent_total{grpc_method="StreamFixes",grpc_service="sar.v1.LocationService",grpc_type="bidi_stream"}`
-		}
-		return scrapeMetric(t, "http://"+a.HTTPAddr()+"/metrics", m)
+	// sard's answers to the phones' batches by each call, from its /metrics.
+	const reported = `grpc_server_handled_total{grpc_code="OK",grpc_method="ReportFixes",grpc_service="sar.v1.LocationService",grpc_type="unary"}`
+	const streamed = `grpc_server_msg_sent_total{grpc_method="StreamFixes",grpc_service="sar.v1.LocationService",grpc_type="bidi_stream"}`
+	metrics := "http://" + a.HTTPAddr() + "/metrics"
+	chosen, other := reported, streamed
+	if fixCall == "stream" {
+		chosen, other = streamed, reported
 	}
-	before := handled()
+	before, otherBefore := scrapeMetric(t, metrics, chosen), scrapeMetric(t, metrics, other)
 	res, err := runDrill(t.Context(), o)
 	if err != nil {
 		t.Fatalf("runDrill: %v\n%s", err, log.String())
@@ -216,8 +217,16 @@ func testDrill(t *testing.T, fixCall string) {
 	if r.Reconnects == 0 {
 		t.Errorf("no reconnects with --flaky 0.1 over %d batches: the resend path was not exercised", r.Batches)
 	}
-	if got := handled() - before; got < float64(r.Batches)/2 {
+	if got := scrapeMetric(t, metrics, chosen) - before; got < float64(r.Batches)/2 {
 		t.Errorf("sard answered %v batches by --fix-call %s, want most of the %d the phones sent that way", got, fixCall, r.Batches)
+	}
+	// The caller's posts go to ReportFixes through the gateway.
+	var callerPosts float64
+	if fixCall == "stream" && res.Caller != nil {
+		callerPosts = float64(res.Caller.Batches)
+	}
+	if got := scrapeMetric(t, metrics, other) - otherBefore; got > callerPosts {
+		t.Errorf("sard answered %v batches the other way than --fix-call %s, want none from the rescuers (the caller posted %v)", got, fixCall, callerPosts)
 	}
 	c := res.Caller
 	if c == nil || c.Sent != 19 || c.Stored != c.Sent || c.Unacked != 0 { // a fix every 10 s for 3 minutes, and the first

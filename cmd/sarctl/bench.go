@@ -29,7 +29,7 @@ type benchCmd struct {
 }
 
 type benchIngestCmd struct {
-	Devices  int           `default:"100" help:"Simulated rescuer devices; each gets its own rescuer credential (the rate limit is per credential), joins the bench incident and streams on its own StreamFixes stream."`
+	Devices  int           `default:"100" help:"Simulated rescuer devices; each gets its own rescuer credential (the rate limit is per credential), joins the bench incident and sends on its own StreamFixes stream (or, with --report, ReportFixes calls)."`
 	Batch    int           `default:"10" help:"Fixes per batch (1-500)."`
 	Duration time.Duration `default:"20s" help:"How long the devices send; then they stop, wait for their acks, close their streams, and the run ends."`
 	Rate     float64       `default:"0" help:"Target total fixes per second over all devices, paced by a ticker per device (ticks are skipped, not queued, when the server falls behind); 0 sends as fast as acknowledgements allow."`

@@ -10,6 +10,7 @@ import (
 	"github.com/alecthomas/kong"
 
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
+	"github.com/mountain-sar/sar/internal/tlsutil"
 )
 
 func TestBenchStreamsFlags(t *testing.T) {
@@ -141,14 +142,7 @@ func TestBenchStreams(t *testing.T) {
 	}
 
 	// --report: no stream; each batch is one ReportFixes call, all stored.
-	const handled = `grpc_server_handled_total{grpc_code="OK",grpc_method="ReportFixes",grpc_service="sar.v1.LocationService",grpc_type="unary"}`
-	calls := func() float64 {
-		m, err := scrapeMetrics(t.Context(), o.TLS, o.MetricsURL, handled)
-		if err != nil {
-			t.Fatalf("read sard's metrics: %v", err)
-		}
-		return m[handled]
-	}
+	calls := func() float64 { return reportFixesAnswered(t, o.MetricsURL) }
 	callsBefore := calls()
 	o.Conns, o.Devices, o.Duration, o.Report = 0, 6, 400*time.Millisecond, true
 	res, err = runStreamsBench(t.Context(), o)
@@ -162,4 +156,16 @@ func TestBenchStreams(t *testing.T) {
 	if got := calls() - callsBefore; got != float64(res.Batches) {
 		t.Errorf("sard answered %v ReportFixes calls with OK during the --report run, want one per batch (%d)", got, res.Batches)
 	}
+}
+
+// reportFixesAnswered is how many ReportFixes calls sard answered OK, from
+// its /metrics page.
+func reportFixesAnswered(t *testing.T, page string) float64 {
+	t.Helper()
+	const handled = `grpc_server_handled_total{grpc_code="OK",grpc_method="ReportFixes",grpc_service="sar.v1.LocationService",grpc_type="unary"}`
+	m, err := scrapeMetrics(t.Context(), tlsutil.Client{}, page, handled)
+	if err != nil {
+		t.Fatalf("read sard's metrics: %v", err)
+	}
+	return m[handled]
 }

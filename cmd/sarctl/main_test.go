@@ -336,14 +336,7 @@ func testBenchIngest(t *testing.T, s *server) {
 func testBenchIngestReport(t *testing.T, s *server) {
 	o := benchOptions{Addr: s.addr, Token: s.admin, Devices: 3, Batch: 10, Duration: time.Second, Inflight: 1, Report: true,
 		Log: t.Output(), MetricsURL: "http://" + s.httpAddr + "/metrics", MetricsRequired: true}
-	const handled = `grpc_server_handled_total{grpc_code="OK",grpc_method="ReportFixes",grpc_service="sar.v1.LocationService",grpc_type="unary"}`
-	calls := func() float64 {
-		m, err := scrapeMetrics(t.Context(), o.TLS, o.MetricsURL, handled)
-		if err != nil {
-			t.Fatalf("read sard's metrics: %v", err)
-		}
-		return m[handled]
-	}
+	calls := func() float64 { return reportFixesAnswered(t, o.MetricsURL) }
 	before := calls()
 	res, err := runBench(t.Context(), o)
 	if err != nil {

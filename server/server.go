@@ -77,8 +77,9 @@ type Options struct {
 	// WatchRecheck is how often watch streams re-check their credential
 	// (default 10 s).
 	WatchRecheck time.Duration
-	// WatchOutageGrace is how long a watch stream rides out a store
-	// outage since its last successful check or read (default 30 s).
+	// WatchOutageGrace is how long a stream (a watch, or a device's
+	// StreamFixes) rides out a store outage since its last successful
+	// check or read (default 30 s).
 	WatchOutageGrace time.Duration
 	// Ready reports whether the backends answer (for /readyz and health).
 	Ready func(ctx context.Context) error
@@ -229,7 +230,7 @@ func New(svc *core.Service, opt Options) *Server {
 	sarv1.RegisterAuthServiceServer(both, &authService{core: svc})
 	sarv1.RegisterAgencyServiceServer(both, &agencyService{core: svc})
 	sarv1.RegisterIncidentServiceServer(both, &incidentService{core: svc, log: s.log, draining: s.draining, recheck: opt.WatchRecheck, grace: opt.WatchOutageGrace})
-	sarv1.RegisterLocationServiceServer(both, &locationService{core: svc, log: s.log, drainCtx: s.drainCtx})
+	sarv1.RegisterLocationServiceServer(both, &locationService{core: svc, log: s.log, drainCtx: s.drainCtx, grace: opt.WatchOutageGrace})
 	sarv1.RegisterSearchServiceServer(both, &searchService{core: svc})
 	sarv1.RegisterTaskServiceServer(both, &taskService{core: svc, log: s.log, draining: s.draining, recheck: opt.WatchRecheck, grace: opt.WatchOutageGrace})
 	healthpb.RegisterHealthServer(s.grpc, s.health)

@@ -181,6 +181,7 @@ type locationService struct {
 	core     *core.Service
 	log      *slog.Logger
 	drainCtx context.Context // ends when the server begins to shut down
+	grace    time.Duration   // how long a device stream rides out a store outage
 }
 
 func (s *locationService) ReportFixes(ctx context.Context, req *sarv1.ReportFixesRequest) (*sarv1.ReportFixesResponse, error) {

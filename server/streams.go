@@ -40,12 +40,11 @@ func (s *locationService) StreamFixes(stream sarv1.LocationService_StreamFixesSe
 	presented := presentedFromContext(ctx)
 	cut := newRecvCut(ctx)
 	defer context.AfterFunc(s.drainCtx, cut.drain)()
-	// held is the principal of the last check that could run. While the
-	// store is unavailable the re-check cannot run, and the stream keeps
-	// it (unless it expires): the batch then fails on the store itself,
-	// with a batch-level problem in its ack. A revocation takes effect at
-	// the first re-check that runs.
-	held := auth.FromContext(ctx)
+	// While the store is unavailable the re-check cannot run, and the
+	// stream rides out the outage with the principal of the last check
+	// that could (outageHold): the batch then fails on the store itself,
+	// with a batch-level problem in its ack.
+	hold := newOutageHold(ctx, s.grace)
 	for {
 		if !cut.wait() {
 			return errDraining
@@ -65,9 +64,9 @@ func (s *locationService) StreamFixes(stream sarv1.LocationService_StreamFixesSe
 		p, err := s.core.Reauthenticate(ctx, presented)
 		switch {
 		case err == nil:
-			held = p
-		case sar.KindOf(err) == sar.KindUnavailable && held != nil && held.GetExpireTime().AsTime().After(time.Now()):
-			p = held
+			hold.ok(p)
+		case hold.through(err):
+			p = hold.held
 		default:
 			return toStatus(s.log, "StreamFixes", err)
 		}
@@ -235,7 +234,7 @@ func (s *incidentService) WatchIncident(req *sarv1.WatchIncidentRequest, stream 
 	}
 }
 
-// outageHold lets a watch stream go on while the store is unavailable:
+// outageHold lets a stream go on while the store is unavailable:
 // the credential re-check and the stream's reads cannot run, so the stream
 // keeps the credential it holds and tries again later. It does so for
 // grace (Options.WatchOutageGrace, 30 s: about a Redis failover or

@@ -516,6 +516,21 @@ type batchRec struct {
 	at time.Duration
 }
 
+// pace is a device's ticker with --rate, started at a random phase so
+// that the devices' batches spread evenly (it returns early when the run
+// stops first); without --rate, nil: send as fast as acks allow.
+func (r *benchRun) pace() (tick <-chan time.Time, stop func()) {
+	if r.interval <= 0 {
+		return nil, func() {}
+	}
+	select {
+	case <-time.After(time.Duration(mrand.Int64N(int64(r.interval) + 1))):
+	case <-r.stop:
+	}
+	t := time.NewTicker(r.interval)
+	return t.C, t.Stop
+}
+
 // run streams batches until the run stops, then closes the stream after
 // the last ack.
 func (d *benchDevice) run(r *benchRun) {
@@ -538,17 +553,8 @@ func (d *benchDevice) run(r *benchRun) {
 	recvDone := make(chan struct{})
 	go d.receive(r, stream, slots, pending, recvDone)
 
-	var tick <-chan time.Time
-	if r.interval > 0 {
-		// Start at a random phase so the devices' batches spread evenly.
-		select {
-		case <-time.After(time.Duration(mrand.Int64N(int64(r.interval) + 1))):
-		case <-r.stop:
-		}
-		t := time.NewTicker(r.interval)
-		defer t.Stop()
-		tick = t.C
-	}
+	tick, stopTick := r.pace()
+	defer stopTick()
 	w := newWalker(d.seed)
 	seq := uint64(1)
 send:
@@ -658,17 +664,8 @@ func (d *benchDevice) record(r *benchRun, b batchRec, now time.Duration, ack *sa
 func (d *benchDevice) report(r *benchRun) {
 	ctx := withToken(context.Background(), d.token)
 	client := sarv1.NewLocationServiceClient(d.conn)
-	var tick <-chan time.Time
-	if r.interval > 0 {
-		select {
-		case <-time.After(time.Duration(mrand.Int64N(int64(r.interval) + 1))):
-		case <-r.stop:
-			return
-		}
-		t := time.NewTicker(r.interval)
-		defer t.Stop()
-		tick = t.C
-	}
+	tick, stopTick := r.pace()
+	defer stopTick()
 	w := newWalker(d.seed)
 	seq := uint64(1)
 	for id := uint64(1); ; id++ {
@@ -699,11 +696,12 @@ func (d *benchDevice) report(r *benchRun) {
 			cctx, cancel := context.WithTimeout(ctx, drainTimeout)
 			resp, err := client.ReportFixes(cctx, &sarv1.ReportFixesRequest{Batch: batch})
 			cancel()
-			if code := status.Code(err); code != codes.ResourceExhausted {
+			code := status.Code(err)
+			if code != codes.ResourceExhausted {
 				r.sent.Add(int64(r.o.Batch))
 				r.batches.Add(1)
 			}
-			switch status.Code(err) {
+			switch code {
 			case codes.OK:
 				d.record(r, batchRec{id: id, n: r.o.Batch, at: at}, r.since(), resp.GetAck())
 			case codes.ResourceExhausted:

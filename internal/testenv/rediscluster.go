@@ -20,12 +20,15 @@ const (
 	clusterTimeout = 30 * time.Second
 )
 
-// RedisCluster is a Redis Cluster of masters without replicas, each a
+// RedisCluster is a Redis Cluster of masters, each with the replicas
+// WithClusterReplicas asks for (none by default), every node a
 // redis-server child process on 127.0.0.1, started by StartRedisCluster.
 type RedisCluster struct {
-	tb    testing.TB
-	nodes []*Redis
-	tls   bool
+	tb       testing.TB
+	nodes    []*Redis // the masters, then the replicas of master 0, of master 1, ...
+	masters  int
+	replicas int // per master
+	tls      bool
 }
 
 // RedisTLS names the PEM files of a TLS-only Redis: its certificate and
@@ -45,6 +48,24 @@ type ClusterOption func(*clusterConfig)
 type clusterConfig struct {
 	tls            []RedisTLS
 	user, password string
+	replicas       int
+	args           []string
+}
+
+// WithClusterReplicas gives every master n replicas (0 to 2), started and
+// attached with CLUSTER REPLICATE, each in sync with its master before
+// StartRedisCluster returns. A master killed for good then fails over to
+// one of them after --cluster-node-timeout (see WithClusterArgs).
+func WithClusterReplicas(n int) ClusterOption {
+	return func(c *clusterConfig) { c.replicas = n }
+}
+
+// WithClusterArgs appends redis-server arguments for every node, such as
+// WithClusterArgs("--cluster-node-timeout", "1000") for a failover in
+// about two seconds instead of the default's 15 or more. Ports, the bus,
+// the directory and TLS are testenv's: do not set them.
+func WithClusterArgs(args ...string) ClusterOption {
+	return func(c *clusterConfig) { c.args = append(c.args, args...) }
 }
 
 // WithClusterTLS runs every node TLS only (--port 0 --tls-port N
@@ -76,6 +97,9 @@ func StartRedisCluster(tb testing.TB, masters int, opts ...ClusterOption) *Redis
 	for _, o := range opts {
 		o(&cfg)
 	}
+	if cfg.replicas < 0 || cfg.replicas > 2 {
+		tb.Fatalf("testenv: WithClusterReplicas(%d): give 0 to 2", cfg.replicas)
+	}
 	var (
 		args []string
 		resp respClient
@@ -93,10 +117,18 @@ func StartRedisCluster(tb testing.TB, masters int, opts ...ClusterOption) *Redis
 	}
 	if cfg.user != "" {
 		args = append(args, "--user", "default", "off", "--user", cfg.user, "on", ">"+cfg.password, "~*", "&*", "+@all")
+		// A replica logs in to its master as this user.
+		args = append(args, "--masteruser", cfg.user, "--masterauth", cfg.password)
 		resp.user, resp.password = cfg.user, cfg.password
 	}
-	c := &RedisCluster{tb: tb, tls: len(cfg.tls) > 0}
-	for i := range masters {
+	if cfg.replicas > 0 {
+		// A replica's full sync starts at once, not after Redis's default
+		// 5 s wait for other replicas to share it.
+		args = append(args, "--repl-diskless-sync-delay", "0")
+	}
+	args = append(args, cfg.args...)
+	c := &RedisCluster{tb: tb, tls: len(cfg.tls) > 0, masters: masters, replicas: cfg.replicas}
+	for i := range masters * (1 + cfg.replicas) {
 		var files *RedisTLS
 		if len(cfg.tls) > 0 {
 			files = &cfg.tls[min(i, len(cfg.tls)-1)]
@@ -108,7 +140,7 @@ func StartRedisCluster(tb testing.TB, masters int, opts ...ClusterOption) *Redis
 			n.logShown = true
 			tb.Log(n.logTail())
 		}
-		tb.Fatalf("testenv: form a redis cluster of %d masters: %v", masters, err)
+		tb.Fatalf("testenv: form a redis cluster of %d masters with %d replicas each: %v", masters, cfg.replicas, err)
 	}
 	return c
 }
@@ -145,7 +177,21 @@ func chainOnly(roots *x509.CertPool) *tls.Config {
 	}
 }
 
-// Addrs returns the nodes' host:port addresses.
+// Node returns the node listening on addr (host:port), nil if none: a
+// test finds a key's master with go-redis (MasterForKey) and stops or
+// restarts it here. A node keeps its port and its nodes.conf across Stop
+// and Start, so a former master started again rejoins the cluster, as a
+// replica of the node that took its slots over.
+func (c *RedisCluster) Node(addr string) *Redis {
+	for _, n := range c.nodes {
+		if n.Addr() == addr {
+			return n
+		}
+	}
+	return nil
+}
+
+// Addrs returns the nodes' host:port addresses, masters first.
 func (c *RedisCluster) Addrs() []string {
 	addrs := make([]string, len(c.nodes))
 	for i, n := range c.nodes {
@@ -189,15 +235,21 @@ func slotRange(i, n int) (first, last int) {
 	return i * clusterSlots / n, (i+1)*clusterSlots/n - 1
 }
 
-// form assigns the slots, joins the nodes and waits for them to agree.
+// form assigns the slots, joins the nodes, attaches the replicas and waits
+// for them all to agree.
 func (c *RedisCluster) form() error {
 	const timeout = 5 * time.Second
-	n := len(c.nodes)
-	want := make(map[string]clusterNode, n) // by node id
+	n := c.masters
+	want := make(map[string]clusterNode, len(c.nodes)) // by node id
+	ids := make([]string, len(c.nodes))
 	for i, node := range c.nodes {
 		id, err := node.resp.str(node.Addr(), timeout, "CLUSTER", "MYID")
 		if err != nil {
 			return fmt.Errorf("CLUSTER MYID on %s: %w", node.Addr(), err)
+		}
+		ids[i] = id
+		if i >= n {
+			continue // a replica: attached below, once it knows its master
 		}
 		first, last := slotRange(i, n)
 		if _, err := node.resp.do(node.Addr(), timeout, "CLUSTER", "ADDSLOTSRANGE", strconv.Itoa(first), strconv.Itoa(last)); err != nil {
@@ -220,7 +272,25 @@ func (c *RedisCluster) form() error {
 		}
 	}
 
+	// Replica r of master m is node n + m*replicas + r. CLUSTER REPLICATE
+	// fails until gossip has told the replica of its master: retry.
 	deadline := time.Now().Add(clusterTimeout)
+	for i := n; i < len(c.nodes); i++ {
+		m := (i - n) / c.replicas
+		node := c.nodes[i]
+		for {
+			_, err := node.resp.do(node.Addr(), timeout, "CLUSTER", "REPLICATE", ids[m])
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("CLUSTER REPLICATE %s on %s: %w", ids[m], node.Addr(), err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		want[ids[i]] = clusterNode{addr: fmt.Sprintf("%s@%d", node.Addr(), node.busPort), master: ids[m]}
+	}
+
 	for {
 		err := c.agree(want)
 		if err == nil {
@@ -234,16 +304,27 @@ func (c *RedisCluster) form() error {
 }
 
 // clusterNode is what a node should see of another: its address with bus
-// port, and its slots.
+// port, and its slots (a master) or its master's id (a replica).
 type clusterNode struct {
-	addr  string // such as 127.0.0.1:40123@40124
-	slots string // such as 0-5460
+	addr   string // such as 127.0.0.1:40123@40124
+	slots  string // such as 0-5460
+	master string // a replica's master's id; "" for a master
 }
 
 // agree checks that every node reports cluster_state:ok and sees exactly
-// the nodes of want, connected, healthy masters with their slots.
+// the nodes of want, connected and healthy: masters with their slots,
+// replicas of their masters; and that every replica is in sync.
 func (c *RedisCluster) agree(want map[string]clusterNode) error {
-	for _, node := range c.nodes {
+	for i, node := range c.nodes {
+		if i >= c.masters {
+			info, err := node.resp.str(node.Addr(), time.Second, "INFO", "replication")
+			if err != nil {
+				return fmt.Errorf("INFO replication on %s: %w", node.Addr(), err)
+			}
+			if !strings.Contains(info, "master_link_status:up\r\n") {
+				return fmt.Errorf("replica %s is not in sync with its master:\n%s", node.Addr(), info)
+			}
+		}
 		info, err := node.resp.str(node.Addr(), time.Second, "CLUSTER", "INFO")
 		if err != nil {
 			return fmt.Errorf("CLUSTER INFO on %s: %w", node.Addr(), err)
@@ -275,16 +356,22 @@ func checkClusterNodes(reply string, want map[string]clusterNode) error {
 		if len(f) < 8 {
 			return fmt.Errorf("short line %q", line)
 		}
-		id, addr, flags, link, slots := f[0], f[1], f[2], f[7], strings.Join(f[8:], " ")
+		id, addr, flags, master, link, slots := f[0], f[1], f[2], f[3], f[7], strings.Join(f[8:], " ")
 		w, ok := want[id]
+		role := "master"
+		if w.master != "" {
+			role = "slave" // Redis's word in CLUSTER NODES
+		}
 		switch {
 		case !ok:
 			return fmt.Errorf("unknown node %s", id)
 		case addr != w.addr && !strings.HasPrefix(addr, w.addr+","): // may end with ",hostname"
 			return fmt.Errorf("node %s at %s, want %s", id, addr, w.addr)
-		case !hasFlag(flags, "master") || hasFlag(flags, "fail?") || hasFlag(flags, "fail") ||
+		case !hasFlag(flags, role) || hasFlag(flags, "fail?") || hasFlag(flags, "fail") ||
 			hasFlag(flags, "handshake") || hasFlag(flags, "noaddr"):
-			return fmt.Errorf("node %s has flags %s, want a healthy master", id, flags)
+			return fmt.Errorf("node %s has flags %s, want a healthy %s", id, flags, role)
+		case w.master != "" && master != w.master:
+			return fmt.Errorf("node %s replicates %s, want %s", id, master, w.master)
 		case link != "connected":
 			return fmt.Errorf("node %s is %s, want connected", id, link)
 		case slots != w.slots:

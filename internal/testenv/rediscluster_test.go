@@ -112,6 +112,71 @@ func TestRedisCluster(t *testing.T) {
 	}
 }
 
+// TestRedisClusterFailover: with WithClusterReplicas every master has a
+// replica in sync; a master killed for good is replaced by its replica,
+// which holds the master's keys, and the old master started again comes
+// back as a replica of the new one.
+func TestRedisClusterFailover(t *testing.T) {
+	ctx := t.Context()
+	c := StartRedisCluster(t, 3, WithClusterReplicas(1), WithClusterArgs("--cluster-node-timeout", "1000"))
+	if n := len(c.Addrs()); n != 6 {
+		t.Fatalf("Addrs() = %d addresses, want 6 (3 masters, 3 replicas)", n)
+	}
+	client := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs()})
+	t.Cleanup(func() { client.Close() })
+	const key = "{incident:9}:track"
+	if err := client.Set(ctx, key, "acknowledged", 0).Err(); err != nil {
+		t.Fatalf("SET = %v", err)
+	}
+	master, err := client.MasterForKey(ctx, key)
+	if err != nil {
+		t.Fatalf("MasterForKey = %v", err)
+	}
+	// WAIT: the write is on the replica before the master dies.
+	if n, err := master.Do(ctx, "WAIT", 1, 2000).Int(); err != nil || n != 1 {
+		t.Fatalf("WAIT 1 = %d, %v; want 1 replica", n, err)
+	}
+	old := c.Node(master.Options().Addr)
+	if old == nil || c.Node("127.0.0.1:1") != nil {
+		t.Fatalf("Node(%s) = %v; want the master's node, and nil for an unknown address", master.Options().Addr, old)
+	}
+	old.Stop(WithSIGKILL())
+
+	deadline := time.Now().Add(30 * time.Second)
+	var got string
+	for {
+		client.ReloadState(ctx)
+		if got, err = client.Get(ctx, key).Result(); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET after the master's death = %v, still failing after 30 s", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got != "acknowledged" {
+		t.Fatalf("GET on the promoted replica = %q, want the value written before the failover", got)
+	}
+	promoted, err := client.MasterForKey(ctx, key)
+	if err != nil || promoted.Options().Addr == old.Addr() {
+		t.Fatalf("the key's master after the failover = %v, %v; want the old master's replica", promoted, err)
+	}
+
+	old.Start()
+	for {
+		info, err := respDo(old.Addr(), time.Second, "INFO", "replication")
+		s, _ := info.(string)
+		if err == nil && strings.Contains(s, "role:slave\r\n") && strings.Contains(s, "master_link_status:up\r\n") &&
+			strings.Contains(s, "master_port:"+strings.Split(promoted.Options().Addr, ":")[1]+"\r\n") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the old master started again is not a replica of the new one in sync: %v\n%s", err, s)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // TestRedisClusterTLS: with WithClusterTLS and WithClusterACL every node
 // speaks TLS only, announces its TLS port, and serves only the ACL user.
 func TestRedisClusterTLS(t *testing.T) {

@@ -425,6 +425,8 @@ type rescuerPhone struct {
 	err         error
 
 	storedBatches atomic.Int64 // acknowledged batches that stored new fixes
+	refused       atomic.Int64 // batches refused whole (a backend unavailable) and sent again
+	lastProblem   atomic.Value // string: the message of the last batch refused whole
 }
 
 const phoneBatch = 10
@@ -499,6 +501,8 @@ func (d *rescuerPhone) stream(ctx context.Context, conn *grpc.ClientConn, stop <
 		}
 		ack := r.GetAck()
 		if ack.GetProblem() != nil { // refused whole (a backend unavailable): send it again
+			d.refused.Add(1)
+			d.lastProblem.Store(ack.GetProblem().GetMessage())
 			time.Sleep(20 * time.Millisecond)
 			continue
 		}

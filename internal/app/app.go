@@ -220,6 +220,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	if a.Embedded.RedisKind == "miniredis" {
 		a.Redis.AddHook(store.FlaglessScripts()) // miniredis does not read Redis 7's script flags line
 	}
+	if cc, ok := a.Redis.(*redis.ClusterClient); ok {
+		cc.AddHook(store.ReloadOnTopologyErrors(cc)) // a master's failover: see the hook
+	}
 	a.closers = append(a.closers, func() { _ = a.Redis.Close() })
 	if err := retry(ctx, "redis", log, func() error { return pingRedis(ctx, a.Redis) }); err != nil {
 		return nil, fmt.Errorf("redis %s: %w", redactURL(cfg.RedisURL), err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -59,28 +60,58 @@ func (s *Store) Ingest(ctx context.Context, a sar.IngestArgs) (sar.IngestResult,
 // script stored but fewer than waitReplicas replicas acknowledged in time
 // returns its result with an Unavailable error, so that the caller can
 // still start its search work.
+//
+// On a Redis Cluster the master is the one of the client's slot map, and
+// this pipeline goes to it directly, past the Cluster client's hooks: so
+// here too, when the master is unreachable or the cluster says the map
+// moved (topologyChanged), the map is reloaded for the device's resend;
+// after MOVED the batch is tried once more on the new master, when the
+// map shows it within half a second.
 func (s *Store) ingestReplicated(ctx context.Context, keys []string, args []any) (sar.IngestResult, error) {
-	res, err := s.ingestReplicatedOnce(ctx, keys, args)
-	if cc, ok := s.rdb.(*redis.ClusterClient); ok && err != nil && redis.HasErrorPrefix(errors.Unwrap(err), "MOVED") {
-		cc.ReloadState(ctx) // a failover or resharding moved the slot: ask the cluster, and try the new master once
-		res, err = s.ingestReplicatedOnce(ctx, keys, args)
+	res, used, err := s.ingestReplicatedOnce(ctx, keys, args)
+	cc, ok := s.rdb.(*redis.ClusterClient)
+	if !ok || err == nil || !topologyChanged(errors.Unwrap(err)) {
+		return res, err
+	}
+	cc.ReloadState(ctx) // asynchronous, and coalesced across batches
+	if !redis.HasErrorPrefix(errors.Unwrap(err), "MOVED") {
+		return res, err
+	}
+	for range 25 {
+		if m, merr := cc.MasterForKey(ctx, keys[0]); merr == nil && m.Options().Addr != used {
+			res, _, err = s.ingestReplicatedOnce(ctx, keys, args)
+			return res, err
+		}
+		select {
+		case <-ctx.Done():
+			return res, err
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 	return res, err
 }
 
-func (s *Store) ingestReplicatedOnce(ctx context.Context, keys []string, args []any) (sar.IngestResult, error) {
+// ingestReplicatedOnce is one try of ingestReplicated; used is the address
+// of the master tried ("" for a single Redis).
+func (s *Store) ingestReplicatedOnce(ctx context.Context, keys []string, args []any) (res sar.IngestResult, used string, err error) {
 	var c *redis.Client
 	switch r := s.rdb.(type) {
 	case *redis.Client:
 		c = r
 	case *redis.ClusterClient:
-		var err error
 		if c, err = r.MasterForKey(ctx, keys[0]); err != nil {
-			return sar.IngestResult{}, fail(err, "incident")
+			return sar.IngestResult{}, "", fail(err, "incident")
 		}
+		used = c.Options().Addr
 	default:
-		return sar.IngestResult{}, sar.Errorf(sar.KindInternal, "waiting for Redis replicas needs a Redis client, not %T", s.rdb)
+		return sar.IngestResult{}, "", sar.Errorf(sar.KindInternal, "waiting for Redis replicas needs a Redis client, not %T", s.rdb)
 	}
+	res, err = s.ingestOn(ctx, c, keys, args)
+	return res, used, err
+}
+
+// ingestOn runs the ingest script and WAIT in one pipeline on c.
+func (s *Store) ingestOn(ctx context.Context, c *redis.Client, keys []string, args []any) (sar.IngestResult, error) {
 	run := func() (ev, wait *redis.Cmd, err error) {
 		_, err = c.Pipelined(ctx, func(p redis.Pipeliner) error {
 			ev = ingestScript.EvalSha(ctx, p, keys, args...)

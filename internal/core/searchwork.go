@@ -132,20 +132,30 @@ func (w *searchWorker) close() {
 	w.wg.Wait()
 }
 
-// workIncident does an incident's queued search work until its queue is
-// empty. It returns false when the store failed (the entries stay queued).
+// workIncident does an incident's queued search work, in rounds while
+// entries are left that nobody renewed: an entry that batches renewed
+// while it was worked on waits for the next pass (see coverWork). It
+// returns false when the store failed (the entries stay queued).
 func (s *Service) workIncident(ctx context.Context, id string) bool {
+	worked := map[string]bool{} // the entries (Member) worked on in this pass
 	for round := 0; ; round++ {
 		if round == workRounds {
 			return true // the next kick or the sweep goes on: never a hot loop
 		}
-		items, err := s.st.SearchWork(ctx, id)
+		all, err := s.st.SearchWork(ctx, id)
 		if err != nil {
 			s.workFailed(id, "", err)
 			return false
 		}
+		var items []sar.WorkItem
+		for _, it := range all {
+			if !worked[it.Member] {
+				worked[it.Member] = true
+				items = append(items, it)
+			}
+		}
 		if len(items) == 0 {
-			return true
+			return true // what is left was renewed meanwhile: its kick brings the next pass
 		}
 		var inc *sarv1.Incident
 		for _, it := range items {
@@ -286,6 +296,14 @@ func (s *Service) coverWork(ctx context.Context, id, pid string) error {
 		}
 		if res.Done || ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if gen != "" {
+			// The whole track since the checkpoint is credited, but
+			// batches queued meanwhile renewed the entry: each of them
+			// kicked its replica's worker, whose next pass (after
+			// workDelay) credits them together, instead of a step
+			// here for every batch or two as they arrive.
+			return nil
 		}
 	}
 }

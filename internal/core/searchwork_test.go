@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -93,6 +94,57 @@ func TestSearchWorkPerBatchEqualsWholeTrack(t *testing.T) {
 		pid = mustParticipant(t, s, ctx, inc.GetId())
 	}
 	checkCoverage(t, s, ctx, inc.GetId(), pid, all)
+}
+
+// slowCoverReads is a Store whose coverage steps take a while after their
+// read (as under load), and whose reads are counted.
+type slowCoverReads struct {
+	Store
+	delay time.Duration
+	calls atomic.Int64
+}
+
+func (s *slowCoverReads) CoverWork(ctx context.Context, incidentID, participantID string, limit int) (sar.CoverWork, error) {
+	s.calls.Add(1)
+	cw, err := s.Store.CoverWork(ctx, incidentID, participantID, limit)
+	time.Sleep(s.delay) // between the read and the write of the step
+	return cw, err
+}
+
+// A worker does not chase a phone that keeps sending: when batches renew
+// a participant's entry during a coverage step, the step ends the pass for
+// that participant and the next pass (after the worker's wait) credits
+// everything that came meanwhile at once. Here every step takes longer
+// than the phone's batch interval, so every step sees the entry renewed:
+// a worker that stepped again at once would make a step per batch or two
+// (about 50 in 1.5 s), not one per pass.
+func TestSearchWorkerCreditsRenewedEntriesNextPass(t *testing.T) {
+	s, ctx, _ := benchService(t)
+	slow := &slowCoverReads{Store: s.st, delay: 30 * time.Millisecond}
+	s.st = slow
+	s.work.delay = 300 * time.Millisecond
+	rctx, p, inc := rescuerOnPlan(t, s, ctx)
+	t0 := time.Now().Add(-time.Hour)
+	var all []*sarv1.LocationFix
+	const run = 1500 * time.Millisecond
+	start := time.Now()
+	for seq := uint64(1); time.Since(start) < run; seq += 5 {
+		fixes := benchFixes(seq, 5, t0)
+		if _, err := s.Ingest(rctx, p, &sarv1.FixBatch{IncidentId: inc.GetId(), DeviceId: "phone", Fixes: fixes}); err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, fixes...)
+		time.Sleep(20 * time.Millisecond)
+	}
+	sending := time.Since(start)
+	waitCovered(t, s, ctx, inc.GetId(), 0)
+	// A pass per wait while the phone sent, a step per pass (two when a
+	// pass started just as a batch came in), and the last pass after it.
+	passes := int64(sending/(s.work.delay+slow.delay)) + 2
+	if n := slow.calls.Load(); n > 2*passes {
+		t.Errorf("%d coverage reads for %d batches in %v, want at most %d (one per pass)", n, len(all)/5, sending.Round(time.Millisecond), 2*passes)
+	}
+	checkCoverage(t, s, ctx, inc.GetId(), mustParticipant(t, s, ctx, inc.GetId()), all)
 }
 
 // mustParticipant returns the one rescuer participant of an incident.

@@ -3,7 +3,6 @@ package server_test
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -165,26 +164,7 @@ func testMasterFailover(t *testing.T, replicas int) {
 	}
 	total := 0
 	for _, d := range devs {
-		for seq, n := range d.storedNamed {
-			if n > 1 {
-				t.Errorf("%s of %s: fix %d named stored by %d acks, want 1", d.id, d.inc, seq, n)
-			}
-		}
-		track := must[*sarv1.GetTrackResponse](t, "GetTrack")(e.loc.GetTrack(e.as(op),
-			&sarv1.GetTrackRequest{IncidentId: d.inc, ParticipantId: d.participant}))
-		got := make([]uint64, 0, len(track.GetFixes()))
-		for _, f := range track.GetFixes() {
-			got = append(got, f.GetSequence())
-		}
-		slices.Sort(got)
-		want := make([]uint64, d.acked)
-		for i := range want {
-			want[i] = uint64(i + 1)
-		}
-		if !equalSeqs(got, want) {
-			t.Errorf("%s of %s: the track holds %d fixes (%s), want 1..%d each once", d.id, d.inc, len(got), summarize(got), d.acked)
-		}
-		total += len(got)
+		total += d.checkStored(t, e.loc, e.as(op))
 	}
 	t.Logf("%d fixes stored from %d phones on %d incidents; %d batches refused and sent again", total, len(devs), len(incidents), refused)
 }

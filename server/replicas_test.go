@@ -260,26 +260,7 @@ func TestReplicasSurviveANATSNodeAndASardDuringIngest(t *testing.T) {
 	loc := sarv1.NewLocationServiceClient(conns[0])
 	totalFixes := 0
 	for _, d := range devs {
-		for seq, n := range d.storedNamed {
-			if n > 1 {
-				t.Errorf("%s: fix %d named stored by %d acks, want 1", d.id, seq, n)
-			}
-		}
-		track := must[*sarv1.GetTrackResponse](t, "GetTrack")(loc.GetTrack(as(op),
-			&sarv1.GetTrackRequest{IncidentId: inc.GetId(), ParticipantId: d.participant}))
-		got := make([]uint64, 0, len(track.GetFixes()))
-		for _, f := range track.GetFixes() {
-			got = append(got, f.GetSequence())
-		}
-		slices.Sort(got)
-		want := make([]uint64, d.acked)
-		for i := range want {
-			want[i] = uint64(i + 1)
-		}
-		if !equalSeqs(got, want) {
-			t.Errorf("%s: Redis track holds %d fixes (%s), want 1..%d each once", d.id, len(got), summarize(got), d.acked)
-		}
-		totalFixes += len(got)
+		totalFixes += d.checkStored(t, loc, as(op))
 	}
 
 	// Every durable event reaches the consumer, once after deduplication.
@@ -522,6 +503,34 @@ func (d *rescuerPhone) stream(ctx context.Context, conn *grpc.ClientConn, stop <
 		}
 		time.Sleep(10 * time.Millisecond) // a phone's pace, not a flood
 	}
+}
+
+// checkStored checks, once the phone has stopped, that no ack named a fix
+// stored twice and that its track in Redis holds every acknowledged fix
+// exactly once (ctx carries a token that may read it); it returns the
+// number of fixes on the track.
+func (d *rescuerPhone) checkStored(t *testing.T, loc sarv1.LocationServiceClient, ctx context.Context) int {
+	t.Helper()
+	for seq, n := range d.storedNamed {
+		if n > 1 {
+			t.Errorf("%s of %s: fix %d named stored by %d acks, want 1", d.id, d.inc, seq, n)
+		}
+	}
+	track := must[*sarv1.GetTrackResponse](t, "GetTrack")(loc.GetTrack(ctx,
+		&sarv1.GetTrackRequest{IncidentId: d.inc, ParticipantId: d.participant}))
+	got := make([]uint64, 0, len(track.GetFixes()))
+	for _, f := range track.GetFixes() {
+		got = append(got, f.GetSequence())
+	}
+	slices.Sort(got)
+	want := make([]uint64, d.acked)
+	for i := range want {
+		want[i] = uint64(i + 1)
+	}
+	if !equalSeqs(got, want) {
+		t.Errorf("%s of %s: the track in Redis holds %d fixes (%s), want 1..%d each once", d.id, d.inc, len(got), summarize(got), d.acked)
+	}
+	return len(got)
 }
 
 // messenger is an operator posting a message to all teams every 30 ms,

@@ -299,10 +299,13 @@ func (s *Service) coverWork(ctx context.Context, id, pid string) error {
 		}
 		if gen != "" {
 			// The whole track since the checkpoint is credited, but
-			// batches queued meanwhile renewed the entry: each of them
-			// kicked its replica's worker, whose next pass (after
-			// workDelay) credits them together, instead of a step
-			// here for every batch or two as they arrive.
+			// batches queued meanwhile renewed the entry: the next pass
+			// (after workDelay) credits them together, instead of a
+			// step here for every batch or two as they arrive. Their
+			// kicks bring that pass, but a batch whose reply was lost
+			// (stored, then resent as duplicates) kicks nobody: so
+			// this worker asks for it too.
+			s.work.kick(id)
 			return nil
 		}
 	}

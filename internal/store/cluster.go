@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"net"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -30,7 +31,7 @@ func (h reloadHook) DialHook(next redis.DialHook) redis.DialHook { return next }
 func (h reloadHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		err := next(ctx, cmd)
-		if topologyChanged(err) {
+		if topologyChanged(ctx, err) {
 			h.cc.ReloadState(ctx)
 		}
 		return err
@@ -40,12 +41,12 @@ func (h reloadHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 func (h reloadHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		err := next(ctx, cmds)
-		if topologyChanged(err) {
+		if topologyChanged(ctx, err) {
 			h.cc.ReloadState(ctx)
 			return err
 		}
 		for _, c := range cmds { // a pipeline's error is its first command's; look at each
-			if topologyChanged(c.Err()) {
+			if topologyChanged(ctx, c.Err()) {
 				h.cc.ReloadState(ctx)
 				break
 			}
@@ -55,16 +56,21 @@ func (h reloadHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pr
 }
 
 // topologyChanged tells whether a Redis Cluster node's error means the
-// client's slot map may be out of date: the node is unreachable (not a
-// Redis error reply, not the caller's context ending), or the cluster
-// answered MOVED, ASK, CLUSTERDOWN or TRYAGAIN.
-func topologyChanged(err error) bool {
-	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+// client's slot map may be out of date: the node is unreachable (a network
+// error, a dial's timeout included, while the caller's ctx still runs), or
+// the cluster answered MOVED, ASK, CLUSTERDOWN or TRYAGAIN. A pool without
+// a free connection (overload) or a closed client says nothing of the map.
+func topologyChanged(ctx context.Context, err error) bool {
+	if err == nil || ctx.Err() != nil || errors.Is(err, redis.ErrPoolTimeout) || errors.Is(err, redis.ErrClosed) {
 		return false
+	}
+	var oerr *net.OpError
+	if errors.As(err, &oerr) {
+		return true // unreachable: refused, reset, or a dial's timeout (which also matches context.DeadlineExceeded)
 	}
 	var rerr redis.Error
 	if !errors.As(err, &rerr) {
-		return true // a network error: the node is gone or going
+		return !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) // EOF and the like: the node went away
 	}
 	for _, p := range []string{"MOVED", "ASK", "CLUSTERDOWN", "TRYAGAIN"} {
 		if redis.HasErrorPrefix(err, p) {

@@ -70,7 +70,7 @@ func (s *Store) Ingest(ctx context.Context, a sar.IngestArgs) (sar.IngestResult,
 func (s *Store) ingestReplicated(ctx context.Context, keys []string, args []any) (sar.IngestResult, error) {
 	res, used, err := s.ingestReplicatedOnce(ctx, keys, args)
 	cc, ok := s.rdb.(*redis.ClusterClient)
-	if !ok || err == nil || !topologyChanged(errors.Unwrap(err)) {
+	if !ok || err == nil || !topologyChanged(ctx, errors.Unwrap(err)) {
 		return res, err
 	}
 	cc.ReloadState(ctx) // asynchronous, and coalesced across batches

@@ -72,7 +72,8 @@ func WithClusterArgs(args ...string) ClusterOption {
 // --tls-cluster yes --tls-replication yes): clients, the cluster bus and
 // replication all speak TLS, and the nodes announce their TLS ports. URL
 // then starts with rediss://. Give one RedisTLS for every node, or one per
-// node (the CA file of the first is testenv's).
+// master (replicas then use the last master's; the CA file of the first is
+// testenv's).
 func WithClusterTLS(files ...RedisTLS) ClusterOption {
 	return func(c *clusterConfig) { c.tls = files }
 }
@@ -113,7 +114,7 @@ func StartRedisCluster(tb testing.TB, masters int, opts ...ClusterOption) *Redis
 		}
 		resp.tls = chainOnly(roots)
 	default:
-		tb.Fatalf("testenv: WithClusterTLS with %d files for %d nodes: give one, or one per node", len(cfg.tls), masters)
+		tb.Fatalf("testenv: WithClusterTLS with %d files for %d nodes: give one, or one per master", len(cfg.tls), masters)
 	}
 	if cfg.user != "" {
 		args = append(args, "--user", "default", "off", "--user", cfg.user, "on", ">"+cfg.password, "~*", "&*", "+@all")

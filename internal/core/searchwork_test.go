@@ -51,13 +51,7 @@ func TestSearchWorkSurvivesItsReplica(t *testing.T) {
 			r.GetGrid().GetSearchWorkSince(), err)
 	}
 
-	cfg := DefaultConfig()
-	cfg.WorkStaleAfter = time.Millisecond
-	b := New(cfg, a.st, a.bus, a.log, nil)
-	t.Cleanup(b.Close)
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go b.RunSearchWork(sctx, 10*time.Millisecond)
+	b := takeOver(t, a)
 	waitCovered(t, b, ctx, inc.GetId(), g0.meta.Version)
 	checkCoverage(t, b, ctx, inc.GetId(), items[0].ParticipantID, all)
 	if r, err := b.GetSearchGrid(ctx, &sarv1.GetSearchGridRequest{IncidentId: inc.GetId()}); err != nil ||
@@ -145,6 +139,20 @@ func TestSearchWorkerCreditsRenewedEntriesNextPass(t *testing.T) {
 		t.Errorf("%d coverage reads for %d batches in %v, want at most %d (one per pass)", n, len(all)/5, sending.Round(time.Millisecond), 2*passes)
 	}
 	checkCoverage(t, s, ctx, inc.GetId(), mustParticipant(t, s, ctx, inc.GetId()), all)
+}
+
+// takeOver starts replica B on a's store and bus, sweeping every 10 ms
+// for search work stale after 1 ms: it does what a left queued.
+func takeOver(t *testing.T, a *Service) *Service {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.WorkStaleAfter = time.Millisecond
+	b := New(cfg, a.st, a.bus, a.log, nil)
+	t.Cleanup(b.Close)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel) // before b.Close: cleanups run last-registered first
+	go b.RunSearchWork(ctx, 10*time.Millisecond)
+	return b
 }
 
 // mustParticipant returns the one rescuer participant of an incident.
@@ -306,13 +314,7 @@ func TestUncreditedFixesOutliveTheTrim(t *testing.T) {
 		all = append(all, benchFixes(uint64(b*10+1), 10, t0)...)
 	}
 	pid := mustParticipant(t, a, ctx, inc.GetId())
-	cfg := DefaultConfig()
-	cfg.WorkStaleAfter = time.Millisecond
-	b := New(cfg, a.st, a.bus, a.log, nil)
-	t.Cleanup(b.Close)
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go b.RunSearchWork(sctx, 10*time.Millisecond)
+	b := takeOver(t, a)
 	waitCovered(t, b, ctx, inc.GetId(), g0.meta.Version)
 	checkCoverage(t, b, ctx, inc.GetId(), pid, all)
 	// Credited, the track is trimmed back to its bound at the next batch.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -91,19 +90,7 @@ func testMasterFailover(t *testing.T, replicas int) {
 	onVictim := func(d *rescuerPhone) bool { return masterOf(d.inc) == victim }
 	others := func(d *rescuerPhone) bool { return !onVictim(d) }
 
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for _, d := range devs {
-		wg.Go(func() { d.run(ctx, []*grpc.ClientConn{e.conn}, stop) })
-	}
-	stopped := false
-	stopAll := func() {
-		if !stopped {
-			stopped = true
-			close(stop)
-			wg.Wait()
-		}
-	}
+	stopAll := runPhones(ctx, []*grpc.ClientConn{e.conn}, devs)
 	defer func() { cancel(); stopAll() }() // on a failure, the phones stop at once
 	progress := func(what string, n int64, only func(*rescuerPhone) bool) {
 		t.Helper()

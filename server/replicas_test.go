@@ -177,21 +177,8 @@ func TestReplicasSurviveANATSNodeAndASardDuringIngest(t *testing.T) {
 		devs[i] = d
 	}
 
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for _, d := range devs {
-		wg.Go(func() { d.run(ctx, conns, stop) })
-	}
 	msgr := &messenger{inc: inc.GetId(), token: op}
-	wg.Go(func() { msgr.run(ctx, conns, stop) })
-	stopped := false
-	stopAll := func() {
-		if !stopped {
-			stopped = true
-			close(stop)
-			wg.Wait()
-		}
-	}
+	stopAll := runPhones(ctx, conns, devs, func(stop <-chan struct{}) { msgr.run(ctx, conns, stop) })
 	defer stopAll()
 
 	// progress waits until every phone has n more acknowledged batches
@@ -383,6 +370,24 @@ func summarize(seqs []uint64) string {
 		}
 	}
 	return fmt.Sprintf("%d..%d, %d repeated", seqs[0], seqs[len(seqs)-1], dups)
+}
+
+// runPhones runs the phones, and others (such as a messenger), until the
+// returned stop is called: they stop making fixes, empty their outboxes
+// and return, and stop waits for them (it may be called again).
+func runPhones(ctx context.Context, conns []*grpc.ClientConn, devs []*rescuerPhone, others ...func(stop <-chan struct{})) (stop func()) {
+	ch := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, d := range devs {
+		wg.Go(func() { d.run(ctx, conns, ch) })
+	}
+	for _, o := range others {
+		wg.Go(func() { o(ch) })
+	}
+	return sync.OnceFunc(func() {
+		close(ch)
+		wg.Wait()
+	})
 }
 
 // rescuerPhone is a rescuer's phone: it numbers its fixes, keeps those not yet

@@ -28,7 +28,6 @@ type CLI struct {
 	HTTPAddr     string           `name:"http-addr" env:"SAR_HTTP_ADDR" default:"127.0.0.1:8080" help:"Address of the HTTP listener: JSON gateway (/v1/...), pages, /healthz, /readyz, /metrics."`
 	RedisURL     string           `name:"redis-url" env:"SAR_REDIS_URL" help:"Redis URL, e.g. redis://:password@host:6379/0. Empty: start an embedded Redis (redis-server child process, or in-process miniredis if redis-server is not on the PATH)."`
 	RedisCluster bool             `name:"redis-cluster" env:"SAR_REDIS_CLUSTER" help:"Treat --redis-url as a Redis Cluster seed list: redis://host1:6379?addr=host2:6379&addr=host3:6379."`
-	RedisPipe    bool             `name:"redis-autopipeline" env:"SAR_REDIS_AUTOPIPELINE" help:"Send devices' batches to Redis through go-redis's automatic pipelining (concurrent batches share round trips; experimental in go-redis, see docs/bench.md)."`
 	RedisWait    int              `name:"redis-wait-replicas" env:"SAR_REDIS_WAIT_REPLICAS" default:"0" help:"Acknowledge a batch only once this many replicas of its Redis master hold it (Redis WAIT, in the batch's round trip): no acknowledged fix is lost when a master fails over. 0: do not wait."`
 	RedisWaitFor time.Duration    `name:"redis-wait-timeout" env:"SAR_REDIS_WAIT_TIMEOUT" default:"500ms" help:"How long a batch waits for --redis-wait-replicas before it is refused as unavailable (the device resends it)."`
 	NATSURL      string           `name:"nats-url" env:"SAR_NATS_URL" help:"NATS URL(s), comma-separated, e.g. nats://host:4222. JetStream must be enabled. Empty: start an embedded NATS server with JetStream."`
@@ -96,7 +95,6 @@ func run(cli CLI) error {
 	cfg.EscalationInterval, cfg.MinAnswerWithin = cli.Escalation, cli.MinAnswer
 	cfg.PublicURL, cfg.LinkRateLimit, cfg.LinkRateBurst, cfg.AddrRateLimit, cfg.AddrRateBurst = cli.PublicURL, cli.LinkRate, cli.LinkBurst, cli.AddrRate, cli.AddrBurst
 	cfg.Transport, cfg.BackendSecurity = cli.transport(), cli.security()
-	cfg.RedisAutoPipeline = cli.RedisPipe
 	cfg.RedisWaitReplicas, cfg.RedisWaitTimeout = cli.RedisWait, cli.RedisWaitFor
 	limit, from, err := setMemoryLimit(cli.MemoryLimit, log)
 	if err != nil {

@@ -68,9 +68,6 @@ type Config struct {
 	// whose answer deadline passed (1 s; every replica sweeps, each lapsed
 	// offer is escalated once).
 	EscalationInterval time.Duration
-	// RedisAutoPipeline sends the ingest script through go-redis's
-	// automatic pipelining (experimental in the library).
-	RedisAutoPipeline bool
 	// RedisWaitReplicas, if above 0, acknowledges a batch only once that
 	// many replicas of its Redis master hold it, waiting at most
 	// RedisWaitTimeout (WAIT; see store.WithWaitReplicas).
@@ -236,13 +233,6 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 		sopts = append(sopts, store.WithWaitReplicas(cfg.RedisWaitReplicas, cfg.RedisWaitTimeout))
 		log.Info("batches are acknowledged once Redis replicas hold them", "redis_wait_replicas", cfg.RedisWaitReplicas,
 			"redis_wait_timeout", cfg.RedisWaitTimeout.String())
-	} else if cfg.RedisAutoPipeline {
-		ap, err := autoPipeline(a.Redis)
-		if err != nil {
-			return nil, err
-		}
-		sopts = append(sopts, store.WithAutoPipeline(ap))
-		log.Info("ingest batches are pipelined to Redis automatically (--redis-autopipeline)")
 	}
 	st := store.New(a.Redis, sopts...)
 	a.Store = st
@@ -399,24 +389,6 @@ func (a *App) closeAll() {
 		a.closers[i]()
 	}
 	a.closers = nil
-}
-
-// autoPipeline returns the client's blocking automatic pipeliner.
-func autoPipeline(c redis.UniversalClient) (*redis.AutoPipeliner, error) {
-	var ap *redis.AutoPipeliner
-	var err error
-	switch c := c.(type) {
-	case *redis.Client:
-		ap, err = c.AutoPipeline()
-	case *redis.ClusterClient:
-		ap, err = c.AutoPipeline()
-	default:
-		return nil, fmt.Errorf("--redis-autopipeline: not supported on %T", c)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("--redis-autopipeline: %w", err)
-	}
-	return ap, nil
 }
 
 func redisClient(cfg Config) (redis.UniversalClient, error) {

@@ -130,9 +130,6 @@ func (c Config) Check() error {
 		if c.RedisWaitTimeout <= 0 || c.RedisWaitTimeout > 2*time.Second {
 			bad("redis-wait-timeout", c.RedisWaitTimeout, "must be above 0 and at most 2s (a device waits for its ack meanwhile)")
 		}
-		if c.RedisAutoPipeline {
-			bad("redis-autopipeline", true, "cannot be used with --redis-wait-replicas (WAIT holds its connection)")
-		}
 	}
 	if c.RelayInterval < 0 || c.WatchRecheck < 0 || c.WatchGrace < 0 || c.CredentialCache < 0 {
 		errs = append(errs, errors.New("relay interval, watch re-check and credential cache must not be negative"))

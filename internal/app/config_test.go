@@ -46,9 +46,6 @@ func TestConfigCheckedAtStart(t *testing.T) {
 		{"--redis-wait-timeout", func(c *Config) {
 			c.RedisURL, c.NATSURL, c.RedisWaitReplicas, c.RedisWaitTimeout = "redis://host:6379", "nats://host:4222", 1, 3*time.Second
 		}},
-		{"--redis-autopipeline", func(c *Config) {
-			c.RedisURL, c.NATSURL, c.RedisWaitReplicas, c.RedisWaitTimeout, c.RedisAutoPipeline = "redis://host:6379", "nats://host:4222", 1, time.Second, true
-		}},
 		{"--resolution", func(c *Config) { c.Resolution = 13 }},
 		{"--track-max", func(c *Config) { c.TrackMax = 0 }},
 		{"--retention", func(c *Config) { c.Retention = 0 }},

@@ -3,7 +3,9 @@ package store
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -45,96 +47,173 @@ func (s *Store) Ingest(ctx context.Context, a sar.IngestArgs) (sar.IngestResult,
 		args = append(args, seq, f.TimeMs, f.Fix.GetCell(), pb)
 	}
 	args = append(args, sar.MaxSkip, mark, a.NowMs)
-	if s.waitReplicas > 0 {
-		return s.ingestReplicated(ctx, keys, args)
-	}
-	res, err := ingestScript.Run(ctx, s.ingest, keys, args...).Result()
-	if err != nil {
-		return sar.IngestResult{}, fail(err, "incident")
-	}
-	return ingestReply(res)
+	return s.pipe.do(ctx, keys, args)
 }
 
-// ingestReplicated runs the ingest script and WAIT in one pipeline on one
-// connection to the incident's master (see WithWaitReplicas). A batch the
-// script stored but fewer than waitReplicas replicas acknowledged in time
-// returns its result with an Unavailable error, so that the caller can
-// still start its search work.
+// ingestGroup runs a group of ingest calls (ingestPipe) as one pipeline.
+// On a Redis Cluster the client splits it by master and follows MOVED
+// and ASK itself. A Redis that restarted has lost its scripts: the
+// calls refused with NOSCRIPT did not run, and run again as EVAL, which
+// loads the script.
+func (s *Store) ingestGroup(ctx context.Context, calls []*ingestCall) {
+	cmds := make([]*redis.Cmd, len(calls))
+	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, c := range calls {
+			cmds[i] = ingestScript.EvalSha(ctx, p, c.keys, c.args...)
+		}
+		return nil
+	})
+	if again := noScript(cmds); len(again) > 0 {
+		_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, i := range again {
+				cmds[i] = ingestScript.Eval(ctx, p, calls[i].keys, calls[i].args...)
+			}
+			return nil
+		})
+	}
+	for i, c := range calls {
+		if err := cmds[i].Err(); err != nil {
+			c.res, c.err = sar.IngestResult{}, fail(err, "incident")
+			continue
+		}
+		c.res, c.err = ingestReply(cmds[i].Val())
+	}
+}
+
+// noScript returns the indexes of the commands refused with NOSCRIPT.
+func noScript(cmds []*redis.Cmd) []int {
+	var out []int
+	for i, c := range cmds {
+		if redis.HasErrorPrefix(c.Err(), "NOSCRIPT") {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// ingestReplicatedGroup runs a group of ingest calls, each followed by
+// WAIT (see WithWaitReplicas): one pipeline per Redis master holding the
+// calls' incidents, on one connection to it, ending with one WAIT that
+// confirms all of them. A batch the script stored but fewer than
+// waitReplicas replicas acknowledged in time gets its result with an
+// Unavailable error, so that the caller can still start its search work.
 //
 // On a Redis Cluster the master is the one of the client's slot map, and
-// this pipeline goes to it directly, past the Cluster client's hooks: so
-// here too, when the master is unreachable or the cluster says the map
-// moved (topologyChanged), the map is reloaded for the device's resend;
-// after MOVED the batch is tried once more on the new master, when the
-// map shows it within half a second.
-func (s *Store) ingestReplicated(ctx context.Context, keys []string, args []any) (sar.IngestResult, error) {
-	res, used, err := s.ingestReplicatedOnce(ctx, keys, args)
-	cc, ok := s.rdb.(*redis.ClusterClient)
-	if !ok || err == nil || !topologyChanged(ctx, errors.Unwrap(err)) {
-		return res, err
-	}
-	cc.ReloadState(ctx) // asynchronous, and coalesced across batches
-	if !redis.HasErrorPrefix(errors.Unwrap(err), "MOVED") {
-		return res, err
-	}
-	for range 25 {
-		if m, merr := cc.MasterForKey(ctx, keys[0]); merr == nil && m.Options().Addr != used {
-			res, _, err = s.ingestReplicatedOnce(ctx, keys, args)
-			return res, err
-		}
-		select {
-		case <-ctx.Done():
-			return res, err
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	return res, err
-}
-
-// ingestReplicatedOnce is one try of ingestReplicated; used is the address
-// of the master tried ("" for a single Redis).
-func (s *Store) ingestReplicatedOnce(ctx context.Context, keys []string, args []any) (res sar.IngestResult, used string, err error) {
-	var c *redis.Client
+// the pipelines go to the masters directly, past the Cluster client's
+// hooks: so here too, when a master is unreachable or the cluster says
+// the map moved (topologyChanged), the map is reloaded for the devices'
+// resends; the calls refused with MOVED are tried once more on their new
+// master, when the map shows it within half a second.
+func (s *Store) ingestReplicatedGroup(ctx context.Context, calls []*ingestCall) {
 	switch r := s.rdb.(type) {
 	case *redis.Client:
-		c = r
+		s.ingestOn(ctx, r, calls)
 	case *redis.ClusterClient:
-		if c, err = r.MasterForKey(ctx, keys[0]); err != nil {
-			return sar.IngestResult{}, "", fail(err, "incident")
+		s.ingestOnMasters(ctx, r, calls)
+		var moved []*ingestCall
+		reload := false
+		for _, c := range calls {
+			if cause := errors.Unwrap(c.err); c.err != nil && topologyChanged(ctx, cause) {
+				reload = true
+				if redis.HasErrorPrefix(cause, "MOVED") {
+					moved = append(moved, c)
+				}
+			}
 		}
-		used = c.Options().Addr
+		if reload {
+			r.ReloadState(ctx) // asynchronous, and coalesced across groups
+		}
+		for try := 0; len(moved) > 0 && try < 25; try++ {
+			if try > 0 {
+				time.Sleep(20 * time.Millisecond)
+			}
+			var ready []*ingestCall
+			moved = slices.DeleteFunc(moved, func(c *ingestCall) bool {
+				m, err := r.MasterForKey(ctx, c.keys[0])
+				if err == nil && m.Options().Addr != c.used {
+					ready = append(ready, c)
+					return true
+				}
+				return false
+			})
+			s.ingestOnMasters(ctx, r, ready)
+		}
 	default:
-		return sar.IngestResult{}, "", sar.Errorf(sar.KindInternal, "waiting for Redis replicas needs a Redis client, not %T", s.rdb)
+		for _, c := range calls {
+			c.res, c.err = sar.IngestResult{}, sar.Errorf(sar.KindInternal, "waiting for Redis replicas needs a Redis client, not %T", s.rdb)
+		}
 	}
-	res, err = s.ingestOn(ctx, c, keys, args)
-	return res, used, err
 }
 
-// ingestOn runs the ingest script and WAIT in one pipeline on c.
-func (s *Store) ingestOn(ctx context.Context, c *redis.Client, keys []string, args []any) (sar.IngestResult, error) {
-	run := func() (ev, wait *redis.Cmd, err error) {
-		_, err = c.Pipelined(ctx, func(p redis.Pipeliner) error {
-			ev = ingestScript.EvalSha(ctx, p, keys, args...)
+// ingestOnMasters runs calls on their masters of a Cluster's slot map,
+// the masters' pipelines in parallel.
+func (s *Store) ingestOnMasters(ctx context.Context, cc *redis.ClusterClient, calls []*ingestCall) {
+	by := map[*redis.Client][]*ingestCall{}
+	for _, c := range calls {
+		m, err := cc.MasterForKey(ctx, c.keys[0])
+		if err != nil {
+			c.res, c.err, c.used = sar.IngestResult{}, fail(err, "incident"), ""
+			continue
+		}
+		c.used = m.Options().Addr
+		by[m] = append(by[m], c)
+	}
+	var wg sync.WaitGroup
+	for m, cs := range by {
+		wg.Go(func() { s.ingestOn(ctx, m, cs) })
+	}
+	wg.Wait()
+}
+
+// ingestOn runs calls on c as one pipeline of their scripts followed by
+// WAIT, which confirms every write of the connection before it.
+func (s *Store) ingestOn(ctx context.Context, c *redis.Client, calls []*ingestCall) {
+	run := func(cs []*ingestCall, eval bool) (cmds []*redis.Cmd, wait *redis.Cmd) {
+		cmds = make([]*redis.Cmd, len(cs))
+		_, _ = c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, x := range cs {
+				if eval {
+					cmds[i] = ingestScript.Eval(ctx, p, x.keys, x.args...)
+				} else {
+					cmds[i] = ingestScript.EvalSha(ctx, p, x.keys, x.args...)
+				}
+			}
 			wait = p.Do(ctx, "wait", s.waitReplicas, s.waitTimeout.Milliseconds())
 			return nil
 		})
-		return ev, wait, err
+		return cmds, wait
 	}
-	ev, wait, err := run()
-	if err != nil && redis.HasErrorPrefix(ev.Err(), "NOSCRIPT") { // Redis restarted without its scripts
-		if err := ingestScript.Load(ctx, c).Err(); err != nil {
-			return sar.IngestResult{}, fail(err, "incident")
+	cmds, wait := run(calls, false)
+	waits := make([]*redis.Cmd, len(calls))
+	for i := range waits {
+		waits[i] = wait
+	}
+	if again := noScript(cmds); len(again) > 0 { // Redis restarted without its scripts: EVAL loads it
+		cs := make([]*ingestCall, len(again))
+		for k, i := range again {
+			cs[k] = calls[i]
 		}
-		ev, wait, err = run()
+		cmds2, wait2 := run(cs, true)
+		for k, i := range again {
+			cmds[i], waits[i] = cmds2[k], wait2
+		}
 	}
+	for i, x := range calls {
+		x.res, x.err = s.replicatedReply(cmds[i], waits[i])
+	}
+}
+
+// replicatedReply is one call's outcome from its script's reply and its
+// pipeline's WAIT.
+func (s *Store) replicatedReply(ev, wait *redis.Cmd) (sar.IngestResult, error) {
 	if ev.Err() != nil {
 		return sar.IngestResult{}, fail(ev.Err(), "incident")
 	}
-	out, rerr := ingestReply(ev.Val())
-	if rerr != nil {
-		return sar.IngestResult{}, rerr
+	out, err := ingestReply(ev.Val())
+	if err != nil {
+		return sar.IngestResult{}, err
 	}
-	if err != nil && wait.Err() != nil {
+	if wait.Err() != nil {
 		return out, sar.Wrap(sar.KindUnavailable, wait.Err(), "the batch's copy to the Redis replicas could not be confirmed; resend it")
 	}
 	if n, _ := wait.Int64(); n < int64(s.waitReplicas) {

@@ -16,9 +16,9 @@ type Store struct {
 	rdb       redis.UniversalClient
 	trackMax  int
 	retention time.Duration
-	// ingest runs the ingest script: rdb, or an automatic pipeliner of
-	// rdb (WithAutoPipeline) that coalesces concurrent batches.
-	ingest redis.Scripter
+	// pipe sends concurrent batches' ingest scripts to Redis together
+	// (ingestpipe.go).
+	pipe *ingestPipe
 	// waitReplicas, if above 0, is how many replicas must hold a batch
 	// before it is acknowledged (WithWaitReplicas).
 	waitReplicas int
@@ -28,6 +28,15 @@ type Store struct {
 	// the cells' increments and the total's update.
 	betweenCoverageSteps func()
 }
+
+// Of the batches sent to Redis together (ingestpipe.go): groups in flight
+// at most, and batches in a group at most. Two groups keep a Redis busy
+// while the next one fills; four leave room for a Cluster's masters,
+// whose parts of a group run in parallel, and for WAIT.
+const (
+	ingestLanes    = 4
+	ingestGroupMax = 64
+)
 
 // Option configures a Store.
 type Option func(*Store)
@@ -40,15 +49,6 @@ func WithTrackMax(n int) Option { return func(s *Store) { s.trackMax = n } }
 // an incident closes (default 30 days).
 func WithRetention(d time.Duration) Option { return func(s *Store) { s.retention = d } }
 
-// WithAutoPipeline runs the ingest script, the one command on every
-// device's batch, through go-redis's automatic pipelining: batches of many
-// devices arriving at once share one write and one read to Redis instead
-// of one each (a pipelined command's reply is its own, so nothing about a
-// batch's outcome changes). The library marks it experimental; it is off
-// unless --redis-autopipeline is given. The pipeliner is closed with the
-// client.
-func WithAutoPipeline(ap redis.Scripter) Option { return func(s *Store) { s.ingest = ap } }
-
 // WithWaitReplicas makes every batch wait, before it is acknowledged, until
 // n replicas of its Redis master hold it (Redis's WAIT, sent in the same
 // round trip as the ingest script, on the same connection), for at most
@@ -56,8 +56,8 @@ func WithAutoPipeline(ap redis.Scripter) Option { return func(s *Store) { s.inge
 // acknowledged just before its master fails can be missing on the replica
 // that takes over. A batch not copied in time is refused as Unavailable
 // (it is stored on the master): the device resends it, and the resend is
-// acknowledged once the copies exist (its fixes as duplicates). It turns
-// automatic pipelining off for ingest (WAIT holds the connection).
+// acknowledged once the copies exist (its fixes as duplicates). The
+// batches sent together share one WAIT (ingestpipe.go).
 func WithWaitReplicas(n int, timeout time.Duration) Option {
 	return func(s *Store) { s.waitReplicas, s.waitTimeout = n, timeout }
 }
@@ -68,9 +68,11 @@ func New(rdb redis.UniversalClient, opts ...Option) *Store {
 	for _, o := range opts {
 		o(s)
 	}
-	if s.ingest == nil {
-		s.ingest = rdb
+	run := s.ingestGroup
+	if s.waitReplicas > 0 {
+		run = s.ingestReplicatedGroup
 	}
+	s.pipe = newIngestPipe(run, ingestLanes, ingestGroupMax)
 	return s
 }
 

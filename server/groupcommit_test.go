@@ -7,15 +7,14 @@ import (
 	"time"
 
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
-	"github.com/mountain-sar/sar/internal/app"
 )
 
-// With --redis-autopipeline, concurrent devices' batches share round trips
-// to Redis; each batch still gets its own outcome: 12 rescuers send 8
+// Concurrent devices' batches share pipelines to Redis (store's group
+// commit); each batch still gets its own outcome: 12 rescuers send 8
 // batches of 10 at once, each resends one batch, and every fix is stored
 // once, in order, with the resent ones answered as duplicates.
-func TestAutoPipelinedIngest(t *testing.T) {
-	e := startEnv(t, func(c *app.Config) { c.RedisAutoPipeline = true })
+func TestGroupCommittedIngest(t *testing.T) {
+	e := startEnv(t)
 	op, _, inc := e.officerOnIncident()
 	const devices, batches, per = 12, 8, 10
 	tokens := make([]string, devices)

@@ -1,0 +1,154 @@
+package store
+
+import (
+	"context"
+	"sync"
+
+	"github.com/mountain-sar/sar/internal/sar"
+)
+
+// Group commit of the ingest script.
+//
+// Every batch of every device is one ingest script run. Sent on its own,
+// each costs a write and a read on a Redis connection, and on loopback or
+// a LAN the write is the dear part: the kernel does the receiving side's
+// TCP work inside the sender's write(2). Measured at the maximum on the
+// 2-core bench box, that write was a fifth of sard's CPU, and Redis paid a
+// read and a write per batch as well (docs/bench.md, "Group commit").
+//
+// An ingestPipe sends the batches waiting at the same moment together, as
+// one pipeline (and, with WithWaitReplicas, one WAIT for all of them): the
+// batches that arrive while the pipelines in flight are out wait for the
+// next one, so a lone batch goes out at once, as before, and under load
+// the groups grow by themselves. Nothing is held back for a timer. Each
+// batch keeps its own script run, reply and error: a pipeline is only
+// transport, and an ingest script is atomic on its own.
+//
+// go-redis has an automatic pipeliner too (experimental in v9), but it
+// cannot carry WAIT (it holds the connection), and the replicated ingest
+// is where sharing a round trip saves most: one WAIT per group instead of
+// one per batch.
+type ingestPipe struct {
+	// run runs a group: it sets each call's res and err. It must not keep
+	// the calls after it returns.
+	run func(ctx context.Context, calls []*ingestCall)
+	// lanes is how many groups are in flight at most, maxCalls how many
+	// batches a group holds at most.
+	lanes, maxCalls int
+
+	mu      sync.Mutex
+	queue   []*ingestCall
+	running int // flushers started and not ended, at most lanes
+}
+
+// ingestCall is one batch in an ingestPipe.
+type ingestCall struct {
+	ctx  context.Context // the caller's: a call whose ctx ended before its group went out is not sent
+	keys []string
+	args []any
+	res  sar.IngestResult
+	err  error
+	// used is the address of the Redis master the call last went to (the
+	// replicated ingest on a Cluster, for its retry after MOVED).
+	used string
+	done chan struct{}
+}
+
+func newIngestPipe(run func(context.Context, []*ingestCall), lanes, maxCalls int) *ingestPipe {
+	return &ingestPipe{run: run, lanes: lanes, maxCalls: maxCalls}
+}
+
+// do runs one batch's script in the next group and returns its outcome.
+// When ctx ends first it returns ctx's error at once; the batch may still
+// be stored by its group, like a batch whose reply was lost (the device
+// resends it, and the resend is answered as duplicates).
+func (p *ingestPipe) do(ctx context.Context, keys []string, args []any) (sar.IngestResult, error) {
+	c := &ingestCall{ctx: ctx, keys: keys, args: args, done: make(chan struct{})}
+	p.mu.Lock()
+	p.queue = append(p.queue, c)
+	start := p.running < p.lanes
+	if start {
+		p.running++
+	}
+	p.mu.Unlock()
+	if start {
+		go p.flush()
+	}
+	select {
+	case <-c.done:
+		return c.res, c.err
+	case <-ctx.Done():
+		return sar.IngestResult{}, fail(ctx.Err(), "incident")
+	}
+}
+
+// flush sends groups from the queue until it is empty. The groups run
+// with a context of their own (bounded by the Redis client's socket
+// timeouts): one caller giving up does not cancel the others' batches.
+func (p *ingestPipe) flush() {
+	var group []*ingestCall
+	defer func() {
+		if v := recover(); v != nil { // a bug in a reply's handling: fail the group's batches, not the process
+			for _, c := range group {
+				if !isDone(c.done) {
+					c.res, c.err = sar.IngestResult{}, sar.Errorf(sar.KindInternal, "ingest pipeline: %v", v)
+					close(c.done)
+				}
+			}
+			p.mu.Lock()
+			p.running--
+			restart := len(p.queue) > 0 && p.running < p.lanes
+			if restart {
+				p.running++
+			}
+			p.mu.Unlock()
+			if restart {
+				go p.flush()
+			}
+		}
+	}()
+	for {
+		p.mu.Lock()
+		n := min(len(p.queue), p.maxCalls)
+		if n == 0 {
+			p.running--
+			p.mu.Unlock()
+			return
+		}
+		group = append(group[:0], p.queue[:n]...)
+		clear(p.queue[:n])
+		if n == len(p.queue) {
+			p.queue = p.queue[:0]
+		} else {
+			p.queue = p.queue[n:]
+		}
+		p.mu.Unlock()
+		live := group[:0]
+		for _, c := range group {
+			if err := c.ctx.Err(); err != nil {
+				c.err = fail(err, "incident")
+				close(c.done)
+				continue
+			}
+			live = append(live, c)
+		}
+		group = live
+		if len(group) > 0 {
+			p.run(context.Background(), group)
+		}
+		for _, c := range group {
+			close(c.done)
+		}
+		clear(group)
+		group = group[:0]
+	}
+}
+
+func isDone(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}

@@ -154,15 +154,22 @@ type benchResult struct {
 	FloorFixesPerS float64  `json:"floor_fixes_per_s"` // 0 if not measured
 	FloorDurationS float64  `json:"floor_duration_s"`
 	Ratio          float64  `json:"ratio"`          // floor_fixes_per_s / fixes_per_s
-	SardCPUS       float64  `json:"sard_cpu_s"`     // sard's CPU seconds from the first send to the end of the run (-1: not read)
+	SardCPUS       float64  `json:"sard_cpu_s"`     // sard's CPU seconds from the first send to the end of the run, with --plan to the end of its search work (-1: not read)
 	CPUUsPerFix    float64  `json:"cpu_us_per_fix"` // sard's CPU microseconds per stored fix (-1: not read)
+	// With --plan: how long after the last device ended the search work
+	// it made (coverage) was still pending (-1: not done within
+	// searchDrainTimeout), and the fixes stored per second of the run and
+	// that drain together, the rate at which the search work keeps up.
+	SearchDrainS     float64 `json:"search_drain_s,omitempty"`
+	CoveredFixesPerS float64 `json:"covered_fixes_per_s,omitempty"`
 }
 
 const (
-	benchJurisdiction = "bench"
-	drainTimeout      = 10 * time.Second // for acks after --duration
-	eventGrace        = 3 * time.Second  // for events after the last ack
-	maxErrorSamples   = 10
+	benchJurisdiction  = "bench"
+	drainTimeout       = 10 * time.Second // for acks after --duration
+	eventGrace         = 3 * time.Second  // for events after the last ack
+	searchDrainTimeout = time.Minute      // for the search work left after the run (--plan)
+	maxErrorSamples    = 10
 )
 
 // benchDevice is one simulated rescuer phone.
@@ -365,6 +372,12 @@ func runBench(ctx context.Context, o benchOptions) (*benchResult, error) {
 	wg.Wait()
 	elapsed := r.since()
 	close(progressDone)
+	drain := time.Duration(-1)
+	if o.Plan && ctx.Err() == nil {
+		// The coverage of the last batches is done after their acks: the
+		// CPU window and the covered rate end when it is.
+		drain = r.awaitSearchWork(actx, sarv1.NewSearchServiceClient(admin))
+	}
 
 	// Wait for the events of the last batches, then stop watching.
 	var storedBatches int64
@@ -383,6 +396,13 @@ func runBench(ctx context.Context, o benchOptions) (*benchResult, error) {
 	<-watchDone
 
 	res := r.result(elapsed, storedBatches, nconn)
+	if o.Plan {
+		res.SearchDrainS = -1
+		if drain >= 0 {
+			res.SearchDrainS = round3(drain.Seconds())
+			res.CoveredFixesPerS = round3(float64(res.Stored) / (elapsed + drain).Seconds())
+		}
+	}
 	res.SardCPUS, res.CPUUsPerFix = -1, -1
 	if cpu1, ok, _ := r.sardCPU(ctx); ok && cpuRead {
 		res.SardCPUS = round3(cpu1 - cpu0)
@@ -402,6 +422,32 @@ func runBench(ctx context.Context, o benchOptions) (*benchResult, error) {
 		}
 	}
 	return res, nil
+}
+
+// awaitSearchWork polls the bench incident's search grid until no search
+// work is pending and returns how long that took (-1: not within
+// searchDrainTimeout, or the grid could not be read).
+func (r *benchRun) awaitSearchWork(ctx context.Context, search sarv1.SearchServiceClient) time.Duration {
+	start := time.Now()
+	for {
+		// A version past every version: the summary without cells.
+		g, err := search.GetSearchGrid(ctx, &sarv1.GetSearchGridRequest{IncidentId: r.incident, SinceVersion: math.MaxInt64})
+		switch {
+		case err != nil:
+			r.logf("bench: search work not followed: %v", err)
+			return -1
+		case g.GetGrid().GetSearchWorkPending() == 0:
+			return time.Since(start)
+		case time.Since(start) > searchDrainTimeout:
+			r.logf("bench: search work still pending %v after the run", searchDrainTimeout)
+			return -1
+		}
+		select {
+		case <-ctx.Done():
+			return -1
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // sardCPU reads sard's process_cpu_seconds_total from o.MetricsURL (the
@@ -754,6 +800,12 @@ func (res *benchResult) write(w io.Writer, asJSON bool) error {
 	if res.FloorFixesPerS > 0 {
 		fmt.Fprintf(w, "  floor       %.0f fixes/s of raw Redis pipelines (same data, %d goroutines, %.1f s): ratio floor/ours %.2f\n",
 			res.FloorFixesPerS, res.Devices, res.FloorDurationS, res.Ratio)
+	}
+	switch {
+	case res.SearchDrainS > 0 || (res.SearchDrainS == 0 && res.CoveredFixesPerS > 0):
+		fmt.Fprintf(w, "  search work done %.2f s after the run: %.0f fixes/s covered (stored / (run + that))\n", res.SearchDrainS, res.CoveredFixesPerS)
+	case res.SearchDrainS < 0:
+		fmt.Fprintf(w, "  search work not seen done within %v after the run\n", searchDrainTimeout)
 	}
 	if res.CPUUsPerFix >= 0 {
 		fmt.Fprintf(w, "  sard CPU    %.2f s: cpu_us_per_fix %.1f (CPU µs per stored fix, from process_cpu_seconds_total)\n", res.SardCPUS, res.CPUUsPerFix)

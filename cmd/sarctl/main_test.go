@@ -411,6 +411,13 @@ func testBenchIngestPaced(t *testing.T, s *server) {
 	if err != nil {
 		t.Fatalf("GetSearchGrid of the bench incident: %v", err)
 	}
+	// The run waited for the search work its batches made.
+	if res.SearchDrainS < 0 || res.CoveredFixesPerS <= 0 || res.CoveredFixesPerS > res.FixesPerS ||
+		grid.GetGrid().GetSearchWorkPending() != 0 {
+		t.Errorf("bench with --plan: search_drain_s %v, covered_fixes_per_s %v (fixes_per_s %v), pending after the run %d; "+
+			"want the drain measured, a covered rate up to the stored rate, nothing pending",
+			res.SearchDrainS, res.CoveredFixesPerS, res.FixesPerS, grid.GetGrid().GetSearchWorkPending())
+	}
 	covered := 0
 	for _, c := range grid.GetCells() {
 		if c.GetCoverage() > 0 {

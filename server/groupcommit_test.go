@@ -80,4 +80,10 @@ func TestGroupCommittedIngest(t *testing.T) {
 	if n := e.metric("sar_fixes_stored_total"); n != devices*batches*per {
 		t.Errorf("sar_fixes_stored_total = %v, want %d", n, devices*batches*per)
 	}
+	// Every batch, the resent ones too, went to Redis in a group. (The
+	// test cannot make groups of more than one happen on time: the
+	// store's test does, with a held pipeline.)
+	if n := e.metric("sar_redis_ingest_group_batches_sum"); n != devices*(batches+1) {
+		t.Errorf("sar_redis_ingest_group_batches_sum = %v, want %d", n, devices*(batches+1))
+	}
 }

@@ -228,7 +228,10 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 		return nil, err
 	}
 	a.closers = append(a.closers, func() { _ = a.NATS.Drain() })
-	sopts := []store.Option{store.WithTrackMax(cfg.TrackMax), store.WithRetention(cfg.Retention)}
+	groupSizes := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "sar_redis_ingest_group_batches", Help: "Fix batches sent to Redis in one pipeline (group commit): the batches of different devices waiting at the same moment.",
+		Buckets: []float64{1, 2, 4, 8, 16, 32, 64}})
+	sopts := []store.Option{store.WithTrackMax(cfg.TrackMax), store.WithRetention(cfg.Retention), store.WithIngestGroupSizes(groupSizes)}
 	if cfg.RedisWaitReplicas > 0 {
 		sopts = append(sopts, store.WithWaitReplicas(cfg.RedisWaitReplicas, cfg.RedisWaitTimeout))
 		log.Info("batches are acknowledged once Redis replicas hold them", "redis_wait_replicas", cfg.RedisWaitReplicas,
@@ -268,7 +271,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	}
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), groupSizes)
 	ccfg := core.DefaultConfig()
 	ccfg.Resolution, ccfg.TrackMax, ccfg.PublicURL = cfg.Resolution, cfg.TrackMax, publicURL
 	if cfg.MinAnswerWithin > 0 {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/mountain-sar/sar/internal/sar"
 )
 
@@ -35,6 +37,8 @@ type ingestPipe struct {
 	// lanes is how many groups are in flight at most, maxCalls how many
 	// batches a group holds at most.
 	lanes, maxCalls int
+	// sizes, if set, observes how many batches each group sent.
+	sizes prometheus.Observer
 
 	mu      sync.Mutex
 	queue   []*ingestCall
@@ -134,6 +138,9 @@ func (p *ingestPipe) flush() {
 		}
 		group = live
 		if len(group) > 0 {
+			if p.sizes != nil {
+				p.sizes.Observe(float64(len(group)))
+			}
 			p.run(context.Background(), group)
 		}
 		for _, c := range group {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/protobuf/proto"
 
@@ -18,7 +19,8 @@ type Store struct {
 	retention time.Duration
 	// pipe sends concurrent batches' ingest scripts to Redis together
 	// (ingestpipe.go).
-	pipe *ingestPipe
+	pipe       *ingestPipe
+	groupSizes prometheus.Observer // WithIngestGroupSizes
 	// waitReplicas, if above 0, is how many replicas must hold a batch
 	// before it is acknowledged (WithWaitReplicas).
 	waitReplicas int
@@ -49,6 +51,10 @@ func WithTrackMax(n int) Option { return func(s *Store) { s.trackMax = n } }
 // an incident closes (default 30 days).
 func WithRetention(d time.Duration) Option { return func(s *Store) { s.retention = d } }
 
+// WithIngestGroupSizes observes, for every group of batches sent to Redis
+// together (ingestpipe.go), how many batches it held.
+func WithIngestGroupSizes(o prometheus.Observer) Option { return func(s *Store) { s.groupSizes = o } }
+
 // WithWaitReplicas makes every batch wait, before it is acknowledged, until
 // n replicas of its Redis master hold it (Redis's WAIT, sent in the same
 // round trip as the ingest script, on the same connection), for at most
@@ -73,6 +79,7 @@ func New(rdb redis.UniversalClient, opts ...Option) *Store {
 		run = s.ingestReplicatedGroup
 	}
 	s.pipe = newIngestPipe(run, ingestLanes, ingestGroupMax)
+	s.pipe.sizes = s.groupSizes
 	return s
 }
 

@@ -47,7 +47,30 @@ func (s *Store) Ingest(ctx context.Context, a sar.IngestArgs) (sar.IngestResult,
 		args = append(args, seq, f.TimeMs, f.Fix.GetCell(), pb)
 	}
 	args = append(args, sar.MaxSkip, mark, a.NowMs)
-	return s.pipe.do(ctx, keys, args)
+	return s.pipeFor(ctx, keys[0]).do(ctx, keys, args)
+}
+
+// pipeFor returns the ingest pipe for a key: on a Redis Cluster, its
+// master's own (made on first use), so that a master that is slow or gone
+// holds back only the batches of its own incidents; else the one pipe.
+func (s *Store) pipeFor(ctx context.Context, key string) *ingestPipe {
+	cc, ok := s.rdb.(*redis.ClusterClient)
+	if !ok {
+		return s.pipe
+	}
+	m, err := cc.MasterForKey(ctx, key)
+	if err != nil {
+		return s.pipe // no slot map: the group's own routing reports why
+	}
+	addr := m.Options().Addr
+	s.pipesMu.Lock()
+	defer s.pipesMu.Unlock()
+	p := s.pipes[addr]
+	if p == nil {
+		p = s.newPipe()
+		s.pipes[addr] = p
+	}
+	return p
 }
 
 // ingestGroup runs a group of ingest calls (ingestPipe) as one pipeline.
@@ -145,11 +168,13 @@ func (s *Store) ingestReplicatedGroup(ctx context.Context, calls []*ingestCall) 
 	}
 }
 
-// ingestOnMasters runs calls on their masters of a Cluster's slot map,
-// the masters' pipelines in parallel.
+// ingestOnMasters runs calls on their masters of a Cluster's slot map (one,
+// but for a map that changed since the calls were queued), the masters'
+// pipelines in parallel, and sets each call's outcome.
 func (s *Store) ingestOnMasters(ctx context.Context, cc *redis.ClusterClient, calls []*ingestCall) {
 	by := map[*redis.Client][]*ingestCall{}
 	for _, c := range calls {
+		c.ev, c.wait = nil, nil
 		m, err := cc.MasterForKey(ctx, c.keys[0])
 		if err != nil {
 			c.res, c.err, c.used = sar.IngestResult{}, fail(err, "incident"), ""
@@ -160,46 +185,54 @@ func (s *Store) ingestOnMasters(ctx context.Context, cc *redis.ClusterClient, ca
 	}
 	var wg sync.WaitGroup
 	for m, cs := range by {
-		wg.Go(func() { s.ingestOn(ctx, m, cs) })
+		wg.Go(func() { s.sendReplicated(ctx, m, cs) })
 	}
 	wg.Wait()
+	for _, c := range calls { // the replies are read here, not in the goroutines above: a panic stays in the pipe's flusher
+		if c.ev != nil {
+			c.res, c.err = s.replicatedReply(c.ev, c.wait)
+		}
+	}
 }
 
-// ingestOn runs calls on c as one pipeline of their scripts followed by
-// WAIT, which confirms every write of the connection before it.
+// ingestOn runs calls on c (a single Redis) and sets each call's outcome.
 func (s *Store) ingestOn(ctx context.Context, c *redis.Client, calls []*ingestCall) {
-	run := func(cs []*ingestCall, eval bool) (cmds []*redis.Cmd, wait *redis.Cmd) {
-		cmds = make([]*redis.Cmd, len(cs))
+	s.sendReplicated(ctx, c, calls)
+	for _, x := range calls {
+		x.res, x.err = s.replicatedReply(x.ev, x.wait)
+	}
+}
+
+// sendReplicated sends calls to c as one pipeline of their scripts
+// followed by WAIT, which confirms every write of the connection before
+// it, and sets each call's ev and wait.
+func (s *Store) sendReplicated(ctx context.Context, c *redis.Client, calls []*ingestCall) {
+	run := func(cs []*ingestCall, eval bool) {
+		var wait *redis.Cmd
 		_, _ = c.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for i, x := range cs {
+			for _, x := range cs {
 				if eval {
-					cmds[i] = ingestScript.Eval(ctx, p, x.keys, x.args...)
+					x.ev = ingestScript.Eval(ctx, p, x.keys, x.args...)
 				} else {
-					cmds[i] = ingestScript.EvalSha(ctx, p, x.keys, x.args...)
+					x.ev = ingestScript.EvalSha(ctx, p, x.keys, x.args...)
 				}
 			}
 			wait = p.Do(ctx, "wait", s.waitReplicas, s.waitTimeout.Milliseconds())
 			return nil
 		})
-		return cmds, wait
-	}
-	cmds, wait := run(calls, false)
-	waits := make([]*redis.Cmd, len(calls))
-	for i := range waits {
-		waits[i] = wait
-	}
-	if again := noScript(cmds); len(again) > 0 { // Redis restarted without its scripts: EVAL loads it
-		cs := make([]*ingestCall, len(again))
-		for k, i := range again {
-			cs[k] = calls[i]
-		}
-		cmds2, wait2 := run(cs, true)
-		for k, i := range again {
-			cmds[i], waits[i] = cmds2[k], wait2
+		for _, x := range cs {
+			x.wait = wait
 		}
 	}
-	for i, x := range calls {
-		x.res, x.err = s.replicatedReply(cmds[i], waits[i])
+	run(calls, false)
+	var again []*ingestCall
+	for _, x := range calls {
+		if redis.HasErrorPrefix(x.ev.Err(), "NOSCRIPT") {
+			again = append(again, x)
+		}
+	}
+	if len(again) > 0 { // Redis restarted without its scripts: EVAL loads it
+		run(again, true)
 	}
 }
 

@@ -3,8 +3,10 @@ package store
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/mountain-sar/sar/internal/sar"
 )
@@ -25,6 +27,17 @@ import (
 // the groups grow by themselves. Nothing is held back for a timer. Each
 // batch keeps its own script run, reply and error: a pipeline is only
 // transport, and an ingest script is atomic on its own.
+//
+// On a Redis Cluster there is one pipe per master (Store.pipeFor), so
+// that a master that is slow or gone holds back only its own incidents'
+// batches.
+//
+// A lost reply is what it was for a batch on its own: go-redis sends a
+// pipeline again after a connection error on it, and a script that had
+// run answers the second time that its fixes are stored already (the
+// device is told they are duplicates: stored, not to be sent again; only
+// their live positions event is skipped). The device's resend would get
+// the same answer.
 //
 // go-redis has an automatic pipeliner too (experimental in v9), but it
 // cannot carry WAIT (it holds the connection), and the replicated ingest
@@ -52,11 +65,19 @@ type ingestCall struct {
 	args []any
 	res  sar.IngestResult
 	err  error
-	// used is the address of the Redis master the call last went to (the
-	// replicated ingest on a Cluster, for its retry after MOVED).
-	used string
-	done chan struct{}
+	// used is the address of the Redis master the call last went to, and
+	// ev and wait its script's and its pipeline's WAIT's commands (the
+	// replicated ingest).
+	used     string
+	ev, wait *redis.Cmd
+	done     chan struct{}
 }
+
+// ingestCallTimeout bounds a batch's wait for its group: Redis's socket
+// timeouts bound each try, but a group that a failing master keeps busy
+// must not hold a device for longer than it would wait for its ack
+// anyway. The batch may still be stored after it (a lost reply).
+const ingestCallTimeout = 10 * time.Second
 
 func newIngestPipe(run func(context.Context, []*ingestCall), lanes, maxCalls int) *ingestPipe {
 	return &ingestPipe{run: run, lanes: lanes, maxCalls: maxCalls}
@@ -78,11 +99,15 @@ func (p *ingestPipe) do(ctx context.Context, keys []string, args []any) (sar.Ing
 	if start {
 		go p.flush()
 	}
+	t := time.NewTimer(ingestCallTimeout)
+	defer t.Stop()
 	select {
 	case <-c.done:
 		return c.res, c.err
 	case <-ctx.Done():
 		return sar.IngestResult{}, fail(ctx.Err(), "incident")
+	case <-t.C:
+		return sar.IngestResult{}, sar.Errorf(sar.KindUnavailable, "Redis did not store the batch within %v; resend it", ingestCallTimeout)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -13,19 +14,25 @@ import (
 
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
 	"github.com/mountain-sar/sar/internal/sar"
+	"github.com/mountain-sar/sar/internal/testenv"
 )
 
 // pipelineRecorder is a go-redis hook that records the size of every
-// pipeline of scripts and holds the first one until release is closed.
+// pipeline of scripts and holds the first few: pipeline k, for k below
+// len(gates), says so on held and waits until gates[k] is closed.
 type pipelineRecorder struct {
-	mu      sync.Mutex
-	sizes   []int
-	held    chan struct{} // closed when the first pipeline is held
-	release chan struct{}
+	mu    sync.Mutex
+	sizes []int
+	gates []chan struct{}
+	held  chan int
 }
 
-func newPipelineRecorder() *pipelineRecorder {
-	return &pipelineRecorder{held: make(chan struct{}), release: make(chan struct{})}
+func newPipelineRecorder(hold int) *pipelineRecorder {
+	h := &pipelineRecorder{gates: make([]chan struct{}, hold), held: make(chan int, hold)}
+	for k := range h.gates {
+		h.gates[k] = make(chan struct{})
+	}
+	return h
 }
 
 func (h *pipelineRecorder) DialHook(next redis.DialHook) redis.DialHook          { return next }
@@ -36,12 +43,12 @@ func (h *pipelineRecorder) ProcessPipelineHook(next redis.ProcessPipelineHook) r
 			return next(ctx, cmds)
 		}
 		h.mu.Lock()
+		k := len(h.sizes)
 		h.sizes = append(h.sizes, len(cmds))
-		first := len(h.sizes) == 1
 		h.mu.Unlock()
-		if first {
-			close(h.held)
-			<-h.release
+		if k < len(h.gates) {
+			h.held <- k
+			<-h.gates[k]
 		}
 		return next(ctx, cmds)
 	}
@@ -94,20 +101,40 @@ func queued(t *testing.T, p *ingestPipe, n int) {
 // out go together in the next one, each with its own outcome; a batch
 // whose caller gave up before its group left is not sent; a Redis that
 // lost its scripts (restart, SCRIPT FLUSH) gets them again within the
-// group.
+// group, each batch re-run with its own arguments. Device i sends i+1
+// fixes, so that an outcome given to the wrong batch shows.
 func TestIngestBatchesShareAPipeline(t *testing.T) {
-	s, rdb := newStore(t)
-	s.pipe = newIngestPipe(s.ingestGroup, 1, 64) // one group in flight: what waits, waits for it
+	for _, wait := range []bool{false, true} {
+		t.Run(map[bool]string{false: "plain", true: "waiting for a replica"}[wait], func(t *testing.T) {
+			testIngestBatchesShareAPipeline(t, wait)
+		})
+	}
+}
+
+func testIngestBatchesShareAPipeline(t *testing.T, wait bool) {
+	var opts []Option
+	if wait { // no replica answers: every batch is stored, and refused as unconfirmed
+		opts = append(opts, WithWaitReplicas(1, 20*time.Millisecond))
+	}
+	s, rdb := newStore(t, opts...)
+	run := s.ingestGroup
+	if wait {
+		run = s.ingestReplicatedGroup
+	}
+	s.pipe = newIngestPipe(run, 1, 64) // one group in flight: what waits, waits for it
 	ctx := context.Background()
 	inc := openIncident(t, s)
 	const n = 12
 	parts := joinedDevices(t, s, inc.GetId(), n+1)
-	rec := newPipelineRecorder()
+	if err := ingestScript.Load(ctx, rdb).Err(); err != nil {
+		t.Fatal(err)
+	}
+	rec := newPipelineRecorder(2)
 	rdb.AddHook(rec)
 	now := time.Now()
 	ingest := func(ctx context.Context, i int, first uint64) (sar.IngestResult, error) {
 		return s.Ingest(ctx, sar.IngestArgs{IncidentID: inc.GetId(), ParticipantID: parts[i], DeviceID: fmt.Sprintf("d%d", i),
-			Fixes: batch(first, 10, now, time.Second)})
+			Fixes: batch(first, i+1, now, time.Second)})
 	}
 
 	type outcome struct {
@@ -118,43 +145,56 @@ func TestIngestBatchesShareAPipeline(t *testing.T) {
 	var wg sync.WaitGroup
 	wg.Go(func() { out[0].res, out[0].err = ingest(ctx, 0, 1) })
 	<-rec.held // device 0's group is out (held in the hook)
-	if err := rdb.ScriptFlush(ctx).Err(); err != nil {
-		t.Fatal(err)
-	}
 	for i := 1; i <= n; i++ {
 		wg.Go(func() { out[i].res, out[i].err = ingest(ctx, i, 1) })
 	}
 	gone, cancel := context.WithCancel(ctx)
 	lost := make(chan error, 1)
-	go func() { _, err := ingest(gone, n, 11); lost <- err }() // device n's second batch, given up below
+	go func() { _, err := ingest(gone, n, uint64(n)+2); lost <- err }() // device n's second batch, given up below
 	queued(t, s.pipe, n+1)
 	cancel()
 	if err := <-lost; !errors.Is(err, context.Canceled) {
 		t.Errorf("given-up batch: err = %v, want context.Canceled", err)
 	}
-	close(rec.release)
+	close(rec.gates[0])
+	<-rec.held // the group of twelve: the scripts are flushed while it is held
+	if err := rdb.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	close(rec.gates[1])
 	wg.Wait()
 
 	for i, o := range out {
-		if o.err != nil || o.res.Stored != 10 || o.res.AckedThrough != 10 || o.res.AckedBefore != 0 {
-			t.Errorf("device %d: %+v, %v; want 10 stored, acked through 10", i, o.res, o.err)
+		want := i + 1
+		if o.res.Stored != want || o.res.AckedThrough != uint64(want) || o.res.AckedBefore != 0 {
+			t.Errorf("device %d: %+v; want %d stored, acked through %d", i, o.res, want, want)
 		}
-		if got := rdb.ZCard(ctx, kTrack(inc.GetId(), parts[i])).Val(); got != 10 {
-			t.Errorf("device %d: %d fixes in the track, want 10 (the given-up batch is not sent)", i, got)
+		if got := rdb.ZCard(ctx, kTrack(inc.GetId(), parts[i])).Val(); got != int64(want) {
+			t.Errorf("device %d: %d fixes in the track, want %d (the given-up batch is not sent)", i, got, want)
+		}
+		if wait {
+			if sar.KindOf(o.err) != sar.KindUnavailable {
+				t.Errorf("device %d: err = %v, want unavailable (no replica confirmed it)", i, o.err)
+			}
+		} else if o.err != nil {
+			t.Errorf("device %d: err = %v", i, o.err)
 		}
 	}
-	// The first group held device 0 alone, and its EVALSHA met the flushed
-	// script cache (NOSCRIPT): it ran again as EVAL, in a pipeline of its
-	// own, which loaded the script. The next group held the twelve others
-	// together. The given-up batch is in none.
-	if got, want := fmt.Sprint(rec.recorded()), fmt.Sprint([]int{1, 1, n}); got != want {
+	// Device 0 alone; the twelve others together, refused with NOSCRIPT
+	// after the flush, and together again as EVAL. The given-up batch is
+	// in none. (With WAIT, one more command in each.)
+	extra := 0
+	if wait {
+		extra = 1
+	}
+	if got, want := fmt.Sprint(rec.recorded()), fmt.Sprint([]int{1 + extra, n + extra, n + extra}); got != want {
 		t.Errorf("pipelines of %s commands, want %s", got, want)
 	}
 
 	// A resent batch is answered as duplicates, whatever group it is in.
-	res, err := ingest(ctx, 3, 1)
-	if err != nil || res.Stored != 0 || res.AckedBefore != 10 {
-		t.Errorf("resent batch: %+v, %v; want nothing stored, acked before 10", res, err)
+	res, _ := ingest(ctx, 3, 1)
+	if res.Stored != 0 || res.AckedBefore != 4 {
+		t.Errorf("resent batch: %+v; want nothing stored, acked before 4", res)
 	}
 }
 
@@ -177,5 +217,83 @@ func TestIngestPipeFailsTheGroupOnAPanic(t *testing.T) {
 	}
 	if res, err := p.do(context.Background(), nil, []any{1, 2}); err != nil || res.Stored != 2 {
 		t.Fatalf("after the panic: %+v, %v", res, err)
+	}
+}
+
+// TestIngestPipePerClusterMaster: on a Redis Cluster each master has its
+// own pipe, so a master that holds its groups (slow, or gone until its
+// socket timeouts) does not hold back the batches of incidents on the
+// other masters.
+func TestIngestPipePerClusterMaster(t *testing.T) {
+	cluster := testenv.StartRedisCluster(t, 3)
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cluster.Addrs()})
+	t.Cleanup(func() { _ = cc.Close() })
+	s := New(cc)
+	ctx := context.Background()
+	if err := s.LoadScripts(ctx); err != nil {
+		t.Fatalf("LoadScripts: %v", err)
+	}
+	master := func(id string) string {
+		m, err := cc.MasterForKey(ctx, kInc(id))
+		if err != nil {
+			t.Fatalf("MasterForKey: %v", err)
+		}
+		return m.Options().Addr
+	}
+	slow := openIncident(t, s).GetId()
+	other := openIncident(t, s).GetId()
+	for i := 0; master(other) == master(slow); i++ {
+		if i == 40 {
+			t.Fatal("40 incidents on one master of three")
+		}
+		other = openIncident(t, s).GetId()
+	}
+	slowParts := joinedDevices(t, s, slow, ingestLanes+1)
+	otherParts := joinedDevices(t, s, other, 1)
+
+	// Hold the groups that go to the slow incident's master: as many as
+	// its pipe has lanes, and one batch more waits in its queue.
+	gate := make(chan struct{})
+	held := make(chan struct{}, ingestLanes)
+	cc.AddHook(holdPipelinesOf{key: kInc(slow), held: held, gate: gate})
+	var wg sync.WaitGroup
+	for i := range ingestLanes + 1 {
+		wg.Go(func() {
+			if r, err := s.Ingest(ctx, sar.IngestArgs{IncidentID: slow, ParticipantID: slowParts[i], DeviceID: fmt.Sprintf("d%d", i),
+				Fixes: batch(1, 2, time.Now(), time.Second)}); err != nil || r.Stored != 2 {
+				t.Errorf("batch on the held master: %+v, %v; want 2 stored once released", r, err)
+			}
+		})
+	}
+	for range ingestLanes {
+		<-held
+	}
+	quick, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	r, err := s.Ingest(quick, sar.IngestArgs{IncidentID: other, ParticipantID: otherParts[0], DeviceID: "d0",
+		Fixes: batch(1, 3, time.Now(), time.Second)})
+	if err != nil || r.Stored != 3 {
+		t.Errorf("batch on another master while one is held: %+v, %v; want 3 stored at once", r, err)
+	}
+	close(gate)
+	wg.Wait()
+}
+
+// holdPipelinesOf is a go-redis hook that holds the pipelines that hold a
+// command naming key until gate is closed, saying so on held.
+type holdPipelinesOf struct {
+	key        string
+	held, gate chan struct{}
+}
+
+func (h holdPipelinesOf) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (h holdPipelinesOf) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (h holdPipelinesOf) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if slices.ContainsFunc(cmds, func(c redis.Cmder) bool { return slices.Contains(c.Args(), any(h.key)) }) {
+			h.held <- struct{}{}
+			<-h.gate
+		}
+		return next(ctx, cmds)
 	}
 }

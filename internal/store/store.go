@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,7 +21,9 @@ type Store struct {
 	// pipe sends concurrent batches' ingest scripts to Redis together
 	// (ingestpipe.go).
 	pipe       *ingestPipe
-	groupSizes prometheus.Observer // WithIngestGroupSizes
+	pipesMu    sync.Mutex
+	pipes      map[string]*ingestPipe // on a Cluster: by master address (pipeFor)
+	groupSizes prometheus.Observer    // WithIngestGroupSizes
 	// waitReplicas, if above 0, is how many replicas must hold a batch
 	// before it is acknowledged (WithWaitReplicas).
 	waitReplicas int
@@ -31,12 +34,12 @@ type Store struct {
 	betweenCoverageSteps func()
 }
 
-// Of the batches sent to Redis together (ingestpipe.go): groups in flight
-// at most, and batches in a group at most. Two groups keep a Redis busy
-// while the next one fills; four leave room for a Cluster's masters,
-// whose parts of a group run in parallel, and for WAIT.
+// Of the batches sent to Redis together (ingestpipe.go), per pipe: groups
+// in flight at most, and batches in a group at most. Two groups keep a
+// Redis busy (the next fills while one is out); four made more groups of
+// one batch and no more fixes per second (docs/bench.md).
 const (
-	ingestLanes    = 4
+	ingestLanes    = 2
 	ingestGroupMax = 64
 )
 
@@ -74,13 +77,19 @@ func New(rdb redis.UniversalClient, opts ...Option) *Store {
 	for _, o := range opts {
 		o(s)
 	}
+	s.pipe, s.pipes = s.newPipe(), map[string]*ingestPipe{}
+	return s
+}
+
+// newPipe returns an ingest pipe (ingestpipe.go) for this store's options.
+func (s *Store) newPipe() *ingestPipe {
 	run := s.ingestGroup
 	if s.waitReplicas > 0 {
 		run = s.ingestReplicatedGroup
 	}
-	s.pipe = newIngestPipe(run, ingestLanes, ingestGroupMax)
-	s.pipe.sizes = s.groupSizes
-	return s
+	p := newIngestPipe(run, ingestLanes, ingestGroupMax)
+	p.sizes = s.groupSizes
+	return p
 }
 
 // Ping checks that Redis answers.

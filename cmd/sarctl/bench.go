@@ -156,12 +156,14 @@ type benchResult struct {
 	Ratio          float64  `json:"ratio"`          // floor_fixes_per_s / fixes_per_s
 	SardCPUS       float64  `json:"sard_cpu_s"`     // sard's CPU seconds from the first send to the end of the run, with --plan to the end of its search work (-1: not read)
 	CPUUsPerFix    float64  `json:"cpu_us_per_fix"` // sard's CPU microseconds per stored fix (-1: not read)
-	// With --plan: how long after the last device ended the search work
-	// it made (coverage) was still pending (-1: not done within
-	// searchDrainTimeout), and the fixes stored per second of the run and
-	// that drain together, the rate at which the search work keeps up.
-	SearchDrainS     float64 `json:"search_drain_s,omitempty"`
-	CoveredFixesPerS float64 `json:"covered_fixes_per_s,omitempty"`
+	// With --plan (plan true): how long after the last device ended the
+	// search work it made (coverage) was still pending (-1: not done
+	// within searchDrainTimeout), and the fixes stored per second of the
+	// run and that drain together, the rate at which the search work
+	// keeps up (0 when not measured).
+	Plan             bool    `json:"plan"`
+	SearchDrainS     float64 `json:"search_drain_s"`
+	CoveredFixesPerS float64 `json:"covered_fixes_per_s"`
 }
 
 const (
@@ -397,7 +399,7 @@ func runBench(ctx context.Context, o benchOptions) (*benchResult, error) {
 
 	res := r.result(elapsed, storedBatches, nconn)
 	if o.Plan {
-		res.SearchDrainS = -1
+		res.Plan, res.SearchDrainS = true, -1
 		if drain >= 0 {
 			res.SearchDrainS = round3(drain.Seconds())
 			res.CoveredFixesPerS = round3(float64(res.Stored) / (elapsed + drain).Seconds())
@@ -802,9 +804,9 @@ func (res *benchResult) write(w io.Writer, asJSON bool) error {
 			res.FloorFixesPerS, res.Devices, res.FloorDurationS, res.Ratio)
 	}
 	switch {
-	case res.SearchDrainS > 0 || (res.SearchDrainS == 0 && res.CoveredFixesPerS > 0):
+	case res.Plan && res.SearchDrainS >= 0:
 		fmt.Fprintf(w, "  search work done %.2f s after the run: %.0f fixes/s covered (stored / (run + that))\n", res.SearchDrainS, res.CoveredFixesPerS)
-	case res.SearchDrainS < 0:
+	case res.Plan:
 		fmt.Fprintf(w, "  search work not seen done within %v after the run\n", searchDrainTimeout)
 	}
 	if res.CPUUsPerFix >= 0 {

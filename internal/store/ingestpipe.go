@@ -111,9 +111,10 @@ func (p *ingestPipe) do(ctx context.Context, keys []string, args []any) (sar.Ing
 	}
 }
 
-// flush sends groups from the queue until it is empty. The groups run
-// with a context of their own (bounded by the Redis client's socket
-// timeouts): one caller giving up does not cancel the others' batches.
+// flush sends groups from the queue until it is empty. A group runs with
+// its first batch's context without its cancellation (bounded by the
+// Redis client's socket timeouts): one caller giving up does not cancel
+// the others' batches.
 func (p *ingestPipe) flush() {
 	var group []*ingestCall
 	defer func() {
@@ -166,7 +167,9 @@ func (p *ingestPipe) flush() {
 			if p.sizes != nil {
 				p.sizes.Observe(float64(len(group)))
 			}
-			p.run(context.Background(), group)
+			// The values of the first batch's context (a trace, say), not
+			// its cancellation: one caller giving up must not fail the rest.
+			p.run(context.WithoutCancel(group[0].ctx), group)
 		}
 		for _, c := range group {
 			close(c.done)

@@ -73,98 +73,72 @@ func (s *Store) pipeFor(ctx context.Context, key string) *ingestPipe {
 	return p
 }
 
-// ingestGroup runs a group of ingest calls (ingestPipe) as one pipeline.
-// On a Redis Cluster the client splits it by master and follows MOVED
-// and ASK itself. A Redis that restarted has lost its scripts: the
-// calls refused with NOSCRIPT did not run, and run again as EVAL, which
-// loads the script.
+// ingestGroup runs a group of ingest calls (ingestPipe) as one pipeline
+// of their scripts, followed, with WithWaitReplicas, by one WAIT that
+// confirms all of them (ingestVia). On a Redis Cluster the client splits
+// the pipeline by master and follows MOVED and ASK itself; WAIT, though,
+// must follow the scripts on the connection to their master, so there the
+// replicated ingest goes to the masters directly (ingestReplicatedCluster).
 func (s *Store) ingestGroup(ctx context.Context, calls []*ingestCall) {
-	cmds := make([]*redis.Cmd, len(calls))
-	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, c := range calls {
-			cmds[i] = ingestScript.EvalSha(ctx, p, c.keys, c.args...)
-		}
-		return nil
-	})
-	if again := noScript(cmds); len(again) > 0 {
-		_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for _, i := range again {
-				cmds[i] = ingestScript.Eval(ctx, p, calls[i].keys, calls[i].args...)
+	if cc, ok := s.rdb.(*redis.ClusterClient); ok && s.waitReplicas > 0 {
+		s.ingestReplicatedCluster(ctx, cc, calls)
+		return
+	}
+	s.ingestVia(ctx, s.rdb, calls)
+}
+
+// pipeliner is a Redis client that runs pipelines: a single Redis (one
+// connection per pipeline), a Cluster, or one of its masters.
+type pipeliner interface {
+	Pipelined(ctx context.Context, fn func(redis.Pipeliner) error) ([]redis.Cmder, error)
+}
+
+// ingestVia runs calls through via (sendScripts) and sets each call's
+// outcome.
+func (s *Store) ingestVia(ctx context.Context, via pipeliner, calls []*ingestCall) {
+	s.sendScripts(ctx, via, calls)
+	for _, c := range calls {
+		c.res, c.err = s.callReply(c)
+	}
+}
+
+// ingestReplicatedCluster runs the replicated ingest of calls on a Redis
+// Cluster: one pipeline per master of the client's slot map, ending with
+// its WAIT (ingestOnMasters). These pipelines go past the Cluster
+// client's hooks and redirections: so here too, when a master is
+// unreachable or the cluster says the map moved (topologyChanged), the
+// map is reloaded for the devices' resends; the calls refused with MOVED
+// are tried once more on their new master, when the map shows it within
+// half a second.
+func (s *Store) ingestReplicatedCluster(ctx context.Context, cc *redis.ClusterClient, calls []*ingestCall) {
+	s.ingestOnMasters(ctx, cc, calls)
+	var moved []*ingestCall
+	reload := false
+	for _, c := range calls {
+		if cause := errors.Unwrap(c.err); c.err != nil && topologyChanged(ctx, cause) {
+			reload = true
+			if redis.HasErrorPrefix(cause, "MOVED") {
+				moved = append(moved, c)
 			}
-			return nil
+		}
+	}
+	if reload {
+		cc.ReloadState(ctx) // asynchronous, and coalesced across groups
+	}
+	for try := 0; len(moved) > 0 && try < 25; try++ {
+		if try > 0 {
+			time.Sleep(20 * time.Millisecond)
+		}
+		var ready []*ingestCall
+		moved = slices.DeleteFunc(moved, func(c *ingestCall) bool {
+			m, err := cc.MasterForKey(ctx, c.keys[0])
+			if err == nil && m.Options().Addr != c.used {
+				ready = append(ready, c)
+				return true
+			}
+			return false
 		})
-	}
-	for i, c := range calls {
-		if err := cmds[i].Err(); err != nil {
-			c.res, c.err = sar.IngestResult{}, fail(err, "incident")
-			continue
-		}
-		c.res, c.err = ingestReply(cmds[i].Val())
-	}
-}
-
-// noScript returns the indexes of the commands refused with NOSCRIPT.
-func noScript(cmds []*redis.Cmd) []int {
-	var out []int
-	for i, c := range cmds {
-		if redis.HasErrorPrefix(c.Err(), "NOSCRIPT") {
-			out = append(out, i)
-		}
-	}
-	return out
-}
-
-// ingestReplicatedGroup runs a group of ingest calls, each followed by
-// WAIT (see WithWaitReplicas): one pipeline per Redis master holding the
-// calls' incidents, on one connection to it, ending with one WAIT that
-// confirms all of them. A batch the script stored but fewer than
-// waitReplicas replicas acknowledged in time gets its result with an
-// Unavailable error, so that the caller can still start its search work.
-//
-// On a Redis Cluster the master is the one of the client's slot map, and
-// the pipelines go to the masters directly, past the Cluster client's
-// hooks: so here too, when a master is unreachable or the cluster says
-// the map moved (topologyChanged), the map is reloaded for the devices'
-// resends; the calls refused with MOVED are tried once more on their new
-// master, when the map shows it within half a second.
-func (s *Store) ingestReplicatedGroup(ctx context.Context, calls []*ingestCall) {
-	switch r := s.rdb.(type) {
-	case *redis.Client:
-		s.ingestOn(ctx, r, calls)
-	case *redis.ClusterClient:
-		s.ingestOnMasters(ctx, r, calls)
-		var moved []*ingestCall
-		reload := false
-		for _, c := range calls {
-			if cause := errors.Unwrap(c.err); c.err != nil && topologyChanged(ctx, cause) {
-				reload = true
-				if redis.HasErrorPrefix(cause, "MOVED") {
-					moved = append(moved, c)
-				}
-			}
-		}
-		if reload {
-			r.ReloadState(ctx) // asynchronous, and coalesced across groups
-		}
-		for try := 0; len(moved) > 0 && try < 25; try++ {
-			if try > 0 {
-				time.Sleep(20 * time.Millisecond)
-			}
-			var ready []*ingestCall
-			moved = slices.DeleteFunc(moved, func(c *ingestCall) bool {
-				m, err := r.MasterForKey(ctx, c.keys[0])
-				if err == nil && m.Options().Addr != c.used {
-					ready = append(ready, c)
-					return true
-				}
-				return false
-			})
-			s.ingestOnMasters(ctx, r, ready)
-		}
-	default:
-		for _, c := range calls {
-			c.res, c.err = sar.IngestResult{}, sar.Errorf(sar.KindInternal, "waiting for Redis replicas needs a Redis client, not %T", s.rdb)
-		}
+		s.ingestOnMasters(ctx, cc, ready)
 	}
 }
 
@@ -185,31 +159,25 @@ func (s *Store) ingestOnMasters(ctx context.Context, cc *redis.ClusterClient, ca
 	}
 	var wg sync.WaitGroup
 	for m, cs := range by {
-		wg.Go(func() { s.sendReplicated(ctx, m, cs) })
+		wg.Go(func() { s.sendScripts(ctx, m, cs) })
 	}
 	wg.Wait()
 	for _, c := range calls { // the replies are read here, not in the goroutines above: a panic stays in the pipe's flusher
 		if c.ev != nil {
-			c.res, c.err = s.replicatedReply(c.ev, c.wait)
+			c.res, c.err = s.callReply(c)
 		}
 	}
 }
 
-// ingestOn runs calls on c (a single Redis) and sets each call's outcome.
-func (s *Store) ingestOn(ctx context.Context, c *redis.Client, calls []*ingestCall) {
-	s.sendReplicated(ctx, c, calls)
-	for _, x := range calls {
-		x.res, x.err = s.replicatedReply(x.ev, x.wait)
-	}
-}
-
-// sendReplicated sends calls to c as one pipeline of their scripts
-// followed by WAIT, which confirms every write of the connection before
-// it, and sets each call's ev and wait.
-func (s *Store) sendReplicated(ctx context.Context, c *redis.Client, calls []*ingestCall) {
+// sendScripts sends calls through via as one pipeline of their scripts,
+// followed, with WithWaitReplicas, by WAIT, which confirms every write of
+// the connection before it; it sets each call's ev and wait. A Redis that
+// restarted has lost its scripts: the calls refused with NOSCRIPT did not
+// run, and run again, in a second pipeline, as EVAL, which loads it.
+func (s *Store) sendScripts(ctx context.Context, via pipeliner, calls []*ingestCall) {
 	run := func(cs []*ingestCall, eval bool) {
 		var wait *redis.Cmd
-		_, _ = c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		_, _ = via.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for _, x := range cs {
 				if eval {
 					x.ev = ingestScript.Eval(ctx, p, x.keys, x.args...)
@@ -217,7 +185,9 @@ func (s *Store) sendReplicated(ctx context.Context, c *redis.Client, calls []*in
 					x.ev = ingestScript.EvalSha(ctx, p, x.keys, x.args...)
 				}
 			}
-			wait = p.Do(ctx, "wait", s.waitReplicas, s.waitTimeout.Milliseconds())
+			if s.waitReplicas > 0 {
+				wait = p.Do(ctx, "wait", s.waitReplicas, s.waitTimeout.Milliseconds())
+			}
 			return nil
 		})
 		for _, x := range cs {
@@ -231,25 +201,28 @@ func (s *Store) sendReplicated(ctx context.Context, c *redis.Client, calls []*in
 			again = append(again, x)
 		}
 	}
-	if len(again) > 0 { // Redis restarted without its scripts: EVAL loads it
+	if len(again) > 0 {
 		run(again, true)
 	}
 }
 
-// replicatedReply is one call's outcome from its script's reply and its
-// pipeline's WAIT.
-func (s *Store) replicatedReply(ev, wait *redis.Cmd) (sar.IngestResult, error) {
-	if ev.Err() != nil {
-		return sar.IngestResult{}, fail(ev.Err(), "incident")
+// callReply is a call's outcome from its script's reply and, with
+// WithWaitReplicas, its pipeline's WAIT: a batch the script stored but
+// fewer than waitReplicas replicas acknowledged in time gets its result
+// with an Unavailable error, so that the caller can still start its
+// search work.
+func (s *Store) callReply(c *ingestCall) (sar.IngestResult, error) {
+	if err := c.ev.Err(); err != nil {
+		return sar.IngestResult{}, fail(err, "incident")
 	}
-	out, err := ingestReply(ev.Val())
-	if err != nil {
-		return sar.IngestResult{}, err
+	out, err := ingestReply(c.ev.Val())
+	if err != nil || c.wait == nil {
+		return out, err
 	}
-	if wait.Err() != nil {
-		return out, sar.Wrap(sar.KindUnavailable, wait.Err(), "the batch's copy to the Redis replicas could not be confirmed; resend it")
+	if err := c.wait.Err(); err != nil {
+		return out, sar.Wrap(sar.KindUnavailable, err, "the batch's copy to the Redis replicas could not be confirmed; resend it")
 	}
-	if n, _ := wait.Int64(); n < int64(s.waitReplicas) {
+	if n, _ := c.wait.Int64(); n < int64(s.waitReplicas) {
 		return out, sar.Errorf(sar.KindUnavailable,
 			"the batch is stored but only %d of %d Redis replicas confirmed it within %v; resend it", n, s.waitReplicas, s.waitTimeout)
 	}

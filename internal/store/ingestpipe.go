@@ -65,11 +65,11 @@ type ingestCall struct {
 	args []any
 	res  sar.IngestResult
 	err  error
-	// used is the address of the Redis master the call last went to, and
-	// ev and wait its script's and its pipeline's WAIT's commands (the
-	// replicated ingest).
-	used     string
+	// ev is its script's command, wait its pipeline's WAIT (nil without
+	// WithWaitReplicas), used the address of the Redis master it last went
+	// to directly (the replicated ingest on a Cluster).
 	ev, wait *redis.Cmd
+	used     string
 	done     chan struct{}
 }
 

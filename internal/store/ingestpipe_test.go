@@ -117,11 +117,7 @@ func testIngestBatchesShareAPipeline(t *testing.T, wait bool) {
 		opts = append(opts, WithWaitReplicas(1, 20*time.Millisecond))
 	}
 	s, rdb := newStore(t, opts...)
-	run := s.ingestGroup
-	if wait {
-		run = s.ingestReplicatedGroup
-	}
-	s.pipe = newIngestPipe(run, 1, 64) // one group in flight: what waits, waits for it
+	s.pipe = newIngestPipe(s.ingestGroup, 1, 64) // one group in flight: what waits, waits for it
 	ctx := context.Background()
 	inc := openIncident(t, s)
 	const n = 12

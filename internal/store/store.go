@@ -83,11 +83,7 @@ func New(rdb redis.UniversalClient, opts ...Option) *Store {
 
 // newPipe returns an ingest pipe (ingestpipe.go) for this store's options.
 func (s *Store) newPipe() *ingestPipe {
-	run := s.ingestGroup
-	if s.waitReplicas > 0 {
-		run = s.ingestReplicatedGroup
-	}
-	p := newIngestPipe(run, ingestLanes, ingestGroupMax)
+	p := newIngestPipe(s.ingestGroup, ingestLanes, ingestGroupMax)
 	p.sizes = s.groupSizes
 	return p
 }

@@ -26,23 +26,26 @@ type benchCmd struct {
 	Ingest   benchIngestCmd   `cmd:"" help:"Drive simulated rescuer devices over gRPC against a running sard (on real Redis and NATS) and report fixes/s and ingest-to-event latency."`
 	Dispatch benchDispatchCmd `cmd:"" help:"Create tasks for many teams against a running sard (on real Redis and NATS) and time their delivery to each team's JetStream consumer and StreamTasks devices; then time the escalation of lapsed offers."`
 	Streams  benchStreamsCmd  `cmd:"" help:"Hold many device streams open against a running sard (one connection per device, a small batch every --interval from each) and report sard's resident memory (before, plateau, peak, after) and the batch-to-ack latency."`
+	// The child process of bench ingest --grpc-floor.
+	GRPCFloorServer grpcFloorServerCmd `cmd:"" name:"grpc-floor-server" hidden:"" help:"Serve a bare LocationService that acknowledges every fix as stored, until standard input ends (the server of bench ingest --grpc-floor)."`
 }
 
 type benchIngestCmd struct {
-	Devices  int           `default:"100" help:"Simulated rescuer devices; each gets its own rescuer credential (the rate limit is per credential), joins the bench incident and sends on its own StreamFixes stream (or, with --report, ReportFixes calls)."`
-	Batch    int           `default:"10" help:"Fixes per batch (1-500)."`
-	Duration time.Duration `default:"20s" help:"How long the devices send; then they stop, wait for their acks, close their streams, and the run ends."`
-	Rate     float64       `default:"0" help:"Target total fixes per second over all devices, paced by a ticker per device (ticks are skipped, not queued, when the server falls behind); 0 sends as fast as acknowledgements allow."`
-	Inflight int           `default:"1" help:"Unacknowledged batches allowed per stream."`
-	Report   bool          `help:"Devices send each batch as one ReportFixes call on their connection, waiting for its answer, instead of on a StreamFixes stream (--inflight 1)."`
-	Conns    int           `default:"0" help:"gRPC connections the devices share; 0 gives each device its own connection, like real phones."`
-	Addrs    []string      `name:"addrs" env:"SAR_BENCH_ADDRS" sep:"," placeholder:"ADDR,..." help:"gRPC addresses of several sard replicas (of one Redis and NATS), comma-separated: devices and their connections are spread over them round-robin; setup and the watcher use the first. Default: --addr alone. Give --metrics-url one page per replica to read their CPU."`
-	RedisURL string        `name:"redis-url" env:"SAR_BENCH_REDIS_URL" help:"Redis the server writes to. If given, also measure the floor: the same fixes written straight to Redis by as many goroutines, in one pipeline per batch of the commands the server's ingest script writes (no Lua, validation, gRPC or NATS), under keys 'bench:{<run>}:*' that are deleted afterwards."`
-	JSON     bool          `name:"json" help:"Print the result as one JSON object on the last line of stdout."`
-	Keep     bool          `help:"Leave the bench incident open (by default it is closed as a false alarm after the run)."`
-	Plan     bool          `help:"Seed a search plan (a 95 % hiker grid) on the bench incident first, so every batch also updates the search grid's coverage."`
-	Quiet    bool          `help:"No setup and progress lines on stderr."`
-	HTTPAddr string        `name:"http-addr" env:"SAR_HTTP_ADDR" default:"127.0.0.1:8080" help:"sard's HTTP address (its --http-addr): the default --metrics-url is http(s)://<http-addr>/metrics (https unless loopback, as for --addr)."`
+	Devices   int           `default:"100" help:"Simulated rescuer devices; each gets its own rescuer credential (the rate limit is per credential), joins the bench incident and sends on its own StreamFixes stream (or, with --report, ReportFixes calls)."`
+	Batch     int           `default:"10" help:"Fixes per batch (1-500)."`
+	Duration  time.Duration `default:"20s" help:"How long the devices send; then they stop, wait for their acks, close their streams, and the run ends."`
+	Rate      float64       `default:"0" help:"Target total fixes per second over all devices, paced by a ticker per device (ticks are skipped, not queued, when the server falls behind); 0 sends as fast as acknowledgements allow."`
+	Inflight  int           `default:"1" help:"Unacknowledged batches allowed per stream."`
+	Report    bool          `help:"Devices send each batch as one ReportFixes call on their connection, waiting for its answer, instead of on a StreamFixes stream (--inflight 1)."`
+	Conns     int           `default:"0" help:"gRPC connections the devices share; 0 gives each device its own connection, like real phones."`
+	Addrs     []string      `name:"addrs" env:"SAR_BENCH_ADDRS" sep:"," placeholder:"ADDR,..." help:"gRPC addresses of several sard replicas (of one Redis and NATS), comma-separated: devices and their connections are spread over them round-robin; setup and the watcher use the first. Default: --addr alone. Give --metrics-url one page per replica to read their CPU."`
+	RedisURL  string        `name:"redis-url" env:"SAR_BENCH_REDIS_URL" help:"Redis the server writes to. If given, also measure the floor: the same fixes written straight to Redis by as many goroutines, in one pipeline per batch of the commands the server's ingest script writes (no Lua, validation, gRPC or NATS), under keys 'bench:{<run>}:*' that are deleted afterwards."`
+	JSON      bool          `name:"json" help:"Print the result as one JSON object on the last line of stdout."`
+	Keep      bool          `help:"Leave the bench incident open (by default it is closed as a false alarm after the run)."`
+	Plan      bool          `help:"Seed a search plan (a 95 % hiker grid) on the bench incident first, so every batch also updates the search grid's coverage."`
+	GRPCFloor bool          `name:"grpc-floor" help:"Also measure the gRPC floor: the same devices and batches against a bare gRPC server in a child process that only decodes and acknowledges them (plaintext, no authorization, validation, H3, Redis or NATS), paced as this run, and again paced at the rate this run reached if it was unpaced; reports its fixes/s and CPU microseconds per fix, the least sard's cpu_us_per_fix could be."`
+	Quiet     bool          `help:"No setup and progress lines on stderr."`
+	HTTPAddr  string        `name:"http-addr" env:"SAR_HTTP_ADDR" default:"127.0.0.1:8080" help:"sard's HTTP address (its --http-addr): the default --metrics-url is http(s)://<http-addr>/metrics (https unless loopback, as for --addr)."`
 	// MetricsURL, when given, must answer; the default derived from
 	// HTTPAddr may not (then the CPU cost is reported as not read).
 	MetricsURL string `name:"metrics-url" env:"SAR_BENCH_METRICS_URL" help:"sard's Prometheus page: its process_cpu_seconds_total is read before and after the run, for cpu_us_per_fix (sard's CPU microseconds per stored fix). With --addrs, one page per replica, comma-separated: their CPU is summed. Default: derived from --http-addr (one sard only)."`
@@ -61,7 +64,7 @@ func (c *benchIngestCmd) Run(ctx context.Context, g *Globals, w io.Writer) error
 	}
 	res, err := runBench(ctx, benchOptions{Addr: g.Addr, Addrs: c.Addrs, Token: g.Token, TLS: g.Client(), Devices: c.Devices, Batch: c.Batch,
 		Duration: c.Duration, Rate: c.Rate, Inflight: c.Inflight, Report: c.Report, Conns: c.Conns, RedisURL: c.RedisURL, Keep: c.Keep, Plan: c.Plan, Log: log,
-		MetricsURL: metrics, MetricsRequired: required})
+		MetricsURL: metrics, MetricsRequired: required, GRPCFloor: c.GRPCFloor})
 	if err != nil {
 		return err
 	}
@@ -82,8 +85,13 @@ type benchOptions struct {
 	Conns       int    // 0: one per device
 	RedisURL    string // "": no floor
 	Keep        bool
-	Plan        bool      // seed a search grid first
-	Log         io.Writer // setup and progress lines
+	Plan        bool // seed a search grid first
+	GRPCFloor   bool // also measure the gRPC floor
+	// FloorCommand starts the floor's server (with the arguments "bench
+	// grpc-floor-server" appended), in an environment with FloorEnv
+	// added; empty: this executable.
+	FloorCommand, FloorEnv []string
+	Log                    io.Writer // setup and progress lines
 	// MetricsURL is sard's /metrics, or comma-separated those of the
 	// replicas, summed ("": CPU not measured); with MetricsRequired a
 	// failed read fails the run, else it is logged.
@@ -164,6 +172,13 @@ type benchResult struct {
 	Plan             bool    `json:"plan"`
 	SearchDrainS     float64 `json:"search_drain_s"`
 	CoveredFixesPerS float64 `json:"covered_fixes_per_s"`
+	// With --grpc-floor (0 when not measured): the bare gRPC server's
+	// fixes/s and CPU µs per fix with this run's pacing, and its CPU µs per
+	// fix paced at this run's fixes_per_s (the same figure when this run
+	// was paced).
+	GRPCFloorFixesPerS      float64 `json:"grpc_floor_fixes_per_s"`
+	GRPCFloorCPUUsPerFix    float64 `json:"grpc_floor_cpu_us_per_fix"`
+	GRPCFloorCPUUsAtOurRate float64 `json:"grpc_floor_cpu_us_per_fix_at_our_rate"`
 }
 
 const (
@@ -206,7 +221,37 @@ type benchRun struct {
 	latMs                          []float64 // written by the watcher only
 }
 
+func newBenchRun(o benchOptions) *benchRun {
+	r := &benchRun{o: o, byID: map[string]*benchDevice{}, stop: make(chan struct{})}
+	if o.Rate > 0 {
+		r.interval = time.Duration(float64(o.Devices*o.Batch) / o.Rate * float64(time.Second))
+	}
+	return r
+}
+
 func (r *benchRun) since() time.Duration { return time.Since(r.start) }
+
+// drive runs the devices (r.start set) until --duration has passed or
+// ctx ends, waits for each to end its stream, and returns how long that
+// took since r.start.
+func (r *benchRun) drive(ctx context.Context) time.Duration {
+	var once sync.Once
+	stopAll := func() { once.Do(func() { close(r.stop) }) }
+	timer := time.AfterFunc(r.o.Duration, stopAll)
+	defer timer.Stop()
+	unhook := context.AfterFunc(ctx, stopAll) // Ctrl-C ends the run early, cleanly
+	defer unhook()
+	progressDone := make(chan struct{})
+	defer close(progressDone)
+	go r.progress(progressDone)
+
+	var wg sync.WaitGroup
+	for _, d := range r.devices {
+		wg.Go(func() { d.run(r) })
+	}
+	wg.Wait()
+	return r.since()
+}
 
 func (r *benchRun) logf(format string, args ...any) { fmt.Fprintf(r.o.Log, format+"\n", args...) }
 
@@ -235,10 +280,7 @@ func runBench(ctx context.Context, o benchOptions) (*benchResult, error) {
 	} else {
 		o.Addrs = []string{o.Addr}
 	}
-	r := &benchRun{o: o, byID: map[string]*benchDevice{}, stop: make(chan struct{})}
-	if o.Rate > 0 {
-		r.interval = time.Duration(float64(o.Devices*o.Batch) / o.Rate * float64(time.Second))
-	}
+	r := newBenchRun(o)
 
 	admin, err := dial(o.TLS, o.Addr)
 	if err != nil {
@@ -358,22 +400,7 @@ func runBench(ctx context.Context, o benchOptions) (*benchResult, error) {
 	}
 	r.start = time.Now()
 	go r.watch(watch, watchDone)
-	var once sync.Once
-	stopAll := func() { once.Do(func() { close(r.stop) }) }
-	timer := time.AfterFunc(o.Duration, stopAll)
-	defer timer.Stop()
-	unhook := context.AfterFunc(ctx, stopAll) // Ctrl-C ends the run early, cleanly
-	defer unhook()
-	progressDone := make(chan struct{})
-	go r.progress(progressDone)
-
-	var wg sync.WaitGroup
-	for _, d := range r.devices {
-		wg.Go(func() { d.run(r) })
-	}
-	wg.Wait()
-	elapsed := r.since()
-	close(progressDone)
+	elapsed := r.drive(ctx)
 	drain := time.Duration(-1)
 	if o.Plan && ctx.Err() == nil {
 		// The coverage of the last batches is done after their acks: the
@@ -421,6 +448,23 @@ func runBench(ctx context.Context, o benchOptions) (*benchResult, error) {
 		res.FloorFixesPerS, res.FloorDurationS = round3(fps), round3(secs)
 		if res.FixesPerS > 0 {
 			res.Ratio = round3(fps / res.FixesPerS)
+		}
+	}
+	if o.GRPCFloor && ctx.Err() == nil {
+		r.logf("bench %s: measuring the gRPC floor: the same devices against a bare server for %v", runID, o.Duration)
+		f, err := runGRPCFloor(ctx, o)
+		if err != nil {
+			return res, fmt.Errorf("bench: gRPC floor: %w", err)
+		}
+		res.GRPCFloorFixesPerS, res.GRPCFloorCPUUsPerFix, res.GRPCFloorCPUUsAtOurRate = f.FixesPerS, f.CPUUsPerFix, f.CPUUsPerFix
+		if o.Rate == 0 && res.FixesPerS > 0 && ctx.Err() == nil {
+			r.logf("bench %s: the gRPC floor again, paced at this run's %.0f fixes/s", runID, res.FixesPerS)
+			po := o
+			po.Rate = res.FixesPerS
+			if f, err = runGRPCFloor(ctx, po); err != nil {
+				return res, fmt.Errorf("bench: gRPC floor at %.0f fixes/s: %w", po.Rate, err)
+			}
+			res.GRPCFloorCPUUsAtOurRate = f.CPUUsPerFix
 		}
 	}
 	return res, nil
@@ -802,6 +846,10 @@ func (res *benchResult) write(w io.Writer, asJSON bool) error {
 	if res.FloorFixesPerS > 0 {
 		fmt.Fprintf(w, "  floor       %.0f fixes/s of raw Redis pipelines (same data, %d goroutines, %.1f s): ratio floor/ours %.2f\n",
 			res.FloorFixesPerS, res.Devices, res.FloorDurationS, res.Ratio)
+	}
+	if res.GRPCFloorFixesPerS > 0 {
+		fmt.Fprintf(w, "  gRPC floor  %.0f fixes/s from a bare server that decodes and acks (same devices and pacing): %.1f CPU µs per fix; %.1f µs paced at ours' rate\n",
+			res.GRPCFloorFixesPerS, res.GRPCFloorCPUUsPerFix, res.GRPCFloorCPUUsAtOurRate)
 	}
 	switch {
 	case res.Plan && res.SearchDrainS >= 0:

@@ -385,8 +385,8 @@ func TestBenchIngestReportRateLimited(t *testing.T) {
 func testBenchIngestPaced(t *testing.T, s *server) {
 	const rate, dur = 200.0, 1500 * time.Millisecond
 	// With a search plan: every batch also updates the grid's coverage.
-	o := benchOptions{Addr: s.addr, Token: s.admin, Devices: 2, Batch: 10, Duration: dur, Rate: rate,
-		Inflight: 2, Conns: 1, Plan: true, Keep: true, Log: t.Output()}
+	o := floorOptions(t, benchOptions{Addr: s.addr, Token: s.admin, Devices: 2, Batch: 10, Duration: dur, Rate: rate,
+		Inflight: 2, Conns: 1, Plan: true, Keep: true, GRPCFloor: true})
 	res, err := runBench(t.Context(), o)
 	if err != nil {
 		t.Fatalf("runBench: %v", err)
@@ -399,6 +399,12 @@ func testBenchIngestPaced(t *testing.T, s *server) {
 	if res.Errors != 0 || res.FloorFixesPerS != 0 || res.Ratio != 0 {
 		t.Errorf("runBench: errors, floor, ratio = %d, %v, %v, want 0, 0, 0 (no --redis-url); samples: %q",
 			res.Errors, res.FloorFixesPerS, res.Ratio, res.ErrorSamples)
+	}
+	// The gRPC floor ran paced as the run: once, both figures the same.
+	if res.GRPCFloorFixesPerS <= 0 || res.GRPCFloorFixesPerS > rate*1.1 || res.GRPCFloorCPUUsPerFix <= 0 ||
+		res.GRPCFloorCPUUsAtOurRate != res.GRPCFloorCPUUsPerFix {
+		t.Errorf("runBench(--grpc-floor --rate %v): grpc_floor_fixes_per_s %v, grpc_floor_cpu_us_per_fix %v, at our rate %v; "+
+			"want a rate up to the target and one CPU figure", rate, res.GRPCFloorFixesPerS, res.GRPCFloorCPUUsPerFix, res.GRPCFloorCPUUsAtOurRate)
 	}
 	ctx := metadata.AppendToOutgoingContext(t.Context(), "authorization", "Bearer "+s.admin)
 	conn, err := grpc.NewClient(s.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
@@ -18,49 +19,52 @@ import (
 // domain (an invalid fix is rejected in the ack, not the whole batch).
 var perFix = (&sarv1.LocationFix{}).ProtoReflect().Descriptor().FullName()
 
-// undeclaredEnum returns the path of the first enum field of m (at any
-// depth, in lists and map values) holding a number its enum does not
-// declare, or "". Enum numbers are checked against the generated
-// descriptors, so values added to an enum pass without a change here.
-func undeclaredEnum(m protoreflect.Message, path string) string {
+// undeclaredEnum reports whether an enum field of m (at any depth, in
+// lists and map values) holds a number its enum does not declare, and the
+// path below m of the first one (".a.b[2].c"). Enum numbers are checked
+// against the generated descriptors, so values added to an enum pass
+// without a change here. The path is built only for a bad value: this
+// runs on every message, and a batch's fixes are a list.
+func undeclaredEnum(m protoreflect.Message) (path string, bad bool) {
 	if m.Descriptor().FullName() == perFix {
-		return ""
+		return "", false
 	}
-	bad := ""
 	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		p := string(fd.Name())
-		if path != "" {
-			p = path + "." + p
-		}
 		switch {
+		case fd.Message() != nil && fd.Message().FullName() == perFix: // a batch's fixes
 		case fd.IsList():
 			l := v.List()
-			for i := 0; i < l.Len() && bad == ""; i++ {
-				bad = undeclaredValue(fd, l.Get(i), fmt.Sprintf("%s[%d]", p, i))
+			for i := 0; i < l.Len() && !bad; i++ {
+				if sub, ok := undeclaredValue(fd, l.Get(i)); ok {
+					path, bad = fmt.Sprintf(".%s[%d]%s", fd.Name(), i, sub), true
+				}
 			}
 		case fd.IsMap():
 			v.Map().Range(func(k protoreflect.MapKey, mv protoreflect.Value) bool {
-				bad = undeclaredValue(fd.MapValue(), mv, fmt.Sprintf("%s[%v]", p, k.Interface()))
-				return bad == ""
+				if sub, ok := undeclaredValue(fd.MapValue(), mv); ok {
+					path, bad = fmt.Sprintf(".%s[%v]%s", fd.Name(), k.Interface(), sub), true
+				}
+				return !bad
 			})
 		default:
-			bad = undeclaredValue(fd, v, p)
+			if sub, ok := undeclaredValue(fd, v); ok {
+				path, bad = "."+string(fd.Name())+sub, true
+			}
 		}
-		return bad == ""
+		return !bad
 	})
-	return bad
+	return path, bad
 }
 
-func undeclaredValue(fd protoreflect.FieldDescriptor, v protoreflect.Value, path string) string {
+// undeclaredValue is undeclaredEnum for one value of field fd.
+func undeclaredValue(fd protoreflect.FieldDescriptor, v protoreflect.Value) (string, bool) {
 	switch fd.Kind() {
 	case protoreflect.EnumKind:
-		if fd.Enum().Values().ByNumber(v.Enum()) == nil {
-			return path
-		}
+		return "", fd.Enum().Values().ByNumber(v.Enum()) == nil
 	case protoreflect.MessageKind, protoreflect.GroupKind:
-		return undeclaredEnum(v.Message(), path)
+		return undeclaredEnum(v.Message())
 	}
-	return ""
+	return "", false
 }
 
 // checkEnums refuses a request holding an enum number its enum does not
@@ -70,10 +74,11 @@ func checkEnums(req any) error {
 	if !ok {
 		return nil
 	}
-	path := undeclaredEnum(m.ProtoReflect(), "")
-	if path == "" {
+	path, bad := undeclaredEnum(m.ProtoReflect())
+	if !bad {
 		return nil
 	}
+	path = strings.TrimPrefix(path, ".")
 	st := status.New(codes.InvalidArgument, "unknown enum value in "+path)
 	if d, err := st.WithDetails(&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{
 		Field: path, Reason: "UNKNOWN_VALUE", Description: "not a value of its enum"}}}); err == nil {

@@ -75,6 +75,7 @@ func checkFixes(fixes []*sarv1.LocationFix, w fixWindow, res int) checkedBatch {
 		out.entries = append(out.entries, sar.IngestFix{Sequence: seq})
 	}
 	var prev uint64
+	var cells geo.CellFinder // a batch's fixes are mostly in one cell
 	for k := range fixes {
 		i := k
 		if order != nil {
@@ -98,7 +99,7 @@ func checkFixes(fixes []*sarv1.LocationFix, w fixWindow, res int) checkedBatch {
 			refuse(seq, r)
 			continue
 		}
-		cell, err := geo.CellAt(f.GetLat(), f.GetLng(), res)
+		cell, err := cells.CellAt(f.GetLat(), f.GetLng(), res)
 		if err != nil { // unreachable after checkFix, but never store a fix without its cell
 			refuse(seq, reject(seq, sarv1.RejectReason_REJECT_REASON_INVALID_COORDINATES, fixPath(i), "NO_CELL", "no H3 cell for this position"))
 			continue

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/redis/go-redis/v9"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
@@ -285,5 +286,62 @@ func putGrid(t *testing.T, s *Store, w sar.GridWrite) {
 	w.Event = &sarv1.Event{Id: sar.NewID(), IncidentId: w.IncidentID, Time: timestamppb.Now()}
 	if err := s.PutGrid(context.Background(), w); err != nil {
 		t.Fatalf("PutGrid: %v", err)
+	}
+}
+
+// TestCoverageEndsItsWorkAfterTheTotal: a batch of coverage that changed
+// grid cells ends its queue entry only in the second step, once the total
+// has followed the cells, so a reader who sees no work pending never sees
+// the cells' new coverage against the old total. A batch that changed no
+// grid cell (none has a weight) ends it in the first, and an entry that
+// more work renewed meanwhile stays.
+func TestCoverageEndsItsWorkAfterTheTotal(t *testing.T) {
+	const a, b, outside = 0x8928308280fffff, 0x8928308280bffff, 0x89283082807ffff
+	s, rdb := newStore(t)
+	ctx := context.Background()
+	id := openIncident(t, s).GetId()
+	putGrid(t, s, sar.GridWrite{IncidentID: id, Seed: true, Prior: map[uint64]float64{a: 0.6, b: 0.3}, RestOfWorld: 0.1})
+	m := sar.WorkMember(sar.WorkCoverage, "p")
+	queue := func(gen string) {
+		rdb.HSet(ctx, kWork(id), m, gen)
+		rdb.ZAdd(ctx, kWorkTime(id), redis.Z{Score: 1000, Member: m})
+	}
+	pending := func() int {
+		items, err := s.SearchWork(ctx, id)
+		if err != nil {
+			t.Fatalf("SearchWork: %v", err)
+		}
+		return len(items)
+	}
+
+	queue("1")
+	between := -1
+	s.betweenCoverageSteps = func() { between = pending() }
+	r, err := s.AddCoverage(ctx, sar.CoverageArgs{IncidentID: id, ParticipantID: "p", TrackerAfter: "s1",
+		Coverage: map[uint64]float64{a: 1, b: 0.5}, Member: m, Gen: "1", NowMs: 2000})
+	s.betweenCoverageSteps = nil
+	if err != nil || !r.Done {
+		t.Fatalf("AddCoverage = %+v, %v; want its work done", r, err)
+	}
+	if between != 1 || pending() != 0 {
+		t.Errorf("work pending between the steps %d, after %d; want 1 then 0", between, pending())
+	}
+
+	queue("2") // coverage outside the grid only: one step
+	r, err = s.AddCoverage(ctx, sar.CoverageArgs{IncidentID: id, ParticipantID: "p", TrackerBefore: "s1", TrackerAfter: "s2",
+		Coverage: map[uint64]float64{outside: 1}, Member: m, Gen: "2", NowMs: 3000})
+	if err != nil || !r.Done || pending() != 0 {
+		t.Fatalf("AddCoverage outside the grid = %+v, %v, %d pending; want its work done", r, err, pending())
+	}
+
+	queue("4") // renewed since the worker read generation 3
+	r, err = s.AddCoverage(ctx, sar.CoverageArgs{IncidentID: id, ParticipantID: "p", TrackerBefore: "s2", TrackerAfter: "s3",
+		Coverage: map[uint64]float64{a: 0.5}, Member: m, Gen: "3", NowMs: 4000})
+	if err != nil || r.Done {
+		t.Fatalf("AddCoverage of an old generation = %+v, %v; want the entry kept", r, err)
+	}
+	items, err := s.SearchWork(ctx, id)
+	if err != nil || len(items) != 1 || items[0].SinceMs != 4000 {
+		t.Errorf("SearchWork = %+v, %v; want the entry kept, its time moved to 4000", items, err)
 	}
 }

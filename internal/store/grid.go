@@ -378,7 +378,9 @@ func (s *Store) coverageSnapshot(ctx context.Context, id string) (int64, map[str
 // is computed here and added by lua/coverage_total.lua unless a seed or
 // rebase recomputed the total in between (then it already holds this
 // batch). The deltas of racing batches commute, so the total stays the sum
-// over the cells.
+// over the cells. The queue entry of the batch's search work (a.Member)
+// ends in the last of the two runs, so that a reader who sees no search
+// work pending sees a total that has followed the cells.
 func (s *Store) AddCoverage(ctx context.Context, a sar.CoverageArgs) (sar.CoverageResult, error) {
 	id := a.IncidentID
 	cells := make([]uint64, 0, len(a.Coverage))
@@ -443,8 +445,8 @@ func (s *Store) AddCoverage(ctx context.Context, a sar.CoverageArgs) (sar.Covera
 		// The coverage is stored: the total must follow even if the
 		// caller gives up now.
 		tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), coverageTotalTimeout)
-		res, err := coverageTotalScript.Run(tctx, s.rdb, []string{kInc(id), kGrid(id)}, zver, ffmt(dz),
-			ffmt(a.EventDelta), a.EventEveryMs, a.NowMs).Result()
+		res, err := coverageTotalScript.Run(tctx, s.rdb, []string{kInc(id), kGrid(id), kWork(id), kWorkTime(id)}, zver, ffmt(dz),
+			ffmt(a.EventDelta), a.EventEveryMs, a.NowMs, a.Member, a.Gen).Result()
 		cancel()
 		if err != nil {
 			return sar.CoverageResult{}, fail(err, "search grid")
@@ -453,11 +455,13 @@ func (s *Store) AddCoverage(ctx context.Context, a sar.CoverageArgs) (sar.Covera
 		switch r.word(0, "nogrid", "moved", "ok") {
 		case "nogrid": // dropped meanwhile: report from the first step
 			z += dz
+			out.Done = r.flag(1)
 		case "moved":
 			z, posb, row = r.float(1), r.float(2), r.float(3)
+			out.Done = r.flag(4)
 		case "ok":
 			z, posb, row = r.float(1), r.float(2), r.float(3)
-			out.EventDue = r.flag(4)
+			out.EventDue, out.Done = r.flag(4), r.flag(5)
 		}
 		if r.err != nil {
 			return sar.CoverageResult{}, r.err

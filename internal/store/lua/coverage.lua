@@ -27,7 +27,10 @@
 -- its track is credited) and, when member is given, ends the queue entry
 -- of the search work this batch did (as lua/work_done.lua: only if its
 -- generation is still gen), in the same atomic run: coverage is credited
--- once, and the queue never forgets fixes not credited.
+-- once, and the queue never forgets fixes not credited. When the batch
+-- changed cells of the grid, lua/coverage_total.lua ends the entry
+-- instead, once it has added the change of the total (done is then 0
+-- here).
 --
 -- KEYS: 1 inc, 2 grid, 3 gpri, 4 gcov, 5 gver, 6 gtrk, 7 gthr, 8 work,
 --       9 workt
@@ -74,7 +77,10 @@ local thr = tonumber(redis.call('HGET', KEYS[7], ARGV[1]) or '0')
 if tonumber(ARGV[6 + 2 * n]) > thr then redis.call('HSET', KEYS[7], ARGV[1], ARGV[6 + 2 * n]) end
 local done = 0
 local member = ARGV[7 + 2 * n]
-if member ~= '' then
+-- With cells of the grid changed, the caller runs lua/coverage_total.lua
+-- next, which ends the queue entry after the total follows the cells: a
+-- reader that sees no search work pending sees the total of all of it.
+if member ~= '' and #changed == 0 then
   if redis.call('HGET', KEYS[8], member) == ARGV[8 + 2 * n] then
     redis.call('HDEL', KEYS[8], member)
     redis.call('ZREM', KEYS[9], member)

@@ -21,14 +21,35 @@
 -- least delta since the last event, at least everyMs after it; the event
 -- is claimed (evpos, evt) if so.
 --
--- KEYS: 1 inc, 2 grid
--- ARGV: 1 expectZver, 2 dz, 3 delta, 4 everyMs, 5 nowMs
--- Returns: {'nogrid'}, {'moved', z, posb, row} (z recomputed since: dz
---       dropped, no event) or {'ok', z, posb, row, due} (the stored values
---       after the add, due 0 or 1).
+-- Whatever the outcome, when member is given it then ends the queue entry
+-- of the search work the batch did, as lua/coverage.lua would have (only
+-- if its generation is still gen; else its time moves to nowMs): so the
+-- total has followed the cells by the time no work is pending.
+--
+-- KEYS: 1 inc, 2 grid, 3 work, 4 workt
+-- ARGV: 1 expectZver, 2 dz, 3 delta, 4 everyMs, 5 nowMs, 6 member ('' to
+--       leave the queue alone), 7 gen
+-- Returns: {'nogrid', done}, {'moved', z, posb, row, done} (z recomputed
+--       since: dz dropped, no event) or {'ok', z, posb, row, due, done} (the
+--       stored values after the add, due 0 or 1); done 1 if the queue entry
+--       ended.
+local function finish(reply)
+  local done = 0
+  if ARGV[6] ~= '' then
+    if redis.call('HGET', KEYS[3], ARGV[6]) == ARGV[7] then
+      redis.call('HDEL', KEYS[3], ARGV[6])
+      redis.call('ZREM', KEYS[4], ARGV[6])
+      done = 1
+    else
+      redis.call('ZADD', KEYS[4], 'XX', ARGV[5], ARGV[6])
+    end
+  end
+  reply[#reply + 1] = done
+  return reply
+end
 local m = redis.call('HMGET', KEYS[2], 'ver', 'zver', 'posb', 'row', 'evpos', 'evt', 'z')
-if not m[1] then return {'nogrid'} end
-if tonumber(m[2] or '0') ~= tonumber(ARGV[1]) then return {'moved', m[7] or '0', m[3] or '0', m[4] or '0'} end
+if not m[1] then return finish({'nogrid'}) end
+if tonumber(m[2] or '0') ~= tonumber(ARGV[1]) then return finish({'moved', m[7] or '0', m[3] or '0', m[4] or '0'}) end
 local z = redis.call('HINCRBYFLOAT', KEYS[2], 'z', ARGV[2])
 local due = 0
 if redis.call('HGET', KEYS[1], 'state') == 'open' then
@@ -39,4 +60,4 @@ if redis.call('HGET', KEYS[1], 'state') == 'open' then
     due = 1
   end
 end
-return {'ok', z, m[3] or '0', m[4] or '0', due}
+return finish({'ok', z, m[3] or '0', m[4] or '0', due})

@@ -200,7 +200,7 @@ type benchDevice struct {
 
 	// Written by the device's receiver only, read after it ended.
 	ackMs         []float64
-	storedBatches int64
+	storedIDs     []uint64 // batches whose ack named stored fixes
 }
 
 // benchRun is the shared state of one run.
@@ -409,12 +409,8 @@ func runBench(ctx context.Context, o benchOptions) (*benchResult, error) {
 	}
 
 	// Wait for the events of the last batches, then stop watching.
-	var storedBatches int64
-	for _, d := range r.devices {
-		storedBatches += d.storedBatches
-	}
 	graceEnd := time.Now().Add(eventGrace)
-	for r.eventsSeen.Load() < storedBatches && time.Now().Before(graceEnd) {
+	for r.eventsMissing() > 0 && time.Now().Before(graceEnd) {
 		select {
 		case <-watchDone:
 			graceEnd = time.Now()
@@ -424,7 +420,7 @@ func runBench(ctx context.Context, o benchOptions) (*benchResult, error) {
 	stopWatch()
 	<-watchDone
 
-	res := r.result(elapsed, storedBatches, nconn)
+	res := r.result(elapsed, nconn)
 	if o.Plan {
 		res.Plan, res.SearchDrainS = true, -1
 		if drain >= 0 {
@@ -519,13 +515,32 @@ func (r *benchRun) sardCPU(ctx context.Context) (v float64, ok bool, err error) 
 	return v, true, nil
 }
 
-func (r *benchRun) result(elapsed time.Duration, storedBatches int64, nconn int) *benchResult {
+// eventsMissing counts the batches acknowledged as stored whose positions
+// event the watcher has not seen (after the devices ended). An event of a
+// batch whose ack stored nothing (its fixes were stored by an earlier
+// attempt whose reply was lost, or stored and then refused as unconfirmed
+// by a replica) is not missing, and does not make up for another.
+func (r *benchRun) eventsMissing() int64 {
+	var n int64
+	for _, d := range r.devices {
+		d.mu.Lock()
+		for _, id := range d.storedIDs {
+			if id > 0 && id <= uint64(len(d.sentAt)) && d.sentAt[id-1] >= 0 {
+				n++
+			}
+		}
+		d.mu.Unlock()
+	}
+	return n
+}
+
+func (r *benchRun) result(elapsed time.Duration, nconn int) *benchResult {
 	res := &benchResult{IncidentID: r.incident, Devices: r.o.Devices, Batch: r.o.Batch, Inflight: r.o.Inflight, Mode: "stream",
 		Conns: nconn, Replicas: len(r.o.Addrs), RateTarget: r.o.Rate, DurationS: round3(elapsed.Seconds()),
 		Sent: r.sent.Load(), Stored: r.stored.Load(), Batches: r.batches.Load(), AckedBatches: r.acked.Load(),
 		Rejected: r.rejected.Load(), Duplicates: r.duplicates.Load(), Problems: r.problems.Load(),
 		StreamErrors: r.failures.Load(), Unacked: r.unacked.Load(), LatencySamples: len(r.latMs),
-		EventsMissing: storedBatches - r.eventsSeen.Load()}
+		EventsMissing: r.eventsMissing()}
 	if r.o.Report {
 		res.Mode = "report"
 	}
@@ -733,7 +748,7 @@ func (d *benchDevice) record(r *benchRun, b batchRec, now time.Duration, ack *sa
 	r.acked.Add(1)
 	r.stored.Add(int64(len(ack.GetStored())))
 	if len(ack.GetStored()) > 0 {
-		d.storedBatches++
+		d.storedIDs = append(d.storedIDs, b.id)
 	}
 	if n := len(ack.GetDuplicates()); n > 0 {
 		r.duplicates.Add(int64(n))

@@ -248,7 +248,9 @@ func TestIngestPipePerClusterMaster(t *testing.T) {
 	otherParts := joinedDevices(t, s, other, 1)
 
 	// Hold the groups that go to the slow incident's master: as many as
-	// its pipe has lanes, and one batch more waits in its queue.
+	// its pipe has lanes, one batch each (each is sent once the one before
+	// is held, so that none joins another's group), and one batch more
+	// waits in its queue.
 	gate := make(chan struct{})
 	held := make(chan struct{}, ingestLanes)
 	cc.AddHook(holdPipelinesOf{key: kInc(slow), held: held, gate: gate})
@@ -260,10 +262,11 @@ func TestIngestPipePerClusterMaster(t *testing.T) {
 				t.Errorf("batch on the held master: %+v, %v; want 2 stored once released", r, err)
 			}
 		})
+		if i < ingestLanes {
+			<-held
+		}
 	}
-	for range ingestLanes {
-		<-held
-	}
+	queued(t, s.pipeFor(ctx, kInc(slow)), 1)
 	quick, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	r, err := s.Ingest(quick, sar.IngestArgs{IncidentID: other, ParticipantID: otherParts[0], DeviceID: "d0",

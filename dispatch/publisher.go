@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
+	"github.com/mountain-sar/sar/internal/sar"
 )
 
 // ErrNotAcked is returned when JetStream did not acknowledge an event in
@@ -179,14 +180,14 @@ func (b *Bus) PublishDurable(ctx context.Context, evs ...*sarv1.Event) (acked []
 // events on the returned channel until stop is called or ctx ends. A
 // watcher that cannot keep up loses live messages (NATS slow-consumer
 // policy) rather than slowing everyone down; dropped reports how many.
-func (b *Bus) Watch(ctx context.Context, incidentID string) (events <-chan *sarv1.Event, dropped func() int, stop func(), err error) {
+func (b *Bus) Watch(ctx context.Context, incidentID string) (events <-chan sar.BusEvent, dropped func() int, stop func(), err error) {
 	return b.watch(ctx, incidentID, IncidentSubjects(incidentID))
 }
 
 // WatchTasks follows only an incident's task changes and notices (the
 // doorbell of the task feeds: small, whatever the positions' rate); with
 // an agency, only its team's tasks and the agency's notices.
-func (b *Bus) WatchTasks(ctx context.Context, incidentID, agency, team string) (events <-chan *sarv1.Event, dropped func() int, stop func(), err error) {
+func (b *Bus) WatchTasks(ctx context.Context, incidentID, agency, team string) (events <-chan sar.BusEvent, dropped func() int, stop func(), err error) {
 	return b.watch(ctx, incidentID, TaskSubjects(incidentID, agency, team)...)
 }
 
@@ -195,7 +196,7 @@ func (b *Bus) WatchTasks(ctx context.Context, incidentID, agency, team string) (
 // event: NATS does not check the reply or deliver subjects a client asks
 // JetStream to use, so an agency could have its own consumer's messages
 // delivered onto another incident's subjects.
-func (b *Bus) watch(ctx context.Context, incidentID string, subjects ...string) (events <-chan *sarv1.Event, dropped func() int, stop func(), err error) {
+func (b *Bus) watch(ctx context.Context, incidentID string, subjects ...string) (events <-chan sar.BusEvent, dropped func() int, stop func(), err error) {
 	msgs := make(chan *nats.Msg, 4096)
 	var subs []*nats.Subscription
 	unsubscribe := func() {
@@ -219,7 +220,7 @@ func (b *Bus) watch(ctx context.Context, incidentID string, subjects ...string) 
 		unsubscribe()
 		return nil, nil, nil, fmt.Errorf("dispatch: subscribe: %w", err)
 	}
-	out := make(chan *sarv1.Event, 256)
+	out := make(chan sar.BusEvent, 256)
 	done := make(chan struct{})
 	prefix := SubjectPrefix + incidentID + "."
 	go func() {
@@ -239,7 +240,7 @@ func (b *Bus) watch(ctx context.Context, incidentID string, subjects ...string) 
 					continue // an event re-routed onto a subject it does not belong to
 				}
 				select {
-				case out <- ev:
+				case out <- sar.BusEvent{Event: ev, Wire: m.Data}: // nats.go gives each message its own Data
 				case <-done:
 					return
 				case <-ctx.Done():

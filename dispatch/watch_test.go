@@ -52,15 +52,20 @@ func TestWatchPassesOnlyTheIncidentsOwnEvents(t *testing.T) {
 	raw(prefix+".evt.grid", grid("genuine", inc))
 	select {
 	case ev := <-events:
-		if ev.GetId() != "genuine" {
-			t.Errorf("watcher got %q first, want only the genuine event", ev.GetId())
+		if ev.Event.GetId() != "genuine" {
+			t.Errorf("watcher got %q first, want only the genuine event", ev.Event.GetId())
+		}
+		// The bytes it came in, for streams to pass on as they are.
+		var again sarv1.Event
+		if err := proto.Unmarshal(ev.Wire, &again); err != nil || !proto.Equal(&again, ev.Event) {
+			t.Errorf("event's wire bytes decode to %v (%v), want the event %v", &again, err, ev.Event)
 		}
 	case <-ctx.Done():
 		t.Fatal("the genuine event never arrived")
 	}
 	select {
 	case ev := <-events:
-		t.Errorf("watcher got %q as well", ev.GetId())
+		t.Errorf("watcher got %q as well", ev.Event.GetId())
 	case <-time.After(300 * time.Millisecond):
 	}
 }

@@ -29,7 +29,26 @@ func newDecodeCodec() decodeCodec {
 
 func (c decodeCodec) Name() string { return c.base.Name() }
 
-func (c decodeCodec) Marshal(v any) (mem.BufferSlice, error) { return c.base.Marshal(v) }
+func (c decodeCodec) Marshal(v any) (mem.BufferSlice, error) {
+	if w, ok := v.(wireMessage); ok {
+		return mem.BufferSlice{mem.SliceBuffer(w.head), mem.SliceBuffer(w.body)}, nil
+	}
+	return c.base.Marshal(v)
+}
+
+// wireMessage is a response already encoded, head then body: a
+// WatchIncidentResponse around an event as the bus delivered it, sent on
+// as it came instead of encoded again for every watcher. Only this codec
+// knows it, so only a stream of the gRPC door (onWire) may send one.
+type wireMessage struct{ head, body []byte }
+
+// wireDoor marks the context of a stream of the gRPC door.
+type wireDoor struct{}
+
+// onWire reports whether ctx is a stream's of the gRPC door, whose
+// codec sends a wireMessage (the gateway's in-process door copies
+// messages, and would refuse one).
+func onWire(ctx context.Context) bool { return ctx.Value(wireDoor{}) != nil }
 
 func (c decodeCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	if err := c.base.Unmarshal(data, v); err != nil {
@@ -55,13 +74,16 @@ func (c decodeCodec) unary(ctx context.Context, req any, _ *grpc.UnaryServerInfo
 }
 
 func (c decodeCodec) stream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	return handler(srv, &decodedStream{ServerStream: ss, c: c})
+	return handler(srv, &decodedStream{ServerStream: ss, c: c, ctx: context.WithValue(ss.Context(), wireDoor{}, true)})
 }
 
 type decodedStream struct {
 	grpc.ServerStream
-	c decodeCodec
+	c   decodeCodec
+	ctx context.Context
 }
+
+func (d *decodedStream) Context() context.Context { return d.ctx }
 
 func (d *decodedStream) RecvMsg(m any) error {
 	if err := d.ServerStream.RecvMsg(m); err != nil {

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
 	"github.com/mountain-sar/sar/internal/auth"
@@ -178,6 +179,7 @@ func (s *incidentService) WatchIncident(req *sarv1.WatchIncidentRequest, stream 
 		return status.Error(codes.Unavailable, "event bus unavailable")
 	}
 	defer stop()
+	wire := onWire(ctx)
 	sendSnapshot := func() error {
 		snap, err := s.core.Snapshot(ctx, inc)
 		if err != nil {
@@ -224,14 +226,32 @@ func (s *incidentService) WatchIncident(req *sarv1.WatchIncidentRequest, stream 
 					return err
 				}
 			}
-			if !seen.add(ev.GetId()) {
+			if !seen.add(ev.Event.GetId()) {
 				continue
 			}
-			if err := stream.Send(&sarv1.WatchIncidentResponse{Kind: &sarv1.WatchIncidentResponse_Event{Event: ev}}); err != nil {
+			if err := sendEvent(stream, ev, wire); err != nil {
 				return err
 			}
 		}
 	}
+}
+
+// watchEventField is the field number of WatchIncidentResponse.event.
+var watchEventField = (&sarv1.WatchIncidentResponse{}).ProtoReflect().Descriptor().Fields().ByName("event").Number()
+
+// sendEvent sends one event to a watcher. On the gRPC door (wire) the
+// event goes on in the bytes it came in from the bus, inside the
+// response's field header: encoding it again cost a marshal per event and
+// per watcher (a console for each agency on an incident, each its own
+// watcher). An event has no field a watcher's role hides, so the bytes
+// are the same for all.
+func sendEvent(stream sarv1.IncidentService_WatchIncidentServer, ev sar.BusEvent, wire bool) error {
+	if wire && len(ev.Wire) > 0 {
+		head := protowire.AppendTag(make([]byte, 0, 16), watchEventField, protowire.BytesType)
+		head = protowire.AppendVarint(head, uint64(len(ev.Wire)))
+		return stream.SendMsg(wireMessage{head: head, body: ev.Wire})
+	}
+	return stream.Send(&sarv1.WatchIncidentResponse{Kind: &sarv1.WatchIncidentResponse_Event{Event: ev.Event}})
 }
 
 // outageHold lets a stream go on while the store is unavailable:
@@ -303,7 +323,7 @@ func (r *recentIDs) add(id string) bool {
 // again at the next doorbell or poll, so that a Redis restart or failover
 // does not send every phone to reconnect at once.
 func follow(ctx context.Context, c *core.Service, draining <-chan struct{}, presented core.Presented, recheckEvery, grace, pollEvery time.Duration,
-	bell <-chan *sarv1.Event, step func() (done bool, err error)) error {
+	bell <-chan sar.BusEvent, step func() (done bool, err error)) error {
 	poll := time.NewTicker(pollEvery)
 	defer poll.Stop()
 	recheck := time.NewTicker(recheckEvery)

@@ -78,7 +78,7 @@ func New(cfg Config, st Store, bus Bus, log *slog.Logger, met *Metrics) *Service
 
 // Watch follows an incident's events (for the server's watch streams; the
 // caller authorizes first).
-func (s *Service) Watch(ctx context.Context, incidentID string) (events <-chan *sarv1.Event, dropped func() int, stop func(), err error) {
+func (s *Service) Watch(ctx context.Context, incidentID string) (events <-chan sar.BusEvent, dropped func() int, stop func(), err error) {
 	return s.bus.Watch(ctx, incidentID)
 }
 

@@ -416,7 +416,7 @@ type fakeBus struct {
 	delivered []*sarv1.Event
 	live      []*sarv1.Event
 	liveErr   error // returned by PublishLive when set
-	WatchFn   func(ctx context.Context, incidentID string) (<-chan *sarv1.Event, func() int, func(), error)
+	WatchFn   func(ctx context.Context, incidentID string) (<-chan sar.BusEvent, func() int, func(), error)
 }
 
 func (b *fakeBus) Deliver(_ context.Context, evs ...*sarv1.Event) {
@@ -435,14 +435,14 @@ func (b *fakeBus) PublishLive(ev *sarv1.Event) error {
 	return nil
 }
 
-func (b *fakeBus) Watch(ctx context.Context, incidentID string) (<-chan *sarv1.Event, func() int, func(), error) {
+func (b *fakeBus) Watch(ctx context.Context, incidentID string) (<-chan sar.BusEvent, func() int, func(), error) {
 	if b.WatchFn == nil {
 		panic(notFaked("Watch"))
 	}
 	return b.WatchFn(ctx, incidentID)
 }
 
-func (b *fakeBus) WatchTasks(ctx context.Context, incidentID, _, _ string) (<-chan *sarv1.Event, func() int, func(), error) {
+func (b *fakeBus) WatchTasks(ctx context.Context, incidentID, _, _ string) (<-chan sar.BusEvent, func() int, func(), error) {
 	return b.Watch(ctx, incidentID)
 }
 

@@ -173,10 +173,10 @@ type Publisher interface {
 type Watcher interface {
 	// Watch subscribes to the incident's events until stop is called or
 	// ctx ends; dropped counts live events lost to a slow reader.
-	Watch(ctx context.Context, incidentID string) (events <-chan *sarv1.Event, dropped func() int, stop func(), err error)
+	Watch(ctx context.Context, incidentID string) (events <-chan sar.BusEvent, dropped func() int, stop func(), err error)
 	// WatchTasks follows only the incident's task changes and notices:
 	// all of them (agency ""), or one team's and its agency's notices.
-	WatchTasks(ctx context.Context, incidentID, agency, team string) (events <-chan *sarv1.Event, dropped func() int, stop func(), err error)
+	WatchTasks(ctx context.Context, incidentID, agency, team string) (events <-chan sar.BusEvent, dropped func() int, stop func(), err error)
 }
 
 // Bus is the message bus: what is published and how it is followed.

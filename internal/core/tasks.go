@@ -804,7 +804,7 @@ func (s *Service) CheckTaskCursor(ctx context.Context, incidentID, cursor string
 // rescuer with a team hears only its team's tasks and its agency's
 // notices (a task taken from the team comes on its subject too); others
 // hear all.
-func (s *Service) WatchTasks(ctx context.Context, incidentID string) (events <-chan *sarv1.Event, dropped func() int, stop func(), err error) {
+func (s *Service) WatchTasks(ctx context.Context, incidentID string) (events <-chan sar.BusEvent, dropped func() int, stop func(), err error) {
 	agency, team := "", ""
 	if p := auth.FromContext(ctx); p.GetRole() == sarv1.Role_ROLE_RESCUER && p.GetTeamId() != "" {
 		agency, team = p.GetAgencyId(), p.GetTeamId()

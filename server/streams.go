@@ -46,6 +46,7 @@ func (s *locationService) StreamFixes(stream sarv1.LocationService_StreamFixesSe
 	// that could (outageHold): the batch then fails on the store itself,
 	// with a batch-level problem in its ack.
 	hold := newOutageHold(ctx, s.grace)
+	var dev core.DeviceStream // what its batches share (the cell of the last fix)
 	for {
 		if !cut.wait() {
 			return errDraining
@@ -72,7 +73,7 @@ func (s *locationService) StreamFixes(stream sarv1.LocationService_StreamFixesSe
 			return toStatus(s.log, "StreamFixes", err)
 		}
 		b := req.GetBatch()
-		ack, err := s.core.Ingest(ctx, p, b)
+		ack, err := s.core.IngestOn(ctx, &dev, p, b)
 		if err != nil {
 			ack = &sarv1.FixAck{IncidentId: b.GetIncidentId(), DeviceId: b.GetDeviceId(), BatchId: b.GetBatchId(),
 				Problem: problemOf(toStatus(s.log, "StreamFixes", err))}

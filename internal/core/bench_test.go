@@ -13,6 +13,7 @@ import (
 
 	"github.com/mountain-sar/sar/dispatch"
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
+	"github.com/mountain-sar/sar/geo"
 	"github.com/mountain-sar/sar/internal/auth"
 	"github.com/mountain-sar/sar/internal/store"
 	"github.com/mountain-sar/sar/internal/testenv"
@@ -147,7 +148,7 @@ func BenchmarkCheckFixes10(b *testing.B) {
 	w := fixWindow{notBefore: t0.Add(-time.Hour), notAfter: time.Now()}
 	fixes := benchFixes(1, 10, t0)
 	for b.Loop() {
-		if chk := checkFixes(fixes, w, 9); len(chk.entries) != 10 {
+		if chk := checkFixes(fixes, w, 9, &geo.CellFinder{}); len(chk.entries) != 10 {
 			b.Fatal("fixes refused")
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
+	"github.com/mountain-sar/sar/geo"
 	"github.com/mountain-sar/sar/internal/auth"
 	"github.com/mountain-sar/sar/internal/sar"
 )
@@ -80,10 +81,23 @@ func (s *Service) owns(ctx context.Context, p *sarv1.Principal, incidentID, devi
 	return devPart, nil
 }
 
+// A DeviceStream is what the ingest of one device's stream keeps from
+// batch to batch: the cell of its last fix (a phone's next batch is most
+// often in it, and is then placed without H3). The zero value is ready;
+// it is not safe for concurrent use.
+type DeviceStream struct {
+	cells geo.CellFinder
+}
+
 // Ingest validates, authorizes and stores one batch, then publishes the
 // positions event. It returns the acknowledgement, or an error for a batch
 // that was refused whole (nothing of it is stored then).
 func (s *Service) Ingest(ctx context.Context, p *sarv1.Principal, b *sarv1.FixBatch) (ack *sarv1.FixAck, err error) {
+	return s.IngestOn(ctx, &DeviceStream{}, p, b)
+}
+
+// IngestOn is Ingest for a batch of a device's stream st.
+func (s *Service) IngestOn(ctx context.Context, st *DeviceStream, p *sarv1.Principal, b *sarv1.FixBatch) (ack *sarv1.FixAck, err error) {
 	start := time.Now()
 	defer func() {
 		outcome := "ok"
@@ -110,7 +124,7 @@ func (s *Service) Ingest(ctx context.Context, p *sarv1.Principal, b *sarv1.FixBa
 	if err != nil {
 		return nil, err
 	}
-	chk := checkFixes(b.GetFixes(), s.window(inc), int(inc.GetSearchResolution()))
+	chk := checkFixes(b.GetFixes(), s.window(inc), int(inc.GetSearchResolution()), &st.cells)
 	if skip := b.GetSkippedThrough(); skip > sar.MaxSequence {
 		return nil, sar.Invalid("invalid batch", sar.Field("batch.skipped_through", "OUT_OF_RANGE",
 			"skipped_through must be at most 2^53-1 (sequences are at most that)"))

@@ -53,10 +53,11 @@ func fixPath(i int) string { return "batch.fixes[" + strconv.Itoa(i) + "]" }
 // shuffled batch is still taken whole), validates every fix on its own so
 // that an invalid fix never holds back the valid ones behind it, strips
 // what the client may not set (unknown fields, the cell), computes the
-// H3 cell of each valid fix at resolution res, and encodes each valid fix
-// once (IngestFix.Pb: the same bytes go to the track and to the positions
-// event).
-func checkFixes(fixes []*sarv1.LocationFix, w fixWindow, res int) checkedBatch {
+// H3 cell of each valid fix at resolution res (with cells, which keeps
+// the last cell found: a device's fixes are mostly in it), and encodes
+// each valid fix once (IngestFix.Pb: the same bytes go to the track and to
+// the positions event).
+func checkFixes(fixes []*sarv1.LocationFix, w fixWindow, res int, cells *geo.CellFinder) checkedBatch {
 	out := checkedBatch{entries: make([]sar.IngestFix, 0, len(fixes))}
 	bySeq := func(a, b *sarv1.LocationFix) int { return cmp.Compare(a.GetSequence(), b.GetSequence()) }
 	var order []int // nil: the batch is in order (the common case), no index to sort
@@ -75,7 +76,6 @@ func checkFixes(fixes []*sarv1.LocationFix, w fixWindow, res int) checkedBatch {
 		out.entries = append(out.entries, sar.IngestFix{Sequence: seq})
 	}
 	var prev uint64
-	var cells geo.CellFinder // a batch's fixes are mostly in one cell
 	for k := range fixes {
 		i := k
 		if order != nil {

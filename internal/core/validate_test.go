@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	sarv1 "github.com/mountain-sar/sar/gen/sar/v1"
+	"github.com/mountain-sar/sar/geo"
 )
 
 func fixAt(seq uint64, t time.Time) *sarv1.LocationFix {
@@ -55,7 +56,7 @@ func TestCheckFixesRejectsEachBadFieldAndKeepsTheRest(t *testing.T) {
 	good.AltitudeM, good.BatteryPercent, good.Cell = ptr(812.5), ptr(int32(40)), "client-supplied, ignored"
 	fixes = append(fixes, good)
 
-	got := checkFixes(fixes, w, 9)
+	got := checkFixes(fixes, w, 9, &geo.CellFinder{})
 	for _, c := range cases {
 		seq := c.fix.GetSequence()
 		r := got.refused[seq]
@@ -90,7 +91,7 @@ func TestCheckFixesSequenceRules(t *testing.T) {
 	now := time.Now()
 	w := fixWindow{notBefore: now.Add(-time.Hour), notAfter: now.Add(time.Minute)}
 	fixes := []*sarv1.LocationFix{fixAt(0, now), fixAt(5, now), fixAt(5, now), fixAt(3, now), fixAt(6, now), fixAt(1<<53, now)}
-	got := checkFixes(fixes, w, 9)
+	got := checkFixes(fixes, w, 9, &geo.CellFinder{})
 	var bad []uint64
 	for _, r := range got.badSeq {
 		if r.GetReason() != sarv1.RejectReason_REJECT_REASON_INVALID_SEQUENCE {
@@ -117,7 +118,7 @@ func TestCheckFixesStripsUnknownFields(t *testing.T) {
 	now := time.Now()
 	f := fixAt(1, now)
 	f.ProtoReflect().SetUnknown([]byte{0xfa, 0x0f, 0x03, 'x', 'y', 'z'}) // field 250, bytes "xyz"
-	got := checkFixes([]*sarv1.LocationFix{f}, fixWindow{notBefore: now.Add(-time.Hour), notAfter: now.Add(time.Minute)}, 9)
+	got := checkFixes([]*sarv1.LocationFix{f}, fixWindow{notBefore: now.Add(-time.Hour), notAfter: now.Add(time.Minute)}, 9, &geo.CellFinder{})
 	if len(got.entries) != 1 || len(got.entries[0].Fix.ProtoReflect().GetUnknown()) != 0 {
 		t.Errorf("stored fix keeps %d bytes of unknown fields, want 0", len(got.entries[0].Fix.ProtoReflect().GetUnknown()))
 	}
@@ -149,3 +150,32 @@ func TestCheckBatchShape(t *testing.T) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// TestCheckFixesCellsAcrossBatches: a device stream's finder keeps the
+// cell of its last fix from batch to batch; a batch elsewhere, or at
+// another resolution, still gets H3's cells.
+func TestCheckFixesCellsAcrossBatches(t *testing.T) {
+	now := time.Now()
+	w := fixWindow{notBefore: now.Add(-time.Hour), notAfter: now.Add(time.Minute)}
+	var cells geo.CellFinder
+	seq := uint64(0)
+	for _, c := range []struct {
+		lat, lng float64
+		res      int
+	}{{30.25, 119.72, 9}, {30.2501, 119.7201, 9}, {30.3, 119.8, 9}, {30.3, 119.8, 11}, {-33.9, 18.4, 11}, {30.25, 119.72, 9}} {
+		var fixes []*sarv1.LocationFix
+		for k := range 3 {
+			seq++
+			f := fixAt(seq, now)
+			f.Lat, f.Lng = c.lat+float64(k)*1e-5, c.lng
+			fixes = append(fixes, f)
+		}
+		got := checkFixes(fixes, w, c.res, &cells)
+		for i, e := range got.entries {
+			want, _ := geo.CellAt(fixes[i].GetLat(), fixes[i].GetLng(), c.res)
+			if e.Fix.GetCell() != geo.CellString(want) {
+				t.Errorf("fix %d at %v,%v res %d: cell %s, want %s", e.Sequence, fixes[i].GetLat(), fixes[i].GetLng(), c.res, e.Fix.GetCell(), geo.CellString(want))
+			}
+		}
+	}
+}

@@ -3,6 +3,7 @@ package server_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -79,16 +80,35 @@ func TestGatewayShareLinkFlow(t *testing.T) {
 
 	// The operator's console can follow the incident as newline-delimited
 	// JSON through the same gateway.
-	req, _ := http.NewRequest("GET", base+"/v1/incidents/"+inc.GetId()+"/watch", nil)
+	wctx, cancel := context.WithTimeout(t.Context(), 15*time.Second) // bounds the reads below
+	defer cancel()
+	req, _ := http.NewRequestWithContext(wctx, "GET", base+"/v1/incidents/"+inc.GetId()+"/watch", nil)
 	req.Header.Set("Authorization", "Bearer "+op)
 	resp, err = http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatalf("watch: %v", err)
 	}
 	defer resp.Body.Close()
-	line, err := bufio.NewReader(resp.Body).ReadBytes('\n')
+	lines := bufio.NewReader(resp.Body)
+	line, err := lines.ReadBytes('\n')
 	if err != nil || !bytes.Contains(line, []byte(`"snapshot"`)) || !bytes.Contains(line, []byte("browser-7f3a")) {
 		t.Errorf("watch first line = %s, %v; want the snapshot with the caller's device", line, err)
+	}
+	// Then live events, as messages (the gateway's in-process door; the
+	// gRPC door sends the bus's bytes as they came).
+	more := `{"deviceId":"browser-7f3a","fixes":[{"sequence":"3","lat":30.2463,"lng":119.7162,"horizontalAccuracyM":25,"time":"` +
+		time.Now().UTC().Format(time.RFC3339Nano) + `","source":"FIX_SOURCE_BROWSER"}]}`
+	if code, out := call("POST", "/v1/incidents/"+inc.GetId()+"/fixes", more); code != 200 {
+		t.Fatalf("post fix 3 = %d %v", code, out)
+	}
+	for {
+		line, err = lines.ReadBytes('\n')
+		if err != nil {
+			t.Fatalf("watch: no positions event for fix 3: %v", err)
+		}
+		if bytes.Contains(line, []byte(`"positions"`)) && bytes.Contains(line, []byte(`"sequence":"3"`)) {
+			break
+		}
 	}
 }
 

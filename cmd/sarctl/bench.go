@@ -66,6 +66,9 @@ func (c *benchIngestCmd) Run(ctx context.Context, g *Globals, w io.Writer) error
 		Duration: c.Duration, Rate: c.Rate, Inflight: c.Inflight, Report: c.Report, Conns: c.Conns, RedisURL: c.RedisURL, Keep: c.Keep, Plan: c.Plan, Log: log,
 		MetricsURL: metrics, MetricsRequired: required, GRPCFloor: c.GRPCFloor})
 	if err != nil {
+		if res != nil { // the run itself was measured; a floor failed after it
+			_ = res.write(w, c.JSON)
+		}
 		return err
 	}
 	return report(w, c.JSON, res, res.Errors)
@@ -199,8 +202,8 @@ type benchDevice struct {
 	sentAt []time.Duration // by batch id-1: when it was sent (since run start); -1 once its event was seen
 
 	// Written by the device's receiver only, read after it ended.
-	ackMs         []float64
-	storedIDs     []uint64 // batches whose ack named stored fixes
+	ackMs     []float64
+	storedIDs []uint64 // batches whose ack named stored fixes
 }
 
 // benchRun is the shared state of one run.

@@ -380,7 +380,11 @@ func (s *Store) coverageSnapshot(ctx context.Context, id string) (int64, map[str
 // batch). The deltas of racing batches commute, so the total stays the sum
 // over the cells. The queue entry of the batch's search work (a.Member)
 // ends in the last of the two runs, so that a reader who sees no search
-// work pending sees a total that has followed the cells.
+// work pending sees a total that has followed the cells. (Not always with
+// several replicas: another replica's worker, stepping the same entry in
+// between and finding nothing new to credit, ends it in its first run;
+// nor after a failed second run, whose change of the total is lost until
+// a rebase, as before.)
 func (s *Store) AddCoverage(ctx context.Context, a sar.CoverageArgs) (sar.CoverageResult, error) {
 	id := a.IncidentID
 	cells := make([]uint64, 0, len(a.Coverage))

@@ -263,7 +263,11 @@ func TestIngestPipePerClusterMaster(t *testing.T) {
 			}
 		})
 		if i < ingestLanes {
-			<-held
+			select {
+			case <-held:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("batch %d on the slow master was never sent", i)
+			}
 		}
 	}
 	queued(t, s.pipeFor(ctx, kInc(slow)), 1)

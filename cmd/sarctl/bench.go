@@ -234,6 +234,15 @@ func newBenchRun(o benchOptions) *benchRun {
 
 func (r *benchRun) since() time.Duration { return time.Since(r.start) }
 
+// addDevices makes the run's devices, "<prefix>-<n>", spread over conns.
+func (r *benchRun) addDevices(prefix string, conns []*grpc.ClientConn) {
+	r.devices = make([]*benchDevice, r.o.Devices)
+	for i := range r.devices {
+		d := &benchDevice{id: fmt.Sprintf("%s-%05d", prefix, i), seed: uint64(i) + 1, conn: conns[i%len(conns)]}
+		r.devices[i], r.byID[d.id] = d, d
+	}
+}
+
 // drive runs the devices (r.start set) until --duration has passed or
 // ctx ends, waits for each to end its stream, and returns how long that
 // took since r.start.
@@ -327,28 +336,15 @@ func runBench(ctx context.Context, o benchOptions) (*benchResult, error) {
 		}
 	}()
 
-	nconn := o.Conns
-	if nconn == 0 || nconn > o.Devices {
-		nconn = o.Devices
+	nconn := connCount(o.Conns, o.Devices)
+	conns, closeConns, err := dialAll(nconn, func(i int) (*grpc.ClientConn, error) {
+		return dial(o.TLS, o.Addrs[i%len(o.Addrs)]) // round-robin over the replicas
+	})
+	defer closeConns()
+	if err != nil {
+		return nil, err
 	}
-	conns := make([]*grpc.ClientConn, nconn)
-	defer func() {
-		for _, c := range conns {
-			if c != nil {
-				_ = c.Close()
-			}
-		}
-	}()
-	for i := range conns { // round-robin over the replicas
-		if conns[i], err = dial(o.TLS, o.Addrs[i%len(o.Addrs)]); err != nil {
-			return nil, err
-		}
-	}
-	r.devices = make([]*benchDevice, o.Devices)
-	for i := range r.devices {
-		d := &benchDevice{id: fmt.Sprintf("%s-%05d", runID, i), seed: uint64(i) + 1, conn: conns[i%nconn]}
-		r.devices[i], r.byID[d.id] = d, d
-	}
+	r.addDevices(runID, conns)
 	if err := parallel(o.Devices, 8, func(i int) error {
 		d := r.devices[i]
 		return retryLimited(actx, func(ctx context.Context) error {

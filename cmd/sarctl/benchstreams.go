@@ -281,10 +281,7 @@ func runStreamsBench(ctx context.Context, o streamsOptions) (*streamsResult, err
 	if o.Log == nil {
 		o.Log = io.Discard
 	}
-	nconn := o.Conns
-	if nconn == 0 || nconn > o.Devices {
-		nconn = o.Devices
-	}
+	nconn := connCount(o.Conns, o.Devices)
 	// Each connection is a file; Go raised the soft limit to the hard one
 	// when this process started (os/syscall's init), so what is left is the
 	// hard limit.
@@ -329,18 +326,10 @@ func runStreamsBench(ctx context.Context, o streamsOptions) (*streamsResult, err
 		}
 	}()
 
-	conns := make([]*grpc.ClientConn, nconn)
-	defer func() {
-		for _, c := range conns {
-			if c != nil {
-				_ = c.Close()
-			}
-		}
-	}()
-	for i := range conns {
-		if conns[i], err = dial(o.TLS, o.Addr); err != nil {
-			return nil, err
-		}
+	conns, closeConns, err := dialAll(nconn, func(int) (*grpc.ClientConn, error) { return dial(o.TLS, o.Addr) })
+	defer closeConns()
+	if err != nil {
+		return nil, err
 	}
 	r.devices = make([]*streamDevice, o.Devices)
 	for i := range r.devices {

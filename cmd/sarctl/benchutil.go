@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -171,4 +172,32 @@ func report(w io.Writer, asJSON bool, res interface{ write(io.Writer, bool) erro
 		return fmt.Errorf("bench: %d errors", errs)
 	}
 	return nil
+}
+
+// connCount is how many connections devices share with --conns n (0, or
+// more than the devices: one each).
+func connCount(n, devices int) int {
+	if n == 0 || n > devices {
+		return devices
+	}
+	return n
+}
+
+// dialAll opens n connections, the i-th by dial(i). closeAll closes those
+// opened; call it after an error too.
+func dialAll(n int, dial func(i int) (*grpc.ClientConn, error)) ([]*grpc.ClientConn, func(), error) {
+	opened := make([]*grpc.ClientConn, 0, n)
+	closeAll := func() {
+		for _, c := range opened {
+			_ = c.Close()
+		}
+	}
+	for i := range n {
+		c, err := dial(i)
+		if err != nil {
+			return nil, closeAll, err
+		}
+		opened = append(opened, c)
+	}
+	return opened, closeAll, nil
 }

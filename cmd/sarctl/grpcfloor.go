@@ -149,27 +149,14 @@ func runGRPCFloor(ctx context.Context, o benchOptions) (grpcFloor, error) {
 
 	r := newBenchRun(o)
 	r.incident = "grpc-floor"
-	nconn := o.Conns
-	if nconn == 0 || nconn > o.Devices {
-		nconn = o.Devices
+	conns, closeConns, err := dialAll(connCount(o.Conns, o.Devices), func(int) (*grpc.ClientConn, error) {
+		return grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	})
+	defer closeConns()
+	if err != nil {
+		return grpcFloor{}, err
 	}
-	conns := make([]*grpc.ClientConn, nconn)
-	defer func() {
-		for _, c := range conns {
-			if c != nil {
-				_ = c.Close()
-			}
-		}
-	}()
-	for i := range conns {
-		if conns[i], err = grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
-			return grpcFloor{}, err
-		}
-	}
-	r.devices = make([]*benchDevice, o.Devices)
-	for i := range r.devices {
-		r.devices[i] = &benchDevice{id: fmt.Sprintf("floor-%05d", i), seed: uint64(i) + 1, conn: conns[i%nconn]}
-	}
+	r.addDevices("floor", conns)
 	r.start = time.Now()
 	elapsed := r.drive(ctx)
 
